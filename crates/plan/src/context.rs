@@ -1,0 +1,87 @@
+//! The values templates see.
+
+use std::collections::BTreeMap;
+
+use kiln_spec::{Host, OsId, Project};
+use serde_json::{json, Value};
+
+fn host_value(h: &Host) -> Value {
+    json!({
+        "name": h.name,
+        "ip": h.ip.to_string(),
+        "mac": h.mac,
+        "os": h.os.as_str(),
+        "roles": h.roles,
+        "vars": h.vars,
+    })
+}
+
+/// The API server URL hosts should use: the LB VIP, else the external endpoint, else the first master.
+pub fn api_url(project: &Project) -> Option<String> {
+    let c = &project.cluster;
+    if let Some(lb) = &c.lb {
+        return Some(format!("https://{}:{}", lb.vip, lb.port));
+    }
+    if let Some(e) = &c.api_endpoint {
+        return Some(e.clone());
+    }
+    c.hosts_with("master").next().map(|m| format!("https://{}:6443", m.ip))
+}
+
+/// Context for role-scope templates.
+pub fn role_context(project: &Project, role: &str, os: OsId) -> Value {
+    let c = &project.cluster;
+    let mut vars: BTreeMap<String, Value> = c.vars.clone();
+    for o in &project.overlays {
+        for (k, v) in &o.vars {
+            vars.insert(k.clone(), v.clone());
+        }
+    }
+    let mut roles: BTreeMap<String, Vec<Value>> = ["etcd", "master", "node", "lb"].iter().map(|r| (r.to_string(), Vec::new())).collect();
+    for name in project.profiles.keys() {
+        roles.entry(name.clone()).or_default();
+    }
+    for h in &c.hosts {
+        for r in &h.roles {
+            roles.entry(r.clone()).or_default().push(host_value(h));
+        }
+    }
+    let lb = c.lb.as_ref().map(|l| {
+        let backends: Vec<String> = if l.backends.is_empty() {
+            c.hosts_with("master").map(|m| format!("{}:{}", m.ip, l.backend_port)).collect()
+        } else {
+            l.backends.clone()
+        };
+        json!({"vip": l.vip.to_string(), "port": l.port, "backends": backends})
+    });
+    json!({
+        "cluster": {
+            "name": c.name,
+            "arch": c.arch.as_str(),
+            "os": c.os.as_str(),
+            "generation": c.generation,
+        },
+        "network": c.network,
+        "lb": lb,
+        "api": {"url": api_url(project)},
+        "versions": c.versions,
+        "hosts": c.hosts.iter().map(host_value).collect::<Vec<_>>(),
+        "roles": roles,
+        "vars": vars,
+        "role": role,
+        "os": {"id": os.as_str(), "family": os.family()},
+    })
+}
+
+/// Context for host-scope templates: the role context plus `host`, with host vars layered on top.
+pub fn host_context(project: &Project, role: &str, host: &Host) -> Value {
+    let mut v = role_context(project, role, host.os);
+    let obj = v.as_object_mut().expect("object");
+    if let Some(Value::Object(vars)) = obj.get_mut("vars") {
+        for (k, val) in &host.vars {
+            vars.insert(k.clone(), val.clone());
+        }
+    }
+    obj.insert("host".into(), host_value(host));
+    v
+}

@@ -1,0 +1,268 @@
+//! kiln-plan: turns a validated project into the exact content of every role bundle and host.
+//!
+//! Pure: takes the project (already read and checked) and returns values. Layering is
+//! profile → OS family → OS → overlays (cluster.toml order) → host, see [`layer`].
+
+pub mod context;
+pub mod layer;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use kiln_spec::{OsId, Project, Scope};
+
+pub use layer::{merge, Item, Merged};
+
+/// Where a planned file's bytes come from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum FileSource {
+    /// A catalog artifact (bytes come from the store, pinned by the lock).
+    Artifact {
+        /// Catalog name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+    /// Generated content (a rendered template or a generated config).
+    Content {
+        /// Template or generator it came from.
+        origin: String,
+        /// sha256 of the bytes.
+        sha256: String,
+        /// The bytes.
+        #[serde(skip)]
+        bytes: Vec<u8>,
+    },
+    /// A file copied from an overlay's files tree.
+    Local {
+        /// Where it came from.
+        origin: String,
+        /// Its path on the build machine.
+        #[serde(skip)]
+        path: PathBuf,
+    },
+}
+
+/// One file of a bundle or host.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFile {
+    /// Absolute path on the host.
+    pub path: String,
+    /// File mode.
+    pub mode: u32,
+    /// Origin of its bytes.
+    pub source: FileSource,
+}
+
+/// One role bundle: a role on one OS.
+#[derive(Debug, Clone, Serialize)]
+pub struct BundlePlan {
+    /// Bundle id, `<role>-<os>`.
+    pub id: String,
+    /// Role.
+    pub role: String,
+    /// OS.
+    pub os: OsId,
+    /// Roles it builds on.
+    pub extends: Vec<String>,
+    /// Files, sorted by path.
+    pub files: Vec<PlannedFile>,
+    /// Units to enable, in order.
+    pub units: Vec<String>,
+    /// Image references.
+    pub images: Vec<String>,
+    /// sysctls.
+    pub sysctl: BTreeMap<String, String>,
+    /// Kernel modules.
+    pub modules: Vec<String>,
+    /// OS packages.
+    pub packages: Vec<String>,
+    /// Hosts receiving this bundle.
+    pub hosts: Vec<String>,
+}
+
+/// One host: which bundles it gets and its own files.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPlan {
+    /// Host name.
+    pub name: String,
+    /// Address.
+    pub ip: String,
+    /// MAC address.
+    pub mac: Option<String>,
+    /// OS.
+    pub os: OsId,
+    /// Roles as written.
+    pub roles: Vec<String>,
+    /// Bundle ids in install order.
+    pub bundles: Vec<String>,
+    /// Host-specific files (host-scope templates, host sysctls, identity).
+    pub files: Vec<PlannedFile>,
+}
+
+/// An artifact the plan needs, for the lock and the store.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ArtifactNeed {
+    /// Catalog name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Arch.
+    pub arch: String,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Cluster name.
+    pub cluster: String,
+    /// Generation.
+    pub generation: u64,
+    /// Role bundles, sorted by id.
+    pub bundles: Vec<BundlePlan>,
+    /// Hosts in cluster.toml order.
+    pub hosts: Vec<HostPlan>,
+    /// Artifacts needed, sorted.
+    pub artifacts: Vec<ArtifactNeed>,
+}
+
+/// A template that failed, or two sources claiming one path.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] kiln_render::RenderError),
+    /// A path is claimed twice within one host's bundles.
+    #[error("{path} is provided by both bundle {first} and bundle {second} for host {host}")]
+    Conflict {
+        /// Host.
+        host: String,
+        /// Path.
+        path: String,
+        /// First bundle.
+        first: String,
+        /// Second bundle.
+        second: String,
+    },
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+fn content(path: &str, mode: u32, origin: String, bytes: Vec<u8>) -> PlannedFile {
+    PlannedFile { path: path.to_string(), mode, source: FileSource::Content { origin, sha256: sha256_hex(&bytes), bytes } }
+}
+
+/// Builds the plan.
+pub fn plan(project: &Project) -> Result<Plan, PlanError> {
+    let cluster = &project.cluster;
+    // (role, os) pairs in use and their hosts.
+    let mut pairs: BTreeMap<(String, OsId), Vec<String>> = BTreeMap::new();
+    let mut host_plans = Vec::new();
+    for h in &cluster.hosts {
+        let roles = project.host_roles(&h.roles);
+        for r in &roles {
+            pairs.entry((r.clone(), h.os)).or_default().push(h.name.clone());
+        }
+        host_plans.push((h, roles));
+    }
+
+    let mut bundles = Vec::new();
+    let mut merged_by_id: BTreeMap<String, Merged> = BTreeMap::new();
+    let mut needs = BTreeSet::new();
+    for ((role, os), hosts) in &pairs {
+        let profile = &project.profiles[role];
+        let m = merge(profile, *os, &project.overlays);
+        let ctx = context::role_context(project, role, *os);
+        let id = format!("{role}-{os}");
+        let mut files = Vec::new();
+        for item in m.items.values() {
+            match item {
+                Item::Artifact(a) => {
+                    let version = project.catalog.artifact.get(&a.name).and_then(|c| cluster.versions.get(&c.version)).cloned().unwrap_or_default();
+                    needs.insert(ArtifactNeed { name: a.name.clone(), version: version.clone(), arch: cluster.arch.to_string() });
+                    files.push(PlannedFile { path: a.dest.to_string(), mode: a.mode, source: FileSource::Artifact { name: a.name.clone(), version } });
+                }
+                Item::Template(t) if t.scope == Scope::Role => {
+                    let out = kiln_render::render(&t.origin, &t.text, &ctx)?;
+                    files.push(content(t.dest.as_str(), t.mode, t.origin.clone(), out.into_bytes()));
+                }
+                Item::Template(_) => {}
+                Item::File(f) => files.push(PlannedFile { path: f.dest.to_string(), mode: f.mode, source: FileSource::Local { origin: f.origin.clone(), path: f.path.clone() } }),
+            }
+        }
+        let origin = format!("profiles/{role} and overlays");
+        if !m.sysctl.is_empty() {
+            let p = format!("/etc/sysctl.d/90-kiln-{role}.conf");
+            files.push(content(&p, 0o644, "kiln: sysctl".into(), kiln_render::sysctl_conf(&origin, &m.sysctl).into_bytes()));
+        }
+        if !m.modules.is_empty() {
+            let p = format!("/etc/modules-load.d/kiln-{role}.conf");
+            files.push(content(&p, 0o644, "kiln: modules".into(), kiln_render::modules_conf(&origin, &m.modules).into_bytes()));
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        bundles.push(BundlePlan {
+            id: id.clone(),
+            role: role.clone(),
+            os: *os,
+            extends: profile.extends.clone(),
+            files,
+            units: m.units.clone(),
+            images: m.images.clone(),
+            sysctl: m.sysctl.clone(),
+            modules: m.modules.clone(),
+            packages: m.packages.clone(),
+            hosts: hosts.clone(),
+        });
+        merged_by_id.insert(id, m);
+    }
+
+    let mut hosts = Vec::new();
+    for (h, roles) in host_plans {
+        let ids: Vec<String> = roles.iter().map(|r| format!("{r}-{}", h.os)).collect();
+        // No path may come from two bundles of one host: install order would silently decide.
+        let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+        for id in &ids {
+            let b = bundles.iter().find(|b| &b.id == id).expect("bundle planned");
+            for f in &b.files {
+                if let Some(first) = owner.insert(&f.path, &b.id) {
+                    return Err(PlanError::Conflict { host: h.name.clone(), path: f.path.clone(), first: first.to_string(), second: b.id.clone() });
+                }
+            }
+        }
+        let mut files = Vec::new();
+        for (role, id) in roles.iter().zip(&ids) {
+            let ctx = context::host_context(project, role, h);
+            for item in merged_by_id[id].items.values() {
+                if let Item::Template(t) = item {
+                    if t.scope == Scope::Host {
+                        let out = kiln_render::render(&t.origin, &t.text, &ctx)?;
+                        files.push(content(t.dest.as_str(), t.mode, t.origin.clone(), out.into_bytes()));
+                    }
+                }
+            }
+        }
+        if !h.sysctl.is_empty() {
+            let src = format!("cluster.toml host {}", h.name);
+            files.push(content("/etc/sysctl.d/99-kiln-host.conf", 0o644, "kiln: host sysctl".into(), kiln_render::sysctl_conf(&src, &h.sysctl).into_bytes()));
+        }
+        let env = format!(
+            "# Generated by kiln: this host's identity.\nKILN_CLUSTER={}\nKILN_HOST={}\nKILN_IP={}\nKILN_ROLES={}\n",
+            cluster.name,
+            h.name,
+            h.ip,
+            h.roles.join(",")
+        );
+        files.push(content("/etc/kiln/host.env", 0o644, "kiln: host identity".into(), env.into_bytes()));
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files.dedup_by(|a, b| a.path == b.path);
+        hosts.push(HostPlan { name: h.name.clone(), ip: h.ip.to_string(), mac: h.mac.clone(), os: h.os, roles: h.roles.clone(), bundles: ids, files });
+    }
+
+    Ok(Plan { cluster: cluster.name.clone(), generation: cluster.generation, bundles, hosts, artifacts: needs.into_iter().collect() })
+}

@@ -1,0 +1,511 @@
+//! cluster.toml: parsing and validation into [`Cluster`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use crate::diag::{from_toml_error, Diagnostic};
+use crate::model::*;
+use crate::net::{check_hostname, parse_mac, Cidr};
+use crate::raw::{RawCluster, S};
+
+/// What the cluster is validated against: what exists beside it.
+pub struct Known<'a> {
+    /// Role names that have a profile.
+    pub roles: &'a BTreeSet<String>,
+    /// Overlay names that exist.
+    pub overlays: &'a BTreeSet<String>,
+}
+
+/// Parses cluster.toml text into its raw form.
+pub fn parse(file: &Path, text: &str) -> Result<RawCluster, Diagnostic> {
+    toml::from_str(text).map_err(|e| from_toml_error(file, text, &e))
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    out: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, s: Option<std::ops::Range<usize>>, key: &str, msg: impl Into<String>) {
+        self.out.push(
+            Diagnostic::error(self.file, self.text, s)
+                .key(key)
+                .msg(msg),
+        );
+    }
+
+    fn ip(&mut self, v: &S, key: &str) -> Option<IpAddr> {
+        match v.get_ref().parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    format!("expected an IP address, found {:?}", v.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn cidr(&mut self, v: &S, key: &str) -> Option<Cidr> {
+        match v.get_ref().parse() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.err(Some(v.span()), key, e);
+                None
+            }
+        }
+    }
+}
+
+/// Converts TOML values of a free table into JSON for templates.
+pub fn to_json(v: &toml::Value) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// Converts a sysctl table (values may be strings or numbers) into strings.
+pub fn sysctl_strings(
+    table: &BTreeMap<String, toml::Value>,
+) -> Result<BTreeMap<String, String>, String> {
+    table
+        .iter()
+        .map(|(k, v)| {
+            let s = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => u8::from(*b).to_string(),
+                other => {
+                    return Err(format!(
+                        "sysctl `{k}` must be a string or an integer, found {}",
+                        other.type_str()
+                    ))
+                }
+            };
+            Ok((k.clone(), s))
+        })
+        .collect()
+}
+
+/// Validates a parsed cluster.toml. Returns the cluster (when usable) and every finding.
+pub fn validate(
+    file: &Path,
+    text: &str,
+    raw: &RawCluster,
+    known: &Known<'_>,
+) -> (Option<Cluster>, Vec<Diagnostic>) {
+    let mut c = Ctx {
+        file,
+        text,
+        out: Vec::new(),
+    };
+
+    if let Err(e) = check_hostname(raw.name.get_ref()) {
+        c.err(Some(raw.name.span()), "name", e.replace("host name", "cluster name"));
+    }
+    let arch = match &raw.arch {
+        None => Some(Arch::Amd64),
+        Some(a) => {
+            let v = Arch::parse(a.get_ref());
+            if v.is_none() {
+                c.err(
+                    Some(a.span()),
+                    "arch",
+                    format!(
+                        "unknown arch {:?}; expected one of {}",
+                        a.get_ref(),
+                        Arch::NAMES.join(", ")
+                    ),
+                );
+            }
+            v
+        }
+    };
+    let os = parse_os(&mut c, &raw.os, "os");
+
+    let mut overlays = Vec::new();
+    for (i, o) in raw.overlays.iter().enumerate() {
+        if !known.overlays.contains(o.get_ref()) {
+            let have: Vec<_> = known.overlays.iter().cloned().collect();
+            c.err(
+                Some(o.span()),
+                &format!("overlays[{i}]"),
+                format!(
+                    "unknown overlay {:?}; available: {}",
+                    o.get_ref(),
+                    list_or_none(&have)
+                ),
+            );
+        } else if overlays.contains(o.get_ref()) {
+            c.err(Some(o.span()), &format!("overlays[{i}]"), format!("overlay {:?} is listed twice", o.get_ref()));
+        } else {
+            overlays.push(o.get_ref().clone());
+        }
+    }
+
+    let mut sources = Vec::new();
+    for (i, s) in raw.sources.iter().enumerate() {
+        match SourceKind::parse(s.get_ref()) {
+            Some(k) => sources.push(k),
+            None => c.err(
+                Some(s.span()),
+                &format!("sources[{i}]"),
+                format!(
+                    "unknown source kind {:?}; expected one of {}",
+                    s.get_ref(),
+                    SourceKind::NAMES.join(", ")
+                ),
+            ),
+        }
+    }
+    if raw.sources.is_empty() {
+        sources = vec![SourceKind::Https, SourceKind::Http, SourceKind::File, SourceKind::Apt];
+    }
+
+    let versions: BTreeMap<String, String> = raw
+        .versions
+        .iter()
+        .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+        .collect();
+    for (k, v) in &raw.versions {
+        let s = v.get_ref();
+        if s.is_empty() || s.starts_with('v') || s.chars().any(|ch| ch.is_whitespace() || ch == '/') {
+            c.err(
+                Some(v.span()),
+                &format!("versions.{k}"),
+                format!("expected a version like \"1.34.2\" (no leading 'v'), found {s:?}"),
+            );
+        }
+    }
+
+    let network = validate_network(&mut c, raw);
+    let hosts = validate_hosts(&mut c, raw, os, known);
+    let lb = validate_lb(&mut c, raw, network.as_ref(), &hosts);
+    let pki = validate_pki(&mut c, raw);
+
+    let mut mirrors = BTreeMap::new();
+    for (prefix, repl) in &raw.mirrors {
+        let key = format!("mirrors.\"{prefix}\"");
+        if !is_url_prefix(prefix) {
+            c.err(Some(repl.span()), &key, format!("mirror prefix {prefix:?} must be an http(s):// or file:// URL"));
+        }
+        for r in repl.get_ref() {
+            if !is_url_prefix(r) {
+                c.err(Some(repl.span()), &key, format!("replacement {r:?} must be an http(s):// or file:// URL"));
+            }
+        }
+        mirrors.insert(prefix.clone(), repl.get_ref().clone());
+    }
+
+    let api_endpoint = raw.api.as_ref().map(|a| {
+        if !a.endpoint.get_ref().starts_with("https://") {
+            c.err(Some(a.endpoint.span()), "api.endpoint", format!("expected an https:// URL, found {:?}", a.endpoint.get_ref()));
+        }
+        a.endpoint.get_ref().clone()
+    });
+
+    let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let p = &raw.paths;
+    let rel = |v: &Option<S>, default: &str| base.join(v.as_ref().map(|s| s.get_ref().as_str()).unwrap_or(default));
+    let paths = Paths {
+        cluster_file: file.to_path_buf(),
+        profiles: rel(&p.profiles, "profiles"),
+        overlays: rel(&p.overlays, "overlays"),
+        catalog: rel(&p.catalog, "catalog"),
+        vendor: rel(&p.vendor, "vendor"),
+        pki: rel(&p.pki, "pki"),
+        lock: rel(&p.lock, "kiln.lock"),
+        base: base.clone(),
+    };
+
+    let cluster = match (arch, os, network) {
+        (Some(arch), Some(os), Some(network)) if !c.out.iter().any(|d| d.severity == crate::diag::Severity::Error) => Some(Cluster {
+            name: raw.name.get_ref().clone(),
+            arch,
+            os,
+            generation: raw.generation.as_ref().map(|g| *g.get_ref()).unwrap_or(1),
+            overlays,
+            sources,
+            versions,
+            network,
+            lb,
+            api_endpoint,
+            pki: pki.unwrap_or_else(default_pki),
+            mirrors,
+            vars: raw.vars.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
+            hosts,
+            paths,
+        }),
+        _ => None,
+    };
+    (cluster, c.out)
+}
+
+fn is_url_prefix(s: &str) -> bool {
+    s.starts_with("https://") || s.starts_with("http://") || s.starts_with("file://")
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn parse_os(c: &mut Ctx<'_>, v: &S, key: &str) -> Option<OsId> {
+    let os = OsId::parse(v.get_ref());
+    if os.is_none() {
+        c.err(
+            Some(v.span()),
+            key,
+            format!("unknown OS {:?}; expected one of {}", v.get_ref(), OsId::NAMES.join(", ")),
+        );
+    }
+    os
+}
+
+fn validate_network(c: &mut Ctx<'_>, raw: &RawCluster) -> Option<Network> {
+    let n = &raw.network;
+    let host_cidrs: Vec<Option<Cidr>> = n
+        .host_cidrs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| c.cidr(s, &format!("network.host-cidrs[{i}]")))
+        .collect();
+    let pod = c.cidr(&n.pod_cidr, "network.pod-cidr");
+    let svc = c.cidr(&n.service_cidr, "network.service-cidr");
+    let dns = c.ip(&n.cluster_dns, "network.cluster-dns");
+    if n.host_cidrs.is_empty() {
+        c.err(None, "network.host-cidrs", "at least one host network is required");
+    }
+
+    // Every pair of distinct networks must be disjoint.
+    let mut named: Vec<(String, &S, Cidr)> = Vec::new();
+    for (i, (s, cidr)) in n.host_cidrs.iter().zip(&host_cidrs).enumerate() {
+        if let Some(cidr) = cidr {
+            named.push((format!("network.host-cidrs[{i}]"), s, *cidr));
+        }
+    }
+    if let Some(p) = pod {
+        named.push(("network.pod-cidr".into(), &n.pod_cidr, p));
+    }
+    if let Some(s) = svc {
+        named.push(("network.service-cidr".into(), &n.service_cidr, s));
+    }
+    for i in 0..named.len() {
+        for j in i + 1..named.len() {
+            if named[i].2.overlaps(&named[j].2) {
+                let (ka, _, a) = &named[i];
+                let (kb, sb, b) = &named[j];
+                c.err(Some(sb.span()), kb, format!("{b} overlaps {ka} ({a}); pod, service and host networks must be disjoint"));
+            }
+        }
+    }
+    if let (Some(s), Some(d)) = (svc, dns) {
+        if !s.contains(d) {
+            c.err(Some(n.cluster_dns.span()), "network.cluster-dns", format!("{d} is outside the service network {s}"));
+        }
+    }
+    let domain = n.cluster_domain.as_ref().map(|d| d.get_ref().clone()).unwrap_or_else(|| "cluster.local".into());
+    if let Some(d) = &n.cluster_domain {
+        if d.get_ref().split('.').any(|l| check_hostname(l).is_err()) {
+            c.err(Some(d.span()), "network.cluster-domain", format!("{:?} is not a valid DNS domain", d.get_ref()));
+        }
+    }
+    let cni = n.cni.as_ref().map(|s| s.get_ref().clone()).unwrap_or_else(|| "flannel".into());
+    if let Some(s) = &n.cni {
+        if !["flannel", "calico", "none"].contains(&s.get_ref().as_str()) {
+            c.err(Some(s.span()), "network.cni", format!("unknown CNI {:?}; expected flannel, calico or none", s.get_ref()));
+        }
+    }
+    let mode = n.kube_proxy_mode.as_ref().map(|s| s.get_ref().clone()).unwrap_or_else(|| "ipvs".into());
+    if let Some(s) = &n.kube_proxy_mode {
+        if !["ipvs", "iptables", "nftables"].contains(&s.get_ref().as_str()) {
+            c.err(Some(s.span()), "network.kube-proxy-mode", format!("unknown kube-proxy mode {:?}; expected ipvs, iptables or nftables", s.get_ref()));
+        }
+    }
+    let gateway = n.gateway.as_ref().and_then(|g| c.ip(g, "network.gateway"));
+    if let (Some(g), Some(gs)) = (gateway, &n.gateway) {
+        if !host_cidrs.iter().flatten().any(|h| h.contains(g)) {
+            c.err(Some(gs.span()), "network.gateway", format!("gateway {g} is outside every host network"));
+        }
+    }
+    let nameservers: Vec<IpAddr> = n
+        .nameservers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| c.ip(s, &format!("network.nameservers[{i}]")))
+        .collect();
+    let api_service_ip = svc.and_then(|s| s.nth(1));
+    Some(Network {
+        host_cidrs: host_cidrs.into_iter().collect::<Option<Vec<_>>>()?,
+        pod_cidr: pod?,
+        service_cidr: svc?,
+        cluster_domain: domain,
+        cluster_dns: dns?,
+        api_service_ip: api_service_ip?,
+        cni,
+        kube_proxy_mode: mode,
+        gateway,
+        nameservers,
+        ntp_servers: n.ntp_servers.iter().map(|s| s.get_ref().clone()).collect(),
+    })
+}
+
+fn validate_hosts(c: &mut Ctx<'_>, raw: &RawCluster, default_os: Option<OsId>, known: &Known<'_>) -> Vec<Host> {
+    let host_cidrs: Vec<Cidr> = raw.network.host_cidrs.iter().filter_map(|s| s.get_ref().parse().ok()).collect();
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ips: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    let mut macs: BTreeMap<String, usize> = BTreeMap::new();
+    let mut hosts = Vec::new();
+    if raw.hosts.is_empty() {
+        c.err(None, "host", "no [[host]] is defined");
+    }
+    for (i, sh) in raw.hosts.iter().enumerate() {
+        let h = sh.get_ref();
+        let k = |f: &str| format!("host[{i}].{f}");
+        if let Err(e) = check_hostname(h.name.get_ref()) {
+            c.err(Some(h.name.span()), &k("name"), e);
+        }
+        if let Some(prev) = names.insert(h.name.get_ref().clone(), i) {
+            c.err(Some(h.name.span()), &k("name"), format!("duplicate host name {:?} (also host[{prev}])", h.name.get_ref()));
+        }
+        let ip = c.ip(&h.ip, &k("ip"));
+        if let Some(ip) = ip {
+            if let Some(prev) = ips.insert(ip, i) {
+                c.err(Some(h.ip.span()), &k("ip"), format!("duplicate IP {ip} (also host[{prev}])"));
+            }
+            if !host_cidrs.is_empty() && !host_cidrs.iter().any(|n| n.contains(ip)) {
+                c.err(Some(h.ip.span()), &k("ip"), format!("{ip} is outside every network in network.host-cidrs"));
+            }
+        }
+        let mac = h.mac.as_ref().and_then(|m| match parse_mac(m.get_ref()) {
+            Ok(m2) => {
+                if let Some(prev) = macs.insert(m2.clone(), i) {
+                    c.err(Some(m.span()), &k("mac"), format!("duplicate MAC {m2} (also host[{prev}])"));
+                }
+                Some(m2)
+            }
+            Err(e) => {
+                c.err(Some(m.span()), &k("mac"), e);
+                None
+            }
+        });
+        let os = match &h.os {
+            Some(o) => parse_os(c, o, &k("os")),
+            None => default_os,
+        };
+        let roles = h.roles.get_ref();
+        if roles.is_empty() {
+            c.err(Some(sh.span()), &k("roles"), format!("host {:?} has no role; give it at least one of {}", h.name.get_ref(), known.roles.iter().filter(|r| *r != "common").cloned().collect::<Vec<_>>().join(", ")));
+        }
+        let mut seen = BTreeSet::new();
+        for (j, r) in roles.iter().enumerate() {
+            if !known.roles.contains(r.get_ref()) {
+                c.err(Some(r.span()), &format!("host[{i}].roles[{j}]"), format!("unknown role {:?}; roles are the profiles in the profiles folder: {}", r.get_ref(), known.roles.iter().cloned().collect::<Vec<_>>().join(", ")));
+            }
+            if !seen.insert(r.get_ref()) {
+                c.err(Some(r.span()), &format!("host[{i}].roles[{j}]"), format!("role {:?} listed twice", r.get_ref()));
+            }
+        }
+        let sysctl = match crate::cluster::sysctl_strings(&h.sysctl) {
+            Ok(s) => s,
+            Err(e) => {
+                c.err(Some(sh.span()), &k("sysctl"), e);
+                BTreeMap::new()
+            }
+        };
+        if let (Some(ip), Some(os)) = (ip, os) {
+            hosts.push(Host {
+                name: h.name.get_ref().clone(),
+                ip,
+                mac,
+                os,
+                roles: roles.iter().map(|r| r.get_ref().clone()).collect(),
+                vars: h.vars.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
+                sysctl,
+            });
+        }
+    }
+    hosts
+}
+
+fn validate_lb(c: &mut Ctx<'_>, raw: &RawCluster, network: Option<&Network>, hosts: &[Host]) -> Option<Lb> {
+    let l = raw.lb.as_ref()?;
+    let vip = c.ip(&l.vip, "lb.vip")?;
+    if let Some(h) = hosts.iter().find(|h| h.ip == vip) {
+        c.err(Some(l.vip.span()), "lb.vip", format!("VIP {vip} is already the address of host {:?}", h.name));
+    }
+    if let Some(n) = network {
+        if !n.host_cidrs.iter().any(|h| h.contains(vip)) {
+            c.err(Some(l.vip.span()), "lb.vip", format!("VIP {vip} is outside every network in network.host-cidrs"));
+        }
+    }
+    for (i, b) in l.backends.iter().enumerate() {
+        let ok = b.get_ref().rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !ok {
+            c.err(Some(b.span()), &format!("lb.backends[{i}]"), format!("expected host:port, found {:?}", b.get_ref()));
+        }
+    }
+    Some(Lb {
+        vip,
+        port: l.port.as_ref().map(|p| *p.get_ref()).unwrap_or(6443),
+        backends: l.backends.iter().map(|b| b.get_ref().clone()).collect(),
+        backend_port: l.backend_port.as_ref().map(|p| *p.get_ref()).unwrap_or(6443),
+    })
+}
+
+fn default_pki() -> PkiSettings {
+    PkiSettings {
+        key_type: KeyType::Rsa2048,
+        kubelet_auth: KubeletAuth::Certificates,
+        ca_days: 3650,
+        leaf_days: 365,
+        backdate_minutes: 60,
+        renew_days: 30,
+        extra_sans: Vec::new(),
+    }
+}
+
+fn validate_pki(c: &mut Ctx<'_>, raw: &RawCluster) -> Option<PkiSettings> {
+    let p = &raw.pki;
+    let mut s = default_pki();
+    if let Some(k) = &p.key_type {
+        match k.get_ref().as_str() {
+            "rsa-2048" => s.key_type = KeyType::Rsa2048,
+            "ecdsa-p256" => s.key_type = KeyType::EcdsaP256,
+            other => c.err(Some(k.span()), "pki.key-type", format!("unknown key type {other:?}; expected rsa-2048 or ecdsa-p256")),
+        }
+    }
+    if let Some(k) = &p.kubelet_auth {
+        match k.get_ref().as_str() {
+            "certificates" => s.kubelet_auth = KubeletAuth::Certificates,
+            "bootstrap-token" => s.kubelet_auth = KubeletAuth::BootstrapToken,
+            other => c.err(Some(k.span()), "pki.kubelet-auth", format!("unknown kubelet auth {other:?}; expected certificates or bootstrap-token")),
+        }
+    }
+    if let Some(v) = &p.ca_days {
+        s.ca_days = *v.get_ref();
+    }
+    if let Some(v) = &p.leaf_days {
+        s.leaf_days = *v.get_ref();
+    }
+    if let Some(v) = &p.backdate_minutes {
+        s.backdate_minutes = *v.get_ref();
+    }
+    if let Some(v) = &p.renew_days {
+        s.renew_days = *v.get_ref();
+    }
+    if s.leaf_days == 0 || s.ca_days == 0 {
+        c.err(None, "pki", "lifetimes must be at least one day");
+    } else if s.leaf_days > s.ca_days {
+        let span = p.leaf_days.as_ref().map(|v| v.span());
+        c.err(span, "pki.leaf-days", format!("leaf lifetime ({} days) is longer than the CA's ({} days)", s.leaf_days, s.ca_days));
+    }
+    s.extra_sans = p.extra_sans.iter().map(|v| v.get_ref().clone()).collect();
+    Some(s)
+}

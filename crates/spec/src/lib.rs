@@ -1,0 +1,19 @@
+//! kiln-spec: the inputs people write (cluster.toml, profiles, overlays, catalog, kiln.lock),
+//! parsed with their positions and validated into types later stages can trust.
+
+pub mod catalog;
+pub mod cluster;
+pub mod diag;
+pub mod lock;
+pub mod model;
+pub mod net;
+pub mod profile;
+pub mod project;
+pub mod raw;
+
+pub use catalog::{Catalog, Resolved};
+pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use lock::{Lock, LockedArtifact};
+pub use model::*;
+pub use profile::{ArtifactRef, FileRef, Layer, Overlay, Profile, Scope, TemplateRef};
+pub use project::{load, Project};
