@@ -52,7 +52,8 @@ pub enum FileSource {
 pub struct PlannedFile {
     /// Absolute path on the host.
     pub path: String,
-    /// File mode.
+    /// File mode (shown in octal, e.g. "0644").
+    #[serde(serialize_with = "octal")]
     pub mode: u32,
     /// Origin of its bytes.
     pub source: FileSource,
@@ -148,6 +149,10 @@ pub enum PlanError {
         /// Second bundle.
         second: String,
     },
+}
+
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
 }
 
 fn sha256_hex(b: &[u8]) -> String {

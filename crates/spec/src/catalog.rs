@@ -69,7 +69,7 @@ pub struct Resolved {
     pub arch: Arch,
     /// Source kind.
     pub kind: SourceKind,
-    /// Download URL (https/http) or absolute path (file).
+    /// Download URL (https/http) or path relative to the catalog folder (file).
     pub url: Option<String>,
     /// apt package.
     pub package: Option<String>,
@@ -125,7 +125,7 @@ fn subst(t: &str, version: &str, arch: Arch) -> String {
 
 impl Catalog {
     /// Picks the first source in `prefs` order that the artifact has, and fills in its templates.
-    pub fn resolve(&self, name: &str, versions: &BTreeMap<String, String>, arch: Arch, prefs: &[SourceKind], catalog_dir: &Path) -> Result<Resolved, String> {
+    pub fn resolve(&self, name: &str, versions: &BTreeMap<String, String>, arch: Arch, prefs: &[SourceKind]) -> Result<Resolved, String> {
         let a = self.artifact.get(name).ok_or_else(|| format!("artifact {name:?} is not in the catalog"))?;
         let version = versions.get(&a.version).ok_or_else(|| format!("artifact {name:?} needs `versions.{}` in cluster.toml", a.version))?;
         let (kind, src) = prefs
@@ -138,7 +138,8 @@ impl Catalog {
         let pin = src.pins.as_ref().and_then(|t| self.pins.get(t)?.get(arch.as_str())?.get(version)).and_then(|p| p.strip_prefix("sha256:")).map(str::to_string);
         let url = match kind {
             SourceKind::Https | SourceKind::Http => src.url.as_ref().map(|u| subst(u, version, arch)),
-            SourceKind::File => src.path.as_ref().map(|p| catalog_dir.join(subst(p, version, arch)).display().to_string()),
+            // Kept relative to the catalog folder so the lock does not depend on where the project lives.
+            SourceKind::File => src.path.as_ref().map(|p| subst(p, version, arch)),
             SourceKind::Apt => None,
         };
         Ok(Resolved {

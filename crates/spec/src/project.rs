@@ -243,7 +243,7 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
             let version_key = cat.artifact.get(&name).map(|a| a.version.clone());
             let span = version_key.as_ref().and_then(|k| raw.versions.get(k)).map(|v| v.span());
             let key = version_key.as_ref().map(|k| format!("versions.{k}")).unwrap_or_else(|| "versions".into());
-            match cat.resolve(&name, &cluster.versions, cluster.arch, &cluster.sources, &cluster.paths.catalog) {
+            match cat.resolve(&name, &cluster.versions, cluster.arch, &cluster.sources) {
                 Ok(r) if !r.has_checksum_source() => diags.push(Diagnostic::error(cluster_file, &text, span).key(key).msg(format!(
                     "{} {} ({}) has no pin in {} and no checksum source: add the pin or a checksum-url",
                     name, r.version, r.arch, pins_file.display()

@@ -1,0 +1,84 @@
+//! Reproducible ISO 9660 seed image with volume id CIDATA, written with `hadris-iso`.
+//!
+//! Plain ISO 9660 names are uppercase 8.3 or 30-character d-characters, so
+//! `user-data` cannot be stored as such. The image carries Rock Ridge (which
+//! Linux's isofs prefers) and Joliet (which other readers use) over a level 2
+//! primary tree, as `genisoimage -J -r` does for cloud-init seeds.
+
+use std::path::{Path, PathBuf};
+
+use hadris_fs::{Content, Node, Tree, WarningKind};
+use hadris_iso::{IsoId, IsoLevel, IsoOptions};
+use hadris_storage::host::FileDevice;
+
+use crate::atomic::write_atomic;
+use crate::error::{Error, Result};
+use crate::image::{self, Source, Timestamp, VOLUME_LABEL};
+use crate::render::Seed;
+
+/// The application id recorded in the volume descriptor.
+const APPLICATION: &str = "KILN CLOUD-INIT-CONFIG";
+
+/// Writes `seed` and the `extra` files (path inside the image, host source)
+/// as an ISO 9660 image at `path`, atomically.
+///
+/// The volume id is `CIDATA`; every volume and record date is `time`; Rock
+/// Ridge records mode 0644 for files, 0755 for folders and owner 0, whatever
+/// the host files have. The same seed, files and time give the same bytes.
+/// Extra files are streamed, never held in memory.
+pub fn write_iso(
+    path: &Path,
+    seed: &Seed,
+    extra: &[(String, PathBuf)],
+    time: Timestamp,
+) -> Result<()> {
+    let iso_err = |source| Error::Iso {
+        image: path.to_owned(),
+        source: Box::new(source),
+    };
+    let mut tree = Tree::new();
+    for entry in image::entries(seed, extra)? {
+        let content = match entry.source {
+            Source::Bytes(bytes) => Content::bytes(bytes),
+            Source::Host(src) => hadris_fs::host::file(src).map_err(iso_err)?,
+        };
+        // A length that moved since `entries` measured it is caught by the
+        // writer, which names both paths.
+        tree.insert(entry.path.as_bytes(), Node::file(content))
+            .map_err(iso_err)?;
+    }
+    let options = options(time);
+    write_atomic(path, |file| {
+        let handle = file
+            .try_clone()
+            .map_err(Error::io("reopen", path.to_owned()))?;
+        let mut device =
+            FileDevice::new(handle).map_err(Error::io("open as a device", path.to_owned()))?;
+        let report = hadris_iso::sync::write(&mut device, &tree, &options).map_err(iso_err)?;
+        // Names are checked up front to fit Joliet and Rock Ridge unchanged;
+        // only the primary tree's 8.3-style names may be mapped.
+        if let Some(warning) = report
+            .warnings()
+            .iter()
+            .find(|w| matches!(w.kind(), WarningKind::Skipped | WarningKind::Dropped(_)))
+        {
+            return Err(iso_err(
+                hadris_fs::PathError::new(hadris_fs::ErrorKind::Unsupported, warning.message())
+                    .with_path(warning.path().unwrap_or_default()),
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// The image options: CIDATA, level 2 primary names, Rock Ridge and Joliet,
+/// every date `time`.
+fn options(time: Timestamp) -> IsoOptions {
+    IsoOptions::new()
+        .with_id(IsoId::Volume, VOLUME_LABEL)
+        .with_id(IsoId::Application, APPLICATION)
+        .with_level(IsoLevel::L2)
+        .with_rock_ridge()
+        .with_joliet()
+        .with_time(time.to_hadris())
+}

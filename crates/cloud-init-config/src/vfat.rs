@@ -1,0 +1,259 @@
+//! Reproducible VFAT seed image labelled CIDATA, written with `fatfs`.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::atomic::write_atomic;
+use crate::error::{Error, Result};
+use crate::fat_raw;
+use crate::image::{self, Entry, Source, Timestamp, VOLUME_LABEL};
+use crate::model::Fnv64;
+use crate::render::Seed;
+
+/// Cluster size for every image: FAT12 below 16 MiB, FAT16 below 256 MiB,
+/// FAT32 above; small enough to waste little on small files.
+const CLUSTER: u64 = 4096;
+const SECTOR: u64 = 512;
+const MIB: u64 = 1 << 20;
+/// Bytes streamed per write into the image.
+const COPY_BUF: usize = 1 << 20;
+
+/// Writes `seed` and the `extra` files (path inside the image, host source)
+/// as a FAT image at `path`, atomically.
+///
+/// The image is sized from its contents plus headroom, labelled `CIDATA` in
+/// the boot sector and in the root folder, and every date in it is `time`.
+/// Its volume serial is derived from the seed's instance id, so the bytes
+/// depend only on the arguments: the same seed, files and time give the
+/// same image. Extra files are streamed, never held in memory.
+pub fn write_vfat(
+    path: &Path,
+    seed: &Seed,
+    extra: &[(String, PathBuf)],
+    time: Timestamp,
+) -> Result<()> {
+    let entries = image::entries(seed, extra)?;
+    let serial = volume_serial(&seed.meta_data.instance_id);
+    let fat_err = |action: &'static str, inner: Option<&str>| {
+        let image = path.to_owned();
+        let inner = inner.map(str::to_owned);
+        move |source| Error::Fat {
+            action,
+            inner,
+            image,
+            source,
+        }
+    };
+    write_atomic(path, |file| {
+        let size = format(file, image_size(&entries), serial)
+            .map_err(fat_err("format the volume", None))?;
+        let (date, clock) = dos_date_time(time);
+        fat_raw::write_label(file, &label(), date, clock)
+            .map_err(fat_err("write the volume label", None))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(fat_err("rewind", None))?;
+        FIXED_NOW.with(|now| now.set(fat_time(time)));
+        let options = fatfs::FsOptions::new()
+            .update_accessed_date(false)
+            .time_provider(&FIXED_TIME);
+        let fs = fatfs::FileSystem::new(&mut *file, options)
+            .map_err(fat_err("open the new volume", None))?;
+        for entry in &entries {
+            copy_entry(&fs, entry).map_err(|source| match source {
+                CopyError::Image(source) => fat_err("write", Some(&entry.path))(source),
+                CopyError::Host(path, source) => Error::io("read", path)(source),
+            })?;
+        }
+        fs.unmount().map_err(fat_err("finish the volume", None))?;
+        fat_raw::fix_dot_entries(file).map_err(fat_err("repair folder records", None))?;
+        fat_raw::write_fs_info(file).map_err(fat_err("write FSInfo", None))?;
+        debug_assert_eq!(file.metadata().map(|m| m.len()).ok(), Some(size));
+        Ok(())
+    })
+}
+
+/// The volume serial: a hash of the instance id, so two hosts' seeds differ
+/// in `blkid`'s UUID while each stays reproducible.
+fn volume_serial(instance_id: &str) -> u32 {
+    let mut hash = Fnv64::new();
+    hash.write(b"kiln-cidata\0");
+    hash.write(instance_id.as_bytes());
+    let h = hash.finish();
+    (h ^ (h >> 32)) as u32
+}
+
+/// An image size that holds `entries`: their clusters, their folders, two
+/// FATs, a reserved area, plus 1/64 and 1 MiB of headroom, in whole MiB.
+fn image_size(entries: &[Entry<'_>]) -> u64 {
+    let round = |n: u64, to: u64| n.div_ceil(to) * to;
+    // Each (folder, name) pair once: a short entry plus one long-name entry
+    // per 13 characters; each folder also holds `.` and `..`.
+    let mut names = std::collections::BTreeSet::new();
+    let mut data = 0;
+    for entry in entries {
+        data += round(entry.len, CLUSTER);
+        let parts: Vec<&str> = entry.path.split('/').collect();
+        for i in 0..parts.len() {
+            names.insert((parts[..i].join("/"), parts[i]));
+        }
+    }
+    let mut dirs = std::collections::BTreeMap::from([(String::new(), 2u64)]);
+    for (parent, name) in names {
+        *dirs.entry(parent).or_insert(2) += 1 + (name.chars().count() as u64).div_ceil(13);
+    }
+    data += dirs.values().map(|n| round(n * 32, CLUSTER)).sum::<u64>();
+    let fats = 2 * 4 * (data / CLUSTER + 2);
+    let fixed = 64 * SECTOR + 512 * 32; // reserved sectors and a FAT12/16 root folder
+    round(data + fats + fixed + data / 64 + MIB, MIB)
+}
+
+/// Formats `file` as FAT of at least `size` bytes labelled CIDATA and
+/// returns the final size. Some sizes fit no FAT type's cluster-count
+/// rules; those grow by 1 MiB until one fits.
+fn format(file: &mut File, mut size: u64, serial: u32) -> io::Result<u64> {
+    let label = label();
+    let mut last = None;
+    for _ in 0..16 {
+        let sectors = u32::try_from(size / SECTOR)
+            .map_err(|_| io::Error::new(io::ErrorKind::FileTooLarge, "image over 2 TiB"))?;
+        file.set_len(0)?;
+        file.set_len(size)?;
+        file.seek(SeekFrom::Start(0))?;
+        let options = fatfs::FormatVolumeOptions::new()
+            .bytes_per_cluster(CLUSTER as u32)
+            .total_sectors(sectors)
+            .volume_id(serial)
+            .volume_label(label);
+        match fatfs::format_volume(&mut *file, options) {
+            Ok(()) => return Ok(size),
+            Err(err) => last = Some(err),
+        }
+        size += MIB;
+    }
+    Err(last.expect("loop ran"))
+}
+
+/// `CIDATA` padded to a FAT label's 11 bytes.
+fn label() -> [u8; 11] {
+    let mut label = [b' '; 11];
+    label[..VOLUME_LABEL.len()].copy_from_slice(VOLUME_LABEL.as_bytes());
+    label
+}
+
+/// DOS (date, time) words of `time`, two-second resolution.
+fn dos_date_time(time: Timestamp) -> (u16, u16) {
+    let (y, mo, d, h, mi, s) = time.civil();
+    let date = ((y - 1980) << 9) | (u16::from(mo) << 5) | u16::from(d);
+    let clock = (u16::from(h) << 11) | (u16::from(mi) << 5) | u16::from(s / 2);
+    (date, clock)
+}
+
+fn fat_time(time: Timestamp) -> fatfs::DateTime {
+    let (year, month, day, hour, min, sec) = time.civil();
+    fatfs::DateTime {
+        date: fatfs::Date {
+            year,
+            month: month.into(),
+            day: day.into(),
+        },
+        time: fatfs::Time {
+            hour: hour.into(),
+            min: min.into(),
+            sec: sec.into(),
+            millis: 0,
+        },
+    }
+}
+
+thread_local! {
+    /// The time `FIXED_TIME` reports; set by `write_vfat` before mounting
+    /// (fatfs wants a `&'static` provider and calls it on this thread).
+    static FIXED_NOW: Cell<fatfs::DateTime> = Cell::new(fat_time(Timestamp::DOS_EPOCH));
+}
+
+/// A fatfs clock that always reads the image's timestamp.
+#[derive(Debug)]
+struct FixedTime;
+
+static FIXED_TIME: FixedTime = FixedTime;
+
+impl fatfs::TimeProvider for FixedTime {
+    fn get_current_date(&self) -> fatfs::Date {
+        FIXED_NOW.with(|now| now.get().date)
+    }
+
+    fn get_current_date_time(&self) -> fatfs::DateTime {
+        FIXED_NOW.with(Cell::get)
+    }
+}
+
+/// Which side of a copy failed.
+enum CopyError {
+    Image(io::Error),
+    Host(PathBuf, io::Error),
+}
+
+/// Creates the entry's parent folders and the file, and streams its bytes.
+fn copy_entry(fs: &fatfs::FileSystem<&mut File>, entry: &Entry<'_>) -> Result<(), CopyError> {
+    let root = fs.root_dir();
+    if let Some((parent, _)) = entry.path.rsplit_once('/') {
+        let mut at = 0;
+        for part in parent.split('/') {
+            at += part.len();
+            root.create_dir(&parent[..at]).map_err(CopyError::Image)?;
+            at += 1;
+        }
+    }
+    let mut out = root.create_file(&entry.path).map_err(CopyError::Image)?;
+    match &entry.source {
+        Source::Bytes(bytes) => out.write_all(bytes).map_err(CopyError::Image)?,
+        Source::Host(src) => {
+            let host = |err| CopyError::Host(src.to_path_buf(), err);
+            let mut input = File::open(src).map_err(host)?;
+            let mut buf = vec![0u8; COPY_BUF];
+            let mut copied = 0u64;
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(host(err)),
+                };
+                out.write_all(&buf[..n]).map_err(CopyError::Image)?;
+                copied += n as u64;
+            }
+            if copied != entry.len {
+                return Err(host(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "changed size while being copied ({} then {copied} bytes)",
+                        entry.len
+                    ),
+                )));
+            }
+        }
+    }
+    out.flush().map_err(CopyError::Image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dos_words_match_the_fat_encoding() {
+        let t = Timestamp::from_unix(1_700_000_000).unwrap(); // 2023-11-14 22:13:20
+        assert_eq!(
+            dos_date_time(t),
+            ((43 << 9) | (11 << 5) | 14, (22 << 11) | (13 << 5) | 10)
+        );
+    }
+
+    #[test]
+    fn serial_depends_on_instance_id_only() {
+        assert_eq!(volume_serial("a"), volume_serial("a"));
+        assert_ne!(volume_serial("a"), volume_serial("b"));
+    }
+}

@@ -1,0 +1,344 @@
+//! `kiln build`: assemble role bundles, host archives, MANIFEST.json and SHA256SUMS.
+//!
+//! Assembly reads only the lock, the store and the inputs; it writes into a staging folder
+//! beside the final one and swaps it in when everything is complete.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use kiln_bundle::{BundleSpec, Entry, Source};
+use kiln_plan::{FileSource, Plan, PlannedFile};
+use kiln_spec::{Lock, Project};
+use kiln_store::{FetchOptions, FetchReport, Progress};
+
+use crate::fetch::{self, Blob};
+use crate::{io_err, lock, write_atomic, Error};
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Out folder; results go to `<out>/<cluster>/`.
+    pub out: PathBuf,
+    /// Fail instead of fetching what the store lacks.
+    pub offline: bool,
+    /// Fetch settings.
+    pub fetch: FetchOptions,
+    /// mtime of bundle entries (SOURCE_DATE_EPOCH); default: the lock's.
+    pub source_date_epoch: Option<u64>,
+    /// Rebuild even when the out folder is up to date.
+    pub force: bool,
+}
+
+/// What a build did.
+#[derive(Debug)]
+pub struct BuildOutcome {
+    /// `<out>/<cluster>`.
+    pub dir: PathBuf,
+    /// The build id.
+    pub build_id: String,
+    /// Nothing changed: the out folder was already this build.
+    pub up_to_date: bool,
+    /// The manifest written (or found).
+    pub manifest: BuildManifest,
+    /// What fetching did, when anything was missing.
+    pub fetched: Option<FetchReport>,
+}
+
+/// MANIFEST.json at the top of the out folder.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct BuildManifest {
+    /// kiln version that built it.
+    pub kiln: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// Digest of every input: same inputs, same id.
+    pub build_id: String,
+    /// Generation from cluster.toml.
+    pub generation: u64,
+    /// mtime used in archives.
+    pub source_date_epoch: u64,
+    /// Input files (relative to cluster.toml's folder) → sha256.
+    pub inputs: BTreeMap<String, String>,
+    /// Role bundles by id.
+    pub bundles: BTreeMap<String, BundleInfo>,
+    /// Hosts by name.
+    pub hosts: BTreeMap<String, HostInfo>,
+    /// Every other file of the out folder → digest and size.
+    pub outputs: BTreeMap<String, OutputInfo>,
+}
+
+/// A role bundle in MANIFEST.json.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct BundleInfo {
+    /// Path relative to the out folder.
+    pub file: String,
+    /// Role.
+    pub role: String,
+    /// OS.
+    pub os: String,
+    /// Hosts that install it.
+    pub hosts: Vec<String>,
+}
+
+/// A host in MANIFEST.json.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct HostInfo {
+    /// Address.
+    pub ip: String,
+    /// Bundle files in install order.
+    pub bundles: Vec<String>,
+    /// The host's own archive.
+    pub host_archive: String,
+}
+
+/// Digest and size of one output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OutputInfo {
+    /// sha256.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+fn relative(base: &Path, p: &Path) -> String {
+    p.strip_prefix(base).unwrap_or(p).to_string_lossy().replace('\\', "/")
+}
+
+/// The inputs' digests and the build id derived from them.
+pub fn build_id(project: &Project, lock_bytes: &[u8], sde: u64) -> Result<(String, BTreeMap<String, String>), Error> {
+    let base = &project.cluster.paths.base;
+    let mut inputs = BTreeMap::new();
+    for p in &project.inputs {
+        let bytes = fs::read(p).map_err(io_err(p))?;
+        inputs.insert(relative(base, p), sha256_hex(&bytes));
+    }
+    inputs.insert(relative(base, &project.cluster.paths.lock), sha256_hex(lock_bytes));
+    let mut h = Sha256::new();
+    h.update(format!("kiln {}\nsource-date-epoch {sde}\n", env!("CARGO_PKG_VERSION")));
+    for (k, v) in &inputs {
+        h.update(format!("{k} {v}\n"));
+    }
+    Ok((hex::encode(h.finalize()), inputs))
+}
+
+fn up_to_date(dir: &Path, build_id: &str) -> Option<BuildManifest> {
+    let text = fs::read(dir.join("MANIFEST.json")).ok()?;
+    let m: BuildManifest = serde_json::from_slice(&text).ok()?;
+    if m.build_id != build_id || !dir.join(kiln_bundle::SHA256SUMS_NAME).is_file() {
+        return None;
+    }
+    let intact = m.outputs.iter().all(|(p, o)| fs::metadata(dir.join(p)).is_ok_and(|md| md.is_file() && md.len() == o.size));
+    intact.then_some(m)
+}
+
+fn entries_for(files: &[PlannedFile], blobs: &BTreeMap<String, Blob>) -> Result<Vec<Entry>, Error> {
+    let mut out = Vec::new();
+    for f in files {
+        let path = format!("rootfs{}", f.path);
+        let source = match &f.source {
+            FileSource::Artifact { name, .. } => {
+                let b = blobs.get(name).ok_or_else(|| Error::Lock(format!("artifact {name} has no blob")))?;
+                Source::File { path: b.path.clone(), sha256: b.sha256.clone(), size: b.size }
+            }
+            FileSource::Content { bytes, .. } => Source::Bytes(bytes.clone()),
+            FileSource::Local { path: p, .. } => Source::Bytes(fs::read(p).map_err(io_err(p))?),
+        };
+        out.push(Entry { path, mode: f.mode, source });
+    }
+    Ok(out)
+}
+
+fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut b = serde_json::to_vec_pretty(v).expect("serialisable");
+    b.push(b'\n');
+    b
+}
+
+/// Runs the build.
+pub fn build(project: &Project, opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildOutcome, Error> {
+    let plan = kiln_plan::plan(project)?;
+    let lock_path = &project.cluster.paths.lock;
+    let lock_bytes = match fs::read(lock_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Lock(format!("{} not found: run `kiln lock` first (builds use only pinned artifacts)", lock_path.display())))
+        }
+        Err(e) => return Err(Error::Io { path: lock_path.clone(), source: e }),
+    };
+    let lock = Lock::parse(lock_path, &String::from_utf8_lossy(&lock_bytes)).map_err(kiln_spec::Diagnostics::from)?;
+    let entries = lock::locked_entries(project, &plan, &lock)?;
+    let sde = opts.source_date_epoch.unwrap_or(lock.source_date_epoch);
+    let (build_id, inputs) = build_id(project, &lock_bytes, sde)?;
+    let dir = opts.out.join(&project.cluster.name);
+    if !opts.force {
+        if let Some(manifest) = up_to_date(&dir, &build_id) {
+            tracing::info!(dir = %dir.display(), "up to date");
+            return Ok(BuildOutcome { dir, build_id, up_to_date: true, manifest, fetched: None });
+        }
+    }
+
+    let vendor = &project.cluster.paths.vendor;
+    if opts.offline && !vendor.exists() {
+        // Opening the store would create it; an offline build that cannot succeed writes nothing.
+        let all = fetch::downloads(&entries, &project.cluster.paths.catalog).into_iter().map(|d| format!("{} (sha256 {})", d.label, d.sha256)).collect();
+        return Err(Error::Missing { store: vendor.clone(), missing: all });
+    }
+    let store = fetch::open_store(project)?;
+    let missing = fetch::missing(&store, &entries);
+    let fetched = if missing.is_empty() {
+        None
+    } else if opts.offline {
+        return Err(Error::Missing { store: project.cluster.paths.vendor.clone(), missing });
+    } else {
+        Some(fetch::fetch(project, &store, &entries, &opts.fetch, progress)?)
+    };
+
+    // A store entry that fails its hash while being bundled is removed and the assembly retried once.
+    let manifest = match assemble(project, &plan, &store, &entries, &dir, &build_id, &inputs, sde) {
+        Err(Error::Bundle(kiln_bundle::BundleError::PinMismatch { expected, .. })) => {
+            tracing::warn!(sha256 = %expected, "store entry corrupt; removing it and retrying");
+            store.verify_blob(&expected)?;
+            if !fetch::missing(&store, &entries).is_empty() {
+                if opts.offline {
+                    return Err(Error::Missing { store: project.cluster.paths.vendor.clone(), missing: fetch::missing(&store, &entries) });
+                }
+                fetch::fetch(project, &store, &entries, &opts.fetch, progress)?;
+            }
+            assemble(project, &plan, &store, &entries, &dir, &build_id, &inputs, sde)?
+        }
+        other => other?,
+    };
+    Ok(BuildOutcome { dir, build_id, up_to_date: false, manifest, fetched })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(project: &Project, plan: &Plan, store: &kiln_store::Store, entries: &[kiln_spec::LockedArtifact], dir: &Path, build_id: &str, inputs: &BTreeMap<String, String>, sde: u64) -> Result<BuildManifest, Error> {
+    let blobs = fetch::materialize(store, entries)?;
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("cluster");
+    let staging = parent.join(format!(".{name}.build-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    let result = write_outputs(project, plan, &blobs, &staging, build_id, inputs, sde).and_then(|m| {
+        swap_in(&staging, dir)?;
+        Ok(m)
+    });
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+fn write_outputs(project: &Project, plan: &Plan, blobs: &BTreeMap<String, Blob>, staging: &Path, build_id: &str, inputs: &BTreeMap<String, String>, sde: u64) -> Result<BuildManifest, Error> {
+    let bundles_dir = staging.join("bundles");
+    fs::create_dir_all(&bundles_dir).map_err(io_err(&bundles_dir))?;
+    let mut outputs = BTreeMap::new();
+    let mut bundles = BTreeMap::new();
+    let mut bundle_files: BTreeMap<String, String> = BTreeMap::new();
+    for b in &plan.bundles {
+        tracing::info!(bundle = %b.id, files = b.files.len(), "writing bundle");
+        let mut entries = entries_for(&b.files, blobs)?;
+        let meta = serde_json::json!({
+            "cluster": plan.cluster,
+            "role": b.role,
+            "os": b.os,
+            "extends": b.extends,
+            "units": b.units,
+            "images": b.images,
+            "modules": b.modules,
+            "packages": b.packages,
+        });
+        entries.push(Entry { path: "bundle.json".into(), mode: 0o644, source: Source::Bytes(json_bytes(&meta)) });
+        let w = kiln_bundle::write_bundle(&bundles_dir, &b.id, &BundleSpec { entries, mtime: sde })?;
+        let rel = format!("bundles/{}", w.file_name);
+        outputs.insert(rel.clone(), OutputInfo { sha256: w.sha256.clone(), size: w.size });
+        bundle_files.insert(b.id.clone(), rel.clone());
+        bundles.insert(b.id.clone(), BundleInfo { file: rel, role: b.role.clone(), os: b.os.to_string(), hosts: b.hosts.clone() });
+    }
+    let mut hosts = BTreeMap::new();
+    for h in &plan.hosts {
+        let hdir = staging.join("hosts").join(&h.name);
+        fs::create_dir_all(&hdir).map_err(io_err(&hdir))?;
+        let files: Vec<String> = h.bundles.iter().map(|id| bundle_files[id].clone()).collect();
+        let mut entries = entries_for(&h.files, blobs)?;
+        let meta = serde_json::json!({"cluster": plan.cluster, "host": h.name, "ip": h.ip, "roles": h.roles, "bundles": files, "build-id": build_id, "generation": plan.generation});
+        entries.push(Entry { path: "host.json".into(), mode: 0o644, source: Source::Bytes(json_bytes(&meta)) });
+        let path = hdir.join("host.tar.gz");
+        let w = kiln_bundle::write_archive(&path, 0o644, &BundleSpec { entries, mtime: sde }, true)?;
+        let rel = format!("hosts/{}/host.tar.gz", h.name);
+        outputs.insert(rel.clone(), OutputInfo { sha256: w.sha256, size: w.size });
+        hosts.insert(h.name.clone(), HostInfo { ip: h.ip.clone(), bundles: files, host_archive: rel });
+    }
+    let manifest = BuildManifest {
+        kiln: env!("CARGO_PKG_VERSION").to_string(),
+        cluster: plan.cluster.clone(),
+        build_id: build_id.to_string(),
+        generation: project.cluster.generation,
+        source_date_epoch: sde,
+        inputs: inputs.clone(),
+        bundles,
+        hosts,
+        outputs,
+    };
+    let mbytes = json_bytes(&manifest);
+    write_atomic(&staging.join("MANIFEST.json"), &mbytes)?;
+    let mut sums: Vec<(String, String)> = manifest.outputs.iter().map(|(p, o)| (p.clone(), o.sha256.clone())).collect();
+    sums.push(("MANIFEST.json".into(), sha256_hex(&mbytes)));
+    kiln_bundle::write_sha256sums(staging, &sums)?;
+    Ok(manifest)
+}
+
+/// Replaces `dir` with `staging` (two renames; the old tree is removed afterwards).
+fn swap_in(staging: &Path, dir: &Path) -> Result<(), Error> {
+    let old = dir.with_file_name(format!(".{}.old-{}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
+    let had_old = dir.exists();
+    if had_old {
+        fs::rename(dir, &old).map_err(io_err(dir))?;
+    }
+    if let Err(e) = fs::rename(staging, dir) {
+        if had_old {
+            let _ = fs::rename(&old, dir);
+        }
+        return Err(Error::Io { path: dir.to_path_buf(), source: e });
+    }
+    if had_old {
+        fs::remove_dir_all(&old).map_err(io_err(&old))?;
+    }
+    Ok(())
+}
+
+/// Verifies an out folder or a single bundle; never touches the network.
+pub fn verify(path: &Path) -> Result<String, Error> {
+    if path.is_dir() {
+        let r = kiln_bundle::verify_out_dir(path)?;
+        let mtext = fs::read(path.join("MANIFEST.json")).map_err(io_err(path.join("MANIFEST.json")))?;
+        let m: BuildManifest = serde_json::from_slice(&mtext).map_err(|e| Error::Lock(format!("{}: not a kiln MANIFEST.json: {e}", path.join("MANIFEST.json").display())))?;
+        // SHA256SUMS was just checked against the files; MANIFEST.json must agree with it.
+        let sums_path = path.join(kiln_bundle::SHA256SUMS_NAME);
+        let sums_text = fs::read_to_string(&sums_path).map_err(io_err(&sums_path))?;
+        let sums: BTreeMap<&str, &str> = sums_text.lines().filter_map(|l| l.split_once("  ")).map(|(h, p)| (p, h)).collect();
+        for (p, o) in &m.outputs {
+            if sums.get(p.as_str()) != Some(&o.sha256.as_str()) {
+                return Err(Error::Lock(format!("{p}: MANIFEST.json records sha256 {} but SHA256SUMS does not agree", o.sha256)));
+            }
+        }
+        if let Some(extra) = sums.keys().find(|p| **p != "MANIFEST.json" && !m.outputs.contains_key(**p)) {
+            return Err(Error::Lock(format!("{extra}: listed in SHA256SUMS but not in MANIFEST.json")));
+        }
+        Ok(format!("{}: {} files, {} bundles, {} bytes verified", path.display(), r.files, r.bundles.len(), r.bytes))
+    } else {
+        let r = kiln_bundle::verify_bundle(path)?;
+        Ok(format!("{}: {} files, {} content bytes verified (sha256 {})", path.display(), r.files, r.content_bytes, r.sha256))
+    }
+}

@@ -1,0 +1,79 @@
+//! kiln-engine: the steps of the flow — lock, fetch, build, verify — wired from the
+//! single-concern crates (spec, plan, store, bundle). The CLI is a thin layer over this.
+
+pub mod build;
+pub mod fetch;
+pub mod lock;
+
+use std::path::PathBuf;
+
+/// A step failed; the message names the file, artifact, URL or command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Invalid input (cluster.toml, profiles, overlays, catalog, lock).
+    #[error("{0}")]
+    Input(#[from] kiln_spec::Diagnostics),
+    /// A template failed or paths conflict.
+    #[error(transparent)]
+    Plan(#[from] kiln_plan::PlanError),
+    /// The lock is missing, stale or incomplete.
+    #[error("{0}")]
+    Lock(String),
+    /// Artifacts are not in the store and the network may not be used.
+    #[error("{} artifact(s) missing from the store {} and --offline forbids fetching:\n{}", .missing.len(), .store.display(), .missing.join("\n"))]
+    Missing {
+        /// The store folder.
+        store: PathBuf,
+        /// Labels of what is missing.
+        missing: Vec<String>,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] kiln_store::StoreError),
+    /// Downloads failed.
+    #[error(transparent)]
+    Fetch(#[from] kiln_store::FetchErrors),
+    /// Writing a bundle failed.
+    #[error(transparent)]
+    Bundle(#[from] kiln_bundle::BundleError),
+    /// Verification failed.
+    #[error(transparent)]
+    Verify(#[from] kiln_bundle::VerifyError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether the error is the user's input (exit 1) rather than the environment.
+    pub fn is_input(&self) -> bool {
+        matches!(self, Error::Input(_) | Error::Plan(_) | Error::Lock(_))
+    }
+}
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same folder, fsync, rename.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.map_err(io_err(path))
+}

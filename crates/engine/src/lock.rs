@@ -1,0 +1,221 @@
+//! `kiln lock`: pin every artifact the plan needs to an exact source, sha256 and size.
+
+use kiln_plan::Plan;
+use kiln_spec::{Lock, LockedArtifact, Project, Resolved, SourceKind};
+use kiln_store::{FetchOptions, Mirrors};
+
+use crate::Error;
+
+/// How to lock.
+#[derive(Debug, Clone)]
+pub struct LockOptions {
+    /// Use only the pins table, apt's local index and local files: no network.
+    pub offline: bool,
+    /// Network settings for checksum files and sizes.
+    pub fetch: FetchOptions,
+}
+
+/// The result of locking.
+#[derive(Debug, Clone)]
+pub struct LockOutcome {
+    /// The lock (complete or not).
+    pub lock: Lock,
+    /// Artifacts that could not be pinned, with the reason.
+    pub unpinned: Vec<String>,
+    /// Entries newly pinned (not carried over from the previous lock).
+    pub added: usize,
+}
+
+/// Mirrors from cluster.toml.
+pub fn mirrors(project: &Project) -> Mirrors {
+    let mut m = Mirrors::new();
+    for (prefix, repl) in &project.cluster.mirrors {
+        m.add(prefix.clone(), repl.clone());
+    }
+    m
+}
+
+/// Resolves every artifact the plan needs through the catalog.
+pub fn resolve_all(project: &Project, plan: &Plan) -> Result<Vec<Resolved>, Error> {
+    let c = &project.cluster;
+    plan.artifacts
+        .iter()
+        .map(|n| {
+            project
+                .catalog
+                .resolve(&n.name, &c.versions, c.arch, &c.sources)
+                .map_err(Error::Lock)
+        })
+        .collect()
+}
+
+fn same_source(old: &LockedArtifact, r: &Resolved) -> bool {
+    old.source == r.kind.as_str()
+        && old.archive == r.archive
+        && old.member == r.member
+        && old.package == r.package
+        && (r.url.is_none() || old.urls.first() == r.url.as_ref())
+        && r.pin.as_ref().is_none_or(|p| *p == old.sha256)
+}
+
+/// Finds the sha256 for `file_name` in an upstream checksum file (bare hash, or `hash  name` lines).
+pub fn parse_checksum_file(text: &str, file_name: &str) -> Option<String> {
+    let is_hex = |s: &str| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit());
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let all: Vec<&str> = lines.by_ref().collect();
+    if all.len() == 1 {
+        let mut parts = all[0].split_whitespace();
+        if let (Some(h), None) = (parts.next(), parts.next()) {
+            return is_hex(h).then(|| h.to_ascii_lowercase());
+        }
+    }
+    for l in all {
+        let mut parts = l.split_whitespace();
+        let (Some(h), Some(name)) = (parts.next(), parts.next()) else { continue };
+        let name = name.trim_start_matches('*').trim_start_matches("./");
+        let base = name.rsplit('/').next().unwrap_or(name);
+        if is_hex(h) && (name == file_name || base == file_name) {
+            return Some(h.to_ascii_lowercase());
+        }
+    }
+    None
+}
+
+fn pin_one(r: &Resolved, catalog_dir: &std::path::Path, mirrors: &Mirrors, opts: &LockOptions) -> Result<LockedArtifact, String> {
+    let mut entry = LockedArtifact {
+        name: r.name.clone(),
+        version: r.version.clone(),
+        arch: r.arch.to_string(),
+        source: r.kind.as_str().to_string(),
+        urls: r.url.iter().cloned().collect(),
+        package: r.package.clone(),
+        package_version: None,
+        archive: r.archive.clone(),
+        member: r.member.clone(),
+        sha256: String::new(),
+        size: None,
+    };
+    match r.kind {
+        SourceKind::Https | SourceKind::Http => {
+            let url = r.url.as_ref().expect("http source has a url");
+            if let Some(p) = &r.pin {
+                entry.sha256 = p.clone();
+            } else if opts.offline {
+                return Err(match &r.checksum_url {
+                    Some(c) => format!("not in the pins table; needs a look-up of {c} on a connected machine"),
+                    None => "not in the pins table and the catalog names no checksum-url".into(),
+                });
+            } else if let Some(curl) = &r.checksum_url {
+                let text = kiln_store::fetch_text(curl, mirrors, &opts.fetch).map_err(|e| format!("reading {curl}: {}", kiln_store::error_chain(&e)))?;
+                let file_name = url.rsplit('/').next().unwrap_or(url);
+                entry.sha256 = parse_checksum_file(&text, file_name).ok_or_else(|| format!("{curl} lists no sha256 for {file_name}"))?;
+            } else {
+                return Err("not in the pins table and the catalog names no checksum-url".into());
+            }
+            if !opts.offline {
+                entry.size = kiln_store::remote_size(url, mirrors, &opts.fetch).map_err(|e| format!("size of {url}: {}", kiln_store::error_chain(&e)))?;
+            }
+        }
+        SourceKind::File => {
+            let path = catalog_dir.join(r.url.as_ref().expect("file source has a path"));
+            let (sha, size) = kiln_store::hash_file(&path).map_err(|e| kiln_store::error_chain(&e))?;
+            entry.sha256 = sha;
+            entry.size = Some(size);
+        }
+        SourceKind::Apt => {
+            let pkg = r.package.as_ref().expect("apt source has a package");
+            let pin = apt_resolve_cached(pkg, &r.version, r.arch.as_str())?;
+            entry.package_version = Some(pin.version);
+            entry.sha256 = pin.sha256;
+            entry.size = Some(pin.size);
+        }
+    }
+    Ok(entry)
+}
+
+fn apt_resolve_cached(pkg: &str, version: &str, arch: &str) -> Result<kiln_store::AptPin, String> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    // Many artifacts come from one package: ask apt once per (package, version, arch).
+    static CACHE: Mutex<Option<HashMap<String, kiln_store::AptPin>>> = Mutex::new(None);
+    let key = format!("{pkg} {version} {arch}");
+    if let Some(p) = CACHE.lock().expect("cache lock").get_or_insert_with(HashMap::new).get(&key) {
+        return Ok(p.clone());
+    }
+    let pin = kiln_store::apt_resolve(pkg, version, arch).map_err(|e| kiln_store::error_chain(&e))?;
+    CACHE.lock().expect("cache lock").get_or_insert_with(HashMap::new).insert(key, pin.clone());
+    Ok(pin)
+}
+
+/// Pins every artifact of the plan, reusing entries of `existing` whose source is unchanged.
+pub fn lock(project: &Project, plan: &Plan, existing: Option<&Lock>, opts: &LockOptions, now_epoch: u64) -> Result<LockOutcome, Error> {
+    let mirrors = mirrors(project);
+    let mut artifacts = Vec::new();
+    let mut unpinned = Vec::new();
+    let mut added = 0;
+    for r in resolve_all(project, plan)? {
+        let kept = existing.and_then(|l| l.find(&r.name, &r.version, r.arch.as_str())).filter(|old| same_source(old, &r));
+        if let Some(old) = kept {
+            artifacts.push(old.clone());
+            continue;
+        }
+        tracing::info!(artifact = %r.name, version = %r.version, source = r.kind.as_str(), "pinning");
+        match pin_one(&r, &project.cluster.paths.catalog, &mirrors, opts) {
+            Ok(e) => {
+                added += 1;
+                artifacts.push(e);
+            }
+            Err(why) => unpinned.push(format!("{} {} ({}, {}): {why}", r.name, r.version, r.arch, r.kind.as_str())),
+        }
+    }
+    let lock = Lock {
+        version: 1,
+        source_date_epoch: existing.map(|l| l.source_date_epoch).unwrap_or(now_epoch),
+        artifacts,
+    };
+    Ok(LockOutcome { lock, unpinned, added })
+}
+
+/// Reads kiln.lock if it exists.
+pub fn read_lock(project: &Project) -> Result<Option<Lock>, Error> {
+    let path = &project.cluster.paths.lock;
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(Lock::parse(path, &t).map_err(kiln_spec::Diagnostics::from)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Io { path: path.clone(), source: e }),
+    }
+}
+
+/// The lock entry of every planned artifact; fails closed on anything missing or stale.
+pub fn locked_entries(project: &Project, plan: &Plan, lock: &Lock) -> Result<Vec<LockedArtifact>, Error> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for r in resolve_all(project, plan)? {
+        match lock.find(&r.name, &r.version, r.arch.as_str()) {
+            None => problems.push(format!("{} {} ({}) is not pinned in {}", r.name, r.version, r.arch, project.cluster.paths.lock.display())),
+            Some(e) if !same_source(e, &r) => problems.push(format!("{} {} ({}): the catalog's source changed since it was locked", r.name, r.version, r.arch)),
+            Some(e) => out.push(e.clone()),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Lock(format!("{}\nrun `kiln lock` to pin them", problems.join("\n"))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_file_forms() {
+        let h = "a".repeat(64);
+        assert_eq!(parse_checksum_file(&format!("{h}\n"), "x"), Some(h.clone()));
+        let sums = format!("{}  etcd-v3.5.21-linux-arm64.tar.gz\n{h}  etcd-v3.5.21-linux-amd64.tar.gz\n", "b".repeat(64));
+        assert_eq!(parse_checksum_file(&sums, "etcd-v3.5.21-linux-amd64.tar.gz"), Some(h.clone()));
+        assert_eq!(parse_checksum_file(&format!("{h} *./bin/runc.amd64\n{}  other\n", "c".repeat(64)), "runc.amd64"), Some(h));
+        assert_eq!(parse_checksum_file("zz  file\n", "file"), None);
+        assert_eq!(parse_checksum_file(&sums, "missing.tar.gz"), None);
+    }
+}

@@ -1,0 +1,75 @@
+//! Test driver for kiln-store: runs one store operation in its own process, so tests
+//! can SIGKILL it mid-download or give it its own apt configuration.
+//!
+//! Usage:
+//!   kiln-store-fetch-test fetch <root> <url> <sha256> [size]
+//!   kiln-store-fetch-test apt-fetch <root> <package> <version> <arch> <sha256>
+//!   kiln-store-fetch-test apt-resolve <package> <version-prefix> <arch>
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use kiln_store::{
+    apt_resolve, fetch_all, Download, DownloadSource, FetchOptions, Mirrors, NoProgress, Store,
+};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["fetch", root, url, sha, rest @ ..] => {
+            let size = rest.first().map(|s| s.parse().expect("size is a number"));
+            let source = DownloadSource::Http {
+                urls: vec![url.to_string()],
+            };
+            fetch(root, sha, size, source)
+        }
+        ["apt-fetch", root, package, version, arch, sha] => {
+            let source = DownloadSource::Apt {
+                package: package.to_string(),
+                version: version.to_string(),
+                arch: arch.to_string(),
+            };
+            fetch(root, sha, None, source)
+        }
+        ["apt-resolve", package, prefix, arch] => apt_resolve(package, prefix, arch)
+            .map(|p| {
+                println!("version={}", p.version);
+                println!("arch={}", p.arch);
+                println!("sha256={}", p.sha256);
+                println!("size={}", p.size);
+                println!("filename={}", p.filename);
+            })
+            .map_err(|e| kiln_store::error_chain(&e)),
+        _ => Err("usage: see the source of kiln-store-fetch-test".to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn fetch(root: &str, sha: &str, size: Option<u64>, source: DownloadSource) -> Result<(), String> {
+    let store = Store::open(Path::new(root)).map_err(|e| kiln_store::error_chain(&e))?;
+    let download = Download {
+        label: "test".into(),
+        sha256: sha.to_owned(),
+        size,
+        source,
+    };
+    let opts = FetchOptions {
+        jobs: 1,
+        retries: 2,
+        read_timeout: Duration::from_secs(10),
+        max_backoff: Duration::from_millis(100),
+        ..FetchOptions::default()
+    };
+    let report = fetch_all(&store, &[download], &Mirrors::new(), &opts, &NoProgress)
+        .map_err(|e| e.to_string())?;
+    println!("{:?}", report.items[0].outcome);
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! kiln-store: the content-addressed `vendor/` store (blobs by sha256), its fetchers
+//! (HTTP with mirrors, retries and resume; local files; apt), and archive member extraction.
+//!
+//! Nothing lands under a final name until it is complete and hashed against its pin:
+//! downloads go to `<root>/tmp/`, are fsynced, then renamed into `<root>/sha256/`.
+//! This library never prints: it emits `tracing` events and calls [`Progress`].
+
+mod apt;
+mod archive;
+mod debversion;
+mod error;
+mod fetch;
+mod http;
+mod mirrors;
+mod progress;
+mod store;
+
+pub use apt::{apt_resolve, host_arch, AptPin};
+pub use archive::{ArchiveKind, MemberInfo};
+pub use debversion::{compare_versions, version_matches};
+pub use error::{error_chain, Attempt, StoreError};
+pub use fetch::{
+    fetch_all, Download, DownloadSource, FetchErrors, FetchFailure, FetchOptions, FetchReport,
+    FetchedItem, SourceProblem,
+};
+pub use http::{fetch_text, remote_size, MAX_TEXT_BYTES};
+pub use mirrors::Mirrors;
+pub use progress::{NoProgress, Outcome, Progress};
+pub use store::{hash_file, is_sha256, Store};

@@ -1,0 +1,338 @@
+//! The content-addressed folder itself: blob paths, verification and atomic insertion.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::StoreError;
+
+/// Read buffer for hashing and copying: large enough that syscalls do not dominate.
+pub(crate) const BUF_SIZE: usize = 256 * 1024;
+
+/// Mode given to blobs: readable by whoever builds from the store.
+#[cfg(unix)]
+const BLOB_MODE: u32 = 0o644;
+
+/// A content-addressed store rooted at a folder: blobs live at `<root>/sha256/<hex>`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// Whether `s` is a sha256 as the store names blobs: 64 lowercase hex digits.
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Returns an error unless `s` is a valid sha256 name.
+pub(crate) fn check_sha256(s: &str) -> Result<(), StoreError> {
+    if is_sha256(s) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidSha256 {
+            value: s.to_owned(),
+        })
+    }
+}
+
+/// Hashes a local file, returning its sha256 and size.
+pub fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
+    let read_err = |source| StoreError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// fsyncs a folder so that a rename inside it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| StoreError::Write {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Removes a file, treating "already gone" as success.
+pub(crate) fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StoreError::Remove {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        let store = Store {
+            root: root.to_owned(),
+        };
+        for dir in [store.blob_dir(), store.tmp_dir(), store.members_dir()] {
+            fs::create_dir_all(&dir)
+                .map_err(|source| StoreError::CreateDir { path: dir, source })?;
+        }
+        Ok(store)
+    }
+
+    /// The store's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob named `sha256` lives (whether or not it is there).
+    ///
+    /// `sha256` should satisfy [`is_sha256`]; every fallible method checks it.
+    pub fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.blob_dir().join(sha256)
+    }
+
+    /// Where a resumable partial download of `sha256` is kept.
+    pub fn partial_path(&self, sha256: &str) -> PathBuf {
+        self.tmp_dir().join(format!("{sha256}.part"))
+    }
+
+    /// The folder of blobs.
+    pub(crate) fn blob_dir(&self) -> PathBuf {
+        self.root.join("sha256")
+    }
+
+    /// The folder of temp files and partial downloads (same filesystem as the blobs).
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The folder of archive member caches.
+    pub(crate) fn members_dir(&self) -> PathBuf {
+        self.root.join("members")
+    }
+
+    /// Cheap presence check (no re-hash), for planning what to fetch.
+    pub fn contains(&self, sha256: &str) -> bool {
+        is_sha256(sha256) && self.blob_path(sha256).is_file()
+    }
+
+    /// Whether the blob exists and re-hashes to its name.
+    ///
+    /// A corrupt entry is removed (with a `tracing` warning) and `false` returned.
+    pub fn verify_blob(&self, sha256: &str) -> Result<bool, StoreError> {
+        check_sha256(sha256)?;
+        let path = self.blob_path(sha256);
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(StoreError::Read { path, source }),
+            Ok(_) => {}
+        }
+        let (actual, _) = hash_file(&path)?;
+        if actual == sha256 {
+            return Ok(true);
+        }
+        tracing::warn!(
+            path = %path.display(),
+            expected = sha256,
+            actual = %actual,
+            "corrupt blob removed from the store"
+        );
+        remove_if_present(&path)?;
+        Ok(false)
+    }
+
+    /// Copies a local file into the store, hashing it and checking it against the pin.
+    ///
+    /// A blob already present and verified is kept as is.
+    pub fn insert_file(&self, path: &Path, expected_sha256: &str) -> Result<PathBuf, StoreError> {
+        check_sha256(expected_sha256)?;
+        if self.verify_blob(expected_sha256)? {
+            return Ok(self.blob_path(expected_sha256));
+        }
+        let mut file = File::open(path).map_err(|source| StoreError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let origin = path.display().to_string();
+        self.ingest(&mut file, &origin, Some(expected_sha256))
+            .map(|(sha, _)| self.blob_path(&sha))
+    }
+
+    /// Streams `reader` into a temp file, hashes it and, if it matches `expected`
+    /// (when given), renames it to its blob name. Returns the sha256 and size.
+    pub(crate) fn ingest(
+        &self,
+        reader: &mut dyn Read,
+        origin: &str,
+        expected: Option<&str>,
+    ) -> Result<(String, u64), StoreError> {
+        let tmp_dir = self.tmp_dir();
+        let mut temp = tempfile::Builder::new()
+            .prefix("ingest-")
+            .tempfile_in(&tmp_dir)
+            .map_err(|source| StoreError::Write {
+                path: tmp_dir.clone(),
+                source,
+            })?;
+        let temp_path = temp.path().to_owned();
+        let write_err = |source| StoreError::Write {
+            path: temp_path.clone(),
+            source,
+        };
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; BUF_SIZE];
+        let mut size = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(StoreError::ReadSource {
+                        origin: origin.to_owned(),
+                        source,
+                    })
+                }
+            };
+            hasher.update(&buf[..n]);
+            temp.write_all(&buf[..n]).map_err(write_err)?;
+            size += n as u64;
+        }
+        let actual = hex::encode(hasher.finalize());
+        if let Some(expected) = expected {
+            if actual != expected {
+                // Dropping `temp` removes it: a wrong file never gets a final name.
+                return Err(StoreError::HashMismatch {
+                    origin: origin.to_owned(),
+                    expected: expected.to_owned(),
+                    actual,
+                });
+            }
+        }
+        temp.as_file().sync_all().map_err(write_err)?;
+        set_blob_mode(temp.as_file(), &temp_path)?;
+        let dest = self.blob_path(&actual);
+        temp.persist(&dest).map_err(|e| StoreError::Rename {
+            from: temp_path.clone(),
+            to: dest.clone(),
+            source: e.error,
+        })?;
+        sync_dir(&self.blob_dir())?;
+        Ok((actual, size))
+    }
+
+    /// Moves a complete, already-hashed file (same filesystem) to its blob name.
+    pub(crate) fn commit(&self, from: &Path, sha256: &str) -> Result<PathBuf, StoreError> {
+        let file = File::open(from).map_err(|source| StoreError::Read {
+            path: from.to_owned(),
+            source,
+        })?;
+        file.sync_all().map_err(|source| StoreError::Write {
+            path: from.to_owned(),
+            source,
+        })?;
+        set_blob_mode(&file, from)?;
+        let dest = self.blob_path(sha256);
+        fs::rename(from, &dest).map_err(|source| StoreError::Rename {
+            from: from.to_owned(),
+            to: dest.clone(),
+            source,
+        })?;
+        sync_dir(&self.blob_dir())?;
+        Ok(dest)
+    }
+}
+
+#[cfg(unix)]
+fn set_blob_mode(file: &File, path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(BLOB_MODE))
+        .map_err(|source| StoreError::Write {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+#[cfg(not(unix))]
+fn set_blob_mode(_file: &File, _path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELLO: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    #[test]
+    fn sha256_names_are_strict() {
+        assert!(is_sha256(HELLO));
+        assert!(!is_sha256(&HELLO.to_uppercase()));
+        assert!(!is_sha256(&HELLO[1..]));
+        assert!(!is_sha256("../../etc/passwd"));
+    }
+
+    #[test]
+    fn insert_file_checks_the_pin_and_leaves_nothing_on_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("vendor")).unwrap();
+        let src = dir.path().join("hello.txt");
+        fs::write(&src, "hello").unwrap();
+
+        let wrong = "0".repeat(64);
+        let err = store.insert_file(&src, &wrong).unwrap_err();
+        assert!(matches!(err, StoreError::HashMismatch { .. }), "{err}");
+        assert_eq!(fs::read_dir(store.blob_dir()).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+
+        let path = store.insert_file(&src, HELLO).unwrap();
+        assert_eq!(path, store.blob_path(HELLO));
+        assert_eq!(fs::read(&path).unwrap(), b"hello");
+        assert!(store.contains(HELLO));
+        assert!(store.verify_blob(HELLO).unwrap());
+        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn verify_blob_removes_a_corrupted_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let src = dir.path().join("hello.txt");
+        fs::write(&src, "hello").unwrap();
+        let path = store.insert_file(&src, HELLO).unwrap();
+
+        fs::write(&path, "jello").unwrap();
+        assert!(store.contains(HELLO), "contains does not re-hash");
+        assert!(!store.verify_blob(HELLO).unwrap());
+        assert!(!path.exists(), "corrupt blob must be removed");
+        assert!(!store.contains(HELLO));
+        assert!(!store.verify_blob(HELLO).unwrap());
+    }
+
+    #[test]
+    fn invalid_names_are_rejected_not_joined() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.contains("../x"));
+        assert!(matches!(
+            store.verify_blob("../x"),
+            Err(StoreError::InvalidSha256 { .. })
+        ));
+    }
+}

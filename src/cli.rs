@@ -1,0 +1,123 @@
+//! Command-line arguments (clap types stay here and convert to library types).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Build verified, reproducible offline provisioning bundles for Kubernetes hosts.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// More output on stderr (-v: steps, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kiln's commands, in the order of the flow.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate cluster.toml, its profiles, overlays and catalog; changes nothing.
+    Check(ClusterArg),
+    /// Show every bundle's files, units, images and every host's bundles; changes nothing.
+    Plan(PlanArgs),
+    /// Pin every artifact to an exact source, sha256 and size in kiln.lock.
+    Lock(LockArgs),
+    /// Download every locked artifact into the vendor/ store, verified.
+    Fetch(FetchArgs),
+    /// Assemble role bundles, host archives, MANIFEST.json and SHA256SUMS.
+    Build(BuildArgs),
+    /// Verify an out folder or a single bundle without extracting anything.
+    Verify(VerifyArgs),
+    /// Maintain the catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+/// The cluster description to work on.
+#[derive(Debug, Args)]
+pub struct ClusterArg {
+    /// Path to cluster.toml.
+    #[arg(default_value = "cluster.toml")]
+    pub cluster: PathBuf,
+}
+
+/// `kiln plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kiln lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    /// Use only the pins table, apt's local index and local files; name what cannot be pinned.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// Network settings shared by fetch and build.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Parallel downloads.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+    /// Retries per URL on 5xx, timeouts and resets.
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+}
+
+/// `kiln fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `kiln build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    /// Out folder (results go to OUT/<cluster>/); default: out/ beside cluster.toml.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Never fetch: fail, naming what the store lacks.
+    #[arg(long)]
+    pub offline: bool,
+    /// Rebuild even when the out folder already holds this build.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `kiln verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// An out folder (out/<cluster>) or one bundle .tar.gz.
+    pub path: PathBuf,
+}
+
+/// `kiln catalog …`.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Convert an upstream checksum table (kubespray's checksums YAML) into catalog pins TOML.
+    ImportChecksums {
+        /// The YAML file.
+        yaml: PathBuf,
+        /// Where to write the pins (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,197 @@
+//! kiln: turns one cluster description into verified, reproducible offline bundles.
+
+mod cli;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use cli::{CatalogCommand, Cli, Command, NetArgs};
+use kiln_engine::{build, fetch, lock};
+use kiln_spec::{Diagnostics, Project};
+
+fn main() -> ExitCode {
+    // Behave like other Unix tools when output is piped into `head`: exit quietly on EPIPE.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().init();
+}
+
+/// Loads and validates; prints warnings. Errors come back as `Diagnostics`.
+fn load(path: &Path) -> Result<Project> {
+    match kiln_spec::load(path) {
+        Ok(p) => {
+            for w in &p.warnings {
+                eprintln!("{w}");
+            }
+            Ok(p)
+        }
+        Err(d) => Err(invalid(d)),
+    }
+}
+
+fn invalid(d: Diagnostics) -> anyhow::Error {
+    let n = d.errors().count();
+    anyhow::anyhow!("{d}\n{n} error(s): nothing was changed")
+}
+
+fn fetch_options(net: &NetArgs, allow_network: bool) -> kiln_store::FetchOptions {
+    kiln_store::FetchOptions { jobs: net.jobs.max(1), retries: net.retries, allow_network, ..Default::default() }
+}
+
+fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Ok(Some(v.parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?)),
+        _ => Ok(None),
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check(a) => {
+            let p = load(&a.cluster)?;
+            let plan = kiln_plan::plan(&p)?;
+            println!(
+                "{}: cluster {:?} is valid: {} hosts, {} role bundles, {} artifacts",
+                a.cluster.display(),
+                p.cluster.name,
+                p.cluster.hosts.len(),
+                plan.bundles.len(),
+                plan.artifacts.len()
+            );
+        }
+        Command::Plan(a) => {
+            let p = load(&a.cluster.cluster)?;
+            let plan = kiln_plan::plan(&p)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print_plan(&plan);
+            }
+        }
+        Command::Lock(a) => {
+            let p = load(&a.cluster.cluster)?;
+            let plan = kiln_plan::plan(&p)?;
+            let existing = lock::read_lock(&p)?;
+            let opts = lock::LockOptions { offline: a.offline, fetch: kiln_store::FetchOptions::default() };
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let out = lock::lock(&p, &plan, existing.as_ref(), &opts, now)?;
+            let path = &p.cluster.paths.lock;
+            let text = out.lock.to_toml();
+            let unchanged = existing.as_ref().is_some_and(|l| l.to_toml() == text);
+            if !unchanged {
+                kiln_engine::write_atomic(path, text.as_bytes())?;
+            }
+            let pinned = out.lock.artifacts.len();
+            println!("{}: {pinned} artifact(s) pinned ({} new){}", path.display(), out.added, if unchanged { ", unchanged" } else { "" });
+            if !out.unpinned.is_empty() {
+                eprintln!("{} artifact(s) could not be pinned{}:", out.unpinned.len(), if a.offline { " offline" } else { "" });
+                for u in &out.unpinned {
+                    eprintln!("  {u}");
+                }
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Fetch(a) => {
+            let p = load(&a.cluster.cluster)?;
+            let plan = kiln_plan::plan(&p)?;
+            let lk = lock::read_lock(&p)?.with_context(|| format!("{} not found: run `kiln lock` first", p.cluster.paths.lock.display()))?;
+            let entries = lock::locked_entries(&p, &plan, &lk)?;
+            let store = fetch::open_store(&p)?;
+            let bars = progress::Bars::new();
+            let report = fetch::fetch(&p, &store, &entries, &fetch_options(&a.net, true), &bars)?;
+            let blobs = fetch::materialize(&store, &entries)?;
+            println!("{}: {} download(s) present and verified, {} artifact(s) ready", p.cluster.paths.vendor.display(), report.items.len(), blobs.len());
+        }
+        Command::Build(a) => {
+            let p = load(&a.cluster.cluster)?;
+            let out = a.out.clone().unwrap_or_else(|| p.cluster.paths.base.join("out"));
+            let opts = build::BuildOptions { out, offline: a.offline, fetch: fetch_options(&a.net, !a.offline), source_date_epoch: source_date_epoch()?, force: a.force };
+            let bars = progress::Bars::new();
+            let res = build::build(&p, &opts, &bars)?;
+            if res.up_to_date {
+                println!("{}: up to date (build {})", res.dir.display(), &res.build_id[..16]);
+            } else {
+                println!("{}: build {} (generation {})", res.dir.display(), &res.build_id[..16], res.manifest.generation);
+                for b in res.manifest.bundles.values() {
+                    let o = &res.manifest.outputs[&b.file];
+                    println!("  {:<48} {:>12} bytes  hosts: {}", b.file, o.size, b.hosts.join(", "));
+                }
+            }
+        }
+        Command::Verify(a) => match build::verify(&a.path) {
+            Ok(msg) => println!("{msg}"),
+            Err(e) => {
+                eprintln!("verification failed: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        Command::Catalog(CatalogCommand::ImportChecksums { yaml, out }) => {
+            let text = std::fs::read_to_string(&yaml).with_context(|| format!("reading {}", yaml.display()))?;
+            let pins = kiln_spec::catalog::import_checksums_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", yaml.display()))?;
+            let body = format!("# Generated by `kiln catalog import-checksums` from the upstream checksum table; do not edit.\n{}", toml::to_string(&pins)?);
+            match out {
+                Some(path) => {
+                    kiln_engine::write_atomic(&PathBuf::from(&path), body.as_bytes())?;
+                    let n: usize = pins.values().flat_map(|a| a.values()).map(|v| v.len()).sum();
+                    println!("{}: {} tables, {n} pins", path.display(), pins.len());
+                }
+                None => print!("{body}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_plan(plan: &kiln_plan::Plan) {
+    println!("cluster {} (generation {})", plan.cluster, plan.generation);
+    for b in &plan.bundles {
+        println!("\nbundle {}  (hosts: {})", b.id, b.hosts.join(", "));
+        if !b.extends.is_empty() {
+            println!("  extends: {}", b.extends.join(", "));
+        }
+        for f in &b.files {
+            let src = match &f.source {
+                kiln_plan::FileSource::Artifact { name, version } => format!("artifact {name} {version}"),
+                kiln_plan::FileSource::Content { origin, .. } => origin.clone(),
+                kiln_plan::FileSource::Local { origin, .. } => origin.clone(),
+            };
+            println!("  {:04o} {:<50} {}", f.mode, f.path, src);
+        }
+        for (label, v) in [("units", &b.units), ("images", &b.images), ("modules", &b.modules), ("packages", &b.packages)] {
+            if !v.is_empty() {
+                println!("  {label}: {}", v.join(", "));
+            }
+        }
+    }
+    println!();
+    for h in &plan.hosts {
+        println!("host {:<12} {:<15} {:<10} bundles: {}", h.name, h.ip, h.os.as_str(), h.bundles.join(" "));
+        for f in &h.files {
+            println!("  {:04o} {}", f.mode, f.path);
+        }
+    }
+}
