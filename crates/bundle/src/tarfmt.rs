@@ -1,0 +1,149 @@
+//! Tar header blocks: the deterministic GNU headers kiln writes and a strict parser for reading.
+
+use tar::{EntryType, Header};
+
+/// Size of a tar block.
+pub(crate) const BLOCK: usize = 512;
+
+/// Name of the pseudo-entry carrying a GNU long path.
+const LONG_LINK_NAME: &[u8] = b"././@LongLink";
+
+/// Paths this long or longer get a GNU long-name header (the name field has 100 bytes).
+const NAME_FIELD: usize = 100;
+
+/// Zero bytes for padding and the end-of-archive marker (two zero blocks).
+pub(crate) const ZEROS: [u8; 2 * BLOCK] = [0; 2 * BLOCK];
+
+/// Bytes of zero padding after `size` bytes of content.
+pub(crate) fn padding(size: u64) -> usize {
+    let rem = (size % BLOCK as u64) as usize;
+    (BLOCK - rem) % BLOCK
+}
+
+/// A GNU header with every field fixed except those given.
+fn base_header(name: &[u8], size: u64, mode: u32, mtime: u64, kind: EntryType) -> Header {
+    let mut h = Header::new_gnu();
+    let n = name.len().min(NAME_FIELD);
+    h.as_old_mut().name[..n].copy_from_slice(&name[..n]);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_size(size);
+    h.set_mtime(mtime);
+    h.set_entry_type(kind);
+    h.set_cksum();
+    h
+}
+
+/// Appends the header block(s) of a regular file; a long path gets a `././@LongLink` first.
+pub(crate) fn push_file_header(out: &mut Vec<u8>, path: &str, size: u64, mode: u32, mtime: u64) {
+    let bytes = path.as_bytes();
+    if bytes.len() >= NAME_FIELD {
+        let long = bytes.len() as u64 + 1;
+        let h = base_header(LONG_LINK_NAME, long, 0o644, 0, EntryType::GNULongName);
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(bytes);
+        out.push(0);
+        out.extend_from_slice(&ZEROS[..padding(long)]);
+    }
+    let h = base_header(bytes, size, mode, mtime, EntryType::Regular);
+    out.extend_from_slice(h.as_bytes());
+}
+
+/// The fields of a header block that verification looks at.
+#[derive(Debug)]
+pub(crate) struct ParsedHeader {
+    /// Type flag byte (`b'0'`, `b'L'`, `b'2'`, ...).
+    pub kind: u8,
+    /// Path as stored (name, or ustar prefix + name).
+    pub path: Vec<u8>,
+    /// Content size.
+    pub size: u64,
+    /// Mode field.
+    pub mode: u32,
+    /// Owner ids.
+    pub uid: u64,
+    /// Group id.
+    pub gid: u64,
+}
+
+/// Parses one header block, checking its magic and checksum.
+pub(crate) fn parse_header(block: &[u8; BLOCK]) -> Result<ParsedHeader, String> {
+    let h = Header::from_byte_slice(block);
+    if h.as_gnu().is_none() && h.as_ustar().is_none() {
+        return Err("header has neither GNU nor ustar magic".to_owned());
+    }
+    let stored = h.cksum().map_err(|e| format!("bad checksum field: {e}"))?;
+    let computed: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { b' ' } else { b } as u32)
+        .sum();
+    if stored != computed {
+        return Err(format!(
+            "header checksum {stored} does not match computed {computed}"
+        ));
+    }
+    let field = |name: &str, r: std::io::Result<u64>| r.map_err(|e| format!("bad {name}: {e}"));
+    Ok(ParsedHeader {
+        kind: h.as_old().linkflag[0],
+        path: h.path_bytes().into_owned(),
+        size: field("size", h.size())?,
+        mode: h.mode().map_err(|e| format!("bad mode: {e}"))?,
+        uid: field("uid", h.uid())?,
+        gid: field("gid", h.gid())?,
+    })
+}
+
+/// Human name of a tar type flag, for error messages.
+pub(crate) fn kind_name(kind: u8) -> String {
+    match kind {
+        b'1' => "hard link".to_owned(),
+        b'2' => "symbolic link".to_owned(),
+        b'3' => "character device".to_owned(),
+        b'4' => "block device".to_owned(),
+        b'5' => "directory".to_owned(),
+        b'6' => "fifo".to_owned(),
+        b'7' => "contiguous file".to_owned(),
+        b'x' | b'g' => "pax extended header".to_owned(),
+        b'K' => "GNU long link name".to_owned(),
+        other => format!("entry type {:?}", other as char),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_headers_parse_back() {
+        let mut out = Vec::new();
+        push_file_header(&mut out, "a/b", 5, 0o755, 42);
+        assert_eq!(out.len(), BLOCK);
+        let p = parse_header(out[..BLOCK].try_into().unwrap()).unwrap();
+        assert_eq!(
+            (p.kind, p.path.as_slice(), p.size, p.mode),
+            (b'0', &b"a/b"[..], 5, 0o755)
+        );
+
+        let long = format!("{}/file", "d".repeat(150));
+        let mut out = Vec::new();
+        push_file_header(&mut out, &long, 7, 0o644, 42);
+        assert_eq!(out.len(), 3 * BLOCK); // 156-byte name fits one data block
+        let l = parse_header(out[..BLOCK].try_into().unwrap()).unwrap();
+        assert_eq!((l.kind, l.size), (b'L', long.len() as u64 + 1));
+        assert_eq!(&out[BLOCK..BLOCK + long.len()], long.as_bytes());
+        let last = out.len() - BLOCK;
+        let f = parse_header(out[last..].try_into().unwrap()).unwrap();
+        assert_eq!((f.kind, f.size), (b'0', 7));
+    }
+
+    #[test]
+    fn checksum_is_checked() {
+        let mut out = Vec::new();
+        push_file_header(&mut out, "x", 1, 0o644, 0);
+        out[0] = b'y';
+        let err = parse_header(out[..BLOCK].try_into().unwrap()).unwrap_err();
+        assert!(err.contains("checksum"), "{err}");
+    }
+}
