@@ -23,6 +23,8 @@ pub enum Command {
     Check(ClusterArg),
     /// Show every bundle's files, units, images and every host's bundles; changes nothing.
     Plan(PlanArgs),
+    /// Write every rendered file (no artifacts) into a folder, for review and tests.
+    Render(RenderArgs),
     /// Pin every artifact to an exact source, sha256 and size in kiln.lock.
     Lock(LockArgs),
     /// Download every locked artifact into the vendor/ store, verified.
@@ -120,4 +122,14 @@ pub enum CatalogCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// `kiln render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    /// Folder to write into: `<bundle-id>/rootfs/…` and `hosts/<host>/rootfs/…`.
+    #[arg(long)]
+    pub out: PathBuf,
 }

@@ -92,6 +92,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_plan(&plan);
             }
         }
+        Command::Render(a) => {
+            let p = load(&a.cluster.cluster)?;
+            let plan = kiln_plan::plan(&p)?;
+            let n = render_tree(&plan, &a.out)?;
+            println!("{}: {n} rendered file(s)", a.out.display());
+        }
         Command::Lock(a) => {
             let p = load(&a.cluster.cluster)?;
             let plan = kiln_plan::plan(&p)?;
@@ -164,6 +170,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes every generated file of the plan under `out` (artifacts are listed in the plan, not copied).
+fn render_tree(plan: &kiln_plan::Plan, out: &Path) -> Result<usize> {
+    let mut n = 0;
+    let mut write = |dir: PathBuf, f: &kiln_plan::PlannedFile| -> Result<()> {
+        let bytes = match &f.source {
+            kiln_plan::FileSource::Content { bytes, .. } => bytes.clone(),
+            kiln_plan::FileSource::Local { path, .. } => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            kiln_plan::FileSource::Artifact { .. } => return Ok(()),
+        };
+        let dest = dir.join("rootfs").join(f.path.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().expect("has parent")).with_context(|| format!("creating {}", dest.display()))?;
+        std::fs::write(&dest, bytes).with_context(|| format!("writing {}", dest.display()))?;
+        n += 1;
+        Ok(())
+    };
+    for b in &plan.bundles {
+        for f in &b.files {
+            write(out.join(&b.id), f)?;
+        }
+    }
+    for h in &plan.hosts {
+        for f in &h.files {
+            write(out.join("hosts").join(&h.name), f)?;
+        }
+    }
+    Ok(n)
 }
 
 fn print_plan(plan: &kiln_plan::Plan) {

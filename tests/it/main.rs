@@ -6,3 +6,4 @@ mod cli_help;
 mod common;
 mod lab;
 mod plan_snapshots;
+mod profiles;

@@ -41,6 +41,8 @@ pub struct Merged {
     pub modules: Vec<String>,
     /// Packages, deduplicated in first-mention order.
     pub packages: Vec<String>,
+    /// Health check command template; a later layer replaces it.
+    pub health: Option<(String, String)>,
 }
 
 fn push_unique(v: &mut Vec<String>, items: &[String]) {
@@ -53,7 +55,7 @@ fn push_unique(v: &mut Vec<String>, items: &[String]) {
 
 impl Merged {
     /// Applies one layer on top; `only_role` keeps overlay entries meant for that role.
-    pub fn apply(&mut self, layer: &Layer, only_role: Option<(&str, &str)>) {
+    pub fn apply(&mut self, layer: &Layer, only_role: Option<(&str, &str)>, origin: &str) {
         let keep = |r: &Option<String>| match only_role {
             None => true,
             Some((role, default)) => r.as_deref().unwrap_or(default) == role,
@@ -71,6 +73,9 @@ impl Merged {
         }
         push_unique(&mut self.modules, &layer.modules);
         push_unique(&mut self.packages, &layer.packages);
+        if let Some(h) = &layer.health {
+            self.health = Some((origin.to_string(), h.clone()));
+        }
     }
 
     /// Applies an overlay's files tree when it targets `role`.
@@ -86,12 +91,13 @@ impl Merged {
 /// Folds profile → OS family → OS id → overlays (in order) for `role` on `os`.
 pub fn merge(profile: &Profile, os: OsId, overlays: &[Overlay]) -> Merged {
     let mut m = Merged::default();
-    m.apply(&profile.base, None);
+    let origin = format!("profiles/{}/profile.toml", profile.name);
+    m.apply(&profile.base, None, &origin);
     if let Some(l) = profile.os.get(os.family()) {
-        m.apply(l, None);
+        m.apply(l, None, &origin);
     }
     if let Some(l) = profile.os.get(os.as_str()) {
-        m.apply(l, None);
+        m.apply(l, None, &origin);
     }
     for o in overlays {
         let mut l = o.layer.clone();
@@ -100,7 +106,7 @@ pub fn merge(profile: &Profile, os: OsId, overlays: &[Overlay]) -> Merged {
             l.sysctl.clear();
             l.modules.clear();
         }
-        m.apply(&l, Some((&profile.name, "common")));
+        m.apply(&l, Some((&profile.name, "common")), &format!("overlays/{}/overlay.toml", o.name));
         m.apply_files(o, &profile.name);
     }
     m

@@ -82,6 +82,8 @@ pub struct BundlePlan {
     pub modules: Vec<String>,
     /// OS packages.
     pub packages: Vec<String>,
+    /// Rendered health check command.
+    pub health: Option<String>,
     /// Hosts receiving this bundle.
     pub hosts: Vec<String>,
 }
@@ -211,6 +213,10 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
             files.push(content(&p, 0o644, "kiln: modules".into(), kiln_render::modules_conf(&origin, &m.modules).into_bytes()));
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
+        let health = match &m.health {
+            Some((origin, t)) => Some(kiln_render::render(&format!("{origin} (health)"), t, &ctx)?.trim().to_string()),
+            None => None,
+        };
         bundles.push(BundlePlan {
             id: id.clone(),
             role: role.clone(),
@@ -222,6 +228,7 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
             sysctl: m.sysctl.clone(),
             modules: m.modules.clone(),
             packages: m.packages.clone(),
+            health,
             hosts: hosts.clone(),
         });
         merged_by_id.insert(id, m);

@@ -85,6 +85,8 @@ pub struct Layer {
     pub modules: Vec<String>,
     /// OS packages.
     pub packages: Vec<String>,
+    /// Health check command template (a later layer replaces it).
+    pub health: Option<String>,
 }
 
 /// A role requirement (checked against the cluster).
@@ -188,6 +190,7 @@ impl Conv<'_> {
         }
         out.modules = l.modules.iter().map(|s| s.get_ref().clone()).collect();
         out.packages = l.packages.iter().map(|s| s.get_ref().clone()).collect();
+        out.health = l.health.as_ref().map(|s| s.get_ref().clone());
         out
     }
 
@@ -265,6 +268,7 @@ pub fn load_profile(name: &str, file: &Path, text: &str, read: ReadText<'_>) -> 
         sysctl: raw.sysctl.clone(),
         modules: raw.modules.clone(),
         packages: raw.packages.clone(),
+        health: raw.health.clone(),
     };
     let base = c.layer("", &base_raw, false);
     let mut os = BTreeMap::new();
@@ -309,6 +313,7 @@ pub fn load_overlay(name: &str, file: &Path, text: &str, read: ReadText<'_>, fil
         sysctl: raw.sysctl.clone(),
         modules: raw.modules.clone(),
         packages: Vec::new(),
+        health: None,
     };
     let mut layer = c.layer("", &raw_layer, true);
     let files_role = raw.files_role.as_ref().map(|s| s.get_ref().clone());

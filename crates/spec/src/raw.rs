@@ -171,6 +171,7 @@ pub struct RawLayer {
     pub modules: Vec<S>,
     #[serde(default)]
     pub packages: Vec<S>,
+    pub health: Option<S>,
 }
 
 /// profiles/<role>/profile.toml as written.
@@ -196,6 +197,8 @@ pub struct RawProfile {
     pub modules: Vec<S>,
     #[serde(default)]
     pub packages: Vec<S>,
+    /// Shell command (a template) that exits 0 when the role is healthy on a host.
+    pub health: Option<S>,
     /// Sections by OS family (`el`, `debian`) or OS id (`centos7`, …).
     #[serde(default)]
     pub os: BTreeMap<String, Spanned<RawLayer>>,

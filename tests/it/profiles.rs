@@ -1,0 +1,1 @@
+//! Role profiles rendered for every OS: unit files, LB configs, snapshots.
