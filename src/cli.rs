@@ -31,6 +31,8 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Assemble role bundles, host archives, MANIFEST.json and SHA256SUMS.
     Build(BuildArgs),
+    /// Create or reuse the cluster PKI and list every host's certificates.
+    Certs(CertsArgs),
     /// Verify an out folder or a single bundle without extracting anything.
     Verify(VerifyArgs),
     /// Maintain the catalog.
@@ -100,8 +102,33 @@ pub struct BuildArgs {
     /// Rebuild even when the out folder already holds this build.
     #[arg(long)]
     pub force: bool,
+    /// Seed forms per host: any of iso, vfat, dir (comma-separated), or none.
+    #[arg(long, default_value = "iso,vfat,dir")]
+    pub seed: String,
+    /// Test aid: the seed runs install.sh a second time, which must report `unchanged`.
+    #[arg(long)]
+    pub seed_rerun: bool,
+    /// Allow replacing a missing or broken CA although certificates were issued from it.
+    #[arg(long)]
+    pub rotate_ca: bool,
     #[command(flatten)]
     pub net: NetArgs,
+}
+
+/// `kiln certs`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    /// Print the table as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 when any certificate expires within DAYS days.
+    #[arg(long, value_name = "DAYS")]
+    pub check_expiry: Option<i64>,
+    /// Allow replacing a missing or broken CA although certificates were issued from it.
+    #[arg(long)]
+    pub rotate_ca: bool,
 }
 
 /// `kiln verify`.

@@ -135,7 +135,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build(a) => {
             let p = load(&a.cluster.cluster)?;
             let out = a.out.clone().unwrap_or_else(|| p.cluster.paths.base.join("out"));
-            let opts = build::BuildOptions { out, offline: a.offline, fetch: fetch_options(&a.net, !a.offline), source_date_epoch: source_date_epoch()?, force: a.force };
+            let opts = build::BuildOptions { out, offline: a.offline, fetch: fetch_options(&a.net, !a.offline), source_date_epoch: source_date_epoch()?,
+                force: a.force,
+                seeds: kiln_engine::seed::SeedKinds::parse(&a.seed).map_err(|e| anyhow::anyhow!("--seed: {e}"))?,
+                seed_rerun: a.seed_rerun,
+                rotate_ca: a.rotate_ca,
+            };
             let bars = progress::Bars::new();
             let res = build::build(&p, &opts, &bars)?;
             if res.up_to_date {
@@ -145,6 +150,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for b in res.manifest.bundles.values() {
                     let o = &res.manifest.outputs[&b.file];
                     println!("  {:<48} {:>12} bytes  hosts: {}", b.file, o.size, b.hosts.join(", "));
+                }
+            }
+        }
+        Command::Certs(a) => {
+            let p = load(&a.cluster.cluster)?;
+            let out = kiln_engine::secrets::ensure_pki(&p, a.rotate_ca)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&out.table)?);
+            } else {
+                println!("{:<10} {:<52} {:<40} {:<21} {:>5}  SANS", "HOST", "FILE", "SUBJECT", "NOT AFTER", "DAYS");
+                for r in &out.table {
+                    println!("{:<10} {:<52} {:<40} {:<21} {:>5}  {}", r.host, r.file, r.subject, r.not_after, r.days_left, r.sans.join(","));
+                }
+                if !out.written.is_empty() {
+                    eprintln!("{}: {} file(s) written to the PKI state", p.cluster.paths.pki.display(), out.written.len());
+                }
+            }
+            if let Some(days) = a.check_expiry {
+                let soon: Vec<_> = out.table.iter().filter(|r| r.expires_within(days)).collect();
+                if !soon.is_empty() {
+                    for r in &soon {
+                        eprintln!("expires in {} day(s): {} {} ({})", r.days_left, r.host, r.file, r.not_after);
+                    }
+                    return Ok(ExitCode::from(1));
                 }
             }
         }
@@ -226,6 +255,9 @@ fn print_plan(plan: &kiln_plan::Plan) {
         println!("host {:<12} {:<15} {:<10} bundles: {}", h.name, h.ip, h.os.as_str(), h.bundles.join(" "));
         for f in &h.files {
             println!("  {:04o} {}", f.mode, f.path);
+        }
+        for s in &h.secrets {
+            println!("  {:04o} {}  (certificates)", s.mode, s.path);
         }
     }
 }

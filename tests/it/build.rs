@@ -32,6 +32,9 @@ fn identical_inputs_give_identical_bytes_across_folders_time_zones_umasks_and_lo
     a.lock();
     // Same inputs: the second project gets the first one's lock (its epoch was fixed when written).
     fs::copy(a.dir.join("kiln.lock"), b.dir.join("kiln.lock")).unwrap();
+    // …and the same PKI state (an input too: CAs are created once and reused).
+    kiln().current_dir(&a.dir).args(["certs", "cluster.toml"]).assert().success();
+    crate::common::copy_tree(&a.dir.join("pki"), &b.dir.join("pki"));
     let out_a = a.dir.join("out-a");
     let out_b = b.dir.join("elsewhere/out-b");
     let ra = build_in(&a, &out_a, &[("TZ", "UTC"), ("LANG", "C")], "022");
@@ -82,11 +85,13 @@ fn bundle_headers_are_normalised() {
         e.read_to_end(&mut sink).unwrap();
         paths.push(path);
     }
-    assert_eq!(paths[0], "MANIFEST");
-    let mut sorted = paths.clone();
+    assert_eq!(paths[0], "MANIFEST", "MANIFEST comes first");
+    let mut sorted = paths[1..].to_vec();
     sorted.sort();
-    assert_eq!(paths, sorted, "entries are sorted (MANIFEST sorts first)");
-    assert!(paths.contains(&"bundle.json".to_string()));
+    assert_eq!(paths[1..], sorted[..], "the other entries are sorted");
+    for meta in ["BUNDLE", "UNITS", "IMAGES", "PACKAGES", "HEALTH", "install.sh"] {
+        assert!(paths.contains(&meta.to_string()), "{meta} missing from {paths:?}");
+    }
 }
 
 #[test]
@@ -101,7 +106,7 @@ fn no_op_rebuild_changes_nothing_and_a_changed_input_rebuilds() {
     assert_eq!(tree_state(&out), before);
     // A damaged output is noticed by the quick check and rebuilt.
     let sums = fs::read_to_string(out.join("SHA256SUMS")).unwrap();
-    let host = out.join("hosts/etcd1/host.tar.gz");
+    let host = out.join("hosts/etcd1/secrets.tar.gz");
     fs::write(&host, b"short").unwrap();
     let r = kiln().current_dir(&fx.dir).args(["build", "cluster.toml"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&r.stdout).contains("up to date"));

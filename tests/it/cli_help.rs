@@ -12,6 +12,8 @@ fn help_of_every_command() {
         vec!["fetch", "--help"],
         vec!["build", "--help"],
         vec!["verify", "--help"],
+        vec!["certs", "--help"],
+        vec!["render", "--help"],
         vec!["catalog", "--help"],
         vec!["catalog", "import-checksums", "--help"],
     ] {
@@ -26,7 +28,7 @@ fn help_of_every_command() {
 #[test]
 fn readme_documents_every_command() {
     let readme = std::fs::read_to_string(crate::common::repo().join("README.md")).unwrap();
-    for cmd in ["kiln check", "kiln plan", "kiln lock", "kiln fetch", "kiln build", "kiln verify", "kiln catalog import-checksums"] {
+    for cmd in ["kiln check", "kiln plan", "kiln lock", "kiln fetch", "kiln build", "kiln verify", "kiln certs", "kiln render", "kiln catalog import-checksums"] {
         assert!(readme.contains(cmd), "README.md does not mention `{cmd}`");
     }
 }

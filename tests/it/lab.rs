@@ -14,7 +14,15 @@ fn lab_vendor_ready() -> bool {
 fn lab_builds_twice_to_the_same_bytes_offline() {
     assert!(lab_vendor_ready(), "examples/lab/vendor is not filled: run `cargo run -- fetch examples/lab/cluster.toml` (the set-up in README.md does)");
     let tmp = tempfile::tempdir().unwrap();
-    let lab = repo().join("examples/lab/cluster.toml");
+    // The lab, with its PKI state in the temp folder (tests never write into the checkout).
+    let r = repo();
+    let text = fs::read_to_string(r.join("examples/lab/cluster.toml")).unwrap().replace(
+        "[paths]\n",
+        &format!("[paths]\nvendor = \"{0}/examples/lab/vendor\"\nlock = \"{0}/examples/lab/kiln.lock\"\n", r.display()),
+    );
+    let text = text.replace("\"../../", &format!("\"{}/", r.display()));
+    let lab = tmp.path().join("cluster.toml");
+    fs::write(&lab, text).unwrap();
     let mut sums = Vec::new();
     for (i, tz) in ["UTC", "America/New_York"].iter().enumerate() {
         let out = tmp.path().join(format!("out{i}"));

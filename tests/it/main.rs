@@ -7,3 +7,5 @@ mod common;
 mod lab;
 mod plan_snapshots;
 mod profiles;
+mod secrets;
+mod seeds;

@@ -16,6 +16,7 @@ use kiln_spec::{Lock, Project};
 use kiln_store::{FetchOptions, FetchReport, Progress};
 
 use crate::fetch::{self, Blob};
+use crate::seed::{self, SeedKinds};
 use crate::{io_err, lock, write_atomic, Error};
 
 /// How to build.
@@ -31,6 +32,12 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<u64>,
     /// Rebuild even when the out folder is up to date.
     pub force: bool,
+    /// Seed forms to write per host.
+    pub seeds: SeedKinds,
+    /// Test aid: the seed runs install.sh twice (the second run must report `unchanged`).
+    pub seed_rerun: bool,
+    /// Allow the PKI to create a new CA where issued certificates exist.
+    pub rotate_ca: bool,
 }
 
 /// What a build did.
@@ -92,10 +99,14 @@ pub struct BundleInfo {
 pub struct HostInfo {
     /// Address.
     pub ip: String,
+    /// MAC address its seed matches.
+    pub mac: String,
     /// Bundle files in install order.
     pub bundles: Vec<String>,
-    /// The host's own archive.
-    pub host_archive: String,
+    /// The host's secrets archive (certificates, keys, its own files).
+    pub secrets: String,
+    /// Seed files written for it.
+    pub seeds: Vec<String>,
 }
 
 /// Digest and size of one output.
@@ -116,7 +127,7 @@ fn relative(base: &Path, p: &Path) -> String {
 }
 
 /// The inputs' digests and the build id derived from them.
-pub fn build_id(project: &Project, lock_bytes: &[u8], sde: u64) -> Result<(String, BTreeMap<String, String>), Error> {
+pub fn build_id(project: &Project, lock_bytes: &[u8], sde: u64, extra: &[(&str, String)]) -> Result<(String, BTreeMap<String, String>), Error> {
     let base = &project.cluster.paths.base;
     let mut inputs = BTreeMap::new();
     for p in &project.inputs {
@@ -124,6 +135,9 @@ pub fn build_id(project: &Project, lock_bytes: &[u8], sde: u64) -> Result<(Strin
         inputs.insert(relative(base, p), sha256_hex(&bytes));
     }
     inputs.insert(relative(base, &project.cluster.paths.lock), sha256_hex(lock_bytes));
+    for (k, v) in extra {
+        inputs.insert(k.to_string(), v.clone());
+    }
     let mut h = Sha256::new();
     h.update(format!("kiln {}\nsource-date-epoch {sde}\n", env!("CARGO_PKG_VERSION")));
     for (k, v) in &inputs {
@@ -179,14 +193,6 @@ pub fn build(project: &Project, opts: &BuildOptions, progress: &dyn Progress) ->
     let lock = Lock::parse(lock_path, &String::from_utf8_lossy(&lock_bytes)).map_err(kiln_spec::Diagnostics::from)?;
     let entries = lock::locked_entries(project, &plan, &lock)?;
     let sde = opts.source_date_epoch.unwrap_or(lock.source_date_epoch);
-    let (build_id, inputs) = build_id(project, &lock_bytes, sde)?;
-    let dir = opts.out.join(&project.cluster.name);
-    if !opts.force {
-        if let Some(manifest) = up_to_date(&dir, &build_id) {
-            tracing::info!(dir = %dir.display(), "up to date");
-            return Ok(BuildOutcome { dir, build_id, up_to_date: true, manifest, fetched: None });
-        }
-    }
 
     let vendor = &project.cluster.paths.vendor;
     if opts.offline && !vendor.exists() {
@@ -196,107 +202,191 @@ pub fn build(project: &Project, opts: &BuildOptions, progress: &dyn Progress) ->
     }
     let store = fetch::open_store(project)?;
     let missing = fetch::missing(&store, &entries);
-    let fetched = if missing.is_empty() {
-        None
-    } else if opts.offline {
-        return Err(Error::Missing { store: project.cluster.paths.vendor.clone(), missing });
-    } else {
-        Some(fetch::fetch(project, &store, &entries, &opts.fetch, progress)?)
-    };
+    if opts.offline && !missing.is_empty() {
+        return Err(Error::Missing { store: vendor.clone(), missing });
+    }
 
+    // The PKI is state beside cluster.toml: created once, reused, and part of the build's inputs.
+    let pki = crate::secrets::ensure_pki(project, opts.rotate_ca)?;
+    let pki_digest = crate::secrets::state_digest(&project.cluster.paths.pki)?;
+    let seeds = format!("dir={} iso={} vfat={} rerun={}", opts.seeds.dir, opts.seeds.iso, opts.seeds.vfat, opts.seed_rerun);
+    let (build_id, inputs) = build_id(project, &lock_bytes, sde, &[("(pki state)", pki_digest), ("(seed options)", sha256_hex(seeds.as_bytes()))])?;
+    let dir = opts.out.join(&project.cluster.name);
+    if !opts.force {
+        if let Some(manifest) = up_to_date(&dir, &build_id) {
+            tracing::info!(dir = %dir.display(), "up to date");
+            return Ok(BuildOutcome { dir, build_id, up_to_date: true, manifest, fetched: None });
+        }
+    }
+    let fetched = if missing.is_empty() { None } else { Some(fetch::fetch(project, &store, &entries, &opts.fetch, progress)?) };
+
+    let ctx = Assembly { project, plan: &plan, store: &store, entries: &entries, dir: &dir, build_id: &build_id, inputs: &inputs, sde, pki: &pki, opts };
     // A store entry that fails its hash while being bundled is removed and the assembly retried once.
-    let manifest = match assemble(project, &plan, &store, &entries, &dir, &build_id, &inputs, sde) {
+    let manifest = match ctx.assemble() {
         Err(Error::Bundle(kiln_bundle::BundleError::PinMismatch { expected, .. })) => {
             tracing::warn!(sha256 = %expected, "store entry corrupt; removing it and retrying");
             store.verify_blob(&expected)?;
             if !fetch::missing(&store, &entries).is_empty() {
                 if opts.offline {
-                    return Err(Error::Missing { store: project.cluster.paths.vendor.clone(), missing: fetch::missing(&store, &entries) });
+                    return Err(Error::Missing { store: vendor.clone(), missing: fetch::missing(&store, &entries) });
                 }
                 fetch::fetch(project, &store, &entries, &opts.fetch, progress)?;
             }
-            assemble(project, &plan, &store, &entries, &dir, &build_id, &inputs, sde)?
+            ctx.assemble()?
         }
         other => other?,
     };
     Ok(BuildOutcome { dir, build_id, up_to_date: false, manifest, fetched })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn assemble(project: &Project, plan: &Plan, store: &kiln_store::Store, entries: &[kiln_spec::LockedArtifact], dir: &Path, build_id: &str, inputs: &BTreeMap<String, String>, sde: u64) -> Result<BuildManifest, Error> {
-    let blobs = fetch::materialize(store, entries)?;
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("cluster");
-    let staging = parent.join(format!(".{name}.build-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&staging);
-    let result = write_outputs(project, plan, &blobs, &staging, build_id, inputs, sde).and_then(|m| {
-        swap_in(&staging, dir)?;
-        Ok(m)
-    });
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&staging);
-    }
-    result
+/// Everything assembly reads.
+struct Assembly<'a> {
+    project: &'a Project,
+    plan: &'a Plan,
+    store: &'a kiln_store::Store,
+    entries: &'a [kiln_spec::LockedArtifact],
+    dir: &'a Path,
+    build_id: &'a str,
+    inputs: &'a BTreeMap<String, String>,
+    sde: u64,
+    pki: &'a kiln_pki::PkiOutput,
+    opts: &'a BuildOptions,
 }
 
-fn write_outputs(project: &Project, plan: &Plan, blobs: &BTreeMap<String, Blob>, staging: &Path, build_id: &str, inputs: &BTreeMap<String, String>, sde: u64) -> Result<BuildManifest, Error> {
-    let bundles_dir = staging.join("bundles");
-    fs::create_dir_all(&bundles_dir).map_err(io_err(&bundles_dir))?;
-    let mut outputs = BTreeMap::new();
-    let mut bundles = BTreeMap::new();
-    let mut bundle_files: BTreeMap<String, String> = BTreeMap::new();
-    for b in &plan.bundles {
-        tracing::info!(bundle = %b.id, files = b.files.len(), "writing bundle");
-        let mut entries = entries_for(&b.files, blobs)?;
-        let meta = serde_json::json!({
-            "cluster": plan.cluster,
-            "role": b.role,
-            "os": b.os,
-            "extends": b.extends,
-            "units": b.units,
-            "images": b.images,
-            "modules": b.modules,
-            "packages": b.packages,
+impl Assembly<'_> {
+    fn assemble(&self) -> Result<BuildManifest, Error> {
+        let blobs = fetch::materialize(self.store, self.entries)?;
+        let parent = self.dir.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        let name = self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("cluster");
+        let staging = parent.join(format!(".{name}.build-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&staging);
+        let result = self.write_outputs(&blobs, &staging).and_then(|m| {
+            swap_in(&staging, self.dir)?;
+            Ok(m)
         });
-        entries.push(Entry { path: "bundle.json".into(), mode: 0o644, source: Source::Bytes(json_bytes(&meta)) });
-        let w = kiln_bundle::write_bundle(&bundles_dir, &b.id, &BundleSpec { entries, mtime: sde })?;
-        let rel = format!("bundles/{}", w.file_name);
-        outputs.insert(rel.clone(), OutputInfo { sha256: w.sha256.clone(), size: w.size });
-        bundle_files.insert(b.id.clone(), rel.clone());
-        bundles.insert(b.id.clone(), BundleInfo { file: rel, role: b.role.clone(), os: b.os.to_string(), hosts: b.hosts.clone() });
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        result
     }
-    let mut hosts = BTreeMap::new();
-    for h in &plan.hosts {
-        let hdir = staging.join("hosts").join(&h.name);
-        fs::create_dir_all(&hdir).map_err(io_err(&hdir))?;
-        let files: Vec<String> = h.bundles.iter().map(|id| bundle_files[id].clone()).collect();
-        let mut entries = entries_for(&h.files, blobs)?;
-        let meta = serde_json::json!({"cluster": plan.cluster, "host": h.name, "ip": h.ip, "roles": h.roles, "bundles": files, "build-id": build_id, "generation": plan.generation});
-        entries.push(Entry { path: "host.json".into(), mode: 0o644, source: Source::Bytes(json_bytes(&meta)) });
-        let path = hdir.join("host.tar.gz");
-        let w = kiln_bundle::write_archive(&path, 0o644, &BundleSpec { entries, mtime: sde }, true)?;
-        let rel = format!("hosts/{}/host.tar.gz", h.name);
-        outputs.insert(rel.clone(), OutputInfo { sha256: w.sha256, size: w.size });
-        hosts.insert(h.name.clone(), HostInfo { ip: h.ip.clone(), bundles: files, host_archive: rel });
+}
+
+fn lines(items: &[String]) -> Vec<u8> {
+    items.iter().map(|i| format!("{i}\n")).collect::<String>().into_bytes()
+}
+
+fn text_entry(path: &str, mode: u32, text: impl Into<Vec<u8>>) -> Entry {
+    Entry { path: path.into(), mode, source: Source::Bytes(text.into()) }
+}
+
+impl Assembly<'_> {
+    fn write_outputs(&self, blobs: &BTreeMap<String, Blob>, staging: &Path) -> Result<BuildManifest, Error> {
+        let (project, plan, sde) = (self.project, self.plan, self.sde);
+        let cluster = &project.cluster;
+        let bundles_dir = staging.join("bundles");
+        fs::create_dir_all(&bundles_dir).map_err(io_err(&bundles_dir))?;
+        let mut outputs = BTreeMap::new();
+        let mut bundles = BTreeMap::new();
+        // bundle id -> (relative path, sha256)
+        let mut written: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for b in &plan.bundles {
+            tracing::info!(bundle = %b.id, files = b.files.len(), "writing bundle");
+            let mut entries = entries_for(&b.files, blobs)?;
+            let meta = format!("KILN_ROLE={}\nKILN_OS={}\nKILN_OS_FAMILY={}\nKILN_ARCH={}\n", b.role, b.os, b.os.family(), cluster.arch);
+            entries.push(text_entry("BUNDLE", 0o644, meta));
+            entries.push(text_entry("UNITS", 0o644, lines(&b.units)));
+            entries.push(text_entry("IMAGES", 0o644, lines(&[])));
+            entries.push(text_entry("PACKAGES", 0o644, lines(&[])));
+            entries.push(text_entry("HEALTH", 0o644, b.health.as_ref().map(|h| format!("{h}\n")).unwrap_or_default()));
+            entries.push(text_entry("install.sh", 0o755, crate::INSTALL_SH));
+            let w = kiln_bundle::write_bundle(&bundles_dir, &b.id, &BundleSpec { entries, mtime: sde })?;
+            let rel = format!("bundles/{}", w.file_name);
+            outputs.insert(rel.clone(), OutputInfo { sha256: w.sha256.clone(), size: w.size });
+            written.insert(b.id.clone(), (rel.clone(), w.sha256.clone()));
+            bundles.insert(b.id.clone(), BundleInfo { file: rel, role: b.role.clone(), os: b.os.to_string(), hosts: b.hosts.clone() });
+        }
+        let install_sha = sha256_hex(crate::INSTALL_SH.as_bytes());
+        let install_path = staging.join("install.sh");
+        write_atomic(&install_path, crate::INSTALL_SH.as_bytes())?;
+        outputs.insert("install.sh".into(), OutputInfo { sha256: install_sha.clone(), size: crate::INSTALL_SH.len() as u64 });
+
+        let mut hosts = BTreeMap::new();
+        let mut vagrant_hosts = Vec::new();
+        for (h, host) in plan.hosts.iter().zip(&cluster.hosts) {
+            let hdir = staging.join("hosts").join(&h.name);
+            fs::create_dir_all(&hdir).map_err(io_err(&hdir))?;
+            let files: Vec<String> = h.bundles.iter().map(|id| written[id].0.clone()).collect();
+            let mut entries = entries_for(&h.files, blobs)?;
+            for s in self.pki.hosts.get(&h.name).into_iter().flatten() {
+                entries.push(Entry { path: format!("rootfs{}", s.path), mode: s.mode, source: Source::Bytes(s.bytes.clone()) });
+            }
+            let host_env = format!(
+                "KILN_CLUSTER={}\nKILN_HOST={}\nKILN_IP={}\nKILN_BUILD_ID={}\nKILN_GENERATION={}\nKILN_ARCH={}\nKILN_OS={}\nKILN_OS_FAMILY={}\n",
+                cluster.name, h.name, h.ip, self.build_id, plan.generation, cluster.arch, h.os, h.os.family()
+            );
+            entries.push(text_entry("HOST", 0o644, host_env));
+            let bundle_lines: Vec<String> = h.bundles.iter().map(|id| {
+                let (rel, sha) = &written[id];
+                format!("{sha} {}", rel.trim_start_matches("bundles/"))
+            }).collect();
+            entries.push(text_entry("BUNDLES", 0o644, lines(&bundle_lines)));
+            let secrets_path = hdir.join("secrets.tar.gz");
+            let w = kiln_bundle::write_archive(&secrets_path, 0o600, &BundleSpec { entries, mtime: sde }, true)?;
+            let secrets_rel = format!("hosts/{}/secrets.tar.gz", h.name);
+            outputs.insert(secrets_rel.clone(), OutputInfo { sha256: w.sha256.clone(), size: w.size });
+
+            let seed = seed::seed_for(project, host, self.build_id, &install_sha, &w.sha256, self.opts.seed_rerun);
+            let mut carry: Vec<(String, std::path::PathBuf)> = vec![("install.sh".into(), install_path.clone()), ("secrets.tar.gz".into(), secrets_path.clone())];
+            for f in &files {
+                carry.push((f.trim_start_matches("bundles/").to_string(), staging.join(f)));
+            }
+            let seed_files = seed::write_seeds(&hdir, &seed, &carry, self.opts.seeds, sde)?;
+            let mut seeds = Vec::new();
+            for rel in seed_files {
+                let full = hdir.join(&rel);
+                let (sha, size) = kiln_bundle::sha256_file(&full).map_err(io_err(&full))?;
+                let rel = format!("hosts/{}/{rel}", h.name);
+                outputs.insert(rel.clone(), OutputInfo { sha256: sha, size });
+                seeds.push(rel);
+            }
+            let mac = seed::host_mac(&cluster.name, host);
+            vagrant_hosts.push(serde_json::json!({
+                "name": h.name, "ip": h.ip, "mac": mac, "os": h.os, "roles": h.roles,
+                "seed_iso": self.opts.seeds.iso.then(|| format!("hosts/{}/cidata.iso", h.name)),
+                "seed_img": self.opts.seeds.vfat.then(|| format!("hosts/{}/cidata.img", h.name)),
+                "memory_mb": 1024, "cpus": 1,
+            }));
+            hosts.insert(h.name.clone(), HostInfo { ip: h.ip.clone(), mac, bundles: files, secrets: secrets_rel, seeds });
+        }
+        let net = cluster.network.host_cidrs.first().map(|c| c.to_string());
+        let vagrant = serde_json::json!({
+            "cluster": cluster.name,
+            "network": {"cidr": net, "gateway": cluster.network.gateway.map(|g| g.to_string())},
+            "hosts": vagrant_hosts,
+        });
+        let vbytes = json_bytes(&vagrant);
+        write_atomic(&staging.join("vagrant.json"), &vbytes)?;
+        outputs.insert("vagrant.json".into(), OutputInfo { sha256: sha256_hex(&vbytes), size: vbytes.len() as u64 });
+
+        let manifest = BuildManifest {
+            kiln: env!("CARGO_PKG_VERSION").to_string(),
+            cluster: plan.cluster.clone(),
+            build_id: self.build_id.to_string(),
+            generation: cluster.generation,
+            source_date_epoch: sde,
+            inputs: self.inputs.clone(),
+            bundles,
+            hosts,
+            outputs,
+        };
+        let mbytes = json_bytes(&manifest);
+        write_atomic(&staging.join("MANIFEST.json"), &mbytes)?;
+        let mut sums: Vec<(String, String)> = manifest.outputs.iter().map(|(p, o)| (p.clone(), o.sha256.clone())).collect();
+        sums.push(("MANIFEST.json".into(), sha256_hex(&mbytes)));
+        kiln_bundle::write_sha256sums(staging, &sums)?;
+        Ok(manifest)
     }
-    let manifest = BuildManifest {
-        kiln: env!("CARGO_PKG_VERSION").to_string(),
-        cluster: plan.cluster.clone(),
-        build_id: build_id.to_string(),
-        generation: project.cluster.generation,
-        source_date_epoch: sde,
-        inputs: inputs.clone(),
-        bundles,
-        hosts,
-        outputs,
-    };
-    let mbytes = json_bytes(&manifest);
-    write_atomic(&staging.join("MANIFEST.json"), &mbytes)?;
-    let mut sums: Vec<(String, String)> = manifest.outputs.iter().map(|(p, o)| (p.clone(), o.sha256.clone())).collect();
-    sums.push(("MANIFEST.json".into(), sha256_hex(&mbytes)));
-    kiln_bundle::write_sha256sums(staging, &sums)?;
-    Ok(manifest)
 }
 
 /// Replaces `dir` with `staging` (two renames; the old tree is removed afterwards).

@@ -4,6 +4,11 @@
 pub mod build;
 pub mod fetch;
 pub mod lock;
+pub mod secrets;
+pub mod seed;
+
+/// The on-host installer shipped in every role bundle and seed.
+pub const INSTALL_SH: &str = include_str!("../assets/install.sh");
 
 use std::path::PathBuf;
 
@@ -36,6 +41,12 @@ pub enum Error {
     /// Writing a bundle failed.
     #[error(transparent)]
     Bundle(#[from] kiln_bundle::BundleError),
+    /// The PKI failed (a CA would be replaced, state unreadable, …).
+    #[error(transparent)]
+    Pki(#[from] kiln_pki::PkiError),
+    /// A seed could not be written.
+    #[error("seed: {0}")]
+    Seed(cloud_init_config::Error),
     /// Verification failed.
     #[error(transparent)]
     Verify(#[from] kiln_bundle::VerifyError),

@@ -134,6 +134,15 @@ pub fn ensure(
     })
 }
 
+/// The files every host would receive (path, mode), without touching any state: for `kiln plan`.
+pub fn planned_files(input: &PkiInput) -> Result<BTreeMap<String, Vec<(String, u32)>>> {
+    input.validate()?;
+    Ok(layout::plan(input)
+        .into_iter()
+        .map(|p| (p.name, p.files.into_iter().map(|f| (f.path, f.mode)).collect()))
+        .collect())
+}
+
 /// Reads the certificate table from the state without writing anything.
 ///
 /// Fails with [`PkiError::NotIssued`] if the input needs a certificate that was never issued.

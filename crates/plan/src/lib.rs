@@ -3,6 +3,7 @@
 //! Pure: takes the project (already read and checked) and returns values. Layering is
 //! profile → OS family → OS → overlays (cluster.toml order) → host, see [`layer`].
 
+pub mod certs;
 pub mod context;
 pub mod layer;
 
@@ -105,6 +106,18 @@ pub struct HostPlan {
     pub bundles: Vec<String>,
     /// Host-specific files (host-scope templates, host sysctls, identity).
     pub files: Vec<PlannedFile>,
+    /// Certificates, keys, kubeconfigs and tokens the PKI issues to this host (path, mode).
+    pub secrets: Vec<PlannedSecret>,
+}
+
+/// A file the PKI issues to a host (its bytes exist only at build time).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedSecret {
+    /// Absolute path on the host.
+    pub path: String,
+    /// File mode.
+    #[serde(serialize_with = "octal")]
+    pub mode: u32,
 }
 
 /// An artifact the plan needs, for the lock and the store.
@@ -139,6 +152,9 @@ pub enum PlanError {
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] kiln_render::RenderError),
+    /// The PKI input is invalid.
+    #[error("certificates: {0}")]
+    Pki(#[from] kiln_pki::PkiError),
     /// A path is claimed twice within one host's bundles.
     #[error("{path} is provided by both bundle {first} and bundle {second} for host {host}")]
     Conflict {
@@ -234,6 +250,7 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
         merged_by_id.insert(id, m);
     }
 
+    let mut secrets = kiln_pki::planned_files(&certs::pki_input(project))?;
     let mut hosts = Vec::new();
     for (h, roles) in host_plans {
         let ids: Vec<String> = roles.iter().map(|r| format!("{r}-{}", h.os)).collect();
@@ -273,7 +290,11 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
         files.push(content("/etc/kiln/host.env", 0o644, "kiln: host identity".into(), env.into_bytes()));
         files.sort_by(|a, b| a.path.cmp(&b.path));
         files.dedup_by(|a, b| a.path == b.path);
-        hosts.push(HostPlan { name: h.name.clone(), ip: h.ip.to_string(), mac: h.mac.clone(), os: h.os, roles: h.roles.clone(), bundles: ids, files });
+        let secrets: Vec<PlannedSecret> = secrets.remove(&h.name).unwrap_or_default().into_iter().map(|(path, mode)| PlannedSecret { path, mode }).collect();
+        if let Some(clash) = files.iter().find(|f| secrets.iter().any(|s| s.path == f.path)) {
+            return Err(PlanError::Conflict { host: h.name.clone(), path: clash.path.clone(), first: "host files".into(), second: "certificates".into() });
+        }
+        hosts.push(HostPlan { name: h.name.clone(), ip: h.ip.to_string(), mac: h.mac.clone(), os: h.os, roles: h.roles.clone(), bundles: ids, files, secrets });
     }
 
     Ok(Plan { cluster: cluster.name.clone(), generation: cluster.generation, bundles, hosts, artifacts: needs.into_iter().collect() })

@@ -200,6 +200,12 @@ pub fn validate(
         mirrors.insert(prefix.clone(), repl.get_ref().clone());
     }
 
+    for (i, k) in raw.ssh_authorized_keys.iter().enumerate() {
+        let ok = ["ssh-rsa ", "ssh-ed25519 ", "ecdsa-sha2-", "sk-ssh-ed25519@", "sk-ecdsa-sha2-"].iter().any(|p| k.get_ref().starts_with(p)) && !k.get_ref().contains('\n');
+        if !ok {
+            c.err(Some(k.span()), &format!("ssh-authorized-keys[{i}]"), "expected one OpenSSH public key line (ssh-ed25519 AAAA…, ssh-rsa …, ecdsa-sha2-…)");
+        }
+    }
     let api_endpoint = raw.api.as_ref().map(|a| {
         if !a.endpoint.get_ref().starts_with("https://") {
             c.err(Some(a.endpoint.span()), "api.endpoint", format!("expected an https:// URL, found {:?}", a.endpoint.get_ref()));
@@ -236,6 +242,7 @@ pub fn validate(
             pki: pki.unwrap_or_else(default_pki),
             mirrors,
             vars: raw.vars.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
+            ssh_authorized_keys: raw.ssh_authorized_keys.iter().map(|k| k.get_ref().clone()).collect(),
             hosts,
             paths,
         }),

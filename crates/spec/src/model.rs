@@ -234,6 +234,8 @@ pub struct Cluster {
     pub mirrors: BTreeMap<String, Vec<String>>,
     /// Free variables for templates.
     pub vars: BTreeMap<String, serde_json::Value>,
+    /// SSH public keys put in every host's seed.
+    pub ssh_authorized_keys: Vec<String>,
     /// Hosts, in file order.
     pub hosts: Vec<Host>,
     /// Resolved input and state paths.

@@ -34,6 +34,9 @@ pub struct RawCluster {
     pub mirrors: BTreeMap<String, Spanned<Vec<String>>>,
     #[serde(default)]
     pub vars: BTreeMap<String, toml::Value>,
+    /// SSH public keys for the seed's default user (emergency access; kiln itself never uses SSH).
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<S>,
     #[serde(default, rename = "host")]
     pub hosts: Vec<Spanned<RawHost>>,
 }

@@ -1,0 +1,552 @@
+#!/bin/sh
+# kiln install.sh: installs this host's role bundles from one kiln build.
+#
+#   sh install.sh --dir DIR --secrets-sha256 SHA256
+#
+# DIR holds secrets.tar.gz (this host's, pinned by SHA256 in the seed) and the role
+# bundles its BUNDLES member names. Environment: KILN_ROOT (install under another
+# root, default /), KILN_STATE_DIR (default $KILN_ROOT/var/lib/kiln),
+# KILN_ALLOW_DOWNGRADE=1, KILN_NO_SYSTEMCTL=1, KILN_CONSOLE (a file or device that gets
+# a copy of the markers), KILN_EXPECT_HOST (instead of `uname -n`), KILN_HEALTH_TRIES /
+# KILN_HEALTH_INTERVAL / KILN_HEALTH_TIMEOUT (default 60 tries, 2 s apart, 30 s each),
+# KILN_TEST_KILL_AT=<step> (tests: kill -9 ourselves right after that step's marker).
+#
+# Every step prints exactly one marker `KILN <step> ok|fail <details>`, in this order:
+# verify list extract manifest preflight prep packages install images units health state
+# done. Nothing on the host changes before preflight has passed. Every step is
+# idempotent, files are switched by rename and the state is written last, so a run
+# killed anywhere converges when rerun; a rerun on a converged host changes nothing
+# and ends with `KILN done ok ... unchanged`.
+#
+# POSIX sh (dash, busybox sh, bash); needs coreutils, tar, gzip, sed, awk, grep and
+# systemctl; dpkg or rpm only when a bundle carries packages, ctr or docker only
+# when it carries images.
+set -eu
+umask 077 # staging holds keys; installed files get their MANIFEST mode explicitly
+export LC_ALL=C
+
+STEP=verify FAILED=0 CHANGED=0 DIR='' SECRETS_SHA='' WORK=''
+R=${KILN_ROOT:-/}
+R=${R%/} # "" for /, so "$R/etc" is always right
+STATE_DIR=${KILN_STATE_DIR:-$R/var/lib/kiln}
+STAGING=$STATE_DIR/staging
+
+say() { # one marker line on stdout and, best effort, on the console
+    printf 'KILN %s\n' "$*"
+    if [ -n "${KILN_CONSOLE:-}" ]; then
+        { printf 'KILN %s\n' "$*" >>"$KILN_CONSOLE"; } 2>/dev/null || :
+    fi
+}
+ok() {
+    say "$STEP ok $*"
+    if [ "${KILN_TEST_KILL_AT:-}" = "$STEP" ]; then kill -9 $$; fi
+}
+fail() {
+    FAILED=1
+    say "$STEP fail $*"
+    exit 1
+}
+on_exit() {
+    if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
+    if [ "$1" -ne 0 ] && [ "$FAILED" = 0 ]; then say "$STEP fail unexpected error (exit $1), see the messages above"; fi
+}
+trap 'on_exit $?' EXIT
+trap 'exit 130' INT TERM HUP
+
+sha_of() { sha256sum "$1" | cut -d ' ' -f 1; }
+is_sha() { printf '%s\n' "$1" | grep -Eqx '[0-9a-f]{64}'; }
+kv() { # value of KEY=value in FILE (last one wins), surrounding quotes removed
+    sed -n "s/^$2=//p" "$1" | tail -n 1 | sed -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'\$/\1/"
+}
+lines() { grep -v -e '^[[:space:]]*$' -e '^[[:space:]]*#' "$1" || :; } # meaningful lines of a list file
+last_line() { tail -n 1 "$1" 2>/dev/null | cut -c 1-200; }
+live() { [ -z "$R" ]; } # installing onto the running system, not under KILN_ROOT
+in_container() { [ -s /run/systemd/container ] || [ -n "${container:-}" ] || [ -f /.dockerenv ]; }
+use_systemctl() { [ "${KILN_NO_SYSTEMCTL:-0}" != 1 ]; }
+
+replace_file() { # atomically replaces $2 with the file $1 (same folder), durable first
+    sync
+    mv -f "$1" "$2"
+}
+mkparents() { # creates missing parent folders of $1 with mode 0755 (umask is 077)
+    set -- "${1%/*}"
+    if [ -n "$1" ] && [ ! -d "$1" ]; then
+        mkparents "$1"
+        mkdir -m 0755 "$1" || fail "cannot create folder $1"
+    fi
+}
+lock() { # one installer at a time; a lock left by a killed run is taken over
+    mkparents "$STAGING/x"
+    if ! mkdir "$STATE_DIR/lock" 2>/dev/null; then
+        pid=$(cat "$STATE_DIR/lock/pid" 2>/dev/null || :)
+        if [ -n "$pid" ] && [ "$pid" != $$ ] && kill -0 "$pid" 2>/dev/null; then
+            fail "another install.sh (pid $pid) holds $STATE_DIR/lock"
+        fi
+    fi
+    echo $$ >"$STATE_DIR/lock/pid"
+}
+
+# 1. Digests before anything else: the seed pins secrets.tar.gz, whose BUNDLES pins
+# every role bundle, so a bundle of another build (mix-and-match) cannot pass.
+step_verify() {
+    if [ -z "$DIR" ] || [ ! -d "$DIR" ]; then fail "usage: --dir DIR (a folder) is required"; fi
+    is_sha "$SECRETS_SHA" || fail "usage: --secrets-sha256 must be 64 lowercase hex digits"
+    SECRETS=$DIR/secrets.tar.gz
+    [ -f "$SECRETS" ] || fail "missing $SECRETS"
+    got=$(sha_of "$SECRETS")
+    [ "$got" = "$SECRETS_SHA" ] || fail "secrets.tar.gz has sha256 $got, expected $SECRETS_SHA"
+    # Read HOST and BUNDLES to stdout: nothing of the archive is written yet.
+    tar -xzOf "$SECRETS" HOST >"$WORK/HOST" 2>/dev/null || fail "secrets.tar.gz has no HOST"
+    tar -xzOf "$SECRETS" BUNDLES >"$WORK/BUNDLES" 2>/dev/null || fail "secrets.tar.gz has no BUNDLES"
+    HOST=$(kv "$WORK/HOST" KILN_HOST) BUILD_ID=$(kv "$WORK/HOST" KILN_BUILD_ID)
+    GENERATION=$(kv "$WORK/HOST" KILN_GENERATION)
+    [ -n "$HOST" ] || fail "HOST has no KILN_HOST"
+    is_sha "$BUILD_ID" || fail "HOST has no valid KILN_BUILD_ID"
+    printf '%s\n' "$GENERATION" | grep -Eqx '[0-9]{1,9}' || fail "HOST has no valid KILN_GENERATION"
+    me=${KILN_EXPECT_HOST:-$(uname -n)}
+    [ "$HOST" = "$me" ] || [ "$HOST" = "${me%%.*}" ] ||
+        fail "secrets are for host $HOST, this host is $me"
+
+    : >"$WORK/archives" # lines: <index> <bundle|secrets> <sha256> <file>
+    n=0
+    while read -r sha name extra; do
+        case $sha in '' | '#'*) continue ;; esac
+        { is_sha "$sha" && [ -z "$extra" ] && printf '%s\n' "$name" | grep -Eqx '[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz'; } ||
+            fail "BUNDLES: bad line: $sha $name $extra"
+        ! grep -q " $name\$" "$WORK/archives" || fail "BUNDLES names $name twice"
+        [ -f "$DIR/$name" ] || fail "missing bundle $DIR/$name"
+        got=$(sha_of "$DIR/$name")
+        [ "$got" = "$sha" ] || fail "$name has sha256 $got, but this host's BUNDLES pins $sha (bundle from another build?)"
+        n=$((n + 1))
+        echo "$n bundle $sha $DIR/$name" >>"$WORK/archives"
+    done <"$WORK/BUNDLES"
+    [ "$n" -gt 0 ] || fail "BUNDLES lists no bundle"
+    echo "$((n + 1)) secrets $SECRETS_SHA $SECRETS" >>"$WORK/archives"
+
+    # Rollback protection: never go back to an older generation unless told to.
+    old=$(kv "$STATE_DIR/state" KILN_GENERATION 2>/dev/null || :)
+    if [ -n "$old" ] && [ "$GENERATION" -lt "$old" ] && [ "${KILN_ALLOW_DOWNGRADE:-0}" != 1 ]; then
+        fail "generation $GENERATION is older than the installed generation $old (set KILN_ALLOW_DOWNGRADE=1 to roll back)"
+    fi
+    ok "host=$HOST build=$BUILD_ID generation=$GENERATION bundles=$n"
+}
+
+# 2. Refuse hostile archives from their listing alone, before anything is extracted:
+# only regular files with plain relative names, each once.
+step_list() {
+    entries=0
+    while read -r i kind sha f; do
+        tar -tPzvf "$f" >"$WORK/list.$i" 2>"$WORK/err" || fail "${f##*/}: unreadable tar.gz: $(last_line "$WORK/err")"
+        # GNU tar -v: "<mode> <owner> <size> <date> <time> <name>"; links, devices and
+        # names with whitespace never have exactly 6 fields; escaped names show a '\'.
+        bad=$(awk '
+            NF != 6 || substr($1, 1, 1) != "-" { print "not a regular file: " $0; exit }
+            $6 ~ /^\// { print "absolute path: " $6; exit }
+            $6 ~ /(^|\/)\.\.(\/|$)/ { print "`..` component: " $6; exit }
+            $6 ~ /(^|\/)\.?(\/|$)/ { print "empty or `.` component: " $6; exit }
+            $6 ~ /[^A-Za-z0-9._+@:,=%~\/-]/ { print "unexpected character in name: " $6; exit }
+        ' "$WORK/list.$i")
+        [ -z "$bad" ] || fail "${f##*/}: $bad"
+        dup=$(awk '{ print $6 }' "$WORK/list.$i" | sort | uniq -d | head -n 1)
+        [ -z "$dup" ] || fail "${f##*/}: duplicate entry $dup"
+        entries=$((entries + $(wc -l <"$WORK/list.$i")))
+    done <"$WORK/archives"
+    # Sizes for preflight: files to install and image tarballs to import.
+    ROOTFS_BYTES=$(cat "$WORK"/list.* | awk '$6 ~ /^rootfs\// { s += $3 } END { printf "%d", s }')
+    IMAGE_BYTES=$(cat "$WORK"/list.* | awk '$6 ~ /^images\// { s += $3 } END { printf "%d", s }')
+    ok "archives=$(wc -l <"$WORK/archives") entries=$entries"
+}
+
+# 3. Unpack each archive into staging/<its sha256>; a folder is renamed into place only
+# when complete, so an existing one is reused (and rechecked by step 4).
+step_extract() {
+    lock
+    staged=0 reused=0
+    while read -r i kind sha f; do
+        if [ -d "$STAGING/$sha" ]; then reused=$((reused + 1)) && continue; fi
+        rm -rf "$STAGING/$sha.part"
+        mkdir "$STAGING/$sha.part"
+        tar -xzf "$f" -C "$STAGING/$sha.part" --no-same-owner --no-same-permissions 2>"$WORK/err" ||
+            fail "${f##*/}: extraction failed: $(last_line "$WORK/err")"
+        mv "$STAGING/$sha.part" "$STAGING/$sha"
+        staged=$((staged + 1))
+    done <"$WORK/archives"
+    ok "staged=$staged reused=$reused dir=$STAGING"
+}
+
+# 4. Every staged file against its archive's MANIFEST: same set of files, same digests.
+step_manifest() {
+    : >"$WORK/all" # lines: <sha256> <mode> <path> <archive index>
+    : >"$WORK/units"
+    ROLES=
+    while read -r i kind sha f; do
+        d=$STAGING/$sha n=${f##*/}
+        [ -f "$d/MANIFEST" ] || fail "$n: no MANIFEST"
+        bad=$(grep -Evn '^[0-9a-f]{64} 0(644|755|600|640|700|750) [^ ]+$' "$d/MANIFEST" | head -n 1)
+        [ -z "$bad" ] || fail "$n: bad MANIFEST line $bad"
+        { echo MANIFEST && awk '{ print $3 }' "$d/MANIFEST"; } | sort >"$WORK/want"
+        (cd "$d" && find . ! -type d) | sed 's|^\./||' | sort >"$WORK/have"
+        missing=$(comm -23 "$WORK/want" "$WORK/have" | head -n 1)
+        extra=$(comm -13 "$WORK/want" "$WORK/have" | head -n 1)
+        [ -z "$missing" ] || fail "$n: $missing is in MANIFEST but not in the archive"
+        [ -z "$extra" ] || fail "$n: $extra is in the archive but not in MANIFEST"
+        [ -z "$(cd "$d" && find . ! -type d ! -type f)" ] || fail "$n: staging holds a non-regular file"
+        awk '{ print $1 "  " $3 }' "$d/MANIFEST" >"$WORK/sums"
+        (cd "$d" && sha256sum -c "$WORK/sums") >"$WORK/out" 2>&1 ||
+            fail "$n: digest mismatch: $(grep -v ': OK$' "$WORK/out" | head -n 1)"
+        if [ "$kind" = bundle ]; then
+            for m in BUNDLE UNITS IMAGES PACKAGES HEALTH; do
+                grep -q "^[0-9a-f]* [0-7]* $m\$" "$d/MANIFEST" || fail "$n: no $m"
+            done
+            role=$(kv "$d/BUNDLE" KILN_ROLE)
+            printf '%s\n' "$role" | grep -Eqx '[a-z0-9][a-z0-9-]*' || fail "$n: BUNDLE has no valid KILN_ROLE"
+            for k in KILN_OS KILN_OS_FAMILY KILN_ARCH; do
+                [ "$(kv "$d/BUNDLE" $k)" = "$(kv "$WORK/HOST" $k)" ] ||
+                    fail "$n: $k=$(kv "$d/BUNDLE" $k) but this host's HOST says $k=$(kv "$WORK/HOST" $k)"
+            done
+            for p in $(lines "$d/IMAGES") $(lines "$d/PACKAGES"); do
+                grep -q " $p\$" "$d/MANIFEST" || fail "$n: $p is not in MANIFEST"
+            done
+            for u in $(lines "$d/UNITS"); do
+                printf '%s\n' "$u" | grep -Eqx '[A-Za-z0-9@._:-]+' || fail "$n: bad unit name $u"
+                grep -qx "$u" "$WORK/units" || echo "$u" >>"$WORK/units"
+            done
+            ROLES=${ROLES:+$ROLES,}$role
+        else
+            for m in HOST BUNDLES; do grep -q " $m\$" "$d/MANIFEST" || fail "$n: no $m"; done
+        fi
+        sed -n "s|^\\([0-9a-f]*\\) \\([0-7]*\\) rootfs/\\(.*\\)\$|\\1 \\2 \\3 $i|p" "$d/MANIFEST" >>"$WORK/all"
+    done <"$WORK/archives"
+    # The same path from two archives: the later one wins (secrets last: host scope),
+    # so every run installs the same bytes.
+    awk '{ last[$3] = $0 } END { for (p in last) print last[p] }' "$WORK/all" | sort -k 3 >"$WORK/plan"
+    ok "files=$(wc -l <"$WORK/plan") roles=$ROLES"
+}
+
+# 5. Refuse a host the bundles cannot work on, before changing anything.
+step_preflight() {
+    case $(uname -m) in x86_64) arch=amd64 ;; aarch64 | arm64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
+    want=$(kv "$WORK/HOST" KILN_ARCH)
+    [ "$arch" = "$want" ] || fail "machine is $arch, bundles are for $want"
+    osr=$R/etc/os-release
+    [ -f "$osr" ] || osr=$R/usr/lib/os-release
+    [ -f "$osr" ] || fail "no $R/etc/os-release"
+    id=$(kv "$osr" ID) like=$(kv "$osr" ID_LIKE) ver=$(kv "$osr" VERSION_ID)
+    case " $id $like " in
+    *" debian "* | *" ubuntu "*) family=debian ;;
+    *" rhel "* | *" centos "* | *" fedora "* | *" rocky "*) family=el ;;
+    *) family=$id ;;
+    esac
+    case $id in ubuntu) os=$id$(echo "$ver" | tr -d .) ;; *) os=$id${ver%%.*} ;; esac
+    want=$(kv "$WORK/HOST" KILN_OS_FAMILY)
+    [ "$family" = "$want" ] || fail "OS family is $family ($id $ver), bundles are for $want"
+    note=
+    [ "$os" = "$(kv "$WORK/HOST" KILN_OS)" ] || note=" (bundles built for $(kv "$WORK/HOST" KILN_OS))"
+    # Room for the files and twice the images (tarball plus unpacked layers), + 64 MiB.
+    need=$(((ROOTFS_BYTES + 2 * IMAGE_BYTES) / 1024 + 65536))
+    free=$(df -Pk "$R/" | awk 'NR == 2 { print $4 }')
+    [ "$free" -ge "$need" ] || fail "only $free KiB free on $R/, need $need KiB"
+    # The certificates are only valid between notBefore and notAfter (epoch seconds).
+    now=$(date +%s)
+    nb=$(kv "$WORK/HOST" KILN_NOT_BEFORE) na=$(kv "$WORK/HOST" KILN_NOT_AFTER)
+    if [ -n "$nb" ] && [ "$now" -lt "$nb" ]; then
+        fail "clock $(date -u) is before the certificates' notBefore ($(date -u -d "@$nb" 2>/dev/null || echo "$nb")): set the clock"
+    fi
+    if [ -n "$na" ] && [ "$now" -gt "$na" ]; then
+        fail "clock $(date -u) is after the certificates' notAfter ($na): certificates expired or clock wrong"
+    fi
+    # Roles that declare KILN_NEEDS_DEFAULT_ROUTE=1 in BUNDLE (kubelet picks its node IP from it).
+    while read -r i kind sha f; do
+        if [ "$kind" = bundle ] && [ "$(kv "$STAGING/$sha/BUNDLE" KILN_NEEDS_DEFAULT_ROUTE)" = 1 ]; then
+            awk 'NR > 1 && $2 == "00000000" { found = 1 } END { exit !found }' /proc/net/route 2>/dev/null ||
+                grep -q '^0\{32\} 00 ' /proc/net/ipv6_route 2>/dev/null ||
+                fail "no default route, role $(kv "$STAGING/$sha/BUNDLE" KILN_ROLE) needs one"
+        fi
+    done <"$WORK/archives"
+    ok "arch=$arch os=$os$note family=$family free_kib=$free"
+}
+
+staged_of() { # staged path of plan entry $2 (a rootfs path) from archive index $1
+    echo "$STAGING/$(awk -v i="$1" '$1 == i { print $3 }' "$WORK/archives")/rootfs/$2"
+}
+plan_files() { # staged copies of the plan's files matching the regex $1, in path order
+    awk -v re="$1" '$3 ~ re { print $4, $3 }' "$WORK/plan" | while read -r i p; do staged_of "$i" "$p"; done
+}
+edit_file() { # rewrites $1 through the sed script $2, atomically, only if that changes it
+    if [ -f "$1" ] && ! sed "$2" "$1" | cmp -s - "$1" 2>/dev/null; then
+        sed "$2" "$1" >"$1.kiln-new" && chmod 0644 "$1.kiln-new" && replace_file "$1.kiln-new" "$1"
+        CHANGED=$((CHANGED + 1))
+    fi
+}
+
+# 6. Kernel and host settings the roles need, from the staged files (they are
+# installed in step 8): modules first (net.bridge.* needs br_netfilter), then sysctl.
+# Containers cannot load modules or set most sysctls: noted, not fatal.
+step_prep() {
+    notes=
+    tolerate() { # $1 = what failed; fatal on a real machine only
+        if in_container; then notes="$notes $1-failed-in-container"; else fail "$1 failed: $(last_line "$WORK/err")"; fi
+    }
+    mods=0 sysctls=0
+    if live; then
+        for m in $(plan_files '^(etc|usr/lib)/modules-load\.d/[^/]*\.conf$' | xargs -r cat | sed 's/[#;].*//'); do
+            mods=$((mods + 1))
+            modprobe "$m" 2>"$WORK/err" || tolerate "modprobe-$m"
+        done
+        for f in $(plan_files '^(etc|usr/lib)/sysctl\.d/[^/]*\.conf$'); do
+            sysctls=$((sysctls + 1))
+            sysctl -q -p "$f" >/dev/null 2>"$WORK/err" || tolerate "sysctl-${f##*/}"
+        done
+        if [ "$(wc -l </proc/swaps)" -gt 1 ]; then swapoff -a 2>"$WORK/err" || tolerate swapoff; fi
+    else
+        notes=" live-settings-skipped(KILN_ROOT)"
+    fi
+    # Swap stays off after a reboot: kubelet refuses to run with swap.
+    edit_file "$R/etc/fstab" '/^[[:space:]]*#/b; /^[^[:space:]]*[[:space:]][[:space:]]*[^[:space:]]*[[:space:]][[:space:]]*swap[[:space:]]/s/^/#kiln-swap-off# /'
+    if [ "$(kv "$WORK/HOST" KILN_OS_FAMILY)" = el ]; then
+        # Kubernetes' runbooks on EL: SELinux permissive, firewalld off (kiln sets the rules).
+        edit_file "$R/etc/selinux/config" 's/^SELINUX=enforcing/SELINUX=permissive/'
+        if live && command -v getenforce >/dev/null && [ "$(getenforce)" = Enforcing ]; then setenforce 0; fi
+        if live && use_systemctl && systemctl is-enabled firewalld >/dev/null 2>&1; then
+            systemctl disable --now firewalld >/dev/null 2>&1 || fail "cannot disable firewalld"
+            CHANGED=$((CHANGED + 1))
+        fi
+    fi
+    ok "modules=$mods sysctl=$sysctls swap=off$notes"
+}
+
+# 7. OS packages in the order the bundles list them, skipping those already installed
+# at that exact version; one dpkg/rpm call so they may depend on each other.
+step_packages() {
+    : >"$WORK/pkgs"
+    present=0
+    family=$(kv "$WORK/HOST" KILN_OS_FAMILY)
+    while read -r i kind sha f; do
+        [ "$kind" = bundle ] || continue
+        for p in $(lines "$STAGING/$sha/PACKAGES"); do
+            file=$STAGING/$sha/$p
+            if [ "$family" = debian ]; then
+                name=$(dpkg-deb -f "$file" Package) ver=$(dpkg-deb -f "$file" Version) ||
+                    fail "dpkg-deb cannot read $p"
+                if dpkg-query --admindir="$R/var/lib/dpkg" -W -f='${db:Status-Abbrev}${Version}\n' "$name" 2>/dev/null |
+                    grep -qx "ii $ver"; then present=$((present + 1)) && continue; fi
+            else
+                q='%{EPOCH}:%{VERSION}-%{RELEASE}.%{ARCH}'
+                name=$(rpm -qp --qf '%{NAME}' "$file") ver=$(rpm -qp --qf "$q" "$file") || fail "rpm cannot read $p"
+                if rpm --root="$R/" -q --qf "$q\n" "$name" 2>/dev/null | grep -qx "$ver"; then
+                    present=$((present + 1)) && continue
+                fi
+            fi
+            echo "$file" >>"$WORK/pkgs"
+        done
+    done <"$WORK/archives"
+    count=$(wc -l <"$WORK/pkgs")
+    if [ "$count" -gt 0 ]; then
+        if [ "$family" = debian ]; then
+            # A run killed inside dpkg leaves packages half-configured: finish them first.
+            DEBIAN_FRONTEND=noninteractive dpkg --root="$R/" --configure -a >"$WORK/err" 2>&1 || :
+            # --force-confold: keep conffiles that kiln's own files replaced.
+            xargs DEBIAN_FRONTEND=noninteractive dpkg --root="$R/" --force-confdef --force-confold -i \
+                <"$WORK/pkgs" >"$WORK/err" 2>&1 || fail "dpkg -i failed: $(last_line "$WORK/err")"
+        else
+            xargs rpm --root="$R/" -Uvh --replacepkgs <"$WORK/pkgs" >"$WORK/err" 2>&1 ||
+                fail "rpm -Uvh failed: $(last_line "$WORK/err")"
+        fi
+        CHANGED=$((CHANGED + count))
+    fi
+    ok "installed=$count present=$present"
+}
+
+# 8. Files: each one whose content or mode differs is copied next to its target, all
+# are synced, then each is renamed over its target. Units to restart are recorded
+# first, so a kill between the rename and step 10 still restarts them on the rerun.
+step_install() {
+    : >"$WORK/switch"
+    : >"$WORK/restart"
+    files=0 modes=0
+    while read -r sha mode path i; do
+        files=$((files + 1))
+        dst=$R/$path
+        [ ! -d "$dst" ] || fail "$dst is a folder, the bundle has a file there"
+        if [ -f "$dst" ] && [ ! -L "$dst" ] && [ "$(sha_of "$dst")" = "$sha" ]; then
+            if [ "$(stat -c %a "$dst")" != "${mode#0}" ]; then
+                chmod "$mode" "$dst" && modes=$((modes + 1))
+            fi
+            continue
+        fi
+        mkparents "$dst"
+        tmp=${dst%/*}/.${dst##*/}.kiln-new
+        rm -f "$tmp"
+        cp "$(staged_of "$i" "$path")" "$tmp" || fail "cannot write $tmp"
+        chmod "$mode" "$tmp"
+        echo "$tmp $dst" >>"$WORK/switch"
+        # A bundle's changed file restarts that bundle's units; a changed host file
+        # (certificates, keys) restarts every unit.
+        if [ "$(awk -v i="$i" '$1 == i { print $2 }' "$WORK/archives")" = secrets ]; then
+            cat "$WORK/units" >>"$WORK/restart"
+        else
+            lines "$STAGING/$(awk -v i="$i" '$1 == i { print $3 }' "$WORK/archives")/UNITS" >>"$WORK/restart"
+        fi
+    done <"$WORK/plan"
+    if [ -s "$WORK/restart" ]; then
+        cat "$STATE_DIR/pending-restart" "$WORK/restart" 2>/dev/null | sort -u >"$STATE_DIR/pending-restart.new"
+        replace_file "$STATE_DIR/pending-restart.new" "$STATE_DIR/pending-restart"
+    fi
+    sync
+    while read -r tmp dst; do mv -f "$tmp" "$dst"; done <"$WORK/switch"
+    changed=$(wc -l <"$WORK/switch")
+    CHANGED=$((CHANGED + changed + modes))
+    ok "files=$files changed=$changed modes=$modes"
+}
+
+# 9. Container images into the runtime the role has; each tarball's digest is recorded
+# once imported, so a rerun skips it.
+step_images() {
+    : >"$WORK/images"
+    while read -r i kind sha f; do
+        [ "$kind" = bundle ] || continue
+        for p in $(lines "$STAGING/$sha/IMAGES"); do
+            echo "$(awk -v p="$p" '$3 == p { print $1 }' "$STAGING/$sha/MANIFEST") $STAGING/$sha/$p" >>"$WORK/images"
+        done
+    done <"$WORK/archives"
+    if [ ! -s "$WORK/images" ]; then ok "images=0" && return 0; fi
+    if command -v ctr >/dev/null; then
+        rt=ctr
+        if ! ctr version >/dev/null 2>&1 && live && use_systemctl; then
+            # The runtime is part of the role: start it now to import (step 10 enables it).
+            { systemctl daemon-reload && systemctl start containerd.service; } >"$WORK/err" 2>&1 ||
+                fail "cannot start containerd: $(last_line "$WORK/err")"
+            n=0
+            until ctr version >/dev/null 2>&1; do
+                n=$((n + 1))
+                [ "$n" -le 30 ] || fail "containerd does not answer"
+                sleep 1
+            done
+        fi
+    elif command -v docker >/dev/null; then
+        rt=docker
+    else
+        fail "$(wc -l <"$WORK/images") images to import but neither ctr nor docker is installed"
+    fi
+    imported=0 present=0
+    while read -r sha file; do
+        if grep -qx "$sha $rt" "$STATE_DIR/images" 2>/dev/null; then present=$((present + 1)) && continue; fi
+        if [ "$rt" = ctr ]; then
+            ctr -n k8s.io images import "$file" >"$WORK/err" 2>&1 || fail "ctr import ${file##*/}: $(last_line "$WORK/err")"
+        else
+            docker load -i "$file" >"$WORK/err" 2>&1 || fail "docker load ${file##*/}: $(last_line "$WORK/err")"
+        fi
+        { cat "$STATE_DIR/images" 2>/dev/null || :; echo "$sha $rt"; } >"$STATE_DIR/images.new"
+        replace_file "$STATE_DIR/images.new" "$STATE_DIR/images"
+        imported=$((imported + 1))
+    done <"$WORK/images"
+    CHANGED=$((CHANGED + imported))
+    ok "imported=$imported present=$present runtime=$rt"
+}
+
+# 10. Units in the bundles' order: enabled, started, and restarted only if one of their
+# files changed (pending-restart, kept across a kill).
+step_units() {
+    list=$(tr '\n' ' ' <"$WORK/units")
+    if ! use_systemctl; then
+        rm -f "$STATE_DIR/pending-restart"
+        ok "skipped (KILN_NO_SYSTEMCTL=1) units=${list% }" && return 0
+    fi
+    command -v systemctl >/dev/null || fail "systemctl not found"
+    enabled=0 started=0 restarted=0
+    if ! live; then # a root that is not running: enable only
+        for u in $list; do
+            if [ "$(systemctl --root="$R" is-enabled "$u" 2>/dev/null)" != enabled ]; then
+                systemctl --root="$R" enable "$u" >"$WORK/err" 2>&1 || fail "enable $u: $(last_line "$WORK/err")"
+                enabled=$((enabled + 1))
+            fi
+        done
+    else
+        systemctl daemon-reload || fail "systemctl daemon-reload failed"
+        for u in $list; do
+            case $(systemctl is-enabled "$u" 2>/dev/null || :) in
+            enabled | enabled-runtime | static | indirect | generated | alias) ;;
+            masked*) fail "$u is masked" ;;
+            *) systemctl enable "$u" >"$WORK/err" 2>&1 || fail "enable $u: $(last_line "$WORK/err")"
+                enabled=$((enabled + 1)) ;;
+            esac
+            if [ "$(systemctl is-active "$u" 2>/dev/null || :)" != active ]; then
+                systemctl start "$u" >"$WORK/err" 2>&1 || fail "start $u: $(last_line "$WORK/err")"
+                started=$((started + 1))
+            elif grep -qx "$u" "$STATE_DIR/pending-restart" 2>/dev/null; then
+                systemctl restart "$u" >"$WORK/err" 2>&1 || fail "restart $u: $(last_line "$WORK/err")"
+                restarted=$((restarted + 1))
+            fi
+        done
+    fi
+    rm -f "$STATE_DIR/pending-restart"
+    CHANGED=$((CHANGED + enabled + started + restarted))
+    ok "units=$(echo "$list" | tr ' ' ',' | sed 's/,$//') enabled=$enabled started=$started restarted=$restarted"
+}
+
+# 11. Each role's HEALTH command, retried while its services come up.
+step_health() {
+    tries=${KILN_HEALTH_TRIES:-60} checks=0
+    while read -r i kind sha f; do
+        [ "$kind" = bundle ] || continue
+        cmd=$(lines "$STAGING/$sha/HEALTH")
+        [ -n "$cmd" ] || continue
+        checks=$((checks + 1)) n=1
+        until timeout "${KILN_HEALTH_TIMEOUT:-30}" sh -c "$cmd" >"$WORK/err" 2>&1; do
+            [ "$n" -lt "$tries" ] ||
+                fail "role=$(kv "$STAGING/$sha/BUNDLE" KILN_ROLE) unhealthy after $n tries: $(last_line "$WORK/err")"
+            n=$((n + 1))
+            sleep "${KILN_HEALTH_INTERVAL:-2}"
+        done
+    done <"$WORK/archives"
+    ok "role=$ROLES checks=$checks"
+}
+
+# 12. The state, written last and atomically: what converged, for reruns and rollback checks.
+step_state() {
+    bundles=$(awk '$2 == "bundle" { n = $4; sub(/.*\//, "", n); printf "%s%s:%s", s, $3, n; s = "," }' "$WORK/archives")
+    {
+        echo "KILN_CLUSTER=$(kv "$WORK/HOST" KILN_CLUSTER)"
+        echo "KILN_HOST=$HOST"
+        echo "KILN_BUILD_ID=$BUILD_ID"
+        echo "KILN_GENERATION=$GENERATION"
+        echo "KILN_ROLES=$ROLES"
+        echo "KILN_SECRETS_SHA256=$SECRETS_SHA"
+        echo "KILN_BUNDLES=$bundles"
+    } >"$STATE_DIR/state.new"
+    if cmp -s "$STATE_DIR/state.new" "$STATE_DIR/state"; then
+        rm -f "$STATE_DIR/state.new"
+        what=unchanged
+    else
+        chmod 0644 "$STATE_DIR/state.new"
+        replace_file "$STATE_DIR/state.new" "$STATE_DIR/state"
+        sync
+        CHANGED=$((CHANGED + 1)) what=written
+    fi
+    # Staging of other builds is no longer needed (bundles can be large).
+    for d in "$STAGING"/*; do
+        [ -e "$d" ] || continue
+        awk -v s="${d##*/}" '$3 == s { found = 1 } END { exit !found }' "$WORK/archives" || rm -rf "$d"
+    done
+    rm -rf "$STATE_DIR/lock"
+    ok "$what $STATE_DIR/state"
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --dir) [ $# -ge 2 ] || fail "usage: --dir needs a value"; DIR=$2 && shift 2 ;;
+    --dir=*) DIR=${1#--dir=} && shift ;;
+    --secrets-sha256) [ $# -ge 2 ] || fail "usage: --secrets-sha256 needs a value"; SECRETS_SHA=$2 && shift 2 ;;
+    --secrets-sha256=*) SECRETS_SHA=${1#--secrets-sha256=} && shift ;;
+    -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d' && exit 0 ;;
+    *) fail "usage: unknown argument $1 (sh install.sh --dir DIR --secrets-sha256 SHA256)" ;;
+    esac
+done
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kiln-install.XXXXXX")
+
+for STEP in verify list extract manifest preflight prep packages install images units health state; do
+    "step_$STEP"
+done
+STEP='done'
+if [ "$CHANGED" = 0 ]; then unchanged=" unchanged"; else unchanged=; fi
+ok "role=$ROLES build=$BUILD_ID generation=$GENERATION$unchanged"

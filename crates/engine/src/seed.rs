@@ -1,0 +1,131 @@
+//! cloud-init NoCloud seeds: documents per host, as a folder, a VFAT image and an ISO.
+
+use std::path::{Path, PathBuf};
+
+use cloud_init_config::{CloudConfig, Ethernet, ManageEtcHosts, MetaData, Nameservers, NetworkConfig, RunCmd, Seed, Timestamp};
+use sha2::{Digest, Sha256};
+
+use kiln_spec::{Host, Project};
+
+use crate::Error;
+
+/// Which seed forms to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedKinds {
+    /// `hosts/<host>/seed/` with the documents and a `kiln/` folder.
+    pub dir: bool,
+    /// `hosts/<host>/cidata.iso`.
+    pub iso: bool,
+    /// `hosts/<host>/cidata.img` (VFAT).
+    pub vfat: bool,
+}
+
+impl SeedKinds {
+    /// All three forms.
+    pub const ALL: SeedKinds = SeedKinds { dir: true, iso: true, vfat: true };
+
+    /// Parses a list like `iso,vfat,dir` (or `none`).
+    pub fn parse(s: &str) -> Result<SeedKinds, String> {
+        let mut k = SeedKinds { dir: false, iso: false, vfat: false };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "dir" => k.dir = true,
+                "iso" => k.iso = true,
+                "vfat" => k.vfat = true,
+                "none" => {}
+                other => return Err(format!("unknown seed form {other:?}; expected iso, vfat, dir or none")),
+            }
+        }
+        Ok(k)
+    }
+}
+
+/// The MAC a host's seed matches: the one in cluster.toml, else one derived from cluster and host
+/// (locally administered, QEMU's 52:54:00 prefix) so test VMs get a stable address.
+pub fn host_mac(cluster: &str, host: &Host) -> String {
+    host.mac.clone().unwrap_or_else(|| {
+        let d = Sha256::digest(format!("{cluster}/{}", host.name));
+        format!("52:54:00:{:02x}:{:02x}:{:02x}", d[0], d[1], d[2])
+    })
+}
+
+/// The shell run by cloud-init: find the kiln folder (seed folder or the CIDATA medium), check
+/// install.sh against its pinned digest, and run it with the pinned secrets digest.
+pub fn runcmd_script(install_sha: &str, secrets_sha: &str, rerun: bool) -> String {
+    let run = format!("sh \"$d/install.sh\" --dir \"$d\" --secrets-sha256 {secrets_sha}");
+    let mut s = format!(
+        "set -eu\n\
+         d=/var/lib/cloud/seed/nocloud/kiln\n\
+         if [ ! -f \"$d/install.sh\" ]; then\n\
+         \x20 m=/run/kiln/seed; mkdir -p \"$m\"\n\
+         \x20 mountpoint -q \"$m\" || mount -o ro LABEL=CIDATA \"$m\" || mount -o ro /dev/disk/by-label/CIDATA \"$m\"\n\
+         \x20 d=\"$m/kiln\"\n\
+         fi\n\
+         echo \"{install_sha}  $d/install.sh\" | sha256sum -c --quiet || {{ echo 'KILN seed fail install.sh digest mismatch'; exit 1; }}\n\
+         {run}\n"
+    );
+    if rerun {
+        // Test aid: a second run must report `unchanged`.
+        s.push_str(&format!("{run}\n"));
+    }
+    s
+}
+
+/// The seed documents of one host.
+pub fn seed_for(project: &Project, host: &Host, build_id: &str, install_sha: &str, secrets_sha: &str, rerun: bool) -> Seed {
+    let c = &project.cluster;
+    let prefix = c.network.host_cidrs.iter().find(|n| n.contains(host.ip)).map(|n| n.prefix).unwrap_or(24);
+    let mut eth = Ethernet::static_by_mac(&host_mac(&c.name, host), "eth0", [format!("{}/{prefix}", host.ip)], c.network.gateway.map(|g| g.to_string()).as_deref());
+    if !c.network.nameservers.is_empty() {
+        eth.nameservers = Some(Nameservers { addresses: c.network.nameservers.iter().map(|n| n.to_string()).collect(), search: Vec::new() });
+    }
+    let mut ethernets = std::collections::BTreeMap::new();
+    ethernets.insert("eth0".to_string(), eth);
+    let user_data = CloudConfig {
+        hostname: Some(host.name.clone()),
+        manage_etc_hosts: Some(ManageEtcHosts::Disabled),
+        ssh_authorized_keys: c.ssh_authorized_keys.clone(),
+        runcmd: vec![RunCmd::argv(["sh", "-c", &runcmd_script(install_sha, secrets_sha, rerun)])],
+        final_message: Some(format!("KILN cloud-init final {} after $UPTIME seconds", host.name)),
+        ..CloudConfig::default()
+    };
+    Seed {
+        user_data,
+        meta_data: MetaData { instance_id: cloud_init_config::instance_id(&host.name, build_id), local_hostname: Some(host.name.clone()) },
+        network_config: Some(NetworkConfig { ethernets }),
+    }
+}
+
+/// Writes the requested seed forms into `host_dir`; `carry` are (name in `kiln/`, source) files.
+/// Returns the written files (relative to `host_dir`).
+pub fn write_seeds(host_dir: &Path, seed: &Seed, carry: &[(String, PathBuf)], kinds: SeedKinds, time: u64) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    let extra: Vec<(String, PathBuf)> = carry.iter().map(|(n, p)| (format!("kiln/{n}"), p.clone())).collect();
+    let ts = Timestamp::from_unix(time.max(315_532_800) as i64).map_err(Error::Seed)?;
+    if kinds.dir {
+        let dir = host_dir.join("seed");
+        cloud_init_config::write_seed_dir(&dir, seed).map_err(Error::Seed)?;
+        for f in cloud_init_config::Seed::render(seed).map_err(Error::Seed)? {
+            out.push(format!("seed/{}", f.name));
+        }
+        let kdir = dir.join("kiln");
+        std::fs::create_dir_all(&kdir).map_err(crate::io_err(&kdir))?;
+        for (name, src) in carry {
+            let dest = kdir.join(name);
+            // Hard links: the seed folder costs no space beside bundles/.
+            if std::fs::hard_link(src, &dest).is_err() {
+                std::fs::copy(src, &dest).map_err(crate::io_err(&dest))?;
+            }
+            out.push(format!("seed/kiln/{name}"));
+        }
+    }
+    if kinds.iso {
+        cloud_init_config::write_iso(&host_dir.join("cidata.iso"), seed, &extra, ts).map_err(Error::Seed)?;
+        out.push("cidata.iso".into());
+    }
+    if kinds.vfat {
+        cloud_init_config::write_vfat(&host_dir.join("cidata.img"), seed, &extra, ts).map_err(Error::Seed)?;
+        out.push("cidata.img".into());
+    }
+    Ok(out)
+}
