@@ -167,3 +167,23 @@ fn usage_errors_exit_2() {
     kiln().arg("bild").assert().code(2);
     kiln().args(["build", "--bogus"]).assert().code(2);
 }
+
+#[test]
+fn a_unit_running_a_binary_no_bundle_ships_fails_naming_both() {
+    profile_case(
+        "profiles/etcd/etcd.service.hbs",
+        "ExecStart=/usr/local/bin/etcd",
+        "ExecStart=/usr/local/bin/etcd3",
+        &["the plan is incomplete", "etcd1: /etc/systemd/system/etcd.service (in etcd-debian12) refers to /usr/local/bin/etcd3"],
+    );
+}
+
+#[test]
+fn a_config_naming_a_certificate_nobody_issues_fails_naming_both() {
+    profile_case(
+        "profiles/etcd/etcd.env.hbs",
+        "/etc/kubernetes/pki/etcd/peer.key",
+        "/etc/kubernetes/pki/etcd/peer-typo.key",
+        &["etcd2: /etc/kiln/etcd.env (in host etcd2) refers to /etc/kubernetes/pki/etcd/peer-typo.key"],
+    );
+}

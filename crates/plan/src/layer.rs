@@ -43,6 +43,8 @@ pub struct Merged {
     pub packages: Vec<String>,
     /// Health check command template; a later layer replaces it.
     pub health: Option<(String, String)>,
+    /// Files the role's services create at run time.
+    pub creates: Vec<String>,
 }
 
 fn push_unique(v: &mut Vec<String>, items: &[String]) {
@@ -73,6 +75,7 @@ impl Merged {
         }
         push_unique(&mut self.modules, &layer.modules);
         push_unique(&mut self.packages, &layer.packages);
+        push_unique(&mut self.creates, &layer.creates);
         if let Some(h) = &layer.health {
             self.health = Some((origin.to_string(), h.clone()));
         }

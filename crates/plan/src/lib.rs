@@ -4,6 +4,7 @@
 //! profile → OS family → OS → overlays (cluster.toml order) → host, see [`layer`].
 
 pub mod certs;
+pub mod complete;
 pub mod context;
 pub mod layer;
 
@@ -85,6 +86,8 @@ pub struct BundlePlan {
     pub packages: Vec<String>,
     /// Rendered health check command.
     pub health: Option<String>,
+    /// Files the role's services create at run time.
+    pub creates: Vec<String>,
     /// Hosts receiving this bundle.
     pub hosts: Vec<String>,
 }
@@ -155,6 +158,9 @@ pub enum PlanError {
     /// The PKI input is invalid.
     #[error("certificates: {0}")]
     Pki(#[from] kiln_pki::PkiError),
+    /// Something a unit or config refers to is delivered to no host that needs it.
+    #[error("the plan is incomplete:\n{}", .0.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n"))]
+    Incomplete(Vec<complete::Miss>),
     /// A path is claimed twice within one host's bundles.
     #[error("{path} is provided by both bundle {first} and bundle {second} for host {host}")]
     Conflict {
@@ -245,6 +251,7 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
             modules: m.modules.clone(),
             packages: m.packages.clone(),
             health,
+            creates: m.creates.clone(),
             hosts: hosts.clone(),
         });
         merged_by_id.insert(id, m);
@@ -297,5 +304,9 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
         hosts.push(HostPlan { name: h.name.clone(), ip: h.ip.to_string(), mac: h.mac.clone(), os: h.os, roles: h.roles.clone(), bundles: ids, files, secrets });
     }
 
+    let misses = complete::check(&bundles, &hosts);
+    if !misses.is_empty() {
+        return Err(PlanError::Incomplete(misses));
+    }
     Ok(Plan { cluster: cluster.name.clone(), generation: cluster.generation, bundles, hosts, artifacts: needs.into_iter().collect() })
 }

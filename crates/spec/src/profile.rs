@@ -87,6 +87,8 @@ pub struct Layer {
     pub packages: Vec<String>,
     /// Health check command template (a later layer replaces it).
     pub health: Option<String>,
+    /// Files created at run time by the role's services.
+    pub creates: Vec<String>,
 }
 
 /// A role requirement (checked against the cluster).
@@ -191,6 +193,12 @@ impl Conv<'_> {
         out.modules = l.modules.iter().map(|s| s.get_ref().clone()).collect();
         out.packages = l.packages.iter().map(|s| s.get_ref().clone()).collect();
         out.health = l.health.as_ref().map(|s| s.get_ref().clone());
+        for (i, c) in l.creates.iter().enumerate() {
+            match HostPath::parse(c.get_ref()) {
+                Ok(p) => out.creates.push(p.to_string()),
+                Err(e) => self.err(Some(c.span()), &format!("{key}creates[{i}]"), e),
+            }
+        }
         out
     }
 
@@ -269,6 +277,7 @@ pub fn load_profile(name: &str, file: &Path, text: &str, read: ReadText<'_>) -> 
         modules: raw.modules.clone(),
         packages: raw.packages.clone(),
         health: raw.health.clone(),
+        creates: raw.creates.clone(),
     };
     let base = c.layer("", &base_raw, false);
     let mut os = BTreeMap::new();
@@ -314,6 +323,7 @@ pub fn load_overlay(name: &str, file: &Path, text: &str, read: ReadText<'_>, fil
         modules: raw.modules.clone(),
         packages: Vec::new(),
         health: None,
+        creates: Vec::new(),
     };
     let mut layer = c.layer("", &raw_layer, true);
     let files_role = raw.files_role.as_ref().map(|s| s.get_ref().clone());

@@ -175,6 +175,8 @@ pub struct RawLayer {
     #[serde(default)]
     pub packages: Vec<S>,
     pub health: Option<S>,
+    #[serde(default)]
+    pub creates: Vec<S>,
 }
 
 /// profiles/<role>/profile.toml as written.
@@ -202,6 +204,10 @@ pub struct RawProfile {
     pub packages: Vec<S>,
     /// Shell command (a template) that exits 0 when the role is healthy on a host.
     pub health: Option<S>,
+    /// Files the role's services create at run time (e.g. kubelet.conf after TLS bootstrapping),
+    /// so references to them are not missing files.
+    #[serde(default)]
+    pub creates: Vec<S>,
     /// Sections by OS family (`el`, `debian`) or OS id (`centos7`, …).
     #[serde(default)]
     pub os: BTreeMap<String, Spanned<RawLayer>>,
