@@ -136,6 +136,10 @@ pub struct CertsArgs {
 pub struct VerifyArgs {
     /// An out folder (out/<cluster>) or one bundle .tar.gz.
     pub path: PathBuf,
+    /// Out folder only: check every file's digest against SHA256SUMS without opening the
+    /// archives (the quick check after copying; the default also checks every bundle's contents).
+    #[arg(long)]
+    pub digests: bool,
 }
 
 /// `kiln catalog …`.

@@ -177,7 +177,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Verify(a) => match build::verify(&a.path) {
+        Command::Verify(a) => match if a.digests { build::verify_digests(&a.path) } else { build::verify(&a.path) } {
             Ok(msg) => println!("{msg}"),
             Err(e) => {
                 eprintln!("verification failed: {e}");

@@ -408,6 +408,65 @@ fn swap_in(staging: &Path, dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks every file of an out folder against SHA256SUMS (no missing or extra file) by digest
+/// only, hashing in parallel: the quick check after copying an out folder around.
+pub fn verify_digests(dir: &Path) -> Result<String, Error> {
+    let sums_path = dir.join(kiln_bundle::SHA256SUMS_NAME);
+    let text = fs::read_to_string(&sums_path).map_err(io_err(&sums_path))?;
+    let mut want: BTreeMap<String, String> = BTreeMap::new();
+    for (i, l) in text.lines().enumerate() {
+        let (h, p) = l.split_once("  ").ok_or_else(|| Error::Lock(format!("{}:{}: not a `<sha256>  <path>` line", sums_path.display(), i + 1)))?;
+        want.insert(p.to_string(), h.to_string());
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(io_err(&d))? {
+            let e = e.map_err(io_err(&d))?;
+            let ft = e.file_type().map_err(io_err(e.path()))?;
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else {
+                let rel = relative(dir, &e.path());
+                if rel != kiln_bundle::SHA256SUMS_NAME {
+                    found.push(rel);
+                }
+            }
+        }
+    }
+    found.sort();
+    if let Some(extra) = found.iter().find(|f| !want.contains_key(*f)) {
+        return Err(Error::Lock(format!("{}: {extra} is not listed in SHA256SUMS", dir.display())));
+    }
+    if let Some(missing) = want.keys().find(|w| found.binary_search(w).is_err()) {
+        return Err(Error::Lock(format!("{}: {missing} is listed in SHA256SUMS but missing", dir.display())));
+    }
+    // Largest first, spread over the cores.
+    let mut jobs: Vec<(u64, &String)> = found.iter().map(|f| (fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0), f)).collect();
+    jobs.sort_by(|a, b| b.0.cmp(&a.0));
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(jobs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let bad: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((_, rel)) = jobs.get(i) else { break };
+                let ok = kiln_bundle::sha256_file(&dir.join(rel)).map(|(h, _)| &h == want.get(*rel).expect("listed")).unwrap_or(false);
+                if !ok {
+                    bad.lock().expect("lock").push((*rel).clone());
+                }
+            });
+        }
+    });
+    let bad = bad.into_inner().expect("lock");
+    if !bad.is_empty() {
+        return Err(Error::Lock(format!("{}: digest mismatch: {}", dir.display(), bad.join(", "))));
+    }
+    let bytes: u64 = jobs.iter().map(|j| j.0).sum();
+    Ok(format!("{}: {} files, {bytes} bytes match SHA256SUMS", dir.display(), found.len()))
+}
+
 /// Verifies an out folder or a single bundle; never touches the network.
 pub fn verify(path: &Path) -> Result<String, Error> {
     if path.is_dir() {
