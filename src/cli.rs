@@ -31,6 +31,8 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Assemble role bundles, host archives, MANIFEST.json and SHA256SUMS.
     Build(BuildArgs),
+    /// List the container images every bundle carries, with their source and pinned digest.
+    Images(PlanArgs),
     /// Create or reuse the cluster PKI and list every host's certificates.
     Certs(CertsArgs),
     /// Verify an out folder or a single bundle without extracting anything.
@@ -145,10 +147,12 @@ pub struct VerifyArgs {
 /// `kiln catalog …`.
 #[derive(Debug, Subcommand)]
 pub enum CatalogCommand {
-    /// Convert an upstream checksum table (kubespray's checksums YAML) into catalog pins TOML.
+    /// Convert upstream checksum tables (kubespray's checksums YAML, the Kubernetes release
+    /// sha512 TSV) into one catalog pins TOML.
     ImportChecksums {
-        /// The YAML file.
-        yaml: PathBuf,
+        /// The tables, merged in order (a pin they disagree on is an error).
+        #[arg(required = true, value_name = "TABLE")]
+        tables: Vec<PathBuf>,
         /// Where to write the pins (default: stdout).
         #[arg(long)]
         out: Option<PathBuf>,

@@ -73,7 +73,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check(a) => {
             let p = load(&a.cluster)?;
-            let plan = kiln_plan::plan(&p)?;
+            let plan = kiln_engine::images::full_plan(&p)?;
             println!(
                 "{}: cluster {:?} is valid: {} hosts, {} role bundles, {} artifacts",
                 a.cluster.display(),
@@ -85,7 +85,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Plan(a) => {
             let p = load(&a.cluster.cluster)?;
-            let plan = kiln_plan::plan(&p)?;
+            let plan = kiln_engine::images::full_plan(&p)?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
@@ -94,13 +94,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Render(a) => {
             let p = load(&a.cluster.cluster)?;
-            let plan = kiln_plan::plan(&p)?;
+            let plan = kiln_engine::images::full_plan(&p)?;
             let n = render_tree(&plan, &a.out)?;
             println!("{}: {n} rendered file(s)", a.out.display());
         }
         Command::Lock(a) => {
             let p = load(&a.cluster.cluster)?;
-            let plan = kiln_plan::plan(&p)?;
+            let plan = kiln_engine::images::full_plan(&p)?;
             let existing = lock::read_lock(&p)?;
             let opts = lock::LockOptions { offline: a.offline, fetch: kiln_store::FetchOptions::default() };
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -112,9 +112,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 kiln_engine::write_atomic(path, text.as_bytes())?;
             }
             let pinned = out.lock.artifacts.len();
-            println!("{}: {pinned} artifact(s) pinned ({} new){}", path.display(), out.added, if unchanged { ", unchanged" } else { "" });
+            let packages = out.lock.packages.len();
+            println!("{}: {pinned} artifact(s) ({} new) and {packages} package(s) pinned{}", path.display(), out.added, if unchanged { ", unchanged" } else { "" });
+            if !out.images.is_empty() {
+                eprintln!("{} image(s) still need a look-up{}:", out.images.len(), if a.offline { " on a connected machine" } else { "" });
+                for i in &out.images {
+                    eprintln!("  {i}");
+                }
+            }
             if !out.unpinned.is_empty() {
-                eprintln!("{} artifact(s) could not be pinned{}:", out.unpinned.len(), if a.offline { " offline" } else { "" });
+                eprintln!("{} artifact(s) or package(s) could not be pinned{}:", out.unpinned.len(), if a.offline { " offline" } else { "" });
                 for u in &out.unpinned {
                     eprintln!("  {u}");
                 }
@@ -123,14 +130,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Fetch(a) => {
             let p = load(&a.cluster.cluster)?;
-            let plan = kiln_plan::plan(&p)?;
+            let plan = kiln_engine::images::full_plan(&p)?;
             let lk = lock::read_lock(&p)?.with_context(|| format!("{} not found: run `kiln lock` first", p.cluster.paths.lock.display()))?;
             let entries = lock::locked_entries(&p, &plan, &lk)?;
             let store = fetch::open_store(&p)?;
             let bars = progress::Bars::new();
-            let report = fetch::fetch(&p, &store, &entries, &fetch_options(&a.net, true), &bars)?;
+            let opts = fetch_options(&a.net, true);
+            let report = fetch::fetch(&p, &store, &entries, &opts, &bars)?;
             let blobs = fetch::materialize(&store, &entries)?;
-            println!("{}: {} download(s) present and verified, {} artifact(s) ready", p.cluster.paths.vendor.display(), report.items.len(), blobs.len());
+            let images = kiln_engine::images::from_lock(&lk)?;
+            let pull = kiln_engine::images::missing(&p, &plan, &store, &images)?;
+            kiln_engine::images::pull(&p, &store, &pull, &opts, &bars)?;
+            println!(
+                "{}: {} download(s) present and verified, {} artifact(s) ready, {} image(s) pulled",
+                p.cluster.paths.vendor.display(),
+                report.items.len(),
+                blobs.len(),
+                pull.len()
+            );
         }
         Command::Build(a) => {
             let p = load(&a.cluster.cluster)?;
@@ -150,6 +167,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for b in res.manifest.bundles.values() {
                     let o = &res.manifest.outputs[&b.file];
                     println!("  {:<48} {:>12} bytes  hosts: {}", b.file, o.size, b.hosts.join(", "));
+                }
+            }
+        }
+        Command::Images(a) => {
+            let p = load(&a.cluster.cluster)?;
+            let plan = kiln_engine::images::full_plan(&p)?;
+            let locked = match lock::read_lock(&p)? {
+                Some(l) => kiln_engine::images::from_lock(&l)?,
+                None => Vec::new(),
+            };
+            let mut rows = Vec::new();
+            for n in kiln_engine::images::needs(&p, &plan)? {
+                let digest = match n.source.kind.as_str() {
+                    "registry" => locked.iter().find(|l| l.reference == n.reference).map(|l| l.manifest_digest.as_str().to_string()).unwrap_or_else(|| "(not locked: run kiln lock)".into()),
+                    _ => "(assembled at build from catalog artifacts)".into(),
+                };
+                rows.push(serde_json::json!({"bundle": n.bundle, "image": n.reference.to_string(), "source": n.source.kind, "digest": digest}));
+            }
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in &rows {
+                    println!("{:<22} {:<48} {:<9} {}", r["bundle"].as_str().unwrap_or(""), r["image"].as_str().unwrap_or(""), r["source"].as_str().unwrap_or(""), r["digest"].as_str().unwrap_or(""));
                 }
             }
         }
@@ -184,10 +224,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         },
-        Command::Catalog(CatalogCommand::ImportChecksums { yaml, out }) => {
-            let text = std::fs::read_to_string(&yaml).with_context(|| format!("reading {}", yaml.display()))?;
-            let pins = kiln_spec::catalog::import_checksums_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", yaml.display()))?;
-            let body = format!("# Generated by `kiln catalog import-checksums` from the upstream checksum table; do not edit.\n{}", toml::to_string(&pins)?);
+        Command::Catalog(CatalogCommand::ImportChecksums { tables, out }) => {
+            let mut texts = Vec::new();
+            for t in &tables {
+                let text = std::fs::read_to_string(t).with_context(|| format!("reading {}", t.display()))?;
+                // Named by file name only, so the generated header does not depend on where they are.
+                texts.push((t.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| t.display().to_string()), text));
+            }
+            let pins = kiln_spec::pins::import_tables(&texts).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let body = kiln_spec::pins::render(&pins, &texts.iter().map(|t| t.0.clone()).collect::<Vec<_>>());
             match out {
                 Some(path) => {
                     kiln_engine::write_atomic(&PathBuf::from(&path), body.as_bytes())?;

@@ -92,6 +92,7 @@ pub const LAB_ARTIFACTS: &[(&str, &str)] = &[
     ("cni-static", "cni"),
     ("cni-sbr", "cni"),
     ("cni-vrf", "cni"),
+    ("catatonit", "catatonit"),
 ];
 
 /// Deterministic pseudo-random bytes (xorshift), so fixtures compress like binaries do not.
@@ -111,13 +112,16 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     v
 }
 
-/// The lab cluster.toml with the repository paths made local to a fixture.
+/// The lab cluster.toml with the repository paths made local to a fixture. Its OS packages
+/// are left to the hosts (`[packages] bundle = false`): bundling them would need apt downloads.
 pub fn lab_cluster_text() -> String {
     let t = fs::read_to_string(repo().join("examples/lab/cluster.toml")).unwrap();
-    t.replace("sources = [\"apt\"]", "sources = [\"file\"]")
+    let t = t
+        .replace("sources = [\"apt\"]", "sources = [\"file\"]")
         .replace("profiles = \"../../profiles\"\n", "")
         .replace("overlays = \"../../overlays\"\n", "")
-        .replace("catalog = \"../../catalog\"\n", "")
+        .replace("catalog = \"../../catalog\"\n", "");
+    format!("{t}\n[packages]\nbundle = false\n")
 }
 
 /// A temporary project shaped like the lab, whose artifacts are local files.
@@ -161,12 +165,14 @@ impl Fixture {
                 "etcd" => "3.4.23",
                 "containerd" => "1.6.20",
                 "runc" => "1.1.5",
+                "catatonit" => "0.1.7",
                 _ => "1.1.1",
             };
             let size = step * (4 + i);
             fs::write(cat.join(format!("files/{name}-{version}-amd64")), noise(i as u64 + 1, size)).unwrap();
         }
         fs::write(cat.join("catalog.toml"), catalog).unwrap();
+        fs::copy(repo().join("catalog/images.toml"), cat.join("images.toml")).unwrap();
         Fixture { _tmp: tmp, dir }
     }
 

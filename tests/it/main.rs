@@ -2,9 +2,13 @@
 
 mod bad_input;
 mod build;
+mod catalog;
 mod cli_help;
 mod common;
+mod fetch;
+mod images;
 mod lab;
+mod packages;
 mod plan_snapshots;
 mod profiles;
 mod secrets;

@@ -41,13 +41,10 @@ ok() {
     say "$STEP ok $*"
     if [ "${KILN_TEST_KILL_AT:-}" = "$STEP" ]; then kill -9 $$; fi
 }
-fail() {
-    FAILED=1
-    say "$STEP fail $*"
-    exit 1
-}
+fail() { FAILED=1; say "$STEP fail $*"; exit 1; }
 on_exit() {
     if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
+    if [ "$(cat "$STATE_DIR/lock/pid" 2>/dev/null)" = $$ ]; then rm -rf "$STATE_DIR/lock"; fi
     if [ "$1" -ne 0 ] && [ "$FAILED" = 0 ]; then say "$STEP fail unexpected error (exit $1), see the messages above"; fi
 }
 trap 'on_exit $?' EXIT
@@ -64,10 +61,7 @@ live() { [ -z "$R" ]; } # installing onto the running system, not under KILN_ROO
 in_container() { [ -s /run/systemd/container ] || [ -n "${container:-}" ] || [ -f /.dockerenv ]; }
 use_systemctl() { [ "${KILN_NO_SYSTEMCTL:-0}" != 1 ]; }
 
-replace_file() { # atomically replaces $2 with the file $1 (same folder), durable first
-    sync
-    mv -f "$1" "$2"
-}
+replace_file() { sync && mv -f "$1" "$2"; } # $1 (same folder) atomically over $2, durable first
 mkparents() { # creates missing parent folders of $1 with mode 0755 (umask is 077)
     set -- "${1%/*}"
     if [ -n "$1" ] && [ ! -d "$1" ]; then
@@ -78,12 +72,14 @@ mkparents() { # creates missing parent folders of $1 with mode 0755 (umask is 07
 lock() { # one installer at a time; a lock left by a killed run is taken over
     mkparents "$STAGING/x"
     if ! mkdir "$STATE_DIR/lock" 2>/dev/null; then
+        # The holder must still be an installer: not a zombie, not a reused pid.
         pid=$(cat "$STATE_DIR/lock/pid" 2>/dev/null || :)
-        if [ -n "$pid" ] && [ "$pid" != $$ ] && kill -0 "$pid" 2>/dev/null; then
+        if [ -n "$pid" ] && [ "$pid" != $$ ] && grep -q -e --secrets-sha256 "/proc/$pid/cmdline" 2>/dev/null; then
             fail "another install.sh (pid $pid) holds $STATE_DIR/lock"
         fi
     fi
     echo $$ >"$STATE_DIR/lock/pid"
+    rm -f "$STATE_DIR"/*.new # half-written state files of a killed run
 }
 
 # 1. Digests before anything else: the seed pins secrets.tar.gz, whose BUNDLES pins
@@ -108,12 +104,13 @@ step_verify() {
         fail "secrets are for host $HOST, this host is $me"
 
     : >"$WORK/archives" # lines: <index> <bundle|secrets> <sha256> <file>
+    dup=$(awk '{ print $2 }' "$WORK/BUNDLES" | sort | uniq -d | head -n 1)
+    [ -z "$dup" ] || fail "BUNDLES names $dup twice"
     n=0
     while read -r sha name extra; do
         case $sha in '' | '#'*) continue ;; esac
         { is_sha "$sha" && [ -z "$extra" ] && printf '%s\n' "$name" | grep -Eqx '[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz'; } ||
             fail "BUNDLES: bad line: $sha $name $extra"
-        ! grep -q " $name\$" "$WORK/archives" || fail "BUNDLES names $name twice"
         [ -f "$DIR/$name" ] || fail "missing bundle $DIR/$name"
         got=$(sha_of "$DIR/$name")
         [ "$got" = "$sha" ] || fail "$name has sha256 $got, but this host's BUNDLES pins $sha (bundle from another build?)"
@@ -196,7 +193,7 @@ step_manifest() {
             fail "$n: digest mismatch: $(grep -v ': OK$' "$WORK/out" | head -n 1)"
         if [ "$kind" = bundle ]; then
             for m in BUNDLE UNITS IMAGES PACKAGES HEALTH; do
-                grep -q "^[0-9a-f]* [0-7]* $m\$" "$d/MANIFEST" || fail "$n: no $m"
+                grep -q " $m\$" "$d/MANIFEST" || fail "$n: no $m"
             done
             role=$(kv "$d/BUNDLE" KILN_ROLE)
             printf '%s\n' "$role" | grep -Eqx '[a-z0-9][a-z0-9-]*' || fail "$n: BUNDLE has no valid KILN_ROLE"
@@ -205,7 +202,7 @@ step_manifest() {
                     fail "$n: $k=$(kv "$d/BUNDLE" $k) but this host's HOST says $k=$(kv "$WORK/HOST" $k)"
             done
             for p in $(lines "$d/IMAGES") $(lines "$d/PACKAGES"); do
-                grep -q " $p\$" "$d/MANIFEST" || fail "$n: $p is not in MANIFEST"
+                awk '{ print $3 }' "$d/MANIFEST" | grep -qxF -e "$p" || fail "$n: $p is not in MANIFEST"
             done
             for u in $(lines "$d/UNITS"); do
                 printf '%s\n' "$u" | grep -Eqx '[A-Za-z0-9@._:-]+' || fail "$n: bad unit name $u"
@@ -273,10 +270,11 @@ plan_files() { # staged copies of the plan's files matching the regex $1, in pat
     awk -v re="$1" '$3 ~ re { print $4, $3 }' "$WORK/plan" | while read -r i p; do staged_of "$i" "$p"; done
 }
 edit_file() { # rewrites $1 through the sed script $2, atomically, only if that changes it
-    if [ -f "$1" ] && ! sed "$2" "$1" | cmp -s - "$1" 2>/dev/null; then
-        sed "$2" "$1" >"$1.kiln-new" && chmod 0644 "$1.kiln-new" && replace_file "$1.kiln-new" "$1"
-        CHANGED=$((CHANGED + 1))
-    fi
+    [ -f "$1" ] || return 0
+    sed "$2" "$1" >"$1.kiln-new"
+    if [ "$(sha_of "$1.kiln-new")" = "$(sha_of "$1")" ]; then rm -f "$1.kiln-new" && return 0; fi
+    chmod 0644 "$1.kiln-new" && replace_file "$1.kiln-new" "$1"
+    CHANGED=$((CHANGED + 1))
 }
 
 # 6. Kernel and host settings the roles need, from the staged files (they are
@@ -307,7 +305,8 @@ step_prep() {
         # Kubernetes' runbooks on EL: SELinux permissive, firewalld off (kiln sets the rules).
         edit_file "$R/etc/selinux/config" 's/^SELINUX=enforcing/SELINUX=permissive/'
         if live && command -v getenforce >/dev/null && [ "$(getenforce)" = Enforcing ]; then setenforce 0; fi
-        if live && use_systemctl && systemctl is-enabled firewalld >/dev/null 2>&1; then
+        if live && use_systemctl && { [ "$(systemctl is-enabled firewalld 2>/dev/null)" = enabled ] ||
+            systemctl is-active -q firewalld 2>/dev/null; }; then
             systemctl disable --now firewalld >/dev/null 2>&1 || fail "cannot disable firewalld"
             CHANGED=$((CHANGED + 1))
         fi
@@ -343,11 +342,12 @@ step_packages() {
     count=$(wc -l <"$WORK/pkgs")
     if [ "$count" -gt 0 ]; then
         if [ "$family" = debian ]; then
+            export DEBIAN_FRONTEND=noninteractive
             # A run killed inside dpkg leaves packages half-configured: finish them first.
-            DEBIAN_FRONTEND=noninteractive dpkg --root="$R/" --configure -a >"$WORK/err" 2>&1 || :
+            dpkg --root="$R/" --configure -a >"$WORK/err" 2>&1 || :
             # --force-confold: keep conffiles that kiln's own files replaced.
-            xargs DEBIAN_FRONTEND=noninteractive dpkg --root="$R/" --force-confdef --force-confold -i \
-                <"$WORK/pkgs" >"$WORK/err" 2>&1 || fail "dpkg -i failed: $(last_line "$WORK/err")"
+            xargs dpkg --root="$R/" --force-confdef --force-confold -i <"$WORK/pkgs" >"$WORK/err" 2>&1 ||
+                fail "dpkg -i failed: $(last_line "$WORK/err")"
         else
             xargs rpm --root="$R/" -Uvh --replacepkgs <"$WORK/pkgs" >"$WORK/err" 2>&1 ||
                 fail "rpm -Uvh failed: $(last_line "$WORK/err")"
@@ -361,7 +361,11 @@ step_packages() {
 # are synced, then each is renamed over its target. Units to restart are recorded
 # first, so a kill between the rename and step 10 still restarts them on the rerun.
 step_install() {
-    : >"$WORK/switch"
+    # Temp copies left by a killed run (perhaps of another build) must not linger.
+    if [ -f "$STATE_DIR/switch" ]; then
+        while read -r tmp; do rm -f "$tmp"; done <"$STATE_DIR/switch"
+        rm -f "$STATE_DIR/switch"
+    fi
     : >"$WORK/restart"
     files=0 modes=0
     while read -r sha mode path i; do
@@ -376,10 +380,10 @@ step_install() {
         fi
         mkparents "$dst"
         tmp=${dst%/*}/.${dst##*/}.kiln-new
+        echo "$tmp" >>"$STATE_DIR/switch" # recorded before it exists
         rm -f "$tmp"
         cp "$(staged_of "$i" "$path")" "$tmp" || fail "cannot write $tmp"
         chmod "$mode" "$tmp"
-        echo "$tmp $dst" >>"$WORK/switch"
         # A bundle's changed file restarts that bundle's units; a changed host file
         # (certificates, keys) restarts every unit.
         if [ "$(awk -v i="$i" '$1 == i { print $2 }' "$WORK/archives")" = secrets ]; then
@@ -392,9 +396,16 @@ step_install() {
         cat "$STATE_DIR/pending-restart" "$WORK/restart" 2>/dev/null | sort -u >"$STATE_DIR/pending-restart.new"
         replace_file "$STATE_DIR/pending-restart.new" "$STATE_DIR/pending-restart"
     fi
-    sync
-    while read -r tmp dst; do mv -f "$tmp" "$dst"; done <"$WORK/switch"
-    changed=$(wc -l <"$WORK/switch")
+    changed=0
+    if [ -f "$STATE_DIR/switch" ]; then
+        sync
+        while read -r tmp; do # .<name>.kiln-new over <name>
+            name=${tmp##*/} && name=${name#.}
+            mv -f "$tmp" "${tmp%/*}/${name%.kiln-new}"
+        done <"$STATE_DIR/switch"
+        changed=$(wc -l <"$STATE_DIR/switch")
+        rm -f "$STATE_DIR/switch"
+    fi
     CHANGED=$((CHANGED + changed + modes))
     ok "files=$files changed=$changed modes=$modes"
 }
@@ -454,31 +465,25 @@ step_units() {
     fi
     command -v systemctl >/dev/null || fail "systemctl not found"
     enabled=0 started=0 restarted=0
-    if ! live; then # a root that is not running: enable only
-        for u in $list; do
-            if [ "$(systemctl --root="$R" is-enabled "$u" 2>/dev/null)" != enabled ]; then
-                systemctl --root="$R" enable "$u" >"$WORK/err" 2>&1 || fail "enable $u: $(last_line "$WORK/err")"
-                enabled=$((enabled + 1))
-            fi
-        done
-    else
-        systemctl daemon-reload || fail "systemctl daemon-reload failed"
-        for u in $list; do
-            case $(systemctl is-enabled "$u" 2>/dev/null || :) in
-            enabled | enabled-runtime | static | indirect | generated | alias) ;;
-            masked*) fail "$u is masked" ;;
-            *) systemctl enable "$u" >"$WORK/err" 2>&1 || fail "enable $u: $(last_line "$WORK/err")"
-                enabled=$((enabled + 1)) ;;
-            esac
-            if [ "$(systemctl is-active "$u" 2>/dev/null || :)" != active ]; then
-                systemctl start "$u" >"$WORK/err" 2>&1 || fail "start $u: $(last_line "$WORK/err")"
-                started=$((started + 1))
-            elif grep -qx "$u" "$STATE_DIR/pending-restart" 2>/dev/null; then
-                systemctl restart "$u" >"$WORK/err" 2>&1 || fail "restart $u: $(last_line "$WORK/err")"
-                restarted=$((restarted + 1))
-            fi
-        done
-    fi
+    # Under KILN_ROOT the system is not running: enable only (systemctl --root).
+    sc() { if live; then systemctl "$@"; else systemctl --root="$R" "$@"; fi; }
+    if live; then systemctl daemon-reload || fail "systemctl daemon-reload failed"; fi
+    for u in $list; do
+        case $(sc is-enabled "$u" 2>/dev/null || :) in
+        enabled | enabled-runtime | static | indirect | generated | alias) ;;
+        masked*) fail "$u is masked" ;;
+        *) sc enable "$u" >"$WORK/err" 2>&1 || fail "enable $u: $(last_line "$WORK/err")"
+            enabled=$((enabled + 1)) ;;
+        esac
+        live || continue
+        if [ "$(systemctl is-active "$u" 2>/dev/null || :)" != active ]; then
+            systemctl start "$u" >"$WORK/err" 2>&1 || fail "start $u: $(last_line "$WORK/err")"
+            started=$((started + 1))
+        elif grep -qx "$u" "$STATE_DIR/pending-restart" 2>/dev/null; then
+            systemctl restart "$u" >"$WORK/err" 2>&1 || fail "restart $u: $(last_line "$WORK/err")"
+            restarted=$((restarted + 1))
+        fi
+    done
     rm -f "$STATE_DIR/pending-restart"
     CHANGED=$((CHANGED + enabled + started + restarted))
     ok "units=$(echo "$list" | tr ' ' ',' | sed 's/,$//') enabled=$enabled started=$started restarted=$restarted"
@@ -514,7 +519,7 @@ step_state() {
         echo "KILN_SECRETS_SHA256=$SECRETS_SHA"
         echo "KILN_BUNDLES=$bundles"
     } >"$STATE_DIR/state.new"
-    if cmp -s "$STATE_DIR/state.new" "$STATE_DIR/state"; then
+    if [ -f "$STATE_DIR/state" ] && [ "$(sha_of "$STATE_DIR/state.new")" = "$(sha_of "$STATE_DIR/state")" ]; then
         rm -f "$STATE_DIR/state.new"
         what=unchanged
     else
@@ -528,7 +533,6 @@ step_state() {
         [ -e "$d" ] || continue
         awk -v s="${d##*/}" '$3 == s { found = 1 } END { exit !found }' "$WORK/archives" || rm -rf "$d"
     done
-    rm -rf "$STATE_DIR/lock"
     ok "$what $STATE_DIR/state"
 }
 

@@ -181,7 +181,7 @@ fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// Runs the build.
 pub fn build(project: &Project, opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildOutcome, Error> {
-    let plan = kiln_plan::plan(project)?;
+    let plan = crate::images::full_plan(project)?;
     let lock_path = &project.cluster.paths.lock;
     let lock_bytes = match fs::read(lock_path) {
         Ok(b) => b,
@@ -197,13 +197,17 @@ pub fn build(project: &Project, opts: &BuildOptions, progress: &dyn Progress) ->
     let vendor = &project.cluster.paths.vendor;
     if opts.offline && !vendor.exists() {
         // Opening the store would create it; an offline build that cannot succeed writes nothing.
-        let all = fetch::downloads(&entries, &project.cluster.paths.catalog).into_iter().map(|d| format!("{} (sha256 {})", d.label, d.sha256)).collect();
+        let all = fetch::downloads(&entries, &project.cluster.paths.catalog).into_iter().map(|d| format!("{} ({})", d.label, d.pin())).collect();
         return Err(Error::Missing { store: vendor.clone(), missing: all });
     }
     let store = fetch::open_store(project)?;
     let missing = fetch::missing(&store, &entries);
-    if opts.offline && !missing.is_empty() {
-        return Err(Error::Missing { store: vendor.clone(), missing });
+    let locked_images = crate::images::from_lock(&lock)?;
+    let missing_images = crate::images::missing(project, &plan, &store, &locked_images)?;
+    if opts.offline && !(missing.is_empty() && missing_images.is_empty()) {
+        let mut all = missing;
+        all.extend(missing_images.iter().map(|i| format!("image {} ({})", i.reference, i.manifest_digest.as_str())));
+        return Err(Error::Missing { store: vendor.clone(), missing: all });
     }
 
     // The PKI is state beside cluster.toml: created once, reused, and part of the build's inputs.
@@ -219,8 +223,9 @@ pub fn build(project: &Project, opts: &BuildOptions, progress: &dyn Progress) ->
         }
     }
     let fetched = if missing.is_empty() { None } else { Some(fetch::fetch(project, &store, &entries, &opts.fetch, progress)?) };
+    crate::images::pull(project, &store, &missing_images, &opts.fetch, progress)?;
 
-    let ctx = Assembly { project, plan: &plan, store: &store, entries: &entries, dir: &dir, build_id: &build_id, inputs: &inputs, sde, pki: &pki, opts };
+    let ctx = Assembly { project, plan: &plan, store: &store, entries: &entries, images: &locked_images, dir: &dir, build_id: &build_id, inputs: &inputs, sde, pki: &pki, opts };
     // A store entry that fails its hash while being bundled is removed and the assembly retried once.
     let manifest = match ctx.assemble() {
         Err(Error::Bundle(kiln_bundle::BundleError::PinMismatch { expected, .. })) => {
@@ -244,7 +249,8 @@ struct Assembly<'a> {
     project: &'a Project,
     plan: &'a Plan,
     store: &'a kiln_store::Store,
-    entries: &'a [kiln_spec::LockedArtifact],
+    entries: &'a fetch::Pinned,
+    images: &'a [kiln_image::LockedImage],
     dir: &'a Path,
     build_id: &'a str,
     inputs: &'a BTreeMap<String, String>,
@@ -290,14 +296,29 @@ impl Assembly<'_> {
         let mut bundles = BTreeMap::new();
         // bundle id -> (relative path, sha256)
         let mut written: BTreeMap<String, (String, String)> = BTreeMap::new();
+        // Images: registry ones from the lock, assembled ones built now; nothing a rendered file
+        // names may be left to pull on the host.
+        let by_bundle = crate::images::resolve_for_build(project, plan, self.store, self.images, blobs, sde)?;
+        let incomplete = crate::images::check_complete(plan, &by_bundle);
+        if !incomplete.is_empty() {
+            return Err(Error::Lock(format!("the build is incomplete:\n  {}", incomplete.join("\n  "))));
+        }
+        let image_tmp = staging.join(".images");
         for b in &plan.bundles {
             tracing::info!(bundle = %b.id, files = b.files.len(), "writing bundle");
             let mut entries = entries_for(&b.files, blobs)?;
             let meta = format!("KILN_ROLE={}\nKILN_OS={}\nKILN_OS_FAMILY={}\nKILN_ARCH={}\n", b.role, b.os, b.os.family(), cluster.arch);
             entries.push(text_entry("BUNDLE", 0o644, meta));
             entries.push(text_entry("UNITS", 0o644, lines(&b.units)));
-            entries.push(text_entry("IMAGES", 0o644, lines(&[])));
-            entries.push(text_entry("PACKAGES", 0o644, lines(&[])));
+            let tarballs = crate::images::write_tarballs(self.store, by_bundle.get(&b.id).map(Vec::as_slice).unwrap_or(&[]), sde, &image_tmp.join(&b.id))?;
+            let digests: Vec<String> = tarballs.iter().zip(by_bundle.get(&b.id).into_iter().flatten()).map(|(t, i)| format!("{} {} {}", t.0, i.reference, i.manifest_digest.as_str())).collect();
+            entries.push(text_entry("IMAGES", 0o644, lines(&tarballs.iter().map(|t| t.0.clone()).collect::<Vec<_>>())));
+            entries.push(text_entry("IMAGE-DIGESTS", 0o644, lines(&digests)));
+            entries.extend(tarballs.into_iter().map(|(path, file, sha256, size)| Entry { path, mode: 0o644, source: Source::File { path: file, sha256, size } }));
+            // OS packages in install order, as `packages/<file>` beside their list.
+            let packages = fetch::bundle_packages(self.store, self.entries, &b.id)?;
+            entries.push(text_entry("PACKAGES", 0o644, lines(&packages.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>())));
+            entries.extend(packages.into_iter().map(|(path, b)| Entry { path, mode: 0o644, source: Source::File { path: b.path, sha256: b.sha256, size: b.size } }));
             entries.push(text_entry("HEALTH", 0o644, b.health.as_ref().map(|h| format!("{h}\n")).unwrap_or_default()));
             entries.push(text_entry("install.sh", 0o755, crate::INSTALL_SH));
             let w = kiln_bundle::write_bundle(&bundles_dir, &b.id, &BundleSpec { entries, mtime: sde })?;
@@ -306,6 +327,7 @@ impl Assembly<'_> {
             written.insert(b.id.clone(), (rel.clone(), w.sha256.clone()));
             bundles.insert(b.id.clone(), BundleInfo { file: rel, role: b.role.clone(), os: b.os.to_string(), hosts: b.hosts.clone() });
         }
+        let _ = fs::remove_dir_all(&image_tmp);
         let install_sha = sha256_hex(crate::INSTALL_SH.as_bytes());
         let install_path = staging.join("install.sh");
         write_atomic(&install_path, crate::INSTALL_SH.as_bytes())?;

@@ -2,8 +2,10 @@
 //! single-concern crates (spec, plan, store, bundle). The CLI is a thin layer over this.
 
 pub mod build;
+pub mod images;
 pub mod fetch;
 pub mod lock;
+pub mod packages;
 pub mod secrets;
 pub mod seed;
 

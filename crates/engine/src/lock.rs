@@ -1,7 +1,10 @@
-//! `kiln lock`: pin every artifact the plan needs to an exact source, sha256 and size.
+//! `kiln lock`: pin every artifact the plan needs to an exact source, digest and size, and
+//! every role's OS package closure (see [`crate::packages`]).
 
 use kiln_plan::Plan;
 use kiln_spec::{Lock, LockedArtifact, Project, Resolved, SourceKind};
+
+use crate::fetch::Pinned;
 use kiln_store::{FetchOptions, Mirrors};
 
 use crate::Error;
@@ -20,8 +23,10 @@ pub struct LockOptions {
 pub struct LockOutcome {
     /// The lock (complete or not).
     pub lock: Lock,
-    /// Artifacts that could not be pinned, with the reason.
+    /// Artifacts and packages that could not be pinned, one line each with the reason.
     pub unpinned: Vec<String>,
+    /// Image references that still need a look-up on a connected machine.
+    pub images: Vec<String>,
     /// Entries newly pinned (not carried over from the previous lock).
     pub added: usize,
 }
@@ -55,7 +60,8 @@ fn same_source(old: &LockedArtifact, r: &Resolved) -> bool {
         && old.member == r.member
         && old.package == r.package
         && (r.url.is_none() || old.urls.first() == r.url.as_ref())
-        && r.pin.as_ref().is_none_or(|p| *p == old.sha256)
+        && r.pin.as_ref().is_none_or(|p| Some(p) == old.sha256.as_ref())
+        && r.pin_sha512.as_ref().is_none_or(|p| Some(p) == old.sha512.as_ref())
 }
 
 /// Finds the sha256 for `file_name` in an upstream checksum file (bare hash, or `hash  name` lines).
@@ -92,14 +98,18 @@ fn pin_one(r: &Resolved, catalog_dir: &std::path::Path, mirrors: &Mirrors, opts:
         package_version: None,
         archive: r.archive.clone(),
         member: r.member.clone(),
-        sha256: String::new(),
+        sha256: None,
+        sha512: None,
         size: None,
     };
     match r.kind {
         SourceKind::Https | SourceKind::Http => {
             let url = r.url.as_ref().expect("http source has a url");
             if let Some(p) = &r.pin {
-                entry.sha256 = p.clone();
+                entry.sha256 = Some(p.clone());
+            } else if let Some(p) = &r.pin_sha512 {
+                // The store keys blobs by sha256: `kiln fetch` computes it and records it there.
+                entry.sha512 = Some(p.clone());
             } else if opts.offline {
                 return Err(match &r.checksum_url {
                     Some(c) => format!("not in the pins table; needs a look-up of {c} on a connected machine"),
@@ -108,7 +118,7 @@ fn pin_one(r: &Resolved, catalog_dir: &std::path::Path, mirrors: &Mirrors, opts:
             } else if let Some(curl) = &r.checksum_url {
                 let text = kiln_store::fetch_text(curl, mirrors, &opts.fetch).map_err(|e| format!("reading {curl}: {}", kiln_store::error_chain(&e)))?;
                 let file_name = url.rsplit('/').next().unwrap_or(url);
-                entry.sha256 = parse_checksum_file(&text, file_name).ok_or_else(|| format!("{curl} lists no sha256 for {file_name}"))?;
+                entry.sha256 = Some(parse_checksum_file(&text, file_name).ok_or_else(|| format!("{curl} lists no sha256 for {file_name}"))?);
             } else {
                 return Err("not in the pins table and the catalog names no checksum-url".into());
             }
@@ -119,14 +129,14 @@ fn pin_one(r: &Resolved, catalog_dir: &std::path::Path, mirrors: &Mirrors, opts:
         SourceKind::File => {
             let path = catalog_dir.join(r.url.as_ref().expect("file source has a path"));
             let (sha, size) = kiln_store::hash_file(&path).map_err(|e| kiln_store::error_chain(&e))?;
-            entry.sha256 = sha;
+            entry.sha256 = Some(sha);
             entry.size = Some(size);
         }
         SourceKind::Apt => {
             let pkg = r.package.as_ref().expect("apt source has a package");
             let pin = apt_resolve_cached(pkg, &r.version, r.arch.as_str())?;
             entry.package_version = Some(pin.version);
-            entry.sha256 = pin.sha256;
+            entry.sha256 = Some(pin.sha256);
             entry.size = Some(pin.size);
         }
     }
@@ -165,15 +175,22 @@ pub fn lock(project: &Project, plan: &Plan, existing: Option<&Lock>, opts: &Lock
                 added += 1;
                 artifacts.push(e);
             }
-            Err(why) => unpinned.push(format!("{} {} ({}, {}): {why}", r.name, r.version, r.arch, r.kind.as_str())),
+            Err(why) => unpinned.push(format!("artifact {} {} ({}, {}): {why}", r.name, r.version, r.arch, r.kind.as_str())),
         }
     }
+    let packages = crate::packages::lock(project, plan, existing);
+    unpinned.extend(packages.unpinned);
+    let old_images = existing.map(|l| crate::images::from_lock(l)).transpose()?.unwrap_or_default();
+    let (images, pending) = crate::images::lock(project, plan, &old_images, opts.offline, &opts.fetch)?;
     let lock = Lock {
         version: 1,
         source_date_epoch: existing.map(|l| l.source_date_epoch).unwrap_or(now_epoch),
         artifacts,
+        packages: packages.packages,
+        closures: packages.closures,
+        images: crate::images::to_lock(&images)?,
     };
-    Ok(LockOutcome { lock, unpinned, added })
+    Ok(LockOutcome { lock, unpinned, images: pending, added })
 }
 
 /// Reads kiln.lock if it exists.
@@ -186,8 +203,9 @@ pub fn read_lock(project: &Project) -> Result<Option<Lock>, Error> {
     }
 }
 
-/// The lock entry of every planned artifact; fails closed on anything missing or stale.
-pub fn locked_entries(project: &Project, plan: &Plan, lock: &Lock) -> Result<Vec<LockedArtifact>, Error> {
+/// The lock entry of every planned artifact and every bundle's packages; fails closed on
+/// anything missing or stale.
+pub fn locked_entries(project: &Project, plan: &Plan, lock: &Lock) -> Result<Pinned, Error> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for r in resolve_all(project, plan)? {
@@ -197,8 +215,14 @@ pub fn locked_entries(project: &Project, plan: &Plan, lock: &Lock) -> Result<Vec
             Some(e) => out.push(e.clone()),
         }
     }
+    let packages = crate::packages::locked(project, plan, lock).unwrap_or_else(|p| {
+        problems.extend(p);
+        Default::default()
+    });
     if problems.is_empty() {
-        Ok(out)
+        let c = &project.cluster;
+        let apt_config = c.packages.apt_config.iter().map(|(os, p)| (os.to_string(), crate::packages::absolute(p))).collect();
+        Ok(Pinned { artifacts: out, packages, arch: c.arch.to_string(), apt_config })
     } else {
         Err(Error::Lock(format!("{}\nrun `kiln lock` to pin them", problems.join("\n"))))
     }

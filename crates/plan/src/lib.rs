@@ -239,6 +239,13 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
             Some((origin, t)) => Some(kiln_render::render(&format!("{origin} (health)"), t, &ctx)?.trim().to_string()),
             None => None,
         };
+        let mut images = Vec::new();
+        for (i, img) in m.images.iter().enumerate() {
+            let r = kiln_render::render(&format!("profiles/{role} images[{i}]"), img, &ctx)?;
+            if !images.contains(&r) {
+                images.push(r);
+            }
+        }
         bundles.push(BundlePlan {
             id: id.clone(),
             role: role.clone(),
@@ -246,7 +253,7 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
             extends: profile.extends.clone(),
             files,
             units: m.units.clone(),
-            images: m.images.clone(),
+            images,
             sysctl: m.sysctl.clone(),
             modules: m.modules.clone(),
             packages: m.packages.clone(),

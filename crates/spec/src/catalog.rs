@@ -1,12 +1,12 @@
 //! The catalog: where each artifact comes from, and the table of known upstream pins.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::diag::{from_toml_error, Diagnostic};
-use crate::model::{Arch, SourceKind};
+use crate::model::{Arch, OsId, SourceKind};
 
 /// catalog.toml as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -15,6 +15,10 @@ pub struct Catalog {
     /// Artifacts by name.
     #[serde(default)]
     pub artifact: BTreeMap<String, CatalogArtifact>,
+    /// rpm files for EL hosts' packages, from a mirror the user names (Debian-family
+    /// closures come from apt's index instead).
+    #[serde(default, rename = "rpm")]
+    pub rpms: Vec<CatalogRpm>,
     /// Known pins (from pins.toml), by table, arch and version.
     #[serde(skip)]
     pub pins: Pins,
@@ -55,7 +59,47 @@ pub struct CatalogSource {
     pub checksum_url: Option<String>,
 }
 
-/// Known pins: table → arch → version → `sha256:<hex>` (or `sha512:<hex>`, which `lock` cannot use as a store key yet).
+/// One rpm file for EL hosts, pinned by sha256. Profiles' `packages` name rpms; each entry
+/// lists in `requires` the other entries it needs, and `kiln lock` takes the closure.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CatalogRpm {
+    /// OS id (`centos7`, `rocky9`) or `el` for every EL release.
+    pub os: String,
+    /// rpm name, as profiles and `requires` name it.
+    pub name: String,
+    /// `version-release`, with `epoch:` when it has one.
+    pub version: String,
+    /// `x86_64`, `aarch64` or `noarch`.
+    pub arch: String,
+    /// Download URL (https, http or file); cluster.toml `[mirrors]` apply.
+    pub url: String,
+    /// sha256 of the rpm file.
+    pub sha256: String,
+    /// Size in bytes, when known.
+    pub size: Option<u64>,
+    /// Names of other `[[rpm]]` entries it needs (what the hosts' base system lacks).
+    #[serde(default)]
+    pub requires: Vec<String>,
+}
+
+impl CatalogRpm {
+    /// The file name (last component of the URL).
+    pub fn file_name(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or(&self.url)
+    }
+
+    fn applies_to(&self, os: OsId, arch: Arch) -> bool {
+        (self.os == os.as_str() || self.os == os.family()) && (self.arch == arch.rpm_name() || self.arch == "noarch")
+    }
+}
+
+/// Whether `name` is safe as a file name inside a bundle (`packages/<name>`).
+pub fn is_safe_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'~' | b'%'))
+}
+
+/// Known pins: table → arch → version → `sha256:<hex>` or `sha512:<hex>`.
 pub type Pins = BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>;
 
 /// An artifact resolved for a cluster: the source chosen and every template substituted.
@@ -79,6 +123,8 @@ pub struct Resolved {
     pub member: Option<String>,
     /// Known sha256 from the pins table.
     pub pin: Option<String>,
+    /// Known sha512 from the pins table (upstream publishes only sha512 for some files).
+    pub pin_sha512: Option<String>,
     /// Upstream checksum file URL.
     pub checksum_url: Option<String>,
 }
@@ -116,6 +162,25 @@ pub fn parse(file: &Path, text: &str, pins_file: &Path, pins_text: Option<&str>)
             }
         }
     }
+    for (i, r) in cat.rpms.iter().enumerate() {
+        let err = |m: String| Diagnostic::error(file, text, None).key(format!("rpm[{i}]")).msg(m);
+        let os_ok = r.os == "el" || OsId::parse(&r.os).is_some_and(|o| o.family() == "el");
+        if !os_ok {
+            return Err(err(format!("os {:?} is not an EL release; expected el, centos7 or rocky9", r.os)));
+        }
+        if !["x86_64", "aarch64", "noarch"].contains(&r.arch.as_str()) {
+            return Err(err(format!("arch {:?}: expected x86_64, aarch64 or noarch", r.arch)));
+        }
+        if !crate::cluster::is_package_name(&r.name) {
+            return Err(err(format!("{:?} is not an rpm name", r.name)));
+        }
+        if !["https://", "http://", "file://"].iter().any(|p| r.url.starts_with(p)) || !r.file_name().ends_with(".rpm") || !is_safe_file_name(r.file_name()) {
+            return Err(err(format!("url {:?} must be an http(s):// or file:// URL of a .rpm file with a plain file name", r.url)));
+        }
+        if r.sha256.len() != 64 || !r.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(err(format!("sha256 {:?} is not 64 lowercase hex digits", r.sha256)));
+        }
+    }
     Ok(cat)
 }
 
@@ -128,14 +193,20 @@ impl Catalog {
     pub fn resolve(&self, name: &str, versions: &BTreeMap<String, String>, arch: Arch, prefs: &[SourceKind]) -> Result<Resolved, String> {
         let a = self.artifact.get(name).ok_or_else(|| format!("artifact {name:?} is not in the catalog"))?;
         let version = versions.get(&a.version).ok_or_else(|| format!("artifact {name:?} needs `versions.{}` in cluster.toml", a.version))?;
+        let pin_of = |src: &CatalogSource| src.pins.as_ref().and_then(|t| self.pins.get(t)?.get(arch.as_str())?.get(version));
+        // Within one kind, a source with a pin for this version and arch wins over one without.
         let (kind, src) = prefs
             .iter()
-            .find_map(|k| a.sources.iter().find(|s| SourceKind::parse(&s.kind) == Some(*k)).map(|s| (*k, s)))
+            .find_map(|k| {
+                let of_kind: Vec<&CatalogSource> = a.sources.iter().filter(|s| SourceKind::parse(&s.kind) == Some(*k)).collect();
+                of_kind.iter().find(|s| pin_of(s).is_some()).or(of_kind.first()).map(|s| (*k, *s))
+            })
             .ok_or_else(|| {
                 let have: Vec<&str> = a.sources.iter().map(|s| s.kind.as_str()).collect();
                 format!("artifact {name:?} has sources [{}] but cluster.toml allows only [{}]", have.join(", "), prefs.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "))
             })?;
-        let pin = src.pins.as_ref().and_then(|t| self.pins.get(t)?.get(arch.as_str())?.get(version)).and_then(|p| p.strip_prefix("sha256:")).map(str::to_string);
+        let pin = pin_of(src).and_then(|p| p.strip_prefix("sha256:")).map(str::to_string);
+        let pin_sha512 = pin_of(src).and_then(|p| p.strip_prefix("sha512:")).map(str::to_string);
         let url = match kind {
             SourceKind::Https | SourceKind::Http => src.url.as_ref().map(|u| subst(u, version, arch)),
             // Kept relative to the catalog folder so the lock does not depend on where the project lives.
@@ -152,15 +223,51 @@ impl Catalog {
             archive: src.archive.clone().unwrap_or_else(|| if kind == SourceKind::Apt { "deb".into() } else { "raw".into() }),
             member: src.member.as_ref().map(|m| subst(m, version, arch)),
             pin,
+            pin_sha512,
             checksum_url: src.checksum_url.as_ref().map(|u| subst(u, version, arch)),
         })
+    }
+}
+
+/// The rpms that install `requested` on `os`/`arch`, dependencies first, leaving out
+/// `installed` (what bundles installed earlier bring); or the names with no entry.
+pub fn rpm_closure<'a>(rpms: &'a [CatalogRpm], os: OsId, arch: Arch, requested: &[String], installed: &BTreeSet<String>) -> Result<Vec<&'a CatalogRpm>, Vec<String>> {
+    fn visit<'a>(by_name: &BTreeMap<&str, &'a CatalogRpm>, name: &str, installed: &BTreeSet<String>, seen: &mut BTreeSet<String>, out: &mut Vec<&'a CatalogRpm>, missing: &mut Vec<String>) {
+        if installed.contains(name) || !seen.insert(name.to_string()) {
+            return;
+        }
+        match by_name.get(name) {
+            None => missing.push(name.to_string()),
+            Some(r) => {
+                for d in &r.requires {
+                    visit(by_name, d, installed, seen, out, missing);
+                }
+                out.push(r);
+            }
+        }
+    }
+    let mut by_name: BTreeMap<&str, &CatalogRpm> = BTreeMap::new();
+    for r in rpms.iter().filter(|r| r.applies_to(os, arch)) {
+        // An entry for the exact OS beats one for the whole family.
+        if r.os == os.as_str() || !by_name.contains_key(r.name.as_str()) {
+            by_name.insert(&r.name, r);
+        }
+    }
+    let (mut seen, mut out, mut missing) = (BTreeSet::new(), Vec::new(), Vec::new());
+    for n in requested {
+        visit(&by_name, n, installed, &mut seen, &mut out, &mut missing);
+    }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
     }
 }
 
 impl Resolved {
     /// Whether `kiln lock` can pin this without guessing: a known pin, a checksum file, apt's index, or a local file.
     pub fn has_checksum_source(&self) -> bool {
-        self.pin.is_some() || self.checksum_url.is_some() || matches!(self.kind, SourceKind::Apt | SourceKind::File)
+        self.pin.is_some() || self.pin_sha512.is_some() || self.checksum_url.is_some() || matches!(self.kind, SourceKind::Apt | SourceKind::File)
     }
 }
 
@@ -227,5 +334,106 @@ mod tests {
         assert_eq!(p["etcd_binary"]["arm64"].len(), 1);
         assert!(import_checksums_yaml("x_checksums:\n  amd64:\n    1.0: sha256:zz\n").is_err());
         assert!(import_checksums_yaml("nope:\n").is_err());
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+
+    const CATALOG: &str = r#"
+[artifact.kubelet]
+version = "kubernetes"
+
+[[artifact.kubelet.source]]
+kind = "https"
+url = "https://example.invalid/v{version}/server-{arch}.tar.gz"
+archive = "tar.gz"
+member = "kubernetes/server/bin/kubelet"
+pins = "kubernetes_server"
+
+[[artifact.kubelet.source]]
+kind = "https"
+url = "https://example.invalid/v{version}/{arch}/kubelet"
+pins = "kubelet"
+
+[[rpm]]
+os = "el"
+name = "keepalived"
+version = "1.3.5-19.el7"
+arch = "x86_64"
+url = "http://127.0.0.1/keepalived-1.3.5-19.el7.x86_64.rpm"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000001"
+requires = ["net-snmp-libs", "lm_sensors-libs"]
+
+[[rpm]]
+os = "centos7"
+name = "net-snmp-libs"
+version = "5.7.2-49.el7"
+arch = "x86_64"
+url = "http://127.0.0.1/net-snmp-libs-5.7.2-49.el7.x86_64.rpm"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000002"
+requires = ["lm_sensors-libs"]
+
+[[rpm]]
+os = "el"
+name = "lm_sensors-libs"
+version = "3.4.0-8.el7"
+arch = "x86_64"
+url = "http://127.0.0.1/lm_sensors-libs-3.4.0-8.el7.x86_64.rpm"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
+"#;
+
+    const PINS: &str = "[kubernetes_server.amd64]\n\"1.34.2\" = \"sha512:aa\"\n[kubelet.amd64]\n\"1.34.2\" = \"sha256:bb\"\n\"1.33.5\" = \"sha256:cc\"\n";
+
+    fn catalog() -> Catalog {
+        parse(Path::new("catalog.toml"), CATALOG, Path::new("pins.toml"), Some(PINS)).unwrap()
+    }
+
+    #[test]
+    fn within_a_kind_the_first_source_pinned_for_the_version_wins() {
+        let cat = catalog();
+        let v = |k: &str| BTreeMap::from([("kubernetes".to_string(), k.to_string())]);
+        let r = cat.resolve("kubelet", &v("1.34.2"), Arch::Amd64, &[SourceKind::Https]).unwrap();
+        assert_eq!(r.url.as_deref(), Some("https://example.invalid/v1.34.2/server-amd64.tar.gz"));
+        assert_eq!((r.pin.as_deref(), r.pin_sha512.as_deref()), (None, Some("aa")));
+        assert_eq!(r.member.as_deref(), Some("kubernetes/server/bin/kubelet"));
+        // Not in the sha512 table: the per-binary source, pinned by sha256.
+        let r = cat.resolve("kubelet", &v("1.33.5"), Arch::Amd64, &[SourceKind::Https]).unwrap();
+        assert_eq!(r.url.as_deref(), Some("https://example.invalid/v1.33.5/amd64/kubelet"));
+        assert_eq!((r.pin.as_deref(), r.pin_sha512.as_deref()), (Some("cc"), None));
+        // Pinned nowhere: the first source of the kind.
+        let r = cat.resolve("kubelet", &v("1.30.0"), Arch::Amd64, &[SourceKind::Https]).unwrap();
+        assert!(r.url.unwrap().ends_with("server-amd64.tar.gz") && r.pin.is_none() && r.pin_sha512.is_none());
+    }
+
+    #[test]
+    fn rpm_closures_put_requirements_first_and_leave_out_what_is_installed() {
+        let cat = catalog();
+        let names = |v: Vec<&CatalogRpm>| v.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(" ");
+        let got = rpm_closure(&cat.rpms, OsId::Centos7, Arch::Amd64, &["keepalived".into()], &BTreeSet::new()).unwrap();
+        assert_eq!(names(got), "lm_sensors-libs net-snmp-libs keepalived");
+        let installed = BTreeSet::from(["lm_sensors-libs".to_string()]);
+        let got = rpm_closure(&cat.rpms, OsId::Centos7, Arch::Amd64, &["keepalived".into()], &installed).unwrap();
+        assert_eq!(names(got), "net-snmp-libs keepalived");
+        // On rocky9 the centos7-only entry does not apply; on arm64 nothing does.
+        let err = rpm_closure(&cat.rpms, OsId::Rocky9, Arch::Amd64, &["keepalived".into()], &BTreeSet::new()).unwrap_err();
+        assert_eq!(err, vec!["net-snmp-libs".to_string()]);
+        let err = rpm_closure(&cat.rpms, OsId::Centos7, Arch::Arm64, &["keepalived".into(), "nginx".into()], &BTreeSet::new()).unwrap_err();
+        assert_eq!(err, vec!["keepalived".to_string(), "nginx".to_string()]);
+    }
+
+    #[test]
+    fn bad_rpm_entries_are_refused() {
+        for (from, to, want) in [
+            ("os = \"centos7\"", "os = \"debian12\"", "not an EL release"),
+            ("arch = \"x86_64\"\nurl = \"http://127.0.0.1/net", "arch = \"amd64\"\nurl = \"http://127.0.0.1/net", "expected x86_64"),
+            ("sha256 = \"0000000000000000000000000000000000000000000000000000000000000002\"", "sha256 = \"x\"", "64 lowercase hex"),
+            ("net-snmp-libs-5.7.2-49.el7.x86_64.rpm", "net snmp.rpm", "plain file name"),
+        ] {
+            let text = CATALOG.replacen(from, to, 1);
+            let err = parse(Path::new("catalog.toml"), &text, Path::new("pins.toml"), Some(PINS)).unwrap_err();
+            assert!(err.to_string().contains(want), "{from}: {err}");
+        }
     }
 }

@@ -206,6 +206,24 @@ pub fn validate(
             c.err(Some(k.span()), &format!("ssh-authorized-keys[{i}]"), "expected one OpenSSH public key line (ssh-ed25519 AAAA…, ssh-rsa …, ecdsa-sha2-…)");
         }
     }
+    let mut image_sources = Vec::new();
+    for (i, s) in raw.image_sources.iter().enumerate() {
+        if crate::images::IMAGE_SOURCE_KINDS.contains(&s.get_ref().as_str()) {
+            image_sources.push(s.get_ref().clone());
+        } else {
+            c.err(Some(s.span()), &format!("image-sources[{i}]"), format!("unknown image source {:?}; expected registry or assemble", s.get_ref()));
+        }
+    }
+    if raw.image_sources.is_empty() {
+        image_sources = crate::images::IMAGE_SOURCE_KINDS.iter().map(|s| s.to_string()).collect();
+    }
+    for (host, urls) in &raw.registry_mirrors {
+        for u in urls.get_ref() {
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                c.err(Some(urls.span()), &format!("registry-mirrors.\"{host}\""), format!("mirror {u:?} must be an http(s):// URL"));
+            }
+        }
+    }
     let api_endpoint = raw.api.as_ref().map(|a| {
         if !a.endpoint.get_ref().starts_with("https://") {
             c.err(Some(a.endpoint.span()), "api.endpoint", format!("expected an https:// URL, found {:?}", a.endpoint.get_ref()));
@@ -214,6 +232,7 @@ pub fn validate(
     });
 
     let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let packages = validate_packages(&mut c, raw, &base);
     let p = &raw.paths;
     let rel = |v: &Option<S>, default: &str| base.join(v.as_ref().map(|s| s.get_ref().as_str()).unwrap_or(default));
     let paths = Paths {
@@ -241,14 +260,44 @@ pub fn validate(
             api_endpoint,
             pki: pki.unwrap_or_else(default_pki),
             mirrors,
+            image_sources,
+            registry_mirrors: raw.registry_mirrors.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect(),
+            registry_credentials: raw.registry_credentials.as_ref().map(|p| base.join(p.get_ref())),
             vars: raw.vars.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
             ssh_authorized_keys: raw.ssh_authorized_keys.iter().map(|k| k.get_ref().clone()).collect(),
+            packages,
             hosts,
             paths,
         }),
         _ => None,
     };
     (cluster, c.out)
+}
+
+/// Whether `s` can be a Debian or rpm package name.
+pub fn is_package_name(s: &str) -> bool {
+    s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b'_'))
+}
+
+fn validate_packages(c: &mut Ctx<'_>, raw: &RawCluster, base: &Path) -> PackageSettings {
+    let p = &raw.packages;
+    let mut out = PackageSettings { bundle: p.bundle.as_ref().is_none_or(|b| *b.get_ref()), ..PackageSettings::default() };
+    for (i, n) in p.assume_installed.iter().enumerate() {
+        if is_package_name(n.get_ref()) {
+            out.assume_installed.push(n.get_ref().clone());
+        } else {
+            c.err(Some(n.span()), &format!("packages.assume-installed[{i}]"), format!("{:?} is not a package name", n.get_ref()));
+        }
+    }
+    for (k, v) in &p.apt_config {
+        match OsId::parse(k) {
+            Some(os) if os.family() == "debian" => {
+                out.apt_config.insert(os, base.join(v.get_ref()));
+            }
+            _ => c.err(Some(v.span()), &format!("packages.apt-config.{k}"), format!("{k:?} is not a Debian-family OS id (expected one of debian12, ubuntu2204, ubuntu2404)")),
+        }
+    }
+    out
 }
 
 fn is_url_prefix(s: &str) -> bool {

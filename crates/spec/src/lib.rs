@@ -4,16 +4,18 @@
 pub mod catalog;
 pub mod cluster;
 pub mod diag;
+pub mod images;
 pub mod lock;
 pub mod model;
 pub mod net;
+pub mod pins;
 pub mod profile;
 pub mod project;
 pub mod raw;
 
 pub use catalog::{Catalog, Resolved};
 pub use diag::{Diagnostic, Diagnostics, Severity};
-pub use lock::{Lock, LockedArtifact};
+pub use lock::{Lock, LockedArtifact, LockedClosure, LockedPackage};
 pub use model::*;
 pub use profile::{ArtifactRef, FileRef, Layer, Overlay, Profile, Scope, TemplateRef};
 pub use project::{load, Project};

@@ -39,6 +39,14 @@ impl Arch {
             Arch::Arm64 => "arm64",
         }
     }
+
+    /// The name rpm uses (`x86_64`, `aarch64`).
+    pub fn rpm_name(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "x86_64",
+            Arch::Arm64 => "aarch64",
+        }
+    }
 }
 
 impl fmt::Display for Arch {
@@ -100,6 +108,17 @@ impl OsId {
         match self {
             OsId::Centos7 | OsId::Rocky9 => "el",
             _ => "debian",
+        }
+    }
+
+    /// For Debian-family systems, the apt release (`Origin`, codename) whose index computes
+    /// package closures, as apt reports them (`o=Debian,n=bookworm`).
+    pub fn apt_release(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            OsId::Debian12 => Some(("Debian", "bookworm")),
+            OsId::Ubuntu2204 => Some(("Ubuntu", "jammy")),
+            OsId::Ubuntu2404 => Some(("Ubuntu", "noble")),
+            OsId::Centos7 | OsId::Rocky9 => None,
         }
     }
 }
@@ -232,10 +251,18 @@ pub struct Cluster {
     pub pki: PkiSettings,
     /// URL prefix → replacement prefixes, tried in order before the original.
     pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Image source kinds in preference order.
+    pub image_sources: Vec<String>,
+    /// Registry host → mirror base URLs.
+    pub registry_mirrors: BTreeMap<String, Vec<String>>,
+    /// Registry credentials file.
+    pub registry_credentials: Option<PathBuf>,
     /// Free variables for templates.
     pub vars: BTreeMap<String, serde_json::Value>,
     /// SSH public keys put in every host's seed.
     pub ssh_authorized_keys: Vec<String>,
+    /// Where the profiles' OS packages come from.
+    pub packages: PackageSettings,
     /// Hosts, in file order.
     pub hosts: Vec<Host>,
     /// Resolved input and state paths.
@@ -290,6 +317,31 @@ pub struct Network {
     /// NTP servers.
     pub ntp_servers: Vec<String>,
 }
+
+/// `[packages]`, validated: how the profiles' OS packages reach the hosts.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageSettings {
+    /// Put each role's package closure into its bundle (default). When false the hosts'
+    /// own repositories must supply the packages: bundles carry none.
+    pub bundle: bool,
+    /// Debian family: packages every host has beyond a minbase system and
+    /// [`ASSUMED_DEBIAN_HOST`], so closures leave them out.
+    pub assume_installed: Vec<String>,
+    /// Debian family: an apt configuration file per OS (for releases other than the build
+    /// machine's); kiln runs apt with `APT_CONFIG` set to it.
+    pub apt_config: BTreeMap<OsId, PathBuf>,
+}
+
+impl Default for PackageSettings {
+    fn default() -> Self {
+        PackageSettings { bundle: true, assume_installed: Vec::new(), apt_config: BTreeMap::new() }
+    }
+}
+
+/// What kiln assumes every Debian-family host has besides a minbase system (the packages of
+/// priority required, the essential ones and apt): a booted systemd host. Package closures
+/// leave these out.
+pub const ASSUMED_DEBIAN_HOST: &[&str] = &["systemd", "systemd-sysv", "udev", "dbus", "iproute2", "procps"];
 
 /// `[lb]`, validated.
 #[derive(Debug, Clone, Serialize)]

@@ -24,6 +24,8 @@ pub struct Project {
     pub overlays: Vec<Overlay>,
     /// The catalog.
     pub catalog: Catalog,
+    /// Image sources (catalog/images.toml; empty when absent).
+    pub images: crate::images::ImageCatalog,
     /// Warnings found while validating.
     pub warnings: Vec<Diagnostic>,
     /// Every input file read (for the build id), sorted.
@@ -254,12 +256,24 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
         }
     }
 
+    let images_file = cluster.paths.catalog.join("images.toml");
+    let mut images = crate::images::ImageCatalog::default();
+    if images_file.is_file() {
+        match read(&images_file).and_then(|t| crate::images::parse(&images_file, &t)) {
+            Ok(c) => {
+                images = c;
+                inputs.push(images_file.clone());
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+
     if diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(fail(diags));
     }
     inputs.sort();
     inputs.dedup();
-    Ok(Project { cluster, profiles, overlays, catalog: catalog.expect("no errors"), warnings: diags, inputs })
+    Ok(Project { cluster, profiles, overlays, catalog: catalog.expect("no errors"), images, warnings: diags, inputs })
 }
 
 fn template_paths(dir: &Path, p: &Profile) -> Vec<PathBuf> {

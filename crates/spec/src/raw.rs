@@ -32,11 +32,21 @@ pub struct RawCluster {
     pub pki: RawPki,
     #[serde(default)]
     pub mirrors: BTreeMap<String, Spanned<Vec<String>>>,
+    /// Image source kinds in preference order (`registry`, `assemble`).
+    #[serde(default)]
+    pub image_sources: Vec<S>,
+    /// Registry host → mirror base URLs tried in order (e.g. a Harbor proxy project).
+    #[serde(default)]
+    pub registry_mirrors: BTreeMap<String, Spanned<Vec<String>>>,
+    /// A docker config.json-style credentials file for registries (outside the repository).
+    pub registry_credentials: Option<S>,
     #[serde(default)]
     pub vars: BTreeMap<String, toml::Value>,
     /// SSH public keys for the seed's default user (emergency access; kiln itself never uses SSH).
     #[serde(default)]
     pub ssh_authorized_keys: Vec<S>,
+    #[serde(default)]
+    pub packages: RawPackages,
     #[serde(default, rename = "host")]
     pub hosts: Vec<Spanned<RawHost>>,
 }
@@ -51,6 +61,20 @@ pub struct RawPaths {
     pub vendor: Option<S>,
     pub pki: Option<S>,
     pub lock: Option<S>,
+}
+
+/// `[packages]`: how the profiles' OS packages reach the hosts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPackages {
+    /// Put each role's package closure into its bundle (default true).
+    pub bundle: Option<Spanned<bool>>,
+    /// Debian family: packages every host already has, beyond minbase and a booted systemd host.
+    #[serde(default)]
+    pub assume_installed: Vec<S>,
+    /// Debian family: OS id → apt configuration file (relative to cluster.toml) for that release.
+    #[serde(default)]
+    pub apt_config: BTreeMap<String, S>,
 }
 
 /// `[network]`.

@@ -67,13 +67,15 @@ pub fn apt_resolve(package: &str, version_prefix: &str, arch: &str) -> Result<Ap
     choose(pins, package, version_prefix)
 }
 
-/// Downloads `package=version` with `apt-get download` into a temp folder of the
-/// store, checks it against the pin and moves it to its blob name.
+/// Downloads `package=version` with `apt-get download` (under `config` as `APT_CONFIG`
+/// when given) into a temp folder of the store, checks it against the pin and moves it
+/// to its blob name.
 pub(crate) fn download(
     store: &Store,
     package: &str,
     version: &str,
     arch: &str,
+    config: Option<&Path>,
     expected_sha256: &str,
 ) -> Result<PathBuf, StoreError> {
     check_sha256(expected_sha256)?;
@@ -89,6 +91,9 @@ pub(crate) fn download(
     let spec = format!("{package}:{arch}={version}");
     let mut cmd = Command::new("apt-get");
     cmd.arg("download").arg(&spec).current_dir(dir.path());
+    if let Some(c) = config {
+        cmd.env("APT_CONFIG", c);
+    }
     run(&mut cmd)?;
     let command = format!("apt-get download {spec}");
     let debs = list_debs(dir.path())?;
@@ -103,6 +108,7 @@ pub(crate) fn download(
         // `dir` is removed on drop: the wrong file never reaches the store.
         return Err(StoreError::HashMismatch {
             origin: format!("apt package {package}={version} ({arch})"),
+            algorithm: "sha256",
             expected: expected_sha256.to_owned(),
             actual,
         });
@@ -171,7 +177,7 @@ fn check_name(field: &'static str, value: &str) -> Result<(), StoreError> {
 }
 
 /// Runs a command in the C locale, returning its output or an error with its stderr.
-fn run(cmd: &mut Command) -> Result<Output, StoreError> {
+pub(crate) fn run(cmd: &mut Command) -> Result<Output, StoreError> {
     let command = describe(cmd);
     let output = cmd
         .env("LC_ALL", "C")

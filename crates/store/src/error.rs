@@ -14,6 +14,18 @@ pub enum StoreError {
         /// The rejected value.
         value: String,
     },
+    /// A pin that is not 128 lowercase hex digits.
+    #[error("`{value}` is not a sha512 (128 lowercase hex digits)")]
+    InvalidSha512 {
+        /// The rejected value.
+        value: String,
+    },
+    /// A download with neither a sha256 nor a sha512 pin.
+    #[error("{label}: no sha256 or sha512 pin")]
+    NoPin {
+        /// The download's label.
+        label: String,
+    },
     /// A store folder could not be created.
     #[error("cannot create folder {}", path.display())]
     CreateDir {
@@ -65,13 +77,15 @@ pub enum StoreError {
         source: io::Error,
     },
     /// Content does not hash to its pin.
-    #[error("{origin}: sha256 mismatch: expected {expected}, got {actual}")]
+    #[error("{origin}: {algorithm} mismatch: expected {expected}, got {actual}")]
     HashMismatch {
         /// URL, file or package the bytes came from.
         origin: String,
-        /// The pinned sha256.
+        /// `sha256` or `sha512`.
+        algorithm: &'static str,
+        /// The pinned digest.
         expected: String,
-        /// The sha256 of what arrived.
+        /// The digest of what arrived.
         actual: String,
     },
     /// A source sent more bytes than the pinned size.
@@ -169,12 +183,12 @@ pub enum StoreError {
         label: String,
     },
     /// Something missing from the store while the network is not allowed.
-    #[error("{label} ({sha256}) is not in the store and the network is not allowed")]
+    #[error("{label} ({pin}) is not in the store and the network is not allowed")]
     Offline {
         /// The download's label.
         label: String,
-        /// Its pin.
-        sha256: String,
+        /// Its pin (`sha256:<hex>` or `sha512:<hex>`).
+        pin: String,
     },
     /// A network request asked for while the network is not allowed.
     #[error("{url}: the network is not allowed")]

@@ -14,19 +14,34 @@ use crate::error::{error_chain, StoreError};
 use crate::http::{self, Target};
 use crate::mirrors::Mirrors;
 use crate::progress::{Meter, Outcome, Progress};
-use crate::store::{check_sha256, Store};
+use crate::store::{check_sha256, check_sha512, hash_file_with, Store};
 
 /// One pinned file to bring into the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Download {
     /// Human name for progress and errors (e.g. `etcd-v3.5.16-linux-amd64.tar.gz`).
     pub label: String,
-    /// The pin: the blob's name once fetched.
-    pub sha256: String,
+    /// The sha256 pin: the blob's name once fetched. `None` when only a sha512 is known.
+    pub sha256: Option<String>,
+    /// A sha512 pin, checked too when given. The blob's sha256 is computed from the same
+    /// bytes and recorded in the store (see [`Store::sha256_of_sha512`]).
+    pub sha512: Option<String>,
     /// The pinned size, when known: more bytes than this is an error at once.
     pub size: Option<u64>,
     /// Where the bytes come from.
     pub source: DownloadSource,
+}
+
+impl Download {
+    /// The pin as one string, `sha256:<hex>` or else `sha512:<hex>`: it names the download
+    /// in messages and makes two downloads the same one.
+    pub fn pin(&self) -> String {
+        match (&self.sha256, &self.sha512) {
+            (Some(h), _) => format!("sha256:{h}"),
+            (None, Some(h)) => format!("sha512:{h}"),
+            (None, None) => "(no pin)".to_owned(),
+        }
+    }
 }
 
 /// Where a download's bytes come from.
@@ -50,6 +65,8 @@ pub enum DownloadSource {
         version: String,
         /// Its architecture (must be the host's).
         arch: String,
+        /// An apt configuration file (`APT_CONFIG`) for a release other than the machine's.
+        apt_config: Option<PathBuf>,
     },
 }
 
@@ -98,8 +115,10 @@ pub struct FetchReport {
 pub struct FetchedItem {
     /// The download's label.
     pub label: String,
-    /// Its pin.
-    pub sha256: String,
+    /// Its pin (see [`Download::pin`]).
+    pub pin: String,
+    /// The blob's sha256, once it is in the store.
+    pub sha256: Option<String>,
     /// What happened.
     pub outcome: Outcome,
 }
@@ -131,8 +150,8 @@ pub struct FetchErrors {
 pub struct FetchFailure {
     /// The download's label.
     pub label: String,
-    /// Its pin.
-    pub sha256: String,
+    /// Its pin (see [`Download::pin`]).
+    pub pin: String,
     /// Why it failed.
     pub error: StoreError,
 }
@@ -148,10 +167,11 @@ impl fmt::Display for FetchErrors {
         for failure in &self.failures {
             let chain = error_chain(&failure.error);
             // Most errors already name the download; do not say it twice.
-            if chain.contains(&failure.sha256) {
+            let hex = failure.pin.split_once(':').map_or(failure.pin.as_str(), |p| p.1);
+            if chain.contains(hex) {
                 write!(f, "\n- {chain}")?;
             } else {
-                write!(f, "\n- {} ({}): {chain}", failure.label, failure.sha256)?;
+                write!(f, "\n- {} ({}): {chain}", failure.label, failure.pin)?;
             }
         }
         Ok(())
@@ -172,11 +192,12 @@ pub fn fetch_all(
     progress: &dyn Progress,
 ) -> Result<FetchReport, FetchErrors> {
     // Deduplicate by pin: two workers must never share one partial file.
+    let pins: Vec<String> = downloads.iter().map(Download::pin).collect();
     let mut first_of: BTreeMap<&str, usize> = BTreeMap::new();
     let mut unique = Vec::new();
-    for (i, d) in downloads.iter().enumerate() {
-        if !first_of.contains_key(d.sha256.as_str()) {
-            first_of.insert(&d.sha256, i);
+    for (i, pin) in pins.iter().enumerate() {
+        if !first_of.contains_key(pin.as_str()) {
+            first_of.insert(pin, i);
             unique.push(i);
         }
     }
@@ -198,7 +219,7 @@ pub fn fetch_all(
         problems: Mutex::new(Vec::new()),
     };
 
-    let results: Vec<Mutex<Option<Result<Outcome, StoreError>>>> =
+    let results: Vec<Mutex<Option<Result<(Outcome, String), StoreError>>>> =
         unique.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let workers = opts.jobs.clamp(1, unique.len().max(1));
@@ -212,7 +233,7 @@ pub fn fetch_all(
             });
         }
     });
-    let mut results: BTreeMap<usize, Result<Outcome, StoreError>> = unique
+    let mut results: BTreeMap<usize, Result<(Outcome, String), StoreError>> = unique
         .iter()
         .zip(results)
         .map(|(&i, slot)| {
@@ -229,28 +250,30 @@ pub fn fetch_all(
     };
     let mut failures = Vec::new();
     for (i, d) in downloads.iter().enumerate() {
-        let first = first_of[d.sha256.as_str()];
-        let outcome = if first != i {
-            report.items[first].outcome.clone()
+        let first = first_of[pins[i].as_str()];
+        let (outcome, sha256) = if first != i {
+            let earlier = &report.items[first];
+            (earlier.outcome.clone(), earlier.sha256.clone())
         } else {
             match results.remove(&i).expect("a result per unique download") {
-                Ok(outcome) => outcome,
+                Ok((outcome, sha256)) => (outcome, Some(sha256)),
                 Err(error) => {
                     let outcome = Outcome::Failed {
                         error: error_chain(&error),
                     };
                     failures.push(FetchFailure {
                         label: d.label.clone(),
-                        sha256: d.sha256.clone(),
+                        pin: pins[i].clone(),
                         error,
                     });
-                    outcome
+                    (outcome, None)
                 }
             }
         };
         report.items.push(FetchedItem {
             label: d.label.clone(),
-            sha256: d.sha256.clone(),
+            pin: pins[i].clone(),
+            sha256,
             outcome,
         });
     }
@@ -274,38 +297,81 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Fetches one download, reporting its start and finish to the progress receiver.
-    fn one(&self, index: usize, d: &Download) -> Result<Outcome, StoreError> {
+    /// Returns the outcome and the blob's sha256.
+    fn one(&self, index: usize, d: &Download) -> Result<(Outcome, String), StoreError> {
         self.progress.start(&d.label, d.size);
         let result = self.fetch(index, d);
         let outcome = match &result {
-            Ok(outcome) => outcome.clone(),
+            Ok((outcome, _)) => outcome.clone(),
             Err(e) => Outcome::Failed {
                 error: error_chain(e),
             },
         };
         match &result {
-            Ok(_) => tracing::info!(label = %d.label, sha256 = %d.sha256, ?outcome, "fetched"),
+            Ok(_) => tracing::info!(label = %d.label, pin = %d.pin(), ?outcome, "fetched"),
             Err(e) => {
-                tracing::warn!(label = %d.label, sha256 = %d.sha256, error = %error_chain(e), "fetch failed")
+                tracing::warn!(label = %d.label, pin = %d.pin(), error = %error_chain(e), "fetch failed")
             }
         }
         self.progress.finish(&d.label, &outcome);
         result
     }
 
-    fn fetch(&self, index: usize, d: &Download) -> Result<Outcome, StoreError> {
-        check_sha256(&d.sha256)?;
-        if self.store.verify_blob(&d.sha256)? {
-            return Ok(Outcome::Present);
+    /// The blob already in the store for `d`, checked against every pin it has.
+    fn present(&self, d: &Download) -> Result<Option<String>, StoreError> {
+        let sha256 = match (&d.sha256, &d.sha512) {
+            (Some(h), _) => h.clone(),
+            (None, Some(h)) => match self.store.sha256_of_sha512(h)? {
+                Some(known) => known,
+                None => return Ok(None),
+            },
+            (None, None) => return Ok(None),
+        };
+        if !self.store.verify_blob(&sha256)? {
+            return Ok(None);
+        }
+        if let Some(sha512) = &d.sha512 {
+            // Blobs are named by sha256 only: the sha512 pin is checked on the bytes too.
+            let (_, actual, _) = hash_file_with(&self.store.blob_path(&sha256), true)?;
+            if actual.as_deref() != Some(sha512.as_str()) {
+                tracing::warn!(label = %d.label, sha256 = %sha256, "blob does not have the pinned sha512");
+                self.store.forget_sha512(sha512)?;
+                return Ok(None);
+            }
+            if d.sha256.is_none() || self.store.sha256_of_sha512(sha512)?.is_none() {
+                self.store.record_sha512(sha512, &sha256)?;
+            }
+        }
+        Ok(Some(sha256))
+    }
+
+    fn fetch(&self, index: usize, d: &Download) -> Result<(Outcome, String), StoreError> {
+        if let Some(h) = &d.sha256 {
+            check_sha256(h)?;
+        }
+        if let Some(h) = &d.sha512 {
+            check_sha512(h)?;
+        }
+        if d.sha256.is_none() && d.sha512.is_none() {
+            return Err(StoreError::NoPin {
+                label: d.label.clone(),
+            });
+        }
+        if let Some(sha256) = self.present(d)? {
+            return Ok((Outcome::Present, sha256));
         }
         let offline = || StoreError::Offline {
             label: d.label.clone(),
-            sha256: d.sha256.clone(),
+            pin: d.pin(),
         };
         match &d.source {
             DownloadSource::File { path } => {
-                self.store.insert_file(path, &d.sha256)?;
-                Ok(Outcome::Copied { path: path.clone() })
+                let sha256 = self.store.insert_file_pinned(
+                    path,
+                    d.sha256.as_deref(),
+                    d.sha512.as_deref(),
+                )?;
+                Ok((Outcome::Copied { path: path.clone() }, sha256))
             }
             DownloadSource::Http { .. } | DownloadSource::Apt { .. }
                 if !self.opts.allow_network =>
@@ -317,17 +383,35 @@ impl Ctx<'_> {
                 package,
                 version,
                 arch,
+                apt_config,
             } => {
-                crate::apt::download(self.store, package, version, arch, &d.sha256)?;
-                Ok(Outcome::Apt {
+                // apt's index gives sha256: an apt download always has one.
+                let sha256 = d.sha256.as_deref().ok_or_else(|| StoreError::NoPin {
+                    label: d.label.clone(),
+                })?;
+                crate::apt::download(
+                    self.store,
+                    package,
+                    version,
+                    arch,
+                    apt_config.as_deref(),
+                    sha256,
+                )?;
+                let outcome = Outcome::Apt {
                     package: package.clone(),
                     version: version.clone(),
-                })
+                };
+                Ok((outcome, sha256.to_owned()))
             }
         }
     }
 
-    fn http(&self, index: usize, d: &Download, urls: &[String]) -> Result<Outcome, StoreError> {
+    fn http(
+        &self,
+        index: usize,
+        d: &Download,
+        urls: &[String],
+    ) -> Result<(Outcome, String), StoreError> {
         if urls.is_empty() {
             return Err(StoreError::NoUrls {
                 label: d.label.clone(),
@@ -345,11 +429,12 @@ impl Ctx<'_> {
         let candidates = self.mirrors.candidates_all(urls);
         let target = Target {
             store: self.store,
-            sha256: &d.sha256,
+            sha256: d.sha256.as_deref(),
+            sha512: d.sha512.as_deref(),
             size: d.size,
         };
         let mut meter = Meter::new(self.progress, &d.label);
-        let what = format!("{} ({})", d.label, d.sha256);
+        let what = format!("{} ({})", d.label, d.pin());
         let success = http::try_sources(
             &what,
             &candidates,
@@ -374,10 +459,11 @@ impl Ctx<'_> {
                 };
                 (index, problem)
             }));
-        Ok(Outcome::Downloaded {
+        let outcome = Outcome::Downloaded {
             url: success.url,
             bytes: done.bytes,
             resumed_from: done.resumed_from,
-        })
+        };
+        Ok((outcome, done.sha256))
     }
 }

@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use reqwest::blocking::Client;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Attempt, Reaction, StoreError};
 use crate::fetch::FetchOptions;
 use crate::mirrors::Mirrors;
 use crate::progress::Meter;
-use crate::store::{remove_if_present, Store, BUF_SIZE};
+use crate::store::{check_pins, remove_if_present, Hasher, Store, BUF_SIZE};
 
 /// Largest document [`fetch_text`] accepts.
 pub const MAX_TEXT_BYTES: u64 = 4 * 1024 * 1024;
@@ -198,17 +197,51 @@ fn parse_content_range_start(value: &str) -> Option<u64> {
     start.trim().parse().ok()
 }
 
-/// One blob to download: its pin and where its partial lives.
+/// One blob to download: its pins (at least one) and where its partial lives.
 pub(crate) struct Target<'a> {
     pub(crate) store: &'a Store,
-    pub(crate) sha256: &'a str,
+    pub(crate) sha256: Option<&'a str>,
+    pub(crate) sha512: Option<&'a str>,
     pub(crate) size: Option<u64>,
+}
+
+impl Target<'_> {
+    /// The partial file, named by whichever digest is known (sha256 first).
+    fn partial(&self) -> std::path::PathBuf {
+        match (self.sha256, self.sha512) {
+            (Some(h), _) => self.store.partial_path(h),
+            (None, Some(h)) => self.store.partial_path_sha512(h),
+            (None, None) => unreachable!("a download has a pin"),
+        }
+    }
+
+    /// Checks a complete file's digests against the pins and moves it to its blob name;
+    /// a sha512 pin is recorded with the sha256 computed from the same bytes.
+    fn finish(
+        &self,
+        part: &Path,
+        origin: &str,
+        sha256: &str,
+        sha512: Option<&str>,
+    ) -> Result<String, StoreError> {
+        if let Err(e) = check_pins(origin, (sha256, self.sha256), (sha512, self.sha512)) {
+            remove_if_present(part)?;
+            return Err(e);
+        }
+        self.store.commit(part, sha256)?;
+        if let Some(h) = self.sha512 {
+            self.store.record_sha512(h, sha256)?;
+        }
+        Ok(sha256.to_owned())
+    }
 }
 
 /// Result of a successful attempt: bytes in the blob and bytes reused from a partial.
 pub(crate) struct Done {
     pub(crate) bytes: u64,
     pub(crate) resumed_from: u64,
+    /// The blob's sha256.
+    pub(crate) sha256: String,
 }
 
 /// Length of the partial file, 0 when there is none.
@@ -231,24 +264,25 @@ pub(crate) fn download_once(
     url: &str,
     meter: &mut Meter<'_>,
 ) -> Result<Done, StoreError> {
-    let part = target.store.partial_path(target.sha256);
+    let part = target.partial();
     let mut have = partial_len(&part)?;
     if let Some(size) = target.size {
         if have > size {
             remove_if_present(&part)?;
             have = 0;
         } else if have == size && have > 0 {
-            // Complete partial from a run killed before its rename: the hash decides.
-            let (actual, _) = crate::store::hash_file(&part)?;
-            if actual == target.sha256 {
+            // Complete partial from a run killed before its rename: the hashes decide.
+            let (sha256, sha512, _) =
+                crate::store::hash_file_with(&part, target.sha512.is_some())?;
+            let origin = part.display().to_string();
+            if let Ok(sha256) = target.finish(&part, &origin, &sha256, sha512.as_deref()) {
                 meter.at(have);
-                target.store.commit(&part, target.sha256)?;
                 return Ok(Done {
                     bytes: have,
                     resumed_from: have,
+                    sha256,
                 });
             }
-            remove_if_present(&part)?;
             have = 0;
         }
     }
@@ -272,7 +306,7 @@ fn transfer(
     mut have: u64,
     meter: &mut Meter<'_>,
 ) -> Result<Done, StoreError> {
-    let part = target.store.partial_path(target.sha256);
+    let part = target.partial();
     if have == 0 {
         remove_if_present(&part)?;
     }
@@ -319,10 +353,10 @@ fn transfer(
         .open(&part)
         .map_err(write_err)?;
     // Partials are never trusted: their bytes go through the hasher like new ones.
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::new(target.sha512.is_some());
     if have > 0 {
         let mut prefix = File::open(&part).map_err(write_err)?.take(have);
-        io::copy(&mut prefix, &mut HashWriter(&mut hasher)).map_err(write_err)?;
+        io::copy(&mut prefix, &mut hasher).map_err(write_err)?;
     }
     let resumed_from = have;
     let mut got = 0u64;
@@ -387,33 +421,13 @@ fn transfer(
             });
         }
     }
-    let actual = hex::encode(hasher.finalize());
-    if actual != target.sha256 {
-        remove_if_present(&part)?;
-        return Err(StoreError::HashMismatch {
-            origin: url.to_owned(),
-            expected: target.sha256.to_owned(),
-            actual,
-        });
-    }
-    target.store.commit(&part, target.sha256)?;
+    let (sha256, sha512) = hasher.finish();
+    let sha256 = target.finish(&part, url, &sha256, sha512.as_deref())?;
     Ok(Done {
         bytes: total,
         resumed_from,
+        sha256,
     })
-}
-
-/// Adapts a hasher to `io::Write` so `io::copy` can feed it.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// GETs a small text document (e.g. an upstream checksum file), through mirrors and

@@ -7,6 +7,7 @@
 
 mod apt;
 mod archive;
+mod closure;
 mod debversion;
 mod error;
 mod fetch;
@@ -17,6 +18,7 @@ mod store;
 
 pub use apt::{apt_resolve, host_arch, AptPin};
 pub use archive::{ArchiveKind, MemberInfo};
+pub use closure::AptIndex;
 pub use debversion::{compare_versions, version_matches};
 pub use error::{error_chain, Attempt, StoreError};
 pub use fetch::{
@@ -26,4 +28,4 @@ pub use fetch::{
 pub use http::{fetch_text, remote_size, MAX_TEXT_BYTES};
 pub use mirrors::Mirrors;
 pub use progress::{NoProgress, Outcome, Progress};
-pub use store::{hash_file, is_sha256, Store};
+pub use store::{hash_file, is_sha256, is_sha512, Store};

@@ -4,7 +4,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
 use crate::error::StoreError;
 
@@ -26,6 +26,92 @@ pub fn is_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Whether `s` is a sha512 as pins give it: 128 lowercase hex digits.
+pub fn is_sha512(s: &str) -> bool {
+    s.len() == 128 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Returns an error unless `s` is a valid sha512.
+pub(crate) fn check_sha512(s: &str) -> Result<(), StoreError> {
+    if is_sha512(s) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidSha512 {
+            value: s.to_owned(),
+        })
+    }
+}
+
+/// sha256 of everything written, and sha512 too when asked (for sha512 pins).
+pub(crate) struct Hasher {
+    sha256: Sha256,
+    sha512: Option<Sha512>,
+}
+
+impl Hasher {
+    /// A hasher computing sha256, and sha512 when `sha512` is true.
+    pub(crate) fn new(sha512: bool) -> Hasher {
+        Hasher {
+            sha256: Sha256::new(),
+            sha512: sha512.then(Sha512::new),
+        }
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        if let Some(h) = &mut self.sha512 {
+            h.update(bytes);
+        }
+    }
+
+    /// The hex digests: sha256, and sha512 when asked for.
+    pub(crate) fn finish(self) -> (String, Option<String>) {
+        (
+            hex::encode(self.sha256.finalize()),
+            self.sha512.map(|h| hex::encode(h.finalize())),
+        )
+    }
+}
+
+impl Write for Hasher {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Checks computed digests against the pins given; the error names both values.
+pub(crate) fn check_pins(
+    origin: &str,
+    sha256: (&str, Option<&str>),
+    sha512: (Option<&str>, Option<&str>),
+) -> Result<(), StoreError> {
+    if let (Some(actual), Some(expected)) = sha512 {
+        if actual != expected {
+            return Err(StoreError::HashMismatch {
+                origin: origin.to_owned(),
+                algorithm: "sha512",
+                expected: expected.to_owned(),
+                actual: actual.to_owned(),
+            });
+        }
+    }
+    if let Some(expected) = sha256.1 {
+        if sha256.0 != expected {
+            return Err(StoreError::HashMismatch {
+                origin: origin.to_owned(),
+                algorithm: "sha256",
+                expected: expected.to_owned(),
+                actual: sha256.0.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Returns an error unless `s` is a valid sha256 name.
 pub(crate) fn check_sha256(s: &str) -> Result<(), StoreError> {
     if is_sha256(s) {
@@ -39,12 +125,20 @@ pub(crate) fn check_sha256(s: &str) -> Result<(), StoreError> {
 
 /// Hashes a local file, returning its sha256 and size.
 pub fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
+    hash_file_with(path, false).map(|(sha256, _, size)| (sha256, size))
+}
+
+/// Hashes a local file in one pass: sha256, sha512 when `sha512` is true, and size.
+pub(crate) fn hash_file_with(
+    path: &Path,
+    sha512: bool,
+) -> Result<(String, Option<String>, u64), StoreError> {
     let read_err = |source| StoreError::Read {
         path: path.to_owned(),
         source,
     };
     let mut file = File::open(path).map_err(read_err)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::new(sha512);
     let mut buf = vec![0u8; BUF_SIZE];
     let mut size = 0u64;
     loop {
@@ -57,7 +151,8 @@ pub fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
         hasher.update(&buf[..n]);
         size += n as u64;
     }
-    Ok((hex::encode(hasher.finalize()), size))
+    let (sha256, sha512) = hasher.finish();
+    Ok((sha256, sha512, size))
 }
 
 /// fsyncs a folder so that a rename inside it survives a crash.
@@ -110,6 +205,75 @@ impl Store {
     /// Where a resumable partial download of `sha256` is kept.
     pub fn partial_path(&self, sha256: &str) -> PathBuf {
         self.tmp_dir().join(format!("{sha256}.part"))
+    }
+
+    /// Where a resumable partial download known only by its `sha512` is kept.
+    pub fn partial_path_sha512(&self, sha512: &str) -> PathBuf {
+        self.tmp_dir().join(format!("sha512-{sha512}.part"))
+    }
+
+    /// The folder of sha512 records: `sha512/<hex>` holds the sha256 of the blob with that sha512.
+    pub(crate) fn sha512_dir(&self) -> PathBuf {
+        self.root.join("sha512")
+    }
+
+    /// The sha256 of the blob whose sha512 is `sha512`, as recorded when it was fetched
+    /// (a pin may be a sha512 while blobs are named by sha256). `None` when not recorded.
+    pub fn sha256_of_sha512(&self, sha512: &str) -> Result<Option<String>, StoreError> {
+        check_sha512(sha512)?;
+        let path = self.sha512_dir().join(sha512);
+        match fs::read_to_string(&path) {
+            Ok(text) if is_sha256(text.trim()) => Ok(Some(text.trim().to_owned())),
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "malformed sha512 record removed from the store");
+                remove_if_present(&path)?;
+                Ok(None)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Read { path, source }),
+        }
+    }
+
+    /// Records that the blob `sha256` has sha512 `sha512` (both computed from its bytes),
+    /// written like a blob: temp file, fsync, rename.
+    pub(crate) fn record_sha512(&self, sha512: &str, sha256: &str) -> Result<(), StoreError> {
+        check_sha512(sha512)?;
+        check_sha256(sha256)?;
+        let dir = self.sha512_dir();
+        fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let tmp_dir = self.tmp_dir();
+        let mut temp = tempfile::Builder::new()
+            .prefix("sha512-")
+            .tempfile_in(&tmp_dir)
+            .map_err(|source| StoreError::Write {
+                path: tmp_dir.clone(),
+                source,
+            })?;
+        let temp_path = temp.path().to_owned();
+        let write_err = |source| StoreError::Write {
+            path: temp_path.clone(),
+            source,
+        };
+        temp.write_all(format!("{sha256}\n").as_bytes())
+            .map_err(write_err)?;
+        temp.as_file().sync_all().map_err(write_err)?;
+        set_blob_mode(temp.as_file(), &temp_path)?;
+        let dest = dir.join(sha512);
+        temp.persist(&dest).map_err(|e| StoreError::Rename {
+            from: temp_path.clone(),
+            to: dest.clone(),
+            source: e.error,
+        })?;
+        sync_dir(&dir)
+    }
+
+    /// Forgets a sha512 record (it named a blob whose bytes do not have that sha512).
+    pub(crate) fn forget_sha512(&self, sha512: &str) -> Result<(), StoreError> {
+        check_sha512(sha512)?;
+        remove_if_present(&self.sha512_dir().join(sha512))
     }
 
     /// The folder of blobs.
@@ -174,6 +338,26 @@ impl Store {
             .map(|(sha, _)| self.blob_path(&sha))
     }
 
+    /// Copies a local file into the store checked against whichever pins are given (at
+    /// least one); a sha512 pin is recorded with the computed sha256. Returns the sha256.
+    pub(crate) fn insert_file_pinned(
+        &self,
+        path: &Path,
+        sha256: Option<&str>,
+        sha512: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let mut file = File::open(path).map_err(|source| StoreError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let origin = path.display().to_string();
+        let (sha, _) = self.ingest_pinned(&mut file, &origin, sha256, sha512)?;
+        if let Some(h) = sha512 {
+            self.record_sha512(h, &sha)?;
+        }
+        Ok(sha)
+    }
+
     /// Streams `reader` into a temp file, hashes it and, if it matches `expected`
     /// (when given), renames it to its blob name. Returns the sha256 and size.
     pub(crate) fn ingest(
@@ -181,6 +365,17 @@ impl Store {
         reader: &mut dyn Read,
         origin: &str,
         expected: Option<&str>,
+    ) -> Result<(String, u64), StoreError> {
+        self.ingest_pinned(reader, origin, expected, None)
+    }
+
+    /// [`Store::ingest`] checking a sha512 pin as well, when given.
+    pub(crate) fn ingest_pinned(
+        &self,
+        reader: &mut dyn Read,
+        origin: &str,
+        expected: Option<&str>,
+        expected_sha512: Option<&str>,
     ) -> Result<(String, u64), StoreError> {
         let tmp_dir = self.tmp_dir();
         let mut temp = tempfile::Builder::new()
@@ -195,7 +390,7 @@ impl Store {
             path: temp_path.clone(),
             source,
         };
-        let mut hasher = Sha256::new();
+        let mut hasher = Hasher::new(expected_sha512.is_some());
         let mut buf = vec![0u8; BUF_SIZE];
         let mut size = 0u64;
         loop {
@@ -214,17 +409,13 @@ impl Store {
             temp.write_all(&buf[..n]).map_err(write_err)?;
             size += n as u64;
         }
-        let actual = hex::encode(hasher.finalize());
-        if let Some(expected) = expected {
-            if actual != expected {
-                // Dropping `temp` removes it: a wrong file never gets a final name.
-                return Err(StoreError::HashMismatch {
-                    origin: origin.to_owned(),
-                    expected: expected.to_owned(),
-                    actual,
-                });
-            }
-        }
+        let (actual, actual_sha512) = hasher.finish();
+        // On a mismatch, dropping `temp` removes it: a wrong file never gets a final name.
+        check_pins(
+            origin,
+            (&actual, expected),
+            (actual_sha512.as_deref(), expected_sha512),
+        )?;
         temp.as_file().sync_all().map_err(write_err)?;
         set_blob_mode(temp.as_file(), &temp_path)?;
         let dest = self.blob_path(&actual);

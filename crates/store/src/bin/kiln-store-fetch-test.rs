@@ -2,7 +2,7 @@
 //! can SIGKILL it mid-download or give it its own apt configuration.
 //!
 //! Usage:
-//!   kiln-store-fetch-test fetch <root> <url> <sha256> [size]
+//!   kiln-store-fetch-test fetch <root> <url> <sha256 | sha512:hex> [size]
 //!   kiln-store-fetch-test apt-fetch <root> <package> <version> <arch> <sha256>
 //!   kiln-store-fetch-test apt-resolve <package> <version-prefix> <arch>
 
@@ -30,6 +30,7 @@ fn main() -> ExitCode {
                 package: package.to_string(),
                 version: version.to_string(),
                 arch: arch.to_string(),
+                apt_config: None,
             };
             fetch(root, sha, None, source)
         }
@@ -55,9 +56,14 @@ fn main() -> ExitCode {
 
 fn fetch(root: &str, sha: &str, size: Option<u64>, source: DownloadSource) -> Result<(), String> {
     let store = Store::open(Path::new(root)).map_err(|e| kiln_store::error_chain(&e))?;
+    let (sha256, sha512) = match sha.strip_prefix("sha512:") {
+        Some(h) => (None, Some(h.to_owned())),
+        None => (Some(sha.to_owned()), None),
+    };
     let download = Download {
         label: "test".into(),
-        sha256: sha.to_owned(),
+        sha256,
+        sha512,
         size,
         source,
     };

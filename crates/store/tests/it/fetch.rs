@@ -14,7 +14,8 @@ use crate::{assert_store, fast_opts, payload, sha, Recorder};
 fn http(label: &str, bytes: &[u8], urls: Vec<String>, pinned_size: bool) -> Download {
     Download {
         label: label.to_owned(),
-        sha256: sha(bytes),
+        sha256: Some(sha(bytes)),
+        sha512: None,
         size: pinned_size.then_some(bytes.len() as u64),
         source: DownloadSource::Http { urls },
     }
@@ -66,7 +67,7 @@ fn plain_download_lands_verified_and_leaves_no_temp() {
         }
     ));
     assert_eq!(*rec.advanced.lock().unwrap(), 300_000);
-    assert_store(&store, &[(&d.sha256, &body)], &[]);
+    assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 
     // Present and verified: skipped without a request.
     let before = server.all_requests().len();
@@ -94,7 +95,7 @@ fn reset_mid_body_is_retried_with_a_range_request() {
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].range, None);
     assert_eq!(reqs[1].range, Some(format!("bytes={resumed_from}-")));
-    assert_store(&store, &[(&d.sha256, &body)], &[]);
+    assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 }
 
 #[test]
@@ -107,7 +108,7 @@ fn status_503_then_200_is_retried() {
     let d = http("s", &body, vec![server.url("/s")], false);
     fetch_one(&store, &d, &fast_opts()).unwrap();
     assert_eq!(server.requests("/s").len(), 3);
-    assert_store(&store, &[(&d.sha256, &body)], &[]);
+    assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 }
 
 #[test]
@@ -162,7 +163,7 @@ fn not_found_is_not_retried_and_the_next_url_is_used() {
         report.problems[0].error,
         StoreError::HttpStatus { status: 404, .. }
     ));
-    assert_store(&store, &[(&d.sha256, &body)], &[]);
+    assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 }
 
 #[test]
@@ -248,7 +249,7 @@ fn slow_body_hits_the_read_timeout_and_is_resumed() {
     let reqs = server.requests("/slow");
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[1].range.as_deref(), Some("bytes=30000-"));
-    assert_store(&store, &[(&d.sha256, &body)], &[]);
+    assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 }
 
 #[test]
@@ -258,7 +259,7 @@ fn a_partial_from_an_earlier_run_is_resumed_with_range() {
     server.always("/p", Reply::Serve(body.clone()));
     let (_d, store) = store();
     let d = http("p", &body, vec![server.url("/p")], true);
-    fs::write(store.partial_path(&d.sha256), &body[..70_000]).unwrap();
+    fs::write(store.partial_path(d.sha256.as_deref().unwrap()), &body[..70_000]).unwrap();
     let outcome = fetch_one(&store, &d, &fast_opts()).unwrap();
     assert!(matches!(
         outcome,
@@ -272,7 +273,7 @@ fn a_partial_from_an_earlier_run_is_resumed_with_range() {
         Some("bytes=70000-")
     );
     assert_eq!(server.body_bytes_sent(), 50_000);
-    assert_store(&store, &[(&d.sha256, &body)], &[]);
+    assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 }
 
 #[test]
@@ -283,7 +284,7 @@ fn a_server_ignoring_range_restarts_from_zero() {
     let (_d, store) = store();
     let d = http("ign", &body, vec![server.url("/ign")], true);
     // Garbage partial: it must be thrown away, not prepended.
-    fs::write(store.partial_path(&d.sha256), payload(10_000, 99)).unwrap();
+    fs::write(store.partial_path(d.sha256.as_deref().unwrap()), payload(10_000, 99)).unwrap();
     let rec = Recorder::default();
     let report = fetch_all(
         &store,
@@ -309,7 +310,7 @@ fn a_server_ignoring_range_restarts_from_zero() {
         .unwrap()
         .iter()
         .any(|n| n.contains("restarting from zero")));
-    assert_store(&store, &[(&d.sha256, &body)], &[]);
+    assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 }
 
 #[test]
@@ -323,7 +324,7 @@ fn a_206_starting_elsewhere_restarts_from_zero() {
     server.always("/wr0", Reply::WrongRangeStart(body.clone(), 0));
     let (_d, store) = store();
     let d = http("wr", &body, vec![server.url("/wr")], true);
-    fs::write(store.partial_path(&d.sha256), &body[..20_000]).unwrap();
+    fs::write(store.partial_path(d.sha256.as_deref().unwrap()), &body[..20_000]).unwrap();
     let outcome = fetch_one(&store, &d, &fast_opts()).unwrap();
     assert!(matches!(
         outcome,
@@ -338,11 +339,11 @@ fn a_206_starting_elsewhere_restarts_from_zero() {
         .map(|r| r.range)
         .collect();
     assert_eq!(ranges, vec![Some("bytes=20000-".to_owned()), None]);
-    assert_store(&store, &[(&d.sha256, &body)], &[]);
+    assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 
     let (_d, store) = self::store();
     let d = http("wr0", &body, vec![server.url("/wr0")], true);
-    fs::write(store.partial_path(&d.sha256), &body[..20_000]).unwrap();
+    fs::write(store.partial_path(d.sha256.as_deref().unwrap()), &body[..20_000]).unwrap();
     let outcome = fetch_one(&store, &d, &fast_opts()).unwrap();
     assert!(matches!(
         outcome,
@@ -352,7 +353,7 @@ fn a_206_starting_elsewhere_restarts_from_zero() {
         }
     ));
     assert_eq!(server.requests("/wr0").len(), 1);
-    assert_store(&store, &[(&d.sha256, &body)], &[]);
+    assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 }
 
 #[test]
@@ -362,7 +363,7 @@ fn a_corrupt_partial_is_never_trusted() {
     server.always("/cp", Reply::Serve(body.clone()));
     let (_d, store) = store();
     let d = http("cp", &body, vec![server.url("/cp")], true);
-    fs::write(store.partial_path(&d.sha256), payload(20_000, 98)).unwrap();
+    fs::write(store.partial_path(d.sha256.as_deref().unwrap()), payload(20_000, 98)).unwrap();
     let outcome = fetch_one(&store, &d, &fast_opts()).unwrap();
     assert!(
         matches!(
@@ -380,7 +381,7 @@ fn a_corrupt_partial_is_never_trusted() {
         .map(|r| r.range)
         .collect();
     assert_eq!(ranges, vec![Some("bytes=20000-".to_owned()), None]);
-    assert_store(&store, &[(&d.sha256, &body)], &[]);
+    assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 }
 
 #[test]
@@ -429,7 +430,7 @@ fn mirrors_are_tried_in_order_and_a_wrong_bytes_mirror_is_skipped_and_reported()
             .any(|n| n.contains(&server.url("/m1/pkg/x.tgz")) && n.contains("sha256 mismatch")),
         "{notes:?}"
     );
-    assert_store(&store, &[(&d.sha256, &body)], &[]);
+    assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 }
 
 #[test]
@@ -446,12 +447,14 @@ fn offline_lists_every_missing_download_and_fetches_nothing() {
         http("present.bin", &present, vec![server.url("/p")], true),
         Download {
             label: "b.deb".into(),
-            sha256: sha(&b),
+            sha256: Some(sha(&b)),
+            sha512: None,
             size: None,
             source: DownloadSource::Apt {
                 package: "b".into(),
                 version: "1".into(),
                 arch: "amd64".into(),
+                apt_config: None,
             },
         },
     ];
@@ -513,7 +516,8 @@ fn local_files_and_file_urls_are_sources_too() {
     let downloads = [
         Download {
             label: "one".into(),
-            sha256: sha(&one),
+            sha256: Some(sha(&one)),
+            sha512: None,
             size: None,
             source: DownloadSource::File { path: p1.clone() },
         },
@@ -533,7 +537,8 @@ fn local_files_and_file_urls_are_sources_too() {
     // A local file that does not match its pin is refused.
     let bad = Download {
         label: "bad".into(),
-        sha256: sha(b"other"),
+        sha256: Some(sha(b"other")),
+        sha512: None,
         size: None,
         source: DownloadSource::File { path: p2 },
     };

@@ -2,9 +2,11 @@
 
 mod apt;
 mod archive;
+mod closure;
 mod fetch;
 mod resume;
 mod server;
+mod sha512;
 
 use std::fs;
 use std::path::Path;

@@ -1,0 +1,44 @@
+//! `kiln boot`: boots a built cluster's hosts under QEMU, each from its
+//! cloud-init seed, on a private network that only the guests share, and
+//! follows the `KILN` markers install.sh prints on each serial console.
+//!
+//! ```no_run
+//! use kiln_boot::{boot, BootOptions};
+//!
+//! let opts = BootOptions::new("out/lab", "/var/tmp/kiln-guest/disk.qcow2");
+//! let report = boot(&opts, &())?;
+//! for host in &report.hosts {
+//!     println!("{} {} after {:?}", host.name, host.phase, host.ready_after);
+//! }
+//! # Ok::<(), kiln_boot::BootError>(())
+//! ```
+//!
+//! Guests run under software emulation (`-accel tcg`), with no user-mode
+//! network and no path outside the machine: one `vde_switch` on a unix
+//! socket in a private run folder is their only link. The base image is
+//! never written (each guest has a copy-on-write overlay in the run folder).
+//! Serial logs go to `<out>/boot/<host>.log`, QEMU's own messages to
+//! `<host>.qemu.log` beside them.
+//!
+//! The library never prints: progress goes to a [`BootEvents`] and to
+//! `tracing`, the outcome to a [`BootReport`] or a [`BootError`].
+
+mod error;
+mod events;
+mod follow;
+mod layout;
+mod marker;
+mod monitor;
+mod options;
+mod process;
+mod qemu;
+mod report;
+mod run;
+
+pub use error::BootError;
+pub use events::{BootEvents, HostPhase, HostStatus};
+pub use layout::{cluster_dir, HostPlan, Layout, LayoutHost, DEFAULT_MEMORY_MB, LAYOUT_FILE};
+pub use marker::{clean_line, FinalMessage, Marker, Status, CLOUD_INIT_FINAL_DEFAULT, MARKER_WORD};
+pub use options::{BootOptions, SeedKind, Tools, DEFAULT_TIMEOUT};
+pub use report::{BootReport, FailReason, HostFailure, HostReport, Kept, TAIL_LINES};
+pub use run::boot;

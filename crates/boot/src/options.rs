@@ -1,0 +1,174 @@
+//! What to boot and how: [`BootOptions`] and its parts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Which seed image each guest gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SeedKind {
+    /// `cidata.iso` (ISO 9660), the `seed_iso` of `vagrant.json`.
+    #[default]
+    Iso,
+    /// `cidata.img` (VFAT), the `seed_img` of `vagrant.json`.
+    Vfat,
+}
+
+impl SeedKind {
+    /// `iso` or `vfat`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Iso => "iso",
+            Self::Vfat => "vfat",
+        }
+    }
+}
+
+impl std::str::FromStr for SeedKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "iso" => Ok(Self::Iso),
+            "vfat" | "img" => Ok(Self::Vfat),
+            other => Err(format!("unknown seed kind {other:?}; expected iso or vfat")),
+        }
+    }
+}
+
+/// The programs boot runs; defaults are the names Debian installs on `PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tools {
+    /// `qemu-system-x86_64` (Debian package `qemu-system-x86`).
+    pub qemu: PathBuf,
+    /// `qemu-img` (Debian package `qemu-utils`).
+    pub qemu_img: PathBuf,
+    /// `vde_switch` (Debian package `vde2`).
+    pub vde_switch: PathBuf,
+}
+
+impl Default for Tools {
+    fn default() -> Self {
+        Self {
+            qemu: "qemu-system-x86_64".into(),
+            qemu_img: "qemu-img".into(),
+            vde_switch: "vde_switch".into(),
+        }
+    }
+}
+
+/// The Debian package that provides `program`, for error hints.
+pub(crate) fn package_of(program: &Path) -> Option<&'static str> {
+    match program.file_name()?.to_str()? {
+        "qemu-system-x86_64" => Some("qemu-system-x86"),
+        "qemu-img" => Some("qemu-utils"),
+        "vde_switch" => Some("vde2"),
+        _ => None,
+    }
+}
+
+/// Per-host time limit when none is given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Everything [`crate::boot`] needs; build with [`BootOptions::new`] and
+/// set the public fields.
+#[derive(Debug, Clone)]
+pub struct BootOptions {
+    /// The cluster's out folder holding `vagrant.json` (`OUT/<cluster>`);
+    /// `OUT` also works when it holds a single cluster.
+    pub out: PathBuf,
+    /// Only these hosts; `None` boots every host.
+    pub hosts: Option<Vec<String>>,
+    /// The guest base disk (qcow2, root filesystem on the whole disk). It is
+    /// never written: each guest gets a copy-on-write overlay.
+    pub image: PathBuf,
+    /// The guest kernel; default `vmlinuz` beside `image`.
+    pub kernel: Option<PathBuf>,
+    /// The guest initrd; default `initrd.img` beside `image`.
+    pub initrd: Option<PathBuf>,
+    /// ISO or VFAT seeds.
+    pub seed: SeedKind,
+    /// Where serial logs go; default `<cluster out>/boot/`.
+    pub log_dir: Option<PathBuf>,
+    /// How long each host may take, from its start to its done marker and
+    /// cloud-init's final message.
+    pub timeout: Duration,
+    /// Leave the guests and the switch running when boot returns (success
+    /// or a host failure); the report says how to stop them.
+    pub keep: bool,
+    /// Memory for every guest in MiB, instead of `vagrant.json`'s.
+    pub memory_mb: Option<u32>,
+    /// Words added to the guest kernel command line.
+    pub kernel_args: Vec<String>,
+    /// Parent of the run folder (overlays, switch socket); default the
+    /// system's temporary folder. Unix socket paths must stay short.
+    pub run_parent: Option<PathBuf>,
+    /// The programs to run.
+    pub tools: Tools,
+}
+
+impl BootOptions {
+    /// Options booting every host of `out` from `image`, with the defaults:
+    /// ISO seeds, logs in `<out>/boot/`, 15 minutes per host, not kept.
+    pub fn new(out: impl Into<PathBuf>, image: impl Into<PathBuf>) -> Self {
+        Self {
+            out: out.into(),
+            hosts: None,
+            image: image.into(),
+            kernel: None,
+            initrd: None,
+            seed: SeedKind::default(),
+            log_dir: None,
+            timeout: DEFAULT_TIMEOUT,
+            keep: false,
+            memory_mb: None,
+            kernel_args: Vec::new(),
+            run_parent: None,
+            tools: Tools::default(),
+        }
+    }
+
+    /// The kernel to boot: the option, else `vmlinuz` beside the image.
+    pub fn kernel_path(&self) -> PathBuf {
+        self.kernel
+            .clone()
+            .unwrap_or_else(|| beside(&self.image, "vmlinuz"))
+    }
+
+    /// The initrd to boot: the option, else `initrd.img` beside the image.
+    pub fn initrd_path(&self) -> PathBuf {
+        self.initrd
+            .clone()
+            .unwrap_or_else(|| beside(&self.image, "initrd.img"))
+    }
+}
+
+fn beside(file: &Path, name: &str) -> PathBuf {
+    match file.parent() {
+        Some(dir) => dir.join(name),
+        None => PathBuf::from(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_and_initrd_default_beside_the_image() {
+        let o = BootOptions::new("out/lab", "/var/tmp/g/disk.qcow2");
+        assert_eq!(o.kernel_path(), Path::new("/var/tmp/g/vmlinuz"));
+        assert_eq!(o.initrd_path(), Path::new("/var/tmp/g/initrd.img"));
+        let o = BootOptions::new("out/lab", "disk.qcow2");
+        assert_eq!(o.kernel_path(), Path::new("vmlinuz"));
+    }
+
+    #[test]
+    fn seed_kind_parses() {
+        assert_eq!("iso".parse::<SeedKind>(), Ok(SeedKind::Iso));
+        assert_eq!("vfat".parse::<SeedKind>(), Ok(SeedKind::Vfat));
+        assert!("dir"
+            .parse::<SeedKind>()
+            .unwrap_err()
+            .contains("iso or vfat"));
+    }
+}

@@ -1,0 +1,172 @@
+//! Command lines for the guests, their disks and their private switch.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Everything one guest's QEMU command line is made from.
+#[derive(Debug, Clone)]
+pub(crate) struct GuestSpec<'a> {
+    pub name: &'a str,
+    pub memory_mb: u32,
+    pub cpus: u32,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub kernel_args: &'a [String],
+    pub overlay: &'a Path,
+    pub seed: &'a Path,
+    pub serial_log: &'a Path,
+    pub switch_socket: &'a Path,
+    pub mac: &'a str,
+}
+
+/// The kernel command line: root on the whole first virtio disk, console on
+/// the first serial port (which QEMU writes to the log).
+pub(crate) fn append(extra: &[String]) -> String {
+    let mut words = vec!["root=/dev/vda", "ro", "console=ttyS0"];
+    words.extend(extra.iter().map(String::as_str));
+    words.join(" ")
+}
+
+/// QEMU's `-drive`/`-netdev` values separate options with `,`; a comma in a
+/// path is written twice.
+fn opt_path(path: &Path) -> String {
+    path.to_string_lossy().replace(',', ",,")
+}
+
+/// The guest's command line: software emulation only (nested KVM hangs on
+/// the machines kiln targets for tests), no default devices, no display, no
+/// user-mode network — its one NIC is on the private switch.
+pub(crate) fn guest_command(qemu: &Path, g: &GuestSpec<'_>) -> Command {
+    let mut cmd = Command::new(qemu);
+    cmd.args(["-name", g.name])
+        .args(["-nodefaults", "-no-user-config"])
+        .args(["-accel", "tcg,thread=multi", "-cpu", "qemu64"])
+        .args(["-smp", &g.cpus.to_string(), "-m", &g.memory_mb.to_string()])
+        .args(["-display", "none", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", g.serial_log.to_string_lossy()))
+        .arg("-kernel")
+        .arg(g.kernel)
+        .arg("-initrd")
+        .arg(g.initrd)
+        .args(["-append", &append(g.kernel_args)])
+        .arg("-drive")
+        .arg(format!(
+            "file={},if=virtio,format=qcow2",
+            opt_path(g.overlay)
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "file={},if=virtio,format=raw,readonly=on",
+            opt_path(g.seed)
+        ))
+        .arg("-netdev")
+        .arg(format!("vde,id=n0,sock={}", opt_path(g.switch_socket)))
+        .arg("-device")
+        .arg(format!("virtio-net-pci,netdev=n0,mac={}", g.mac));
+    cmd
+}
+
+/// `qemu-img create` of a copy-on-write overlay on `base` (absolute, so
+/// the overlay does not resolve it against its own folder).
+pub(crate) fn overlay_command(qemu_img: &Path, base: &Path, overlay: &Path) -> Command {
+    let mut cmd = Command::new(qemu_img);
+    cmd.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(base)
+        .arg(overlay);
+    cmd
+}
+
+/// How the switch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SwitchMode {
+    /// In the foreground; it exits when its standard input closes.
+    Foreground,
+    /// Forked away (for `keep`), its pid in `pidfile`.
+    Daemon,
+}
+
+/// `vde_switch` on the unix socket folder `socket`.
+pub(crate) fn switch_command(
+    vde_switch: &Path,
+    socket: &Path,
+    mode: SwitchMode,
+    pidfile: &Path,
+) -> Command {
+    let mut cmd = Command::new(vde_switch);
+    // 0700: only this user's processes may plug into the guests' network.
+    cmd.arg("--sock")
+        .arg(socket)
+        .args(["--mode", "0600", "--dirmode", "0700"]);
+    if mode == SwitchMode::Daemon {
+        cmd.arg("--daemon").arg("--pidfile").arg(pidfile);
+    }
+    cmd
+}
+
+/// The file whose appearance shows the switch accepts guests.
+pub(crate) fn switch_ready_file(socket: &Path) -> PathBuf {
+    socket.join("ctl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::display;
+
+    #[test]
+    fn guest_command_line() {
+        let extra = vec!["quiet".to_owned()];
+        let spec = GuestSpec {
+            name: "etcd1",
+            memory_mb: 1024,
+            cpus: 1,
+            kernel: Path::new("/g/vmlinuz"),
+            initrd: Path::new("/g/initrd.img"),
+            kernel_args: &extra,
+            overlay: Path::new("/run/etcd1.qcow2"),
+            seed: Path::new("/out/lab/hosts/etcd1/cidata,1.iso"),
+            serial_log: Path::new("/out/lab/boot/etcd1.log"),
+            switch_socket: Path::new("/run/vde.ctl"),
+            mac: "52:54:00:77:00:11",
+        };
+        assert_eq!(
+            display(&guest_command(Path::new("qemu-system-x86_64"), &spec)),
+            "qemu-system-x86_64 -name etcd1 -nodefaults -no-user-config \
+             -accel tcg,thread=multi -cpu qemu64 -smp 1 -m 1024 -display none -no-reboot \
+             -serial file:/out/lab/boot/etcd1.log -kernel /g/vmlinuz -initrd /g/initrd.img \
+             -append 'root=/dev/vda ro console=ttyS0 quiet' \
+             -drive file=/run/etcd1.qcow2,if=virtio,format=qcow2 \
+             -drive file=/out/lab/hosts/etcd1/cidata,,1.iso,if=virtio,format=raw,readonly=on \
+             -netdev vde,id=n0,sock=/run/vde.ctl \
+             -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:11"
+        );
+    }
+
+    #[test]
+    fn helper_command_lines() {
+        assert_eq!(
+            display(&overlay_command(
+                Path::new("qemu-img"),
+                Path::new("/g/disk.qcow2"),
+                Path::new("/run/a.qcow2")
+            )),
+            "qemu-img create -q -f qcow2 -F qcow2 -b /g/disk.qcow2 /run/a.qcow2"
+        );
+        let sock = Path::new("/run/vde.ctl");
+        let pid = Path::new("/run/vde.pid");
+        assert_eq!(
+            display(&switch_command(
+                Path::new("vde_switch"),
+                sock,
+                SwitchMode::Foreground,
+                pid
+            )),
+            "vde_switch --sock /run/vde.ctl --mode 0600 --dirmode 0700"
+        );
+        assert_eq!(
+            display(&switch_command(Path::new("vde_switch"), sock, SwitchMode::Daemon, pid)),
+            "vde_switch --sock /run/vde.ctl --mode 0600 --dirmode 0700 --daemon --pidfile /run/vde.pid"
+        );
+    }
+}

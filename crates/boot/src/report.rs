@@ -1,0 +1,161 @@
+//! What a boot produced: per-host outcomes, timings and, with `keep`, how
+//! to stop what is still running.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::events::HostPhase;
+use crate::marker::Marker;
+
+/// How many console lines a failure carries.
+pub const TAIL_LINES: usize = 30;
+
+/// The outcome of [`crate::boot`].
+#[derive(Debug, Clone)]
+pub struct BootReport {
+    /// The cluster's name from `vagrant.json`.
+    pub cluster: String,
+    /// Every booted host, in `vagrant.json`'s order.
+    pub hosts: Vec<HostReport>,
+    /// From the call to the last host's outcome (before stopping guests).
+    pub elapsed: Duration,
+    /// Where the serial logs are.
+    pub log_dir: PathBuf,
+    /// Set with `keep`: what is still running and how to stop it.
+    pub kept: Option<Kept>,
+}
+
+impl BootReport {
+    /// The host called `name`.
+    pub fn host(&self, name: &str) -> Option<&HostReport> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+/// One host's outcome.
+#[derive(Debug, Clone)]
+pub struct HostReport {
+    /// Host name.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// Where it ended (`Ready` on success).
+    pub phase: HostPhase,
+    /// Every `KILN` marker it printed, in order.
+    pub markers: Vec<Marker>,
+    /// Its serial console log.
+    pub serial_log: PathBuf,
+    /// From its QEMU start to its first `KILN done ok`.
+    pub done_after: Option<Duration>,
+    /// From its QEMU start to cloud-init's final message after the done marker.
+    pub ready_after: Option<Duration>,
+    /// Why it failed, if it did.
+    pub failure: Option<FailReason>,
+}
+
+/// Why a host failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailReason {
+    /// install.sh printed `KILN <step> fail …`.
+    Marker(Marker),
+    /// cloud-init finished but install.sh never printed `KILN done ok`.
+    NoDoneMarker,
+    /// The guest kernel panicked (the line).
+    KernelPanic(String),
+    /// cloud-init's final stage failed before `KILN done ok` (systemd's line).
+    CloudInitFailed(String),
+    /// QEMU exited before the host was ready.
+    QemuExited {
+        /// Its exit status.
+        status: String,
+        /// The end of what it printed on stderr.
+        stderr: String,
+    },
+    /// The host was not ready within the time limit.
+    TimedOut(Duration),
+}
+
+impl fmt::Display for FailReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Marker(m) => write!(f, "install.sh reported `{m}`"),
+            Self::NoDoneMarker => {
+                f.write_str("cloud-init finished but install.sh never printed `KILN done ok`")
+            }
+            Self::KernelPanic(line) => write!(f, "the guest kernel panicked: {line}"),
+            Self::CloudInitFailed(line) => write!(f, "cloud-init failed: {line}"),
+            Self::QemuExited { status, stderr } if stderr.is_empty() => {
+                write!(f, "QEMU exited ({status}) before the host was ready")
+            }
+            Self::QemuExited { status, stderr } => write!(
+                f,
+                "QEMU exited ({status}) before the host was ready: {stderr}"
+            ),
+            Self::TimedOut(limit) => write!(
+                f,
+                "not ready within {}s (no `KILN done ok` and cloud-init final message)",
+                limit.as_secs()
+            ),
+        }
+    }
+}
+
+/// The first failed host, with the end of its console.
+#[derive(Debug, Clone)]
+pub struct HostFailure {
+    /// Host name.
+    pub host: String,
+    /// What went wrong.
+    pub reason: FailReason,
+    /// Its serial console log.
+    pub serial_log: PathBuf,
+    /// Its last console lines (at most [`TAIL_LINES`]), without escapes.
+    pub last_lines: Vec<String>,
+}
+
+impl fmt::Display for HostFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "host {} failed: {}\nlast {} console lines of {}:",
+            self.host,
+            self.reason,
+            self.last_lines.len(),
+            self.serial_log.display()
+        )?;
+        for line in &self.last_lines {
+            write!(f, "\n  | {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What `keep` left running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// Each guest's host name and QEMU pid.
+    pub guests: Vec<(String, u32)>,
+    /// The switch's pid.
+    pub switch_pid: u32,
+    /// The run folder (overlays, switch socket), to remove after stopping.
+    pub run_dir: PathBuf,
+}
+
+impl Kept {
+    /// A shell command that stops the guests and the switch and removes the
+    /// run folder.
+    pub fn stop_command(&self) -> String {
+        let pids: Vec<String> = self
+            .guests
+            .iter()
+            .map(|(_, pid)| pid.to_string())
+            .chain([self.switch_pid.to_string()])
+            .collect();
+        format!(
+            "kill {} ; rm -rf {}",
+            pids.join(" "),
+            crate::process::shell_quote(&self.run_dir.to_string_lossy())
+        )
+    }
+}

@@ -1,0 +1,428 @@
+//! [`boot`]: prepare, start, follow, stop.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::error::BootError;
+use crate::events::{BootEvents, HostPhase, HostStatus};
+use crate::follow::Follower;
+use crate::layout::{cluster_dir, HostPlan, Layout};
+use crate::marker::FinalMessage;
+use crate::monitor::Monitor;
+use crate::options::BootOptions;
+use crate::process::{self, set_lifetime, spawn_error, stop_all, tail_text, Guard, Lifetime};
+use crate::qemu::{self, GuestSpec, SwitchMode};
+use crate::report::{BootReport, FailReason, HostFailure, HostReport, Kept};
+
+/// How often the serial logs and processes are looked at.
+const POLL: Duration = Duration::from_millis(250);
+/// How long the switch may take to create its socket.
+const SWITCH_START: Duration = Duration::from_secs(10);
+/// The longest unix socket path (`sun_path` holds 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+/// Room left for the per-port socket names the switch and QEMU add.
+const SOCKET_SLACK: usize = 24;
+
+/// Boots the chosen hosts of a built cluster under QEMU and follows their
+/// consoles until every host is ready or one fails.
+///
+/// Each guest gets a copy-on-write overlay of `opts.image`, its seed image
+/// read-only, and one NIC (with the MAC its seed matches) on a private
+/// `vde_switch` that only the guests are plugged into. A host is ready when
+/// its console shows `KILN done ok` and then cloud-init's final message; it
+/// fails on a `KILN … fail` marker, cloud-init finishing without the done
+/// marker, a kernel panic, QEMU exiting, or `opts.timeout`. The first
+/// failure ends the boot with [`BootError::HostFailed`].
+///
+/// Every process started here is stopped (SIGTERM, then SIGKILL) and the
+/// run folder removed before returning, unless `opts.keep`: then the guests
+/// and switch keep running and [`BootReport::kept`] says how to stop them.
+pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, BootError> {
+    let started = Instant::now();
+    let dir = cluster_dir(&opts.out)?;
+    let layout = Layout::load(&dir)?;
+    let hosts = layout.plan(&dir, opts.hosts.as_deref(), opts.seed, opts.memory_mb)?;
+    let image = existing(
+        "base image",
+        &opts.image,
+        " (build one with tests/e2e/guest-image.sh)",
+    )?;
+    let kernel = existing("kernel", &opts.kernel_path(), " (set the kernel option)")?;
+    let initrd = existing("initrd", &opts.initrd_path(), " (set the initrd option)")?;
+    let log_dir = opts.log_dir.clone().unwrap_or_else(|| dir.join("boot"));
+    std::fs::create_dir_all(&log_dir).map_err(BootError::io("create folder", &log_dir))?;
+    let lifetime = if opts.keep {
+        Lifetime::Detached
+    } else {
+        Lifetime::Tied
+    };
+
+    let parent = opts.run_parent.clone().unwrap_or_else(std::env::temp_dir);
+    let run_dir = tempfile::Builder::new()
+        .prefix("kiln-boot-")
+        .tempdir_in(&parent)
+        .map_err(BootError::io("create a run folder in", &parent))?;
+    let socket = run_dir.path().join("vde.ctl");
+    let socket_len = socket.as_os_str().len() + SOCKET_SLACK;
+    if socket_len > MAX_SOCKET_PATH {
+        return Err(BootError::SocketPathTooLong {
+            path: socket,
+            len: socket_len,
+            max: MAX_SOCKET_PATH,
+        });
+    }
+
+    // Overlays first, so the guests start close together.
+    let mut guests = Vec::with_capacity(hosts.len());
+    for host in &hosts {
+        let overlay = run_dir.path().join(format!("{}.qcow2", host.name));
+        process::run(qemu::overlay_command(
+            &opts.tools.qemu_img,
+            &image,
+            &overlay,
+        ))?;
+        guests.push(Guest::new(host, overlay, &log_dir)?);
+    }
+
+    let mut switch = start_switch(opts, &socket, run_dir.path(), lifetime)?;
+    tracing::info!(socket = %socket.display(), "switch started");
+    events.switch_started(&socket);
+
+    let mut guards = Vec::with_capacity(guests.len());
+    for guest in &mut guests {
+        let spec = GuestSpec {
+            name: &guest.plan.name,
+            memory_mb: guest.plan.memory_mb,
+            cpus: guest.plan.cpus,
+            kernel: &kernel,
+            initrd: &initrd,
+            kernel_args: &opts.kernel_args,
+            overlay: &guest.overlay,
+            seed: &guest.plan.seed,
+            serial_log: &guest.serial_log,
+            switch_socket: &socket,
+            mac: &guest.plan.mac,
+        };
+        let mut cmd = qemu::guest_command(&opts.tools.qemu, &spec);
+        let stderr =
+            File::create(&guest.qemu_log).map_err(BootError::io("create", &guest.qemu_log))?;
+        let stdout = stderr
+            .try_clone()
+            .map_err(BootError::io("open", &guest.qemu_log))?;
+        cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+        set_lifetime(&mut cmd, lifetime);
+        let child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
+        guest.command = process::display(&cmd);
+        guest.started = Instant::now();
+        guest.monitor.started();
+        let pid = child.id();
+        tracing::info!(host = %guest.plan.name, pid, command = %guest.command, "guest started");
+        events.host_started(&guest.plan.name, pid, &guest.serial_log);
+        events.host_status(&guest.plan.name, &guest.status());
+        guards.push(Guard::child(child, format!("qemu {}", guest.plan.name)));
+    }
+
+    let failed = follow(&mut guests, &mut guards, opts.timeout, events);
+    let elapsed = started.elapsed();
+
+    let kept = if opts.keep {
+        for g in &mut guards {
+            g.disarm();
+        }
+        switch.disarm();
+        Some(Kept {
+            guests: guests
+                .iter()
+                .zip(&guards)
+                .map(|(g, guard)| (g.plan.name.clone(), guard.pid_of()))
+                .collect(),
+            switch_pid: switch.pid_of(),
+            run_dir: run_dir.keep(),
+        })
+    } else {
+        let names: Vec<String> = guests.iter().map(|g| g.plan.name.clone()).collect();
+        events.stopping(&names);
+        stop_all(&mut guards);
+        switch.stop();
+        tracing::info!("guests and switch stopped");
+        None
+    };
+
+    let report = BootReport {
+        cluster: layout.cluster,
+        hosts: guests.iter().map(Guest::report).collect(),
+        elapsed,
+        log_dir,
+        kept,
+    };
+    match failed {
+        None => Ok(report),
+        Some(i) => {
+            let guest = &guests[i];
+            Err(BootError::HostFailed {
+                failure: Box::new(HostFailure {
+                    host: guest.plan.name.clone(),
+                    reason: guest
+                        .monitor
+                        .failure()
+                        .cloned()
+                        .expect("a failed guest has a reason"),
+                    serial_log: guest.serial_log.clone(),
+                    last_lines: guest.monitor.tail(),
+                }),
+                report: Box::new(report),
+            })
+        }
+    }
+}
+
+/// `path` made absolute, if it is a file.
+fn existing(what: &'static str, path: &Path, hint: &str) -> Result<PathBuf, BootError> {
+    if !path.is_file() {
+        return Err(BootError::Missing {
+            what,
+            path: path.to_owned(),
+            hint: hint.to_owned(),
+        });
+    }
+    std::path::absolute(path).map_err(BootError::io("resolve", path))
+}
+
+/// Starts the switch and waits for its control socket.
+fn start_switch(
+    opts: &BootOptions,
+    socket: &Path,
+    run_dir: &Path,
+    lifetime: Lifetime,
+) -> Result<Guard, BootError> {
+    let mode = match lifetime {
+        Lifetime::Tied => SwitchMode::Foreground,
+        Lifetime::Detached => SwitchMode::Daemon,
+    };
+    let pidfile = run_dir.join("vde.pid");
+    let log = run_dir.join("vde.log");
+    let mut cmd = qemu::switch_command(&opts.tools.vde_switch, socket, mode, &pidfile);
+    let out = File::create(&log).map_err(BootError::io("create", &log))?;
+    let err = out.try_clone().map_err(BootError::io("open", &log))?;
+    // In the foreground the switch reads commands from stdin and exits at
+    // its end: the pipe, left in the guarded child, ties its life to boot's.
+    let stdin = match mode {
+        SwitchMode::Foreground => Stdio::piped(),
+        SwitchMode::Daemon => Stdio::null(),
+    };
+    cmd.stdin(stdin).stdout(out).stderr(err);
+    set_lifetime(&mut cmd, lifetime);
+    let command = process::display(&cmd);
+    let not_ready = || BootError::SwitchNotReady {
+        command: command.clone(),
+        socket: socket.to_owned(),
+        waited: SWITCH_START,
+        stderr: read_tail(&log),
+    };
+    let deadline = Instant::now() + SWITCH_START;
+    let mut child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
+    let mut guard = match mode {
+        SwitchMode::Foreground => Guard::child(child, "vde_switch"),
+        SwitchMode::Daemon => {
+            // The started process exits once the daemon has forked.
+            let status = child
+                .wait()
+                .map_err(BootError::io("wait for", &opts.tools.vde_switch))?;
+            if !status.success() {
+                return Err(BootError::Command {
+                    command: command.clone(),
+                    status: status.to_string(),
+                    stderr: read_tail(&log),
+                });
+            }
+            let pid = loop {
+                let pid = std::fs::read_to_string(&pidfile)
+                    .ok()
+                    .and_then(|p| p.trim().parse::<u32>().ok())
+                    .filter(|&p| p > 1);
+                match pid {
+                    Some(pid) => break pid,
+                    None if Instant::now() >= deadline => return Err(not_ready()),
+                    None => sleep(Duration::from_millis(50)),
+                }
+            };
+            Guard::pid(pid, "vde_switch")
+        }
+    };
+    let ready = qemu::switch_ready_file(socket);
+    while !ready.exists() {
+        if !guard.is_running() || Instant::now() >= deadline {
+            // Dropping the guard stops a switch that is still running.
+            return Err(not_ready());
+        }
+        sleep(Duration::from_millis(50));
+    }
+    Ok(guard)
+}
+
+fn read_tail(path: &Path) -> String {
+    tail_text(&std::fs::read_to_string(path).unwrap_or_default(), 2000)
+}
+
+/// One guest while it runs.
+struct Guest<'a> {
+    plan: &'a HostPlan,
+    overlay: PathBuf,
+    serial_log: PathBuf,
+    qemu_log: PathBuf,
+    command: String,
+    follower: Follower,
+    monitor: Monitor,
+    started: Instant,
+    done_after: Option<Duration>,
+    ready_after: Option<Duration>,
+}
+
+impl<'a> Guest<'a> {
+    fn new(plan: &'a HostPlan, overlay: PathBuf, log_dir: &Path) -> Result<Self, BootError> {
+        let serial_log = log_dir.join(format!("{}.log", plan.name));
+        let qemu_log = log_dir.join(format!("{}.qemu.log", plan.name));
+        // A stale log from an earlier boot must not be mistaken for this one's.
+        for stale in [&serial_log, &qemu_log] {
+            match std::fs::remove_file(stale) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BootError::io("remove", stale)(e)),
+            }
+        }
+        Ok(Self {
+            plan,
+            overlay,
+            follower: Follower::new(&serial_log),
+            serial_log,
+            qemu_log,
+            command: String::new(),
+            monitor: Monitor::new(final_message(plan)),
+            started: Instant::now(),
+            done_after: None,
+            ready_after: None,
+        })
+    }
+
+    fn status(&self) -> HostStatus {
+        HostStatus {
+            phase: self.monitor.phase(),
+            last_step: self.monitor.last_step(),
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    /// Feeds new console lines to the monitor; `last` also takes an
+    /// unterminated final line (QEMU has exited).
+    fn read(&mut self, events: &dyn BootEvents, last: bool) {
+        let mut lines = match self.follower.poll() {
+            Ok(lines) => lines,
+            Err(e) => {
+                tracing::warn!(host = %self.plan.name, error = %e, "cannot read serial log");
+                Vec::new()
+            }
+        };
+        if last {
+            lines.extend(self.follower.take_partial());
+        }
+        for line in lines {
+            let update = self.monitor.line(&line);
+            events.console_line(&self.plan.name, &crate::marker::clean_line(&line));
+            if let Some(marker) = &update.marker {
+                tracing::debug!(host = %self.plan.name, %marker, "marker");
+                events.marker(&self.plan.name, marker);
+                if marker.is_done() && self.done_after.is_none() {
+                    self.done_after = Some(self.started.elapsed());
+                }
+            }
+            if self.monitor.phase() == HostPhase::Ready && self.ready_after.is_none() {
+                self.ready_after = Some(self.started.elapsed());
+            }
+            if update.changed {
+                events.host_status(&self.plan.name, &self.status());
+            }
+        }
+    }
+
+    fn fail(&mut self, reason: FailReason, events: &dyn BootEvents) {
+        tracing::info!(host = %self.plan.name, %reason, "host failed");
+        if self.monitor.fail(reason) {
+            events.host_status(&self.plan.name, &self.status());
+        }
+    }
+
+    fn report(&self) -> HostReport {
+        HostReport {
+            name: self.plan.name.clone(),
+            roles: self.plan.roles.clone(),
+            phase: self.monitor.phase(),
+            markers: self.monitor.markers().to_vec(),
+            serial_log: self.serial_log.clone(),
+            done_after: self.done_after,
+            ready_after: self.ready_after,
+            failure: self.monitor.failure().cloned(),
+        }
+    }
+}
+
+/// What ends a host's boot on its console: the seed's own `final_message`
+/// when its user-data sets one, else cloud-init's default.
+fn final_message(plan: &HostPlan) -> FinalMessage {
+    let template = std::fs::read_to_string(&plan.user_data)
+        .ok()
+        .and_then(|text| serde_saphyr::from_str::<cloud_init_config::CloudConfig>(&text).ok())
+        .and_then(|config| config.final_message);
+    FinalMessage::from_template(template.as_deref())
+}
+
+/// Follows every guest until all are ready or one fails; the index of the
+/// first failed guest.
+fn follow(
+    guests: &mut [Guest<'_>],
+    guards: &mut [Guard],
+    timeout: Duration,
+    events: &dyn BootEvents,
+) -> Option<usize> {
+    loop {
+        for (guest, guard) in guests.iter_mut().zip(guards.iter_mut()) {
+            if guest.monitor.phase().is_final() {
+                continue;
+            }
+            guest.read(events, false);
+            if guest.monitor.phase().is_final() {
+                continue;
+            }
+            if let Some(status) = guard.try_wait() {
+                // Whatever it printed before exiting counts first.
+                guest.read(events, true);
+                let stderr = tail_text(
+                    &std::fs::read_to_string(&guest.qemu_log).unwrap_or_default(),
+                    2000,
+                );
+                tracing::debug!(host = %guest.plan.name, command = %guest.command, "QEMU exited");
+                guest.fail(
+                    FailReason::QemuExited {
+                        status: status.to_string(),
+                        stderr,
+                    },
+                    events,
+                );
+            } else if guest.started.elapsed() > timeout {
+                guest.fail(FailReason::TimedOut(timeout), events);
+            }
+        }
+        if let Some(i) = guests
+            .iter()
+            .position(|g| g.monitor.phase() == HostPhase::Failed)
+        {
+            return Some(i);
+        }
+        if guests.iter().all(|g| g.monitor.phase() == HostPhase::Ready) {
+            return None;
+        }
+        sleep(POLL);
+    }
+}

@@ -1,0 +1,420 @@
+//! `boot()` with a stand-in QEMU: success, each kind of failure, `keep`,
+//! events, and that nothing it started outlives it.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kiln_boot::{
+    boot, BootError, BootEvents, BootOptions, FailReason, HostPhase, HostStatus, Marker, Tools,
+};
+
+use crate::support::{fake_out, FakeHost};
+
+/// The stand-in for `qemu-system-x86_64`: checks the switch socket it was
+/// given exists, records its arguments, then runs `<dir>/<name>.sh` with
+/// `say LINE` appending to the serial log. It stays up like a VM would.
+const FAKE_QEMU: &str = r#"#!/bin/sh
+set -eu
+here=$(dirname "$0")
+name= log= sock=
+while [ $# -gt 0 ]; do
+    case $1 in
+        -name) name=$2; shift ;;
+        -serial) log=${2#file:}; shift ;;
+        -netdev) sock=${2##*sock=}; shift ;;
+    esac
+    shift
+done
+[ -S "$sock/ctl" ] || { echo "no switch at $sock" >&2; exit 9; }
+echo "$$" > "$here/$name.pid"
+: > "$log"
+say() { printf '%s\r\n' "$*" >> "$log"; }
+. "$here/$name.sh"
+exec sleep 300
+"#;
+
+const FINAL: &str = "[   40.10] cloud-init[501]: Cloud-init v. 22.4.2 finished at Thu, 01 Jan 2026 00:00:40 +0000. Datasource DataSourceNoCloud.  Up 40.10 seconds";
+
+struct Rig {
+    tmp: tempfile::TempDir,
+    out: PathBuf,
+    fake: PathBuf,
+    image: PathBuf,
+}
+
+impl Rig {
+    /// A fake cluster out folder and a guest whose console each host's
+    /// script (shell, with `say`) writes.
+    fn new(hosts: &[(&str, &str)]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let fakes: Vec<FakeHost> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| FakeHost::new(name, 11 + i as u8))
+            .collect();
+        let out = fake_out(&tmp.path().join("out"), "lab", &fakes);
+        let fake = tmp.path().join("fake");
+        std::fs::create_dir(&fake).unwrap();
+        let qemu = fake.join("qemu-system-x86_64");
+        std::fs::write(&qemu, FAKE_QEMU).unwrap();
+        chmod_x(&qemu);
+        for (name, script) in hosts {
+            std::fs::write(fake.join(format!("{name}.sh")), script).unwrap();
+        }
+        let guest = tmp.path().join("guest");
+        std::fs::create_dir(&guest).unwrap();
+        let image = guest.join("disk.qcow2");
+        let status = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&image)
+            .arg("16M")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::write(guest.join("vmlinuz"), "kernel").unwrap();
+        std::fs::write(guest.join("initrd.img"), "initrd").unwrap();
+        Self {
+            tmp,
+            out,
+            fake,
+            image,
+        }
+    }
+
+    fn options(&self) -> BootOptions {
+        let mut o = BootOptions::new(&self.out, &self.image);
+        o.tools = Tools {
+            qemu: self.fake.join("qemu-system-x86_64"),
+            ..Tools::default()
+        };
+        o.run_parent = Some(self.tmp.path().to_owned());
+        o.timeout = Duration::from_secs(20);
+        o
+    }
+
+    fn qemu_pid(&self, host: &str) -> u32 {
+        std::fs::read_to_string(self.fake.join(format!("{host}.pid")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Run folders left in the temp folder.
+    fn run_dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("kiln-boot-")
+            })
+            .collect()
+    }
+}
+
+fn chmod_x(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn running(pid: u32) -> bool {
+    // A zombie is as good as gone; /proc/PID/stat's third field is the state.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(')').next().unwrap_or("").split_whitespace().next();
+            state != Some("Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Records events as text lines.
+#[derive(Default)]
+struct Recorder(RefCell<Vec<String>>);
+
+impl BootEvents for Recorder {
+    fn switch_started(&self, _socket: &Path) {
+        self.0.borrow_mut().push("switch".into());
+    }
+    fn host_started(&self, host: &str, _pid: u32, serial_log: &Path) {
+        assert!(serial_log.ends_with(format!("boot/{host}.log")));
+        self.0.borrow_mut().push(format!("{host} started"));
+    }
+    fn marker(&self, host: &str, marker: &Marker) {
+        self.0.borrow_mut().push(format!("{host} {marker}"));
+    }
+    fn host_status(&self, host: &str, status: &HostStatus) {
+        let step = status.last_step.as_deref().unwrap_or("-");
+        self.0
+            .borrow_mut()
+            .push(format!("{host} [{}] {step}", status.phase));
+    }
+    fn stopping(&self, hosts: &[String]) {
+        self.0
+            .borrow_mut()
+            .push(format!("stopping {}", hosts.join(",")));
+    }
+}
+
+fn script(lines: &[&str]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("say '{l}'; sleep 0.05\n"))
+        .collect()
+}
+
+#[test]
+fn every_host_ready_then_everything_stopped() {
+    let etcd = script(&[
+        "[    0.00] Linux version 6.1.0-cloud-amd64",
+        "KILN verify ok role=etcd",
+        "KILN health ok role=etcd",
+        "KILN done ok role=etcd build=b1 generation=1",
+        "KILN verify ok role=etcd",
+        "KILN done ok role=etcd build=b1 generation=1 unchanged",
+        FINAL,
+    ]);
+    let slow = format!("sleep 1\n{}", script(&["KILN done ok role=runtime", FINAL]));
+    let rig = Rig::new(&[("etcd1", &etcd), ("runtime1", &slow)]);
+    let events = Recorder::default();
+    let report = boot(&rig.options(), &events).unwrap();
+
+    assert_eq!(report.cluster, "lab");
+    assert_eq!(report.hosts.len(), 2);
+    for host in &report.hosts {
+        assert_eq!(host.phase, HostPhase::Ready, "{host:?}");
+        assert!(host.failure.is_none());
+        assert!(host.done_after.unwrap() <= host.ready_after.unwrap());
+        assert!(
+            !running(rig.qemu_pid(&host.name)),
+            "{} still runs",
+            host.name
+        );
+    }
+    let etcd1 = report.host("etcd1").unwrap();
+    assert_eq!(etcd1.markers.len(), 5);
+    assert!(etcd1.markers[4].has_word("unchanged"));
+    assert_eq!(etcd1.serial_log, rig.out.join("boot/etcd1.log"));
+    assert!(std::fs::read_to_string(&etcd1.serial_log)
+        .unwrap()
+        .contains("KILN health ok role=etcd"));
+    assert!(report.host("runtime1").unwrap().ready_after.unwrap() >= Duration::from_secs(1));
+    assert!(report.kept.is_none());
+    assert!(rig.run_dirs().is_empty(), "run folder left behind");
+
+    let events = events.0.into_inner();
+    let etcd_events: Vec<&str> = events
+        .iter()
+        .filter(|e| e.starts_with("etcd1"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        etcd_events,
+        [
+            "etcd1 started",
+            "etcd1 [booting] -",
+            "etcd1 KILN verify ok role=etcd",
+            "etcd1 [installing] verify ok",
+            "etcd1 KILN health ok role=etcd",
+            "etcd1 [installing] health ok",
+            "etcd1 KILN done ok role=etcd build=b1 generation=1",
+            "etcd1 [finishing] done ok",
+            "etcd1 KILN verify ok role=etcd",
+            "etcd1 [finishing] verify ok",
+            "etcd1 KILN done ok role=etcd build=b1 generation=1 unchanged",
+            "etcd1 [finishing] done ok",
+            "etcd1 [ready] done ok",
+        ]
+    );
+    assert_eq!(events[0], "switch");
+    assert_eq!(events.last().unwrap(), "stopping etcd1,runtime1");
+}
+
+fn failure(err: BootError) -> (kiln_boot::HostFailure, kiln_boot::BootReport) {
+    match err {
+        BootError::HostFailed { failure, report } => (*failure, *report),
+        other => panic!("expected a host failure, got {other}"),
+    }
+}
+
+#[test]
+fn a_fail_marker_stops_every_guest_and_shows_the_console_tail() {
+    let bad = script(&[
+        "booting",
+        "KILN verify fail sha256 mismatch etcd.tar.gz",
+        "more after",
+    ]);
+    // The other host would never finish on its own.
+    let rig = Rig::new(&[("etcd1", "sleep 0.1"), ("etcd2", &bad)]);
+    let (failure, report) = failure(boot(&rig.options(), &()).unwrap_err());
+    assert_eq!(failure.host, "etcd2");
+    assert_eq!(
+        failure.reason,
+        FailReason::Marker(Marker::parse("KILN verify fail sha256 mismatch etcd.tar.gz").unwrap())
+    );
+    assert!(failure.last_lines.iter().any(|l| l == "booting"));
+    assert!(failure.last_lines.iter().all(|l| !l.contains('\r')));
+    let text = failure.to_string();
+    assert!(
+        text.starts_with(
+            "host etcd2 failed: install.sh reported `KILN verify fail sha256 mismatch etcd.tar.gz`"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("etcd2.log"), "{text}");
+    assert!(text.contains("\n  | booting"), "{text}");
+    assert_eq!(report.host("etcd1").unwrap().phase, HostPhase::Booting);
+    for host in ["etcd1", "etcd2"] {
+        assert!(!running(rig.qemu_pid(host)), "{host} still runs");
+    }
+    assert!(rig.run_dirs().is_empty());
+}
+
+#[test]
+fn qemu_exiting_is_a_failure_with_its_stderr() {
+    let rig = Rig::new(&[(
+        "etcd1",
+        "say 'half a line'; printf 'no' >> \"$log\"; echo 'qemu: could not load kernel' >&2; exit 1",
+    )]);
+    let (failure, _) = failure(boot(&rig.options(), &()).unwrap_err());
+    match &failure.reason {
+        FailReason::QemuExited { status, stderr } => {
+            assert!(status.contains("exit status: 1"), "{status}");
+            assert_eq!(stderr, "qemu: could not load kernel");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The unterminated last line is kept too.
+    assert_eq!(failure.last_lines, ["half a line", "no"]);
+}
+
+#[test]
+fn a_host_that_never_finishes_times_out() {
+    let rig = Rig::new(&[("etcd1", &script(&["KILN verify ok"]))]);
+    let mut opts = rig.options();
+    opts.timeout = Duration::from_secs(2);
+    let (failure, report) = failure(boot(&opts, &()).unwrap_err());
+    assert_eq!(failure.reason, FailReason::TimedOut(Duration::from_secs(2)));
+    assert_eq!(report.hosts[0].markers.len(), 1);
+    assert!(!running(rig.qemu_pid("etcd1")));
+}
+
+#[test]
+fn cloud_init_finishing_without_done_is_a_failure() {
+    let rig = Rig::new(&[("etcd1", &script(&["KILN verify ok", FINAL]))]);
+    let (failure, _) = failure(boot(&rig.options(), &()).unwrap_err());
+    assert_eq!(failure.reason, FailReason::NoDoneMarker);
+}
+
+#[test]
+fn a_kernel_panic_is_a_failure() {
+    let rig = Rig::new(&[(
+        "etcd1",
+        &script(&["[    2.1] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"]),
+    )]);
+    let (failure, _) = failure(boot(&rig.options(), &()).unwrap_err());
+    assert!(matches!(failure.reason, FailReason::KernelPanic(ref l) if l.contains("VFS")));
+}
+
+#[test]
+fn the_seeds_own_final_message_ends_the_boot() {
+    let tmp_rig = Rig::new(&[(
+        "etcd1",
+        &script(&["KILN done ok", "kiln seed finished after 31.5 s"]),
+    )]);
+    // Rewrite the seed folder's user-data with a custom final_message.
+    let user_data = tmp_rig.out.join("hosts/etcd1/seed/user-data");
+    std::fs::write(
+        &user_data,
+        "#cloud-config\nfinal_message: \"kiln seed finished after $UPTIME s\"\n",
+    )
+    .unwrap();
+    let report = boot(&tmp_rig.options(), &()).unwrap();
+    assert_eq!(report.hosts[0].phase, HostPhase::Ready);
+}
+
+#[test]
+fn keep_leaves_guests_and_switch_running_with_a_working_stop_command() {
+    let rig = Rig::new(&[("etcd1", &script(&["KILN done ok", FINAL]))]);
+    let mut opts = rig.options();
+    opts.keep = true;
+    let report = boot(&opts, &()).unwrap();
+    let kept = report.kept.clone().expect("kept");
+    let qemu = rig.qemu_pid("etcd1");
+    assert_eq!(kept.guests, [("etcd1".to_owned(), qemu)]);
+    assert!(running(qemu));
+    assert!(running(kept.switch_pid));
+    assert!(kept.run_dir.join("etcd1.qcow2").is_file());
+
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(kept.stop_command())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{}", kept.stop_command());
+    for _ in 0..100 {
+        if !running(qemu) && !running(kept.switch_pid) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!running(qemu) && !running(kept.switch_pid));
+    assert!(!kept.run_dir.exists());
+}
+
+#[test]
+fn a_subset_boots_only_the_named_hosts() {
+    let ok = script(&["KILN done ok", FINAL]);
+    let rig = Rig::new(&[("etcd1", &ok), ("etcd2", "exit 3")]);
+    let mut opts = rig.options();
+    opts.hosts = Some(vec!["etcd1".into()]);
+    let report = boot(&opts, &()).unwrap();
+    assert_eq!(report.hosts.len(), 1);
+    assert!(!rig.fake.join("etcd2.pid").exists());
+}
+
+#[test]
+fn vfat_seeds_and_memory_override_reach_the_command_line() {
+    // The script saves QEMU's arguments before playing the console.
+    let save = format!(
+        "printf '%s\\n' \"$(cat /proc/$$/cmdline | tr '\\0' ' ')\" > \"$here/args\"\n{}",
+        script(&["KILN done ok", FINAL])
+    );
+    let rig = Rig::new(&[("etcd1", &save)]);
+    let mut opts = rig.options();
+    opts.seed = kiln_boot::SeedKind::Vfat;
+    opts.memory_mb = Some(768);
+    opts.kernel_args = vec!["quiet".into()];
+    boot(&opts, &()).unwrap();
+    let args = std::fs::read_to_string(rig.fake.join("args")).unwrap();
+    assert!(
+        args.contains("/hosts/etcd1/cidata.img,if=virtio,format=raw,readonly=on"),
+        "{args}"
+    );
+    assert!(args.contains(" -m 768 "), "{args}");
+    assert!(args.contains("console=ttyS0 quiet"), "{args}");
+    assert!(args.contains("-accel tcg,thread=multi"), "{args}");
+    assert!(args.contains("mac=52:54:00:77:00:0b"), "{args}");
+    assert!(
+        !args.contains("-netdev user"),
+        "no user-mode network: {args}"
+    );
+    assert!(args.contains("-netdev vde,id=n0,sock="), "{args}");
+}
+
+#[test]
+fn a_missing_qemu_names_its_package_and_stops_the_switch() {
+    let rig = Rig::new(&[("etcd1", "")]);
+    let mut opts = rig.options();
+    opts.tools.qemu = rig.tmp.path().join("missing/qemu-system-x86_64");
+    let err = boot(&opts, &()).unwrap_err().to_string();
+    assert!(
+        err.contains("install the Debian package qemu-system-x86"),
+        "{err}"
+    );
+    assert!(rig.run_dirs().is_empty());
+}

@@ -1,0 +1,161 @@
+//! Bad input is refused before anything is started, naming what is wrong.
+
+use std::path::Path;
+
+use kiln_boot::{boot, cluster_dir, BootError, BootOptions, Layout, SeedKind};
+
+use crate::support::{fake_out, FakeHost};
+
+fn cluster(tmp: &Path) -> std::path::PathBuf {
+    fake_out(
+        &tmp.join("out"),
+        "lab",
+        &[FakeHost::new("etcd1", 11), FakeHost::new("etcd2", 12)],
+    )
+}
+
+fn guest(tmp: &Path) -> std::path::PathBuf {
+    let dir = tmp.join("guest");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["disk.qcow2", "vmlinuz", "initrd.img"] {
+        std::fs::write(dir.join(f), f).unwrap();
+    }
+    dir.join("disk.qcow2")
+}
+
+fn err(opts: &BootOptions) -> String {
+    boot(opts, &()).unwrap_err().to_string()
+}
+
+#[test]
+fn the_out_folder_or_its_single_cluster_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = cluster(tmp.path());
+    assert_eq!(cluster_dir(&dir).unwrap(), dir);
+    assert_eq!(cluster_dir(&tmp.path().join("out")).unwrap(), dir);
+
+    fake_out(&tmp.path().join("out"), "prod", &[FakeHost::new("a", 1)]);
+    let e = cluster_dir(&tmp.path().join("out"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("several clusters (lab, prod)"), "{e}");
+    let e = cluster_dir(tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("no vagrant.json"), "{e}");
+}
+
+#[test]
+fn unknown_hosts_are_named_with_the_known_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = BootOptions::new(cluster(tmp.path()), guest(tmp.path()));
+    opts.hosts = Some(vec!["etcd1".into(), "etcd9".into()]);
+    assert_eq!(
+        err(&opts),
+        "unknown host(s) etcd9; the cluster has etcd1, etcd2"
+    );
+}
+
+#[test]
+fn missing_image_kernel_and_seed_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = cluster(tmp.path());
+    let image = guest(tmp.path());
+
+    let opts = BootOptions::new(&dir, tmp.path().join("nope.qcow2"));
+    assert!(err(&opts).starts_with("base image "), "{}", err(&opts));
+    assert!(
+        err(&opts).contains("nope.qcow2 does not exist (build one with tests/e2e/guest-image.sh)")
+    );
+
+    let mut opts = BootOptions::new(&dir, &image);
+    opts.kernel = Some(tmp.path().join("bzImage"));
+    assert!(err(&opts).starts_with("kernel "), "{}", err(&opts));
+
+    std::fs::remove_file(dir.join("hosts/etcd2/cidata.img")).unwrap();
+    let mut opts = BootOptions::new(&dir, &image);
+    opts.seed = SeedKind::Vfat;
+    let e = err(&opts);
+    assert!(
+        e.contains("seed image ")
+            && e.contains(
+                "hosts/etcd2/cidata.img does not exist (host etcd2, seed_img in vagrant.json)"
+            ),
+        "{e}"
+    );
+}
+
+fn with_layout(json: &str) -> (tempfile::TempDir, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = cluster(tmp.path());
+    std::fs::write(dir.join("vagrant.json"), json).unwrap();
+    let opts = BootOptions::new(&dir, guest(tmp.path()));
+    let e = err(&opts);
+    (tmp, e)
+}
+
+#[test]
+fn bad_layouts_are_refused_with_the_reason() {
+    let host = |extra: &str| {
+        format!(
+            r#"{{"cluster":"lab","hosts":[{{"name":"etcd1","ip":"10.77.0.11","mac":"52:54:00:77:00:11","seed_iso":"hosts/etcd1/cidata.iso"{extra}}}]}}"#
+        )
+    };
+    let cases = [
+        (
+            r#"{"cluster":"lab","hosts":[]}"#.to_owned(),
+            "vagrant.json: no hosts",
+        ),
+        ("{".to_owned(), "cannot parse"),
+        (
+            host(r#","memory_mb":64"#),
+            "host etcd1: memory 64 MiB is outside 128..=65536",
+        ),
+        (
+            host("").replace("hosts/etcd1/cidata.iso", "../../etc/passwd"),
+            r#"host etcd1: seed_iso "../../etc/passwd" must not hold '..' or '.' components"#,
+        ),
+        (
+            host("").replace(
+                r#""seed_iso":"hosts/etcd1/cidata.iso""#,
+                r#""seed_iso":null"#,
+            ),
+            "host etcd1 has no seed_iso (build the iso seed, or boot with the other seed kind)",
+        ),
+        (
+            host("").replace("52:54:00:77:00:11", "52:54:00:77:00"),
+            r#"host etcd1: mac "52:54:00:77:00" is not six ':'-separated hex pairs"#,
+        ),
+        (
+            host("").replace(r#""name":"etcd1""#, r#""name":"a/x""#),
+            r#"host name "a/x" may only hold letters"#,
+        ),
+    ];
+    for (json, want) in cases {
+        let (_tmp, e) = with_layout(&json);
+        assert!(e.contains(want), "{json}\n=> {e}");
+    }
+    let two = r#"{"cluster":"lab","hosts":[
+        {"name":"a","ip":"10.77.0.1","mac":"52:54:00:77:00:11","seed_iso":"hosts/etcd1/cidata.iso"},
+        {"name":"b","ip":"10.77.0.2","mac":"52:54:00:77:00:11","seed_iso":"hosts/etcd2/cidata.iso"}]}"#;
+    let (_tmp, e) = with_layout(two);
+    assert!(
+        e.contains("host b: mac 52:54:00:77:00:11 is used by another host"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_layout_keeps_unknown_keys_working() {
+    // kiln build may add keys later; boot ignores what it does not use.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = cluster(tmp.path());
+    let layout = Layout::load(&dir).unwrap();
+    assert_eq!(layout.cluster, "lab");
+    assert_eq!(layout.hosts[1].name, "etcd2");
+    assert_eq!(layout.hosts[1].memory_mb, Some(512));
+    let plans = layout.plan(&dir, None, SeedKind::Iso, Some(2048)).unwrap();
+    assert_eq!(plans.len(), 2);
+    assert!(matches!(
+        boot(&BootOptions::new(tmp.path(), "x"), &()),
+        Err(BootError::OutFolder { .. })
+    ));
+}

@@ -1,0 +1,46 @@
+//! kiln-image: container images for offline bundles.
+//!
+//! Parses and normalises image references ([`Reference`]), resolves tags to pinned
+//! digests per platform ([`RegistryClient::resolve`] → [`LockedImage`], for `kiln lock`),
+//! pulls locked images into the content-addressed store with the OCI distribution API
+//! ([`RegistryClient::pull`]: mirrors, anonymous / basic / bearer auth, retries, resume,
+//! each blob stored once), writes deterministic image tarballs that `ctr images import`,
+//! `docker load` and `podman load` accept ([`write_image_archive_file`]), assembles
+//! single-layer images from local files ([`assemble`]), and finds image references in
+//! rendered files ([`scan_text`]).
+//!
+//! This library never prints: it returns values and emits `tracing` events.
+
+mod archive;
+mod assemble;
+mod auth;
+mod error;
+mod manifest;
+mod mirrors;
+mod platform;
+mod pull;
+mod reference;
+mod registry;
+mod resolve;
+mod scan;
+mod storeio;
+mod tarw;
+
+pub use archive::{
+    image_file_name, write_image_archive, write_image_archive_file, WrittenImageArchive,
+    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME,
+};
+pub use assemble::{assemble, AssembleFile, AssembleSpec, ImageConfig};
+pub use auth::Credentials;
+pub use error::ImageError;
+pub use manifest::{
+    DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_LIST, DOCKER_MANIFEST, OCI_CONFIG,
+    OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST,
+};
+pub use mirrors::RegistryMirrors;
+pub use platform::Platform;
+pub use pull::{PullReport, PulledBlob};
+pub use reference::{Digest, Reference, DEFAULT_REGISTRY, DEFAULT_TAG};
+pub use registry::RegistryClient;
+pub use resolve::{LockedImage, LockedLayer};
+pub use scan::{missing_images, scan_file, scan_text, ImageMention, MentionKind};

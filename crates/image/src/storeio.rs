@@ -1,0 +1,251 @@
+//! Writing blobs into the store's folders (temp file in `<root>/tmp/`, fsync, rename to
+//! `<root>/sha256/<hex>`) and reading them back verified.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use kiln_store::Store;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::ImageError;
+use crate::reference::Digest;
+
+/// Copy buffer size.
+pub(crate) const BUF_SIZE: usize = 256 * 1024;
+
+/// The store's temp folder (same filesystem as the blobs, so a rename is atomic).
+pub(crate) fn tmp_dir(store: &Store) -> PathBuf {
+    store.root().join("tmp")
+}
+
+/// A new temp file in the store's temp folder.
+pub(crate) fn temp_file(
+    store: &Store,
+    prefix: &str,
+) -> Result<tempfile::NamedTempFile, ImageError> {
+    let dir = tmp_dir(store);
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(&dir)
+        .map_err(|source| ImageError::Write { path: dir, source })
+}
+
+/// A temp file in the store that hashes what is written to it.
+pub(crate) struct BlobWriter {
+    temp: tempfile::NamedTempFile,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl BlobWriter {
+    /// Starts a blob.
+    pub(crate) fn new(store: &Store) -> Result<Self, ImageError> {
+        Ok(BlobWriter {
+            temp: temp_file(store, "blob-")?,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Fsyncs and renames the blob to its digest's name; returns digest and size.
+    pub(crate) fn finish(self, store: &Store) -> Result<(Digest, u64), ImageError> {
+        let digest = Digest::from_hex(&hex::encode(self.hasher.finalize()));
+        let path = self.temp.path().to_owned();
+        if store.contains(digest.hex()) && store.verify_blob(digest.hex())? {
+            // Same bytes already stored: the temp file is dropped (removed).
+            return Ok((digest, self.size));
+        }
+        prepare(self.temp.as_file(), &path)?;
+        let dest = store.blob_path(digest.hex());
+        self.temp.persist(&dest).map_err(|e| ImageError::Write {
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        sync_blob_dir(store)?;
+        Ok((digest, self.size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.temp.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.temp.flush()
+    }
+}
+
+/// Stores `bytes` (checked against `expected` when given); returns their digest.
+pub(crate) fn put_bytes(
+    store: &Store,
+    bytes: &[u8],
+    expected: Option<&Digest>,
+) -> Result<Digest, ImageError> {
+    let digest = Digest::of(bytes);
+    if let Some(expected) = expected {
+        if expected != &digest {
+            return Err(ImageError::DigestMismatch {
+                what: "document".to_owned(),
+                url: "memory".to_owned(),
+                expected: expected.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+    }
+    if store.verify_blob(digest.hex())? {
+        return Ok(digest);
+    }
+    let mut w = BlobWriter::new(store)?;
+    let temp_path = w.temp.path().to_owned();
+    w.write_all(bytes).map_err(|source| ImageError::Write {
+        path: temp_path,
+        source,
+    })?;
+    w.finish(store).map(|(d, _)| d)
+}
+
+/// Moves a complete, hashed file in the store's temp folder to its blob name.
+pub(crate) fn commit(store: &Store, from: &Path, digest: &Digest) -> Result<(), ImageError> {
+    let file = File::open(from).map_err(|source| ImageError::Read {
+        path: from.to_owned(),
+        source,
+    })?;
+    prepare(&file, from)?;
+    let dest = store.blob_path(digest.hex());
+    fs::rename(from, &dest).map_err(|source| ImageError::Write {
+        path: dest.clone(),
+        source,
+    })?;
+    sync_blob_dir(store)
+}
+
+/// Syncs a finished temp file and gives it the store's blob mode, before its rename.
+fn prepare(file: &File, path: &Path) -> Result<(), ImageError> {
+    let err = |source| ImageError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    file.sync_all().map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Syncs the blob folder so a rename into it survives a crash.
+fn sync_blob_dir(store: &Store) -> Result<(), ImageError> {
+    let dir = store.root().join("sha256");
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| ImageError::Write { path: dir, source })
+}
+
+/// Reads a small blob (manifest, config) and checks it hashes to its name.
+pub(crate) fn read_blob(
+    store: &Store,
+    reference: &str,
+    digest: &Digest,
+) -> Result<Vec<u8>, ImageError> {
+    let missing = || ImageError::MissingBlob {
+        reference: reference.to_owned(),
+        digest: digest.to_string(),
+    };
+    let path = store.blob_path(digest.hex());
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
+        Err(source) => return Err(ImageError::Read { path, source }),
+    };
+    if &Digest::of(&bytes) != digest {
+        // Let the store drop the corrupt copy so a later pull fetches it again.
+        store.verify_blob(digest.hex())?;
+        return Err(missing());
+    }
+    Ok(bytes)
+}
+
+/// Hashes what passes through a reader.
+pub(crate) struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+    failed: bool,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+            failed: false,
+        }
+    }
+
+    /// Whether a read failed (to tell read errors from write errors downstream).
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// The digest and size of everything read.
+    pub(crate) fn finish(self) -> (Digest, u64) {
+        (
+            Digest::from_hex(&hex::encode(self.hasher.finalize())),
+            self.size,
+        )
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+/// Hashes what passes through a writer.
+pub(crate) struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The digest and size of everything written, and the inner writer.
+    pub(crate) fn into_parts(self) -> (Digest, u64, W) {
+        (
+            Digest::from_hex(&hex::encode(self.hasher.finalize())),
+            self.size,
+            self.inner,
+        )
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

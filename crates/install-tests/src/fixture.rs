@@ -1,0 +1,255 @@
+//! Builds in kiln's host contract: role bundles `<role>-<os>-<16hex>.tar.gz` written by
+//! kiln_bundle (BUNDLE, UNITS, IMAGES, PACKAGES, HEALTH, install.sh, rootfs/…, images/…,
+//! packages/…) and the host's secrets.tar.gz (HOST, BUNDLES, rootfs/…).
+
+use std::path::{Path, PathBuf};
+
+use kiln_bundle::{BundleSpec, Entry, Source};
+
+/// A file to install on the host: absolute path, mode, content.
+#[derive(Debug, Clone)]
+pub struct HostFile {
+    /// Absolute path on the host.
+    pub path: String,
+    /// One of kiln's normalised modes.
+    pub mode: u32,
+    /// Content.
+    pub content: Vec<u8>,
+}
+
+/// A [`HostFile`].
+pub fn file(path: &str, mode: u32, content: impl AsRef<[u8]>) -> HostFile {
+    HostFile {
+        path: path.into(),
+        mode,
+        content: content.as_ref().to_vec(),
+    }
+}
+
+/// One role bundle's content.
+#[derive(Debug, Clone, Default)]
+pub struct Role {
+    /// KILN_ROLE.
+    pub name: String,
+    /// rootfs/ files.
+    pub files: Vec<HostFile>,
+    /// UNITS, in order.
+    pub units: Vec<String>,
+    /// `images/<name>` tarballs, listed in IMAGES.
+    pub images: Vec<(String, Vec<u8>)>,
+    /// `packages/<file>` packages, listed in PACKAGES in this order.
+    pub packages: Vec<(String, Vec<u8>)>,
+    /// HEALTH command line (may be empty).
+    pub health: String,
+    /// Extra BUNDLE lines, e.g. `KILN_NEEDS_DEFAULT_ROUTE=1\n`.
+    pub bundle_extra: String,
+}
+
+impl Role {
+    /// An empty role called `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The host a build is for (its HOST member and own files).
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// KILN_HOST.
+    pub name: String,
+    /// KILN_BUILD_ID (64 hex).
+    pub build_id: String,
+    /// KILN_GENERATION.
+    pub generation: u32,
+    /// KILN_OS, KILN_OS_FAMILY, KILN_ARCH (also written into each bundle's BUNDLE).
+    pub os: String,
+    /// See `os`.
+    pub family: String,
+    /// See `os`.
+    pub arch: String,
+    /// The host's own rootfs/ files (certificates, keys, host.env).
+    pub files: Vec<HostFile>,
+    /// Extra HOST lines, e.g. `KILN_NOT_AFTER=…\n`.
+    pub extra: String,
+}
+
+impl Host {
+    /// Host `name` of a Debian 12 build of `generation` on this machine's architecture.
+    pub fn new(name: &str, generation: u32) -> Self {
+        Self {
+            name: name.into(),
+            build_id: crate::sha256_hex(format!("build {generation}").as_bytes()),
+            generation,
+            os: "debian12".into(),
+            family: "debian".into(),
+            arch: machine_arch().into(),
+            files: vec![file(
+                "/etc/kiln/host.env",
+                0o644,
+                format!("KILN_HOST={name}\n"),
+            )],
+            extra: String::new(),
+        }
+    }
+}
+
+/// kiln's name for this machine's architecture.
+pub fn machine_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// A written build: the folder install.sh gets as --dir.
+#[derive(Debug, Clone)]
+pub struct Build {
+    /// Folder with secrets.tar.gz and the bundles.
+    pub dir: PathBuf,
+    /// --secrets-sha256.
+    pub secrets_sha256: String,
+    /// (file name, sha256) of each bundle, in BUNDLES order.
+    pub bundles: Vec<(String, String)>,
+}
+
+/// An archive entry before writing: (path, mode, content).
+pub type Plain = (String, u32, Vec<u8>);
+
+/// Every entry of `role`'s bundle except MANIFEST.
+pub fn role_entries(role: &Role, host: &Host) -> Vec<Plain> {
+    let list = |names: Vec<String>| names.iter().map(|n| format!("{n}\n")).collect::<String>();
+    let mut e: Vec<Plain> = vec![
+        (
+            "BUNDLE".into(),
+            0o644,
+            format!(
+                "KILN_ROLE={}\nKILN_OS={}\nKILN_OS_FAMILY={}\nKILN_ARCH={}\n{}",
+                role.name, host.os, host.family, host.arch, role.bundle_extra
+            )
+            .into_bytes(),
+        ),
+        ("UNITS".into(), 0o644, list(role.units.clone()).into_bytes()),
+        (
+            "IMAGES".into(),
+            0o644,
+            list(
+                role.images
+                    .iter()
+                    .map(|i| format!("images/{}", i.0))
+                    .collect(),
+            )
+            .into_bytes(),
+        ),
+        (
+            "PACKAGES".into(),
+            0o644,
+            list(
+                role.packages
+                    .iter()
+                    .map(|p| format!("packages/{}", p.0))
+                    .collect(),
+            )
+            .into_bytes(),
+        ),
+        (
+            "HEALTH".into(),
+            0o644,
+            if role.health.is_empty() {
+                Vec::new()
+            } else {
+                format!("{}\n", role.health).into_bytes()
+            },
+        ),
+        (
+            "install.sh".into(),
+            0o755,
+            std::fs::read(crate::install_sh()).expect("read install.sh"),
+        ),
+    ];
+    e.extend(
+        role.images
+            .iter()
+            .map(|(n, c)| (format!("images/{n}"), 0o644, c.clone())),
+    );
+    e.extend(
+        role.packages
+            .iter()
+            .map(|(n, c)| (format!("packages/{n}"), 0o644, c.clone())),
+    );
+    e.extend(rootfs(&role.files));
+    e
+}
+
+/// Every entry of `host`'s secrets.tar.gz except MANIFEST; `bundles` are (file name, sha256).
+pub fn secrets_entries(host: &Host, bundles: &[(String, String)]) -> Vec<Plain> {
+    let hostfile = format!(
+        "KILN_CLUSTER=lab\nKILN_HOST={}\nKILN_IP=10.77.0.11\nKILN_BUILD_ID={}\nKILN_GENERATION={}\nKILN_ARCH={}\nKILN_OS={}\nKILN_OS_FAMILY={}\n{}",
+        host.name, host.build_id, host.generation, host.arch, host.os, host.family, host.extra
+    );
+    let list: String = bundles
+        .iter()
+        .map(|(name, sha)| format!("{sha} {name}\n"))
+        .collect();
+    let mut e: Vec<Plain> = vec![
+        ("HOST".into(), 0o644, hostfile.into_bytes()),
+        ("BUNDLES".into(), 0o644, list.into_bytes()),
+    ];
+    e.extend(rootfs(&host.files));
+    e
+}
+
+fn rootfs(files: &[HostFile]) -> impl Iterator<Item = Plain> + '_ {
+    files.iter().map(|f| {
+        (
+            format!("rootfs/{}", f.path.trim_start_matches('/')),
+            f.mode,
+            f.content.clone(),
+        )
+    })
+}
+
+fn spec(entries: Vec<Plain>) -> BundleSpec {
+    BundleSpec {
+        entries: entries
+            .into_iter()
+            .map(|(path, mode, content)| Entry {
+                path,
+                mode,
+                source: Source::Bytes(content),
+            })
+            .collect(),
+        mtime: 0,
+    }
+}
+
+/// Writes `role`'s bundle into `dir` with kiln's writer; returns (file name, sha256).
+pub fn write_role(dir: &Path, role: &Role, host: &Host) -> (String, String) {
+    let stem = format!("{}-{}", role.name, host.os);
+    let w = kiln_bundle::write_bundle(dir, &stem, &spec(role_entries(role, host)))
+        .expect("write bundle");
+    (w.file_name, w.sha256)
+}
+
+/// Writes `dir`/secrets.tar.gz (mode 0600) naming `bundles`; returns its sha256.
+pub fn write_secrets(dir: &Path, host: &Host, bundles: &[(String, String)]) -> String {
+    let spec = spec(secrets_entries(host, bundles));
+    kiln_bundle::write_archive(&dir.join("secrets.tar.gz"), 0o600, &spec, true)
+        .expect("write secrets")
+        .sha256
+}
+
+/// Writes a complete build for `host` with `roles` (BUNDLES in this order) into `dir`.
+pub fn write_build(dir: &Path, host: &Host, roles: &[Role]) -> Build {
+    std::fs::create_dir_all(dir).expect("create build dir");
+    let bundles: Vec<_> = roles.iter().map(|r| write_role(dir, r, host)).collect();
+    let secrets_sha256 = write_secrets(dir, host, &bundles);
+    Build {
+        dir: dir.to_owned(),
+        secrets_sha256,
+        bundles,
+    }
+}

@@ -1,0 +1,451 @@
+//! install.sh in systemd-nspawn guests booting the guest image (tests/e2e/guest-image.sh):
+//! through cloud-init's runcmd as in production, then killed with SIGKILL right after every
+//! step's marker and at random points, each kill followed by a rerun that must converge to
+//! the same host: same files and modes, unit enabled and serving the current
+//! configuration, package at its version, image loaded, state, no leftovers.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use kiln_install_tests::fixture::{file, write_build, Build, Host, Role};
+use kiln_install_tests::guest::Guest;
+use kiln_install_tests::run::{markers, STEPS};
+use kiln_install_tests::{require_tool, sha256_hex};
+
+/// Bytes of the test image tarball (loaded by the role's stand-in runtime).
+const IMAGE: &[u8] = b"a stand-in image tarball\n";
+
+/// A stand-in for `docker` shipped by the common role: it records what it loads, so the
+/// images step runs (and is killed) for real without a container runtime in the guest.
+const FAKE_DOCKER: &str =
+    "#!/bin/sh\n# Test stand-in for a container runtime: records the digests it loads.\n\
+[ \"$1\" = load ] && [ \"$2\" = -i ] || exit 2\nmkdir -p /var/lib/fake-docker\n\
+sha256sum <\"$3\" | cut -c1-64 >>/var/lib/fake-docker/loaded\n";
+
+/// The service reads its configuration once, at start, like a real daemon: it serves the
+/// configuration it started with, so HEALTH fails unless it was restarted after a change.
+const SERVICE: &str = "#!/bin/sh\nset -e\nmkdir -p /run/kiln-demo\ncp /etc/kiln-demo/demo.conf /run/kiln-demo/index.html\n\
+cd /run/kiln-demo\nexec python3 -m http.server --bind 127.0.0.1 8080\n";
+
+const HEALTH: &str = "#!/bin/sh\nexec python3 -c 'import sys, urllib.request\n\
+served = urllib.request.urlopen(\"http://127.0.0.1:8080/index.html\", timeout=2).read()\n\
+sys.exit(served != open(\"/etc/kiln-demo/demo.conf\", \"rb\").read())'\n";
+
+const UNIT: &str = "[Unit]\nDescription=kiln install.sh test service\n\n[Service]\nExecStart=/usr/local/bin/kiln-demo\n\n\
+[Install]\nWantedBy=multi-user.target\n";
+
+/// A tiny real .deb of `version`.
+fn deb(dir: &Path, version: &str) -> Vec<u8> {
+    require_tool("dpkg-deb", "dpkg");
+    let root = dir.join(format!("deb-{version}"));
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.join("usr/share/kiln-demo-pkg")).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        format!("Package: kiln-demo-pkg\nVersion: {version}\nArchitecture: all\nMaintainer: kiln tests <kiln@example.invalid>\nDescription: install.sh test package\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("usr/share/kiln-demo-pkg/version"),
+        format!("{version}\n"),
+    )
+    .unwrap();
+    let out = dir.join(format!("kiln-demo-pkg_{version}_all.deb"));
+    let st = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-Zgzip", "--build"])
+        .arg(&root)
+        .arg(&out)
+        .env("SOURCE_DATE_EPOCH", "0")
+        .output()
+        .expect("dpkg-deb");
+    assert!(
+        st.status.success(),
+        "dpkg-deb: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    std::fs::read(out).unwrap()
+}
+
+/// The roles of `generation`: only demo.conf and the package version change.
+fn roles(dir: &Path, generation: u32) -> Vec<Role> {
+    let mut common = Role::new("common");
+    common.files = vec![
+        file("/etc/kiln-demo/common.conf", 0o644, "common\n"),
+        file("/usr/local/bin/docker", 0o755, FAKE_DOCKER),
+        // Containers cannot load modules: install.sh notes it and goes on.
+        file(
+            "/etc/modules-load.d/kiln-demo.conf",
+            0o644,
+            "br_netfilter\n",
+        ),
+        file(
+            "/etc/sysctl.d/90-kiln-demo.conf",
+            0o644,
+            "net.ipv4.ip_forward = 1\n",
+        ),
+    ];
+    common.images = vec![("demo.tar".into(), IMAGE.to_vec())];
+    let mut demo = Role::new("demo");
+    demo.files = vec![
+        file("/usr/local/bin/kiln-demo", 0o755, SERVICE),
+        file("/usr/local/bin/kiln-demo-health", 0o750, HEALTH),
+        file("/etc/systemd/system/kiln-demo.service", 0o644, UNIT),
+        file(
+            "/etc/kiln-demo/demo.conf",
+            0o644,
+            format!("generation={generation}\n"),
+        ),
+    ];
+    let version = format!("{generation}.0");
+    demo.packages = vec![(
+        format!("kiln-demo-pkg_{version}_all.deb"),
+        deb(dir, &version),
+    )];
+    demo.units = vec!["kiln-demo.service".into()];
+    demo.health = "/usr/local/bin/kiln-demo-health".into();
+    vec![common, demo]
+}
+
+fn host(generation: u32) -> Host {
+    let mut h = Host::new("etcd1", generation);
+    h.files
+        .push(file("/etc/kiln-demo/token", 0o600, "not a real token\n"));
+    h
+}
+
+/// Generations 1 and 2 of the demo build, bound read-only at /kiln in the guest.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    builds: Vec<Build>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let kiln = tmp.path().join("kiln");
+        let builds = (1..=2)
+            .map(|g| {
+                write_build(
+                    &kiln.join(format!("gen{g}")),
+                    &host(g),
+                    &roles(tmp.path(), g),
+                )
+            })
+            .collect();
+        std::fs::copy(kiln_install_tests::install_sh(), kiln.join("install.sh")).unwrap();
+        Self { tmp, builds }
+    }
+
+    fn kiln(&self) -> PathBuf {
+        self.tmp.path().join("kiln")
+    }
+
+    fn boot(&self, extra: &[(&Path, &str)]) -> Guest {
+        let kiln = self.kiln();
+        let mut binds = vec![(kiln.as_path(), "/kiln")];
+        binds.extend_from_slice(extra);
+        Guest::boot("etcd1", &binds)
+    }
+
+    /// The command line the seed's runcmd runs for `generation`.
+    fn command(&self, generation: u32) -> String {
+        let sha = &self.builds[generation as usize - 1].secrets_sha256;
+        format!("sh /kiln/install.sh --dir /kiln/gen{generation} --secrets-sha256 {sha}")
+    }
+
+    /// What `probe` prints on a host converged to `generation`.
+    fn expected(&self, generation: u32) -> String {
+        let b = &self.builds[generation as usize - 1];
+        let mut files: Vec<(String, u32, String)> = roles(self.tmp.path(), generation)
+            .iter()
+            .flat_map(|r| r.files.clone())
+            .chain(host(generation).files)
+            .map(|f| (f.path, f.mode, sha256_hex(&f.content)))
+            .collect();
+        files.sort();
+        let mut s: String = files
+            .iter()
+            .map(|(p, m, h)| format!("file {p} {m:o} {h}\n"))
+            .collect();
+        s += "unit enabled active\n";
+        s += &format!(
+            "served {}\n",
+            sha256_hex(format!("generation={generation}\n").as_bytes())
+        );
+        s += &format!("pkg ii {generation}.0\n");
+        s += &format!("loaded {}\n", sha256_hex(IMAGE));
+        s += "statedir images staging state\n";
+        let mut staging: Vec<&String> = b
+            .bundles
+            .iter()
+            .map(|(_, sha)| sha)
+            .chain([&b.secrets_sha256])
+            .collect();
+        staging.sort();
+        s += &staging
+            .iter()
+            .map(|d| format!("staging {d}\n"))
+            .collect::<String>();
+        let bundles: Vec<String> = b
+            .bundles
+            .iter()
+            .map(|(n, sha)| format!("{sha}:{n}"))
+            .collect();
+        let h = host(generation);
+        s += &format!(
+            "state KILN_CLUSTER=lab\nstate KILN_HOST=etcd1\nstate KILN_BUILD_ID={}\nstate KILN_GENERATION={generation}\n\
+             state KILN_ROLES=common,demo\nstate KILN_SECRETS_SHA256={}\nstate KILN_BUNDLES={}\n",
+            h.build_id,
+            b.secrets_sha256,
+            bundles.join(",")
+        );
+        s += &format!("images {} docker\n", sha256_hex(IMAGE));
+        s
+    }
+
+    /// The converged state of the guest, in the form of [`Fixture::expected`].
+    fn probe(&self, g: &Guest) -> String {
+        let mut paths: Vec<String> = roles(self.tmp.path(), 1)
+            .iter()
+            .flat_map(|r| r.files.clone())
+            .chain(host(1).files)
+            .map(|f| f.path)
+            .collect();
+        paths.sort();
+        g.sh(&format!(
+            r#"for p in {}; do printf 'file %s %s %s\n' "$p" "$(stat -c %a "$p")" "$(sha256sum <"$p" | cut -c1-64)"; done
+printf 'unit %s %s\n' "$(systemctl is-enabled kiln-demo.service)" "$(systemctl is-active kiln-demo.service)"
+printf 'served %s\n' "$(python3 -c 'import hashlib, urllib.request; print(hashlib.sha256(urllib.request.urlopen("http://127.0.0.1:8080/index.html", timeout=2).read()).hexdigest())' 2>/dev/null || echo none)"
+printf 'pkg %s\n' "$(dpkg-query -W -f='${{db:Status-Abbrev}}${{Version}}' kiln-demo-pkg 2>/dev/null)"
+sort -u /var/lib/fake-docker/loaded | sed 's/^/loaded /'
+printf 'statedir %s\n' "$(ls /var/lib/kiln | tr '\n' ' ' | sed 's/ $//')"
+ls /var/lib/kiln/staging | sed 's/^/staging /'
+sed 's/^/state /' /var/lib/kiln/state
+sed 's/^/images /' /var/lib/kiln/images
+find /etc /usr/local /var/lib -xdev -name '*.kiln-new' | sed 's/^/leftover /'
+true"#,
+            paths.join(" ")
+        ))
+    }
+}
+
+/// One install.sh run in the guest: (exit code, markers and messages).
+fn install(g: &Guest, command: &str, env: &str) -> (i32, String) {
+    let out = g.sh(&format!(
+        "{env} KILN_HEALTH_INTERVAL=0.2 {command} 2>&1; echo \"EXIT=$?\""
+    ));
+    let (text, code) = out.trim_end().rsplit_once("EXIT=").expect("exit line");
+    (code.parse().unwrap(), text.to_string())
+}
+
+/// Asserts a complete, successful run and returns its `done` detail.
+fn assert_ok((code, text): &(i32, String)) -> String {
+    let m = markers(text);
+    let steps: Vec<&str> = m.iter().map(|m| m.step.as_str()).collect();
+    assert!(
+        *code == 0 && steps == STEPS && m.iter().all(|m| m.status == "ok"),
+        "expected a successful run:\n{text}"
+    );
+    m[12].detail.clone()
+}
+
+#[test]
+fn cloud_init_runcmd_installs_the_role_and_a_rerun_changes_nothing() {
+    let fx = Fixture::new();
+    let seed = fx.tmp.path().join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(
+        seed.join("meta-data"),
+        "instance-id: kiln-install-test\nlocal-hostname: etcd1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        seed.join("user-data"),
+        format!("#cloud-config\nruncmd:\n  - [sh, -c, 'KILN_CONSOLE=/dev/console KILN_HEALTH_INTERVAL=0.2 {}']\n", fx.command(1)),
+    )
+    .unwrap();
+    let g = fx.boot(&[(seed.as_path(), "/var/lib/cloud/seed/nocloud")]);
+    // Booting waits for cloud-init's final stage, which ran install.sh.
+    let console = g.console();
+    let m = markers(&console);
+    let steps: Vec<&str> = m.iter().map(|m| m.step.as_str()).collect();
+    assert!(
+        steps == STEPS && m.iter().all(|m| m.status == "ok"),
+        "markers on the console:\n{console}"
+    );
+    assert!(m[10].detail.starts_with("role=common,demo"), "{:?}", m[10]);
+    assert_eq!(fx.probe(&g), fx.expected(1));
+
+    let pid = "systemctl show -p MainPID --value kiln-demo.service";
+    let mtimes = "stat -c '%n %Y.%y' /etc/kiln-demo/* /usr/local/bin/* /var/lib/kiln/state /var/lib/kiln/images";
+    let before = (g.sh(pid), g.sh(mtimes));
+    let again = install(&g, &fx.command(1), "");
+    assert!(assert_ok(&again).ends_with(" unchanged"), "{}", again.1);
+    assert!(
+        again
+            .1
+            .contains("KILN units ok units=kiln-demo.service enabled=0 started=0 restarted=0"),
+        "{}",
+        again.1
+    );
+    assert_eq!(
+        (g.sh(pid), g.sh(mtimes)),
+        before,
+        "the rerun restarted the service or rewrote files"
+    );
+}
+
+/// Kills install.sh right after `step`'s marker, on a fresh host and during an upgrade;
+/// each time a rerun must converge.
+fn kill_after(step: &str) {
+    let fx = Fixture::new();
+    let g = fx.boot(&[]);
+    for generation in [1, 2] {
+        let killed = install(
+            &g,
+            &fx.command(generation),
+            &format!("KILN_TEST_KILL_AT={step}"),
+        );
+        let last = markers(&killed.1).pop();
+        assert!(
+            killed.0 == 137
+                && last
+                    .as_ref()
+                    .is_some_and(|m| m.step == step && m.status == "ok"),
+            "generation {generation}: expected a SIGKILL right after `KILN {step} ok`:\n{}",
+            killed.1
+        );
+        let rerun = install(&g, &fx.command(generation), "");
+        assert_ok(&rerun);
+        assert_eq!(
+            fx.probe(&g),
+            fx.expected(generation),
+            "generation {generation}, killed after {step}:\n{}",
+            rerun.1
+        );
+    }
+}
+
+macro_rules! kill_tests {
+    ($($name:ident: $step:literal,)*) => {$(
+        #[test]
+        fn $name() {
+            kill_after($step);
+        }
+    )*};
+}
+
+kill_tests! {
+    kill_after_verify_marker_then_rerun_converges: "verify",
+    kill_after_list_marker_then_rerun_converges: "list",
+    kill_after_extract_marker_then_rerun_converges: "extract",
+    kill_after_manifest_marker_then_rerun_converges: "manifest",
+    kill_after_preflight_marker_then_rerun_converges: "preflight",
+    kill_after_prep_marker_then_rerun_converges: "prep",
+    kill_after_packages_marker_then_rerun_converges: "packages",
+    kill_after_install_marker_then_rerun_converges: "install",
+    kill_after_images_marker_then_rerun_converges: "images",
+    kill_after_units_marker_then_rerun_converges: "units",
+    kill_after_health_marker_then_rerun_converges: "health",
+    kill_after_state_marker_then_rerun_converges: "state",
+    kill_after_done_marker_then_rerun_converges: "done",
+}
+
+/// xorshift64*: reproducible trials from a printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+/// `trials` rounds of one or two SIGKILLs at random times during runs of either generation
+/// (rollbacks allowed), each round followed by a complete rerun that must converge.
+/// KILN_TEST_SEED=<n> replays a failure.
+fn random_kills(default_seed: u64, trials: u32) {
+    let seed = std::env::var("KILN_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            default_seed ^ now.as_nanos() as u64 | 1
+        });
+    let fx = Fixture::new();
+    let g = fx.boot(&[]);
+    let env = "KILN_ALLOW_DOWNGRADE=1";
+    // Uninterrupted runs: a fresh install and an upgrade bound the kill times.
+    let mut longest = 0u64;
+    for generation in [1, 2] {
+        let t = Instant::now();
+        assert_ok(&install(&g, &fx.command(generation), env));
+        longest = longest.max(t.elapsed().as_millis() as u64);
+    }
+    let mut rng = Rng(seed);
+    let mut kills = 0;
+    for trial in 0..trials {
+        let generation = 1 + rng.below(2) as u32;
+        let mut what = Vec::new();
+        for _ in 0..=rng.below(2) {
+            let target = 1 + rng.below(2) as u32;
+            let ms = rng.below(longest);
+            let run = install(
+                &g,
+                &format!(
+                    "timeout -s KILL {}.{:03} {}",
+                    ms / 1000,
+                    ms % 1000,
+                    fx.command(target)
+                ),
+                env,
+            );
+            let last = markers(&run.1)
+                .pop()
+                .map(|m| format!("{} {}", m.step, m.status))
+                .unwrap_or_default();
+            what.push(format!(
+                "gen{target} killed at {ms} ms (exit {}, after `{last}`)",
+                run.0
+            ));
+            kills += u32::from(run.0 == 137);
+        }
+        let rerun = install(&g, &fx.command(generation), env);
+        let context = format!(
+            "seed {seed}, trial {trial}: {} then gen{generation}",
+            what.join(", ")
+        );
+        assert!(rerun.0 == 0, "{context}: the rerun failed:\n{}", rerun.1);
+        assert_ok(&rerun);
+        assert_eq!(
+            fx.probe(&g),
+            fx.expected(generation),
+            "{context}: did not converge:\n{}",
+            rerun.1
+        );
+    }
+    assert!(
+        kills >= trials / 2,
+        "seed {seed}: only {kills} of the runs were killed, the kill times are off"
+    );
+}
+
+/// Rounds per random-kill test: KILN_TEST_TRIALS, default 8 (two tests run in parallel).
+fn trials() -> u32 {
+    std::env::var("KILN_TEST_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(8)
+}
+
+#[test]
+fn random_kills_during_installs_and_upgrades_then_rerun_converges() {
+    random_kills(0x6b69_6c6e, trials());
+}
+
+#[test]
+fn random_kills_during_upgrades_and_rollbacks_then_rerun_converges() {
+    random_kills(0x0069_6e73_7461_6c6c, trials());
+}

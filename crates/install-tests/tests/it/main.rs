@@ -1,0 +1,11 @@
+//! Tests of install.sh: static checks, runs under a temporary root with dash and busybox
+//! sh (happy path, idempotence, refusals, hostile archives, kills), and systemd-nspawn
+//! guests booting the guest image (cloud-init happy path, kill -9 at every step boundary
+//! and at random points, each followed by a rerun that must converge).
+
+mod common;
+mod guest;
+mod hostile;
+mod local;
+mod refusals;
+mod static_checks;

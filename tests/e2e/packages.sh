@@ -1,0 +1,27 @@
+#!/bin/sh
+# Sourced by the e2e scripts: installs the Debian packages they need when missing,
+# the way scripts/setup does for the unit tests.
+#
+# qemu-system-x86 comes from the machine's own release. A machine whose qemu-utils
+# came from a newer suite (backports) cannot install it beside that qemu-utils
+# (qemu-utils >= 8 breaks qemu-system-common 7.x), so qemu-utils is then moved to the
+# release's version too (--allow-downgrades): qemu-img 7.2 does all kiln needs.
+
+# e2e_need PACKAGE...: installs the Debian packages that are not installed.
+e2e_need() {
+    missing=""
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+            missing="$missing $pkg"
+    done
+    [ -n "$missing" ] || return 0
+    [ "$(id -u)" = 0 ] || { echo "e2e: missing Debian packages:$missing (install them as root)" >&2; return 1; }
+    codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+    extra=""
+    case " $missing " in
+    *" qemu-system-x86 "*) extra="qemu-utils/$codename" ;;
+    esac
+    echo "e2e: installing$missing $extra"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --allow-downgrades $missing $extra
+}

@@ -1,0 +1,47 @@
+#!/bin/sh
+# kiln's end-to-end tests, the slow tier CI runs after the unit tests:
+#   1. the Vagrantfile passes `vagrant validate` (tests/e2e/vagrant-validate.sh);
+#   2. real QEMU guests (software emulation, no network but their own private
+#      switch): two stand-in hosts reach each other from VFAT seeds, then the
+#      lab example is built with `kiln build --seed-rerun` and its four hosts
+#      (3 etcd, 1 runtime) are booted together from their ISO seeds; every
+#      host must report its role healthy and a second install.sh run must
+#      change nothing (crates/boot/tests/e2e/).
+# `cargo test` alone lists the VM tests as ignored; this script runs them.
+#
+# Usage: tests/e2e/run.sh [TEST-NAME-FILTER]
+# Environment: KILN_GUEST (a guest image folder; default: built or reused by
+# tests/e2e/guest-image.sh), CARGO_TARGET_DIR.
+# Budget: 15 minutes on a 2-core machine.
+set -eu
+cd "$(dirname "$0")/../.."
+repo=$PWD
+. tests/e2e/packages.sh
+started=$(date +%s)
+stamp() { echo "e2e: [$(($(date +%s) - started))s] $*"; }
+
+e2e_need qemu-system-x86 vde2 mmdebstrap e2fsprogs util-linux vagrant vagrant-libvirt
+
+stamp "vagrant validate"
+tests/e2e/vagrant-validate.sh
+
+if [ -z "${KILN_GUEST:-}" ]; then
+    stamp "guest image (tests/e2e/guest-image.sh)"
+    # Its last line is the image folder; the rest is progress.
+    log=$(mktemp)
+    tests/e2e/guest-image.sh | tee "$log"
+    KILN_GUEST=$(tail -n 1 "$log")
+    rm -f "$log"
+fi
+export KILN_GUEST
+stamp "guest image: $KILN_GUEST"
+
+stamp "kiln release build"
+cargo build --release -q -p kiln
+KILN_BIN=$(readlink -f "${CARGO_TARGET_DIR:-$repo/target}/release/kiln")
+export KILN_BIN KILN_E2E=1
+
+stamp "VM tests"
+# One at a time: each test's guests already share the 2 cores.
+cargo test -q -p kiln-boot --test e2e -- --ignored --nocapture --test-threads=1 ${1:+"$1"}
+stamp "done"
