@@ -36,8 +36,14 @@ fn init_tracing(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
 }
 
 /// Loads and validates; prints warnings. Errors come back as `Diagnostics`.
@@ -59,12 +65,21 @@ fn invalid(d: Diagnostics) -> anyhow::Error {
 }
 
 fn fetch_options(net: &NetArgs, allow_network: bool) -> kiln_store::FetchOptions {
-    kiln_store::FetchOptions { jobs: net.jobs.max(1), retries: net.retries, allow_network, ..Default::default() }
+    kiln_store::FetchOptions {
+        jobs: net.jobs.max(1),
+        retries: net.retries,
+        allow_network,
+        ..Default::default()
+    }
 }
 
 fn source_date_epoch() -> Result<Option<u64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Ok(Some(v.parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?)),
+        Ok(v) if !v.is_empty() => {
+            Ok(Some(v.parse().with_context(|| {
+                format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")
+            })?))
+        }
         _ => Ok(None),
     }
 }
@@ -102,8 +117,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let p = load(&a.cluster.cluster)?;
             let plan = kiln_engine::images::full_plan(&p)?;
             let existing = lock::read_lock(&p)?;
-            let opts = lock::LockOptions { offline: a.offline, fetch: kiln_store::FetchOptions::default() };
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let opts = lock::LockOptions {
+                offline: a.offline,
+                fetch: kiln_store::FetchOptions::default(),
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             let out = lock::lock(&p, &plan, existing.as_ref(), &opts, now)?;
             let path = &p.cluster.paths.lock;
             let text = out.lock.to_toml();
@@ -113,15 +134,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let pinned = out.lock.artifacts.len();
             let packages = out.lock.packages.len();
-            println!("{}: {pinned} artifact(s) ({} new) and {packages} package(s) pinned{}", path.display(), out.added, if unchanged { ", unchanged" } else { "" });
+            println!(
+                "{}: {pinned} artifact(s) ({} new) and {packages} package(s) pinned{}",
+                path.display(),
+                out.added,
+                if unchanged { ", unchanged" } else { "" }
+            );
             if !out.images.is_empty() {
-                eprintln!("{} image(s) still need a look-up{}:", out.images.len(), if a.offline { " on a connected machine" } else { "" });
+                eprintln!(
+                    "{} image(s) still need a look-up{}:",
+                    out.images.len(),
+                    if a.offline {
+                        " on a connected machine"
+                    } else {
+                        ""
+                    }
+                );
                 for i in &out.images {
                     eprintln!("  {i}");
                 }
             }
             if !out.unpinned.is_empty() {
-                eprintln!("{} artifact(s) or package(s) could not be pinned{}:", out.unpinned.len(), if a.offline { " offline" } else { "" });
+                eprintln!(
+                    "{} artifact(s) or package(s) could not be pinned{}:",
+                    out.unpinned.len(),
+                    if a.offline { " offline" } else { "" }
+                );
                 for u in &out.unpinned {
                     eprintln!("  {u}");
                 }
@@ -131,7 +169,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Fetch(a) => {
             let p = load(&a.cluster.cluster)?;
             let plan = kiln_engine::images::full_plan(&p)?;
-            let lk = lock::read_lock(&p)?.with_context(|| format!("{} not found: run `kiln lock` first", p.cluster.paths.lock.display()))?;
+            let lk = lock::read_lock(&p)?.with_context(|| {
+                format!(
+                    "{} not found: run `kiln lock` first",
+                    p.cluster.paths.lock.display()
+                )
+            })?;
             let entries = lock::locked_entries(&p, &plan, &lk)?;
             let store = fetch::open_store(&p)?;
             let bars = progress::Bars::new();
@@ -151,22 +194,44 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Build(a) => {
             let p = load(&a.cluster.cluster)?;
-            let out = a.out.clone().unwrap_or_else(|| p.cluster.paths.base.join("out"));
-            let opts = build::BuildOptions { out, offline: a.offline, fetch: fetch_options(&a.net, !a.offline), source_date_epoch: source_date_epoch()?,
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| p.cluster.paths.base.join("out"));
+            let opts = build::BuildOptions {
+                out,
+                offline: a.offline,
+                fetch: fetch_options(&a.net, !a.offline),
+                source_date_epoch: source_date_epoch()?,
                 force: a.force,
-                seeds: kiln_engine::seed::SeedKinds::parse(&a.seed).map_err(|e| anyhow::anyhow!("--seed: {e}"))?,
+                seeds: kiln_engine::seed::SeedKinds::parse(&a.seed)
+                    .map_err(|e| anyhow::anyhow!("--seed: {e}"))?,
                 seed_rerun: a.seed_rerun,
                 rotate_ca: a.rotate_ca,
             };
             let bars = progress::Bars::new();
             let res = build::build(&p, &opts, &bars)?;
             if res.up_to_date {
-                println!("{}: up to date (build {})", res.dir.display(), &res.build_id[..16]);
+                println!(
+                    "{}: up to date (build {})",
+                    res.dir.display(),
+                    &res.build_id[..16]
+                );
             } else {
-                println!("{}: build {} (generation {})", res.dir.display(), &res.build_id[..16], res.manifest.generation);
+                println!(
+                    "{}: build {} (generation {})",
+                    res.dir.display(),
+                    &res.build_id[..16],
+                    res.manifest.generation
+                );
                 for b in res.manifest.bundles.values() {
                     let o = &res.manifest.outputs[&b.file];
-                    println!("  {:<48} {:>12} bytes  hosts: {}", b.file, o.size, b.hosts.join(", "));
+                    println!(
+                        "  {:<48} {:>12} bytes  hosts: {}",
+                        b.file,
+                        o.size,
+                        b.hosts.join(", ")
+                    );
                 }
             }
         }
@@ -180,7 +245,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut rows = Vec::new();
             for n in kiln_engine::images::needs(&p, &plan)? {
                 let digest = match n.source.kind.as_str() {
-                    "registry" => locked.iter().find(|l| l.reference == n.reference).map(|l| l.manifest_digest.as_str().to_string()).unwrap_or_else(|| "(not locked: run kiln lock)".into()),
+                    "registry" => locked
+                        .iter()
+                        .find(|l| l.reference == n.reference)
+                        .map(|l| l.manifest_digest.as_str().to_string())
+                        .unwrap_or_else(|| "(not locked: run kiln lock)".into()),
                     _ => "(assembled at build from catalog artifacts)".into(),
                 };
                 rows.push(serde_json::json!({"bundle": n.bundle, "image": n.reference.to_string(), "source": n.source.kind, "digest": digest}));
@@ -189,7 +258,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for r in &rows {
-                    println!("{:<22} {:<48} {:<9} {}", r["bundle"].as_str().unwrap_or(""), r["image"].as_str().unwrap_or(""), r["source"].as_str().unwrap_or(""), r["digest"].as_str().unwrap_or(""));
+                    println!(
+                        "{:<22} {:<48} {:<9} {}",
+                        r["bundle"].as_str().unwrap_or(""),
+                        r["image"].as_str().unwrap_or(""),
+                        r["source"].as_str().unwrap_or(""),
+                        r["digest"].as_str().unwrap_or("")
+                    );
                 }
             }
         }
@@ -199,25 +274,51 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&out.table)?);
             } else {
-                println!("{:<10} {:<52} {:<40} {:<21} {:>5}  SANS", "HOST", "FILE", "SUBJECT", "NOT AFTER", "DAYS");
+                println!(
+                    "{:<10} {:<52} {:<40} {:<21} {:>5}  SANS",
+                    "HOST", "FILE", "SUBJECT", "NOT AFTER", "DAYS"
+                );
                 for r in &out.table {
-                    println!("{:<10} {:<52} {:<40} {:<21} {:>5}  {}", r.host, r.file, r.subject, r.not_after, r.days_left, r.sans.join(","));
+                    println!(
+                        "{:<10} {:<52} {:<40} {:<21} {:>5}  {}",
+                        r.host,
+                        r.file,
+                        r.subject,
+                        r.not_after,
+                        r.days_left,
+                        r.sans.join(",")
+                    );
                 }
                 if !out.written.is_empty() {
-                    eprintln!("{}: {} file(s) written to the PKI state", p.cluster.paths.pki.display(), out.written.len());
+                    eprintln!(
+                        "{}: {} file(s) written to the PKI state",
+                        p.cluster.paths.pki.display(),
+                        out.written.len()
+                    );
                 }
             }
             if let Some(days) = a.check_expiry {
-                let soon: Vec<_> = out.table.iter().filter(|r| r.expires_within(days)).collect();
+                let soon: Vec<_> = out
+                    .table
+                    .iter()
+                    .filter(|r| r.expires_within(days))
+                    .collect();
                 if !soon.is_empty() {
                     for r in &soon {
-                        eprintln!("expires in {} day(s): {} {} ({})", r.days_left, r.host, r.file, r.not_after);
+                        eprintln!(
+                            "expires in {} day(s): {} {} ({})",
+                            r.days_left, r.host, r.file, r.not_after
+                        );
                     }
                     return Ok(ExitCode::from(1));
                 }
             }
         }
-        Command::Verify(a) => match if a.digests { build::verify_digests(&a.path) } else { build::verify(&a.path) } {
+        Command::Verify(a) => match if a.digests {
+            build::verify_digests(&a.path)
+        } else {
+            build::verify(&a.path)
+        } {
             Ok(msg) => println!("{msg}"),
             Err(e) => {
                 eprintln!("verification failed: {e}");
@@ -227,16 +328,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Catalog(CatalogCommand::ImportChecksums { tables, out }) => {
             let mut texts = Vec::new();
             for t in &tables {
-                let text = std::fs::read_to_string(t).with_context(|| format!("reading {}", t.display()))?;
+                let text = std::fs::read_to_string(t)
+                    .with_context(|| format!("reading {}", t.display()))?;
                 // Named by file name only, so the generated header does not depend on where they are.
-                texts.push((t.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| t.display().to_string()), text));
+                texts.push((
+                    t.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| t.display().to_string()),
+                    text,
+                ));
             }
-            let pins = kiln_spec::pins::import_tables(&texts).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let body = kiln_spec::pins::render(&pins, &texts.iter().map(|t| t.0.clone()).collect::<Vec<_>>());
+            let pins =
+                kiln_spec::pins::import_tables(&texts).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let body = kiln_spec::pins::render(
+                &pins,
+                &texts.iter().map(|t| t.0.clone()).collect::<Vec<_>>(),
+            );
             match out {
                 Some(path) => {
                     kiln_engine::write_atomic(&PathBuf::from(&path), body.as_bytes())?;
-                    let n: usize = pins.values().flat_map(|a| a.values()).map(|v| v.len()).sum();
+                    let n: usize = pins
+                        .values()
+                        .flat_map(|a| a.values())
+                        .map(|v| v.len())
+                        .sum();
                     println!("{}: {} tables, {n} pins", path.display(), pins.len());
                 }
                 None => print!("{body}"),
@@ -252,11 +367,14 @@ fn render_tree(plan: &kiln_plan::Plan, out: &Path) -> Result<usize> {
     let mut write = |dir: PathBuf, f: &kiln_plan::PlannedFile| -> Result<()> {
         let bytes = match &f.source {
             kiln_plan::FileSource::Content { bytes, .. } => bytes.clone(),
-            kiln_plan::FileSource::Local { path, .. } => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            kiln_plan::FileSource::Local { path, .. } => {
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+            }
             kiln_plan::FileSource::Artifact { .. } => return Ok(()),
         };
         let dest = dir.join("rootfs").join(f.path.trim_start_matches('/'));
-        std::fs::create_dir_all(dest.parent().expect("has parent")).with_context(|| format!("creating {}", dest.display()))?;
+        std::fs::create_dir_all(dest.parent().expect("has parent"))
+            .with_context(|| format!("creating {}", dest.display()))?;
         std::fs::write(&dest, bytes).with_context(|| format!("writing {}", dest.display()))?;
         n += 1;
         Ok(())
@@ -283,13 +401,20 @@ fn print_plan(plan: &kiln_plan::Plan) {
         }
         for f in &b.files {
             let src = match &f.source {
-                kiln_plan::FileSource::Artifact { name, version } => format!("artifact {name} {version}"),
+                kiln_plan::FileSource::Artifact { name, version } => {
+                    format!("artifact {name} {version}")
+                }
                 kiln_plan::FileSource::Content { origin, .. } => origin.clone(),
                 kiln_plan::FileSource::Local { origin, .. } => origin.clone(),
             };
             println!("  {:04o} {:<50} {}", f.mode, f.path, src);
         }
-        for (label, v) in [("units", &b.units), ("images", &b.images), ("modules", &b.modules), ("packages", &b.packages)] {
+        for (label, v) in [
+            ("units", &b.units),
+            ("images", &b.images),
+            ("modules", &b.modules),
+            ("packages", &b.packages),
+        ] {
             if !v.is_empty() {
                 println!("  {label}: {}", v.join(", "));
             }
@@ -297,7 +422,13 @@ fn print_plan(plan: &kiln_plan::Plan) {
     }
     println!();
     for h in &plan.hosts {
-        println!("host {:<12} {:<15} {:<10} bundles: {}", h.name, h.ip, h.os.as_str(), h.bundles.join(" "));
+        println!(
+            "host {:<12} {:<15} {:<10} bundles: {}",
+            h.name,
+            h.ip,
+            h.os.as_str(),
+            h.bundles.join(" ")
+        );
         for f in &h.files {
             println!("  {:04o} {}", f.mode, f.path);
         }

@@ -16,8 +16,13 @@ pub struct Bars {
 impl Bars {
     /// Chooses bars or lines from whether stderr is a terminal.
     pub fn new() -> Self {
-        let multi = std::io::stderr().is_terminal().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Bars { multi, bars: Mutex::new(HashMap::new()) }
+        let multi = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Bars {
+            multi,
+            bars: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -25,10 +30,16 @@ impl Progress for Bars {
     fn start(&self, label: &str, total: Option<u64>) {
         if let Some(m) = &self.multi {
             let bar = m.add(ProgressBar::new(total.unwrap_or(0)));
-            let style = ProgressStyle::with_template("{prefix:40!} {bar:30} {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12}").unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template(
+                "{prefix:40!} {bar:30} {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.set_prefix(label.to_string());
-            self.bars.lock().expect("progress lock").insert(label.to_string(), bar);
+            self.bars
+                .lock()
+                .expect("progress lock")
+                .insert(label.to_string(), bar);
         }
     }
 
@@ -44,10 +55,20 @@ impl Progress for Bars {
         }
         let line = match outcome {
             Outcome::Present => return,
-            Outcome::Downloaded { url, bytes, resumed_from } if *resumed_from > 0 => format!("fetched {label} ({bytes} bytes, resumed at {resumed_from}) from {url}"),
-            Outcome::Downloaded { url, bytes, .. } => format!("fetched {label} ({bytes} bytes) from {url}"),
+            Outcome::Downloaded {
+                url,
+                bytes,
+                resumed_from,
+            } if *resumed_from > 0 => {
+                format!("fetched {label} ({bytes} bytes, resumed at {resumed_from}) from {url}")
+            }
+            Outcome::Downloaded { url, bytes, .. } => {
+                format!("fetched {label} ({bytes} bytes) from {url}")
+            }
             Outcome::Copied { path } => format!("copied {label} from {}", path.display()),
-            Outcome::Apt { package, version } => format!("fetched {label} with apt ({package} {version})"),
+            Outcome::Apt { package, version } => {
+                format!("fetched {label} with apt ({package} {version})")
+            }
             Outcome::Failed { error } => format!("failed {label}: {error}"),
         };
         match &self.multi {

@@ -16,12 +16,16 @@ e2e_need() {
     done
     [ -n "$missing" ] || return 0
     [ "$(id -u)" = 0 ] || { echo "e2e: missing Debian packages:$missing (install them as root)" >&2; return 1; }
+    # shellcheck source=/dev/null
     codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
-    extra=""
     case " $missing " in
-    *" qemu-system-x86 "*) extra="qemu-utils/$codename" ;;
+    *" qemu-system-x86 "*)
+        # qemu-utils from the same release, whatever is installed (see above).
+        missing="$(echo " $missing " | sed 's/ qemu-utils / /') qemu-utils/$codename"
+        ;;
     esac
-    echo "e2e: installing$missing $extra"
+    echo "e2e: installing$missing"
     apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --allow-downgrades $missing $extra
+    # shellcheck disable=SC2086 # one word per package
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --allow-downgrades $missing
 }

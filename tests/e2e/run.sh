@@ -16,11 +16,12 @@
 set -eu
 cd "$(dirname "$0")/../.."
 repo=$PWD
+# shellcheck source=tests/e2e/packages.sh
 . tests/e2e/packages.sh
 started=$(date +%s)
 stamp() { echo "e2e: [$(($(date +%s) - started))s] $*"; }
 
-e2e_need qemu-system-x86 vde2 mmdebstrap e2fsprogs util-linux vagrant vagrant-libvirt
+e2e_need qemu-system-x86 qemu-utils vde2 mmdebstrap e2fsprogs util-linux vagrant vagrant-libvirt
 
 stamp "vagrant validate"
 tests/e2e/vagrant-validate.sh

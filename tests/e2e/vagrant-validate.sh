@@ -7,7 +7,7 @@
 # vagrant.json or seed is refused with a message naming it.
 set -eu
 cd "$(dirname "$0")/../.."
-repo=$PWD
+# shellcheck source=tests/e2e/packages.sh
 . tests/e2e/packages.sh
 e2e_need vagrant vagrant-libvirt
 
@@ -37,6 +37,7 @@ fi
 
 mkdir -p "$tmp/bin"
 if ! command -v VBoxManage >/dev/null 2>&1; then
+    # shellcheck disable=SC2016 # the stub's own $1
     printf '#!/bin/sh\n[ "$1" = --version ] && echo 7.0.14r161095\n' >"$tmp/bin/VBoxManage"
     chmod 755 "$tmp/bin/VBoxManage"
 fi
@@ -60,6 +61,8 @@ check "libvirt provider" 0 "validated successfully" -- \
     KILN_OUT="$out" VAGRANT_DEFAULT_PROVIDER=libvirt vagrant validate
 check "virtualbox provider" 0 "validated successfully" -- \
     PATH="$tmp/bin:$PATH" KILN_OUT="$out" VAGRANT_DEFAULT_PROVIDER=virtualbox vagrant validate
+# Host names are [A-Za-z0-9._-]: one word each.
+# shellcheck disable=SC2013
 for host in $(grep -o '"name": *"[^"]*"' "$out/vagrant.json" | sed 's/.*"\([^"]*\)"$/\1/'); do
     check "a VM for $host" 0 ",$host,metadata,provider,libvirt" -- \
         KILN_OUT="$out" VAGRANT_DEFAULT_PROVIDER=libvirt vagrant status --machine-readable

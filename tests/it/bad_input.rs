@@ -6,7 +6,9 @@ use crate::common::{kiln, tree_state, Fixture};
 
 /// `cluster.toml:LINE:COL` of the last occurrence of `needle` in `text`.
 fn pos_of(text: &str, needle: &str) -> String {
-    let off = text.rfind(needle).unwrap_or_else(|| panic!("{needle:?} not in the edited file"));
+    let off = text
+        .rfind(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the edited file"));
     let line = text[..off].matches('\n').count() + 1;
     let col = off - text[..off].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
     format!("cluster.toml:{line}:{col}")
@@ -22,44 +24,207 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     vec![
-        Case { name: "unknown key", edit: |t| t.replace("name = \"lab\"\n", "name = \"lab\"\nnmae = \"lab\"\n"), at: Some("nmae"), expect: &["unknown field `nmae`"] },
-        Case { name: "unknown key in a host", edit: |t| t.replacen("roles = [\"etcd\"]", "rolez = [\"etcd\"]", 1), at: None, expect: &["unknown field `rolez`"] },
-        Case { name: "duplicate key", edit: |t| t.replace("arch = \"amd64\"\n", "arch = \"amd64\"\narch = \"arm64\"\n"), at: None, expect: &["duplicate key"] },
-        Case { name: "wrong type", edit: |t| t.replace("arch = \"amd64\"\n", "arch = \"amd64\"\ngeneration = \"one\"\n"), at: Some("\"one\""), expect: &["invalid type"] },
-        Case { name: "invalid IP", edit: |t| t.replace("\"10.77.0.12\"", "\"10.77.0.300\""), at: Some("\"10.77.0.300\""), expect: &["`host[1].ip`", "expected an IP address"] },
-        Case { name: "invalid CIDR prefix", edit: |t| t.replace("\"10.244.0.0/16\"", "\"10.244.0.0/33\""), at: Some("\"10.244.0.0/33\""), expect: &["`network.pod-cidr`", "longer than 32 bits"] },
-        Case { name: "CIDR with host bits", edit: |t| t.replace("\"10.96.0.0/12\"", "\"10.96.0.1/12\""), at: Some("\"10.96.0.1/12\""), expect: &["`network.service-cidr`", "host bits"] },
-        Case { name: "invalid MAC", edit: |t| t.replace("\"52:54:00:77:00:12\"", "\"52:54:00:77:00\""), at: Some("\"52:54:00:77:00\""), expect: &["`host[1].mac`", "MAC address"] },
-        Case { name: "invalid hostname", edit: |t| t.replace("\"etcd2\"", "\"Etcd_2\""), at: Some("\"Etcd_2\""), expect: &["`host[1].name`", "not a valid host name"] },
-        Case { name: "duplicate host name", edit: |t| t.replace("\"etcd2\"", "\"etcd1\""), at: None, expect: &["`host[1].name`", "duplicate host name \"etcd1\" (also host[0])"] },
-        Case { name: "duplicate IP", edit: |t| t.replace("\"10.77.0.12\"", "\"10.77.0.11\""), at: None, expect: &["`host[1].ip`", "duplicate IP 10.77.0.11 (also host[0])"] },
-        Case { name: "duplicate MAC", edit: |t| t.replace("\"52:54:00:77:00:12\"", "\"52:54:00:77:00:11\""), at: None, expect: &["`host[1].mac`", "duplicate MAC"] },
-        Case { name: "pod network overlaps service network", edit: |t| t.replace("\"10.244.0.0/16\"", "\"10.96.0.0/16\""), at: Some("\"10.96.0.0/12\""), expect: &["`network.service-cidr`", "overlaps network.pod-cidr"] },
-        Case { name: "pod network overlaps host network", edit: |t| t.replace("\"10.244.0.0/16\"", "\"10.0.0.0/8\""), at: Some("\"10.0.0.0/8\""), expect: &["`network.pod-cidr`", "overlaps network.host-cidrs[0]"] },
-        Case { name: "cluster DNS outside the service network", edit: |t| t.replace("\"10.96.0.10\"", "\"10.200.0.10\""), at: Some("\"10.200.0.10\""), expect: &["`network.cluster-dns`", "outside the service network"] },
-        Case { name: "VIP equal to a host IP", edit: |t| format!("{t}\n[lb]\nvip = \"10.77.0.21\"\n"), at: Some("\"10.77.0.21\"\n"), expect: &["`lb.vip`", "already the address of host \"runtime1\""] },
-        Case { name: "VIP outside every host network", edit: |t| format!("{t}\n[lb]\nvip = \"192.168.1.1\"\n"), at: Some("\"192.168.1.1\""), expect: &["`lb.vip`", "outside every network"] },
-        Case { name: "host with no role", edit: |t| t.replace("roles = [\"runtime\"]", "roles = []"), at: None, expect: &["`host[3].roles`", "has no role"] },
-        Case { name: "unknown role", edit: |t| t.replace("roles = [\"runtime\"]", "roles = [\"runtim\"]"), at: Some("\"runtim\""), expect: &["`host[3].roles[0]`", "unknown role \"runtim\""] },
+        Case {
+            name: "unknown key",
+            edit: |t| t.replace("name = \"lab\"\n", "name = \"lab\"\nnmae = \"lab\"\n"),
+            at: Some("nmae"),
+            expect: &["unknown field `nmae`"],
+        },
+        Case {
+            name: "unknown key in a host",
+            edit: |t| t.replacen("roles = [\"etcd\"]", "rolez = [\"etcd\"]", 1),
+            at: None,
+            expect: &["unknown field `rolez`"],
+        },
+        Case {
+            name: "duplicate key",
+            edit: |t| t.replace("arch = \"amd64\"\n", "arch = \"amd64\"\narch = \"arm64\"\n"),
+            at: None,
+            expect: &["duplicate key"],
+        },
+        Case {
+            name: "wrong type",
+            edit: |t| {
+                t.replace(
+                    "arch = \"amd64\"\n",
+                    "arch = \"amd64\"\ngeneration = \"one\"\n",
+                )
+            },
+            at: Some("\"one\""),
+            expect: &["invalid type"],
+        },
+        Case {
+            name: "invalid IP",
+            edit: |t| t.replace("\"10.77.0.12\"", "\"10.77.0.300\""),
+            at: Some("\"10.77.0.300\""),
+            expect: &["`host[1].ip`", "expected an IP address"],
+        },
+        Case {
+            name: "invalid CIDR prefix",
+            edit: |t| t.replace("\"10.244.0.0/16\"", "\"10.244.0.0/33\""),
+            at: Some("\"10.244.0.0/33\""),
+            expect: &["`network.pod-cidr`", "longer than 32 bits"],
+        },
+        Case {
+            name: "CIDR with host bits",
+            edit: |t| t.replace("\"10.96.0.0/12\"", "\"10.96.0.1/12\""),
+            at: Some("\"10.96.0.1/12\""),
+            expect: &["`network.service-cidr`", "host bits"],
+        },
+        Case {
+            name: "invalid MAC",
+            edit: |t| t.replace("\"52:54:00:77:00:12\"", "\"52:54:00:77:00\""),
+            at: Some("\"52:54:00:77:00\""),
+            expect: &["`host[1].mac`", "MAC address"],
+        },
+        Case {
+            name: "invalid hostname",
+            edit: |t| t.replace("\"etcd2\"", "\"Etcd_2\""),
+            at: Some("\"Etcd_2\""),
+            expect: &["`host[1].name`", "not a valid host name"],
+        },
+        Case {
+            name: "duplicate host name",
+            edit: |t| t.replace("\"etcd2\"", "\"etcd1\""),
+            at: None,
+            expect: &[
+                "`host[1].name`",
+                "duplicate host name \"etcd1\" (also host[0])",
+            ],
+        },
+        Case {
+            name: "duplicate IP",
+            edit: |t| t.replace("\"10.77.0.12\"", "\"10.77.0.11\""),
+            at: None,
+            expect: &["`host[1].ip`", "duplicate IP 10.77.0.11 (also host[0])"],
+        },
+        Case {
+            name: "duplicate MAC",
+            edit: |t| t.replace("\"52:54:00:77:00:12\"", "\"52:54:00:77:00:11\""),
+            at: None,
+            expect: &["`host[1].mac`", "duplicate MAC"],
+        },
+        Case {
+            name: "pod network overlaps service network",
+            edit: |t| t.replace("\"10.244.0.0/16\"", "\"10.96.0.0/16\""),
+            at: Some("\"10.96.0.0/12\""),
+            expect: &["`network.service-cidr`", "overlaps network.pod-cidr"],
+        },
+        Case {
+            name: "pod network overlaps host network",
+            edit: |t| t.replace("\"10.244.0.0/16\"", "\"10.0.0.0/8\""),
+            at: Some("\"10.0.0.0/8\""),
+            expect: &["`network.pod-cidr`", "overlaps network.host-cidrs[0]"],
+        },
+        Case {
+            name: "cluster DNS outside the service network",
+            edit: |t| t.replace("\"10.96.0.10\"", "\"10.200.0.10\""),
+            at: Some("\"10.200.0.10\""),
+            expect: &["`network.cluster-dns`", "outside the service network"],
+        },
+        Case {
+            name: "VIP equal to a host IP",
+            edit: |t| format!("{t}\n[lb]\nvip = \"10.77.0.21\"\n"),
+            at: Some("\"10.77.0.21\"\n"),
+            expect: &["`lb.vip`", "already the address of host \"runtime1\""],
+        },
+        Case {
+            name: "VIP outside every host network",
+            edit: |t| format!("{t}\n[lb]\nvip = \"192.168.1.1\"\n"),
+            at: Some("\"192.168.1.1\""),
+            expect: &["`lb.vip`", "outside every network"],
+        },
+        Case {
+            name: "host with no role",
+            edit: |t| t.replace("roles = [\"runtime\"]", "roles = []"),
+            at: None,
+            expect: &["`host[3].roles`", "has no role"],
+        },
+        Case {
+            name: "unknown role",
+            edit: |t| t.replace("roles = [\"runtime\"]", "roles = [\"runtim\"]"),
+            at: Some("\"runtim\""),
+            expect: &["`host[3].roles[0]`", "unknown role \"runtim\""],
+        },
         Case {
             name: "master without etcd",
             edit: |t| {
                 let t = t.replace("roles = [\"etcd\"]", "roles = [\"runtime\"]");
                 let i = t.rfind("roles = [\"runtime\"]").unwrap();
-                format!("{}roles = [\"master\"]{}", &t[..i], &t[i + "roles = [\"runtime\"]".len()..])
+                format!(
+                    "{}roles = [\"master\"]{}",
+                    &t[..i],
+                    &t[i + "roles = [\"runtime\"]".len()..]
+                )
             },
             at: None,
             expect: &["role \"master\" requires a host with role etcd"],
         },
-        Case { name: "node without a master or API endpoint", edit: |t| t.replace("roles = [\"runtime\"]", "roles = [\"node\"]"), at: Some("[\"node\"]"), expect: &["`host[3].roles`", "role \"node\" requires a host with role master or `api.endpoint`"] },
-        Case { name: "lb without backends", edit: |t| t.replace("roles = [\"runtime\"]", "roles = [\"lb\"]"), at: None, expect: &["role \"lb\" requires a host with role master or `lb.backends`"] },
-        Case { name: "unknown OS", edit: |t| t.replace("os = \"debian12\"", "os = \"centos8\""), at: Some("\"centos8\""), expect: &["`os`", "unknown OS \"centos8\""] },
-        Case { name: "unknown arch", edit: |t| t.replace("arch = \"amd64\"", "arch = \"x86\""), at: Some("\"x86\""), expect: &["`arch`", "unknown arch \"x86\""] },
-        Case { name: "unknown overlay", edit: |t| t.replace("overlays = [\"site-example\"]", "overlays = [\"site-exampel\"]"), at: Some("\"site-exampel\""), expect: &["`overlays[0]`", "unknown overlay \"site-exampel\"; available: site-example"] },
-        Case { name: "version key missing", edit: |t| t.replace("runc = \"1.1.5\"\n", ""), at: None, expect: &["artifact \"runc\" needs `versions.runc` in cluster.toml"] },
-        Case { name: "version with a leading v", edit: |t| t.replace("\"1.1.5\"", "\"v1.1.5\""), at: Some("\"v1.1.5\""), expect: &["`versions.runc`", "no leading 'v'"] },
-        Case { name: "source kind not in the catalog", edit: |t| t.replace("sources = [\"file\"]", "sources = [\"https\"]"), at: None, expect: &["has sources [file] but cluster.toml allows only [https]"] },
-        Case { name: "leaf outlives CA", edit: |t| format!("{t}\n[pki]\nca-days = 10\nleaf-days = 20\n"), at: Some("20\n"), expect: &["`pki.leaf-days`", "longer than the CA's"] },
+        Case {
+            name: "node without a master or API endpoint",
+            edit: |t| t.replace("roles = [\"runtime\"]", "roles = [\"node\"]"),
+            at: Some("[\"node\"]"),
+            expect: &[
+                "`host[3].roles`",
+                "role \"node\" requires a host with role master or `api.endpoint`",
+            ],
+        },
+        Case {
+            name: "lb without backends",
+            edit: |t| t.replace("roles = [\"runtime\"]", "roles = [\"lb\"]"),
+            at: None,
+            expect: &["role \"lb\" requires a host with role master or `lb.backends`"],
+        },
+        Case {
+            name: "unknown OS",
+            edit: |t| t.replace("os = \"debian12\"", "os = \"centos8\""),
+            at: Some("\"centos8\""),
+            expect: &["`os`", "unknown OS \"centos8\""],
+        },
+        Case {
+            name: "unknown arch",
+            edit: |t| t.replace("arch = \"amd64\"", "arch = \"x86\""),
+            at: Some("\"x86\""),
+            expect: &["`arch`", "unknown arch \"x86\""],
+        },
+        Case {
+            name: "unknown overlay",
+            edit: |t| {
+                t.replace(
+                    "overlays = [\"site-example\"]",
+                    "overlays = [\"site-exampel\"]",
+                )
+            },
+            at: Some("\"site-exampel\""),
+            expect: &[
+                "`overlays[0]`",
+                "unknown overlay \"site-exampel\"; available: site-example",
+            ],
+        },
+        Case {
+            name: "version key missing",
+            edit: |t| t.replace("runc = \"1.1.5\"\n", ""),
+            at: None,
+            expect: &["artifact \"runc\" needs `versions.runc` in cluster.toml"],
+        },
+        Case {
+            name: "version with a leading v",
+            edit: |t| t.replace("\"1.1.5\"", "\"v1.1.5\""),
+            at: Some("\"v1.1.5\""),
+            expect: &["`versions.runc`", "no leading 'v'"],
+        },
+        Case {
+            name: "source kind not in the catalog",
+            edit: |t| t.replace("sources = [\"file\"]", "sources = [\"https\"]"),
+            at: None,
+            expect: &["has sources [file] but cluster.toml allows only [https]"],
+        },
+        Case {
+            name: "leaf outlives CA",
+            edit: |t| format!("{t}\n[pki]\nca-days = 10\nleaf-days = 20\n"),
+            at: Some("20\n"),
+            expect: &["`pki.leaf-days`", "longer than the CA's"],
+        },
     ]
 }
 
@@ -72,15 +237,26 @@ fn every_bad_cluster_toml_is_refused_precisely_and_changes_nothing() {
         let text = fs::read_to_string(fx.cluster()).unwrap();
         let before = tree_state(&fx.dir);
         for cmd in ["check", "build"] {
-            let out = kiln().current_dir(&fx.dir).args([cmd, "cluster.toml"]).output().unwrap();
+            let out = kiln()
+                .current_dir(&fx.dir)
+                .args([cmd, "cluster.toml"])
+                .output()
+                .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             let mut want: Vec<String> = case.expect.iter().map(|s| s.to_string()).collect();
             if let Some(needle) = case.at {
                 want.push(pos_of(&text, needle));
             }
-            let missing: Vec<&String> = want.iter().filter(|w| !stderr.contains(w.as_str())).collect();
+            let missing: Vec<&String> = want
+                .iter()
+                .filter(|w| !stderr.contains(w.as_str()))
+                .collect();
             if out.status.code() != Some(1) || !missing.is_empty() {
-                failures.push(format!("{} ({cmd}): exit {:?}, missing {missing:?} in:\n{stderr}", case.name, out.status.code()));
+                failures.push(format!(
+                    "{} ({cmd}): exit {:?}, missing {missing:?} in:\n{stderr}",
+                    case.name,
+                    out.status.code()
+                ));
             }
             if tree_state(&fx.dir) != before {
                 failures.push(format!("{} ({cmd}): files changed on disk", case.name));
@@ -94,10 +270,17 @@ fn every_bad_cluster_toml_is_refused_precisely_and_changes_nothing() {
 fn even_etcd_count_is_a_warning_not_an_error() {
     let fx = Fixture::small();
     fx.edit(|t| t.replace("roles = [\"runtime\"]", "roles = [\"etcd\"]"));
-    let out = kiln().current_dir(&fx.dir).args(["check", "cluster.toml"]).output().unwrap();
+    let out = kiln()
+        .current_dir(&fx.dir)
+        .args(["check", "cluster.toml"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("warning: `host`: 4 etcd members"), "{stderr}");
+    assert!(
+        stderr.contains("warning: `host`: 4 etcd members"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -107,13 +290,23 @@ fn version_without_pin_or_checksum_source_is_refused_at_its_key() {
     let t = fs::read_to_string(&cat).unwrap();
     let t = t.replacen("[[artifact.etcd.source]]\nkind = \"file\"\npath = \"files/etcd-{version}-{arch}\"", "[[artifact.etcd.source]]\nkind = \"https\"\nurl = \"https://example.invalid/etcd-{version}\"", 1);
     fs::write(&cat, t).unwrap();
-    fx.edit(|t| t.replace("sources = [\"file\"]", "sources = [\"file\", \"https\"]").replace("etcd = \"3.4.23\"", "etcd = \"9.9.9\""));
+    fx.edit(|t| {
+        t.replace("sources = [\"file\"]", "sources = [\"file\", \"https\"]")
+            .replace("etcd = \"3.4.23\"", "etcd = \"9.9.9\"")
+    });
     let text = fs::read_to_string(fx.cluster()).unwrap();
-    let out = kiln().current_dir(&fx.dir).args(["check", "cluster.toml"]).output().unwrap();
+    let out = kiln()
+        .current_dir(&fx.dir)
+        .args(["check", "cluster.toml"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&pos_of(&text, "\"9.9.9\"")), "{stderr}");
-    assert!(stderr.contains("`versions.etcd`: etcd 9.9.9 (amd64) has no pin"), "{stderr}");
+    assert!(
+        stderr.contains("`versions.etcd`: etcd 9.9.9 (amd64) has no pin"),
+        "{stderr}"
+    );
     assert!(stderr.contains("no checksum source"), "{stderr}");
 }
 
@@ -124,7 +317,11 @@ fn profile_case(file: &str, from: &str, to: &str, expect: &[&str]) {
     assert!(t.contains(from), "{from:?} not in {file}");
     fs::write(&p, t.replacen(from, to, 1)).unwrap();
     let before = tree_state(&fx.dir);
-    let out = kiln().current_dir(&fx.dir).args(["build", "cluster.toml"]).output().unwrap();
+    let out = kiln()
+        .current_dir(&fx.dir)
+        .args(["build", "cluster.toml"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     for e in expect {
@@ -135,28 +332,55 @@ fn profile_case(file: &str, from: &str, to: &str, expect: &[&str]) {
 
 #[test]
 fn template_with_undefined_variable_names_template_line_and_variable() {
-    profile_case("profiles/etcd/etcd.env.hbs", "ETCD_NAME={{host.name}}", "ETCD_NAME={{host.nmae}}", &["template profiles/etcd/etcd.env.hbs: line 2", "variable `host.nmae` is not defined"]);
+    profile_case(
+        "profiles/etcd/etcd.env.hbs",
+        "ETCD_NAME={{host.name}}",
+        "ETCD_NAME={{host.nmae}}",
+        &[
+            "template profiles/etcd/etcd.env.hbs: line 2",
+            "variable `host.nmae` is not defined",
+        ],
+    );
 }
 
 #[test]
 fn misspelt_profile_key_is_refused() {
-    profile_case("profiles/etcd/profile.toml", "units = ", "unitz = ", &["profiles/etcd/profile.toml:", "unknown field `unitz`"]);
+    profile_case(
+        "profiles/etcd/profile.toml",
+        "units = ",
+        "unitz = ",
+        &["profiles/etcd/profile.toml:", "unknown field `unitz`"],
+    );
 }
 
 #[test]
 fn bad_mode_in_profile_is_refused() {
-    profile_case("profiles/runtime/profile.toml", "dest = \"/etc/crictl.yaml\"", "dest = \"/etc/crictl.yaml\"\nmode = \"0855\"", &["`template[2].mode`", "octal file mode"]);
+    profile_case(
+        "profiles/runtime/profile.toml",
+        "dest = \"/etc/crictl.yaml\"",
+        "dest = \"/etc/crictl.yaml\"\nmode = \"0855\"",
+        &["`template[2].mode`", "octal file mode"],
+    );
 }
 
 #[test]
 fn relative_destination_is_refused() {
-    profile_case("profiles/etcd/profile.toml", "dest = \"/usr/local/bin/etcd\"", "dest = \"usr/local/bin/../etcd\"", &["`artifact[0].dest`", "must be an absolute path"]);
+    profile_case(
+        "profiles/etcd/profile.toml",
+        "dest = \"/usr/local/bin/etcd\"",
+        "dest = \"usr/local/bin/../etcd\"",
+        &["`artifact[0].dest`", "must be an absolute path"],
+    );
 }
 
 #[test]
 fn missing_cluster_file_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = kiln().current_dir(tmp.path()).arg("check").output().unwrap();
+    let out = kiln()
+        .current_dir(tmp.path())
+        .arg("check")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cluster.toml: error: cannot read"));
     assert!(fs::read_dir(tmp.path()).unwrap().next().is_none());

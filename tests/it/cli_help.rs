@@ -19,8 +19,14 @@ fn help_of_every_command() {
     ] {
         let out = kiln().args(&args).env("COLUMNS", "100").output().unwrap();
         assert!(out.status.success());
-        let name = format!("help_{}", args[..args.len() - 1].join("_")).trim_end_matches('_').to_string();
-        let name = if name == "help" { "help_kiln".to_string() } else { name };
+        let name = format!("help_{}", args[..args.len() - 1].join("_"))
+            .trim_end_matches('_')
+            .to_string();
+        let name = if name == "help" {
+            "help_kiln".to_string()
+        } else {
+            name
+        };
         insta::assert_snapshot!(name, String::from_utf8_lossy(&out.stdout));
     }
 }
@@ -28,7 +34,17 @@ fn help_of_every_command() {
 #[test]
 fn readme_documents_every_command() {
     let readme = std::fs::read_to_string(crate::common::repo().join("README.md")).unwrap();
-    for cmd in ["kiln check", "kiln plan", "kiln lock", "kiln fetch", "kiln build", "kiln verify", "kiln certs", "kiln render", "kiln catalog import-checksums"] {
+    for cmd in [
+        "kiln check",
+        "kiln plan",
+        "kiln lock",
+        "kiln fetch",
+        "kiln build",
+        "kiln verify",
+        "kiln certs",
+        "kiln render",
+        "kiln catalog import-checksums",
+    ] {
         assert!(readme.contains(cmd), "README.md does not mention `{cmd}`");
     }
 }

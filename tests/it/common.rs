@@ -169,7 +169,11 @@ impl Fixture {
                 _ => "1.1.1",
             };
             let size = step * (4 + i);
-            fs::write(cat.join(format!("files/{name}-{version}-amd64")), noise(i as u64 + 1, size)).unwrap();
+            fs::write(
+                cat.join(format!("files/{name}-{version}-amd64")),
+                noise(i as u64 + 1, size),
+            )
+            .unwrap();
         }
         fs::write(cat.join("catalog.toml"), catalog).unwrap();
         fs::copy(repo().join("catalog/images.toml"), cat.join("images.toml")).unwrap();
@@ -189,6 +193,10 @@ impl Fixture {
 
     /// Runs `kiln lock` and asserts success.
     pub fn lock(&self) {
-        kiln().current_dir(&self.dir).args(["lock", "cluster.toml"]).assert().success();
+        kiln()
+            .current_dir(&self.dir)
+            .args(["lock", "cluster.toml"])
+            .assert()
+            .success();
     }
 }

@@ -19,7 +19,8 @@ fn serve(body: Vec<u8>, slow: Arc<AtomicBool>, ranges: Arc<Mutex<Vec<String>>>) 
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
-            let (body, slow, ranges, sum) = (body.clone(), slow.clone(), ranges.clone(), sum.clone());
+            let (body, slow, ranges, sum) =
+                (body.clone(), slow.clone(), ranges.clone(), sum.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 let mut first = String::new();
@@ -37,11 +38,23 @@ fn serve(body: Vec<u8>, slow: Arc<AtomicBool>, ranges: Arc<Mutex<Vec<String>>>) 
                 }
                 let head = first.starts_with("HEAD");
                 if first.contains("/etcd.sha256") {
-                    let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sum}", sum.len());
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sum}",
+                        sum.len()
+                    );
                     return;
                 }
                 let start = range.unwrap_or(0).min(body.len());
-                let status = if start > 0 { format!("206 Partial Content\r\nContent-Range: bytes {start}-{}/{}", body.len() - 1, body.len()) } else { "200 OK".into() };
+                let status = if start > 0 {
+                    format!(
+                        "206 Partial Content\r\nContent-Range: bytes {start}-{}/{}",
+                        body.len() - 1,
+                        body.len()
+                    )
+                } else {
+                    "200 OK".into()
+                };
                 let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n", body.len() - start);
                 if head {
                     return;
@@ -79,24 +92,46 @@ fn kill_9_during_fetch_then_rerun_resumes_and_never_leaves_a_wrong_blob() {
     fx.edit(|t| t.replace("sources = [\"file\"]", "sources = [\"file\", \"http\"]"));
     fx.lock();
     let lock = fs::read_to_string(fx.dir.join("kiln.lock")).unwrap();
-    assert!(lock.contains(&sha) && lock.contains("size = 3145728"), "lock pins the served file: {lock}");
+    assert!(
+        lock.contains(&sha) && lock.contains("size = 3145728"),
+        "lock pins the served file: {lock}"
+    );
 
     let bin = assert_cmd::cargo::cargo_bin("kiln");
-    let mut child = std::process::Command::new(bin).current_dir(&fx.dir).args(["fetch", "cluster.toml"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = std::process::Command::new(bin)
+        .current_dir(&fx.dir)
+        .args(["fetch", "cluster.toml"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let part = fx.dir.join(format!("vendor/tmp/{sha}.part"));
     let t0 = Instant::now();
     while fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < 256 * 1024 {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no partial download appeared");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no partial download appeared"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let blob = fx.dir.join(format!("vendor/sha256/{sha}"));
-    assert!(!blob.exists(), "a partial download must never appear under its final name");
+    assert!(
+        !blob.exists(),
+        "a partial download must never appear under its final name"
+    );
 
     slow.store(false, Ordering::SeqCst);
-    kiln().current_dir(&fx.dir).args(["fetch", "cluster.toml"]).assert().success();
+    kiln()
+        .current_dir(&fx.dir)
+        .args(["fetch", "cluster.toml"])
+        .assert()
+        .success();
     assert_eq!(fs::read(&blob).unwrap(), body);
-    assert!(ranges.lock().unwrap().iter().any(|r| r != "0-"), "the rerun resumed with a Range request: {:?}", ranges.lock().unwrap());
+    assert!(
+        ranges.lock().unwrap().iter().any(|r| r != "0-"),
+        "the rerun resumed with a Range request: {:?}",
+        ranges.lock().unwrap()
+    );
     assert!(!part.exists());
 }

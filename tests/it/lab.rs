@@ -7,7 +7,9 @@ use crate::common::{kiln, repo, walk};
 fn lab_vendor_ready() -> bool {
     let lock = fs::read_to_string(repo().join("examples/lab/kiln.lock")).unwrap();
     let store = repo().join("examples/lab/vendor/sha256");
-    lock.lines().filter_map(|l| l.strip_prefix("sha256 = \"")).all(|s| store.join(&s[..64]).is_file())
+    lock.lines()
+        .filter_map(|l| l.strip_prefix("sha256 = \""))
+        .all(|s| store.join(&s[..64]).is_file())
 }
 
 #[test]
@@ -26,7 +28,13 @@ fn lab_builds_twice_to_the_same_bytes_offline() {
     let mut sums = Vec::new();
     for (i, tz) in ["UTC", "America/New_York"].iter().enumerate() {
         let out = tmp.path().join(format!("out{i}"));
-        kiln().env("TZ", tz).args(["build", "--offline", "--out"]).arg(&out).arg(&lab).assert().success();
+        kiln()
+            .env("TZ", tz)
+            .args(["build", "--offline", "--out"])
+            .arg(&out)
+            .arg(&lab)
+            .assert()
+            .success();
         sums.push(fs::read_to_string(out.join("lab/SHA256SUMS")).unwrap());
         kiln().arg("verify").arg(out.join("lab")).assert().success();
         let files = walk(&out.join("lab"));
@@ -36,6 +44,12 @@ fn lab_builds_twice_to_the_same_bytes_offline() {
     }
     assert_eq!(sums[0], sums[1]);
     // sha256sum reads SHA256SUMS.
-    let st = std::process::Command::new("sha256sum").arg("-c").arg("--quiet").arg("SHA256SUMS").current_dir(tmp.path().join("out0/lab")).status().unwrap();
+    let st = std::process::Command::new("sha256sum")
+        .arg("-c")
+        .arg("--quiet")
+        .arg("SHA256SUMS")
+        .current_dir(tmp.path().join("out0/lab"))
+        .status()
+        .unwrap();
     assert!(st.success());
 }

@@ -36,13 +36,20 @@ fn serve(files: BTreeMap<String, Vec<u8>>) -> u16 {
             let path = first.split_whitespace().nth(1).unwrap_or("");
             match files.get(path) {
                 Some(body) => {
-                    let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
                     if !first.starts_with("HEAD") {
                         let _ = conn.write_all(body);
                     }
                 }
                 None => {
-                    let _ = write!(conn, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
                 }
             }
         }
@@ -52,8 +59,13 @@ fn serve(files: BTreeMap<String, Vec<u8>>) -> u16 {
 
 /// The files of the bundle whose name starts with `prefix`: path → bytes.
 fn bundle_files(out: &Path, prefix: &str) -> BTreeMap<String, Vec<u8>> {
-    let bundle = walk(&out.join("bundles")).into_iter().find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix)).unwrap_or_else(|| panic!("no bundle {prefix}* in {}", out.display()));
-    let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(fs::File::open(bundle).unwrap()));
+    let bundle = walk(&out.join("bundles"))
+        .into_iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no bundle {prefix}* in {}", out.display()));
+    let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(
+        fs::File::open(bundle).unwrap(),
+    ));
     let mut files = BTreeMap::new();
     for e in tar.entries().unwrap() {
         let mut e = e.unwrap();
@@ -67,7 +79,12 @@ fn bundle_files(out: &Path, prefix: &str) -> BTreeMap<String, Vec<u8>> {
 
 fn build(fx: &Fixture) -> PathBuf {
     let out = fx.dir.join("out");
-    kiln().current_dir(&fx.dir).args(["build", "cluster.toml", "--seed", "none", "--out"]).arg(&out).assert().success();
+    kiln()
+        .current_dir(&fx.dir)
+        .args(["build", "cluster.toml", "--seed", "none", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
     out.join("lab")
 }
 
@@ -76,12 +93,21 @@ fn el_rpms_from_the_catalog_are_locked_fetched_over_http_and_bundled_dependencie
     let chrony = b"not really an rpm: chrony".to_vec();
     let seccomp = b"not really an rpm: libseccomp".to_vec();
     let files = BTreeMap::from([
-        ("/el9/Packages/chrony-4.3-1.el9.x86_64.rpm".to_string(), chrony.clone()),
-        ("/el9/Packages/libseccomp-2.5.2-2.el9.x86_64.rpm".to_string(), seccomp.clone()),
+        (
+            "/el9/Packages/chrony-4.3-1.el9.x86_64.rpm".to_string(),
+            chrony.clone(),
+        ),
+        (
+            "/el9/Packages/libseccomp-2.5.2-2.el9.x86_64.rpm".to_string(),
+            seccomp.clone(),
+        ),
     ]);
     let port = serve(files);
     let fx = Fixture::small();
-    fx.edit(|t| t.replace("os = \"debian12\"", "os = \"rocky9\"").replace("bundle = false", "bundle = true"));
+    fx.edit(|t| {
+        t.replace("os = \"debian12\"", "os = \"rocky9\"")
+            .replace("bundle = false", "bundle = true")
+    });
     let cat = fx.dir.join("catalog/catalog.toml");
     let rpm = |name: &str, version: &str, bytes: &[u8], requires: &str| {
         format!(
@@ -95,35 +121,80 @@ fn el_rpms_from_the_catalog_are_locked_fetched_over_http_and_bundled_dependencie
     fs::write(&cat, &text).unwrap();
 
     // Without the dependency's entry, lock names exactly what is missing, and where to add it.
-    let out = kiln().current_dir(&fx.dir).args(["lock", "--offline", "cluster.toml"]).output().unwrap();
+    let out = kiln()
+        .current_dir(&fx.dir)
+        .args(["lock", "--offline", "cluster.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("package libseccomp (x86_64) of common on rocky9: no [[rpm]] entry in"), "{stderr}");
+    assert!(
+        stderr.contains("package libseccomp (x86_64) of common on rocky9: no [[rpm]] entry in"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("package chrony"), "{stderr}");
 
     text.push_str(&rpm("libseccomp", "2.5.2-2.el9", &seccomp, ""));
     fs::write(&cat, &text).unwrap();
-    kiln().current_dir(&fx.dir).args(["lock", "--offline", "cluster.toml"]).assert().success();
+    kiln()
+        .current_dir(&fx.dir)
+        .args(["lock", "--offline", "cluster.toml"])
+        .assert()
+        .success();
     let lock = fs::read_to_string(fx.dir.join("kiln.lock")).unwrap();
-    assert!(lock.contains("[[closure]]\nos = \"rocky9\"\nrole = \"common\"") && lock.contains("install = [\"libseccomp\", \"chrony\"]"), "{lock}");
+    assert!(
+        lock.contains("[[closure]]\nos = \"rocky9\"\nrole = \"common\"")
+            && lock.contains("install = [\"libseccomp\", \"chrony\"]"),
+        "{lock}"
+    );
 
     let lab = build(&fx);
     let files = bundle_files(&lab, "common-rocky9-");
-    assert_eq!(String::from_utf8_lossy(&files["PACKAGES"]), "packages/libseccomp-2.5.2-2.el9.x86_64.rpm\npackages/chrony-4.3-1.el9.x86_64.rpm\n");
+    assert_eq!(
+        String::from_utf8_lossy(&files["PACKAGES"]),
+        "packages/libseccomp-2.5.2-2.el9.x86_64.rpm\npackages/chrony-4.3-1.el9.x86_64.rpm\n"
+    );
     assert_eq!(files["packages/chrony-4.3-1.el9.x86_64.rpm"], chrony);
     assert_eq!(files["packages/libseccomp-2.5.2-2.el9.x86_64.rpm"], seccomp);
     let manifest = String::from_utf8_lossy(&files["MANIFEST"]);
-    assert!(manifest.contains(&format!("{} 0644 packages/chrony-4.3-1.el9.x86_64.rpm", sha(&chrony))), "{manifest}");
+    assert!(
+        manifest.contains(&format!(
+            "{} 0644 packages/chrony-4.3-1.el9.x86_64.rpm",
+            sha(&chrony)
+        )),
+        "{manifest}"
+    );
     let etcd = bundle_files(&lab, "etcd-rocky9-");
     assert_eq!(etcd["PACKAGES"], b"", "a role without packages lists none");
 
     // A profile asking for another package makes the lock stale: the build says so.
     let profile = fx.dir.join("profiles/common/profile.toml");
-    let p = fs::read_to_string(&profile).unwrap().replacen("packages = [\"chrony\"]", "packages = [\"chrony\", \"libseccomp\"]", 1);
+    let p = fs::read_to_string(&profile).unwrap().replacen(
+        "packages = [\"chrony\"]",
+        "packages = [\"chrony\", \"libseccomp\"]",
+        1,
+    );
     fs::write(&profile, p).unwrap();
-    let out = kiln().current_dir(&fx.dir).args(["build", "cluster.toml", "--seed", "none", "--offline", "--force"]).output().unwrap();
+    let out = kiln()
+        .current_dir(&fx.dir)
+        .args([
+            "build",
+            "cluster.toml",
+            "--seed",
+            "none",
+            "--offline",
+            "--force",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("packages of common on rocky9: the profiles' packages or the assumed base changed"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "packages of common on rocky9: the profiles' packages or the assumed base changed"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Builds a .deb with the given control fields.
@@ -134,9 +205,22 @@ fn deb(dir: &Path, name: &str, fields: &str) -> (String, Vec<u8>) {
     fs::write(pkg.join("usr/share/kiln-test").join(name), name).unwrap();
     fs::write(pkg.join("DEBIAN/control"), format!("Package: {name}\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: kiln <kiln@localhost>\n{fields}Description: test\n")).unwrap();
     let file = format!("{name}_1.0-1_amd64.deb");
-    let st = Command::new("dpkg-deb").arg("--root-owner-group").arg("--build").arg(&pkg).arg(dir.join("repo").join(&file)).output().unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
-    (file.clone(), fs::read(dir.join("repo").join(&file)).unwrap())
+    let st = Command::new("dpkg-deb")
+        .arg("--root-owner-group")
+        .arg("--build")
+        .arg(&pkg)
+        .arg(dir.join("repo").join(&file))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    (
+        file.clone(),
+        fs::read(dir.join("repo").join(&file)).unwrap(),
+    )
 }
 
 /// A file: repository that apt sees as Debian bookworm, and an apt.conf using only it.
@@ -146,16 +230,38 @@ fn bookworm_repo(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut index = String::new();
     let mut add = |name: &str, fields: &str| {
         let (file, bytes) = deb(dir, name, fields);
-        let control = String::from_utf8(Command::new("dpkg-deb").arg("-f").arg(dir.join("repo").join(&file)).output().unwrap().stdout).unwrap();
-        index.push_str(&format!("{control}Filename: ./{file}\nSize: {}\nSHA256: {}\n\n", bytes.len(), sha(&bytes)));
+        let control = String::from_utf8(
+            Command::new("dpkg-deb")
+                .arg("-f")
+                .arg(dir.join("repo").join(&file))
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        index.push_str(&format!(
+            "{control}Filename: ./{file}\nSize: {}\nSHA256: {}\n\n",
+            bytes.len(),
+            sha(&bytes)
+        ));
         debs.insert(name.to_string(), bytes);
     };
     add("kt-required", "Priority: required\nEssential: yes\n");
-    for assumed in ["systemd", "systemd-sysv", "udev", "dbus", "iproute2", "procps"] {
+    for assumed in [
+        "systemd",
+        "systemd-sysv",
+        "udev",
+        "dbus",
+        "iproute2",
+        "procps",
+    ] {
         add(assumed, "Priority: optional\n");
     }
     add("kt-libchrony", "Priority: optional\nDepends: kt-required\n");
-    add("chrony", "Priority: optional\nDepends: kt-libchrony (>= 1.0), systemd\n");
+    add(
+        "chrony",
+        "Priority: optional\nDepends: kt-libchrony (>= 1.0), systemd\n",
+    );
     fs::write(dir.join("repo/Packages"), &index).unwrap();
     let release = format!(
         "Origin: Debian\nLabel: Debian\nSuite: stable\nCodename: bookworm\nDate: Sat, 01 Jan 2000 00:00:00 UTC\nArchitectures: amd64\nSHA256:\n {} {} Packages\n",
@@ -163,10 +269,19 @@ fn bookworm_repo(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         index.len()
     );
     fs::write(dir.join("repo/Release"), release).unwrap();
-    for sub in ["lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
+    for sub in [
+        "lists/partial",
+        "cache/archives/partial",
+        "sources.list.d",
+        "preferences.d",
+    ] {
         fs::create_dir_all(dir.join(sub)).unwrap();
     }
-    fs::write(dir.join("sources.list"), format!("deb [trusted=yes] file:{} ./\n", dir.join("repo").display())).unwrap();
+    fs::write(
+        dir.join("sources.list"),
+        format!("deb [trusted=yes] file:{} ./\n", dir.join("repo").display()),
+    )
+    .unwrap();
     fs::write(dir.join("status"), "").unwrap();
     fs::write(
         dir.join("apt.conf"),
@@ -178,58 +293,122 @@ fn bookworm_repo(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         ),
     )
     .unwrap();
-    let up = Command::new("apt-get").arg("update").env("APT_CONFIG", dir.join("apt.conf")).output().unwrap();
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let up = Command::new("apt-get")
+        .arg("update")
+        .env("APT_CONFIG", dir.join("apt.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     debs
 }
 
 #[test]
 fn debian_closures_come_from_apt_with_a_private_status_and_ship_in_install_order() {
-    let root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap().trim() == "0";
-    let amd64 = Command::new("dpkg").arg("--print-architecture").output().is_ok_and(|o| o.stdout == b"amd64\n");
+    let root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        == "0";
+    let amd64 = Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .is_ok_and(|o| o.stdout == b"amd64\n");
     if !root || !amd64 {
         eprintln!("SKIPPED debian_closures_come_from_apt_with_a_private_status_and_ship_in_install_order: needs root (apt-get update of a local repository) on amd64");
         return;
     }
     let fx = Fixture::small();
     let debs = bookworm_repo(&fx.dir.join("apt"));
-    fx.edit(|t| t.replace("bundle = false", "bundle = true\napt-config = { debian12 = \"apt/apt.conf\" }"));
-    kiln().current_dir(&fx.dir).args(["lock", "--offline", "cluster.toml"]).assert().success();
+    fx.edit(|t| {
+        t.replace(
+            "bundle = false",
+            "bundle = true\napt-config = { debian12 = \"apt/apt.conf\" }",
+        )
+    });
+    kiln()
+        .current_dir(&fx.dir)
+        .args(["lock", "--offline", "cluster.toml"])
+        .assert()
+        .success();
     let lock = fs::read_to_string(fx.dir.join("kiln.lock")).unwrap();
     // The assumed base (minbase: kt-required; a booted systemd host) stays out of the closure.
-    assert!(lock.contains("install = [\"kt-libchrony\", \"chrony\"]"), "{lock}");
-    assert!(lock.contains("base = \"minbase + dbus, iproute2, procps, systemd, systemd-sysv, udev\""), "{lock}");
-    assert!(lock.contains(&format!("sha256 = \"{}\"", sha(&debs["chrony"]))), "pinned by apt's index: {lock}");
+    assert!(
+        lock.contains("install = [\"kt-libchrony\", \"chrony\"]"),
+        "{lock}"
+    );
+    assert!(
+        lock.contains("base = \"minbase + dbus, iproute2, procps, systemd, systemd-sysv, udev\""),
+        "{lock}"
+    );
+    assert!(
+        lock.contains(&format!("sha256 = \"{}\"", sha(&debs["chrony"]))),
+        "pinned by apt's index: {lock}"
+    );
 
     // Fetched with apt under the same configuration, then bundled in install order.
     let lab = build(&fx);
     let files = bundle_files(&lab, "common-debian12-");
-    assert_eq!(String::from_utf8_lossy(&files["PACKAGES"]), "packages/kt-libchrony_1.0-1_amd64.deb\npackages/chrony_1.0-1_amd64.deb\n");
+    assert_eq!(
+        String::from_utf8_lossy(&files["PACKAGES"]),
+        "packages/kt-libchrony_1.0-1_amd64.deb\npackages/chrony_1.0-1_amd64.deb\n"
+    );
     assert_eq!(files["packages/chrony_1.0-1_amd64.deb"], debs["chrony"]);
 
     // A relock keeps the closure as it is (versions do not move under a reviewed lock).
-    kiln().current_dir(&fx.dir).args(["lock", "--offline", "cluster.toml"]).assert().success();
+    kiln()
+        .current_dir(&fx.dir)
+        .args(["lock", "--offline", "cluster.toml"])
+        .assert()
+        .success();
     assert_eq!(fs::read_to_string(fx.dir.join("kiln.lock")).unwrap(), lock);
 
     // Assuming more of the hosts shrinks the closure.
-    fx.edit(|t| t.replace("bundle = true", "bundle = true\nassume-installed = [\"kt-libchrony\"]"));
-    kiln().current_dir(&fx.dir).args(["lock", "--offline", "cluster.toml"]).assert().success();
+    fx.edit(|t| {
+        t.replace(
+            "bundle = true",
+            "bundle = true\nassume-installed = [\"kt-libchrony\"]",
+        )
+    });
+    kiln()
+        .current_dir(&fx.dir)
+        .args(["lock", "--offline", "cluster.toml"])
+        .assert()
+        .success();
     let lock = fs::read_to_string(fx.dir.join("kiln.lock")).unwrap();
-    assert!(lock.contains("install = [\"chrony\"]") && lock.contains("kt-libchrony, procps"), "{lock}");
+    assert!(
+        lock.contains("install = [\"chrony\"]") && lock.contains("kt-libchrony, procps"),
+        "{lock}"
+    );
 }
 
 #[test]
 fn a_release_other_than_the_index_is_named_with_what_to_configure() {
-    let lists_ready = Command::new("apt-cache").args(["policy"]).output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("n=bookworm,"));
+    let lists_ready = Command::new("apt-cache")
+        .args(["policy"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("n=bookworm,"));
     if !lists_ready {
         eprintln!("SKIPPED a_release_other_than_the_index_is_named_with_what_to_configure: this machine's apt index is not Debian 12");
         return;
     }
     let fx = Fixture::small();
-    fx.edit(|t| t.replace("os = \"debian12\"", "os = \"ubuntu2204\"").replace("bundle = false", "bundle = true"));
-    let out = kiln().current_dir(&fx.dir).args(["lock", "--offline", "cluster.toml"]).output().unwrap();
+    fx.edit(|t| {
+        t.replace("os = \"debian12\"", "os = \"ubuntu2204\"")
+            .replace("bundle = false", "bundle = true")
+    });
+    let out = kiln()
+        .current_dir(&fx.dir)
+        .args(["lock", "--offline", "cluster.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("packages chrony of common on ubuntu2204: this machine's apt configuration has no index for Ubuntu jammy"), "{stderr}");
-    assert!(stderr.contains("[packages.apt-config] ubuntu2204"), "{stderr}");
+    assert!(
+        stderr.contains("[packages.apt-config] ubuntu2204"),
+        "{stderr}"
+    );
 }

@@ -26,7 +26,11 @@ pub fn entries(archive: &Path) -> Vec<(String, u32, Vec<u8>)> {
 fn built() -> Fixture {
     let fx = Fixture::new(false);
     fx.lock();
-    kiln().current_dir(&fx.dir).args(["build", "--seed", "none", "cluster.toml"]).assert().success();
+    kiln()
+        .current_dir(&fx.dir)
+        .args(["build", "--seed", "none", "cluster.toml"])
+        .assert()
+        .success();
     fx
 }
 
@@ -39,19 +43,34 @@ fn role_bundles_hold_no_private_key_or_secret_bytes() {
     let fx = built();
     let out = fx.dir.join("out/lab");
     let mut secrets = Vec::new();
-    for s in walk(&out.join("hosts")).into_iter().filter(|p| p.ends_with("secrets.tar.gz")) {
+    for s in walk(&out.join("hosts"))
+        .into_iter()
+        .filter(|p| p.ends_with("secrets.tar.gz"))
+    {
         for (path, mode, bytes) in entries(&s) {
             if mode == 0o600 && path.starts_with("rootfs/") {
                 secrets.push((path, bytes));
             }
         }
     }
-    assert!(secrets.len() >= 3 * 3, "expected three etcd keys for each of three hosts, got {}", secrets.len());
+    assert!(
+        secrets.len() >= 3 * 3,
+        "expected three etcd keys for each of three hosts, got {}",
+        secrets.len()
+    );
     for b in walk(&out.join("bundles")) {
         for (path, _, bytes) in entries(&b) {
-            assert!(!contains(&bytes, b"PRIVATE KEY"), "{} holds a private key in {path}", b.display());
+            assert!(
+                !contains(&bytes, b"PRIVATE KEY"),
+                "{} holds a private key in {path}",
+                b.display()
+            );
             for (spath, sbytes) in &secrets {
-                assert!(!contains(&bytes, sbytes), "{} holds the bytes of {spath} in {path}", b.display());
+                assert!(
+                    !contains(&bytes, sbytes),
+                    "{} holds the bytes of {spath} in {path}",
+                    b.display()
+                );
             }
         }
     }
@@ -63,7 +82,11 @@ fn secrets_bundles_are_0600_and_hold_only_their_hosts_files() {
     let out = fx.dir.join("out/lab");
     for host in ["etcd1", "etcd2", "etcd3", "runtime1"] {
         let p = out.join(format!("hosts/{host}/secrets.tar.gz"));
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "{host}");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{host}"
+        );
         let e = entries(&p);
         let host_file = &e.iter().find(|x| x.0 == "HOST").unwrap().2;
         assert!(String::from_utf8_lossy(host_file).contains(&format!("KILN_HOST={host}\n")));
@@ -75,19 +98,38 @@ fn secrets_bundles_are_0600_and_hold_only_their_hosts_files() {
                 assert_eq!(*mode, 0o644, "{host}: {path}");
             }
         }
-        let has_server = e.iter().any(|x| x.0 == "rootfs/etc/kubernetes/pki/etcd/server.crt");
+        let has_server = e
+            .iter()
+            .any(|x| x.0 == "rootfs/etc/kubernetes/pki/etcd/server.crt");
         assert_eq!(has_server, host.starts_with("etcd"), "{host}");
-        assert!(!e.iter().any(|x| x.0.ends_with("/ca.key")), "{host} received a CA key");
+        assert!(
+            !e.iter().any(|x| x.0.ends_with("/ca.key")),
+            "{host} received a CA key"
+        );
     }
     // etcd1's server certificate names etcd1 and its address, and no other member.
     let e = entries(&out.join("hosts/etcd1/secrets.tar.gz"));
-    let crt = &e.iter().find(|x| x.0 == "rootfs/etc/kubernetes/pki/etcd/server.crt").unwrap().2;
+    let crt = &e
+        .iter()
+        .find(|x| x.0 == "rootfs/etc/kubernetes/pki/etcd/server.crt")
+        .unwrap()
+        .2;
     let tmp = tempfile::NamedTempFile::new().unwrap();
     fs::write(tmp.path(), crt).unwrap();
-    let text = std::process::Command::new("openssl").args(["x509", "-noout", "-ext", "subjectAltName", "-in"]).arg(tmp.path()).output().unwrap();
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
     let sans = String::from_utf8_lossy(&text.stdout);
-    assert!(sans.contains("DNS:etcd1") && sans.contains("IP Address:10.77.0.11"), "{sans}");
-    assert!(!sans.contains("etcd2") && !sans.contains("10.77.0.12"), "{sans}");
+    assert!(
+        sans.contains("DNS:etcd1") && sans.contains("IP Address:10.77.0.11"),
+        "{sans}"
+    );
+    assert!(
+        !sans.contains("etcd2") && !sans.contains("10.77.0.12"),
+        "{sans}"
+    );
 }
 
 #[test]
@@ -95,7 +137,11 @@ fn rebuild_reuses_certificates_byte_for_byte() {
     let fx = built();
     let p = fx.dir.join("out/lab/hosts/etcd2/secrets.tar.gz");
     let before = fs::read(&p).unwrap();
-    kiln().current_dir(&fx.dir).args(["build", "--force", "--seed", "none", "cluster.toml"]).assert().success();
+    kiln()
+        .current_dir(&fx.dir)
+        .args(["build", "--force", "--seed", "none", "cluster.toml"])
+        .assert()
+        .success();
     assert_eq!(fs::read(&p).unwrap(), before);
 }
 
@@ -103,28 +149,70 @@ fn rebuild_reuses_certificates_byte_for_byte() {
 fn a_lost_ca_key_stops_the_build_unless_rotation_is_asked_for() {
     let fx = built();
     fs::remove_file(fx.dir.join("pki/etcd/ca.key")).unwrap();
-    let r = kiln().current_dir(&fx.dir).args(["build", "--force", "--seed", "none", "cluster.toml"]).output().unwrap();
+    let r = kiln()
+        .current_dir(&fx.dir)
+        .args(["build", "--force", "--seed", "none", "cluster.toml"])
+        .output()
+        .unwrap();
     assert_eq!(r.status.code(), Some(1));
     let e = String::from_utf8_lossy(&r.stderr);
     assert!(e.contains("etcd") && e.to_lowercase().contains("ca"), "{e}");
-    kiln().current_dir(&fx.dir).args(["build", "--force", "--rotate-ca", "--seed", "none", "cluster.toml"]).assert().success();
-    kiln().arg("verify").arg(fx.dir.join("out/lab")).assert().success();
+    kiln()
+        .current_dir(&fx.dir)
+        .args([
+            "build",
+            "--force",
+            "--rotate-ca",
+            "--seed",
+            "none",
+            "cluster.toml",
+        ])
+        .assert()
+        .success();
+    kiln()
+        .arg("verify")
+        .arg(fx.dir.join("out/lab"))
+        .assert()
+        .success();
 }
 
 #[test]
 fn certs_table_json_and_expiry_check() {
     let fx = Fixture::small();
-    let r = kiln().current_dir(&fx.dir).args(["certs", "cluster.toml"]).output().unwrap();
+    let r = kiln()
+        .current_dir(&fx.dir)
+        .args(["certs", "cluster.toml"])
+        .output()
+        .unwrap();
     assert!(r.status.success());
     let table = String::from_utf8_lossy(&r.stdout);
-    assert!(table.contains("etcd1") && table.contains("/etc/kubernetes/pki/etcd/server.crt"), "{table}");
-    let mode = fs::metadata(fx.dir.join("pki")).unwrap().permissions().mode() & 0o777;
+    assert!(
+        table.contains("etcd1") && table.contains("/etc/kubernetes/pki/etcd/server.crt"),
+        "{table}"
+    );
+    let mode = fs::metadata(fx.dir.join("pki"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o700);
-    let j = kiln().current_dir(&fx.dir).args(["certs", "--json", "cluster.toml"]).output().unwrap();
+    let j = kiln()
+        .current_dir(&fx.dir)
+        .args(["certs", "--json", "cluster.toml"])
+        .output()
+        .unwrap();
     let rows: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
     assert!(rows.as_array().unwrap().len() >= 12);
-    kiln().current_dir(&fx.dir).args(["certs", "--check-expiry", "30", "cluster.toml"]).assert().success();
-    let r = kiln().current_dir(&fx.dir).args(["certs", "--check-expiry", "400", "cluster.toml"]).output().unwrap();
+    kiln()
+        .current_dir(&fx.dir)
+        .args(["certs", "--check-expiry", "30", "cluster.toml"])
+        .assert()
+        .success();
+    let r = kiln()
+        .current_dir(&fx.dir)
+        .args(["certs", "--check-expiry", "400", "cluster.toml"])
+        .output()
+        .unwrap();
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("expires in"));
 }
@@ -132,8 +220,15 @@ fn certs_table_json_and_expiry_check() {
 #[test]
 fn plan_lists_each_hosts_certificates() {
     let fx = Fixture::small();
-    let r = kiln().current_dir(&fx.dir).args(["plan", "cluster.toml"]).output().unwrap();
+    let r = kiln()
+        .current_dir(&fx.dir)
+        .args(["plan", "cluster.toml"])
+        .output()
+        .unwrap();
     let s = String::from_utf8_lossy(&r.stdout);
-    assert!(s.contains("0600 /etc/kubernetes/pki/etcd/peer.key  (certificates)"), "{s}");
+    assert!(
+        s.contains("0600 /etc/kubernetes/pki/etcd/peer.key  (certificates)"),
+        "{s}"
+    );
     assert!(!fx.dir.join("pki").exists(), "plan must not create the PKI");
 }

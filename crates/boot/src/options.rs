@@ -66,6 +66,9 @@ pub(crate) fn package_of(program: &Path) -> Option<&'static str> {
     }
 }
 
+/// The base disk's name in a guest image folder.
+pub const GUEST_DISK: &str = "disk.qcow2";
+
 /// Per-host time limit when none is given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
@@ -78,8 +81,9 @@ pub struct BootOptions {
     pub out: PathBuf,
     /// Only these hosts; `None` boots every host.
     pub hosts: Option<Vec<String>>,
-    /// The guest base disk (qcow2, root filesystem on the whole disk). It is
-    /// never written: each guest gets a copy-on-write overlay.
+    /// The guest base disk (qcow2, root filesystem on the whole disk), or
+    /// a folder holding `disk.qcow2` (what `tests/e2e/guest-image.sh`
+    /// prints). It is never written: each guest gets a copy-on-write overlay.
     pub image: PathBuf,
     /// The guest kernel; default `vmlinuz` beside `image`.
     pub kernel: Option<PathBuf>,
@@ -127,18 +131,27 @@ impl BootOptions {
         }
     }
 
+    /// The base disk: `image`, or `image/disk.qcow2` when `image` is a folder.
+    pub fn image_path(&self) -> PathBuf {
+        if self.image.is_dir() {
+            self.image.join(GUEST_DISK)
+        } else {
+            self.image.clone()
+        }
+    }
+
     /// The kernel to boot: the option, else `vmlinuz` beside the image.
     pub fn kernel_path(&self) -> PathBuf {
         self.kernel
             .clone()
-            .unwrap_or_else(|| beside(&self.image, "vmlinuz"))
+            .unwrap_or_else(|| beside(&self.image_path(), "vmlinuz"))
     }
 
     /// The initrd to boot: the option, else `initrd.img` beside the image.
     pub fn initrd_path(&self) -> PathBuf {
         self.initrd
             .clone()
-            .unwrap_or_else(|| beside(&self.image, "initrd.img"))
+            .unwrap_or_else(|| beside(&self.image_path(), "initrd.img"))
     }
 }
 
@@ -160,6 +173,15 @@ mod tests {
         assert_eq!(o.initrd_path(), Path::new("/var/tmp/g/initrd.img"));
         let o = BootOptions::new("out/lab", "disk.qcow2");
         assert_eq!(o.kernel_path(), Path::new("vmlinuz"));
+    }
+
+    #[test]
+    fn an_image_folder_means_its_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = BootOptions::new("out/lab", dir.path());
+        assert_eq!(o.image_path(), dir.path().join("disk.qcow2"));
+        assert_eq!(o.kernel_path(), dir.path().join("vmlinuz"));
+        assert_eq!(o.initrd_path(), dir.path().join("initrd.img"));
     }
 
     #[test]

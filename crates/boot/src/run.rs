@@ -47,7 +47,7 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
     let hosts = layout.plan(&dir, opts.hosts.as_deref(), opts.seed, opts.memory_mb)?;
     let image = existing(
         "base image",
-        &opts.image,
+        &opts.image_path(),
         " (build one with tests/e2e/guest-image.sh)",
     )?;
     let kernel = existing("kernel", &opts.kernel_path(), " (set the kernel option)")?;

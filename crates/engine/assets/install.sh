@@ -149,8 +149,8 @@ step_list() {
         entries=$((entries + $(wc -l <"$WORK/list.$i")))
     done <"$WORK/archives"
     # Sizes for preflight: files to install and image tarballs to import.
-    ROOTFS_BYTES=$(cat "$WORK"/list.* | awk '$6 ~ /^rootfs\// { s += $3 } END { printf "%d", s }')
-    IMAGE_BYTES=$(cat "$WORK"/list.* | awk '$6 ~ /^images\// { s += $3 } END { printf "%d", s }')
+    ROOTFS_BYTES=$(cat "$WORK"/list.* | awk '$6 ~ /^rootfs\// { s += $3 } END { printf "%.0f", s }')
+    IMAGE_BYTES=$(cat "$WORK"/list.* | awk '$6 ~ /^images\// { s += $3 } END { printf "%.0f", s }')
     ok "archives=$(wc -l <"$WORK/archives") entries=$entries"
 }
 
@@ -452,7 +452,24 @@ step_images() {
         imported=$((imported + 1))
     done <"$WORK/images"
     CHANGED=$((CHANGED + imported))
+    verify_image_digests "$rt"
     ok "imported=$imported present=$present runtime=$rt"
+}
+
+# Every image the bundles list in IMAGE-DIGESTS must be in containerd under its reference
+# with the digest kiln pinned (docker keeps no manifest digest for loaded images).
+verify_image_digests() {
+    [ "$1" = ctr ] || return 0
+    ctr -n k8s.io images ls >"$WORK/ls" 2>"$WORK/err" || fail "ctr images ls: $(last_line "$WORK/err")"
+    while read -r i kind sha f; do
+        [ "$kind" = bundle ] || continue
+        [ -f "$STAGING/$sha/IMAGE-DIGESTS" ] || continue
+        while read -r path ref digest; do
+            [ -n "$digest" ] || continue
+            awk -v r="$ref" -v d="$digest" '$1 == r && $3 == d { found = 1 } END { exit !found }' "$WORK/ls" ||
+                fail "image $ref from $path is not in containerd with digest $digest"
+        done <"$STAGING/$sha/IMAGE-DIGESTS"
+    done <"$WORK/archives"
 }
 
 # 10. Units in the bundles' order: enabled, started, and restarted only if one of their

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kiln_spec::{LockedArtifact, LockedPackage, Project};
-use kiln_store::{ArchiveKind, Download, DownloadSource, FetchOptions, FetchReport, Progress, Store};
+use kiln_store::{
+    ArchiveKind, Download, DownloadSource, FetchOptions, FetchReport, Progress, Store,
+};
 
 use crate::Error;
 
@@ -35,7 +37,12 @@ pub struct Blob {
 fn label(e: &LockedArtifact) -> String {
     match (&e.package, &e.package_version) {
         (Some(p), Some(v)) => format!("{p}_{v}"),
-        _ => e.urls.first().and_then(|u| u.rsplit('/').next()).map(str::to_string).unwrap_or_else(|| e.name.clone()),
+        _ => e
+            .urls
+            .first()
+            .and_then(|u| u.rsplit('/').next())
+            .map(str::to_string)
+            .unwrap_or_else(|| e.name.clone()),
     }
 }
 
@@ -52,8 +59,12 @@ fn artifact_download(e: &LockedArtifact, catalog_dir: &Path) -> Download {
                 arch: e.arch.clone(),
                 apt_config: None,
             },
-            "file" => DownloadSource::File { path: catalog_dir.join(e.urls.first().cloned().unwrap_or_default()) },
-            _ => DownloadSource::Http { urls: e.urls.clone() },
+            "file" => DownloadSource::File {
+                path: catalog_dir.join(e.urls.first().cloned().unwrap_or_default()),
+            },
+            _ => DownloadSource::Http {
+                urls: e.urls.clone(),
+            },
         },
     }
 }
@@ -66,8 +77,15 @@ fn package_download(p: &LockedPackage, pinned: &Pinned) -> Download {
         size: p.size,
         source: match p.source.as_str() {
             // apt serves `all` packages under the machine's architecture too.
-            "apt" => DownloadSource::Apt { package: p.name.clone(), version: p.version.clone(), arch: pinned.arch.clone(), apt_config: pinned.apt_config.get(&p.os).cloned() },
-            _ => DownloadSource::Http { urls: p.urls.clone() },
+            "apt" => DownloadSource::Apt {
+                package: p.name.clone(),
+                version: p.version.clone(),
+                arch: pinned.arch.clone(),
+                apt_config: pinned.apt_config.get(&p.os).cloned(),
+            },
+            _ => DownloadSource::Http {
+                urls: p.urls.clone(),
+            },
         },
     }
 }
@@ -75,7 +93,17 @@ fn package_download(p: &LockedPackage, pinned: &Pinned) -> Download {
 /// The distinct downloads behind the locked entries (one per pin).
 pub fn downloads(entries: &Pinned, catalog_dir: &Path) -> Vec<Download> {
     let mut by_pin: BTreeMap<String, Download> = BTreeMap::new();
-    let all = entries.artifacts.iter().map(|e| artifact_download(e, catalog_dir)).chain(entries.packages.values().flatten().map(|p| package_download(p, entries)));
+    let all = entries
+        .artifacts
+        .iter()
+        .map(|e| artifact_download(e, catalog_dir))
+        .chain(
+            entries
+                .packages
+                .values()
+                .flatten()
+                .map(|p| package_download(p, entries)),
+        );
     for d in all {
         by_pin.entry(d.pin()).or_insert(d);
     }
@@ -88,7 +116,11 @@ pub fn open_store(project: &Project) -> Result<Store, Error> {
 }
 
 /// The sha256 naming a download's blob: its pin, or what the store recorded for its sha512.
-fn blob_sha256(store: &Store, sha256: Option<&str>, sha512: Option<&str>) -> Result<Option<String>, Error> {
+fn blob_sha256(
+    store: &Store,
+    sha256: Option<&str>,
+    sha512: Option<&str>,
+) -> Result<Option<String>, Error> {
     Ok(match (sha256, sha512) {
         (Some(h), _) => Some(h.to_string()),
         (None, Some(h)) => store.sha256_of_sha512(h)?,
@@ -100,23 +132,58 @@ fn blob_sha256(store: &Store, sha256: Option<&str>, sha512: Option<&str>) -> Res
 pub fn missing(store: &Store, entries: &Pinned) -> Vec<String> {
     downloads(entries, Path::new(""))
         .into_iter()
-        .filter(|d| !blob_sha256(store, d.sha256.as_deref(), d.sha512.as_deref()).ok().flatten().is_some_and(|h| store.contains(&h)))
+        .filter(|d| {
+            !blob_sha256(store, d.sha256.as_deref(), d.sha512.as_deref())
+                .ok()
+                .flatten()
+                .is_some_and(|h| store.contains(&h))
+        })
         .map(|d| format!("{} ({})", d.label, d.pin()))
         .collect()
 }
 
 /// Fetches every download not yet in the store.
-pub fn fetch(project: &Project, store: &Store, entries: &Pinned, opts: &FetchOptions, progress: &dyn Progress) -> Result<FetchReport, Error> {
+pub fn fetch(
+    project: &Project,
+    store: &Store,
+    entries: &Pinned,
+    opts: &FetchOptions,
+    progress: &dyn Progress,
+) -> Result<FetchReport, Error> {
     let mirrors = crate::lock::mirrors(project);
-    Ok(kiln_store::fetch_all(store, &downloads(entries, &project.cluster.paths.catalog), &mirrors, opts, progress)?)
+    Ok(kiln_store::fetch_all(
+        store,
+        &downloads(entries, &project.cluster.paths.catalog),
+        &mirrors,
+        opts,
+        progress,
+    )?)
 }
 
 /// The store blob of a download known to be there.
-fn blob(store: &Store, what: &str, sha256: Option<&str>, sha512: Option<&str>) -> Result<Blob, Error> {
-    let sha = blob_sha256(store, sha256, sha512)?.filter(|h| store.contains(h)).ok_or_else(|| Error::Lock(format!("{what} is not in the store {}: run `kiln fetch`", store.root().display())))?;
+fn blob(
+    store: &Store,
+    what: &str,
+    sha256: Option<&str>,
+    sha512: Option<&str>,
+) -> Result<Blob, Error> {
+    let sha = blob_sha256(store, sha256, sha512)?
+        .filter(|h| store.contains(h))
+        .ok_or_else(|| {
+            Error::Lock(format!(
+                "{what} is not in the store {}: run `kiln fetch`",
+                store.root().display()
+            ))
+        })?;
     let path = store.blob_path(&sha);
-    let size = std::fs::metadata(&path).map_err(crate::io_err(&path))?.len();
-    Ok(Blob { path, sha256: sha, size })
+    let size = std::fs::metadata(&path)
+        .map_err(crate::io_err(&path))?
+        .len();
+    Ok(Blob {
+        path,
+        sha256: sha,
+        size,
+    })
 }
 
 /// Takes each artifact out of its archive (once, cached) and returns where its bytes are.
@@ -125,7 +192,12 @@ pub fn materialize(store: &Store, entries: &Pinned) -> Result<BTreeMap<String, B
     // Group members by archive so each archive is read once.
     let mut by_archive: BTreeMap<(String, &str), Vec<&LockedArtifact>> = BTreeMap::new();
     for e in &entries.artifacts {
-        let b = blob(store, &format!("{} {} ({})", e.name, e.version, e.pin()), e.sha256.as_deref(), e.sha512.as_deref())?;
+        let b = blob(
+            store,
+            &format!("{} {} ({})", e.name, e.version, e.pin()),
+            e.sha256.as_deref(),
+            e.sha512.as_deref(),
+        )?;
         match (&e.member, e.archive.as_str()) {
             (None, _) | (_, "raw") => {
                 out.insert(e.name.clone(), b);
@@ -144,17 +216,33 @@ pub fn materialize(store: &Store, entries: &Pinned) -> Result<BTreeMap<String, B
         for e in list {
             let m = e.member.as_ref().expect("grouped by member");
             let info = &got[m];
-            out.insert(e.name.clone(), Blob { path: store.blob_path(&info.sha256), sha256: info.sha256.clone(), size: info.size });
+            out.insert(
+                e.name.clone(),
+                Blob {
+                    path: store.blob_path(&info.sha256),
+                    sha256: info.sha256.clone(),
+                    size: info.size,
+                },
+            );
         }
     }
     Ok(out)
 }
 
 /// A bundle's packages as (path in the bundle, blob), in install order: `packages/<file>`.
-pub fn bundle_packages(store: &Store, entries: &Pinned, bundle_id: &str) -> Result<Vec<(String, Blob)>, Error> {
+pub fn bundle_packages(
+    store: &Store,
+    entries: &Pinned,
+    bundle_id: &str,
+) -> Result<Vec<(String, Blob)>, Error> {
     let mut out = Vec::new();
     for p in entries.packages.get(bundle_id).into_iter().flatten() {
-        let b = blob(store, &format!("package {} {} ({})", p.name, p.version, p.os), Some(&p.sha256), None)?;
+        let b = blob(
+            store,
+            &format!("package {} {} ({})", p.name, p.version, p.os),
+            Some(&p.sha256),
+            None,
+        )?;
         out.push((format!("packages/{}", p.file_name()), b));
     }
     Ok(out)

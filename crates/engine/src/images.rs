@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kiln_image::{AssembleFile, AssembleSpec, Credentials, ImageConfig, LockedImage, Platform, Reference, RegistryClient, RegistryMirrors};
+use kiln_image::{
+    AssembleFile, AssembleSpec, Credentials, ImageConfig, LockedImage, Platform, Reference,
+    RegistryClient, RegistryMirrors,
+};
 use kiln_plan::{ArtifactNeed, FileSource, Plan};
 use kiln_spec::images::ImageSource;
 use kiln_spec::Project;
@@ -33,11 +36,21 @@ pub fn needs(project: &Project, plan: &Plan) -> Result<Vec<ImageNeed>, Error> {
     let mut out = Vec::new();
     for b in &plan.bundles {
         for r in &b.images {
-            let reference = Reference::parse(r).map_err(|e| Error::Lock(format!("bundle {}: image {r:?}: {}", b.id, kiln_store::error_chain(&e))))?;
+            let reference = Reference::parse(r).map_err(|e| {
+                Error::Lock(format!(
+                    "bundle {}: image {r:?}: {}",
+                    b.id,
+                    kiln_store::error_chain(&e)
+                ))
+            })?;
             let source = project.images.choose(&reference.name(), &project.cluster.image_sources).ok_or_else(|| {
                 Error::Lock(format!("image {reference} (bundle {}) has no source among image-sources [{}] in the catalog", b.id, project.cluster.image_sources.join(", ")))
             })?;
-            out.push(ImageNeed { bundle: b.id.clone(), reference, source });
+            out.push(ImageNeed {
+                bundle: b.id.clone(),
+                reference,
+                source,
+            });
         }
     }
     Ok(out)
@@ -47,9 +60,23 @@ pub fn needs(project: &Project, plan: &Plan) -> Result<Vec<ImageNeed>, Error> {
 pub fn add_image_artifacts(project: &Project, plan: &mut Plan) -> Result<(), Error> {
     for n in needs(project, plan)? {
         for f in &n.source.files {
-            let a = project.catalog.artifact.get(&f.artifact).ok_or_else(|| Error::Lock(format!("image {}: artifact {:?} is not in the catalog", n.reference, f.artifact)))?;
-            let version = project.cluster.versions.get(&a.version).ok_or_else(|| Error::Lock(format!("image {}: artifact {} needs `versions.{}` in cluster.toml", n.reference, f.artifact, a.version)))?;
-            let need = ArtifactNeed { name: f.artifact.clone(), version: version.clone(), arch: project.cluster.arch.to_string() };
+            let a = project.catalog.artifact.get(&f.artifact).ok_or_else(|| {
+                Error::Lock(format!(
+                    "image {}: artifact {:?} is not in the catalog",
+                    n.reference, f.artifact
+                ))
+            })?;
+            let version = project.cluster.versions.get(&a.version).ok_or_else(|| {
+                Error::Lock(format!(
+                    "image {}: artifact {} needs `versions.{}` in cluster.toml",
+                    n.reference, f.artifact, a.version
+                ))
+            })?;
+            let need = ArtifactNeed {
+                name: f.artifact.clone(),
+                version: version.clone(),
+                arch: project.cluster.arch.to_string(),
+            };
             if !plan.artifacts.contains(&need) {
                 plan.artifacts.push(need);
             }
@@ -78,7 +105,13 @@ fn platform(project: &Project) -> Platform {
 
 /// Pins registry images: reuses `existing` entries for the same reference and platform,
 /// resolves the rest unless offline. Returns the pinned entries and what could not be pinned.
-pub fn lock(project: &Project, plan: &Plan, existing: &[LockedImage], offline: bool, opts: &FetchOptions) -> Result<(Vec<LockedImage>, Vec<String>), Error> {
+pub fn lock(
+    project: &Project,
+    plan: &Plan,
+    existing: &[LockedImage],
+    offline: bool,
+    opts: &FetchOptions,
+) -> Result<(Vec<LockedImage>, Vec<String>), Error> {
     let plat = platform(project);
     let mut pinned: Vec<LockedImage> = Vec::new();
     let mut unpinned = Vec::new();
@@ -87,35 +120,70 @@ pub fn lock(project: &Project, plan: &Plan, existing: &[LockedImage], offline: b
         if n.source.kind != "registry" || pinned.iter().any(|p| p.reference == n.reference) {
             continue;
         }
-        if let Some(old) = existing.iter().find(|e| e.reference == n.reference && e.platform == plat) {
+        if let Some(old) = existing
+            .iter()
+            .find(|e| e.reference == n.reference && e.platform == plat)
+        {
             pinned.push(old.clone());
             continue;
         }
         if offline {
-            unpinned.push(format!("image {} ({}): needs a registry look-up on a connected machine", n.reference, plat));
+            unpinned.push(format!(
+                "image {} ({}): needs a registry look-up on a connected machine",
+                n.reference, plat
+            ));
             continue;
         }
         if client_cache.is_none() {
             client_cache = Some(client(project, opts)?);
         }
-        match client_cache.as_ref().expect("set").resolve(&n.reference, &plat) {
+        match client_cache
+            .as_ref()
+            .expect("set")
+            .resolve(&n.reference, &plat)
+        {
             Ok(l) => pinned.push(l),
-            Err(e) => unpinned.push(format!("image {}: {}", n.reference, kiln_store::error_chain(&e))),
+            Err(e) => unpinned.push(format!(
+                "image {}: {}",
+                n.reference,
+                kiln_store::error_chain(&e)
+            )),
         }
     }
-    pinned.sort_by(|a, b| a.reference.to_string().cmp(&b.reference.to_string()));
+    pinned.sort_by_key(|a| a.reference.to_string());
     Ok((pinned, unpinned))
 }
 
 /// The locked registry image for a need; fails closed when the lock lacks it.
-fn locked<'a>(n: &ImageNeed, lock: &'a [LockedImage], lock_path: &Path) -> Result<&'a LockedImage, Error> {
-    lock.iter().find(|l| l.reference == n.reference).ok_or_else(|| Error::Lock(format!("image {} (bundle {}) is not pinned in {}\nrun `kiln lock` to pin it", n.reference, n.bundle, lock_path.display())))
+fn locked<'a>(
+    n: &ImageNeed,
+    lock: &'a [LockedImage],
+    lock_path: &Path,
+) -> Result<&'a LockedImage, Error> {
+    lock.iter()
+        .find(|l| l.reference == n.reference)
+        .ok_or_else(|| {
+            Error::Lock(format!(
+                "image {} (bundle {}) is not pinned in {}\nrun `kiln lock` to pin it",
+                n.reference,
+                n.bundle,
+                lock_path.display()
+            ))
+        })
 }
 
 /// Registry images whose blobs are not all in the store.
-pub fn missing(project: &Project, plan: &Plan, store: &Store, lock: &[LockedImage]) -> Result<Vec<LockedImage>, Error> {
+pub fn missing(
+    project: &Project,
+    plan: &Plan,
+    store: &Store,
+    lock: &[LockedImage],
+) -> Result<Vec<LockedImage>, Error> {
     let mut out: Vec<LockedImage> = Vec::new();
-    for n in needs(project, plan)?.iter().filter(|n| n.source.kind == "registry") {
+    for n in needs(project, plan)?
+        .iter()
+        .filter(|n| n.source.kind == "registry")
+    {
         let l = locked(n, lock, &project.cluster.paths.lock)?;
         let mut blobs = l.blobs().into_iter().map(|(d, _)| d.hex().to_string());
         if blobs.any(|h| !store.contains(&h)) && !out.iter().any(|o| o.reference == l.reference) {
@@ -126,17 +194,32 @@ pub fn missing(project: &Project, plan: &Plan, store: &Store, lock: &[LockedImag
 }
 
 /// Pulls registry images into the store.
-pub fn pull(project: &Project, store: &Store, images: &[LockedImage], opts: &FetchOptions, progress: &dyn Progress) -> Result<(), Error> {
+pub fn pull(
+    project: &Project,
+    store: &Store,
+    images: &[LockedImage],
+    opts: &FetchOptions,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
     if images.is_empty() {
         return Ok(());
     }
-    client(project, opts)?.pull(store, images, progress).map_err(img_err)?;
+    client(project, opts)?
+        .pull(store, images, progress)
+        .map_err(img_err)?;
     Ok(())
 }
 
 /// The images of every bundle, ready to write: registry ones from the lock, assembled ones built
 /// now (deterministically) from their artifacts' blobs.
-pub fn resolve_for_build(project: &Project, plan: &Plan, store: &Store, lock: &[LockedImage], blobs: &BTreeMap<String, Blob>, mtime: u64) -> Result<BTreeMap<String, Vec<LockedImage>>, Error> {
+pub fn resolve_for_build(
+    project: &Project,
+    plan: &Plan,
+    store: &Store,
+    lock: &[LockedImage],
+    blobs: &BTreeMap<String, Blob>,
+    mtime: u64,
+) -> Result<BTreeMap<String, Vec<LockedImage>>, Error> {
     let mut out: BTreeMap<String, Vec<LockedImage>> = BTreeMap::new();
     let mut assembled: BTreeMap<String, LockedImage> = BTreeMap::new();
     for n in needs(project, plan)? {
@@ -152,12 +235,32 @@ pub fn resolve_for_build(project: &Project, plan: &Plan, store: &Store, lock: &[
                         .files
                         .iter()
                         .map(|f| {
-                            let b = blobs.get(&f.artifact).ok_or_else(|| Error::Lock(format!("image {}: artifact {} has no blob", n.reference, f.artifact)))?;
-                            Ok(AssembleFile { path: f.path.clone(), source: b.path.clone(), mode: f.mode() })
+                            let b = blobs.get(&f.artifact).ok_or_else(|| {
+                                Error::Lock(format!(
+                                    "image {}: artifact {} has no blob",
+                                    n.reference, f.artifact
+                                ))
+                            })?;
+                            Ok(AssembleFile {
+                                path: f.path.clone(),
+                                source: b.path.clone(),
+                                mode: f.mode(),
+                            })
                         })
                         .collect::<Result<Vec<_>, Error>>()?;
-                    let config = ImageConfig { entrypoint: n.source.entrypoint.clone(), user: n.source.user.clone(), labels: n.source.labels.clone(), ..ImageConfig::default() };
-                    let spec = AssembleSpec { reference: n.reference.clone(), platform: platform(project), files, config, created: mtime };
+                    let config = ImageConfig {
+                        entrypoint: n.source.entrypoint.clone(),
+                        user: n.source.user.clone(),
+                        labels: n.source.labels.clone(),
+                        ..ImageConfig::default()
+                    };
+                    let spec = AssembleSpec {
+                        reference: n.reference.clone(),
+                        platform: platform(project),
+                        files,
+                        config,
+                        created: mtime,
+                    };
                     let a = kiln_image::assemble(store, &spec).map_err(img_err)?;
                     assembled.insert(key, a.clone());
                     a
@@ -170,13 +273,20 @@ pub fn resolve_for_build(project: &Project, plan: &Plan, store: &Store, lock: &[
 }
 
 /// Writes `images/<name>.tar` for each image into `dir`; returns (path in bundle, file, sha256, size).
-pub fn write_tarballs(store: &Store, images: &[LockedImage], mtime: u64, dir: &Path) -> Result<Vec<(String, std::path::PathBuf, String, u64)>, Error> {
+pub fn write_tarballs(
+    store: &Store,
+    images: &[LockedImage],
+    mtime: u64,
+    dir: &Path,
+) -> Result<Vec<(String, std::path::PathBuf, String, u64)>, Error> {
     std::fs::create_dir_all(dir).map_err(crate::io_err(dir))?;
     let mut out = Vec::new();
     for img in images {
         let name = kiln_image::image_file_name(&img.reference);
         let path = dir.join(&name);
-        let w = kiln_image::write_image_archive_file(store, std::slice::from_ref(img), mtime, &path).map_err(img_err)?;
+        let w =
+            kiln_image::write_image_archive_file(store, std::slice::from_ref(img), mtime, &path)
+                .map_err(img_err)?;
         out.push((format!("images/{name}"), w.path, w.sha256, w.size));
     }
     Ok(out)
@@ -186,15 +296,28 @@ pub fn write_tarballs(store: &Store, images: &[LockedImage], mtime: u64, dir: &P
 pub fn check_complete(plan: &Plan, by_bundle: &BTreeMap<String, Vec<LockedImage>>) -> Vec<String> {
     let mut misses = Vec::new();
     for h in &plan.hosts {
-        let have: Vec<LockedImage> = h.bundles.iter().flat_map(|id| by_bundle.get(id).cloned().unwrap_or_default()).collect();
+        let have: Vec<LockedImage> = h
+            .bundles
+            .iter()
+            .flat_map(|id| by_bundle.get(id).cloned().unwrap_or_default())
+            .collect();
         for id in &h.bundles {
-            let Some(b) = plan.bundles.iter().find(|b| &b.id == id) else { continue };
+            let Some(b) = plan.bundles.iter().find(|b| &b.id == id) else {
+                continue;
+            };
             for f in &b.files {
-                let FileSource::Content { bytes, .. } = &f.source else { continue };
-                let Ok(text) = std::str::from_utf8(bytes) else { continue };
+                let FileSource::Content { bytes, .. } = &f.source else {
+                    continue;
+                };
+                let Ok(text) = std::str::from_utf8(bytes) else {
+                    continue;
+                };
                 let mentions = kiln_image::scan_text(text);
                 for m in kiln_image::missing_images(&mentions, &have) {
-                    let line = format!("{}: image {} named at {}:{} (in {id}) is in none of the host's bundles", h.name, m.text, f.path, m.line);
+                    let line = format!(
+                        "{}: image {} named at {}:{} (in {id}) is in none of the host's bundles",
+                        h.name, m.text, f.path, m.line
+                    );
                     if !misses.contains(&line) {
                         misses.push(line);
                     }
@@ -211,7 +334,11 @@ pub fn from_lock(lock: &kiln_spec::Lock) -> Result<Vec<LockedImage>, Error> {
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            toml::Value::Table(t.clone()).try_into().map_err(|e: toml::de::Error| Error::Lock(format!("kiln.lock image[{i}]: {}", e.message())))
+            toml::Value::Table(t.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    Error::Lock(format!("kiln.lock image[{i}]: {}", e.message()))
+                })
         })
         .collect()
 }

@@ -2,8 +2,8 @@
 //! single-concern crates (spec, plan, store, bundle). The CLI is a thin layer over this.
 
 pub mod build;
-pub mod images;
 pub mod fetch;
+pub mod images;
 pub mod lock;
 pub mod packages;
 pub mod secrets;
@@ -78,7 +78,11 @@ pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), Error> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -60,8 +60,12 @@ fn same_source(old: &LockedArtifact, r: &Resolved) -> bool {
         && old.member == r.member
         && old.package == r.package
         && (r.url.is_none() || old.urls.first() == r.url.as_ref())
-        && r.pin.as_ref().is_none_or(|p| Some(p) == old.sha256.as_ref())
-        && r.pin_sha512.as_ref().is_none_or(|p| Some(p) == old.sha512.as_ref())
+        && r.pin
+            .as_ref()
+            .is_none_or(|p| Some(p) == old.sha256.as_ref())
+        && r.pin_sha512
+            .as_ref()
+            .is_none_or(|p| Some(p) == old.sha512.as_ref())
 }
 
 /// Finds the sha256 for `file_name` in an upstream checksum file (bare hash, or `hash  name` lines).
@@ -77,7 +81,9 @@ pub fn parse_checksum_file(text: &str, file_name: &str) -> Option<String> {
     }
     for l in all {
         let mut parts = l.split_whitespace();
-        let (Some(h), Some(name)) = (parts.next(), parts.next()) else { continue };
+        let (Some(h), Some(name)) = (parts.next(), parts.next()) else {
+            continue;
+        };
         let name = name.trim_start_matches('*').trim_start_matches("./");
         let base = name.rsplit('/').next().unwrap_or(name);
         if is_hex(h) && (name == file_name || base == file_name) {
@@ -87,7 +93,12 @@ pub fn parse_checksum_file(text: &str, file_name: &str) -> Option<String> {
     None
 }
 
-fn pin_one(r: &Resolved, catalog_dir: &std::path::Path, mirrors: &Mirrors, opts: &LockOptions) -> Result<LockedArtifact, String> {
+fn pin_one(
+    r: &Resolved,
+    catalog_dir: &std::path::Path,
+    mirrors: &Mirrors,
+    opts: &LockOptions,
+) -> Result<LockedArtifact, String> {
     let mut entry = LockedArtifact {
         name: r.name.clone(),
         version: r.version.clone(),
@@ -112,23 +123,31 @@ fn pin_one(r: &Resolved, catalog_dir: &std::path::Path, mirrors: &Mirrors, opts:
                 entry.sha512 = Some(p.clone());
             } else if opts.offline {
                 return Err(match &r.checksum_url {
-                    Some(c) => format!("not in the pins table; needs a look-up of {c} on a connected machine"),
+                    Some(c) => format!(
+                        "not in the pins table; needs a look-up of {c} on a connected machine"
+                    ),
                     None => "not in the pins table and the catalog names no checksum-url".into(),
                 });
             } else if let Some(curl) = &r.checksum_url {
-                let text = kiln_store::fetch_text(curl, mirrors, &opts.fetch).map_err(|e| format!("reading {curl}: {}", kiln_store::error_chain(&e)))?;
+                let text = kiln_store::fetch_text(curl, mirrors, &opts.fetch)
+                    .map_err(|e| format!("reading {curl}: {}", kiln_store::error_chain(&e)))?;
                 let file_name = url.rsplit('/').next().unwrap_or(url);
-                entry.sha256 = Some(parse_checksum_file(&text, file_name).ok_or_else(|| format!("{curl} lists no sha256 for {file_name}"))?);
+                entry.sha256 = Some(
+                    parse_checksum_file(&text, file_name)
+                        .ok_or_else(|| format!("{curl} lists no sha256 for {file_name}"))?,
+                );
             } else {
                 return Err("not in the pins table and the catalog names no checksum-url".into());
             }
             if !opts.offline {
-                entry.size = kiln_store::remote_size(url, mirrors, &opts.fetch).map_err(|e| format!("size of {url}: {}", kiln_store::error_chain(&e)))?;
+                entry.size = kiln_store::remote_size(url, mirrors, &opts.fetch)
+                    .map_err(|e| format!("size of {url}: {}", kiln_store::error_chain(&e)))?;
             }
         }
         SourceKind::File => {
             let path = catalog_dir.join(r.url.as_ref().expect("file source has a path"));
-            let (sha, size) = kiln_store::hash_file(&path).map_err(|e| kiln_store::error_chain(&e))?;
+            let (sha, size) =
+                kiln_store::hash_file(&path).map_err(|e| kiln_store::error_chain(&e))?;
             entry.sha256 = Some(sha);
             entry.size = Some(size);
         }
@@ -149,22 +168,40 @@ fn apt_resolve_cached(pkg: &str, version: &str, arch: &str) -> Result<kiln_store
     // Many artifacts come from one package: ask apt once per (package, version, arch).
     static CACHE: Mutex<Option<HashMap<String, kiln_store::AptPin>>> = Mutex::new(None);
     let key = format!("{pkg} {version} {arch}");
-    if let Some(p) = CACHE.lock().expect("cache lock").get_or_insert_with(HashMap::new).get(&key) {
+    if let Some(p) = CACHE
+        .lock()
+        .expect("cache lock")
+        .get_or_insert_with(HashMap::new)
+        .get(&key)
+    {
         return Ok(p.clone());
     }
-    let pin = kiln_store::apt_resolve(pkg, version, arch).map_err(|e| kiln_store::error_chain(&e))?;
-    CACHE.lock().expect("cache lock").get_or_insert_with(HashMap::new).insert(key, pin.clone());
+    let pin =
+        kiln_store::apt_resolve(pkg, version, arch).map_err(|e| kiln_store::error_chain(&e))?;
+    CACHE
+        .lock()
+        .expect("cache lock")
+        .get_or_insert_with(HashMap::new)
+        .insert(key, pin.clone());
     Ok(pin)
 }
 
 /// Pins every artifact of the plan, reusing entries of `existing` whose source is unchanged.
-pub fn lock(project: &Project, plan: &Plan, existing: Option<&Lock>, opts: &LockOptions, now_epoch: u64) -> Result<LockOutcome, Error> {
+pub fn lock(
+    project: &Project,
+    plan: &Plan,
+    existing: Option<&Lock>,
+    opts: &LockOptions,
+    now_epoch: u64,
+) -> Result<LockOutcome, Error> {
     let mirrors = mirrors(project);
     let mut artifacts = Vec::new();
     let mut unpinned = Vec::new();
     let mut added = 0;
     for r in resolve_all(project, plan)? {
-        let kept = existing.and_then(|l| l.find(&r.name, &r.version, r.arch.as_str())).filter(|old| same_source(old, &r));
+        let kept = existing
+            .and_then(|l| l.find(&r.name, &r.version, r.arch.as_str()))
+            .filter(|old| same_source(old, &r));
         if let Some(old) = kept {
             artifacts.push(old.clone());
             continue;
@@ -175,13 +212,23 @@ pub fn lock(project: &Project, plan: &Plan, existing: Option<&Lock>, opts: &Lock
                 added += 1;
                 artifacts.push(e);
             }
-            Err(why) => unpinned.push(format!("artifact {} {} ({}, {}): {why}", r.name, r.version, r.arch, r.kind.as_str())),
+            Err(why) => unpinned.push(format!(
+                "artifact {} {} ({}, {}): {why}",
+                r.name,
+                r.version,
+                r.arch,
+                r.kind.as_str()
+            )),
         }
     }
     let packages = crate::packages::lock(project, plan, existing);
     unpinned.extend(packages.unpinned);
-    let old_images = existing.map(|l| crate::images::from_lock(l)).transpose()?.unwrap_or_default();
-    let (images, pending) = crate::images::lock(project, plan, &old_images, opts.offline, &opts.fetch)?;
+    let old_images = existing
+        .map(crate::images::from_lock)
+        .transpose()?
+        .unwrap_or_default();
+    let (images, pending) =
+        crate::images::lock(project, plan, &old_images, opts.offline, &opts.fetch)?;
     let lock = Lock {
         version: 1,
         source_date_epoch: existing.map(|l| l.source_date_epoch).unwrap_or(now_epoch),
@@ -190,16 +237,26 @@ pub fn lock(project: &Project, plan: &Plan, existing: Option<&Lock>, opts: &Lock
         closures: packages.closures,
         images: crate::images::to_lock(&images)?,
     };
-    Ok(LockOutcome { lock, unpinned, images: pending, added })
+    Ok(LockOutcome {
+        lock,
+        unpinned,
+        images: pending,
+        added,
+    })
 }
 
 /// Reads kiln.lock if it exists.
 pub fn read_lock(project: &Project) -> Result<Option<Lock>, Error> {
     let path = &project.cluster.paths.lock;
     match std::fs::read_to_string(path) {
-        Ok(t) => Ok(Some(Lock::parse(path, &t).map_err(kiln_spec::Diagnostics::from)?)),
+        Ok(t) => Ok(Some(
+            Lock::parse(path, &t).map_err(kiln_spec::Diagnostics::from)?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Io { path: path.clone(), source: e }),
+        Err(e) => Err(Error::Io {
+            path: path.clone(),
+            source: e,
+        }),
     }
 }
 
@@ -210,8 +267,17 @@ pub fn locked_entries(project: &Project, plan: &Plan, lock: &Lock) -> Result<Pin
     let mut problems = Vec::new();
     for r in resolve_all(project, plan)? {
         match lock.find(&r.name, &r.version, r.arch.as_str()) {
-            None => problems.push(format!("{} {} ({}) is not pinned in {}", r.name, r.version, r.arch, project.cluster.paths.lock.display())),
-            Some(e) if !same_source(e, &r) => problems.push(format!("{} {} ({}): the catalog's source changed since it was locked", r.name, r.version, r.arch)),
+            None => problems.push(format!(
+                "{} {} ({}) is not pinned in {}",
+                r.name,
+                r.version,
+                r.arch,
+                project.cluster.paths.lock.display()
+            )),
+            Some(e) if !same_source(e, &r) => problems.push(format!(
+                "{} {} ({}): the catalog's source changed since it was locked",
+                r.name, r.version, r.arch
+            )),
             Some(e) => out.push(e.clone()),
         }
     }
@@ -221,10 +287,23 @@ pub fn locked_entries(project: &Project, plan: &Plan, lock: &Lock) -> Result<Pin
     });
     if problems.is_empty() {
         let c = &project.cluster;
-        let apt_config = c.packages.apt_config.iter().map(|(os, p)| (os.to_string(), crate::packages::absolute(p))).collect();
-        Ok(Pinned { artifacts: out, packages, arch: c.arch.to_string(), apt_config })
+        let apt_config = c
+            .packages
+            .apt_config
+            .iter()
+            .map(|(os, p)| (os.to_string(), crate::packages::absolute(p)))
+            .collect();
+        Ok(Pinned {
+            artifacts: out,
+            packages,
+            arch: c.arch.to_string(),
+            apt_config,
+        })
     } else {
-        Err(Error::Lock(format!("{}\nrun `kiln lock` to pin them", problems.join("\n"))))
+        Err(Error::Lock(format!(
+            "{}\nrun `kiln lock` to pin them",
+            problems.join("\n")
+        )))
     }
 }
 
@@ -236,9 +315,21 @@ mod tests {
     fn checksum_file_forms() {
         let h = "a".repeat(64);
         assert_eq!(parse_checksum_file(&format!("{h}\n"), "x"), Some(h.clone()));
-        let sums = format!("{}  etcd-v3.5.21-linux-arm64.tar.gz\n{h}  etcd-v3.5.21-linux-amd64.tar.gz\n", "b".repeat(64));
-        assert_eq!(parse_checksum_file(&sums, "etcd-v3.5.21-linux-amd64.tar.gz"), Some(h.clone()));
-        assert_eq!(parse_checksum_file(&format!("{h} *./bin/runc.amd64\n{}  other\n", "c".repeat(64)), "runc.amd64"), Some(h));
+        let sums = format!(
+            "{}  etcd-v3.5.21-linux-arm64.tar.gz\n{h}  etcd-v3.5.21-linux-amd64.tar.gz\n",
+            "b".repeat(64)
+        );
+        assert_eq!(
+            parse_checksum_file(&sums, "etcd-v3.5.21-linux-amd64.tar.gz"),
+            Some(h.clone())
+        );
+        assert_eq!(
+            parse_checksum_file(
+                &format!("{h} *./bin/runc.amd64\n{}  other\n", "c".repeat(64)),
+                "runc.amd64"
+            ),
+            Some(h)
+        );
         assert_eq!(parse_checksum_file("zz  file\n", "file"), None);
         assert_eq!(parse_checksum_file(&sums, "missing.tar.gz"), None);
     }

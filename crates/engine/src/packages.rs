@@ -37,7 +37,12 @@ struct Want {
 
 impl Want {
     fn matches(&self, c: &LockedClosure, arch: &str) -> bool {
-        c.role == self.role && c.os == self.os.as_str() && c.arch == arch && c.requested == self.requested && c.base == self.base && c.after == self.after
+        c.role == self.role
+            && c.os == self.os.as_str()
+            && c.arch == arch
+            && c.requested == self.requested
+            && c.base == self.base
+            && c.after == self.after
     }
 }
 
@@ -56,7 +61,11 @@ fn base_description(project: &Project, os: OsId) -> String {
 
 /// The packages a Debian-family host is assumed to have beyond minbase, sorted.
 fn assumed_debian(project: &Project) -> Vec<String> {
-    let mut v: Vec<String> = ASSUMED_DEBIAN_HOST.iter().map(|s| s.to_string()).chain(project.cluster.packages.assume_installed.iter().cloned()).collect();
+    let mut v: Vec<String> = ASSUMED_DEBIAN_HOST
+        .iter()
+        .map(|s| s.to_string())
+        .chain(project.cluster.packages.assume_installed.iter().cloned())
+        .collect();
     v.sort();
     v.dedup();
     v
@@ -72,8 +81,18 @@ fn wants(project: &Project, plan: &Plan) -> Vec<Want> {
         .iter()
         .filter(|b| !b.packages.is_empty())
         .map(|b| {
-            let after: Vec<String> = project.host_roles(std::slice::from_ref(&b.role)).into_iter().filter(|r| *r != b.role).collect();
-            Want { role: b.role.clone(), os: b.os, requested: b.packages.clone(), after, base: base_description(project, b.os) }
+            let after: Vec<String> = project
+                .host_roles(std::slice::from_ref(&b.role))
+                .into_iter()
+                .filter(|r| *r != b.role)
+                .collect();
+            Want {
+                role: b.role.clone(),
+                os: b.os,
+                requested: b.packages.clone(),
+                after,
+                base: base_description(project, b.os),
+            }
         })
         .collect();
     // Every role installed before another has fewer roles before it.
@@ -111,7 +130,11 @@ pub fn lock(project: &Project, plan: &Plan, existing: Option<&Lock>) -> PackageL
 }
 
 /// The closures (and their packages) of `existing` if it has each wanted one unchanged.
-fn keep(existing: &Lock, wants: &[&Want], arch: &str) -> Option<(Vec<LockedPackage>, Vec<LockedClosure>)> {
+fn keep(
+    existing: &Lock,
+    wants: &[&Want],
+    arch: &str,
+) -> Option<(Vec<LockedPackage>, Vec<LockedClosure>)> {
     let mut closures = Vec::new();
     let mut packages = Vec::new();
     for w in wants {
@@ -125,7 +148,15 @@ fn keep(existing: &Lock, wants: &[&Want], arch: &str) -> Option<(Vec<LockedPacka
 }
 
 fn closure_entry(w: &Want, arch: &str, install: Vec<String>) -> LockedClosure {
-    LockedClosure { os: w.os.as_str().into(), role: w.role.clone(), arch: arch.into(), requested: w.requested.clone(), base: w.base.clone(), after: w.after.clone(), install }
+    LockedClosure {
+        os: w.os.as_str().into(),
+        role: w.role.clone(),
+        arch: arch.into(),
+        requested: w.requested.clone(),
+        base: w.base.clone(),
+        after: w.after.clone(),
+        install,
+    }
 }
 
 fn lock_debian(project: &Project, os: OsId, wants: &[&Want]) -> PackageLock {
@@ -135,7 +166,11 @@ fn lock_debian(project: &Project, os: OsId, wants: &[&Want]) -> PackageLock {
     let config = c.packages.apt_config.get(&os).map(|p| absolute(p));
     let fail_all = |out: &mut PackageLock, why: &str| {
         for w in wants {
-            out.unpinned.push(format!("packages {} of {} on {os}: {why}", w.requested.join(", "), w.role));
+            out.unpinned.push(format!(
+                "packages {} of {} on {os}: {why}",
+                w.requested.join(", "),
+                w.role
+            ));
         }
     };
     if config.is_none() {
@@ -159,7 +194,9 @@ fn lock_debian(project: &Project, os: OsId, wants: &[&Want]) -> PackageLock {
             return out;
         }
     };
-    let (origin, codename) = os.apt_release().expect("a Debian-family OS has an apt release");
+    let (origin, codename) = os
+        .apt_release()
+        .expect("a Debian-family OS has an apt release");
     if !index.has_release(origin, codename) {
         let what = match &config {
             Some(p) => format!("the apt configuration {}", p.display()),
@@ -178,7 +215,10 @@ fn lock_debian(project: &Project, os: OsId, wants: &[&Want]) -> PackageLock {
     let base = match index.base(&assumed_debian(project)) {
         Ok(b) => b,
         Err(e) => {
-            fail_all(&mut out, &format!("the assumed base system: {}", kiln_store::error_chain(&e)));
+            fail_all(
+                &mut out,
+                &format!("the assumed base system: {}", kiln_store::error_chain(&e)),
+            );
             return out;
         }
     };
@@ -197,14 +237,32 @@ fn lock_debian(project: &Project, os: OsId, wants: &[&Want]) -> PackageLock {
                     pins.insert(p.package.clone(), p);
                 }
                 out.closures.push(closure_entry(w, arch, names));
-                closures.insert(w.role.clone(), out.closures.last().expect("just pushed").install.clone());
+                closures.insert(
+                    w.role.clone(),
+                    out.closures.last().expect("just pushed").install.clone(),
+                );
             }
-            Err(e) => out.unpinned.push(format!("packages {} of {} on {os}: {}", w.requested.join(", "), w.role, kiln_store::error_chain(&e))),
+            Err(e) => out.unpinned.push(format!(
+                "packages {} of {} on {os}: {}",
+                w.requested.join(", "),
+                w.role,
+                kiln_store::error_chain(&e)
+            )),
         }
     }
     out.packages = pins
         .into_values()
-        .map(|p| LockedPackage { os: os.as_str().into(), name: p.package, version: p.version, arch: p.arch, source: "apt".into(), urls: Vec::new(), filename: p.filename, sha256: p.sha256, size: Some(p.size) })
+        .map(|p| LockedPackage {
+            os: os.as_str().into(),
+            name: p.package,
+            version: p.version,
+            arch: p.arch,
+            source: "apt".into(),
+            urls: Vec::new(),
+            filename: p.filename,
+            sha256: p.sha256,
+            size: Some(p.size),
+        })
         .collect();
     out
 }
@@ -215,12 +273,26 @@ fn lock_el(project: &Project, os: OsId, wants: &[&Want]) -> PackageLock {
     let catalog_file = c.paths.catalog.join("catalog.toml");
     let mut closures: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for w in wants {
-        let installed: BTreeSet<String> = w.after.iter().flat_map(|a| closures.get(a).into_iter().flatten().cloned()).collect();
+        let installed: BTreeSet<String> = w
+            .after
+            .iter()
+            .flat_map(|a| closures.get(a).into_iter().flatten().cloned())
+            .collect();
         match rpm_closure(&project.catalog.rpms, os, c.arch, &w.requested, &installed) {
             Ok(list) => {
                 for r in &list {
                     let source = r.url.split_once("://").map_or("https", |x| x.0).to_string();
-                    out.packages.push(LockedPackage { os: os.as_str().into(), name: r.name.clone(), version: r.version.clone(), arch: r.arch.clone(), source, urls: vec![r.url.clone()], filename: r.file_name().into(), sha256: r.sha256.clone(), size: r.size });
+                    out.packages.push(LockedPackage {
+                        os: os.as_str().into(),
+                        name: r.name.clone(),
+                        version: r.version.clone(),
+                        arch: r.arch.clone(),
+                        source,
+                        urls: vec![r.url.clone()],
+                        filename: r.file_name().into(),
+                        sha256: r.sha256.clone(),
+                        size: r.size,
+                    });
                 }
                 let names: Vec<String> = list.iter().map(|r| r.name.clone()).collect();
                 closures.insert(w.role.clone(), names.clone());
@@ -243,7 +315,11 @@ fn lock_el(project: &Project, os: OsId, wants: &[&Want]) -> PackageLock {
 
 /// Each bundle's packages in install order, as locked; fails naming every closure that is
 /// missing or no longer matches the profiles.
-pub fn locked(project: &Project, plan: &Plan, lock: &Lock) -> Result<BTreeMap<String, Vec<LockedPackage>>, Vec<String>> {
+pub fn locked(
+    project: &Project,
+    plan: &Plan,
+    lock: &Lock,
+) -> Result<BTreeMap<String, Vec<LockedPackage>>, Vec<String>> {
     let arch = project.cluster.arch.as_str();
     let lock_file = project.cluster.paths.lock.display();
     let mut out = BTreeMap::new();
@@ -272,13 +348,25 @@ mod tests {
 
     #[test]
     fn a_closure_matches_only_its_own_inputs() {
-        let w = Want { role: "lb".into(), os: OsId::Debian12, requested: vec!["nginx".into()], after: vec!["common".into()], base: "minbase + systemd".into() };
+        let w = Want {
+            role: "lb".into(),
+            os: OsId::Debian12,
+            requested: vec!["nginx".into()],
+            after: vec!["common".into()],
+            base: "minbase + systemd".into(),
+        };
         let c = closure_entry(&w, "amd64", vec!["nginx".into()]);
         assert!(w.matches(&c, "amd64"));
         assert!(!w.matches(&c, "arm64"));
-        let more = Want { requested: vec!["nginx".into(), "keepalived".into()], ..w.clone() };
+        let more = Want {
+            requested: vec!["nginx".into(), "keepalived".into()],
+            ..w.clone()
+        };
         assert!(!more.matches(&c, "amd64"));
-        let other_base = Want { base: "minbase + dbus".into(), ..w };
+        let other_base = Want {
+            base: "minbase + dbus".into(),
+            ..w
+        };
         assert!(!other_base.matches(&c, "amd64"));
     }
 }

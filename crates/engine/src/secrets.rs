@@ -12,7 +12,12 @@ use crate::{io_err, Error};
 /// Creates or reuses the PKI state beside cluster.toml and returns every host's secret files.
 pub fn ensure_pki(project: &Project, rotate_ca: bool) -> Result<PkiOutput, Error> {
     let input = kiln_plan::certs::pki_input(project);
-    Ok(kiln_pki::ensure(&project.cluster.paths.pki, &input, &SystemClock, &PkiOptions { rotate_ca })?)
+    Ok(kiln_pki::ensure(
+        &project.cluster.paths.pki,
+        &input,
+        &SystemClock,
+        &PkiOptions { rotate_ca },
+    )?)
 }
 
 /// A digest of every file in the PKI state (names and bytes), so a changed CA or leaf changes the build id.
@@ -39,7 +44,12 @@ pub fn state_digest(dir: &Path) -> Result<String, Error> {
     let mut h = Sha256::new();
     for f in files {
         let bytes = std::fs::read(&f).map_err(io_err(&f))?;
-        h.update(f.strip_prefix(dir).unwrap_or(&f).to_string_lossy().as_bytes());
+        h.update(
+            f.strip_prefix(dir)
+                .unwrap_or(&f)
+                .to_string_lossy()
+                .as_bytes(),
+        );
         h.update([0]);
         h.update(Sha256::digest(&bytes));
     }

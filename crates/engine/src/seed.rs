@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use cloud_init_config::{CloudConfig, Ethernet, ManageEtcHosts, MetaData, Nameservers, NetworkConfig, RunCmd, Seed, Timestamp};
+use cloud_init_config::{
+    CloudConfig, Ethernet, ManageEtcHosts, MetaData, Nameservers, NetworkConfig, RunCmd, Seed,
+    Timestamp,
+};
 use sha2::{Digest, Sha256};
 
 use kiln_spec::{Host, Project};
@@ -22,18 +25,30 @@ pub struct SeedKinds {
 
 impl SeedKinds {
     /// All three forms.
-    pub const ALL: SeedKinds = SeedKinds { dir: true, iso: true, vfat: true };
+    pub const ALL: SeedKinds = SeedKinds {
+        dir: true,
+        iso: true,
+        vfat: true,
+    };
 
     /// Parses a list like `iso,vfat,dir` (or `none`).
     pub fn parse(s: &str) -> Result<SeedKinds, String> {
-        let mut k = SeedKinds { dir: false, iso: false, vfat: false };
+        let mut k = SeedKinds {
+            dir: false,
+            iso: false,
+            vfat: false,
+        };
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
                 "dir" => k.dir = true,
                 "iso" => k.iso = true,
                 "vfat" => k.vfat = true,
                 "none" => {}
-                other => return Err(format!("unknown seed form {other:?}; expected iso, vfat, dir or none")),
+                other => {
+                    return Err(format!(
+                        "unknown seed form {other:?}; expected iso, vfat, dir or none"
+                    ))
+                }
             }
         }
         Ok(k)
@@ -72,12 +87,38 @@ pub fn runcmd_script(install_sha: &str, secrets_sha: &str, rerun: bool) -> Strin
 }
 
 /// The seed documents of one host.
-pub fn seed_for(project: &Project, host: &Host, build_id: &str, install_sha: &str, secrets_sha: &str, rerun: bool) -> Seed {
+pub fn seed_for(
+    project: &Project,
+    host: &Host,
+    build_id: &str,
+    install_sha: &str,
+    secrets_sha: &str,
+    rerun: bool,
+) -> Seed {
     let c = &project.cluster;
-    let prefix = c.network.host_cidrs.iter().find(|n| n.contains(host.ip)).map(|n| n.prefix).unwrap_or(24);
-    let mut eth = Ethernet::static_by_mac(&host_mac(&c.name, host), "eth0", [format!("{}/{prefix}", host.ip)], c.network.gateway.map(|g| g.to_string()).as_deref());
+    let prefix = c
+        .network
+        .host_cidrs
+        .iter()
+        .find(|n| n.contains(host.ip))
+        .map(|n| n.prefix)
+        .unwrap_or(24);
+    let mut eth = Ethernet::static_by_mac(
+        &host_mac(&c.name, host),
+        "eth0",
+        [format!("{}/{prefix}", host.ip)],
+        c.network.gateway.map(|g| g.to_string()).as_deref(),
+    );
     if !c.network.nameservers.is_empty() {
-        eth.nameservers = Some(Nameservers { addresses: c.network.nameservers.iter().map(|n| n.to_string()).collect(), search: Vec::new() });
+        eth.nameservers = Some(Nameservers {
+            addresses: c
+                .network
+                .nameservers
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            search: Vec::new(),
+        });
     }
     let mut ethernets = std::collections::BTreeMap::new();
     ethernets.insert("eth0".to_string(), eth);
@@ -85,22 +126,41 @@ pub fn seed_for(project: &Project, host: &Host, build_id: &str, install_sha: &st
         hostname: Some(host.name.clone()),
         manage_etc_hosts: Some(ManageEtcHosts::Disabled),
         ssh_authorized_keys: c.ssh_authorized_keys.clone(),
-        runcmd: vec![RunCmd::argv(["sh", "-c", &runcmd_script(install_sha, secrets_sha, rerun)])],
-        final_message: Some(format!("KILN cloud-init final {} after $UPTIME seconds", host.name)),
+        runcmd: vec![RunCmd::argv([
+            "sh",
+            "-c",
+            &runcmd_script(install_sha, secrets_sha, rerun),
+        ])],
+        final_message: Some(format!(
+            "KILN cloud-init final {} after $UPTIME seconds",
+            host.name
+        )),
         ..CloudConfig::default()
     };
     Seed {
         user_data,
-        meta_data: MetaData { instance_id: cloud_init_config::instance_id(&host.name, build_id), local_hostname: Some(host.name.clone()) },
+        meta_data: MetaData {
+            instance_id: cloud_init_config::instance_id(&host.name, build_id),
+            local_hostname: Some(host.name.clone()),
+        },
         network_config: Some(NetworkConfig { ethernets }),
     }
 }
 
 /// Writes the requested seed forms into `host_dir`; `carry` are (name in `kiln/`, source) files.
 /// Returns the written files (relative to `host_dir`).
-pub fn write_seeds(host_dir: &Path, seed: &Seed, carry: &[(String, PathBuf)], kinds: SeedKinds, time: u64) -> Result<Vec<String>, Error> {
+pub fn write_seeds(
+    host_dir: &Path,
+    seed: &Seed,
+    carry: &[(String, PathBuf)],
+    kinds: SeedKinds,
+    time: u64,
+) -> Result<Vec<String>, Error> {
     let mut out = Vec::new();
-    let extra: Vec<(String, PathBuf)> = carry.iter().map(|(n, p)| (format!("kiln/{n}"), p.clone())).collect();
+    let extra: Vec<(String, PathBuf)> = carry
+        .iter()
+        .map(|(n, p)| (format!("kiln/{n}"), p.clone()))
+        .collect();
     let ts = Timestamp::from_unix(time.max(315_532_800) as i64).map_err(Error::Seed)?;
     if kinds.dir {
         let dir = host_dir.join("seed");
@@ -120,11 +180,13 @@ pub fn write_seeds(host_dir: &Path, seed: &Seed, carry: &[(String, PathBuf)], ki
         }
     }
     if kinds.iso {
-        cloud_init_config::write_iso(&host_dir.join("cidata.iso"), seed, &extra, ts).map_err(Error::Seed)?;
+        cloud_init_config::write_iso(&host_dir.join("cidata.iso"), seed, &extra, ts)
+            .map_err(Error::Seed)?;
         out.push("cidata.iso".into());
     }
     if kinds.vfat {
-        cloud_init_config::write_vfat(&host_dir.join("cidata.img"), seed, &extra, ts).map_err(Error::Seed)?;
+        cloud_init_config::write_vfat(&host_dir.join("cidata.img"), seed, &extra, ts)
+            .map_err(Error::Seed)?;
         out.push("cidata.img".into());
     }
     Ok(out)

@@ -202,6 +202,7 @@ impl Sandbox {
 
     /// Like [`Sandbox::run`] with `--dir args[0] --secrets-sha256 args[1]`.
     pub fn run_args(&self, shell: Shell, args: &[&str; 2], env: &[(&str, &str)]) -> Outcome {
+        shell.require();
         let argv = shell.argv();
         let out = Command::new(argv[0])
             .args(&argv[1..])

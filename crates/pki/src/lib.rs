@@ -139,7 +139,12 @@ pub fn planned_files(input: &PkiInput) -> Result<BTreeMap<String, Vec<(String, u
     input.validate()?;
     Ok(layout::plan(input)
         .into_iter()
-        .map(|p| (p.name, p.files.into_iter().map(|f| (f.path, f.mode)).collect()))
+        .map(|p| {
+            (
+                p.name,
+                p.files.into_iter().map(|f| (f.path, f.mode)).collect(),
+            )
+        })
         .collect())
 }
 

@@ -18,7 +18,11 @@ pub fn pki_input(project: &Project) -> PkiInput {
         hosts: c
             .hosts
             .iter()
-            .map(|h| PkiHost { name: h.name.clone(), ip: h.ip, roles: project.host_roles(&h.roles).into_iter().collect() })
+            .map(|h| PkiHost {
+                name: h.name.clone(),
+                ip: h.ip,
+                roles: project.host_roles(&h.roles).into_iter().collect(),
+            })
             .collect(),
         vip: c.lb.as_ref().map(|l| l.vip),
         api_port: c.lb.as_ref().map(|l| l.port).unwrap_or(6443),

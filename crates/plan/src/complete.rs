@@ -9,7 +9,14 @@ use std::collections::BTreeSet;
 use crate::{BundlePlan, FileSource, HostPlan};
 
 /// Where kiln is the only source of files: a reference there must be satisfied by the plan.
-const MANAGED: &[&str] = &["/etc/kubernetes/", "/etc/kiln/", "/usr/local/", "/opt/cni/bin/", "/var/lib/kubelet/pki/", "/var/lib/kubelet/config"];
+const MANAGED: &[&str] = &[
+    "/etc/kubernetes/",
+    "/etc/kiln/",
+    "/usr/local/",
+    "/opt/cni/bin/",
+    "/var/lib/kubelet/pki/",
+    "/var/lib/kubelet/config",
+];
 
 /// Manifests applied to the cluster through the API: the paths in them are other hosts' paths.
 const ADDONS: &str = "/etc/kubernetes/addons/";
@@ -27,15 +34,25 @@ pub struct Miss {
 
 impl std::fmt::Display for Miss {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} refers to {}, which no bundle, host file or certificate provides", self.host, self.referrer, self.reference)
+        write!(
+            f,
+            "{}: {} refers to {}, which no bundle, host file or certificate provides",
+            self.host, self.referrer, self.reference
+        )
     }
 }
 
 /// Absolute paths mentioned in `text` (tokens starting with '/', cut at quotes, spaces, commas…).
 fn paths_in(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '=' | ';' | '(' | ')' | '[' | ']' | '{' | '}'))
-        .filter(|t| t.starts_with('/') && t.len() > 1)
-        .map(|t| t.trim_end_matches(['.', ':', '/']))
+    text.split(|c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '"' | '\'' | ',' | '=' | ';' | '(' | ')' | '[' | ']' | '{' | '}'
+            )
+    })
+    .filter(|t| t.starts_with('/') && t.len() > 1)
+    .map(|t| t.trim_end_matches(['.', ':', '/']))
 }
 
 /// Executables of a unit file: the first word of every Exec* line.
@@ -45,19 +62,29 @@ fn unit_executables(text: &str) -> Vec<&str> {
             let (k, v) = l.split_once('=')?;
             k.trim().starts_with("Exec").then_some(v.trim())
         })
-        .filter_map(|v| v.trim_start_matches(['-', '@', ':', '+', '!']).split_whitespace().next())
+        .filter_map(|v| {
+            v.trim_start_matches(['-', '@', ':', '+', '!'])
+                .split_whitespace()
+                .next()
+        })
         .collect()
 }
 
 fn managed(p: &str) -> bool {
-    MANAGED.iter().any(|m| p.starts_with(m) || *m == format!("{p}/"))
+    MANAGED
+        .iter()
+        .any(|m| p.starts_with(m) || *m == format!("{p}/"))
 }
 
 /// Checks every host of the plan; returns every miss, sorted.
 pub fn check(bundles: &[BundlePlan], hosts: &[HostPlan]) -> Vec<Miss> {
     let mut misses = BTreeSet::new();
     for h in hosts {
-        let mine: Vec<&BundlePlan> = h.bundles.iter().filter_map(|id| bundles.iter().find(|b| &b.id == id)).collect();
+        let mine: Vec<&BundlePlan> = h
+            .bundles
+            .iter()
+            .filter_map(|id| bundles.iter().find(|b| &b.id == id))
+            .collect();
         let mut have: BTreeSet<&str> = BTreeSet::new();
         for b in &mine {
             have.extend(b.files.iter().map(|f| f.path.as_str()));
@@ -66,25 +93,45 @@ pub fn check(bundles: &[BundlePlan], hosts: &[HostPlan]) -> Vec<Miss> {
         have.extend(h.files.iter().map(|f| f.path.as_str()));
         have.extend(h.secrets.iter().map(|s| s.path.as_str()));
         // A referenced folder is fine when something is delivered inside it.
-        let present = |p: &str| have.contains(p) || have.iter().any(|f| f.starts_with(p) && f.as_bytes().get(p.len()) == Some(&b'/'));
-        let sources = mine.iter().flat_map(|b| b.files.iter().map(move |f| (b.id.clone(), f))).chain(h.files.iter().map(|f| (format!("host {}", h.name), f)));
+        let present = |p: &str| {
+            have.contains(p)
+                || have
+                    .iter()
+                    .any(|f| f.starts_with(p) && f.as_bytes().get(p.len()) == Some(&b'/'))
+        };
+        let sources = mine
+            .iter()
+            .flat_map(|b| b.files.iter().map(move |f| (b.id.clone(), f)))
+            .chain(h.files.iter().map(|f| (format!("host {}", h.name), f)));
         for (origin, f) in sources {
-            let FileSource::Content { bytes, .. } = &f.source else { continue };
+            let FileSource::Content { bytes, .. } = &f.source else {
+                continue;
+            };
             if f.path.starts_with(ADDONS) {
                 continue;
             }
-            let Ok(text) = std::str::from_utf8(bytes) else { continue };
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                continue;
+            };
             let referrer = format!("{} (in {origin})", f.path);
             if f.path.ends_with(".service") {
                 for exe in unit_executables(text) {
                     if exe.starts_with('/') && !present(exe) && managed(exe) {
-                        misses.insert(Miss { host: h.name.clone(), referrer: referrer.clone(), reference: exe.to_string() });
+                        misses.insert(Miss {
+                            host: h.name.clone(),
+                            referrer: referrer.clone(),
+                            reference: exe.to_string(),
+                        });
                     }
                 }
             }
             for p in paths_in(text) {
                 if managed(p) && !present(p) && p != f.path {
-                    misses.insert(Miss { host: h.name.clone(), referrer: referrer.clone(), reference: p.to_string() });
+                    misses.insert(Miss {
+                        host: h.name.clone(),
+                        referrer: referrer.clone(),
+                        reference: p.to_string(),
+                    });
                 }
             }
         }
@@ -99,9 +146,19 @@ mod tests {
     #[test]
     fn finds_paths_and_executables() {
         let unit = "[Service]\nExecStartPre=-/sbin/modprobe overlay\nExecStart=/usr/local/bin/etcd --cert=/etc/kubernetes/pki/a.crt,/etc/kiln/x\n";
-        assert_eq!(unit_executables(unit), ["/sbin/modprobe", "/usr/local/bin/etcd"]);
+        assert_eq!(
+            unit_executables(unit),
+            ["/sbin/modprobe", "/usr/local/bin/etcd"]
+        );
         let p: Vec<&str> = paths_in(unit).collect();
-        assert!(p.contains(&"/etc/kubernetes/pki/a.crt") && p.contains(&"/etc/kiln/x"), "{p:?}");
-        assert!(managed("/usr/local/bin/etcd") && !managed("/sbin/modprobe") && managed("/etc/kubernetes"));
+        assert!(
+            p.contains(&"/etc/kubernetes/pki/a.crt") && p.contains(&"/etc/kiln/x"),
+            "{p:?}"
+        );
+        assert!(
+            managed("/usr/local/bin/etcd")
+                && !managed("/sbin/modprobe")
+                && managed("/etc/kubernetes")
+        );
     }
 }

@@ -25,7 +25,9 @@ pub fn api_url(project: &Project) -> Option<String> {
     if let Some(e) = &c.api_endpoint {
         return Some(e.clone());
     }
-    c.hosts_with("master").next().map(|m| format!("https://{}:6443", m.ip))
+    c.hosts_with("master")
+        .next()
+        .map(|m| format!("https://{}:6443", m.ip))
 }
 
 /// Context for role-scope templates.
@@ -37,7 +39,10 @@ pub fn role_context(project: &Project, role: &str, os: OsId) -> Value {
             vars.insert(k.clone(), v.clone());
         }
     }
-    let mut roles: BTreeMap<String, Vec<Value>> = ["etcd", "master", "node", "lb"].iter().map(|r| (r.to_string(), Vec::new())).collect();
+    let mut roles: BTreeMap<String, Vec<Value>> = ["etcd", "master", "node", "lb"]
+        .iter()
+        .map(|r| (r.to_string(), Vec::new()))
+        .collect();
     for name in project.profiles.keys() {
         roles.entry(name.clone()).or_default();
     }
@@ -48,7 +53,9 @@ pub fn role_context(project: &Project, role: &str, os: OsId) -> Value {
     }
     let lb = c.lb.as_ref().map(|l| {
         let backends: Vec<String> = if l.backends.is_empty() {
-            c.hosts_with("master").map(|m| format!("{}:{}", m.ip, l.backend_port)).collect()
+            c.hosts_with("master")
+                .map(|m| format!("{}:{}", m.ip, l.backend_port))
+                .collect()
         } else {
             l.backends.clone()
         };
@@ -64,6 +71,7 @@ pub fn role_context(project: &Project, role: &str, os: OsId) -> Value {
         "network": c.network,
         "lb": lb,
         "api": {"url": api_url(project)},
+        "pki": {"kubelet_auth": c.pki.kubelet_auth},
         "versions": c.versions,
         "hosts": c.hosts.iter().map(host_value).collect::<Vec<_>>(),
         "roles": roles,

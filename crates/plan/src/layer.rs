@@ -63,10 +63,12 @@ impl Merged {
             Some((role, default)) => r.as_deref().unwrap_or(default) == role,
         };
         for a in layer.artifacts.iter().filter(|a| keep(&a.role)) {
-            self.items.insert(a.dest.as_str().to_string(), Item::Artifact(a.clone()));
+            self.items
+                .insert(a.dest.as_str().to_string(), Item::Artifact(a.clone()));
         }
         for t in layer.templates.iter().filter(|t| keep(&t.role)) {
-            self.items.insert(t.dest.as_str().to_string(), Item::Template(t.clone()));
+            self.items
+                .insert(t.dest.as_str().to_string(), Item::Template(t.clone()));
         }
         push_unique(&mut self.units, &layer.units);
         push_unique(&mut self.images, &layer.images);
@@ -85,7 +87,8 @@ impl Merged {
     pub fn apply_files(&mut self, overlay: &Overlay, role: &str) {
         if overlay.files_role == role {
             for f in &overlay.layer.files {
-                self.items.insert(f.dest.as_str().to_string(), Item::File(f.clone()));
+                self.items
+                    .insert(f.dest.as_str().to_string(), Item::File(f.clone()));
             }
         }
     }
@@ -109,7 +112,11 @@ pub fn merge(profile: &Profile, os: OsId, overlays: &[Overlay]) -> Merged {
             l.sysctl.clear();
             l.modules.clear();
         }
-        m.apply(&l, Some((&profile.name, "common")), &format!("overlays/{}/overlay.toml", o.name));
+        m.apply(
+            &l,
+            Some((&profile.name, "common")),
+            &format!("overlays/{}/overlay.toml", o.name),
+        );
         m.apply_files(o, &profile.name);
     }
     m

@@ -184,7 +184,15 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 fn content(path: &str, mode: u32, origin: String, bytes: Vec<u8>) -> PlannedFile {
-    PlannedFile { path: path.to_string(), mode, source: FileSource::Content { origin, sha256: sha256_hex(&bytes), bytes } }
+    PlannedFile {
+        path: path.to_string(),
+        mode,
+        source: FileSource::Content {
+            origin,
+            sha256: sha256_hex(&bytes),
+            bytes,
+        },
+    }
 }
 
 /// Builds the plan.
@@ -196,7 +204,10 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
     for h in &cluster.hosts {
         let roles = project.host_roles(&h.roles);
         for r in &roles {
-            pairs.entry((r.clone(), h.os)).or_default().push(h.name.clone());
+            pairs
+                .entry((r.clone(), h.os))
+                .or_default()
+                .push(h.name.clone());
         }
         host_plans.push((h, roles));
     }
@@ -213,30 +224,73 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
         for item in m.items.values() {
             match item {
                 Item::Artifact(a) => {
-                    let version = project.catalog.artifact.get(&a.name).and_then(|c| cluster.versions.get(&c.version)).cloned().unwrap_or_default();
-                    needs.insert(ArtifactNeed { name: a.name.clone(), version: version.clone(), arch: cluster.arch.to_string() });
-                    files.push(PlannedFile { path: a.dest.to_string(), mode: a.mode, source: FileSource::Artifact { name: a.name.clone(), version } });
+                    let version = project
+                        .catalog
+                        .artifact
+                        .get(&a.name)
+                        .and_then(|c| cluster.versions.get(&c.version))
+                        .cloned()
+                        .unwrap_or_default();
+                    needs.insert(ArtifactNeed {
+                        name: a.name.clone(),
+                        version: version.clone(),
+                        arch: cluster.arch.to_string(),
+                    });
+                    files.push(PlannedFile {
+                        path: a.dest.to_string(),
+                        mode: a.mode,
+                        source: FileSource::Artifact {
+                            name: a.name.clone(),
+                            version,
+                        },
+                    });
                 }
                 Item::Template(t) if t.scope == Scope::Role => {
                     let out = kiln_render::render(&t.origin, &t.text, &ctx)?;
-                    files.push(content(t.dest.as_str(), t.mode, t.origin.clone(), out.into_bytes()));
+                    files.push(content(
+                        t.dest.as_str(),
+                        t.mode,
+                        t.origin.clone(),
+                        out.into_bytes(),
+                    ));
                 }
                 Item::Template(_) => {}
-                Item::File(f) => files.push(PlannedFile { path: f.dest.to_string(), mode: f.mode, source: FileSource::Local { origin: f.origin.clone(), path: f.path.clone() } }),
+                Item::File(f) => files.push(PlannedFile {
+                    path: f.dest.to_string(),
+                    mode: f.mode,
+                    source: FileSource::Local {
+                        origin: f.origin.clone(),
+                        path: f.path.clone(),
+                    },
+                }),
             }
         }
         let origin = format!("profiles/{role} and overlays");
         if !m.sysctl.is_empty() {
             let p = format!("/etc/sysctl.d/90-kiln-{role}.conf");
-            files.push(content(&p, 0o644, "kiln: sysctl".into(), kiln_render::sysctl_conf(&origin, &m.sysctl).into_bytes()));
+            files.push(content(
+                &p,
+                0o644,
+                "kiln: sysctl".into(),
+                kiln_render::sysctl_conf(&origin, &m.sysctl).into_bytes(),
+            ));
         }
         if !m.modules.is_empty() {
             let p = format!("/etc/modules-load.d/kiln-{role}.conf");
-            files.push(content(&p, 0o644, "kiln: modules".into(), kiln_render::modules_conf(&origin, &m.modules).into_bytes()));
+            files.push(content(
+                &p,
+                0o644,
+                "kiln: modules".into(),
+                kiln_render::modules_conf(&origin, &m.modules).into_bytes(),
+            ));
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let health = match &m.health {
-            Some((origin, t)) => Some(kiln_render::render(&format!("{origin} (health)"), t, &ctx)?.trim().to_string()),
+            Some((origin, t)) => Some(
+                kiln_render::render(&format!("{origin} (health)"), t, &ctx)?
+                    .trim()
+                    .to_string(),
+            ),
             None => None,
         };
         let mut images = Vec::new();
@@ -271,10 +325,18 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
         // No path may come from two bundles of one host: install order would silently decide.
         let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
         for id in &ids {
-            let b = bundles.iter().find(|b| &b.id == id).expect("bundle planned");
+            let b = bundles
+                .iter()
+                .find(|b| &b.id == id)
+                .expect("bundle planned");
             for f in &b.files {
                 if let Some(first) = owner.insert(&f.path, &b.id) {
-                    return Err(PlanError::Conflict { host: h.name.clone(), path: f.path.clone(), first: first.to_string(), second: b.id.clone() });
+                    return Err(PlanError::Conflict {
+                        host: h.name.clone(),
+                        path: f.path.clone(),
+                        first: first.to_string(),
+                        second: b.id.clone(),
+                    });
                 }
             }
         }
@@ -285,14 +347,24 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
                 if let Item::Template(t) = item {
                     if t.scope == Scope::Host {
                         let out = kiln_render::render(&t.origin, &t.text, &ctx)?;
-                        files.push(content(t.dest.as_str(), t.mode, t.origin.clone(), out.into_bytes()));
+                        files.push(content(
+                            t.dest.as_str(),
+                            t.mode,
+                            t.origin.clone(),
+                            out.into_bytes(),
+                        ));
                     }
                 }
             }
         }
         if !h.sysctl.is_empty() {
             let src = format!("cluster.toml host {}", h.name);
-            files.push(content("/etc/sysctl.d/99-kiln-host.conf", 0o644, "kiln: host sysctl".into(), kiln_render::sysctl_conf(&src, &h.sysctl).into_bytes()));
+            files.push(content(
+                "/etc/sysctl.d/99-kiln-host.conf",
+                0o644,
+                "kiln: host sysctl".into(),
+                kiln_render::sysctl_conf(&src, &h.sysctl).into_bytes(),
+            ));
         }
         let env = format!(
             "# Generated by kiln: this host's identity.\nKILN_CLUSTER={}\nKILN_HOST={}\nKILN_IP={}\nKILN_ROLES={}\n",
@@ -301,19 +373,52 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
             h.ip,
             h.roles.join(",")
         );
-        files.push(content("/etc/kiln/host.env", 0o644, "kiln: host identity".into(), env.into_bytes()));
+        files.push(content(
+            "/etc/kiln/host.env",
+            0o644,
+            "kiln: host identity".into(),
+            env.into_bytes(),
+        ));
         files.sort_by(|a, b| a.path.cmp(&b.path));
         files.dedup_by(|a, b| a.path == b.path);
-        let secrets: Vec<PlannedSecret> = secrets.remove(&h.name).unwrap_or_default().into_iter().map(|(path, mode)| PlannedSecret { path, mode }).collect();
-        if let Some(clash) = files.iter().find(|f| secrets.iter().any(|s| s.path == f.path)) {
-            return Err(PlanError::Conflict { host: h.name.clone(), path: clash.path.clone(), first: "host files".into(), second: "certificates".into() });
+        let secrets: Vec<PlannedSecret> = secrets
+            .remove(&h.name)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(path, mode)| PlannedSecret { path, mode })
+            .collect();
+        if let Some(clash) = files
+            .iter()
+            .find(|f| secrets.iter().any(|s| s.path == f.path))
+        {
+            return Err(PlanError::Conflict {
+                host: h.name.clone(),
+                path: clash.path.clone(),
+                first: "host files".into(),
+                second: "certificates".into(),
+            });
         }
-        hosts.push(HostPlan { name: h.name.clone(), ip: h.ip.to_string(), mac: h.mac.clone(), os: h.os, roles: h.roles.clone(), bundles: ids, files, secrets });
+        hosts.push(HostPlan {
+            name: h.name.clone(),
+            ip: h.ip.to_string(),
+            mac: h.mac.clone(),
+            os: h.os,
+            roles: h.roles.clone(),
+            bundles: ids,
+            files,
+            secrets,
+        });
     }
 
     let misses = complete::check(&bundles, &hosts);
     if !misses.is_empty() {
         return Err(PlanError::Incomplete(misses));
     }
-    Ok(Plan { cluster: cluster.name.clone(), generation: cluster.generation, bundles, hosts, artifacts: needs.into_iter().collect() })
+    Ok(Plan {
+        cluster: cluster.name.clone(),
+        generation: cluster.generation,
+        bundles,
+        hosts,
+        artifacts: needs.into_iter().collect(),
+    })
 }

@@ -90,13 +90,18 @@ impl CatalogRpm {
     }
 
     fn applies_to(&self, os: OsId, arch: Arch) -> bool {
-        (self.os == os.as_str() || self.os == os.family()) && (self.arch == arch.rpm_name() || self.arch == "noarch")
+        (self.os == os.as_str() || self.os == os.family())
+            && (self.arch == arch.rpm_name() || self.arch == "noarch")
     }
 }
 
 /// Whether `name` is safe as a file name inside a bundle (`packages/<name>`).
 pub fn is_safe_file_name(name: &str) -> bool {
-    !name.is_empty() && !name.starts_with('.') && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'~' | b'%'))
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'~' | b'%')
+        })
 }
 
 /// Known pins: table → arch → version → `sha256:<hex>` or `sha512:<hex>`.
@@ -130,7 +135,12 @@ pub struct Resolved {
 }
 
 /// Parses catalog.toml and pins.toml texts.
-pub fn parse(file: &Path, text: &str, pins_file: &Path, pins_text: Option<&str>) -> Result<Catalog, Diagnostic> {
+pub fn parse(
+    file: &Path,
+    text: &str,
+    pins_file: &Path,
+    pins_text: Option<&str>,
+) -> Result<Catalog, Diagnostic> {
     let mut cat: Catalog = toml::from_str(text).map_err(|e| from_toml_error(file, text, &e))?;
     if let Some(p) = pins_text {
         cat.pins = toml::from_str(p).map_err(|e| from_toml_error(pins_file, p, &e))?;
@@ -139,7 +149,13 @@ pub fn parse(file: &Path, text: &str, pins_file: &Path, pins_text: Option<&str>)
         for (i, s) in a.sources.iter().enumerate() {
             let key = format!("artifact.{name}.source[{i}]");
             let err = |m: String| Diagnostic::error(file, text, None).key(key.clone()).msg(m);
-            let kind = SourceKind::parse(&s.kind).ok_or_else(|| err(format!("unknown source kind {:?}; expected one of {}", s.kind, SourceKind::NAMES.join(", "))))?;
+            let kind = SourceKind::parse(&s.kind).ok_or_else(|| {
+                err(format!(
+                    "unknown source kind {:?}; expected one of {}",
+                    s.kind,
+                    SourceKind::NAMES.join(", ")
+                ))
+            })?;
             let needs = match kind {
                 SourceKind::Https | SourceKind::Http => ("url", s.url.is_some()),
                 SourceKind::File => ("path", s.path.is_some()),
@@ -148,67 +164,142 @@ pub fn parse(file: &Path, text: &str, pins_file: &Path, pins_text: Option<&str>)
             if !needs.1 {
                 return Err(err(format!("a {} source needs `{}`", s.kind, needs.0)));
             }
-            let archive = s.archive.as_deref().unwrap_or(if kind == SourceKind::Apt { "deb" } else { "raw" });
+            let archive = s.archive.as_deref().unwrap_or(if kind == SourceKind::Apt {
+                "deb"
+            } else {
+                "raw"
+            });
             if !["raw", "tar.gz", "tar", "deb"].contains(&archive) {
-                return Err(err(format!("unknown archive {archive:?}; expected raw, tar.gz, tar or deb")));
+                return Err(err(format!(
+                    "unknown archive {archive:?}; expected raw, tar.gz, tar or deb"
+                )));
             }
             if archive != "raw" && s.member.is_none() {
-                return Err(err(format!("an archive of kind {archive} needs `member`: the file to take out of it")));
+                return Err(err(format!(
+                    "an archive of kind {archive} needs `member`: the file to take out of it"
+                )));
             }
             if let Some(t) = &s.pins {
                 if !cat.pins.contains_key(t) {
-                    return Err(err(format!("pins table {t:?} is not in {}", pins_file.display())));
+                    return Err(err(format!(
+                        "pins table {t:?} is not in {}",
+                        pins_file.display()
+                    )));
                 }
             }
         }
     }
     for (i, r) in cat.rpms.iter().enumerate() {
-        let err = |m: String| Diagnostic::error(file, text, None).key(format!("rpm[{i}]")).msg(m);
+        let err = |m: String| {
+            Diagnostic::error(file, text, None)
+                .key(format!("rpm[{i}]"))
+                .msg(m)
+        };
         let os_ok = r.os == "el" || OsId::parse(&r.os).is_some_and(|o| o.family() == "el");
         if !os_ok {
-            return Err(err(format!("os {:?} is not an EL release; expected el, centos7 or rocky9", r.os)));
+            return Err(err(format!(
+                "os {:?} is not an EL release; expected el, centos7 or rocky9",
+                r.os
+            )));
         }
         if !["x86_64", "aarch64", "noarch"].contains(&r.arch.as_str()) {
-            return Err(err(format!("arch {:?}: expected x86_64, aarch64 or noarch", r.arch)));
+            return Err(err(format!(
+                "arch {:?}: expected x86_64, aarch64 or noarch",
+                r.arch
+            )));
         }
         if !crate::cluster::is_package_name(&r.name) {
             return Err(err(format!("{:?} is not an rpm name", r.name)));
         }
-        if !["https://", "http://", "file://"].iter().any(|p| r.url.starts_with(p)) || !r.file_name().ends_with(".rpm") || !is_safe_file_name(r.file_name()) {
+        if !["https://", "http://", "file://"]
+            .iter()
+            .any(|p| r.url.starts_with(p))
+            || !r.file_name().ends_with(".rpm")
+            || !is_safe_file_name(r.file_name())
+        {
             return Err(err(format!("url {:?} must be an http(s):// or file:// URL of a .rpm file with a plain file name", r.url)));
         }
-        if r.sha256.len() != 64 || !r.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(err(format!("sha256 {:?} is not 64 lowercase hex digits", r.sha256)));
+        if r.sha256.len() != 64
+            || !r
+                .sha256
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(err(format!(
+                "sha256 {:?} is not 64 lowercase hex digits",
+                r.sha256
+            )));
         }
     }
     Ok(cat)
 }
 
 fn subst(t: &str, version: &str, arch: Arch) -> String {
-    t.replace("{version}", version).replace("{arch}", arch.as_str())
+    t.replace("{version}", version)
+        .replace("{arch}", arch.as_str())
 }
 
 impl Catalog {
     /// Picks the first source in `prefs` order that the artifact has, and fills in its templates.
-    pub fn resolve(&self, name: &str, versions: &BTreeMap<String, String>, arch: Arch, prefs: &[SourceKind]) -> Result<Resolved, String> {
-        let a = self.artifact.get(name).ok_or_else(|| format!("artifact {name:?} is not in the catalog"))?;
-        let version = versions.get(&a.version).ok_or_else(|| format!("artifact {name:?} needs `versions.{}` in cluster.toml", a.version))?;
-        let pin_of = |src: &CatalogSource| src.pins.as_ref().and_then(|t| self.pins.get(t)?.get(arch.as_str())?.get(version));
+    pub fn resolve(
+        &self,
+        name: &str,
+        versions: &BTreeMap<String, String>,
+        arch: Arch,
+        prefs: &[SourceKind],
+    ) -> Result<Resolved, String> {
+        let a = self
+            .artifact
+            .get(name)
+            .ok_or_else(|| format!("artifact {name:?} is not in the catalog"))?;
+        let version = versions.get(&a.version).ok_or_else(|| {
+            format!(
+                "artifact {name:?} needs `versions.{}` in cluster.toml",
+                a.version
+            )
+        })?;
+        let pin_of = |src: &CatalogSource| {
+            src.pins
+                .as_ref()
+                .and_then(|t| self.pins.get(t)?.get(arch.as_str())?.get(version))
+        };
         // Within one kind, a source with a pin for this version and arch wins over one without.
         let (kind, src) = prefs
             .iter()
             .find_map(|k| {
-                let of_kind: Vec<&CatalogSource> = a.sources.iter().filter(|s| SourceKind::parse(&s.kind) == Some(*k)).collect();
-                of_kind.iter().find(|s| pin_of(s).is_some()).or(of_kind.first()).map(|s| (*k, *s))
+                let of_kind: Vec<&CatalogSource> = a
+                    .sources
+                    .iter()
+                    .filter(|s| SourceKind::parse(&s.kind) == Some(*k))
+                    .collect();
+                of_kind
+                    .iter()
+                    .find(|s| pin_of(s).is_some())
+                    .or(of_kind.first())
+                    .map(|s| (*k, *s))
             })
             .ok_or_else(|| {
                 let have: Vec<&str> = a.sources.iter().map(|s| s.kind.as_str()).collect();
-                format!("artifact {name:?} has sources [{}] but cluster.toml allows only [{}]", have.join(", "), prefs.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "))
+                format!(
+                    "artifact {name:?} has sources [{}] but cluster.toml allows only [{}]",
+                    have.join(", "),
+                    prefs
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             })?;
-        let pin = pin_of(src).and_then(|p| p.strip_prefix("sha256:")).map(str::to_string);
-        let pin_sha512 = pin_of(src).and_then(|p| p.strip_prefix("sha512:")).map(str::to_string);
+        let pin = pin_of(src)
+            .and_then(|p| p.strip_prefix("sha256:"))
+            .map(str::to_string);
+        let pin_sha512 = pin_of(src)
+            .and_then(|p| p.strip_prefix("sha512:"))
+            .map(str::to_string);
         let url = match kind {
-            SourceKind::Https | SourceKind::Http => src.url.as_ref().map(|u| subst(u, version, arch)),
+            SourceKind::Https | SourceKind::Http => {
+                src.url.as_ref().map(|u| subst(u, version, arch))
+            }
             // Kept relative to the catalog folder so the lock does not depend on where the project lives.
             SourceKind::File => src.path.as_ref().map(|p| subst(p, version, arch)),
             SourceKind::Apt => None,
@@ -220,7 +311,13 @@ impl Catalog {
             kind,
             url,
             package: src.package.clone(),
-            archive: src.archive.clone().unwrap_or_else(|| if kind == SourceKind::Apt { "deb".into() } else { "raw".into() }),
+            archive: src.archive.clone().unwrap_or_else(|| {
+                if kind == SourceKind::Apt {
+                    "deb".into()
+                } else {
+                    "raw".into()
+                }
+            }),
             member: src.member.as_ref().map(|m| subst(m, version, arch)),
             pin,
             pin_sha512,
@@ -231,8 +328,21 @@ impl Catalog {
 
 /// The rpms that install `requested` on `os`/`arch`, dependencies first, leaving out
 /// `installed` (what bundles installed earlier bring); or the names with no entry.
-pub fn rpm_closure<'a>(rpms: &'a [CatalogRpm], os: OsId, arch: Arch, requested: &[String], installed: &BTreeSet<String>) -> Result<Vec<&'a CatalogRpm>, Vec<String>> {
-    fn visit<'a>(by_name: &BTreeMap<&str, &'a CatalogRpm>, name: &str, installed: &BTreeSet<String>, seen: &mut BTreeSet<String>, out: &mut Vec<&'a CatalogRpm>, missing: &mut Vec<String>) {
+pub fn rpm_closure<'a>(
+    rpms: &'a [CatalogRpm],
+    os: OsId,
+    arch: Arch,
+    requested: &[String],
+    installed: &BTreeSet<String>,
+) -> Result<Vec<&'a CatalogRpm>, Vec<String>> {
+    fn visit<'a>(
+        by_name: &BTreeMap<&str, &'a CatalogRpm>,
+        name: &str,
+        installed: &BTreeSet<String>,
+        seen: &mut BTreeSet<String>,
+        out: &mut Vec<&'a CatalogRpm>,
+        missing: &mut Vec<String>,
+    ) {
         if installed.contains(name) || !seen.insert(name.to_string()) {
             return;
         }
@@ -267,7 +377,10 @@ pub fn rpm_closure<'a>(rpms: &'a [CatalogRpm], os: OsId, arch: Arch, requested: 
 impl Resolved {
     /// Whether `kiln lock` can pin this without guessing: a known pin, a checksum file, apt's index, or a local file.
     pub fn has_checksum_source(&self) -> bool {
-        self.pin.is_some() || self.pin_sha512.is_some() || self.checksum_url.is_some() || matches!(self.kind, SourceKind::Apt | SourceKind::File)
+        self.pin.is_some()
+            || self.pin_sha512.is_some()
+            || self.checksum_url.is_some()
+            || matches!(self.kind, SourceKind::Apt | SourceKind::File)
     }
 }
 
@@ -284,12 +397,20 @@ pub fn import_checksums_yaml(text: &str) -> Result<Pins, String> {
         }
         let indent = trimmed.len() - trimmed.trim_start().len();
         let body = trimmed.trim_start();
-        let (k, v) = body.split_once(':').ok_or_else(|| format!("line {n}: expected `key: value`"))?;
+        let (k, v) = body
+            .split_once(':')
+            .ok_or_else(|| format!("line {n}: expected `key: value`"))?;
         let k = k.trim().trim_matches('"').trim_matches('\'').to_string();
         let v = v.trim().trim_matches('"').trim_matches('\'');
         match indent {
             0 => {
-                table = Some(k.strip_suffix("_checksums").ok_or_else(|| format!("line {n}: top-level key {k:?} does not end in _checksums"))?.to_string());
+                table = Some(
+                    k.strip_suffix("_checksums")
+                        .ok_or_else(|| {
+                            format!("line {n}: top-level key {k:?} does not end in _checksums")
+                        })?
+                        .to_string(),
+                );
                 arch = None;
             }
             2 => arch = Some(k),
@@ -308,12 +429,20 @@ pub fn import_checksums_yaml(text: &str) -> Result<Pins, String> {
                 let len = match algo {
                     "sha256" => 64,
                     "sha512" => 128,
-                    _ => return Err(format!("line {n}: unknown digest {algo:?} (expected sha256 or sha512)")),
+                    _ => {
+                        return Err(format!(
+                            "line {n}: unknown digest {algo:?} (expected sha256 or sha512)"
+                        ))
+                    }
                 };
                 if hex.len() != len || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
                     return Err(format!("line {n}: {v:?} is not a {algo} digest"));
                 }
-                pins.entry(t.clone()).or_default().entry(a.clone()).or_default().insert(k, format!("{algo}:{}", hex.to_ascii_lowercase()));
+                pins.entry(t.clone())
+                    .or_default()
+                    .entry(a.clone())
+                    .or_default()
+                    .insert(k, format!("{algo}:{}", hex.to_ascii_lowercase()));
             }
             _ => return Err(format!("line {n}: unexpected indentation {indent}")),
         }
@@ -329,7 +458,10 @@ mod tests {
     fn imports_kubespray_shape() {
         let y = "---\netcd_binary_checksums:\n  amd64:\n    3.5.21: sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n    3.5.0: 0\n  arm64:\n    3.5.21: \"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"\n";
         let p = import_checksums_yaml(y).unwrap();
-        assert_eq!(p["etcd_binary"]["amd64"]["3.5.21"], format!("sha256:{}", "a".repeat(64)));
+        assert_eq!(
+            p["etcd_binary"]["amd64"]["3.5.21"],
+            format!("sha256:{}", "a".repeat(64))
+        );
         assert!(!p["etcd_binary"]["amd64"].contains_key("3.5.0"));
         assert_eq!(p["etcd_binary"]["arm64"].len(), 1);
         assert!(import_checksums_yaml("x_checksums:\n  amd64:\n    1.0: sha256:zz\n").is_err());
@@ -387,39 +519,100 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
     const PINS: &str = "[kubernetes_server.amd64]\n\"1.34.2\" = \"sha512:aa\"\n[kubelet.amd64]\n\"1.34.2\" = \"sha256:bb\"\n\"1.33.5\" = \"sha256:cc\"\n";
 
     fn catalog() -> Catalog {
-        parse(Path::new("catalog.toml"), CATALOG, Path::new("pins.toml"), Some(PINS)).unwrap()
+        parse(
+            Path::new("catalog.toml"),
+            CATALOG,
+            Path::new("pins.toml"),
+            Some(PINS),
+        )
+        .unwrap()
     }
 
     #[test]
     fn within_a_kind_the_first_source_pinned_for_the_version_wins() {
         let cat = catalog();
         let v = |k: &str| BTreeMap::from([("kubernetes".to_string(), k.to_string())]);
-        let r = cat.resolve("kubelet", &v("1.34.2"), Arch::Amd64, &[SourceKind::Https]).unwrap();
-        assert_eq!(r.url.as_deref(), Some("https://example.invalid/v1.34.2/server-amd64.tar.gz"));
-        assert_eq!((r.pin.as_deref(), r.pin_sha512.as_deref()), (None, Some("aa")));
+        let r = cat
+            .resolve("kubelet", &v("1.34.2"), Arch::Amd64, &[SourceKind::Https])
+            .unwrap();
+        assert_eq!(
+            r.url.as_deref(),
+            Some("https://example.invalid/v1.34.2/server-amd64.tar.gz")
+        );
+        assert_eq!(
+            (r.pin.as_deref(), r.pin_sha512.as_deref()),
+            (None, Some("aa"))
+        );
         assert_eq!(r.member.as_deref(), Some("kubernetes/server/bin/kubelet"));
         // Not in the sha512 table: the per-binary source, pinned by sha256.
-        let r = cat.resolve("kubelet", &v("1.33.5"), Arch::Amd64, &[SourceKind::Https]).unwrap();
-        assert_eq!(r.url.as_deref(), Some("https://example.invalid/v1.33.5/amd64/kubelet"));
-        assert_eq!((r.pin.as_deref(), r.pin_sha512.as_deref()), (Some("cc"), None));
+        let r = cat
+            .resolve("kubelet", &v("1.33.5"), Arch::Amd64, &[SourceKind::Https])
+            .unwrap();
+        assert_eq!(
+            r.url.as_deref(),
+            Some("https://example.invalid/v1.33.5/amd64/kubelet")
+        );
+        assert_eq!(
+            (r.pin.as_deref(), r.pin_sha512.as_deref()),
+            (Some("cc"), None)
+        );
         // Pinned nowhere: the first source of the kind.
-        let r = cat.resolve("kubelet", &v("1.30.0"), Arch::Amd64, &[SourceKind::Https]).unwrap();
-        assert!(r.url.unwrap().ends_with("server-amd64.tar.gz") && r.pin.is_none() && r.pin_sha512.is_none());
+        let r = cat
+            .resolve("kubelet", &v("1.30.0"), Arch::Amd64, &[SourceKind::Https])
+            .unwrap();
+        assert!(
+            r.url.unwrap().ends_with("server-amd64.tar.gz")
+                && r.pin.is_none()
+                && r.pin_sha512.is_none()
+        );
     }
 
     #[test]
     fn rpm_closures_put_requirements_first_and_leave_out_what_is_installed() {
         let cat = catalog();
-        let names = |v: Vec<&CatalogRpm>| v.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(" ");
-        let got = rpm_closure(&cat.rpms, OsId::Centos7, Arch::Amd64, &["keepalived".into()], &BTreeSet::new()).unwrap();
+        let names = |v: Vec<&CatalogRpm>| {
+            v.iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let got = rpm_closure(
+            &cat.rpms,
+            OsId::Centos7,
+            Arch::Amd64,
+            &["keepalived".into()],
+            &BTreeSet::new(),
+        )
+        .unwrap();
         assert_eq!(names(got), "lm_sensors-libs net-snmp-libs keepalived");
         let installed = BTreeSet::from(["lm_sensors-libs".to_string()]);
-        let got = rpm_closure(&cat.rpms, OsId::Centos7, Arch::Amd64, &["keepalived".into()], &installed).unwrap();
+        let got = rpm_closure(
+            &cat.rpms,
+            OsId::Centos7,
+            Arch::Amd64,
+            &["keepalived".into()],
+            &installed,
+        )
+        .unwrap();
         assert_eq!(names(got), "net-snmp-libs keepalived");
         // On rocky9 the centos7-only entry does not apply; on arm64 nothing does.
-        let err = rpm_closure(&cat.rpms, OsId::Rocky9, Arch::Amd64, &["keepalived".into()], &BTreeSet::new()).unwrap_err();
+        let err = rpm_closure(
+            &cat.rpms,
+            OsId::Rocky9,
+            Arch::Amd64,
+            &["keepalived".into()],
+            &BTreeSet::new(),
+        )
+        .unwrap_err();
         assert_eq!(err, vec!["net-snmp-libs".to_string()]);
-        let err = rpm_closure(&cat.rpms, OsId::Centos7, Arch::Arm64, &["keepalived".into(), "nginx".into()], &BTreeSet::new()).unwrap_err();
+        let err = rpm_closure(
+            &cat.rpms,
+            OsId::Centos7,
+            Arch::Arm64,
+            &["keepalived".into(), "nginx".into()],
+            &BTreeSet::new(),
+        )
+        .unwrap_err();
         assert_eq!(err, vec!["keepalived".to_string(), "nginx".to_string()]);
     }
 
@@ -427,12 +620,30 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
     fn bad_rpm_entries_are_refused() {
         for (from, to, want) in [
             ("os = \"centos7\"", "os = \"debian12\"", "not an EL release"),
-            ("arch = \"x86_64\"\nurl = \"http://127.0.0.1/net", "arch = \"amd64\"\nurl = \"http://127.0.0.1/net", "expected x86_64"),
-            ("sha256 = \"0000000000000000000000000000000000000000000000000000000000000002\"", "sha256 = \"x\"", "64 lowercase hex"),
-            ("net-snmp-libs-5.7.2-49.el7.x86_64.rpm", "net snmp.rpm", "plain file name"),
+            (
+                "arch = \"x86_64\"\nurl = \"http://127.0.0.1/net",
+                "arch = \"amd64\"\nurl = \"http://127.0.0.1/net",
+                "expected x86_64",
+            ),
+            (
+                "sha256 = \"0000000000000000000000000000000000000000000000000000000000000002\"",
+                "sha256 = \"x\"",
+                "64 lowercase hex",
+            ),
+            (
+                "net-snmp-libs-5.7.2-49.el7.x86_64.rpm",
+                "net snmp.rpm",
+                "plain file name",
+            ),
         ] {
             let text = CATALOG.replacen(from, to, 1);
-            let err = parse(Path::new("catalog.toml"), &text, Path::new("pins.toml"), Some(PINS)).unwrap_err();
+            let err = parse(
+                Path::new("catalog.toml"),
+                &text,
+                Path::new("pins.toml"),
+                Some(PINS),
+            )
+            .unwrap_err();
             assert!(err.to_string().contains(want), "{from}: {err}");
         }
     }

@@ -30,11 +30,8 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&mut self, s: Option<std::ops::Range<usize>>, key: &str, msg: impl Into<String>) {
-        self.out.push(
-            Diagnostic::error(self.file, self.text, s)
-                .key(key)
-                .msg(msg),
-        );
+        self.out
+            .push(Diagnostic::error(self.file, self.text, s).key(key).msg(msg));
     }
 
     fn ip(&mut self, v: &S, key: &str) -> Option<IpAddr> {
@@ -104,7 +101,11 @@ pub fn validate(
     };
 
     if let Err(e) = check_hostname(raw.name.get_ref()) {
-        c.err(Some(raw.name.span()), "name", e.replace("host name", "cluster name"));
+        c.err(
+            Some(raw.name.span()),
+            "name",
+            e.replace("host name", "cluster name"),
+        );
     }
     let arch = match &raw.arch {
         None => Some(Arch::Amd64),
@@ -140,7 +141,11 @@ pub fn validate(
                 ),
             );
         } else if overlays.contains(o.get_ref()) {
-            c.err(Some(o.span()), &format!("overlays[{i}]"), format!("overlay {:?} is listed twice", o.get_ref()));
+            c.err(
+                Some(o.span()),
+                &format!("overlays[{i}]"),
+                format!("overlay {:?} is listed twice", o.get_ref()),
+            );
         } else {
             overlays.push(o.get_ref().clone());
         }
@@ -162,7 +167,12 @@ pub fn validate(
         }
     }
     if raw.sources.is_empty() {
-        sources = vec![SourceKind::Https, SourceKind::Http, SourceKind::File, SourceKind::Apt];
+        sources = vec![
+            SourceKind::Https,
+            SourceKind::Http,
+            SourceKind::File,
+            SourceKind::Apt,
+        ];
     }
 
     let versions: BTreeMap<String, String> = raw
@@ -172,7 +182,8 @@ pub fn validate(
         .collect();
     for (k, v) in &raw.versions {
         let s = v.get_ref();
-        if s.is_empty() || s.starts_with('v') || s.chars().any(|ch| ch.is_whitespace() || ch == '/') {
+        if s.is_empty() || s.starts_with('v') || s.chars().any(|ch| ch.is_whitespace() || ch == '/')
+        {
             c.err(
                 Some(v.span()),
                 &format!("versions.{k}"),
@@ -190,20 +201,41 @@ pub fn validate(
     for (prefix, repl) in &raw.mirrors {
         let key = format!("mirrors.\"{prefix}\"");
         if !is_url_prefix(prefix) {
-            c.err(Some(repl.span()), &key, format!("mirror prefix {prefix:?} must be an http(s):// or file:// URL"));
+            c.err(
+                Some(repl.span()),
+                &key,
+                format!("mirror prefix {prefix:?} must be an http(s):// or file:// URL"),
+            );
         }
         for r in repl.get_ref() {
             if !is_url_prefix(r) {
-                c.err(Some(repl.span()), &key, format!("replacement {r:?} must be an http(s):// or file:// URL"));
+                c.err(
+                    Some(repl.span()),
+                    &key,
+                    format!("replacement {r:?} must be an http(s):// or file:// URL"),
+                );
             }
         }
         mirrors.insert(prefix.clone(), repl.get_ref().clone());
     }
 
     for (i, k) in raw.ssh_authorized_keys.iter().enumerate() {
-        let ok = ["ssh-rsa ", "ssh-ed25519 ", "ecdsa-sha2-", "sk-ssh-ed25519@", "sk-ecdsa-sha2-"].iter().any(|p| k.get_ref().starts_with(p)) && !k.get_ref().contains('\n');
+        let ok = [
+            "ssh-rsa ",
+            "ssh-ed25519 ",
+            "ecdsa-sha2-",
+            "sk-ssh-ed25519@",
+            "sk-ecdsa-sha2-",
+        ]
+        .iter()
+        .any(|p| k.get_ref().starts_with(p))
+            && !k.get_ref().contains('\n');
         if !ok {
-            c.err(Some(k.span()), &format!("ssh-authorized-keys[{i}]"), "expected one OpenSSH public key line (ssh-ed25519 AAAA…, ssh-rsa …, ecdsa-sha2-…)");
+            c.err(
+                Some(k.span()),
+                &format!("ssh-authorized-keys[{i}]"),
+                "expected one OpenSSH public key line (ssh-ed25519 AAAA…, ssh-rsa …, ecdsa-sha2-…)",
+            );
         }
     }
     let mut image_sources = Vec::new();
@@ -211,22 +243,40 @@ pub fn validate(
         if crate::images::IMAGE_SOURCE_KINDS.contains(&s.get_ref().as_str()) {
             image_sources.push(s.get_ref().clone());
         } else {
-            c.err(Some(s.span()), &format!("image-sources[{i}]"), format!("unknown image source {:?}; expected registry or assemble", s.get_ref()));
+            c.err(
+                Some(s.span()),
+                &format!("image-sources[{i}]"),
+                format!(
+                    "unknown image source {:?}; expected registry or assemble",
+                    s.get_ref()
+                ),
+            );
         }
     }
     if raw.image_sources.is_empty() {
-        image_sources = crate::images::IMAGE_SOURCE_KINDS.iter().map(|s| s.to_string()).collect();
+        image_sources = crate::images::IMAGE_SOURCE_KINDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     }
     for (host, urls) in &raw.registry_mirrors {
         for u in urls.get_ref() {
             if !(u.starts_with("https://") || u.starts_with("http://")) {
-                c.err(Some(urls.span()), &format!("registry-mirrors.\"{host}\""), format!("mirror {u:?} must be an http(s):// URL"));
+                c.err(
+                    Some(urls.span()),
+                    &format!("registry-mirrors.\"{host}\""),
+                    format!("mirror {u:?} must be an http(s):// URL"),
+                );
             }
         }
     }
     let api_endpoint = raw.api.as_ref().map(|a| {
         if !a.endpoint.get_ref().starts_with("https://") {
-            c.err(Some(a.endpoint.span()), "api.endpoint", format!("expected an https:// URL, found {:?}", a.endpoint.get_ref()));
+            c.err(
+                Some(a.endpoint.span()),
+                "api.endpoint",
+                format!("expected an https:// URL, found {:?}", a.endpoint.get_ref()),
+            );
         }
         a.endpoint.get_ref().clone()
     });
@@ -234,7 +284,9 @@ pub fn validate(
     let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
     let packages = validate_packages(&mut c, raw, &base);
     let p = &raw.paths;
-    let rel = |v: &Option<S>, default: &str| base.join(v.as_ref().map(|s| s.get_ref().as_str()).unwrap_or(default));
+    let rel = |v: &Option<S>, default: &str| {
+        base.join(v.as_ref().map(|s| s.get_ref().as_str()).unwrap_or(default))
+    };
     let paths = Paths {
         cluster_file: file.to_path_buf(),
         profiles: rel(&p.profiles, "profiles"),
@@ -247,28 +299,50 @@ pub fn validate(
     };
 
     let cluster = match (arch, os, network) {
-        (Some(arch), Some(os), Some(network)) if !c.out.iter().any(|d| d.severity == crate::diag::Severity::Error) => Some(Cluster {
-            name: raw.name.get_ref().clone(),
-            arch,
-            os,
-            generation: raw.generation.as_ref().map(|g| *g.get_ref()).unwrap_or(1),
-            overlays,
-            sources,
-            versions,
-            network,
-            lb,
-            api_endpoint,
-            pki: pki.unwrap_or_else(default_pki),
-            mirrors,
-            image_sources,
-            registry_mirrors: raw.registry_mirrors.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect(),
-            registry_credentials: raw.registry_credentials.as_ref().map(|p| base.join(p.get_ref())),
-            vars: raw.vars.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
-            ssh_authorized_keys: raw.ssh_authorized_keys.iter().map(|k| k.get_ref().clone()).collect(),
-            packages,
-            hosts,
-            paths,
-        }),
+        (Some(arch), Some(os), Some(network))
+            if !c
+                .out
+                .iter()
+                .any(|d| d.severity == crate::diag::Severity::Error) =>
+        {
+            Some(Cluster {
+                name: raw.name.get_ref().clone(),
+                arch,
+                os,
+                generation: raw.generation.as_ref().map(|g| *g.get_ref()).unwrap_or(1),
+                overlays,
+                sources,
+                versions,
+                network,
+                lb,
+                api_endpoint,
+                pki: pki.unwrap_or_else(default_pki),
+                mirrors,
+                image_sources,
+                registry_mirrors: raw
+                    .registry_mirrors
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+                    .collect(),
+                registry_credentials: raw
+                    .registry_credentials
+                    .as_ref()
+                    .map(|p| base.join(p.get_ref())),
+                vars: raw
+                    .vars
+                    .iter()
+                    .map(|(k, v)| (k.clone(), to_json(v)))
+                    .collect(),
+                ssh_authorized_keys: raw
+                    .ssh_authorized_keys
+                    .iter()
+                    .map(|k| k.get_ref().clone())
+                    .collect(),
+                packages,
+                hosts,
+                paths,
+            })
+        }
         _ => None,
     };
     (cluster, c.out)
@@ -276,17 +350,26 @@ pub fn validate(
 
 /// Whether `s` can be a Debian or rpm package name.
 pub fn is_package_name(s: &str) -> bool {
-    s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b'_'))
+    s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b'_'))
 }
 
 fn validate_packages(c: &mut Ctx<'_>, raw: &RawCluster, base: &Path) -> PackageSettings {
     let p = &raw.packages;
-    let mut out = PackageSettings { bundle: p.bundle.as_ref().is_none_or(|b| *b.get_ref()), ..PackageSettings::default() };
+    let mut out = PackageSettings {
+        bundle: p.bundle.as_ref().is_none_or(|b| *b.get_ref()),
+        ..PackageSettings::default()
+    };
     for (i, n) in p.assume_installed.iter().enumerate() {
         if is_package_name(n.get_ref()) {
             out.assume_installed.push(n.get_ref().clone());
         } else {
-            c.err(Some(n.span()), &format!("packages.assume-installed[{i}]"), format!("{:?} is not a package name", n.get_ref()));
+            c.err(
+                Some(n.span()),
+                &format!("packages.assume-installed[{i}]"),
+                format!("{:?} is not a package name", n.get_ref()),
+            );
         }
     }
     for (k, v) in &p.apt_config {
@@ -318,7 +401,11 @@ fn parse_os(c: &mut Ctx<'_>, v: &S, key: &str) -> Option<OsId> {
         c.err(
             Some(v.span()),
             key,
-            format!("unknown OS {:?}; expected one of {}", v.get_ref(), OsId::NAMES.join(", ")),
+            format!(
+                "unknown OS {:?}; expected one of {}",
+                v.get_ref(),
+                OsId::NAMES.join(", ")
+            ),
         );
     }
     os
@@ -336,7 +423,11 @@ fn validate_network(c: &mut Ctx<'_>, raw: &RawCluster) -> Option<Network> {
     let svc = c.cidr(&n.service_cidr, "network.service-cidr");
     let dns = c.ip(&n.cluster_dns, "network.cluster-dns");
     if n.host_cidrs.is_empty() {
-        c.err(None, "network.host-cidrs", "at least one host network is required");
+        c.err(
+            None,
+            "network.host-cidrs",
+            "at least one host network is required",
+        );
     }
 
     // Every pair of distinct networks must be disjoint.
@@ -357,37 +448,81 @@ fn validate_network(c: &mut Ctx<'_>, raw: &RawCluster) -> Option<Network> {
             if named[i].2.overlaps(&named[j].2) {
                 let (ka, _, a) = &named[i];
                 let (kb, sb, b) = &named[j];
-                c.err(Some(sb.span()), kb, format!("{b} overlaps {ka} ({a}); pod, service and host networks must be disjoint"));
+                c.err(
+                    Some(sb.span()),
+                    kb,
+                    format!(
+                        "{b} overlaps {ka} ({a}); pod, service and host networks must be disjoint"
+                    ),
+                );
             }
         }
     }
     if let (Some(s), Some(d)) = (svc, dns) {
         if !s.contains(d) {
-            c.err(Some(n.cluster_dns.span()), "network.cluster-dns", format!("{d} is outside the service network {s}"));
+            c.err(
+                Some(n.cluster_dns.span()),
+                "network.cluster-dns",
+                format!("{d} is outside the service network {s}"),
+            );
         }
     }
-    let domain = n.cluster_domain.as_ref().map(|d| d.get_ref().clone()).unwrap_or_else(|| "cluster.local".into());
+    let domain = n
+        .cluster_domain
+        .as_ref()
+        .map(|d| d.get_ref().clone())
+        .unwrap_or_else(|| "cluster.local".into());
     if let Some(d) = &n.cluster_domain {
         if d.get_ref().split('.').any(|l| check_hostname(l).is_err()) {
-            c.err(Some(d.span()), "network.cluster-domain", format!("{:?} is not a valid DNS domain", d.get_ref()));
+            c.err(
+                Some(d.span()),
+                "network.cluster-domain",
+                format!("{:?} is not a valid DNS domain", d.get_ref()),
+            );
         }
     }
-    let cni = n.cni.as_ref().map(|s| s.get_ref().clone()).unwrap_or_else(|| "flannel".into());
+    let cni = n
+        .cni
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_else(|| "flannel".into());
     if let Some(s) = &n.cni {
         if !["flannel", "calico", "none"].contains(&s.get_ref().as_str()) {
-            c.err(Some(s.span()), "network.cni", format!("unknown CNI {:?}; expected flannel, calico or none", s.get_ref()));
+            c.err(
+                Some(s.span()),
+                "network.cni",
+                format!(
+                    "unknown CNI {:?}; expected flannel, calico or none",
+                    s.get_ref()
+                ),
+            );
         }
     }
-    let mode = n.kube_proxy_mode.as_ref().map(|s| s.get_ref().clone()).unwrap_or_else(|| "ipvs".into());
+    let mode = n
+        .kube_proxy_mode
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_else(|| "ipvs".into());
     if let Some(s) = &n.kube_proxy_mode {
         if !["ipvs", "iptables", "nftables"].contains(&s.get_ref().as_str()) {
-            c.err(Some(s.span()), "network.kube-proxy-mode", format!("unknown kube-proxy mode {:?}; expected ipvs, iptables or nftables", s.get_ref()));
+            c.err(
+                Some(s.span()),
+                "network.kube-proxy-mode",
+                format!(
+                    "unknown kube-proxy mode {:?}; expected ipvs, iptables or nftables",
+                    s.get_ref()
+                ),
+            );
         }
     }
     let gateway = n.gateway.as_ref().and_then(|g| c.ip(g, "network.gateway"));
     if let (Some(g), Some(gs)) = (gateway, &n.gateway) {
         if !host_cidrs.iter().flatten().any(|h| h.contains(g)) {
-            c.err(Some(gs.span()), "network.gateway", format!("gateway {g} is outside every host network"));
+            c.err(
+                Some(gs.span()),
+                "network.gateway",
+                format!("gateway {g} is outside every host network"),
+            );
         }
     }
     let nameservers: Vec<IpAddr> = n
@@ -412,8 +547,18 @@ fn validate_network(c: &mut Ctx<'_>, raw: &RawCluster) -> Option<Network> {
     })
 }
 
-fn validate_hosts(c: &mut Ctx<'_>, raw: &RawCluster, default_os: Option<OsId>, known: &Known<'_>) -> Vec<Host> {
-    let host_cidrs: Vec<Cidr> = raw.network.host_cidrs.iter().filter_map(|s| s.get_ref().parse().ok()).collect();
+fn validate_hosts(
+    c: &mut Ctx<'_>,
+    raw: &RawCluster,
+    default_os: Option<OsId>,
+    known: &Known<'_>,
+) -> Vec<Host> {
+    let host_cidrs: Vec<Cidr> = raw
+        .network
+        .host_cidrs
+        .iter()
+        .filter_map(|s| s.get_ref().parse().ok())
+        .collect();
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     let mut ips: BTreeMap<IpAddr, usize> = BTreeMap::new();
     let mut macs: BTreeMap<String, usize> = BTreeMap::new();
@@ -428,21 +573,40 @@ fn validate_hosts(c: &mut Ctx<'_>, raw: &RawCluster, default_os: Option<OsId>, k
             c.err(Some(h.name.span()), &k("name"), e);
         }
         if let Some(prev) = names.insert(h.name.get_ref().clone(), i) {
-            c.err(Some(h.name.span()), &k("name"), format!("duplicate host name {:?} (also host[{prev}])", h.name.get_ref()));
+            c.err(
+                Some(h.name.span()),
+                &k("name"),
+                format!(
+                    "duplicate host name {:?} (also host[{prev}])",
+                    h.name.get_ref()
+                ),
+            );
         }
         let ip = c.ip(&h.ip, &k("ip"));
         if let Some(ip) = ip {
             if let Some(prev) = ips.insert(ip, i) {
-                c.err(Some(h.ip.span()), &k("ip"), format!("duplicate IP {ip} (also host[{prev}])"));
+                c.err(
+                    Some(h.ip.span()),
+                    &k("ip"),
+                    format!("duplicate IP {ip} (also host[{prev}])"),
+                );
             }
             if !host_cidrs.is_empty() && !host_cidrs.iter().any(|n| n.contains(ip)) {
-                c.err(Some(h.ip.span()), &k("ip"), format!("{ip} is outside every network in network.host-cidrs"));
+                c.err(
+                    Some(h.ip.span()),
+                    &k("ip"),
+                    format!("{ip} is outside every network in network.host-cidrs"),
+                );
             }
         }
         let mac = h.mac.as_ref().and_then(|m| match parse_mac(m.get_ref()) {
             Ok(m2) => {
                 if let Some(prev) = macs.insert(m2.clone(), i) {
-                    c.err(Some(m.span()), &k("mac"), format!("duplicate MAC {m2} (also host[{prev}])"));
+                    c.err(
+                        Some(m.span()),
+                        &k("mac"),
+                        format!("duplicate MAC {m2} (also host[{prev}])"),
+                    );
                 }
                 Some(m2)
             }
@@ -457,15 +621,41 @@ fn validate_hosts(c: &mut Ctx<'_>, raw: &RawCluster, default_os: Option<OsId>, k
         };
         let roles = h.roles.get_ref();
         if roles.is_empty() {
-            c.err(Some(sh.span()), &k("roles"), format!("host {:?} has no role; give it at least one of {}", h.name.get_ref(), known.roles.iter().filter(|r| *r != "common").cloned().collect::<Vec<_>>().join(", ")));
+            c.err(
+                Some(sh.span()),
+                &k("roles"),
+                format!(
+                    "host {:?} has no role; give it at least one of {}",
+                    h.name.get_ref(),
+                    known
+                        .roles
+                        .iter()
+                        .filter(|r| *r != "common")
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
         }
         let mut seen = BTreeSet::new();
         for (j, r) in roles.iter().enumerate() {
             if !known.roles.contains(r.get_ref()) {
-                c.err(Some(r.span()), &format!("host[{i}].roles[{j}]"), format!("unknown role {:?}; roles are the profiles in the profiles folder: {}", r.get_ref(), known.roles.iter().cloned().collect::<Vec<_>>().join(", ")));
+                c.err(
+                    Some(r.span()),
+                    &format!("host[{i}].roles[{j}]"),
+                    format!(
+                        "unknown role {:?}; roles are the profiles in the profiles folder: {}",
+                        r.get_ref(),
+                        known.roles.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
             }
             if !seen.insert(r.get_ref()) {
-                c.err(Some(r.span()), &format!("host[{i}].roles[{j}]"), format!("role {:?} listed twice", r.get_ref()));
+                c.err(
+                    Some(r.span()),
+                    &format!("host[{i}].roles[{j}]"),
+                    format!("role {:?} listed twice", r.get_ref()),
+                );
             }
         }
         let sysctl = match crate::cluster::sysctl_strings(&h.sysctl) {
@@ -482,7 +672,11 @@ fn validate_hosts(c: &mut Ctx<'_>, raw: &RawCluster, default_os: Option<OsId>, k
                 mac,
                 os,
                 roles: roles.iter().map(|r| r.get_ref().clone()).collect(),
-                vars: h.vars.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
+                vars: h
+                    .vars
+                    .iter()
+                    .map(|(k, v)| (k.clone(), to_json(v)))
+                    .collect(),
                 sysctl,
             });
         }
@@ -490,28 +684,52 @@ fn validate_hosts(c: &mut Ctx<'_>, raw: &RawCluster, default_os: Option<OsId>, k
     hosts
 }
 
-fn validate_lb(c: &mut Ctx<'_>, raw: &RawCluster, network: Option<&Network>, hosts: &[Host]) -> Option<Lb> {
+fn validate_lb(
+    c: &mut Ctx<'_>,
+    raw: &RawCluster,
+    network: Option<&Network>,
+    hosts: &[Host],
+) -> Option<Lb> {
     let l = raw.lb.as_ref()?;
     let vip = c.ip(&l.vip, "lb.vip")?;
     if let Some(h) = hosts.iter().find(|h| h.ip == vip) {
-        c.err(Some(l.vip.span()), "lb.vip", format!("VIP {vip} is already the address of host {:?}", h.name));
+        c.err(
+            Some(l.vip.span()),
+            "lb.vip",
+            format!("VIP {vip} is already the address of host {:?}", h.name),
+        );
     }
     if let Some(n) = network {
         if !n.host_cidrs.iter().any(|h| h.contains(vip)) {
-            c.err(Some(l.vip.span()), "lb.vip", format!("VIP {vip} is outside every network in network.host-cidrs"));
+            c.err(
+                Some(l.vip.span()),
+                "lb.vip",
+                format!("VIP {vip} is outside every network in network.host-cidrs"),
+            );
         }
     }
     for (i, b) in l.backends.iter().enumerate() {
-        let ok = b.get_ref().rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        let ok = b
+            .get_ref()
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
         if !ok {
-            c.err(Some(b.span()), &format!("lb.backends[{i}]"), format!("expected host:port, found {:?}", b.get_ref()));
+            c.err(
+                Some(b.span()),
+                &format!("lb.backends[{i}]"),
+                format!("expected host:port, found {:?}", b.get_ref()),
+            );
         }
     }
     Some(Lb {
         vip,
         port: l.port.as_ref().map(|p| *p.get_ref()).unwrap_or(6443),
         backends: l.backends.iter().map(|b| b.get_ref().clone()).collect(),
-        backend_port: l.backend_port.as_ref().map(|p| *p.get_ref()).unwrap_or(6443),
+        backend_port: l
+            .backend_port
+            .as_ref()
+            .map(|p| *p.get_ref())
+            .unwrap_or(6443),
     })
 }
 
@@ -534,14 +752,22 @@ fn validate_pki(c: &mut Ctx<'_>, raw: &RawCluster) -> Option<PkiSettings> {
         match k.get_ref().as_str() {
             "rsa-2048" => s.key_type = KeyType::Rsa2048,
             "ecdsa-p256" => s.key_type = KeyType::EcdsaP256,
-            other => c.err(Some(k.span()), "pki.key-type", format!("unknown key type {other:?}; expected rsa-2048 or ecdsa-p256")),
+            other => c.err(
+                Some(k.span()),
+                "pki.key-type",
+                format!("unknown key type {other:?}; expected rsa-2048 or ecdsa-p256"),
+            ),
         }
     }
     if let Some(k) = &p.kubelet_auth {
         match k.get_ref().as_str() {
             "certificates" => s.kubelet_auth = KubeletAuth::Certificates,
             "bootstrap-token" => s.kubelet_auth = KubeletAuth::BootstrapToken,
-            other => c.err(Some(k.span()), "pki.kubelet-auth", format!("unknown kubelet auth {other:?}; expected certificates or bootstrap-token")),
+            other => c.err(
+                Some(k.span()),
+                "pki.kubelet-auth",
+                format!("unknown kubelet auth {other:?}; expected certificates or bootstrap-token"),
+            ),
         }
     }
     if let Some(v) = &p.ca_days {
@@ -560,7 +786,14 @@ fn validate_pki(c: &mut Ctx<'_>, raw: &RawCluster) -> Option<PkiSettings> {
         c.err(None, "pki", "lifetimes must be at least one day");
     } else if s.leaf_days > s.ca_days {
         let span = p.leaf_days.as_ref().map(|v| v.span());
-        c.err(span, "pki.leaf-days", format!("leaf lifetime ({} days) is longer than the CA's ({} days)", s.leaf_days, s.ca_days));
+        c.err(
+            span,
+            "pki.leaf-days",
+            format!(
+                "leaf lifetime ({} days) is longer than the CA's ({} days)",
+                s.leaf_days, s.ca_days
+            ),
+        );
     }
     s.extra_sans = p.extra_sans.iter().map(|v| v.get_ref().clone()).collect();
     Some(s)

@@ -63,7 +63,10 @@ pub struct AssembleFile {
 impl AssembleFile {
     /// The file mode.
     pub fn mode(&self) -> u32 {
-        self.mode.as_deref().and_then(|m| parse_mode(m).ok()).unwrap_or(0o755)
+        self.mode
+            .as_deref()
+            .and_then(|m| parse_mode(m).ok())
+            .unwrap_or(0o755)
     }
 }
 
@@ -75,19 +78,31 @@ pub fn parse(file: &Path, text: &str) -> Result<ImageCatalog, Diagnostic> {
     let cat: ImageCatalog = toml::from_str(text).map_err(|e| from_toml_error(file, text, &e))?;
     for (name, img) in &cat.image {
         for (i, s) in img.sources.iter().enumerate() {
-            let err = |m: String| Diagnostic::error(file, text, None).key(format!("image.\"{name}\".source[{i}]")).msg(m);
+            let err = |m: String| {
+                Diagnostic::error(file, text, None)
+                    .key(format!("image.\"{name}\".source[{i}]"))
+                    .msg(m)
+            };
             if !IMAGE_SOURCE_KINDS.contains(&s.kind.as_str()) {
-                return Err(err(format!("unknown image source kind {:?}; expected registry or assemble", s.kind)));
+                return Err(err(format!(
+                    "unknown image source kind {:?}; expected registry or assemble",
+                    s.kind
+                )));
             }
             if s.kind == "assemble" && s.files.is_empty() {
-                return Err(err("an assemble source needs at least one [[…file]] with artifact and path".into()));
+                return Err(err(
+                    "an assemble source needs at least one [[…file]] with artifact and path".into(),
+                ));
             }
             for f in &s.files {
                 if let Some(m) = &f.mode {
                     parse_mode(m).map_err(&err)?;
                 }
                 if !f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
-                    return Err(err(format!("file path {:?} must be absolute inside the image, without '..'", f.path)));
+                    return Err(err(format!(
+                        "file path {:?} must be absolute inside the image, without '..'",
+                        f.path
+                    )));
                 }
             }
         }
@@ -100,8 +115,17 @@ impl ImageCatalog {
     /// catalog does not list the image. `None` when the catalog lists it but with no allowed kind.
     pub fn choose(&self, name: &str, prefs: &[String]) -> Option<ImageSource> {
         match self.image.get(name) {
-            None => prefs.iter().any(|p| p == "registry").then(|| ImageSource { kind: "registry".into(), files: Vec::new(), entrypoint: Vec::new(), user: None, labels: BTreeMap::new() }),
-            Some(img) => prefs.iter().find_map(|p| img.sources.iter().find(|s| &s.kind == p)).cloned(),
+            None => prefs.iter().any(|p| p == "registry").then(|| ImageSource {
+                kind: "registry".into(),
+                files: Vec::new(),
+                entrypoint: Vec::new(),
+                user: None,
+                labels: BTreeMap::new(),
+            }),
+            Some(img) => prefs
+                .iter()
+                .find_map(|p| img.sources.iter().find(|s| &s.kind == p))
+                .cloned(),
         }
     }
 }

@@ -136,35 +136,62 @@ impl Lock {
     pub fn parse(file: &Path, text: &str) -> Result<Lock, Diagnostic> {
         let lock: Lock = toml::from_str(text).map_err(|e| from_toml_error(file, text, &e))?;
         if lock.version != 1 {
-            return Err(Diagnostic::error(file, text, None).key("version").msg(format!("unsupported lock version {}; this kiln reads version 1", lock.version)));
+            return Err(Diagnostic::error(file, text, None)
+                .key("version")
+                .msg(format!(
+                    "unsupported lock version {}; this kiln reads version 1",
+                    lock.version
+                )));
         }
         let err = |key: String, msg: String| Diagnostic::error(file, text, None).key(key).msg(msg);
         for (i, a) in lock.artifacts.iter().enumerate() {
             if let Some(h) = &a.sha256 {
                 if !is_hex(h, 64) {
-                    return Err(err(format!("artifact[{i}].sha256"), format!("{h:?} is not a lowercase sha256")));
+                    return Err(err(
+                        format!("artifact[{i}].sha256"),
+                        format!("{h:?} is not a lowercase sha256"),
+                    ));
                 }
             }
             if let Some(h) = &a.sha512 {
                 if !is_hex(h, 128) {
-                    return Err(err(format!("artifact[{i}].sha512"), format!("{h:?} is not a lowercase sha512")));
+                    return Err(err(
+                        format!("artifact[{i}].sha512"),
+                        format!("{h:?} is not a lowercase sha512"),
+                    ));
                 }
             }
             if a.sha256.is_none() && a.sha512.is_none() {
-                return Err(err(format!("artifact[{i}]"), format!("{} {} has neither sha256 nor sha512", a.name, a.version)));
+                return Err(err(
+                    format!("artifact[{i}]"),
+                    format!("{} {} has neither sha256 nor sha512", a.name, a.version),
+                ));
             }
         }
         for (i, p) in lock.packages.iter().enumerate() {
             if !is_hex(&p.sha256, 64) {
-                return Err(err(format!("package[{i}].sha256"), format!("{:?} is not a lowercase sha256", p.sha256)));
+                return Err(err(
+                    format!("package[{i}].sha256"),
+                    format!("{:?} is not a lowercase sha256", p.sha256),
+                ));
             }
             if !crate::catalog::is_safe_file_name(p.file_name()) {
-                return Err(err(format!("package[{i}].filename"), format!("{:?} does not end in a plain file name", p.filename)));
+                return Err(err(
+                    format!("package[{i}].filename"),
+                    format!("{:?} does not end in a plain file name", p.filename),
+                ));
             }
         }
         for (i, c) in lock.closures.iter().enumerate() {
-            if let Some(n) = c.install.iter().find(|n| lock.find_package(&c.os, n).is_none()) {
-                return Err(err(format!("closure[{i}].install"), format!("{n:?} has no [[package]] entry for {}", c.os)));
+            if let Some(n) = c
+                .install
+                .iter()
+                .find(|n| lock.find_package(&c.os, n).is_none())
+            {
+                return Err(err(
+                    format!("closure[{i}].install"),
+                    format!("{n:?} has no [[package]] entry for {}", c.os),
+                ));
             }
         }
         Ok(lock)
@@ -185,7 +212,9 @@ impl Lock {
 
     /// The locked entry for an artifact, if any.
     pub fn find(&self, name: &str, version: &str, arch: &str) -> Option<&LockedArtifact> {
-        self.artifacts.iter().find(|a| a.name == name && a.version == version && a.arch == arch)
+        self.artifacts
+            .iter()
+            .find(|a| a.name == name && a.version == version && a.arch == arch)
     }
 
     /// The locked package `name` for `os`, if any.
@@ -217,24 +246,51 @@ mod tests {
     fn an_artifact_needs_a_well_formed_sha256_or_sha512() {
         let p = |t: &str| Lock::parse(Path::new("kiln.lock"), t);
         let only512 = p(&artifact(&format!("sha512 = \"{}\"\n", "a".repeat(128)))).unwrap();
-        assert_eq!(only512.artifacts[0].pin(), format!("sha512:{}", "a".repeat(128)));
-        assert!(p(&artifact("")).unwrap_err().to_string().contains("neither sha256 nor sha512"));
+        assert_eq!(
+            only512.artifacts[0].pin(),
+            format!("sha512:{}", "a".repeat(128))
+        );
+        assert!(p(&artifact(""))
+            .unwrap_err()
+            .to_string()
+            .contains("neither sha256 nor sha512"));
         assert!(p(&artifact(&format!("sha512 = \"{}\"\n", "A".repeat(128)))).is_err());
         assert!(p(&artifact(&format!("sha256 = \"{}\"\n", "a".repeat(63)))).is_err());
     }
 
     #[test]
     fn closures_name_locked_packages_and_serialise_in_a_stable_order() {
-        let pkg = |name: &str| format!("[[package]]\nos = \"debian12\"\nname = \"{name}\"\nversion = \"1\"\narch = \"amd64\"\nsource = \"apt\"\nfilename = \"pool/main/{name}_1_amd64.deb\"\nsha256 = \"{}\"\n", "b".repeat(64));
+        let pkg = |name: &str| {
+            format!("[[package]]\nos = \"debian12\"\nname = \"{name}\"\nversion = \"1\"\narch = \"amd64\"\nsource = \"apt\"\nfilename = \"pool/main/{name}_1_amd64.deb\"\nsha256 = \"{}\"\n", "b".repeat(64))
+        };
         let closure = "[[closure]]\nos = \"debian12\"\nrole = \"lb\"\narch = \"amd64\"\nrequested = [\"b\"]\nbase = \"minbase\"\ninstall = [\"a\", \"b\"]\n";
         let text = format!("{HEAD}{}{}{closure}", pkg("b"), pkg("a"));
         let lock = Lock::parse(Path::new("kiln.lock"), &text).unwrap();
-        assert_eq!(lock.find_package("debian12", "a").unwrap().file_name(), "a_1_amd64.deb");
+        assert_eq!(
+            lock.find_package("debian12", "a").unwrap().file_name(),
+            "a_1_amd64.deb"
+        );
         let out = lock.to_toml();
-        assert!(out.find("name = \"a\"").unwrap() < out.find("name = \"b\"").unwrap(), "{out}");
-        assert_eq!(Lock::parse(Path::new("kiln.lock"), &out).unwrap(), Lock { packages: { let mut p = lock.packages.clone(); p.sort(); p }, ..lock.clone() });
+        assert!(
+            out.find("name = \"a\"").unwrap() < out.find("name = \"b\"").unwrap(),
+            "{out}"
+        );
+        assert_eq!(
+            Lock::parse(Path::new("kiln.lock"), &out).unwrap(),
+            Lock {
+                packages: {
+                    let mut p = lock.packages.clone();
+                    p.sort();
+                    p
+                },
+                ..lock.clone()
+            }
+        );
         let missing = text.replace("install = [\"a\", \"b\"]", "install = [\"a\", \"c\"]");
-        assert!(Lock::parse(Path::new("kiln.lock"), &missing).unwrap_err().to_string().contains("\"c\" has no [[package]] entry"));
+        assert!(Lock::parse(Path::new("kiln.lock"), &missing)
+            .unwrap_err()
+            .to_string()
+            .contains("\"c\" has no [[package]] entry"));
         let hostile = text.replace("pool/main/a_1_amd64.deb", "pool/main/../x y.deb");
         assert!(Lock::parse(Path::new("kiln.lock"), &hostile).is_err());
     }

@@ -334,14 +334,25 @@ pub struct PackageSettings {
 
 impl Default for PackageSettings {
     fn default() -> Self {
-        PackageSettings { bundle: true, assume_installed: Vec::new(), apt_config: BTreeMap::new() }
+        PackageSettings {
+            bundle: true,
+            assume_installed: Vec::new(),
+            apt_config: BTreeMap::new(),
+        }
     }
 }
 
 /// What kiln assumes every Debian-family host has besides a minbase system (the packages of
 /// priority required, the essential ones and apt): a booted systemd host. Package closures
 /// leave these out.
-pub const ASSUMED_DEBIAN_HOST: &[&str] = &["systemd", "systemd-sysv", "udev", "dbus", "iproute2", "procps"];
+pub const ASSUMED_DEBIAN_HOST: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "iproute2",
+    "procps",
+];
 
 /// `[lb]`, validated.
 #[derive(Debug, Clone, Serialize)]

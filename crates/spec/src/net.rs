@@ -144,8 +144,7 @@ pub fn parse_mac(s: &str) -> Result<String, String> {
 pub fn check_hostname(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-');
@@ -168,7 +167,10 @@ mod tests {
 
     #[test]
     fn parse_rejects_host_bits_and_bad_prefix() {
-        assert!("10.0.0.1/24".parse::<Cidr>().unwrap_err().contains("host bits"));
+        assert!("10.0.0.1/24"
+            .parse::<Cidr>()
+            .unwrap_err()
+            .contains("host bits"));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("10.0.0.0".parse::<Cidr>().is_err());
         assert_eq!(c("0.0.0.0/0").prefix, 0);

@@ -149,7 +149,11 @@ struct Conv<'a> {
 
 impl Conv<'_> {
     fn err(&mut self, span: Option<std::ops::Range<usize>>, key: &str, msg: impl Into<String>) {
-        self.out.push(Diagnostic::error(self.file, self.text, span).key(key).msg(msg));
+        self.out.push(
+            Diagnostic::error(self.file, self.text, span)
+                .key(key)
+                .msg(msg),
+        );
     }
 
     fn mode(&mut self, m: &Option<S>, default: u32, key: &str) -> u32 {
@@ -163,7 +167,9 @@ impl Conv<'_> {
     }
 
     fn dest(&mut self, d: &S, key: &str) -> Option<HostPath> {
-        HostPath::parse(d.get_ref()).map_err(|e| self.err(Some(d.span()), key, e)).ok()
+        HostPath::parse(d.get_ref())
+            .map_err(|e| self.err(Some(d.span()), key, e))
+            .ok()
     }
 
     fn layer(&mut self, key: &str, l: &RawLayer, overlay: bool) -> Layer {
@@ -181,8 +187,18 @@ impl Conv<'_> {
         out.units = l.units.iter().map(|s| s.get_ref().clone()).collect();
         for (i, u) in l.units.iter().enumerate() {
             let n = u.get_ref();
-            if !(n.ends_with(".service") || n.ends_with(".timer") || n.ends_with(".socket") || n.ends_with(".target") || n.ends_with(".mount")) || n.contains('/') {
-                self.err(Some(u.span()), &format!("{key}units[{i}]"), format!("{n:?} is not a systemd unit name (expected e.g. etcd.service)"));
+            if !(n.ends_with(".service")
+                || n.ends_with(".timer")
+                || n.ends_with(".socket")
+                || n.ends_with(".target")
+                || n.ends_with(".mount"))
+                || n.contains('/')
+            {
+                self.err(
+                    Some(u.span()),
+                    &format!("{key}units[{i}]"),
+                    format!("{n:?} is not a systemd unit name (expected e.g. etcd.service)"),
+                );
             }
         }
         out.images = l.images.iter().map(|s| s.get_ref().clone()).collect();
@@ -234,21 +250,33 @@ impl Conv<'_> {
             Some("host") => Scope::Host,
             Some(other) => {
                 let span = t.scope.as_ref().map(|s| s.span());
-                self.err(span, &format!("{key}.scope"), format!("unknown scope {other:?}; expected role or host"));
+                self.err(
+                    span,
+                    &format!("{key}.scope"),
+                    format!("unknown scope {other:?}; expected role or host"),
+                );
                 Scope::Role
             }
         };
         let dest = self.dest(&t.dest, &format!("{key}.dest"))?;
         let src = t.src.get_ref();
         if src.starts_with('/') || src.split('/').any(|c| c == "..") {
-            self.err(Some(t.src.span()), &format!("{key}.src"), format!("{src:?} must be a relative path inside the folder"));
+            self.err(
+                Some(t.src.span()),
+                &format!("{key}.src"),
+                format!("{src:?} must be a relative path inside the folder"),
+            );
             return None;
         }
         let path = self.dir.join(src);
         let text = match (self.read)(&path) {
             Ok(t) => t,
             Err(e) => {
-                self.err(Some(t.src.span()), &format!("{key}.src"), format!("cannot read template {}: {e}", path.display()));
+                self.err(
+                    Some(t.src.span()),
+                    &format!("{key}.src"),
+                    format!("cannot read template {}: {e}", path.display()),
+                );
                 return None;
             }
         };
@@ -264,10 +292,23 @@ impl Conv<'_> {
 }
 
 /// Parses and checks a profile.toml whose templates live in `dir`.
-pub fn load_profile(name: &str, file: &Path, text: &str, read: ReadText<'_>) -> Result<Profile, Vec<Diagnostic>> {
-    let raw: RawProfile = toml::from_str(text).map_err(|e| vec![from_toml_error(file, text, &e)])?;
+pub fn load_profile(
+    name: &str,
+    file: &Path,
+    text: &str,
+    read: ReadText<'_>,
+) -> Result<Profile, Vec<Diagnostic>> {
+    let raw: RawProfile =
+        toml::from_str(text).map_err(|e| vec![from_toml_error(file, text, &e)])?;
     let dir = file.parent().unwrap_or(Path::new("."));
-    let mut c = Conv { file, text, dir, origin_prefix: format!("profiles/{name}"), read, out: Vec::new() };
+    let mut c = Conv {
+        file,
+        text,
+        dir,
+        origin_prefix: format!("profiles/{name}"),
+        read,
+        out: Vec::new(),
+    };
     let base_raw = RawLayer {
         artifacts: raw.artifacts.clone(),
         templates: raw.templates.clone(),
@@ -283,7 +324,14 @@ pub fn load_profile(name: &str, file: &Path, text: &str, read: ReadText<'_>) -> 
     let mut os = BTreeMap::new();
     for (k, l) in &raw.os {
         if k != "el" && k != "debian" && OsId::parse(k).is_none() {
-            c.err(Some(l.span()), &format!("os.{k}"), format!("unknown OS section {k:?}; expected el, debian or one of {}", OsId::NAMES.join(", ")));
+            c.err(
+                Some(l.span()),
+                &format!("os.{k}"),
+                format!(
+                    "unknown OS section {k:?}; expected el, debian or one of {}",
+                    OsId::NAMES.join(", ")
+                ),
+            );
             continue;
         }
         let layer = c.layer(&format!("os.{k}."), l.get_ref(), false);
@@ -292,7 +340,11 @@ pub fn load_profile(name: &str, file: &Path, text: &str, read: ReadText<'_>) -> 
     let requires = raw
         .requires
         .iter()
-        .map(|r| Requirement { roles: r.roles.clone(), or_setting: r.or_setting.clone(), message: r.message.clone() })
+        .map(|r| Requirement {
+            roles: r.roles.clone(),
+            or_setting: r.or_setting.clone(),
+            message: r.message.clone(),
+        })
         .collect();
     if c.out.is_empty() {
         Ok(Profile {
@@ -310,10 +362,24 @@ pub fn load_profile(name: &str, file: &Path, text: &str, read: ReadText<'_>) -> 
 }
 
 /// Parses and checks an overlay.toml; `files` is the overlay's `files/` tree (dest, mode, source path).
-pub fn load_overlay(name: &str, file: &Path, text: &str, read: ReadText<'_>, files: Vec<(String, u32, PathBuf)>) -> Result<Overlay, Vec<Diagnostic>> {
-    let raw: RawOverlay = toml::from_str(text).map_err(|e| vec![from_toml_error(file, text, &e)])?;
+pub fn load_overlay(
+    name: &str,
+    file: &Path,
+    text: &str,
+    read: ReadText<'_>,
+    files: Vec<(String, u32, PathBuf)>,
+) -> Result<Overlay, Vec<Diagnostic>> {
+    let raw: RawOverlay =
+        toml::from_str(text).map_err(|e| vec![from_toml_error(file, text, &e)])?;
     let dir = file.parent().unwrap_or(Path::new("."));
-    let mut c = Conv { file, text, dir, origin_prefix: format!("overlays/{name}"), read, out: Vec::new() };
+    let mut c = Conv {
+        file,
+        text,
+        dir,
+        origin_prefix: format!("overlays/{name}"),
+        read,
+        out: Vec::new(),
+    };
     let raw_layer = RawLayer {
         artifacts: raw.artifacts.clone(),
         templates: raw.templates.clone(),
@@ -329,14 +395,23 @@ pub fn load_overlay(name: &str, file: &Path, text: &str, read: ReadText<'_>, fil
     let files_role = raw.files_role.as_ref().map(|s| s.get_ref().clone());
     for (rel, mode, path) in files {
         match HostPath::parse(&format!("/{rel}")) {
-            Ok(dest) => layer.files.push(FileRef { dest, mode, path, origin: format!("overlays/{name}/files/{rel}") }),
+            Ok(dest) => layer.files.push(FileRef {
+                dest,
+                mode,
+                path,
+                origin: format!("overlays/{name}/files/{rel}"),
+            }),
             Err(e) => c.err(None, "files", format!("overlays/{name}/files/{rel}: {e}")),
         }
     }
     if c.out.is_empty() {
         Ok(Overlay {
             name: name.to_string(),
-            vars: raw.vars.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
+            vars: raw
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
             layer,
             files_role: files_role.unwrap_or_else(|| "common".into()),
         })

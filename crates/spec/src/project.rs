@@ -58,7 +58,8 @@ impl Project {
 }
 
 fn read(path: &Path) -> Result<String, Diagnostic> {
-    fs::read_to_string(path).map_err(|e| Diagnostic::error(path, "", None).msg(format!("cannot read: {e}")))
+    fs::read_to_string(path)
+        .map_err(|e| Diagnostic::error(path, "", None).msg(format!("cannot read: {e}")))
 }
 
 fn subdirs_with(dir: &Path, file: &str) -> BTreeSet<String> {
@@ -84,8 +85,13 @@ fn fail(mut diags: Vec<Diagnostic>) -> Diagnostics {
 pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
     let text = read(cluster_file)?;
     let raw = cluster::parse(cluster_file, &text)?;
-    let base = cluster_file.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let rel = |v: &Option<crate::raw::S>, d: &str| base.join(v.as_ref().map(|s| s.get_ref().as_str()).unwrap_or(d));
+    let base = cluster_file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let rel = |v: &Option<crate::raw::S>, d: &str| {
+        base.join(v.as_ref().map(|s| s.get_ref().as_str()).unwrap_or(d))
+    };
     let profiles_dir = rel(&raw.paths.profiles, "profiles");
     let overlays_dir = rel(&raw.paths.overlays, "overlays");
     let roles = subdirs_with(&profiles_dir, "profile.toml");
@@ -93,9 +99,24 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
     let mut diags = Vec::new();
     if roles.is_empty() {
         let span = raw.paths.profiles.as_ref().map(|s| s.span());
-        diags.push(Diagnostic::error(cluster_file, &text, span).key("paths.profiles").msg(format!("no profiles found in {} (expected <role>/profile.toml folders)", profiles_dir.display())));
+        diags.push(
+            Diagnostic::error(cluster_file, &text, span)
+                .key("paths.profiles")
+                .msg(format!(
+                    "no profiles found in {} (expected <role>/profile.toml folders)",
+                    profiles_dir.display()
+                )),
+        );
     }
-    let (cluster, mut found) = cluster::validate(cluster_file, &text, &raw, &Known { roles: &roles, overlays: &overlay_names });
+    let (cluster, mut found) = cluster::validate(
+        cluster_file,
+        &text,
+        &raw,
+        &Known {
+            roles: &roles,
+            overlays: &overlay_names,
+        },
+    );
     diags.append(&mut found);
     let Some(cluster) = cluster else {
         return Err(fail(diags));
@@ -126,7 +147,11 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
             Ok(p) => {
                 for (i, e) in p.extends.iter().enumerate() {
                     if !roles.contains(e) {
-                        diags.push(Diagnostic::error(&file, &ptext, None).key(format!("extends[{i}]")).msg(format!("extends unknown profile {e:?}")));
+                        diags.push(
+                            Diagnostic::error(&file, &ptext, None)
+                                .key(format!("extends[{i}]"))
+                                .msg(format!("extends unknown profile {e:?}")),
+                        );
                     } else {
                         todo.push(e.clone());
                     }
@@ -141,9 +166,15 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
     check_extends_cycles(&profiles, &mut diags);
 
     // Requirements declared by the profiles of roles in use.
-    let used: BTreeSet<&str> = cluster.hosts.iter().flat_map(|h| h.roles.iter().map(String::as_str)).collect();
+    let used: BTreeSet<&str> = cluster
+        .hosts
+        .iter()
+        .flat_map(|h| h.roles.iter().map(String::as_str))
+        .collect();
     for role in &used {
-        let Some(p) = profiles.get(*role) else { continue };
+        let Some(p) = profiles.get(*role) else {
+            continue;
+        };
         for req in &p.requires {
             let met_by_role = req.roles.iter().any(|r| used.contains(r.as_str()));
             let met_by_setting = match req.or_setting.as_deref() {
@@ -152,10 +183,36 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
                 _ => false,
             };
             if !met_by_role && !met_by_setting {
-                let (i, h) = raw.hosts.iter().enumerate().find(|(_, h)| h.get_ref().roles.get_ref().iter().any(|r| r.get_ref() == role)).expect("role is used");
-                let alt = req.or_setting.as_ref().map(|s| format!(" or `{s}` in cluster.toml")).unwrap_or_default();
-                let why = req.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
-                diags.push(Diagnostic::error(cluster_file, &text, Some(h.get_ref().roles.span())).key(format!("host[{i}].roles")).msg(format!("role {role:?} requires a host with role {}{alt}{why}", req.roles.join(" or "))));
+                let (i, h) = raw
+                    .hosts
+                    .iter()
+                    .enumerate()
+                    .find(|(_, h)| {
+                        h.get_ref()
+                            .roles
+                            .get_ref()
+                            .iter()
+                            .any(|r| r.get_ref() == role)
+                    })
+                    .expect("role is used");
+                let alt = req
+                    .or_setting
+                    .as_ref()
+                    .map(|s| format!(" or `{s}` in cluster.toml"))
+                    .unwrap_or_default();
+                let why = req
+                    .message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                diags.push(
+                    Diagnostic::error(cluster_file, &text, Some(h.get_ref().roles.span()))
+                        .key(format!("host[{i}].roles"))
+                        .msg(format!(
+                            "role {role:?} requires a host with role {}{alt}{why}",
+                            req.roles.join(" or ")
+                        )),
+                );
             }
         }
     }
@@ -185,14 +242,29 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
         };
         match load_overlay(name, &file, &otext, &reader, files) {
             Ok(o) => {
-                let layer_roles = o.layer.artifacts.iter().filter_map(|a| a.role.clone()).chain(o.layer.templates.iter().filter_map(|t| t.role.clone())).chain(std::iter::once(o.files_role.clone()));
+                let layer_roles = o
+                    .layer
+                    .artifacts
+                    .iter()
+                    .filter_map(|a| a.role.clone())
+                    .chain(o.layer.templates.iter().filter_map(|t| t.role.clone()))
+                    .chain(std::iter::once(o.files_role.clone()));
                 for r in layer_roles {
                     if !roles.contains(&r) {
-                        diags.push(Diagnostic::error(&file, &otext, None).key("role").msg(format!("overlay entry targets unknown role {r:?}")));
+                        diags.push(
+                            Diagnostic::error(&file, &otext, None)
+                                .key("role")
+                                .msg(format!("overlay entry targets unknown role {r:?}")),
+                        );
                     }
                 }
                 inputs.push(file.clone());
-                inputs.extend(o.layer.templates.iter().map(|t| overlays_dir.join(t.origin.trim_start_matches("overlays/"))));
+                inputs.extend(
+                    o.layer
+                        .templates
+                        .iter()
+                        .map(|t| overlays_dir.join(t.origin.trim_start_matches("overlays/"))),
+                );
                 inputs.extend(o.layer.files.iter().map(|f| f.path.clone()));
                 overlays.push(o);
             }
@@ -233,18 +305,33 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
                 layers.extend(p.os.get(os.as_str()));
             }
             for l in layers {
-                refs.extend(l.artifacts.iter().map(|a| (a.name.clone(), a.origin.clone())));
+                refs.extend(
+                    l.artifacts
+                        .iter()
+                        .map(|a| (a.name.clone(), a.origin.clone())),
+                );
             }
         }
         for o in &overlays {
-            refs.extend(o.layer.artifacts.iter().map(|a| (a.name.clone(), a.origin.clone())));
+            refs.extend(
+                o.layer
+                    .artifacts
+                    .iter()
+                    .map(|a| (a.name.clone(), a.origin.clone())),
+            );
         }
         refs.sort();
         refs.dedup_by(|a, b| a.0 == b.0);
         for (name, origin) in refs {
             let version_key = cat.artifact.get(&name).map(|a| a.version.clone());
-            let span = version_key.as_ref().and_then(|k| raw.versions.get(k)).map(|v| v.span());
-            let key = version_key.as_ref().map(|k| format!("versions.{k}")).unwrap_or_else(|| "versions".into());
+            let span = version_key
+                .as_ref()
+                .and_then(|k| raw.versions.get(k))
+                .map(|v| v.span());
+            let key = version_key
+                .as_ref()
+                .map(|k| format!("versions.{k}"))
+                .unwrap_or_else(|| "versions".into());
             match cat.resolve(&name, &cluster.versions, cluster.arch, &cluster.sources) {
                 Ok(r) if !r.has_checksum_source() => diags.push(Diagnostic::error(cluster_file, &text, span).key(key).msg(format!(
                     "{} {} ({}) has no pin in {} and no checksum source: add the pin or a checksum-url",
@@ -273,19 +360,40 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
     }
     inputs.sort();
     inputs.dedup();
-    Ok(Project { cluster, profiles, overlays, catalog: catalog.expect("no errors"), images, warnings: diags, inputs })
+    Ok(Project {
+        cluster,
+        profiles,
+        overlays,
+        catalog: catalog.expect("no errors"),
+        images,
+        warnings: diags,
+        inputs,
+    })
 }
 
 fn template_paths(dir: &Path, p: &Profile) -> Vec<PathBuf> {
     std::iter::once(&p.base)
         .chain(p.os.values())
         .flat_map(|l| l.templates.iter())
-        .map(|t| dir.join(t.origin.split_once('/').map(|x| x.1).and_then(|r| r.split_once('/')).map(|x| x.1).unwrap_or(&t.origin)))
+        .map(|t| {
+            dir.join(
+                t.origin
+                    .split_once('/')
+                    .map(|x| x.1)
+                    .and_then(|r| r.split_once('/'))
+                    .map(|x| x.1)
+                    .unwrap_or(&t.origin),
+            )
+        })
         .collect()
 }
 
 fn check_extends_cycles(profiles: &BTreeMap<String, Profile>, diags: &mut Vec<Diagnostic>) {
-    fn walk<'a>(p: &'a BTreeMap<String, Profile>, n: &'a str, stack: &mut Vec<&'a str>) -> Option<Vec<String>> {
+    fn walk<'a>(
+        p: &'a BTreeMap<String, Profile>,
+        n: &'a str,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
         if stack.contains(&n) {
             let mut cyc: Vec<String> = stack.iter().map(|s| s.to_string()).collect();
             cyc.push(n.to_string());
@@ -304,7 +412,11 @@ fn check_extends_cycles(profiles: &BTreeMap<String, Profile>, diags: &mut Vec<Di
     }
     for (name, p) in profiles {
         if let Some(cycle) = walk(profiles, name, &mut Vec::new()) {
-            diags.push(Diagnostic::error(&p.file, "", None).key("extends").msg(format!("extends forms a cycle: {}", cycle.join(" -> "))));
+            diags.push(
+                Diagnostic::error(&p.file, "", None)
+                    .key("extends")
+                    .msg(format!("extends forms a cycle: {}", cycle.join(" -> "))),
+            );
             return;
         }
     }
@@ -319,19 +431,34 @@ fn overlay_files(root: &Path) -> Result<Vec<(String, u32, PathBuf)>, Diagnostic>
     }
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let rd = fs::read_dir(&dir).map_err(|e| Diagnostic::error(&dir, "", None).msg(format!("cannot list: {e}")))?;
+        let rd = fs::read_dir(&dir)
+            .map_err(|e| Diagnostic::error(&dir, "", None).msg(format!("cannot list: {e}")))?;
         for e in rd {
-            let e = e.map_err(|e| Diagnostic::error(&dir, "", None).msg(format!("cannot list: {e}")))?;
+            let e =
+                e.map_err(|e| Diagnostic::error(&dir, "", None).msg(format!("cannot list: {e}")))?;
             let path = e.path();
-            let meta = fs::symlink_metadata(&path).map_err(|e| Diagnostic::error(&path, "", None).msg(format!("cannot stat: {e}")))?;
+            let meta = fs::symlink_metadata(&path)
+                .map_err(|e| Diagnostic::error(&path, "", None).msg(format!("cannot stat: {e}")))?;
             if meta.is_dir() {
                 stack.push(path);
             } else if meta.is_file() {
-                let rel = path.strip_prefix(root).expect("under root").to_str().ok_or_else(|| Diagnostic::error(&path, "", None).msg("file name is not UTF-8"))?.to_string();
-                let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+                let rel = path
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .to_str()
+                    .ok_or_else(|| {
+                        Diagnostic::error(&path, "", None).msg("file name is not UTF-8")
+                    })?
+                    .to_string();
+                let mode = if meta.permissions().mode() & 0o111 != 0 {
+                    0o755
+                } else {
+                    0o644
+                };
                 out.push((rel, mode, path));
             } else {
-                return Err(Diagnostic::error(&path, "", None).msg("overlay files must be regular files (no links or devices)"));
+                return Err(Diagnostic::error(&path, "", None)
+                    .msg("overlay files must be regular files (no links or devices)"));
             }
         }
     }

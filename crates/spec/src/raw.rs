@@ -203,7 +203,7 @@ pub struct RawLayer {
     pub creates: Vec<S>,
 }
 
-/// profiles/<role>/profile.toml as written.
+/// `profiles/<role>/profile.toml` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawProfile {
@@ -237,7 +237,7 @@ pub struct RawProfile {
     pub os: BTreeMap<String, Spanned<RawLayer>>,
 }
 
-/// overlays/<name>/overlay.toml as written.
+/// `overlays/<name>/overlay.toml` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawOverlay {

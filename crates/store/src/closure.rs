@@ -65,7 +65,9 @@ impl AptIndex {
         if index.avail.is_empty() {
             return Err(StoreError::AptOutput {
                 command: "apt-cache dumpavail".into(),
-                reason: format!("apt's index lists no package for {arch} (is `apt-get update` done?)"),
+                reason: format!(
+                    "apt's index lists no package for {arch} (is `apt-get update` done?)"
+                ),
             });
         }
         let policy = run(&mut index.command("apt-cache", &["policy"]))?;
@@ -75,44 +77,71 @@ impl AptIndex {
 
     /// Whether the index holds the release `origin`/`codename` (e.g. `Debian`/`bookworm`).
     pub fn has_release(&self, origin: &str, codename: &str) -> bool {
-        self.releases.iter().any(|(o, n)| o == origin && n == codename)
+        self.releases
+            .iter()
+            .any(|(o, n)| o == origin && n == codename)
     }
 
     /// The releases in the index, for messages (`Debian bookworm`, …).
     pub fn releases(&self) -> Vec<String> {
-        self.releases.iter().map(|(o, n)| format!("{o} {n}")).collect()
+        self.releases
+            .iter()
+            .map(|(o, n)| format!("{o} {n}"))
+            .collect()
     }
 
     /// What a minbase system has (the packages of priority required, the essential ones and
     /// apt, as `mmdebstrap --variant=minbase` installs) plus `extra`, with everything they
     /// need: the package names.
     pub fn base(&self, extra: &[String]) -> Result<Vec<String>, StoreError> {
-        let mut want: BTreeSet<String> = self.avail.iter().filter(|(_, s)| s.required).map(|(n, _)| n.clone()).collect();
+        let mut want: BTreeSet<String> = self
+            .avail
+            .iter()
+            .filter(|(_, s)| s.required)
+            .map(|(n, _)| n.clone())
+            .collect();
         if self.avail.contains_key("apt") {
             want.insert("apt".into());
         }
         want.extend(extra.iter().cloned());
         let want: Vec<String> = want.into_iter().collect();
-        Ok(self.simulate(&[], &want)?.into_iter().map(|p| p.package).collect())
+        Ok(self
+            .simulate(&[], &want)?
+            .into_iter()
+            .map(|p| p.package)
+            .collect())
     }
 
     /// The packages installing `request` brings onto a host that has `installed`, in the
     /// order apt would install them, each pinned by the sha256 of apt's index.
-    pub fn closure(&self, installed: &[String], request: &[String]) -> Result<Vec<AptPin>, StoreError> {
+    pub fn closure(
+        &self,
+        installed: &[String],
+        request: &[String],
+    ) -> Result<Vec<AptPin>, StoreError> {
         self.simulate(installed, request)
     }
 
-    fn simulate(&self, installed: &[String], request: &[String]) -> Result<Vec<AptPin>, StoreError> {
+    fn simulate(
+        &self,
+        installed: &[String],
+        request: &[String],
+    ) -> Result<Vec<AptPin>, StoreError> {
         let status = self.state.path().join("status");
         let mut text = String::new();
         for name in installed {
-            let s = self.avail.get(name).ok_or_else(|| StoreError::AptNotFound {
-                package: name.clone(),
-                arch: self.arch.clone(),
-            })?;
+            let s = self
+                .avail
+                .get(name)
+                .ok_or_else(|| StoreError::AptNotFound {
+                    package: name.clone(),
+                    arch: self.arch.clone(),
+                })?;
             // The stanza as apt printed it, marked installed: apt then resolves against it.
             let (first, rest) = s.text.split_once('\n').unwrap_or((&s.text, ""));
-            text.push_str(&format!("{first}\nStatus: install ok installed\n{rest}\n\n"));
+            text.push_str(&format!(
+                "{first}\nStatus: install ok installed\n{rest}\n\n"
+            ));
         }
         fs::write(&status, text).map_err(|source| StoreError::Write {
             path: status.clone(),
@@ -137,18 +166,27 @@ impl AptIndex {
             if let Some(rest) = line.strip_prefix("Remv ") {
                 return Err(StoreError::AptOutput {
                     command,
-                    reason: format!("installing it would remove {}", rest.split_whitespace().next().unwrap_or(rest)),
+                    reason: format!(
+                        "installing it would remove {}",
+                        rest.split_whitespace().next().unwrap_or(rest)
+                    ),
                 });
             }
-            let Some(rest) = line.strip_prefix("Inst ") else { continue };
+            let Some(rest) = line.strip_prefix("Inst ") else {
+                continue;
+            };
             let (name, version) = parse_inst(rest).ok_or_else(|| StoreError::AptOutput {
                 command: command.clone(),
                 reason: format!("cannot read {line:?}"),
             })?;
-            let s = self.avail.get(&name).filter(|s| s.version == version).ok_or_else(|| StoreError::AptOutput {
-                command: command.clone(),
-                reason: format!("{name} {version} is not the candidate apt's index lists"),
-            })?;
+            let s = self
+                .avail
+                .get(&name)
+                .filter(|s| s.version == version)
+                .ok_or_else(|| StoreError::AptOutput {
+                    command: command.clone(),
+                    reason: format!("{name} {version} is not the candidate apt's index lists"),
+                })?;
             if !is_sha256(&s.sha256) || s.filename.is_empty() {
                 return Err(StoreError::AptOutput {
                     command: command.clone(),
@@ -175,8 +213,14 @@ impl AptIndex {
             cmd.env("APT_CONFIG", c);
         }
         for (k, v) in [
-            ("Dir::State::status", dir.join("status").display().to_string()),
-            ("Dir::State::extended_states", dir.join("extended_states").display().to_string()),
+            (
+                "Dir::State::status",
+                dir.join("status").display().to_string(),
+            ),
+            (
+                "Dir::State::extended_states",
+                dir.join("extended_states").display().to_string(),
+            ),
             // Empty: apt builds its cache in memory and never rewrites the machine's.
             ("Dir::Cache::pkgcache", String::new()),
             ("Dir::Cache::srcpkgcache", String::new()),
@@ -231,8 +275,13 @@ fn parse_avail(text: &str, arch: &str) -> BTreeMap<String, Stanza> {
 fn parse_releases(policy: &str) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for l in policy.lines() {
-        let Some(rest) = l.trim().strip_prefix("release ") else { continue };
-        let fields: BTreeMap<&str, &str> = rest.split(',').filter_map(|kv| kv.split_once('=')).collect();
+        let Some(rest) = l.trim().strip_prefix("release ") else {
+            continue;
+        };
+        let fields: BTreeMap<&str, &str> = rest
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
         if let (Some(o), Some(n)) = (fields.get("o"), fields.get("n")) {
             out.insert((o.to_string(), n.to_string()));
         }
@@ -244,7 +293,12 @@ fn parse_releases(policy: &str) -> BTreeSet<(String, String)> {
 fn parse_inst(rest: &str) -> Option<(String, String)> {
     let name = rest.split_whitespace().next()?;
     let name = name.split(':').next()?.to_owned();
-    let version = rest.split_once('(')?.1.split_whitespace().next()?.to_owned();
+    let version = rest
+        .split_once('(')?
+        .1
+        .split_whitespace()
+        .next()?
+        .to_owned();
     Some((name, version))
 }
 

@@ -14,7 +14,7 @@ use crate::error::{error_chain, StoreError};
 use crate::http::{self, Target};
 use crate::mirrors::Mirrors;
 use crate::progress::{Meter, Outcome, Progress};
-use crate::store::{check_sha256, check_sha512, hash_file_with, Store};
+use crate::store::{check_sha256, check_sha512, Store};
 
 /// One pinned file to bring into the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +167,10 @@ impl fmt::Display for FetchErrors {
         for failure in &self.failures {
             let chain = error_chain(&failure.error);
             // Most errors already name the download; do not say it twice.
-            let hex = failure.pin.split_once(':').map_or(failure.pin.as_str(), |p| p.1);
+            let hex = failure
+                .pin
+                .split_once(':')
+                .map_or(failure.pin.as_str(), |p| p.1);
             if chain.contains(hex) {
                 write!(f, "\n- {chain}")?;
             } else {
@@ -219,7 +222,7 @@ pub fn fetch_all(
         problems: Mutex::new(Vec::new()),
     };
 
-    let results: Vec<Mutex<Option<Result<(Outcome, String), StoreError>>>> =
+    let results: Vec<Mutex<Option<FetchResult>>> =
         unique.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let workers = opts.jobs.clamp(1, unique.len().max(1));
@@ -233,7 +236,7 @@ pub fn fetch_all(
             });
         }
     });
-    let mut results: BTreeMap<usize, Result<(Outcome, String), StoreError>> = unique
+    let mut results: BTreeMap<usize, FetchResult> = unique
         .iter()
         .zip(results)
         .map(|(&i, slot)| {
@@ -284,6 +287,9 @@ pub fn fetch_all(
     }
 }
 
+/// One download's outcome and blob sha256, or its error.
+type FetchResult = Result<(Outcome, String), StoreError>;
+
 /// What every worker shares.
 struct Ctx<'a> {
     store: &'a Store,
@@ -327,22 +333,24 @@ impl Ctx<'_> {
             },
             (None, None) => return Ok(None),
         };
-        if !self.store.verify_blob(&sha256)? {
-            return Ok(None);
-        }
-        if let Some(sha512) = &d.sha512 {
-            // Blobs are named by sha256 only: the sha512 pin is checked on the bytes too.
-            let (_, actual, _) = hash_file_with(&self.store.blob_path(&sha256), true)?;
-            if actual.as_deref() != Some(sha512.as_str()) {
+        let Some(sha512) = &d.sha512 else {
+            return Ok(self.store.verify_blob(&sha256)?.then_some(sha256));
+        };
+        // Blobs are named by sha256 only: the sha512 pin is checked on the bytes too.
+        match self.store.verify_blob_sha512(&sha256, sha512)? {
+            None => Ok(None),
+            Some(false) => {
                 tracing::warn!(label = %d.label, sha256 = %sha256, "blob does not have the pinned sha512");
                 self.store.forget_sha512(sha512)?;
-                return Ok(None);
+                Ok(None)
             }
-            if d.sha256.is_none() || self.store.sha256_of_sha512(sha512)?.is_none() {
-                self.store.record_sha512(sha512, &sha256)?;
+            Some(true) => {
+                if self.store.sha256_of_sha512(sha512)?.as_deref() != Some(sha256.as_str()) {
+                    self.store.record_sha512(sha512, &sha256)?;
+                }
+                Ok(Some(sha256))
             }
         }
-        Ok(Some(sha256))
     }
 
     fn fetch(&self, index: usize, d: &Download) -> Result<(Outcome, String), StoreError> {

@@ -272,8 +272,7 @@ pub(crate) fn download_once(
             have = 0;
         } else if have == size && have > 0 {
             // Complete partial from a run killed before its rename: the hashes decide.
-            let (sha256, sha512, _) =
-                crate::store::hash_file_with(&part, target.sha512.is_some())?;
+            let (sha256, sha512, _) = crate::store::hash_file_with(&part, target.sha512.is_some())?;
             let origin = part.display().to_string();
             if let Ok(sha256) = target.finish(&part, &origin, &sha256, sha512.as_deref()) {
                 meter.at(have);

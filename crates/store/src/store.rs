@@ -321,6 +321,31 @@ impl Store {
         Ok(false)
     }
 
+    /// [`Store::verify_blob`] that checks a sha512 in the same pass: `Some(true)` when the
+    /// blob re-hashes to its name and to `sha512`, `Some(false)` when it is sound but has
+    /// another sha512, `None` when it is absent or was corrupt (and is removed).
+    pub(crate) fn verify_blob_sha512(
+        &self,
+        sha256: &str,
+        sha512: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        check_sha256(sha256)?;
+        check_sha512(sha512)?;
+        let path = self.blob_path(sha256);
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Read { path, source }),
+            Ok(_) => {}
+        }
+        let (actual, actual_sha512, _) = hash_file_with(&path, true)?;
+        if actual != sha256 {
+            tracing::warn!(path = %path.display(), expected = sha256, actual = %actual, "corrupt blob removed from the store");
+            remove_if_present(&path)?;
+            return Ok(None);
+        }
+        Ok(Some(actual_sha512.as_deref() == Some(sha512)))
+    }
+
     /// Copies a local file into the store, hashing it and checking it against the pin.
     ///
     /// A blob already present and verified is kept as is.

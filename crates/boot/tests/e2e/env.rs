@@ -78,6 +78,17 @@ pub fn kiln_bin() -> PathBuf {
     bin
 }
 
+/// Where a VM test keeps its serial logs: outside its temp folder, so they
+/// are still there to read when it fails (`$TMPDIR/kiln-e2e-logs/<test>`,
+/// emptied first).
+pub fn log_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("kiln-e2e-logs").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    eprintln!("serial logs in {}", dir.display());
+    dir
+}
+
 /// Prints each host's progress on stderr with the time since it started,
 /// so a runner with `--nocapture` shows a live log.
 pub struct Progress {

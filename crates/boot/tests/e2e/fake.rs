@@ -7,7 +7,7 @@ use std::time::Duration;
 use cloud_init_config::WriteFile;
 use kiln_boot::{boot, BootOptions, HostPhase, SeedKind};
 
-use crate::env::{expect_boot, guest_image, require_e2e, Progress};
+use crate::env::{expect_boot, guest_image, log_dir, require_e2e, Progress};
 use crate::support::{fake_out, FakeHost};
 
 /// Answers every TCP connection on port 7777 with the host name.
@@ -86,6 +86,7 @@ fn pair(seed: SeedKind) {
     let mut opts = BootOptions::new(&out, image);
     opts.seed = seed;
     opts.timeout = Duration::from_secs(6 * 60);
+    opts.log_dir = Some(log_dir("pair"));
     let report = expect_boot(boot(&opts, &Progress::new()));
     for (name, ip, peer) in [
         ("alpha", "10.77.0.11", "beta"),

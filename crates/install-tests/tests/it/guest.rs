@@ -437,7 +437,10 @@ fn random_kills(default_seed: u64, trials: u32) {
 
 /// Rounds per random-kill test: KILN_TEST_TRIALS, default 8 (two tests run in parallel).
 fn trials() -> u32 {
-    std::env::var("KILN_TEST_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(8)
+    std::env::var("KILN_TEST_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8)
 }
 
 #[test]

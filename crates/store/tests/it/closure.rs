@@ -33,17 +33,34 @@ fn repo(arch: &str, packages: &[(&str, &str)]) -> Option<Repo> {
         )
         .unwrap();
         let file = format!("{name}_1.0-1_{arch}.deb");
-        sh(Command::new("dpkg-deb").arg("--root-owner-group").arg("--build").arg(&pkg).arg(pool.join(&file)));
+        sh(Command::new("dpkg-deb")
+            .arg("--root-owner-group")
+            .arg("--build")
+            .arg(&pkg)
+            .arg(pool.join(&file)));
         let deb = fs::read(pool.join(&file)).unwrap();
         let control = sh(Command::new("dpkg-deb").arg("-f").arg(pool.join(&file)));
-        index.push_str(&format!("{control}Filename: ./{file}\nSize: {}\nSHA256: {}\n\n", deb.len(), sha(&deb)));
+        index.push_str(&format!(
+            "{control}Filename: ./{file}\nSize: {}\nSHA256: {}\n\n",
+            deb.len(),
+            sha(&deb)
+        ));
         debs.push((name.to_string(), deb));
     }
     fs::write(pool.join("Packages"), index).unwrap();
-    for sub in ["lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
+    for sub in [
+        "lists/partial",
+        "cache/archives/partial",
+        "sources.list.d",
+        "preferences.d",
+    ] {
         fs::create_dir_all(d.join(sub)).unwrap();
     }
-    fs::write(d.join("sources.list"), format!("deb [trusted=yes] file:{} ./\n", pool.display())).unwrap();
+    fs::write(
+        d.join("sources.list"),
+        format!("deb [trusted=yes] file:{} ./\n", pool.display()),
+    )
+    .unwrap();
     fs::write(d.join("status"), "").unwrap();
     let config = d.join("apt.conf");
     fs::write(
@@ -56,12 +73,23 @@ fn repo(arch: &str, packages: &[(&str, &str)]) -> Option<Repo> {
         ),
     )
     .unwrap();
-    let update = Command::new("apt-get").arg("update").env("APT_CONFIG", &config).output().ok()?;
+    let update = Command::new("apt-get")
+        .arg("update")
+        .env("APT_CONFIG", &config)
+        .output()
+        .ok()?;
     if !update.status.success() {
-        eprintln!("apt-get update on a local repo failed: {}", String::from_utf8_lossy(&update.stderr));
+        eprintln!(
+            "apt-get update on a local repo failed: {}",
+            String::from_utf8_lossy(&update.stderr)
+        );
         return None;
     }
-    Some(Repo { _dir: dir, config, debs })
+    Some(Repo {
+        _dir: dir,
+        config,
+        debs,
+    })
 }
 
 fn is_root() -> bool {
@@ -102,14 +130,32 @@ fn closures_come_from_apt_with_a_private_status_in_dependency_order() {
 
     let closure = index.closure(&base, &["kt-app".to_owned()]).unwrap();
     let names: Vec<&str> = closure.iter().map(|p| p.package.as_str()).collect();
-    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap_or_else(|| panic!("{n} not in {names:?}"));
-    assert_eq!(names.len(), 4, "{names:?}: the base and recommends stay out");
-    assert!(pos("kt-dep") < pos("kt-lib") && pos("kt-lib") < pos("kt-app") && pos("kt-provider") < pos("kt-app"), "{names:?}");
+    let pos = |n: &str| {
+        names
+            .iter()
+            .position(|x| *x == n)
+            .unwrap_or_else(|| panic!("{n} not in {names:?}"))
+    };
+    assert_eq!(
+        names.len(),
+        4,
+        "{names:?}: the base and recommends stay out"
+    );
+    assert!(
+        pos("kt-dep") < pos("kt-lib")
+            && pos("kt-lib") < pos("kt-app")
+            && pos("kt-provider") < pos("kt-app"),
+        "{names:?}"
+    );
     for p in &closure {
         let deb = &r.debs.iter().find(|(n, _)| *n == p.package).unwrap().1;
         assert_eq!(p.sha256, sha(deb), "{}", p.package);
         assert!(is_sha256(&p.sha256) && p.size == deb.len() as u64 && p.version == "1.0-1");
-        assert!(p.filename.ends_with(&format!("{}_1.0-1_{arch}.deb", p.package)), "{p:?}");
+        assert!(
+            p.filename
+                .ends_with(&format!("{}_1.0-1_{arch}.deb", p.package)),
+            "{p:?}"
+        );
     }
 
     // What an earlier bundle installed is left out; what apt cannot find is named.
@@ -117,10 +163,19 @@ fn closures_come_from_apt_with_a_private_status_in_dependency_order() {
     installed.push("kt-dep".into());
     let again = index.closure(&installed, &["kt-app".to_owned()]).unwrap();
     assert!(!again.iter().any(|p| p.package == "kt-dep"));
-    let err = index.closure(&base, &["kt-missing".to_owned()]).unwrap_err();
-    assert!(matches!(err, StoreError::AptNotFound { .. }) && err.to_string().contains("kt-missing"), "{err}");
+    let err = index
+        .closure(&base, &["kt-missing".to_owned()])
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::AptNotFound { .. }) && err.to_string().contains("kt-missing"),
+        "{err}"
+    );
 
-    assert_eq!(digest(Path::new("/var/lib/dpkg/status")), machine_status, "the machine's dpkg status is never touched");
+    assert_eq!(
+        digest(Path::new("/var/lib/dpkg/status")),
+        machine_status,
+        "the machine's dpkg status is never touched"
+    );
 }
 
 #[test]
@@ -137,11 +192,22 @@ fn the_machines_index_gives_a_closure_for_keepalived_without_the_base() {
     let index = AptIndex::load(&host_arch().unwrap(), None).unwrap();
     let base = index.base(&["systemd".to_owned()]).unwrap();
     for required in ["dpkg", "libc6", "systemd", "apt"] {
-        assert!(base.iter().any(|b| b == required), "{required} not in the base: {base:?}");
+        assert!(
+            base.iter().any(|b| b == required),
+            "{required} not in the base: {base:?}"
+        );
     }
     let closure = index.closure(&base, &["keepalived".to_owned()]).unwrap();
     let names: Vec<&str> = closure.iter().map(|p| p.package.as_str()).collect();
     assert_eq!(names.last(), Some(&"keepalived"), "{names:?}");
-    assert!(!names.contains(&"libc6") && !names.contains(&"systemd"), "{names:?}");
-    assert!(closure.iter().all(|p| is_sha256(&p.sha256) && p.filename.starts_with("pool/")), "{closure:?}");
+    assert!(
+        !names.contains(&"libc6") && !names.contains(&"systemd"),
+        "{names:?}"
+    );
+    assert!(
+        closure
+            .iter()
+            .all(|p| is_sha256(&p.sha256) && p.filename.starts_with("pool/")),
+        "{closure:?}"
+    );
 }

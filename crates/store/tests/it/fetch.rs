@@ -259,7 +259,11 @@ fn a_partial_from_an_earlier_run_is_resumed_with_range() {
     server.always("/p", Reply::Serve(body.clone()));
     let (_d, store) = store();
     let d = http("p", &body, vec![server.url("/p")], true);
-    fs::write(store.partial_path(d.sha256.as_deref().unwrap()), &body[..70_000]).unwrap();
+    fs::write(
+        store.partial_path(d.sha256.as_deref().unwrap()),
+        &body[..70_000],
+    )
+    .unwrap();
     let outcome = fetch_one(&store, &d, &fast_opts()).unwrap();
     assert!(matches!(
         outcome,
@@ -284,7 +288,11 @@ fn a_server_ignoring_range_restarts_from_zero() {
     let (_d, store) = store();
     let d = http("ign", &body, vec![server.url("/ign")], true);
     // Garbage partial: it must be thrown away, not prepended.
-    fs::write(store.partial_path(d.sha256.as_deref().unwrap()), payload(10_000, 99)).unwrap();
+    fs::write(
+        store.partial_path(d.sha256.as_deref().unwrap()),
+        payload(10_000, 99),
+    )
+    .unwrap();
     let rec = Recorder::default();
     let report = fetch_all(
         &store,
@@ -324,7 +332,11 @@ fn a_206_starting_elsewhere_restarts_from_zero() {
     server.always("/wr0", Reply::WrongRangeStart(body.clone(), 0));
     let (_d, store) = store();
     let d = http("wr", &body, vec![server.url("/wr")], true);
-    fs::write(store.partial_path(d.sha256.as_deref().unwrap()), &body[..20_000]).unwrap();
+    fs::write(
+        store.partial_path(d.sha256.as_deref().unwrap()),
+        &body[..20_000],
+    )
+    .unwrap();
     let outcome = fetch_one(&store, &d, &fast_opts()).unwrap();
     assert!(matches!(
         outcome,
@@ -343,7 +355,11 @@ fn a_206_starting_elsewhere_restarts_from_zero() {
 
     let (_d, store) = self::store();
     let d = http("wr0", &body, vec![server.url("/wr0")], true);
-    fs::write(store.partial_path(d.sha256.as_deref().unwrap()), &body[..20_000]).unwrap();
+    fs::write(
+        store.partial_path(d.sha256.as_deref().unwrap()),
+        &body[..20_000],
+    )
+    .unwrap();
     let outcome = fetch_one(&store, &d, &fast_opts()).unwrap();
     assert!(matches!(
         outcome,
@@ -363,7 +379,11 @@ fn a_corrupt_partial_is_never_trusted() {
     server.always("/cp", Reply::Serve(body.clone()));
     let (_d, store) = store();
     let d = http("cp", &body, vec![server.url("/cp")], true);
-    fs::write(store.partial_path(d.sha256.as_deref().unwrap()), payload(20_000, 98)).unwrap();
+    fs::write(
+        store.partial_path(d.sha256.as_deref().unwrap()),
+        payload(20_000, 98),
+    )
+    .unwrap();
     let outcome = fetch_one(&store, &d, &fast_opts()).unwrap();
     assert!(
         matches!(

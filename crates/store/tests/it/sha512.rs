@@ -33,18 +33,33 @@ fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-fn fetch(store: &Store, d: &Download, mirrors: &Mirrors) -> Result<kiln_store::FetchReport, kiln_store::FetchErrors> {
-    fetch_all(store, std::slice::from_ref(d), mirrors, &fast_opts(), &NoProgress)
+fn fetch(
+    store: &Store,
+    d: &Download,
+    mirrors: &Mirrors,
+) -> Result<kiln_store::FetchReport, kiln_store::FetchErrors> {
+    fetch_all(
+        store,
+        std::slice::from_ref(d),
+        mirrors,
+        &fast_opts(),
+        &NoProgress,
+    )
 }
 
 /// The sha512 records of the store: file name → content.
 fn records(store: &Store) -> Vec<(String, String)> {
     let dir = store.root().join("sha512");
-    let Ok(rd) = fs::read_dir(&dir) else { return Vec::new() };
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
     let mut v: Vec<(String, String)> = rd
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), fs::read_to_string(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read_to_string(e.path()).unwrap(),
+            )
         })
         .collect();
     v.sort();
@@ -55,22 +70,43 @@ fn records(store: &Store) -> Vec<(String, String)> {
 fn a_sha512_pinned_download_is_verified_stored_by_sha256_and_recorded() {
     let server = Server::start();
     let body = payload(200_000, 60);
-    server.always("/kubernetes-server-linux-amd64.tar.gz", Reply::Serve(body.clone()));
+    server.always(
+        "/kubernetes-server-linux-amd64.tar.gz",
+        Reply::Serve(body.clone()),
+    );
     let (_d, store) = store();
-    let d = pinned_by_sha512("kubernetes-server-linux-amd64.tar.gz", &body, vec![server.url("/kubernetes-server-linux-amd64.tar.gz")]);
+    let d = pinned_by_sha512(
+        "kubernetes-server-linux-amd64.tar.gz",
+        &body,
+        vec![server.url("/kubernetes-server-linux-amd64.tar.gz")],
+    );
 
     let report = fetch(&store, &d, &Mirrors::new()).unwrap();
-    assert!(matches!(report.items[0].outcome, Outcome::Downloaded { .. }), "{report:?}");
+    assert!(
+        matches!(report.items[0].outcome, Outcome::Downloaded { .. }),
+        "{report:?}"
+    );
     assert_eq!(report.items[0].sha256.as_deref(), Some(sha(&body).as_str()));
     assert_eq!(report.items[0].pin, format!("sha512:{}", sha512(&body)));
     assert_store(&store, &[(&sha(&body), &body)], &[]);
-    assert_eq!(records(&store), vec![(sha512(&body), format!("{}\n", sha(&body)))]);
-    assert_eq!(store.sha256_of_sha512(&sha512(&body)).unwrap(), Some(sha(&body)));
+    assert_eq!(
+        records(&store),
+        vec![(sha512(&body), format!("{}\n", sha(&body)))]
+    );
+    assert_eq!(
+        store.sha256_of_sha512(&sha512(&body)).unwrap(),
+        Some(sha(&body))
+    );
 
     // A second fetch finds it through the record, re-checks both digests, downloads nothing.
     let report = fetch(&store, &d, &Mirrors::new()).unwrap();
     assert_eq!(report.items[0].outcome, Outcome::Present);
-    assert_eq!(server.requests("/kubernetes-server-linux-amd64.tar.gz").len(), 1);
+    assert_eq!(
+        server
+            .requests("/kubernetes-server-linux-amd64.tar.gz")
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -84,8 +120,15 @@ fn wrong_bytes_are_refused_naming_both_sha512_values_and_leave_nothing() {
     let err = fetch(&store, &d, &Mirrors::new()).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("sha512 mismatch"), "{msg}");
-    assert!(msg.contains(&sha512(&body)) && msg.contains(&sha512(&wrong)), "names expected and actual: {msg}");
-    assert_eq!(server.requests("/w.tar.gz").len(), 1, "wrong bytes are not retried");
+    assert!(
+        msg.contains(&sha512(&body)) && msg.contains(&sha512(&wrong)),
+        "names expected and actual: {msg}"
+    );
+    assert_eq!(
+        server.requests("/w.tar.gz").len(),
+        1,
+        "wrong bytes are not retried"
+    );
     assert_store(&store, &[], &[]);
     assert!(records(&store).is_empty());
 }
@@ -96,7 +139,10 @@ fn mirrors_retries_and_resume_hold_for_sha512_pins() {
     let body = payload(150_000, 63);
     // The mirror serves wrong bytes; the original breaks once mid-way, then resumes.
     server.always("/mirror/k.tar.gz", Reply::Serve(payload(150_000, 64)));
-    server.script("/up/k.tar.gz", vec![Reply::CutAfter(body.clone(), 50_000), Reply::Status(503)]);
+    server.script(
+        "/up/k.tar.gz",
+        vec![Reply::CutAfter(body.clone(), 50_000), Reply::Status(503)],
+    );
     server.always("/up/k.tar.gz", Reply::Serve(body.clone()));
     let mut mirrors = Mirrors::new();
     mirrors.add(server.url("/up/"), vec![server.url("/mirror/")]);
@@ -105,13 +151,36 @@ fn mirrors_retries_and_resume_hold_for_sha512_pins() {
 
     let report = fetch(&store, &d, &mirrors).unwrap();
     assert!(
-        matches!(report.items[0].outcome, Outcome::Downloaded { resumed_from: 50_000, .. }),
+        matches!(
+            report.items[0].outcome,
+            Outcome::Downloaded {
+                resumed_from: 50_000,
+                ..
+            }
+        ),
         "{:?}",
         report.items[0].outcome
     );
-    assert!(matches!(report.problems[0].error, StoreError::HashMismatch { algorithm: "sha512", .. }));
-    let ranges: Vec<Option<String>> = server.requests("/up/k.tar.gz").into_iter().map(|r| r.range).collect();
-    assert_eq!(ranges, vec![None, Some("bytes=50000-".into()), Some("bytes=50000-".into())]);
+    assert!(matches!(
+        report.problems[0].error,
+        StoreError::HashMismatch {
+            algorithm: "sha512",
+            ..
+        }
+    ));
+    let ranges: Vec<Option<String>> = server
+        .requests("/up/k.tar.gz")
+        .into_iter()
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(
+        ranges,
+        vec![
+            None,
+            Some("bytes=50000-".into()),
+            Some("bytes=50000-".into())
+        ]
+    );
     assert_store(&store, &[(&sha(&body), &body)], &[]);
 }
 
@@ -125,17 +194,30 @@ fn a_partial_is_named_by_the_sha512_when_no_sha256_is_known() {
     let part = store.partial_path_sha512(&sha512(&body));
     fs::write(&part, &body[..40_000]).unwrap();
     let report = fetch(&store, &d, &Mirrors::new()).unwrap();
-    assert!(matches!(report.items[0].outcome, Outcome::Downloaded { resumed_from: 40_000, .. }));
+    assert!(matches!(
+        report.items[0].outcome,
+        Outcome::Downloaded {
+            resumed_from: 40_000,
+            ..
+        }
+    ));
     assert!(!part.exists());
     assert_store(&store, &[(&sha(&body), &body)], &[]);
 
     // Offline, a sha512 pin that is not in the store is named as missing.
     let other = payload(10, 66);
-    let offline = FetchOptions { allow_network: false, ..fast_opts() };
+    let offline = FetchOptions {
+        allow_network: false,
+        ..fast_opts()
+    };
     let missing = pinned_by_sha512("other.tar.gz", &other, vec![server.url("/other")]);
     let err = fetch_all(&store, &[missing], &Mirrors::new(), &offline, &NoProgress).unwrap_err();
     assert!(matches!(err.failures[0].error, StoreError::Offline { .. }));
-    assert!(err.to_string().contains(&format!("sha512:{}", sha512(&other))), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("sha512:{}", sha512(&other))),
+        "{err}"
+    );
 }
 
 #[test]
@@ -154,7 +236,13 @@ fn a_record_pointing_at_the_wrong_blob_is_dropped_and_the_file_fetched_again() {
 
     let d = pinned_by_sha512("r.tar.gz", &body, vec![server.url("/r.tar.gz")]);
     let report = fetch(&store, &d, &Mirrors::new()).unwrap();
-    assert!(matches!(report.items[0].outcome, Outcome::Downloaded { .. }));
-    assert_eq!(store.sha256_of_sha512(&sha512(&body)).unwrap(), Some(sha(&body)));
+    assert!(matches!(
+        report.items[0].outcome,
+        Outcome::Downloaded { .. }
+    ));
+    assert_eq!(
+        store.sha256_of_sha512(&sha512(&body)).unwrap(),
+        Some(sha(&body))
+    );
     assert_store(&store, &[(&sha(&decoy), &decoy), (&sha(&body), &body)], &[]);
 }
