@@ -95,7 +95,7 @@ pub struct FetchArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     pub cluster: ClusterArg,
-    /// Out folder (results go to OUT/<cluster>/); default: out/ beside cluster.toml.
+    /// Out folder (results go to OUT/CLUSTER-NAME/); default: out/ beside cluster.toml.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Never fetch: fail, naming what the store lacks.
@@ -136,7 +136,7 @@ pub struct CertsArgs {
 /// `kiln verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// An out folder (out/<cluster>) or one bundle .tar.gz.
+    /// An out folder (out/CLUSTER-NAME) or one bundle .tar.gz.
     pub path: PathBuf,
     /// Out folder only: check every file's digest against SHA256SUMS without opening the
     /// archives (the quick check after copying; the default also checks every bundle's contents).
