@@ -35,6 +35,8 @@ pub enum Command {
     Images(PlanArgs),
     /// Create or reuse the cluster PKI and list every host's certificates.
     Certs(CertsArgs),
+    /// Boot the built hosts under QEMU from their seeds on a private network and follow them.
+    Boot(BootArgs),
     /// Verify an out folder or a single bundle without extracting anything.
     Verify(VerifyArgs),
     /// Maintain the catalog.
@@ -167,4 +169,32 @@ pub struct RenderArgs {
     /// Folder to write into: `<bundle-id>/rootfs/…` and `hosts/<host>/rootfs/…`.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// `kiln boot`.
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    /// Base guest image (qcow2); vmlinuz and initrd.img are taken from beside it.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// Only these hosts (comma-separated); default every host.
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Option<Vec<String>>,
+    /// The out folder given to `kiln build` (default: out/ beside cluster.toml).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seed medium to attach: iso or vfat.
+    #[arg(long, default_value = "iso")]
+    pub seed: String,
+    /// Give up on a host after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+    /// Guest memory in MiB (default: vagrant.json's per host).
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// Leave the guests running when done, and print how to stop them.
+    #[arg(long)]
+    pub keep: bool,
 }
