@@ -14,6 +14,8 @@ fn help_of_every_command() {
         vec!["verify", "--help"],
         vec!["certs", "--help"],
         vec!["render", "--help"],
+        vec!["images", "--help"],
+        vec!["boot", "--help"],
         vec!["catalog", "--help"],
         vec!["catalog", "import-checksums", "--help"],
     ] {
