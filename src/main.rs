@@ -316,13 +316,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Boot(a) => {
             let p = load(&a.cluster.cluster)?;
-            let out = a.out.clone().unwrap_or_else(|| p.cluster.paths.base.join("out")).join(&p.cluster.name);
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| p.cluster.paths.base.join("out"))
+                .join(&p.cluster.name);
             let mut opts = kiln_boot::BootOptions::new(&out, &a.image);
             opts.hosts = a.hosts.clone();
             opts.seed = match a.seed.as_str() {
                 "iso" => kiln_boot::SeedKind::Iso,
                 "vfat" => kiln_boot::SeedKind::Vfat,
-                other => anyhow::bail!("--seed: unknown seed medium {other:?}; expected iso or vfat"),
+                other => {
+                    anyhow::bail!("--seed: unknown seed medium {other:?}; expected iso or vfat")
+                }
             };
             opts.timeout = std::time::Duration::from_secs(a.timeout);
             opts.memory_mb = a.memory;
@@ -332,7 +338,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for h in &report.hosts {
                 if let Some(reason) = &h.failure {
                     failed = true;
-                    eprintln!("\n{}: {reason:?} — last lines of {}:", h.name, h.serial_log.display());
+                    eprintln!(
+                        "\n{}: {reason:?} — last lines of {}:",
+                        h.name,
+                        h.serial_log.display()
+                    );
                     let log = std::fs::read_to_string(&h.serial_log).unwrap_or_default();
                     let lines: Vec<&str> = log.lines().collect();
                     for l in &lines[lines.len().saturating_sub(kiln_boot::TAIL_LINES)..] {
@@ -342,12 +352,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             if let Some(k) = &report.kept {
                 let pids: Vec<String> = k.guests.iter().map(|(_, p)| p.to_string()).collect();
-                println!("guests left running: kill {} {} && rm -rf {}", pids.join(" "), k.switch_pid, k.run_dir.display());
+                println!(
+                    "guests left running: kill {} {} && rm -rf {}",
+                    pids.join(" "),
+                    k.switch_pid,
+                    k.run_dir.display()
+                );
             }
             if failed {
                 return Ok(ExitCode::from(1));
             }
-            println!("{}: every host reached its role in {:.0?} (logs in {})", report.cluster, report.elapsed, report.log_dir.display());
+            println!(
+                "{}: every host reached its role in {:.0?} (logs in {})",
+                report.cluster,
+                report.elapsed,
+                report.log_dir.display()
+            );
         }
         Command::Verify(a) => match if a.digests {
             build::verify_digests(&a.path)

@@ -98,17 +98,28 @@ pub struct BootTable {
 impl BootTable {
     /// A table starting now.
     pub fn new() -> Self {
-        BootTable { start: std::time::Instant::now() }
+        BootTable {
+            start: std::time::Instant::now(),
+        }
     }
 }
 
 impl kiln_boot::BootEvents for BootTable {
     fn host_started(&self, host: &str, pid: u32, serial_log: &std::path::Path) {
-        eprintln!("{:>5.0?} {host:<12} started (qemu pid {pid}, console {})", self.start.elapsed(), serial_log.display());
+        eprintln!(
+            "{:>5.0?} {host:<12} started (qemu pid {pid}, console {})",
+            self.start.elapsed(),
+            serial_log.display()
+        );
     }
 
     fn host_status(&self, host: &str, status: &kiln_boot::HostStatus) {
-        eprintln!("{:>5.0?} {host:<12} {:<11} {}", self.start.elapsed(), status.phase.to_string(), status.last_step.as_deref().unwrap_or(""));
+        eprintln!(
+            "{:>5.0?} {host:<12} {:<11} {}",
+            self.start.elapsed(),
+            status.phase.to_string(),
+            status.last_step.as_deref().unwrap_or("")
+        );
     }
 
     fn stopping(&self, hosts: &[String]) {

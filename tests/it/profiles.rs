@@ -32,6 +32,9 @@ const OS_PACKAGES: &[(&str, &[&str], &[&str])] = &[
     ),
 ];
 
+/// Executables every supported OS has in its base system (the shell units use for guards).
+const BASE_SYSTEM: &[&str] = &["/bin/sh"];
+
 /// A rendered cluster: `kiln render` output and `kiln plan --json`.
 struct Rendered {
     label: String,
@@ -337,6 +340,12 @@ fn verify_root(r: &Rendered, host: &Value, root: &Path) -> Vec<String> {
             write_exec(&dest, "#!/bin/sh\n# stand-in for a kiln artifact\n");
         }
     }
+    for exe in BASE_SYSTEM {
+        write_exec(
+            &root.join(&exe[1..]),
+            "#!/bin/sh\n# stand-in for the base system's executable\n",
+        );
+    }
     for pkg in r.packages_of(host) {
         for (_, exes, pkg_units) in OS_PACKAGES.iter().filter(|(p, ..)| *p == pkg) {
             for exe in exes.iter() {
@@ -430,6 +439,7 @@ fn every_unit_executable_is_shipped_or_from_an_os_package() {
                 for UnitCommand { exe, tolerated } in unit_commands(&text) {
                     let ok = shipped.contains(exe.as_str())
                         || from_packages.contains_key(exe.as_str())
+                        || BASE_SYSTEM.contains(&exe.as_str())
                         || (tolerated
                             && !exe.starts_with("/usr/local/")
                             && !exe.starts_with("/opt/"));

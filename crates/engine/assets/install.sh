@@ -453,12 +453,13 @@ step_images() {
     done <"$WORK/images"
     CHANGED=$((CHANGED + imported))
     verify_image_digests "$rt"
-    ok "imported=$imported present=$present runtime=$rt"
+    ok "imported=$imported present=$present runtime=$rt refs=$(tr '\n' ',' <"$WORK/refs" | sed 's/,$//')"
 }
 
 # Every image the bundles list in IMAGE-DIGESTS must be in containerd under its reference
 # with the digest kiln pinned (docker keeps no manifest digest for loaded images).
 verify_image_digests() {
+    : >"$WORK/refs"
     [ "$1" = ctr ] || return 0
     ctr -n k8s.io images ls >"$WORK/ls" 2>"$WORK/err" || fail "ctr images ls: $(last_line "$WORK/err")"
     while read -r i kind sha f; do
@@ -468,6 +469,7 @@ verify_image_digests() {
             [ -n "$digest" ] || continue
             awk -v r="$ref" -v d="$digest" '$1 == r && $3 == d { found = 1 } END { exit !found }' "$WORK/ls" ||
                 fail "image $ref from $path is not in containerd with digest $digest"
+            echo "$ref@$digest" >>"$WORK/refs"
         done <"$STAGING/$sha/IMAGE-DIGESTS"
     done <"$WORK/archives"
 }
@@ -481,7 +483,7 @@ step_units() {
         ok "skipped (KILN_NO_SYSTEMCTL=1) units=${list% }" && return 0
     fi
     command -v systemctl >/dev/null || fail "systemctl not found"
-    enabled=0 started=0 restarted=0
+    enabled=0 started=0 restarted=0 started_units=""
     # Under KILN_ROOT the system is not running: enable only (systemctl --root).
     sc() { if live; then systemctl "$@"; else systemctl --root="$R" "$@"; fi; }
     if live; then systemctl daemon-reload || fail "systemctl daemon-reload failed"; fi
@@ -494,8 +496,10 @@ step_units() {
         esac
         live || continue
         if [ "$(systemctl is-active "$u" 2>/dev/null || :)" != active ]; then
+            state=$(systemctl is-active "$u" 2>/dev/null || :)
             systemctl start "$u" >"$WORK/err" 2>&1 || fail "start $u: $(last_line "$WORK/err")"
             started=$((started + 1))
+            started_units="$started_units$u($state),"
         elif grep -qx "$u" "$STATE_DIR/pending-restart" 2>/dev/null; then
             systemctl restart "$u" >"$WORK/err" 2>&1 || fail "restart $u: $(last_line "$WORK/err")"
             restarted=$((restarted + 1))
@@ -503,7 +507,7 @@ step_units() {
     done
     rm -f "$STATE_DIR/pending-restart"
     CHANGED=$((CHANGED + enabled + started + restarted))
-    ok "units=$(echo "$list" | tr ' ' ',' | sed 's/,$//') enabled=$enabled started=$started restarted=$restarted"
+    ok "units=$(echo "$list" | tr ' ' ',' | sed 's/,$//') enabled=$enabled started=$started restarted=$restarted${started_units:+ started-units=${started_units%,}}"
 }
 
 # 11. Each role's HEALTH command, retried while its services come up.

@@ -84,10 +84,8 @@ fn runs(log: &Path) -> Vec<Vec<Marker>> {
     runs
 }
 
-fn find<'a>(run: &'a [Marker], step: &str) -> &'a Marker {
-    run.iter()
-        .find(|m| m.step == step)
-        .unwrap_or_else(|| panic!("no `KILN {step}` marker in {run:#?}"))
+fn find<'a>(run: &'a [Marker], step: &str) -> Option<&'a Marker> {
+    run.iter().find(|m| m.step == step)
 }
 
 #[test]
@@ -142,91 +140,135 @@ fn lab_hosts_reach_their_roles_and_a_rerun_changes_nothing() {
     let report = expect_boot(boot(&opts, &Progress::new()));
     assert_eq!(report.hosts.len(), 4);
 
+    let mut problems = Problems::default();
     for host in &report.hosts {
-        assert_eq!(host.phase, HostPhase::Ready, "{}", host.name);
-        let runs = runs(&host.serial_log);
-        assert_eq!(
-            runs.len(),
-            2,
-            "{}: expected two install runs (--seed-rerun), got {runs:#?}",
-            host.name
-        );
-        for (i, run) in runs.iter().enumerate() {
-            let steps: Vec<&str> = run.iter().map(|m| m.step.as_str()).collect();
-            assert_eq!(
-                steps,
-                STEPS,
-                "{} run {}: steps out of order",
-                host.name,
-                i + 1
-            );
-            assert!(
-                run.iter().all(|m| m.status == kiln_boot::Status::Ok),
-                "{run:#?}"
-            );
-        }
-        let (first, second) = (&runs[0], &runs[1]);
-        // `KILN health ok role=common,etcd …`: every role's HEALTH passed.
-        let health = find(first, "health");
-        let healthy: Vec<&str> = health
-            .fields()
-            .get("role")
-            .unwrap_or(&"")
-            .split(',')
-            .collect();
-        for role in &host.roles {
-            assert!(healthy.contains(&role.as_str()), "{}: {health}", host.name);
-        }
-        assert!(
-            !find(first, "done").has_word("unchanged"),
-            "{}: first run changed nothing?",
-            host.name
-        );
+        check_host(host, &mut problems);
+    }
+    check_runtime_images(report.host("runtime1").unwrap(), &images, &mut problems);
+    assert!(
+        problems.0.is_empty(),
+        "{} problem(s) on the consoles (logs in {}):\n- {}",
+        problems.0.len(),
+        report.log_dir.display(),
+        problems.0.join("\n- ")
+    );
+}
 
-        // The rerun is a no-op: nothing restarted, nothing imported, state as it was.
-        let done = find(second, "done");
-        assert!(
-            done.has_word("unchanged"),
-            "{}: rerun said `{done}`",
-            host.name
-        );
-        assert_eq!(
-            find(first, "done").fields().get("build"),
-            done.fields().get("build")
-        );
-        let units = find(second, "units").fields();
-        for key in ["enabled", "started", "restarted"] {
-            assert_eq!(units.get(key), Some(&"0"), "{}: rerun {key}", host.name);
+/// Everything wrong, collected so that one (slow) run reports all of it.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn check(&mut self, ok: bool, problem: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(problem());
         }
-        assert!(find(second, "state").has_word("unchanged"), "{}", host.name);
-        let imported = find(second, "images").fields();
-        assert!(
-            matches!(imported.get("imported"), None | Some(&"0")),
-            "{}",
-            host.name
+    }
+}
+
+/// Both install runs printed every step, in order, all `ok`; the first
+/// found every role healthy; the second changed nothing.
+fn check_host(host: &kiln_boot::HostReport, p: &mut Problems) {
+    let name = &host.name;
+    p.check(host.phase == HostPhase::Ready, || {
+        format!("{name}: {}", host.phase)
+    });
+    let runs = runs(&host.serial_log);
+    if runs.len() != 2 {
+        p.check(false, || {
+            format!(
+                "{name}: {} install runs, expected 2 (--seed-rerun)",
+                runs.len()
+            )
+        });
+        return;
+    }
+    for (i, run) in runs.iter().enumerate() {
+        let steps: Vec<&str> = run.iter().map(|m| m.step.as_str()).collect();
+        p.check(steps == STEPS, || {
+            format!("{name} run {}: steps {steps:?}, expected {STEPS:?}", i + 1)
+        });
+        for m in run.iter().filter(|m| m.status != kiln_boot::Status::Ok) {
+            p.check(false, || format!("{name} run {}: `{m}`", i + 1));
+        }
+    }
+    let (first, second) = (&runs[0], &runs[1]);
+    let (Some(health), Some(done1), Some(done2)) = (
+        find(first, "health"),
+        find(first, "done"),
+        find(second, "done"),
+    ) else {
+        return;
+    };
+    // `KILN health ok role=common,etcd …`: every role's HEALTH passed.
+    let healthy: Vec<&str> = health
+        .fields()
+        .get("role")
+        .unwrap_or(&"")
+        .split(',')
+        .collect();
+    for role in &host.roles {
+        p.check(healthy.contains(&role.as_str()), || {
+            format!("{name}: role {role} not in `{health}`")
+        });
+    }
+    p.check(!done1.has_word("unchanged"), || {
+        format!("{name}: the first run changed nothing: `{done1}`")
+    });
+    p.check(
+        done1.fields().get("build") == done2.fields().get("build"),
+        || format!("{name}: the runs installed different builds"),
+    );
+
+    // The rerun is a no-op: nothing started, enabled, restarted or imported, the state as it was.
+    p.check(done2.has_word("unchanged"), || {
+        format!("{name}: the rerun changed something: `{done2}`")
+    });
+    if let Some(units) = find(second, "units") {
+        for key in ["enabled", "started", "restarted"] {
+            p.check(units.fields().get(key) == Some(&"0"), || {
+                format!("{name}: the rerun's `{units}` has {key} != 0")
+            });
+        }
+    }
+    if let Some(state) = find(second, "state") {
+        p.check(state.has_word("unchanged"), || {
+            format!("{name}: rerun `{state}`")
+        });
+    }
+    if let Some(images) = find(second, "images") {
+        p.check(
+            matches!(images.fields().get("imported"), None | Some(&"0")),
+            || format!("{name}: rerun `{images}`"),
         );
     }
+}
 
-    // The runtime host imported its images into containerd, which answers and lists them.
-    assert!(
-        !images.is_empty(),
-        "the lab's runtime role imports no image"
-    );
-    let runtime = report.host("runtime1").unwrap();
-    let runs = runs(&runtime.serial_log);
-    let first_images = find(&runs[0], "images").fields();
-    assert_eq!(first_images.get("runtime"), Some(&"ctr"));
-    assert_eq!(
-        first_images
-            .get("imported")
-            .map(|n| n.parse::<usize>().unwrap()),
-        Some(images.len())
-    );
-    let console = fs::read_to_string(&runtime.serial_log).unwrap();
-    for image in &images {
-        assert!(
-            console.contains(image.as_str()),
-            "runtime1's console never lists {image}: its health check should print `ctr -n k8s.io images ls` on the console"
+/// The runtime host imported the planned images into containerd, which
+/// answers and lists them on the console.
+fn check_runtime_images(host: &kiln_boot::HostReport, images: &[String], p: &mut Problems) {
+    p.check(!images.is_empty(), || {
+        "the lab's runtime role imports no image".to_owned()
+    });
+    let runs = runs(&host.serial_log);
+    if let Some(m) = runs.first().and_then(|r| find(r, "images")) {
+        let fields = m.fields();
+        p.check(fields.get("runtime") == Some(&"ctr"), || {
+            format!("{}: `{m}`, expected runtime=ctr", host.name)
+        });
+        p.check(
+            fields.get("imported").and_then(|n| n.parse::<usize>().ok()) == Some(images.len()),
+            || format!("{}: `{m}`, expected imported={}", host.name, images.len()),
         );
+    }
+    let console = fs::read_to_string(&host.serial_log).unwrap_or_default();
+    for image in images {
+        p.check(console.contains(image.as_str()), || {
+            format!(
+                "{}: the console never lists {image} (containerd's image list, \
+                 e.g. `ctr -n k8s.io images ls -q` from the runtime HEALTH, must reach the console)",
+                host.name
+            )
+        });
     }
 }
