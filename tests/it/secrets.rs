@@ -89,7 +89,28 @@ fn secrets_bundles_are_0600_and_hold_only_their_hosts_files() {
         );
         let e = entries(&p);
         let host_file = &e.iter().find(|x| x.0 == "HOST").unwrap().2;
-        assert!(String::from_utf8_lossy(host_file).contains(&format!("KILN_HOST={host}\n")));
+        let host_text = String::from_utf8_lossy(host_file);
+        assert!(host_text.contains(&format!("KILN_HOST={host}\n")));
+        // The installer's clock check: the earliest notAfter of this host's certificates.
+        let not_after = host_text
+            .lines()
+            .find_map(|l| l.strip_prefix("KILN_NOT_AFTER="));
+        assert_eq!(
+            not_after.is_some(),
+            host.starts_with("etcd"),
+            "{host}: only hosts with certificates have KILN_NOT_AFTER"
+        );
+        if let Some(t) = not_after {
+            let t: i64 = t.parse().unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            assert!(
+                t > now + 300 * 86_400 && t < now + 400 * 86_400,
+                "{host}: {t}"
+            );
+        }
         for (path, mode, _) in &e {
             if path.ends_with(".key") {
                 assert_eq!(*mode, 0o600, "{host}: {path}");

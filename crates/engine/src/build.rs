@@ -550,6 +550,10 @@ impl Assembly<'_> {
                 "KILN_CLUSTER={}\nKILN_HOST={}\nKILN_IP={}\nKILN_BUILD_ID={}\nKILN_GENERATION={}\nKILN_ARCH={}\nKILN_OS={}\nKILN_OS_FAMILY={}\n",
                 cluster.name, h.name, h.ip, self.build_id, plan.generation, cluster.arch, h.os, h.os.family()
             );
+            let host_env = match crate::secrets::host_not_after(self.pki, &h.name) {
+                Some(t) => format!("{host_env}KILN_NOT_AFTER={t}\n"),
+                None => host_env,
+            };
             entries.push(text_entry("HOST", 0o644, host_env));
             let bundle_lines: Vec<String> = h
                 .bundles
