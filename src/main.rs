@@ -333,34 +333,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             opts.timeout = std::time::Duration::from_secs(a.timeout);
             opts.memory_mb = a.memory;
             opts.keep = a.keep;
-            let report = kiln_boot::boot(&opts, &progress::BootTable::new())?;
-            let mut failed = false;
-            for h in &report.hosts {
-                if let Some(reason) = &h.failure {
-                    failed = true;
-                    eprintln!(
-                        "\n{}: {reason:?} — last lines of {}:",
-                        h.name,
-                        h.serial_log.display()
-                    );
-                    let log = std::fs::read_to_string(&h.serial_log).unwrap_or_default();
-                    let lines: Vec<&str> = log.lines().collect();
-                    for l in &lines[lines.len().saturating_sub(kiln_boot::TAIL_LINES)..] {
-                        eprintln!("  {}", kiln_boot::clean_line(l));
+            // A failed host comes back as an error carrying the report: its Display names the host,
+            // the reason and the last console lines; guests kept with --keep must still be stoppable.
+            let report = match kiln_boot::boot(&opts, &progress::BootTable::new()) {
+                Ok(r) => r,
+                Err(kiln_boot::BootError::HostFailed { failure, report }) => {
+                    eprintln!("error: {failure}");
+                    if let Some(k) = &report.kept {
+                        eprintln!("guests left running; stop them with: {}", k.stop_command());
                     }
+                    return Ok(ExitCode::from(1));
                 }
-            }
+                Err(e) => return Err(e.into()),
+            };
             if let Some(k) = &report.kept {
-                let pids: Vec<String> = k.guests.iter().map(|(_, p)| p.to_string()).collect();
-                println!(
-                    "guests left running: kill {} {} && rm -rf {}",
-                    pids.join(" "),
-                    k.switch_pid,
-                    k.run_dir.display()
-                );
-            }
-            if failed {
-                return Ok(ExitCode::from(1));
+                println!("guests left running; stop them with: {}", k.stop_command());
             }
             println!(
                 "{}: every host reached its role in {:.0?} (logs in {})",
