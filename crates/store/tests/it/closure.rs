@@ -48,43 +48,7 @@ fn repo(arch: &str, packages: &[(&str, &str)]) -> Option<Repo> {
         debs.push((name.to_string(), deb));
     }
     fs::write(pool.join("Packages"), index).unwrap();
-    for sub in [
-        "lists/partial",
-        "cache/archives/partial",
-        "sources.list.d",
-        "preferences.d",
-    ] {
-        fs::create_dir_all(d.join(sub)).unwrap();
-    }
-    fs::write(
-        d.join("sources.list"),
-        format!("deb [trusted=yes] file:{} ./\n", pool.display()),
-    )
-    .unwrap();
-    fs::write(d.join("status"), "").unwrap();
-    let config = d.join("apt.conf");
-    fs::write(
-        &config,
-        format!(
-            "Dir::Etc::SourceList \"{0}/sources.list\";\nDir::Etc::SourceParts \"{0}/sources.list.d\";\n\
-             Dir::Etc::PreferencesParts \"{0}/preferences.d\";\nDir::State::Lists \"{0}/lists\";\n\
-             Dir::Cache \"{0}/cache\";\nDir::State::status \"{0}/status\";\nAPT::Sandbox::User \"root\";\n",
-            d.display()
-        ),
-    )
-    .unwrap();
-    let update = Command::new("apt-get")
-        .arg("update")
-        .env("APT_CONFIG", &config)
-        .output()
-        .ok()?;
-    if !update.status.success() {
-        eprintln!(
-            "apt-get update on a local repo failed: {}",
-            String::from_utf8_lossy(&update.stderr)
-        );
-        return None;
-    }
+    let config = crate::private_apt(d, &pool)?;
     Some(Repo {
         _dir: dir,
         config,
