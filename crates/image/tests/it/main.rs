@@ -7,18 +7,19 @@
 mod archive;
 mod assemble;
 mod auth;
-mod fixtures;
 mod proxy;
 mod pull;
 mod scan;
 mod token;
 
+/// The registry, containerd and test images, shared with the kiln CLI's tests.
+use kiln_testkit as fixtures;
+pub use kiln_testkit::{have_tools, run, sha};
+
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use kiln_store::FetchOptions;
-use sha2::{Digest as _, Sha256};
 
 /// Options for tests: quick backoff, short timeouts.
 pub fn fast_opts() -> FetchOptions {
@@ -32,55 +33,6 @@ pub fn fast_opts() -> FetchOptions {
     }
 }
 
-/// Whether every tool is on PATH; otherwise prints why the test is skipped (or fails
-/// when `KILN_REQUIRE_TOOLS` is set).
-pub fn have_tools(test: &str, tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| which(t).is_none())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
-        "{test}: needs {} (apt-get install docker-registry skopeo umoci containerd catatonit apache2-utils openssl)",
-        missing.join(", ")
-    );
-    if std::env::var_os("KILN_REQUIRE_TOOLS").is_some() {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED {msg}");
-    false
-}
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
-
-/// Runs a command, panicking with its stderr when it fails; returns stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// sha256 hex of bytes.
-pub fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 /// Sorted names in a folder.
 pub fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -89,17 +41,4 @@ pub fn names(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// Deterministic bytes that do not compress.
-pub fn payload(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
