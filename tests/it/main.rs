@@ -11,5 +11,6 @@ mod lab;
 mod packages;
 mod plan_snapshots;
 mod profiles;
+mod registry;
 mod secrets;
 mod seeds;

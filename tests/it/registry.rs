@@ -1,0 +1,277 @@
+//! A cluster whose images come from registries: a local docker-registry stands in for
+//! registry.k8s.io and docker.io through `[registry-mirrors]` (as a Harbor proxy project
+//! would), and the real kiln binary locks, fetches, builds and lists them; the bundled
+//! tarballs import into a real containerd under their real names and locked digests.
+//!
+//! Only 127.0.0.1 is used: every kiln run gets an HTTP(S) proxy on a closed local port
+//! for anything but 127.0.0.1, so a request that escaped the mirrors would fail.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use kiln_testkit::{build_images, have_tools, push, remote_digest, Containerd, Images, Registry};
+use serde_json::Value;
+
+use crate::common::{kiln, walk, Fixture};
+use crate::secrets::entries;
+
+const PAUSE: &str = "registry.k8s.io/pause:3.10.1";
+const FLANNEL: &str = "docker.io/flannel/flannel:v0.28.4";
+
+/// The lab fixture with registry images: the runtime role carries pause (a multi-arch
+/// index, OCI) and flannel (Docker schema 2); both share their first two layers.
+struct Mirrored {
+    fx: Fixture,
+    reg: Registry,
+    images: Images,
+    /// The digest the registry serves for flannel's tag.
+    flannel_digest: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl Mirrored {
+    /// Seeds the registry and writes the cluster, or `None` (skipped) without the tools.
+    fn new(test: &str) -> Option<Mirrored> {
+        let tools = ["docker-registry", "skopeo", "umoci", "containerd", "ctr"];
+        if !have_tools(test, &tools) {
+            return None;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let images = build_images(&tmp.path().join("images"));
+        let reg = Registry::start(
+            &tmp.path().join("registry"),
+            kiln_testkit::RegistryAuth::None,
+        );
+        // Harbor-style proxy projects: `k8s` in front of registry.k8s.io, `hub` of docker.io.
+        push(
+            &images,
+            "multi",
+            &format!("{}/k8s/pause:3.10.1", reg.addr),
+            &[],
+        );
+        let flannel = format!("{}/hub/flannel/flannel:v0.28.4", reg.addr);
+        push(&images, "b", &flannel, &["--format", "v2s2"]);
+        let flannel_digest = remote_digest(&flannel);
+
+        let fx = Fixture::new(false);
+        let profile = fx.dir.join("profiles/runtime/profile.toml");
+        let text = fs::read_to_string(&profile).unwrap();
+        let one = format!("images = [\"{PAUSE}\"]");
+        assert!(
+            text.contains(&one),
+            "the runtime profile names the pause image"
+        );
+        fs::write(
+            &profile,
+            text.replace(&one, &format!("images = [\"{PAUSE}\", \"{FLANNEL}\"]")),
+        )
+        .unwrap();
+        let addr = reg.addr.clone();
+        fx.edit(|t| {
+            assert!(t.contains("image-sources = [\"assemble\"]"));
+            let t = t.replace(
+                "image-sources = [\"assemble\"]",
+                "image-sources = [\"registry\"]",
+            );
+            format!(
+                "{t}\n[registry-mirrors]\n\"registry.k8s.io\" = [\"http://{addr}/k8s\"]\n\"docker.io\" = [\"http://{addr}/hub/\"]\n"
+            )
+        });
+        Some(Mirrored {
+            fx,
+            reg,
+            images,
+            flannel_digest,
+            _tmp: tmp,
+        })
+    }
+
+    /// `kiln ARGS` in the project, with only 127.0.0.1 reachable; asserts success, returns stdout.
+    fn kiln(&self, args: &[&str]) -> String {
+        let out = kiln()
+            .current_dir(&self.fx.dir)
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.1")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kiln {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// (reference, manifest digest) the registry serves for each image, sorted.
+    fn served(&self) -> Vec<(String, String)> {
+        vec![
+            (FLANNEL.to_string(), self.flannel_digest.clone()),
+            (PAUSE.to_string(), self.images.a_amd64.clone()),
+        ]
+    }
+
+    /// How many times the registry served the blob `digest`.
+    fn blob_gets(&self, digest: &str) -> usize {
+        let log = fs::read_to_string(self.reg.storage.with_file_name("registry.log")).unwrap();
+        log.lines()
+            .filter(|l| {
+                l.contains("response completed")
+                    && l.contains("http.request.method=GET")
+                    && l.contains(&format!("/blobs/{digest}"))
+            })
+            .count()
+    }
+}
+
+/// The runtime bundle of an out folder.
+fn runtime_bundle(out: &Path) -> PathBuf {
+    walk(&out.join("bundles"))
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("runtime-debian12"))
+        .expect("a runtime bundle")
+}
+
+/// `IMAGE-DIGESTS` of every bundle of an out folder: (bundle file, path, reference, digest).
+fn image_digests(out: &Path) -> Vec<(String, String, String, String)> {
+    let mut rows = Vec::new();
+    for b in walk(&out.join("bundles")) {
+        let e = entries(&b);
+        let text = &e.iter().find(|x| x.0 == "IMAGE-DIGESTS").unwrap().2;
+        for line in String::from_utf8(text.clone()).unwrap().lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            assert_eq!(f.len(), 3, "{line}");
+            let name = b.file_name().unwrap().to_string_lossy().into_owned();
+            rows.push((name, f[0].into(), f[1].into(), f[2].into()));
+        }
+    }
+    rows
+}
+
+/// The members `images/…` of a bundle, written into `dir`; returns their paths.
+fn extract_images(bundle: &Path, dir: &Path) -> Vec<PathBuf> {
+    fs::create_dir_all(dir).unwrap();
+    entries(bundle)
+        .into_iter()
+        .filter_map(|(p, _, bytes)| {
+            let name = p.strip_prefix("images/")?;
+            let file = dir.join(name);
+            fs::write(&file, bytes).unwrap();
+            Some(file)
+        })
+        .collect()
+}
+
+#[test]
+fn a_cluster_pulls_its_images_through_registry_mirrors_and_bundles_them_by_name_and_digest() {
+    let test =
+        "a_cluster_pulls_its_images_through_registry_mirrors_and_bundles_them_by_name_and_digest";
+    let Some(m) = Mirrored::new(test) else { return };
+
+    // lock: tags resolved through the mirrors to the index and the amd64 manifest.
+    m.kiln(&["lock", "cluster.toml"]);
+    let lock: toml::Table = fs::read_to_string(m.fx.dir.join("kiln.lock"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let locked: Vec<(String, String)> = lock["image"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let r = i["reference"].as_str().unwrap().to_string();
+            (r, i["manifest-digest"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(locked, m.served());
+    let pause = lock["image"].as_array().unwrap()[1].as_table().unwrap();
+    assert_eq!(
+        pause["index-digest"].as_str(),
+        Some(m.images.multi.as_str())
+    );
+    assert_eq!(pause["platform"].as_str(), Some("linux/amd64"));
+
+    // fetch: every blob into vendor/, the layers both images share downloaded once.
+    let fetched = m.kiln(&["fetch", "cluster.toml"]);
+    assert!(fetched.contains(", 2 image(s) pulled"), "{fetched}");
+    let big = &m.images.big_layer;
+    assert!(m.fx.dir.join("vendor/sha256").join(&big[7..]).is_file());
+    assert_eq!(m.blob_gets(big), 1, "the shared layer was downloaded once");
+
+    // build: the runtime bundle carries both, listed with the locked digests.
+    m.kiln(&["build", "--seed", "none", "cluster.toml"]);
+    let out = m.fx.dir.join("out/lab");
+    let digests = image_digests(&out);
+    let bundled: Vec<(String, String)> = digests
+        .iter()
+        .map(|d| (d.2.clone(), d.3.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(bundled, m.served());
+    assert!(digests.iter().all(|d| d.0.starts_with("runtime-debian12-")));
+    assert_eq!(
+        digests.iter().map(|d| d.1.as_str()).collect::<Vec<_>>(),
+        [
+            "images/registry.k8s.io_pause_3.10.1.tar",
+            "images/docker.io_flannel_flannel_v0.28.4.tar"
+        ]
+    );
+
+    // kiln images lists exactly what was bundled, in both forms.
+    let rows: Value = serde_json::from_str(&m.kiln(&["images", "--json", "cluster.toml"])).unwrap();
+    let listed: Vec<(String, String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["source"], "registry");
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            (s("bundle"), s("image"), s("digest"))
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = digests
+        .iter()
+        .map(|d| ("runtime-debian12".into(), d.2.clone(), d.3.clone()))
+        .collect();
+    assert_eq!(listed, want);
+    let text = m.kiln(&["images", "cluster.toml"]);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    for (l, (bundle, image, digest)) in text.lines().zip(&want) {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(cols, [bundle, image, "registry", digest], "{text}");
+    }
+
+    // The tarballs import into containerd under their real names and locked digests.
+    let tars = extract_images(&runtime_bundle(&out), &m.fx.dir.join("../tars"));
+    assert_eq!(tars.len(), 2);
+    let ctd = Containerd::start(&m.fx.dir.join("../containerd"));
+    for t in &tars {
+        ctd.import(t);
+    }
+    assert_eq!(ctd.images(), m.served());
+
+    // A second build, from a store filled by a second pull, gives identical tarballs.
+    fs::rename(m.fx.dir.join("vendor"), m.fx.dir.join("../vendor-first")).unwrap();
+    m.kiln(&["build", "--seed", "none", "--out", "out2", "cluster.toml"]);
+    let again = extract_images(
+        &runtime_bundle(&m.fx.dir.join("out2/lab")),
+        &m.fx.dir.join("../tars2"),
+    );
+    assert_eq!(again.len(), 2);
+    for (a, b) in tars.iter().zip(&again) {
+        assert_eq!(a.file_name(), b.file_name());
+        assert!(
+            fs::read(a).unwrap() == fs::read(b).unwrap(),
+            "{} differs",
+            b.display()
+        );
+    }
+    assert_eq!(
+        m.blob_gets(big),
+        2,
+        "the second store pulled the shared layer once"
+    );
+}
