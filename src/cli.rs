@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Build verified, reproducible offline provisioning bundles for Kubernetes hosts.
 #[derive(Debug, Parser)]
@@ -115,8 +115,31 @@ pub struct BuildArgs {
     /// Allow replacing a missing or broken CA although certificates were issued from it.
     #[arg(long)]
     pub rotate_ca: bool,
+    /// How each role bundle carries its container images: per-image (images/NAME.tar each) or
+    /// combined (one images/ROLE.tar with all of them, each shared layer once).
+    #[arg(long, value_enum, default_value_t = ImagesForm::PerImage)]
+    pub images: ImagesForm,
     #[command(flatten)]
     pub net: NetArgs,
+}
+
+/// `kiln build --images` (variants documented on the flag, keeping `--help` compact).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImagesForm {
+    // One images/NAME.tar per image, named after its reference.
+    PerImage,
+    // One images/ROLE.tar per bundle holding all its images.
+    Combined,
+}
+
+impl ImagesForm {
+    /// The engine's option.
+    pub fn to_lib(self) -> kiln_engine::images::ImageArchives {
+        match self {
+            ImagesForm::PerImage => kiln_engine::images::ImageArchives::PerImage,
+            ImagesForm::Combined => kiln_engine::images::ImageArchives::Combined,
+        }
+    }
 }
 
 /// `kiln certs`.

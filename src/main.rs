@@ -208,6 +208,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("--seed: {e}"))?,
                 seed_rerun: a.seed_rerun,
                 rotate_ca: a.rotate_ca,
+                images: a.images.to_lib(),
             };
             let bars = progress::Bars::new();
             let res = build::build(&p, &opts, &bars)?;

@@ -275,3 +275,144 @@ fn a_cluster_pulls_its_images_through_registry_mirrors_and_bundles_them_by_name_
         "the second store pulled the shared layer once"
     );
 }
+
+#[test]
+fn build_images_combined_puts_each_shared_layer_once_in_one_archive_per_role() {
+    let test = "build_images_combined_puts_each_shared_layer_once_in_one_archive_per_role";
+    let Some(m) = Mirrored::new(test) else { return };
+    m.kiln(&["lock", "cluster.toml"]);
+    m.kiln(&[
+        "build",
+        "--seed",
+        "none",
+        "--out",
+        "per-image",
+        "cluster.toml",
+    ]);
+    let combined = ["build", "--seed", "none", "--images", "combined"];
+    m.kiln(&[&combined[..], &["--out", "combined", "cluster.toml"]].concat());
+
+    // The option is an input: another build id, another runtime bundle.
+    let build_id = |out: &str| -> String {
+        let text = fs::read_to_string(m.fx.dir.join(out).join("lab/MANIFEST.json")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["build-id"].as_str().unwrap().to_string()
+    };
+    assert_ne!(build_id("per-image"), build_id("combined"));
+    let out = m.fx.dir.join("combined/lab");
+    let bundle = runtime_bundle(&out);
+    assert_ne!(
+        bundle.file_name(),
+        runtime_bundle(&m.fx.dir.join("per-image/lab")).file_name()
+    );
+
+    // One archive, listed in IMAGES; IMAGE-DIGESTS names every image in it.
+    let e = entries(&bundle);
+    let member = |name: &str| String::from_utf8(e.iter().find(|x| x.0 == name).unwrap().2.clone());
+    assert_eq!(member("IMAGES").unwrap(), "images/runtime.tar\n");
+    let digests = image_digests(&out);
+    assert!(digests.iter().all(|d| d.1 == "images/runtime.tar"));
+    let mut bundled: Vec<(String, String)> =
+        digests.iter().map(|d| (d.2.clone(), d.3.clone())).collect();
+    bundled.sort();
+    assert_eq!(bundled, m.served());
+
+    // Each shared blob once: the archive is smaller than the two per-image ones by the
+    // shared layers, and names every image in index.json and manifest.json.
+    let tars = extract_images(&bundle, &m.fx.dir.join("../combined-tars"));
+    assert_eq!(tars.len(), 1);
+    let per_image = extract_images(
+        &runtime_bundle(&m.fx.dir.join("per-image/lab")),
+        &m.fx.dir.join("../per-image-tars"),
+    );
+    let size = |p: &PathBuf| fs::metadata(p).unwrap().len();
+    let saved = per_image.iter().map(size).sum::<u64>() - size(&tars[0]);
+    assert!(saved >= m.images.big_layer_size, "{saved} bytes saved");
+    let mut paths = Vec::new();
+    let mut index = Value::Null;
+    let mut docker = Value::Null;
+    for f in tar::Archive::new(fs::File::open(&tars[0]).unwrap())
+        .entries()
+        .unwrap()
+    {
+        let f = f.unwrap();
+        let p = f.path().unwrap().display().to_string();
+        match p.as_str() {
+            "index.json" => index = serde_json::from_reader(f).unwrap(),
+            "manifest.json" => docker = serde_json::from_reader(f).unwrap(),
+            _ => {}
+        }
+        paths.push(p);
+    }
+    let big = format!("blobs/sha256/{}", &m.images.big_layer[7..]);
+    assert_eq!(paths.iter().filter(|p| **p == big).count(), 1, "{paths:#?}");
+    assert_eq!(paths.iter().collect::<BTreeSet<_>>().len(), paths.len());
+    let names: Vec<(String, String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let a = &i["annotations"];
+            let s = |v: &Value| v.as_str().unwrap().to_string();
+            (
+                s(&a["io.containerd.image.name"]),
+                s(&a["org.opencontainers.image.ref.name"]),
+                s(&i["digest"]),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (PAUSE.into(), PAUSE.into(), m.images.a_amd64.clone()),
+            (FLANNEL.into(), FLANNEL.into(), m.flannel_digest.clone())
+        ]
+    );
+    assert_eq!(docker[0]["RepoTags"][0], PAUSE);
+    assert_eq!(docker[1]["RepoTags"][0], FLANNEL);
+
+    // containerd imports both from it under their names and locked digests; skopeo reads
+    // each image out of it (pause is OCI, flannel Docker schema 2: see kiln-image's tests).
+    let ctd = Containerd::start(&m.fx.dir.join("../containerd"));
+    ctd.import(&tars[0]);
+    assert_eq!(ctd.images(), m.served());
+    let inspect = |target: String| -> Value {
+        let out =
+            kiln_testkit::run(std::process::Command::new("skopeo").args(["inspect", &target]));
+        serde_json::from_str(&out).unwrap()
+    };
+    let archive = tars[0].display();
+    let pause = inspect(format!("oci-archive:{archive}:{PAUSE}"));
+    assert_eq!(pause["Digest"], m.images.a_amd64.as_str());
+    let flannel = inspect(format!("docker-archive:{archive}:{FLANNEL}"));
+    assert_eq!(flannel["Layers"].as_array().unwrap().len(), 3);
+
+    // The other bundles carry no image and no archive.
+    for b in walk(&out.join("bundles")).iter().filter(|b| **b != bundle) {
+        let e = entries(b);
+        assert!(
+            e.iter().all(|x| !x.0.starts_with("images/")),
+            "{}",
+            b.display()
+        );
+        assert!(e.iter().any(|x| x.0 == "IMAGES" && x.2.is_empty()));
+    }
+}
+
+#[test]
+fn an_unknown_images_form_is_a_usage_error_naming_the_valid_ones() {
+    let fx = Fixture::small();
+    let r = kiln()
+        .current_dir(&fx.dir)
+        .args(["build", "--images", "zip", "cluster.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        e.contains("invalid value 'zip' for '--images <IMAGES>'")
+            && e.contains("[possible values: per-image, combined]"),
+        "{e}"
+    );
+    assert!(!fx.dir.join("out").exists());
+}

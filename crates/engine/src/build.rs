@@ -38,6 +38,8 @@ pub struct BuildOptions {
     pub seed_rerun: bool,
     /// Allow the PKI to create a new CA where issued certificates exist.
     pub rotate_ca: bool,
+    /// How each bundle carries its images.
+    pub images: crate::images::ImageArchives,
 }
 
 /// What a build did.
@@ -277,6 +279,10 @@ pub fn build(
         &[
             ("(pki state)", pki_digest),
             ("(seed options)", sha256_hex(seeds.as_bytes())),
+            (
+                "(image archives)",
+                sha256_hex(opts.images.as_str().as_bytes()),
+            ),
             ("(install.sh)", sha256_hex(crate::INSTALL_SH.as_bytes())),
         ],
     )?;
@@ -441,33 +447,27 @@ impl Assembly<'_> {
             let tarballs = crate::images::write_tarballs(
                 self.store,
                 by_bundle.get(&b.id).map(Vec::as_slice).unwrap_or(&[]),
+                self.opts.images,
+                &b.role,
                 sde,
                 &image_tmp.join(&b.id),
             )?;
-            let digests: Vec<String> = tarballs
-                .iter()
-                .zip(by_bundle.get(&b.id).into_iter().flatten())
-                .map(|(t, i)| format!("{} {} {}", t.0, i.reference, i.manifest_digest.as_str()))
-                .collect();
+            let digests: Vec<String> = tarballs.iter().flat_map(|t| t.digest_lines()).collect();
             entries.push(text_entry(
                 "IMAGES",
                 0o644,
-                lines(&tarballs.iter().map(|t| t.0.clone()).collect::<Vec<_>>()),
+                lines(&tarballs.iter().map(|t| t.path.clone()).collect::<Vec<_>>()),
             ));
             entries.push(text_entry("IMAGE-DIGESTS", 0o644, lines(&digests)));
-            entries.extend(
-                tarballs
-                    .into_iter()
-                    .map(|(path, file, sha256, size)| Entry {
-                        path,
-                        mode: 0o644,
-                        source: Source::File {
-                            path: file,
-                            sha256,
-                            size,
-                        },
-                    }),
-            );
+            entries.extend(tarballs.into_iter().map(|t| Entry {
+                path: t.path,
+                mode: 0o644,
+                source: Source::File {
+                    path: t.written.path,
+                    sha256: t.written.sha256,
+                    size: t.written.size,
+                },
+            }));
             // OS packages in install order, as `packages/<file>` beside their list.
             let packages = fetch::bundle_packages(self.store, self.entries, &b.id)?;
             entries.push(text_entry(

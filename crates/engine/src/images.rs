@@ -6,7 +6,7 @@ use std::path::Path;
 
 use kiln_image::{
     AssembleFile, AssembleSpec, Credentials, ImageConfig, LockedImage, Platform, Reference,
-    RegistryClient, RegistryMirrors,
+    RegistryClient, RegistryMirrors, WrittenImageArchive,
 };
 use kiln_plan::{ArtifactNeed, FileSource, Plan};
 use kiln_spec::images::ImageSource;
@@ -272,24 +272,90 @@ pub fn resolve_for_build(
     Ok(out)
 }
 
-/// Writes `images/<name>.tar` for each image into `dir`; returns (path in bundle, file, sha256, size).
+/// How a role bundle carries its images (`kiln build --images`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ImageArchives {
+    /// `images/<name>.tar` per image, named by its reference.
+    #[default]
+    PerImage,
+    /// One `images/<role>.tar` holding all the bundle's images, each shared blob once.
+    Combined,
+}
+
+impl ImageArchives {
+    /// The option's name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageArchives::PerImage => "per-image",
+            ImageArchives::Combined => "combined",
+        }
+    }
+}
+
+/// An image archive written for a bundle.
+#[derive(Debug, Clone)]
+pub struct Tarball {
+    /// Its path in the bundle (`images/….tar`).
+    pub path: String,
+    /// The file written, its sha256 and size.
+    pub written: WrittenImageArchive,
+    /// The images it holds, in the bundle's order.
+    pub images: Vec<LockedImage>,
+}
+
+impl Tarball {
+    /// Its `IMAGE-DIGESTS` lines: `<path> <reference> <manifest digest>` per image.
+    pub fn digest_lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.images.iter().map(|i| {
+            format!(
+                "{} {} {}",
+                self.path,
+                i.reference,
+                i.manifest_digest.as_str()
+            )
+        })
+    }
+}
+
+/// Writes a bundle's image archives into `dir` in the form asked for: one per image
+/// (`images/<name>.tar`), or one for all of them (`images/<role>.tar`; role names have no
+/// `_`, image file names always do, so the two never collide). No images, no archive.
 pub fn write_tarballs(
     store: &Store,
     images: &[LockedImage],
+    form: ImageArchives,
+    role: &str,
     mtime: u64,
     dir: &Path,
-) -> Result<Vec<(String, std::path::PathBuf, String, u64)>, Error> {
-    std::fs::create_dir_all(dir).map_err(crate::io_err(dir))?;
-    let mut out = Vec::new();
-    for img in images {
-        let name = kiln_image::image_file_name(&img.reference);
-        let path = dir.join(&name);
-        let w =
-            kiln_image::write_image_archive_file(store, std::slice::from_ref(img), mtime, &path)
-                .map_err(img_err)?;
-        out.push((format!("images/{name}"), w.path, w.sha256, w.size));
+) -> Result<Vec<Tarball>, Error> {
+    let mut unique: Vec<LockedImage> = Vec::new();
+    for i in images {
+        if !unique.iter().any(|u| u.reference == i.reference) {
+            unique.push(i.clone());
+        }
     }
-    Ok(out)
+    let groups: Vec<(String, Vec<LockedImage>)> = match form {
+        ImageArchives::PerImage => unique
+            .into_iter()
+            .map(|i| (kiln_image::image_file_name(&i.reference), vec![i]))
+            .collect(),
+        ImageArchives::Combined if unique.is_empty() => Vec::new(),
+        ImageArchives::Combined => vec![(format!("{role}.tar"), unique)],
+    };
+    std::fs::create_dir_all(dir).map_err(crate::io_err(dir))?;
+    groups
+        .into_iter()
+        .map(|(name, images)| {
+            let written =
+                kiln_image::write_image_archive_file(store, &images, mtime, &dir.join(&name))
+                    .map_err(img_err)?;
+            Ok(Tarball {
+                path: format!("images/{name}"),
+                written,
+                images,
+            })
+        })
+        .collect()
 }
 
 /// Every image a rendered file of a host's bundles names must be in those bundles.
