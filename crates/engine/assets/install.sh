@@ -410,14 +410,16 @@ step_install() {
     ok "files=$files changed=$changed modes=$modes"
 }
 
-# 9. Container images into the runtime the role has; each tarball's digest is recorded
-# once imported, so a rerun skips it.
+# 9. Container images into the runtime the role has: IMAGES lists a bundle's archives
+# (one per image, or one `images/<role>.tar` with all of them). An archive is skipped when
+# its digest is recorded as imported, or when containerd already has every image
+# IMAGE-DIGESTS lists for it with the pinned digest; then every image is checked.
 step_images() {
     : >"$WORK/images"
     while read -r i kind sha f; do
         [ "$kind" = bundle ] || continue
         for p in $(lines "$STAGING/$sha/IMAGES"); do
-            echo "$(awk -v p="$p" '$3 == p { print $1 }' "$STAGING/$sha/MANIFEST") $STAGING/$sha/$p" >>"$WORK/images"
+            echo "$(awk -v p="$p" '$3 == p { print $1 }' "$STAGING/$sha/MANIFEST") $sha $p" >>"$WORK/images"
         done
     done <"$WORK/archives"
     if [ ! -s "$WORK/images" ]; then ok "images=0" && return 0; fi
@@ -434,14 +436,18 @@ step_images() {
                 sleep 1
             done
         fi
+        ctr -n k8s.io images ls >"$WORK/ls" 2>"$WORK/err" || fail "ctr images ls: $(last_line "$WORK/err")"
     elif command -v docker >/dev/null; then
         rt=docker
     else
         fail "$(wc -l <"$WORK/images") images to import but neither ctr nor docker is installed"
     fi
     imported=0 present=0
-    while read -r sha file; do
-        if grep -qx "$sha $rt" "$STATE_DIR/images" 2>/dev/null; then present=$((present + 1)) && continue; fi
+    while read -r sha bundle p; do
+        file=$STAGING/$bundle/$p
+        if grep -qx "$sha $rt" "$STATE_DIR/images" 2>/dev/null || images_present "$STAGING/$bundle" "$p"; then
+            present=$((present + 1)) && continue
+        fi
         if [ "$rt" = ctr ]; then
             ctr -n k8s.io images import "$file" >"$WORK/err" 2>&1 || fail "ctr import ${file##*/}: $(last_line "$WORK/err")"
         else
@@ -454,6 +460,17 @@ step_images() {
     CHANGED=$((CHANGED + imported))
     verify_image_digests "$rt"
     ok "imported=$imported present=$present runtime=$rt refs=$(tr '\n' ',' <"$WORK/refs" | sed 's/,$//')"
+}
+
+# Whether containerd (its `images ls` in $WORK/ls) already has every image that the
+# IMAGE-DIGESTS of staged bundle $1 lists for archive $2, each with its pinned digest.
+images_present() {
+    [ "$rt" = ctr ] && [ -f "$1/IMAGE-DIGESTS" ] || return 1
+    awk -v ls="$WORK/ls" -v p="$2" '
+        FILENAME == ls { have[$1 " " $3] = 1; next }
+        $1 == p { n++; if (!(($2 " " $3) in have)) missing = 1 }
+        END { exit !(n > 0 && !missing) }
+    ' "$WORK/ls" "$1/IMAGE-DIGESTS"
 }
 
 # Every image the bundles list in IMAGE-DIGESTS must be in containerd under its reference

@@ -37,6 +37,9 @@ pub struct Role {
     pub units: Vec<String>,
     /// `images/<name>` tarballs, listed in IMAGES.
     pub images: Vec<(String, Vec<u8>)>,
+    /// IMAGE-DIGESTS lines (`images/<name> <reference> <manifest digest>`); the member is
+    /// written only when there are any (install.sh then checks containerd against them).
+    pub image_digests: Vec<String>,
     /// `packages/<file>` packages, listed in PACKAGES in this order.
     pub packages: Vec<(String, Vec<u8>)>,
     /// HEALTH command line (may be empty).
@@ -170,6 +173,10 @@ pub fn role_entries(role: &Role, host: &Host) -> Vec<Plain> {
             std::fs::read(crate::install_sh()).expect("read install.sh"),
         ),
     ];
+    if !role.image_digests.is_empty() {
+        let digests = list(role.image_digests.clone()).into_bytes();
+        e.push(("IMAGE-DIGESTS".into(), 0o644, digests));
+    }
     e.extend(
         role.images
             .iter()

@@ -6,6 +6,7 @@
 mod common;
 mod guest;
 mod hostile;
+mod images;
 mod local;
 mod refusals;
 mod static_checks;
