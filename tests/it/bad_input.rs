@@ -124,13 +124,13 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "VIP equal to a host IP",
-            edit: |t| format!("{t}\n[lb]\nvip = \"10.77.0.21\"\n"),
-            at: Some("\"10.77.0.21\"\n"),
+            edit: |t| t.replace("vip = \"10.77.0.100\"", "vip = \"10.77.0.21\""),
+            at: Some("\"10.77.0.21\"\nport"),
             expect: &["`lb.vip`", "already the address of host \"runtime1\""],
         },
         Case {
             name: "VIP outside every host network",
-            edit: |t| format!("{t}\n[lb]\nvip = \"192.168.1.1\"\n"),
+            edit: |t| t.replace("vip = \"10.77.0.100\"", "vip = \"192.168.1.1\""),
             at: Some("\"192.168.1.1\""),
             expect: &["`lb.vip`", "outside every network"],
         },
@@ -171,7 +171,10 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "lb without backends",
-            edit: |t| t.replace("roles = [\"runtime\"]", "roles = [\"lb\"]"),
+            edit: |t| {
+                let kept: Vec<&str> = t.lines().filter(|l| !l.starts_with("backends =")).collect();
+                kept.join("\n")
+            },
             at: None,
             expect: &["role \"lb\" requires a host with role master or `lb.backends`"],
         },

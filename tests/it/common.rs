@@ -124,6 +124,23 @@ pub fn lab_cluster_text() -> String {
     format!("{t}\n[packages]\nbundle = false\n")
 }
 
+/// `cluster` without its `lb` hosts, for tests of OS packages whose repository or catalog
+/// holds only the common role's packages.
+pub fn without_lb_hosts(cluster: String) -> String {
+    let mut parts = cluster.split("\n[[host]]\n");
+    let head = parts.next().unwrap_or_default().to_owned();
+    parts.fold(head, |text, host| {
+        if !host.contains("roles = [\"lb\"]") {
+            return format!("{text}\n[[host]]\n{host}");
+        }
+        // Keep the tables that follow the dropped host's own.
+        match host.find("\n[") {
+            Some(next) => format!("{text}{}", &host[next..]),
+            None => text,
+        }
+    })
+}
+
 /// A temporary project shaped like the lab, whose artifacts are local files.
 pub struct Fixture {
     /// Keeps the folder alive.

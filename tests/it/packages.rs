@@ -11,7 +11,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{kiln, walk, Fixture};
+use crate::common::{kiln, walk, without_lb_hosts, Fixture};
 
 fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
@@ -105,7 +105,8 @@ fn el_rpms_from_the_catalog_are_locked_fetched_over_http_and_bundled_dependencie
     let port = serve(files);
     let fx = Fixture::small();
     fx.edit(|t| {
-        t.replace("os = \"debian12\"", "os = \"rocky9\"")
+        without_lb_hosts(t)
+            .replace("os = \"debian12\"", "os = \"rocky9\"")
             .replace("bundle = false", "bundle = true")
     });
     let cat = fx.dir.join("catalog/catalog.toml");
@@ -323,7 +324,7 @@ fn debian_closures_come_from_apt_with_a_private_status_and_ship_in_install_order
     let fx = Fixture::small();
     let debs = bookworm_repo(&fx.dir.join("apt"));
     fx.edit(|t| {
-        t.replace(
+        without_lb_hosts(t).replace(
             "bundle = false",
             "bundle = true\napt-config = { debian12 = \"apt/apt.conf\" }",
         )

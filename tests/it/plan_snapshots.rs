@@ -31,7 +31,12 @@ fn lab_plan() {
         .collect();
     assert_eq!(
         bundles,
-        ["common-debian12", "etcd-debian12", "runtime-debian12"]
+        [
+            "common-debian12",
+            "etcd-debian12",
+            "lb-debian12",
+            "runtime-debian12"
+        ]
     );
     insta::assert_json_snapshot!("plan_lab", plan);
 }

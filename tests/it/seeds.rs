@@ -112,7 +112,7 @@ fn seeds_are_valid_and_pin_the_installer_and_secrets() {
     let v: serde_json::Value =
         serde_json::from_slice(&fs::read(out.join("vagrant.json")).unwrap()).unwrap();
     let hosts = v["hosts"].as_array().unwrap();
-    assert_eq!(hosts.len(), 4);
+    assert_eq!(hosts.len(), 6);
     assert_eq!(hosts[0]["mac"], "52:54:00:77:00:11");
     assert_eq!(hosts[0]["seed_iso"], "hosts/etcd1/cidata.iso");
     kiln().arg("verify").arg(&out).assert().success();
