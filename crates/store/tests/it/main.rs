@@ -14,24 +14,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use kiln_store::{FetchOptions, Outcome, Progress, Store};
-use sha2::{Digest, Sha256};
 
-/// Deterministic bytes that do not compress to nothing.
-pub fn payload(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-pub fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use kiln_testkit::{payload, sha};
 
 /// Options for tests: quick backoff, short timeouts.
 pub fn fast_opts() -> FetchOptions {
