@@ -3,16 +3,17 @@
 #   1. the Vagrantfile passes `vagrant validate` (tests/e2e/vagrant-validate.sh);
 #   2. real QEMU guests (software emulation, no network but their own private
 #      switch): two stand-in hosts reach each other from VFAT seeds, then the
-#      lab example is built with `kiln build --seed-rerun` and its four hosts
-#      (3 etcd, 1 runtime) are booted together from their ISO seeds; every
-#      host must report its role healthy and a second install.sh run must
-#      change nothing (crates/boot/tests/e2e/).
+#      lab example is built with `kiln build --seed-rerun` and its six hosts
+#      (3 etcd, 1 runtime, 2 lb) are booted together from their ISO seeds;
+#      every host must report its role healthy, a second install.sh run must
+#      change nothing, and the lb hosts' VIP must answer and move when the
+#      keepalived holding it stops (crates/boot/tests/e2e/).
 # `cargo test` alone lists the VM tests as ignored; this script runs them.
 #
 # Usage: tests/e2e/run.sh [TEST-NAME-FILTER]
 # Environment: KILN_GUEST (a guest image folder; default: built or reused by
 # tests/e2e/guest-image.sh), CARGO_TARGET_DIR.
-# Budget: 15 minutes on a 2-core machine.
+# Budget: 30 minutes on a 2-core machine (six TCG guests share the 2 cores).
 set -eu
 cd "$(dirname "$0")/../.."
 repo=$PWD

@@ -1,16 +1,18 @@
-//! The lab example end to end: `kiln build` it, boot its four hosts together
-//! (3 etcd members, 1 container runtime) on their private link, and check on
-//! each serial console that the role came up and that rerunning install.sh
-//! changed nothing.
+//! The lab example end to end: `kiln build` it, boot its six hosts together
+//! (3 etcd members, 1 container runtime, 2 load balancers) on their private
+//! link, and check on each serial console that the role came up and that
+//! rerunning install.sh changed nothing; then that the load balancers' VIP
+//! answers and moves to the other lb host when the keepalived holding it
+//! stops (probes from `probe/`, added as an overlay, report it).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kiln_boot::{boot, BootOptions, HostPhase, Marker};
 
-use crate::env::{expect_boot, guest_image, kiln_bin, log_dir, repo, require_e2e, Progress};
+use crate::env::{guest_image, kiln_bin, log_dir, print_timings, repo, require_e2e, Progress};
 
 /// install.sh's steps, in the order each run prints them.
 const STEPS: [&str; 13] = [
@@ -31,11 +33,34 @@ const STEPS: [&str; 13] = [
 
 /// The lab's cluster.toml, rewritten so its inputs are read from the
 /// checkout and its PKI state lands in `dir` (tests never write into the
-/// checkout).
+/// checkout), with the e2e probes as one more overlay.
 fn lab_in(dir: &Path) -> PathBuf {
     let r = repo();
-    let text = fs::read_to_string(r.join("examples/lab/cluster.toml"))
-        .unwrap()
+    let overlays = dir.join("overlays");
+    copy_tree(&r.join("overlays"), &overlays);
+    copy_tree(
+        &r.join("crates/boot/tests/e2e/probe"),
+        &overlays.join("e2e-probe"),
+    );
+    let text = fs::read_to_string(r.join("examples/lab/cluster.toml")).unwrap();
+    for needle in [
+        "overlays = [\"site-example\"]",
+        "overlays = \"../../overlays\"",
+    ] {
+        assert!(
+            text.contains(needle),
+            "the lab's cluster.toml has no `{needle}`"
+        );
+    }
+    let text = text
+        .replace(
+            "overlays = [\"site-example\"]",
+            "overlays = [\"site-example\", \"e2e-probe\"]",
+        )
+        .replace(
+            "overlays = \"../../overlays\"",
+            &format!("overlays = \"{}\"", overlays.display()),
+        )
         .replace(
             "[paths]\n",
             &format!(
@@ -47,6 +72,19 @@ fn lab_in(dir: &Path) -> PathBuf {
     let lab = dir.join("cluster.toml");
     fs::write(&lab, text).unwrap();
     lab
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
 }
 
 fn kiln(args: &[&str], lab: &Path) -> String {
@@ -89,8 +127,8 @@ fn find<'a>(run: &'a [Marker], step: &str) -> Option<&'a Marker> {
 }
 
 #[test]
-#[ignore = "VM test (about 10 min): run tests/e2e/run.sh"]
-fn lab_hosts_reach_their_roles_and_a_rerun_changes_nothing() {
+#[ignore = "VM test (about 20 min): run tests/e2e/run.sh"]
+fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() {
     require_e2e();
     let image = guest_image();
     let tmp = tempfile::tempdir().unwrap();
@@ -134,17 +172,46 @@ fn lab_hosts_reach_their_roles_and_a_rerun_changes_nothing() {
         .map(|i| i.as_str().unwrap().to_owned())
         .collect();
 
+    let macs: Vec<(String, String)> = plan["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let field = |k: &str| h[k].as_str().unwrap().to_owned();
+            (field("name"), field("mac").to_lowercase())
+        })
+        .collect();
+
     let mut opts = BootOptions::new(&out, image);
-    opts.timeout = Duration::from_secs(13 * 60);
+    opts.timeout = Duration::from_secs(30 * 60);
     opts.log_dir = Some(log_dir("lab"));
-    let report = expect_boot(boot(&opts, &Progress::new()));
-    assert_eq!(report.hosts.len(), 4);
+    // Kept running after the boot: the VIP probes go on once every host is ready.
+    opts.keep = true;
+    let (report, guests) = match boot(&opts, &Progress::new()) {
+        Ok(report) => {
+            print_timings(&report);
+            let guests = Guests(report.kept.clone());
+            (report, guests)
+        }
+        Err(kiln_boot::BootError::HostFailed { failure, report }) => {
+            print_timings(&report);
+            drop(Guests(report.kept.clone()));
+            panic!("{failure}")
+        }
+        Err(e) => panic!("boot failed: {e}"),
+    };
+    assert_eq!(report.hosts.len(), 6);
 
     let mut problems = Problems::default();
     for host in &report.hosts {
         check_host(host, &mut problems);
     }
     check_runtime_images(report.host("runtime1").unwrap(), &images, &mut problems);
+    let lbs = ["lb1", "lb2"].map(|h| report.host(h).unwrap());
+    let client = report.host("runtime1").unwrap();
+    let probes = follow_probes(&lbs, client, &macs, Duration::from_secs(10 * 60));
+    drop(guests);
+    check_failover(&probes, &macs, &mut problems);
     assert!(
         problems.0.is_empty(),
         "{} problem(s) on the consoles (logs in {}):\n- {}",
@@ -152,6 +219,169 @@ fn lab_hosts_reach_their_roles_and_a_rerun_changes_nothing() {
         report.log_dir.display(),
         problems.0.join("\n- ")
     );
+}
+
+/// The guests `keep` left running, stopped when dropped (also when the test
+/// panics).
+struct Guests(Option<kiln_boot::Kept>);
+
+impl Drop for Guests {
+    fn drop(&mut self) {
+        let Some(kept) = self.0.take() else { return };
+        let pids: Vec<u32> = kept
+            .guests
+            .iter()
+            .map(|(_, pid)| *pid)
+            .chain([kept.switch_pid])
+            .collect();
+        let alive = |pid: &u32| Path::new(&format!("/proc/{pid}")).exists();
+        for signal in ["-TERM", "-KILL"] {
+            for pid in pids.iter().filter(|p| alive(p)) {
+                let _ = Command::new("kill")
+                    .arg(signal)
+                    .arg(pid.to_string())
+                    .status();
+            }
+            let until = Instant::now() + Duration::from_secs(10);
+            while pids.iter().any(alive) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let _ = fs::remove_dir_all(&kept.run_dir);
+    }
+}
+
+/// One probe's console lines, `KILN-E2E <host> <words>` with the prefix and
+/// host taken off.
+type ProbeLines = Vec<String>;
+
+fn probe_lines(host: &kiln_boot::HostReport) -> ProbeLines {
+    let prefix = format!("KILN-E2E {} ", host.name);
+    fs::read_to_string(&host.serial_log)
+        .unwrap_or_default()
+        .lines()
+        .map(kiln_boot::clean_line)
+        .filter_map(|l| {
+            l.find(&prefix)
+                .map(|at| l[at + prefix.len()..].trim().to_owned())
+        })
+        .collect()
+}
+
+/// The MAC of `host` as the client probe prints it.
+fn via(macs: &[(String, String)], host: &str) -> String {
+    let mac = macs
+        .iter()
+        .find(|(h, _)| h == host)
+        .map(|(_, m)| m)
+        .unwrap();
+    format!("vip-via={mac}")
+}
+
+/// The probes' lines of both lb hosts and the client, read until both lb
+/// probes have finished and the client reaches the VIP through the host
+/// that took it over (or `limit` passes).
+fn follow_probes(
+    lbs: &[&kiln_boot::HostReport; 2],
+    client: &kiln_boot::HostReport,
+    macs: &[(String, String)],
+    limit: Duration,
+) -> ([ProbeLines; 2], ProbeLines) {
+    let until = Instant::now() + limit;
+    loop {
+        let lines = (*lbs).map(probe_lines);
+        let client_lines = probe_lines(client);
+        // An lb probe ends with its `…-after-…` line or a failure (`=no`,
+        // `never`, `still`, `lost`).
+        let lb_done = |l: &ProbeLines| {
+            l.iter().any(|w| {
+                ["-after-", "=no", "never", "still", "lost"]
+                    .iter()
+                    .any(|end| w.contains(end))
+            })
+        };
+        let taken_by = lbs
+            .iter()
+            .zip(&lines)
+            .find(|(_, l)| l.iter().any(|w| w == "vip=acquired"))
+            .map(|(h, _)| via(macs, &h.name));
+        let client_done = taken_by.is_some() && client_lines.last() == taken_by.as_ref();
+        let finished = lines.iter().all(lb_done) && (client_done || taken_by.is_none());
+        if finished || Instant::now() > until {
+            for (host, l) in lbs.iter().zip(&lines) {
+                eprintln!("{} probe: {l:?}", host.name);
+            }
+            eprintln!("{} probe: {client_lines:?}", client.name);
+            return (lines, client_lines);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Exactly one lb host held the VIP first, stopped its keepalived and let it
+/// go; the other took it over; the VIP answered before and after (the
+/// holder saw the client's sessions in nginx's log before it stopped); the
+/// client last reached the VIP through the host that took it over.
+fn check_failover(
+    probes: &([ProbeLines; 2], ProbeLines),
+    macs: &[(String, String)],
+    p: &mut Problems,
+) {
+    let (lbs, client) = probes;
+    let names = ["lb1", "lb2"];
+    let holders: Vec<usize> = (0..2)
+        .filter(|&i| lbs[i].first().map(String::as_str) == Some("vip=held answers=yes"))
+        .collect();
+    if holders.len() != 1 {
+        p.check(false, || {
+            format!(
+                "exactly one lb host must hold the VIP first: lb1 {:?}, lb2 {:?}",
+                lbs[0], lbs[1]
+            )
+        });
+        return;
+    }
+    let (held, other) = (holders[0], 1 - holders[0]);
+    let expect = |i: usize, want: &[&str], p: &mut Problems| {
+        p.check(lbs[i] == want, || {
+            format!(
+                "{}'s probe printed {:?}, expected {want:?}",
+                names[i], lbs[i]
+            )
+        });
+    };
+    expect(
+        held,
+        &[
+            "vip=held answers=yes",
+            "clients=seen",
+            "stopping keepalived",
+            "vip=released",
+            "vip-after-stop answers=yes",
+        ],
+        p,
+    );
+    expect(
+        other,
+        &[
+            "vip=peer answers=yes",
+            "vip=acquired",
+            "vip-after-move answers=yes",
+        ],
+        p,
+    );
+    let lb_macs = [via(macs, names[0]), via(macs, names[1])];
+    p.check(
+        !client.is_empty() && client.iter().all(|l| lb_macs.contains(l)),
+        || format!("the client's probe printed {client:?}: expected the VIP answering through {lb_macs:?}"),
+    );
+    let want = via(macs, names[other]);
+    p.check(client.last() == Some(&want), || {
+        format!(
+            "the client's probe printed {client:?}: after the failover the VIP must answer through {} ({want})",
+            names[other]
+        )
+    });
 }
 
 /// Everything wrong, collected so that one (slow) run reports all of it.
