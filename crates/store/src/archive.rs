@@ -152,15 +152,11 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        let tmp_dir = self.tmp_dir();
         let write_err = |source| StoreError::Write {
             path: path.to_owned(),
             source,
         };
-        let mut temp = tempfile::Builder::new()
-            .prefix("members-")
-            .tempfile_in(&tmp_dir)
-            .map_err(write_err)?;
+        let mut temp = self.temp_file("members-")?;
         temp.write_all(&json).map_err(write_err)?;
         temp.write_all(b"\n").map_err(write_err)?;
         temp.as_file().sync_all().map_err(write_err)?;

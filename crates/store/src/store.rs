@@ -244,14 +244,7 @@ impl Store {
             path: dir.clone(),
             source,
         })?;
-        let tmp_dir = self.tmp_dir();
-        let mut temp = tempfile::Builder::new()
-            .prefix("sha512-")
-            .tempfile_in(&tmp_dir)
-            .map_err(|source| StoreError::Write {
-                path: tmp_dir.clone(),
-                source,
-            })?;
+        let mut temp = self.temp_file("sha512-")?;
         let temp_path = temp.path().to_owned();
         let write_err = |source| StoreError::Write {
             path: temp_path.clone(),
@@ -284,6 +277,18 @@ impl Store {
     /// The folder of temp files and partial downloads (same filesystem as the blobs).
     pub(crate) fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// A new temp file in [`Self::tmp_dir`] (removed unless persisted).
+    pub(crate) fn temp_file(&self, prefix: &str) -> Result<tempfile::NamedTempFile, StoreError> {
+        let tmp_dir = self.tmp_dir();
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(&tmp_dir)
+            .map_err(|source| StoreError::Write {
+                path: tmp_dir,
+                source,
+            })
     }
 
     /// The folder of archive member caches.
@@ -402,14 +407,7 @@ impl Store {
         expected: Option<&str>,
         expected_sha512: Option<&str>,
     ) -> Result<(String, u64), StoreError> {
-        let tmp_dir = self.tmp_dir();
-        let mut temp = tempfile::Builder::new()
-            .prefix("ingest-")
-            .tempfile_in(&tmp_dir)
-            .map_err(|source| StoreError::Write {
-                path: tmp_dir.clone(),
-                source,
-            })?;
+        let mut temp = self.temp_file("ingest-")?;
         let temp_path = temp.path().to_owned();
         let write_err = |source| StoreError::Write {
             path: temp_path.clone(),
