@@ -296,7 +296,8 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
         let mut images = Vec::new();
         for (i, img) in m.images.iter().enumerate() {
             let r = kiln_render::render(&format!("profiles/{role} images[{i}]"), img, &ctx)?;
-            if !images.contains(&r) {
+            // An entry may render empty where it does not apply (`{{#if …}}`).
+            if !r.is_empty() && !images.contains(&r) {
                 images.push(r);
             }
         }
