@@ -358,15 +358,35 @@ pub fn write_tarballs(
         .collect()
 }
 
-/// Every image a rendered file of a host's bundles names must be in those bundles.
+/// Every image a rendered file of a host's bundles names must be in those bundles; an add-on
+/// manifest (`/etc/kubernetes/addons/`, applied to the cluster from the masters) names images
+/// whose pods run on every host with a container runtime, so it must be in each of theirs.
 pub fn check_complete(plan: &Plan, by_bundle: &BTreeMap<String, Vec<LockedImage>>) -> Vec<String> {
-    let mut misses = Vec::new();
-    for h in &plan.hosts {
-        let have: Vec<LockedImage> = h
-            .bundles
+    let images_of = |h: &kiln_plan::HostPlan| -> Vec<LockedImage> {
+        h.bundles
             .iter()
             .flat_map(|id| by_bundle.get(id).cloned().unwrap_or_default())
-            .collect();
+            .collect()
+    };
+    let runtimes: Vec<&kiln_plan::HostPlan> = plan
+        .hosts
+        .iter()
+        .filter(|h| {
+            h.bundles.iter().any(|id| {
+                plan.bundles
+                    .iter()
+                    .any(|b| &b.id == id && b.role == "runtime")
+            })
+        })
+        .collect();
+    let mut misses = Vec::new();
+    let mut miss = |line: String| {
+        if !misses.contains(&line) {
+            misses.push(line);
+        }
+    };
+    for h in &plan.hosts {
+        let have = images_of(h);
         for id in &h.bundles {
             let Some(b) = plan.bundles.iter().find(|b| &b.id == id) else {
                 continue;
@@ -379,20 +399,42 @@ pub fn check_complete(plan: &Plan, by_bundle: &BTreeMap<String, Vec<LockedImage>
                     continue;
                 };
                 let mentions = kiln_image::scan_text(text);
+                if mentions.is_empty() {
+                    continue;
+                }
+                if f.path.starts_with(ADDONS_DIR) {
+                    if runtimes.is_empty() {
+                        for m in &mentions {
+                            miss(format!(
+                                "image {} named at {}:{} (in {id}, an add-on applied to the cluster) has no host to run on: no host has a container runtime",
+                                m.text, f.path, m.line
+                            ));
+                        }
+                    }
+                    for r in &runtimes {
+                        for m in kiln_image::missing_images(&mentions, &images_of(r)) {
+                            miss(format!(
+                                "{}: image {} named at {}:{} (in {id}, an add-on applied to the cluster) is in none of the host's bundles",
+                                r.name, m.text, f.path, m.line
+                            ));
+                        }
+                    }
+                    continue;
+                }
                 for m in kiln_image::missing_images(&mentions, &have) {
-                    let line = format!(
+                    miss(format!(
                         "{}: image {} named at {}:{} (in {id}) is in none of the host's bundles",
                         h.name, m.text, f.path, m.line
-                    );
-                    if !misses.contains(&line) {
-                        misses.push(line);
-                    }
+                    ));
                 }
             }
         }
     }
     misses
 }
+
+/// Where the master profile's add-on manifests live: their pods run on the runtime hosts.
+const ADDONS_DIR: &str = "/etc/kubernetes/addons/";
 
 /// The registry images recorded in kiln.lock.
 pub fn from_lock(lock: &kiln_spec::Lock) -> Result<Vec<LockedImage>, Error> {
