@@ -7,6 +7,7 @@ mod cli_help;
 mod common;
 mod fetch;
 mod images;
+mod k8s;
 mod lab;
 mod packages;
 mod plan_snapshots;
