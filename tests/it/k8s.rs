@@ -236,3 +236,53 @@ fn regression_flanneld_uses_the_node_address_not_the_default_route() {
     assert!(cni.contains("\"--iface=$(HOST_IP)\""), "{cni}");
     assert!(cni.contains("fieldPath: status.hostIP"), "{cni}");
 }
+
+/// Found by the first real master+node build: the add-on manifests live in the master bundle,
+/// but their pods (flannel, CoreDNS) run on the hosts with a container runtime, so the build
+/// checks their images against each of those hosts' bundles (it used to demand them of the
+/// master, which runs no pods, and so failed every cluster with add-ons). A node profile that
+/// does not carry an add-on's image still fails the build, naming the node, the manifest's line
+/// and the image, and writes nothing.
+#[test]
+fn regression_add_on_images_are_checked_against_the_nodes_that_run_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = k8s_cluster_in(tmp.path());
+    // A copy of the profiles whose node profile leaves out the CoreDNS image.
+    let profiles = tmp.path().join("profiles");
+    run(Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("profiles"))
+        .arg(&profiles));
+    let node = profiles.join("node/profile.toml");
+    let text = fs::read_to_string(&node).unwrap();
+    let line = "    \"registry.k8s.io/coredns/coredns:v{{versions.coredns}}\",\n";
+    assert!(text.contains(line), "the node profile carries CoreDNS");
+    fs::write(&node, text.replace(line, "")).unwrap();
+    let c = fs::read_to_string(&cluster).unwrap().replace(
+        &format!("profiles = \"{}/profiles\"", repo().display()),
+        &format!("profiles = \"{}\"", profiles.display()),
+    );
+    assert!(c.contains(&format!("profiles = \"{}\"", profiles.display())));
+    fs::write(&cluster, c).unwrap();
+
+    let out = tmp.path().join("out");
+    let r = kiln()
+        .args(["build", "--offline", "--seed", "none", "--out"])
+        .arg(&out)
+        .arg(&cluster)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    for host in ["node01", "node02"] {
+        assert!(
+            e.contains(&format!(
+                "{host}: image registry.k8s.io/coredns/coredns:v1.14.3 named at /etc/kubernetes/addons/30-coredns.yaml:"
+            )),
+            "{e}"
+        );
+    }
+    // The masters run no pods: nothing is asked of them.
+    assert!(!e.contains("master01:"), "{e}");
+    assert!(!out.join("k8s").exists());
+}
