@@ -286,3 +286,33 @@ fn regression_add_on_images_are_checked_against_the_nodes_that_run_them() {
     assert!(!e.contains("master01:"), "{e}");
     assert!(!out.join("k8s").exists());
 }
+
+/// The node profile's flannel images are conditional on `network.cni`; where they do not apply
+/// the entries render empty and are dropped, not kept as an empty image reference.
+#[test]
+fn a_cluster_without_flannel_carries_no_flannel_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = k8s_cluster_in(tmp.path());
+    let c = fs::read_to_string(&cluster).unwrap();
+    assert!(c.contains("cni = \"flannel\""));
+    fs::write(&cluster, c.replace("cni = \"flannel\"", "cni = \"none\"")).unwrap();
+    let listed = kiln()
+        .args(["images", "--json"])
+        .arg(&cluster)
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let node: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["bundle"] == "node-debian12")
+        .map(|r| r["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(node, ["registry.k8s.io/coredns/coredns:v1.14.3"]);
+}
