@@ -87,26 +87,19 @@ fn k8s_example_bundles_the_pinned_go_binaries_with_their_real_versions_offline()
     let node = unpack_bundle(&out, "node", &x);
     let bin = |root: &Path, name: &str| root.join("rootfs/usr/local/bin").join(name);
     // Stamped versions: kubeadm's and the kubelet's version checks depend on them.
-    assert_eq!(
-        version_of(&bin(&master, "kube-apiserver"), &["--version"]),
-        "Kubernetes v1.34.4"
-    );
-    assert_eq!(
-        version_of(&bin(&master, "kube-controller-manager"), &["--version"]),
-        "Kubernetes v1.34.4"
-    );
-    assert_eq!(
-        version_of(&bin(&master, "kube-scheduler"), &["--version"]),
-        "Kubernetes v1.34.4"
-    );
-    assert_eq!(
-        version_of(&bin(&node, "kubelet"), &["--version"]),
-        "Kubernetes v1.34.4"
-    );
-    assert_eq!(
-        version_of(&bin(&node, "kube-proxy"), &["--version"]),
-        "Kubernetes v1.34.4"
-    );
+    for (root, name) in [
+        (&master, "kube-apiserver"),
+        (&master, "kube-controller-manager"),
+        (&master, "kube-scheduler"),
+        (&node, "kubelet"),
+        (&node, "kube-proxy"),
+    ] {
+        assert_eq!(
+            version_of(&bin(root, name), &["--version"]),
+            "Kubernetes v1.34.4",
+            "{name} --version"
+        );
+    }
     let client = version_of(
         &bin(&master, "kubectl"),
         &["version", "--client", "-o", "json"],
