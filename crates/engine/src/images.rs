@@ -368,7 +368,8 @@ pub fn check_complete(plan: &Plan, by_bundle: &BTreeMap<String, Vec<LockedImage>
             .flat_map(|id| by_bundle.get(id).cloned().unwrap_or_default())
             .collect()
     };
-    let runtimes: Vec<&kiln_plan::HostPlan> = plan
+    // The hosts with a container runtime, each with the images its bundles carry.
+    let runtimes: Vec<(&kiln_plan::HostPlan, Vec<LockedImage>)> = plan
         .hosts
         .iter()
         .filter(|h| {
@@ -378,6 +379,7 @@ pub fn check_complete(plan: &Plan, by_bundle: &BTreeMap<String, Vec<LockedImage>
                     .any(|b| &b.id == id && b.role == "runtime")
             })
         })
+        .map(|h| (h, images_of(h)))
         .collect();
     let mut misses = Vec::new();
     let mut miss = |line: String| {
@@ -411,8 +413,8 @@ pub fn check_complete(plan: &Plan, by_bundle: &BTreeMap<String, Vec<LockedImage>
                             ));
                         }
                     }
-                    for r in &runtimes {
-                        for m in kiln_image::missing_images(&mentions, &images_of(r)) {
+                    for (r, images) in &runtimes {
+                        for m in kiln_image::missing_images(&mentions, images) {
                             miss(format!(
                                 "{}: image {} named at {}:{} (in {id}, an add-on applied to the cluster) is in none of the host's bundles",
                                 r.name, m.text, f.path, m.line
