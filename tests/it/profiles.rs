@@ -769,6 +769,32 @@ fn keepalived_accepts_the_rendered_config_of_every_lb_host_on_every_os() {
     }
 }
 
+/// The VRRP advert interval: 1 s unless `vars.lb_advert_int` sets it (the lab's busy VMs use 3 s).
+#[test]
+fn keepalived_adverts_every_second_unless_lb_advert_int_says_otherwise() {
+    let advert = |r: &Rendered, host: &str| -> Vec<String> {
+        r.text(&format!("hosts/{host}"), "/etc/keepalived/keepalived.conf")
+            .lines()
+            .filter(|l| l.trim_start().starts_with("advert_int"))
+            .map(|l| l.trim().to_owned())
+            .collect()
+    };
+    let lab = example("lab");
+    for host in ["lb1", "lb2"] {
+        assert_eq!(advert(&lab, host), ["advert_int 3"], "lab {host}");
+    }
+    for r in every_os() {
+        for host in r
+            .hosts()
+            .iter()
+            .filter(|h| strings(&h["roles"]).contains(&"lb".to_string()))
+        {
+            let name = str_of(&host["name"]);
+            assert_eq!(advert(&r, name), ["advert_int 1"], "{} {name}", r.label);
+        }
+    }
+}
+
 #[test]
 fn network_choices_change_what_the_node_and_master_bundles_render() {
     let r = prod_variant("calico-nftables-rocky9", "rocky9", |t| {

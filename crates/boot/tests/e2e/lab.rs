@@ -209,7 +209,7 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
     check_runtime_images(report.host("runtime1").unwrap(), &images, &mut problems);
     let lbs = ["lb1", "lb2"].map(|h| report.host(h).unwrap());
     let client = report.host("runtime1").unwrap();
-    let probes = follow_probes(&lbs, client, &macs, Duration::from_secs(10 * 60));
+    let probes = follow_probes(&lbs, client, &macs, Duration::from_secs(20 * 60));
     drop(guests);
     check_failover(&probes, &macs, &mut problems);
     assert!(
