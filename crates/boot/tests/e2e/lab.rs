@@ -74,7 +74,7 @@ fn lab_in(dir: &Path) -> PathBuf {
     lab
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -87,7 +87,7 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-fn kiln(args: &[&str], lab: &Path) -> String {
+pub(crate) fn kiln(args: &[&str], lab: &Path) -> String {
     let bin = kiln_bin();
     let out = Command::new(&bin).args(args).arg(lab).output().unwrap();
     assert!(
@@ -102,7 +102,7 @@ fn kiln(args: &[&str], lab: &Path) -> String {
 }
 
 /// Each install run's markers: a run ends at its `done` marker.
-fn runs(log: &Path) -> Vec<Vec<Marker>> {
+pub(crate) fn runs(log: &Path) -> Vec<Vec<Marker>> {
     let text = fs::read_to_string(log).unwrap();
     let mut runs = vec![Vec::new()];
     for line in text.lines() {
@@ -122,7 +122,7 @@ fn runs(log: &Path) -> Vec<Vec<Marker>> {
     runs
 }
 
-fn find<'a>(run: &'a [Marker], step: &str) -> Option<&'a Marker> {
+pub(crate) fn find<'a>(run: &'a [Marker], step: &str) -> Option<&'a Marker> {
     run.iter().find(|m| m.step == step)
 }
 
@@ -211,7 +211,7 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
     let client = report.host("runtime1").unwrap();
     let probes = follow_probes(&lbs, client, &macs, Duration::from_secs(20 * 60));
     drop(guests);
-    check_failover(&probes, &macs, &mut problems);
+    check_failover(["lb1", "lb2"], &probes, &macs, &mut problems);
     assert!(
         problems.0.is_empty(),
         "{} problem(s) on the consoles (logs in {}):\n- {}",
@@ -223,7 +223,7 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
 
 /// The guests `keep` left running, stopped when dropped (also when the test
 /// panics).
-struct Guests(Option<kiln_boot::Kept>);
+pub(crate) struct Guests(pub(crate) Option<kiln_boot::Kept>);
 
 impl Drop for Guests {
     fn drop(&mut self) {
@@ -253,9 +253,9 @@ impl Drop for Guests {
 
 /// One probe's console lines, `KILN-E2E <host> <words>` with the prefix and
 /// host taken off.
-type ProbeLines = Vec<String>;
+pub(crate) type ProbeLines = Vec<String>;
 
-fn probe_lines(host: &kiln_boot::HostReport) -> ProbeLines {
+pub(crate) fn probe_lines(host: &kiln_boot::HostReport) -> ProbeLines {
     let prefix = format!("KILN-E2E {} ", host.name);
     fs::read_to_string(&host.serial_log)
         .unwrap_or_default()
@@ -269,7 +269,7 @@ fn probe_lines(host: &kiln_boot::HostReport) -> ProbeLines {
 }
 
 /// The MAC of `host` as the client probe prints it.
-fn via(macs: &[(String, String)], host: &str) -> String {
+pub(crate) fn via(macs: &[(String, String)], host: &str) -> String {
     let mac = macs
         .iter()
         .find(|(h, _)| h == host)
@@ -322,21 +322,21 @@ fn follow_probes(
 /// go; the other took it over; the VIP answered before and after (the
 /// holder saw the client's sessions in nginx's log before it stopped); the
 /// client last reached the VIP through the host that took it over.
-fn check_failover(
+pub(crate) fn check_failover(
+    names: [&str; 2],
     probes: &([ProbeLines; 2], ProbeLines),
     macs: &[(String, String)],
     p: &mut Problems,
 ) {
     let (lbs, client) = probes;
-    let names = ["lb1", "lb2"];
     let holders: Vec<usize> = (0..2)
         .filter(|&i| lbs[i].first().map(String::as_str) == Some("vip=held answers=yes"))
         .collect();
     if holders.len() != 1 {
         p.check(false, || {
             format!(
-                "exactly one lb host must hold the VIP first: lb1 {:?}, lb2 {:?}",
-                lbs[0], lbs[1]
+                "exactly one lb host must hold the VIP first: {} {:?}, {} {:?}",
+                names[0], lbs[0], names[1], lbs[1]
             )
         });
         return;
@@ -386,10 +386,10 @@ fn check_failover(
 
 /// Everything wrong, collected so that one (slow) run reports all of it.
 #[derive(Default)]
-struct Problems(Vec<String>);
+pub(crate) struct Problems(pub(crate) Vec<String>);
 
 impl Problems {
-    fn check(&mut self, ok: bool, problem: impl FnOnce() -> String) {
+    pub(crate) fn check(&mut self, ok: bool, problem: impl FnOnce() -> String) {
         if !ok {
             self.0.push(problem());
         }
@@ -398,7 +398,7 @@ impl Problems {
 
 /// Both install runs printed every step, in order, all `ok`; the first
 /// found every role healthy; the second changed nothing.
-fn check_host(host: &kiln_boot::HostReport, p: &mut Problems) {
+pub(crate) fn check_host(host: &kiln_boot::HostReport, p: &mut Problems) {
     let name = &host.name;
     p.check(host.phase == HostPhase::Ready, || {
         format!("{name}: {}", host.phase)
@@ -476,9 +476,13 @@ fn check_host(host: &kiln_boot::HostReport, p: &mut Problems) {
 
 /// The runtime host imported the planned images into containerd, which
 /// answers and lists them on the console.
-fn check_runtime_images(host: &kiln_boot::HostReport, images: &[String], p: &mut Problems) {
+pub(crate) fn check_runtime_images(
+    host: &kiln_boot::HostReport,
+    images: &[String],
+    p: &mut Problems,
+) {
     p.check(!images.is_empty(), || {
-        "the lab's runtime role imports no image".to_owned()
+        format!("{}: its runtime role imports no image", host.name)
     });
     let runs = runs(&host.serial_log);
     if let Some(m) = runs.first().and_then(|r| find(r, "images")) {

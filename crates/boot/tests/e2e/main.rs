@@ -9,4 +9,5 @@ mod support;
 
 mod env;
 mod fake;
+mod k8s;
 mod lab;

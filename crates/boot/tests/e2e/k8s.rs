@@ -1,0 +1,228 @@
+//! The k8s example end to end: `kiln build` it and boot its six hosts
+//! together (two masters, one of them an etcd member; two nodes, both etcd
+//! members; two load balancers) on their private link, from kiln's bundles
+//! alone. Each serial console must show the role coming up and a rerun of
+//! install.sh changing nothing; then the probes (`probe/` and `k8s-probe/`,
+//! added as overlays) report that the nodes went Ready, pods run on both
+//! nodes and reach each other, the Service answers on its ClusterIP from a
+//! pod and from each node, DNS resolves, `kubectl logs` and `exec` work,
+//! the API keeps answering through the VIP with a master's API server
+//! stopped, and the VIP moves to the other load balancer when the
+//! keepalived holding it stops.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kiln_boot::{boot, BootOptions};
+
+use crate::env::{guest_image, log_dir, print_timings, repo, require_e2e, Progress};
+use crate::lab::{
+    check_failover, check_host, check_runtime_images, copy_tree, kiln, probe_lines, Guests,
+    ProbeLines, Problems,
+};
+
+/// What the first master's probe prints when everything works, in order.
+const MASTER_STEPS: [&str; 9] = [
+    "nodes=ready",
+    "csrs=approved",
+    "web=running",
+    "logs=ok",
+    "pod-to-pod=ok",
+    "clusterip-from-pod=ok",
+    "dns-kubernetes=ok",
+    "dns-service=ok",
+    "api-with-master01-stopped=ok",
+];
+
+/// What each node's probe prints when everything works.
+const NODE_STEPS: [&str; 2] = ["ipvs=web", "clusterip-from-node=ok"];
+
+/// The k8s example's cluster.toml, rewritten so its inputs are read from
+/// the checkout and its PKI state lands in `dir`, with the e2e probes as two
+/// more overlays and VRRP adverts every 3 s (the guests are busy software
+/// VMs).
+fn k8s_in(dir: &Path) -> PathBuf {
+    let r = repo();
+    let overlays = dir.join("overlays");
+    copy_tree(&r.join("overlays"), &overlays);
+    let e2e = r.join("crates/boot/tests/e2e");
+    copy_tree(&e2e.join("probe"), &overlays.join("e2e-probe"));
+    copy_tree(&e2e.join("k8s-probe"), &overlays.join("e2e-k8s"));
+    let mut text = fs::read_to_string(r.join("examples/k8s/cluster.toml")).unwrap();
+    for (needle, with) in [
+        (
+            "image-sources = [\"assemble\"]\n",
+            "image-sources = [\"assemble\"]\noverlays = [\"e2e-probe\", \"e2e-k8s\"]\n".to_owned(),
+        ),
+        (
+            "overlays = \"../../overlays\"",
+            format!("overlays = \"{}\"", overlays.display()),
+        ),
+        (
+            "[paths]\n",
+            format!(
+                "[paths]\nvendor = \"{0}/examples/k8s/vendor\"\nlock = \"{0}/examples/k8s/kiln.lock\"\n",
+                r.display()
+            ),
+        ),
+        (
+            "lb_router_id = 78\n",
+            "lb_router_id = 78\nlb_advert_int = 3\n".to_owned(),
+        ),
+    ] {
+        assert!(
+            text.contains(needle),
+            "the k8s example's cluster.toml has no `{needle}`"
+        );
+        text = text.replace(needle, &with);
+    }
+    let text = text.replace("\"../../", &format!("\"{}/", r.display()));
+    let cluster = dir.join("cluster.toml");
+    fs::write(&cluster, text).unwrap();
+    cluster
+}
+
+/// A probe is finished when it printed its last step or a failure.
+fn finished(lines: &ProbeLines, last: &str) -> bool {
+    lines.iter().any(|l| {
+        l == last
+            || ["=no", "=none", "=not", "never", "still", "lost"]
+                .iter()
+                .any(|end| l.contains(end))
+    })
+}
+
+/// A node's console carries two probes: the VIP client's `vip-via=` lines
+/// and the node probe's.
+fn split_node(lines: ProbeLines) -> (ProbeLines, ProbeLines) {
+    lines.into_iter().partition(|l| l.starts_with("vip-via="))
+}
+
+#[test]
+#[ignore = "VM test (about 40 min): run tests/e2e/run.sh"]
+fn k8s_cluster_serves_pods_services_and_dns_and_survives_a_master_and_an_lb_stopping() {
+    require_e2e();
+    let image = guest_image();
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = k8s_in(tmp.path());
+    let out_root = tmp.path().join("out");
+    let out_arg = out_root.to_str().unwrap().to_owned();
+    kiln(
+        &["build", "--offline", "--seed-rerun", "--out", &out_arg],
+        &cluster,
+    );
+    let out = out_root.join("k8s");
+
+    let plan: serde_json::Value =
+        serde_json::from_str(&kiln(&["plan", "--json"], &cluster)).unwrap();
+    let images_of = |role: &str| -> Vec<String> {
+        plan["bundles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["role"] == role)
+            .flat_map(|b| b["images"].as_array().unwrap().iter())
+            .map(|i| i.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut node_images = images_of("runtime");
+    node_images.extend(images_of("node"));
+    let macs: Vec<(String, String)> = plan["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let field = |k: &str| h[k].as_str().unwrap().to_owned();
+            (field("name"), field("mac").to_lowercase())
+        })
+        .collect();
+
+    let mut opts = BootOptions::new(&out, image);
+    opts.timeout = Duration::from_secs(45 * 60);
+    // A master also running an etcd member needs more than the default 1 GiB.
+    opts.memory_mb = Some(2048);
+    opts.log_dir = Some(log_dir("k8s"));
+    // Kept running after the boot: the probes go on once every host is ready.
+    opts.keep = true;
+    let (report, guests) = match boot(&opts, &Progress::new()) {
+        Ok(report) => {
+            print_timings(&report);
+            let guests = Guests(report.kept.clone());
+            (report, guests)
+        }
+        Err(kiln_boot::BootError::HostFailed { failure, report }) => {
+            print_timings(&report);
+            drop(Guests(report.kept.clone()));
+            panic!("{failure}")
+        }
+        Err(e) => panic!("boot failed: {e}"),
+    };
+    assert_eq!(report.hosts.len(), 6);
+
+    let mut problems = Problems::default();
+    for host in &report.hosts {
+        check_host(host, &mut problems);
+    }
+    let host = |name: &str| report.host(name).unwrap();
+    for node in ["node01", "node02"] {
+        check_runtime_images(host(node), &node_images, &mut problems);
+    }
+
+    // Follow the probes until each has finished (or the limit passes).
+    let until = Instant::now() + Duration::from_secs(30 * 60);
+    let lbs = ["lb01", "lb02"];
+    let (master, nodes, lb_lines, client) = loop {
+        let master = probe_lines(host("master01"));
+        let nodes: Vec<(ProbeLines, ProbeLines)> = ["node01", "node02"]
+            .map(|n| split_node(probe_lines(host(n))))
+            .into();
+        let lb_lines = lbs.map(|h| probe_lines(host(h)));
+        let client = nodes[0].0.clone();
+        let lb_done = lb_lines.iter().all(|l| {
+            finished(l, "vip-after-stop answers=yes") || finished(l, "vip-after-move answers=yes")
+        });
+        let taken_by = lbs
+            .iter()
+            .zip(&lb_lines)
+            .find(|(_, l)| l.iter().any(|w| w == "vip=acquired"))
+            .map(|(h, _)| crate::lab::via(&macs, h));
+        let client_done = taken_by.is_none() || client.last() == taken_by.as_ref();
+        let done = finished(&master, MASTER_STEPS[MASTER_STEPS.len() - 1])
+            && nodes
+                .iter()
+                .all(|(_, n)| finished(n, NODE_STEPS[NODE_STEPS.len() - 1]))
+            && lb_done
+            && client_done;
+        if done || Instant::now() > until {
+            eprintln!("master01 probe: {master:?}");
+            for (name, (_, n)) in ["node01", "node02"].iter().zip(&nodes) {
+                eprintln!("{name} probe: {n:?}");
+            }
+            for (name, l) in lbs.iter().zip(&lb_lines) {
+                eprintln!("{name} probe: {l:?}");
+            }
+            eprintln!("node01 VIP client: {client:?}");
+            break (master, nodes, lb_lines, client);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    };
+    drop(guests);
+
+    problems.check(master == MASTER_STEPS, || {
+        format!("master01's probe printed {master:?}, expected {MASTER_STEPS:?}")
+    });
+    for (name, (_, lines)) in ["node01", "node02"].iter().zip(&nodes) {
+        problems.check(*lines == NODE_STEPS, || {
+            format!("{name}'s probe printed {lines:?}, expected {NODE_STEPS:?}")
+        });
+    }
+    check_failover(lbs, &(lb_lines, client), &macs, &mut problems);
+    assert!(
+        problems.0.is_empty(),
+        "{} problem(s) on the consoles (logs in {}):\n- {}",
+        problems.0.len(),
+        report.log_dir.display(),
+        problems.0.join("\n- ")
+    );
+}
