@@ -14,11 +14,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kiln_boot::{boot, BootOptions};
+use kiln_boot::BootOptions;
 
-use crate::env::{guest_image, log_dir, print_timings, repo, require_e2e, Progress};
+use crate::env::{guest_image, log_dir, repo, require_e2e};
 use crate::lab::{
-    check_failover, check_host, check_runtime_images, copy_tree, kiln, probe_lines, Guests,
+    boot_kept, check_failover, check_host, check_runtime_images, copy_tree, kiln, probe_lines,
     ProbeLines, Problems,
 };
 
@@ -145,19 +145,7 @@ fn k8s_cluster_serves_pods_services_and_dns_and_survives_a_master_and_an_lb_stop
     opts.log_dir = Some(log_dir("k8s"));
     // Kept running after the boot: the probes go on once every host is ready.
     opts.keep = true;
-    let (report, guests) = match boot(&opts, &Progress::new()) {
-        Ok(report) => {
-            print_timings(&report);
-            let guests = Guests(report.kept.clone());
-            (report, guests)
-        }
-        Err(kiln_boot::BootError::HostFailed { failure, report }) => {
-            print_timings(&report);
-            drop(Guests(report.kept.clone()));
-            panic!("{failure}")
-        }
-        Err(e) => panic!("boot failed: {e}"),
-    };
+    let (report, guests) = boot_kept(&opts);
     assert_eq!(report.hosts.len(), 6);
 
     let mut problems = Problems::default();

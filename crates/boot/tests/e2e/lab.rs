@@ -187,19 +187,7 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
     opts.log_dir = Some(log_dir("lab"));
     // Kept running after the boot: the VIP probes go on once every host is ready.
     opts.keep = true;
-    let (report, guests) = match boot(&opts, &Progress::new()) {
-        Ok(report) => {
-            print_timings(&report);
-            let guests = Guests(report.kept.clone());
-            (report, guests)
-        }
-        Err(kiln_boot::BootError::HostFailed { failure, report }) => {
-            print_timings(&report);
-            drop(Guests(report.kept.clone()));
-            panic!("{failure}")
-        }
-        Err(e) => panic!("boot failed: {e}"),
-    };
+    let (report, guests) = boot_kept(&opts);
     assert_eq!(report.hosts.len(), 6);
 
     let mut problems = Problems::default();
@@ -219,6 +207,25 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
         report.log_dir.display(),
         problems.0.join("\n- ")
     );
+}
+
+/// Boots with `opts` (which keep the guests), prints the timings, and
+/// returns the report with the guests to stop; a failed boot stops them and
+/// panics with the failure.
+pub(crate) fn boot_kept(opts: &BootOptions) -> (kiln_boot::BootReport, Guests) {
+    match boot(opts, &Progress::new()) {
+        Ok(report) => {
+            print_timings(&report);
+            let guests = Guests(report.kept.clone());
+            (report, guests)
+        }
+        Err(kiln_boot::BootError::HostFailed { failure, report }) => {
+            print_timings(&report);
+            drop(Guests(report.kept.clone()));
+            panic!("{failure}")
+        }
+        Err(e) => panic!("boot failed: {e}"),
+    }
 }
 
 /// The guests `keep` left running, stopped when dropped (also when the test
