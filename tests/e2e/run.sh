@@ -13,7 +13,7 @@
 # Usage: tests/e2e/run.sh [TEST-NAME-FILTER]
 # Environment: KILN_GUEST (a guest image folder; default: built or reused by
 # tests/e2e/guest-image.sh), CARGO_TARGET_DIR.
-# Budget: 30 minutes on a 2-core machine (six TCG guests share the 2 cores).
+# Budget: 30–50 minutes on a 2-core machine (six TCG guests share the 2 cores).
 set -eu
 cd "$(dirname "$0")/../.."
 repo=$PWD

@@ -183,7 +183,9 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
         .collect();
 
     let mut opts = BootOptions::new(&out, image);
-    opts.timeout = Duration::from_secs(30 * 60);
+    // Six guests share two emulated cores: on CI the first install took up to 21 min
+    // and the lb hosts' rerun was still going at 30 min (stop 18), so allow 50.
+    opts.timeout = Duration::from_secs(50 * 60);
     opts.log_dir = Some(log_dir("lab"));
     // Kept running after the boot: the VIP probes go on once every host is ready.
     opts.keep = true;
