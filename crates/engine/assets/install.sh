@@ -243,6 +243,13 @@ step_preflight() {
     need=$(((ROOTFS_BYTES + 2 * IMAGE_BYTES) / 1024 + 65536))
     free=$(df -Pk "$R/" | awk 'NR == 2 { print $4 }')
     [ "$free" -ge "$need" ] || fail "only $free KiB free on $R/, need $need KiB"
+    # The host's planned address must be up: its certificates, peers and the VIP name it, and
+    # a host whose network did not come up would otherwise install and report healthy alone.
+    addr=$(kv "$WORK/HOST" KILN_IP)
+    if live && [ -n "$addr" ] && command -v ip >/dev/null; then
+        ip -o addr show 2>/dev/null | awk -v a="$addr" '{ split($4, p, "/"); if (p[1] == a) f = 1 } END { exit !f }' ||
+            fail "address $addr (the plan's for $HOST) is on no interface: the network is not configured (check cloud-init's network-config and networking.service)"
+    fi
     # The certificates are only valid between notBefore and notAfter (epoch seconds).
     now=$(date +%s)
     nb=$(kv "$WORK/HOST" KILN_NOT_BEFORE) na=$(kv "$WORK/HOST" KILN_NOT_AFTER)
@@ -500,7 +507,7 @@ step_units() {
         ok "skipped (KILN_NO_SYSTEMCTL=1) units=${list% }" && return 0
     fi
     command -v systemctl >/dev/null || fail "systemctl not found"
-    enabled=0 started=0 restarted=0 started_units=""
+    enabled=0 started=0 restarted=0 started_units="" skipped_units=""
     # Under KILN_ROOT the system is not running: enable only (systemctl --root).
     sc() { if live; then systemctl "$@"; else systemctl --root="$R" "$@"; fi; }
     if live; then systemctl daemon-reload || fail "systemctl daemon-reload failed"; fi
@@ -515,6 +522,12 @@ step_units() {
         if [ "$(systemctl is-active "$u" 2>/dev/null || :)" != active ]; then
             state=$(systemctl is-active "$u" 2>/dev/null || :)
             systemctl start "$u" >"$WORK/err" 2>&1 || fail "start $u: $(last_line "$WORK/err")"
+            # A unit whose conditions do not hold here (chrony without CAP_SYS_TIME in a
+            # container) stays inactive: not a change, and not a failure.
+            if [ "$(systemctl show -p ConditionResult --value "$u" 2>/dev/null)" = no ]; then
+                skipped_units="$skipped_units$u,"
+                continue
+            fi
             started=$((started + 1))
             started_units="$started_units$u($state),"
         elif grep -qx "$u" "$STATE_DIR/pending-restart" 2>/dev/null; then
@@ -524,7 +537,7 @@ step_units() {
     done
     rm -f "$STATE_DIR/pending-restart"
     CHANGED=$((CHANGED + enabled + started + restarted))
-    ok "units=$(echo "$list" | tr ' ' ',' | sed 's/,$//') enabled=$enabled started=$started restarted=$restarted${started_units:+ started-units=${started_units%,}}"
+    ok "units=$(echo "$list" | tr ' ' ',' | sed 's/,$//') enabled=$enabled started=$started restarted=$restarted${started_units:+ started-units=${started_units%,}}${skipped_units:+ condition-skipped=${skipped_units%,}}"
 }
 
 # 11. Each role's HEALTH command, retried while its services come up.

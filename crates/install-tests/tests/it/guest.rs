@@ -35,6 +35,16 @@ sys.exit(served != open(\"/etc/kiln-demo/demo.conf\", \"rb\").read())'\n";
 const UNIT: &str = "[Unit]\nDescription=kiln install.sh test service\n\n[Service]\nExecStart=/usr/local/bin/kiln-demo\n\n\
 [Install]\nWantedBy=multi-user.target\n";
 
+/// etcd1's address in the fixture's plan (`KILN_IP`).
+const ADDRESS: &str = "10.77.0.11";
+
+/// A unit whose condition never holds (as chrony's CAP_SYS_TIME in a container): started,
+/// it stays inactive, which is neither a change nor a failure.
+const ELSEWHERE_UNIT: &str =
+    "[Unit]\nDescription=kiln install.sh test service that runs elsewhere\n\
+ConditionPathExists=/kiln-nowhere\n\n[Service]\nType=oneshot\nExecStart=/bin/true\n\n\
+[Install]\nWantedBy=multi-user.target\n";
+
 /// A tiny real .deb of `version`.
 fn deb(dir: &Path, version: &str) -> Vec<u8> {
     require_tool("dpkg-deb", "dpkg");
@@ -92,6 +102,11 @@ fn roles(dir: &Path, generation: u32) -> Vec<Role> {
         file("/usr/local/bin/kiln-demo-health", 0o750, HEALTH),
         file("/etc/systemd/system/kiln-demo.service", 0o644, UNIT),
         file(
+            "/etc/systemd/system/kiln-demo-elsewhere.service",
+            0o644,
+            ELSEWHERE_UNIT,
+        ),
+        file(
             "/etc/kiln-demo/demo.conf",
             0o644,
             format!("generation={generation}\n"),
@@ -102,7 +117,10 @@ fn roles(dir: &Path, generation: u32) -> Vec<Role> {
         format!("kiln-demo-pkg_{version}_all.deb"),
         deb(dir, &version),
     )];
-    demo.units = vec!["kiln-demo.service".into()];
+    demo.units = vec![
+        "kiln-demo.service".into(),
+        "kiln-demo-elsewhere.service".into(),
+    ];
     demo.health = "/usr/local/bin/kiln-demo-health".into();
     vec![common, demo]
 }
@@ -145,7 +163,11 @@ impl Fixture {
         let kiln = self.kiln();
         let mut binds = vec![(kiln.as_path(), "/kiln")];
         binds.extend_from_slice(extra);
-        Guest::boot("etcd1", &binds)
+        let g = Guest::boot("etcd1", &binds);
+        // The host's planned address (KILN_IP), which install.sh's preflight requires; the
+        // cloud-init test's seed adds it at boot, before its runcmd.
+        g.sh(&format!("ip addr replace {ADDRESS}/32 dev lo"));
+        g
     }
 
     /// The command line the seed's runcmd runs for `generation`.
@@ -262,7 +284,11 @@ fn cloud_init_runcmd_installs_the_role_and_a_rerun_changes_nothing() {
     .unwrap();
     std::fs::write(
         seed.join("user-data"),
-        format!("#cloud-config\nruncmd:\n  - [sh, -c, 'KILN_CONSOLE=/dev/console KILN_HEALTH_INTERVAL=0.2 {}']\n", fx.command(1)),
+        format!(
+            "#cloud-config\nbootcmd:\n  - [ip, addr, replace, {ADDRESS}/32, dev, lo]\n\
+             runcmd:\n  - [sh, -c, 'KILN_CONSOLE=/dev/console KILN_HEALTH_INTERVAL=0.2 {}']\n",
+            fx.command(1)
+        ),
     )
     .unwrap();
     let g = fx.boot(&[(seed.as_path(), "/var/lib/cloud/seed/nocloud")]);
@@ -275,6 +301,14 @@ fn cloud_init_runcmd_installs_the_role_and_a_rerun_changes_nothing() {
         "markers on the console:\n{console}"
     );
     assert!(m[10].detail.starts_with("role=common,demo"), "{:?}", m[10]);
+    assert!(
+        m[9].detail.ends_with(
+            " started=1 restarted=0 started-units=kiln-demo.service(inactive) \
+             condition-skipped=kiln-demo-elsewhere.service"
+        ),
+        "{:?}",
+        m[9]
+    );
     assert_eq!(fx.probe(&g), fx.expected(1));
 
     let pid = "systemctl show -p MainPID --value kiln-demo.service";
@@ -283,9 +317,10 @@ fn cloud_init_runcmd_installs_the_role_and_a_rerun_changes_nothing() {
     let again = install(&g, &fx.command(1), "");
     assert!(assert_ok(&again).ends_with(" unchanged"), "{}", again.1);
     assert!(
-        again
-            .1
-            .contains("KILN units ok units=kiln-demo.service enabled=0 started=0 restarted=0"),
+        again.1.contains(
+            "KILN units ok units=kiln-demo.service,kiln-demo-elsewhere.service \
+                 enabled=0 started=0 restarted=0 condition-skipped=kiln-demo-elsewhere.service\n"
+        ),
         "{}",
         again.1
     );
@@ -293,6 +328,22 @@ fn cloud_init_runcmd_installs_the_role_and_a_rerun_changes_nothing() {
         (g.sh(pid), g.sh(mtimes)),
         before,
         "the rerun restarted the service or rewrote files"
+    );
+
+    // Without its planned address the host is refused before anything changes.
+    g.sh(&format!("ip addr del {ADDRESS}/32 dev lo"));
+    let (code, text) = install(&g, &fx.command(1), "");
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "KILN preflight fail address {ADDRESS} (the plan's for etcd1) is on no interface"
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        (g.sh(pid), g.sh(mtimes)),
+        before,
+        "the refused run changed something"
     );
 }
 
