@@ -220,4 +220,9 @@ pub struct BootArgs {
     /// Leave the guests running when done, and print how to stop them.
     #[arg(long)]
     pub keep: bool,
+    /// Boot these hosts (comma-separated) as systemd-nspawn containers of the image's root tree
+    /// (`rootfs` beside it) instead of QEMU guests, on the same private link: the machine's own
+    /// kernel at native speed, for control-plane hosts that software emulation makes slow.
+    #[arg(long, value_delimiter = ',')]
+    pub containers: Vec<String>,
 }

@@ -334,6 +334,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             opts.timeout = std::time::Duration::from_secs(a.timeout);
             opts.memory_mb = a.memory;
             opts.keep = a.keep;
+            opts.containers = a.containers.clone();
             // A failed host comes back as an error carrying the report: its Display names the host,
             // the reason and the last console lines; guests kept with --keep must still be stoppable.
             let report = match kiln_boot::boot(&opts, &progress::BootTable::new()) {

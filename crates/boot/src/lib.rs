@@ -29,6 +29,7 @@ mod follow;
 mod layout;
 mod marker;
 mod monitor;
+mod nspawn;
 mod options;
 mod process;
 mod qemu;

@@ -44,6 +44,12 @@ pub struct Tools {
     pub qemu_img: PathBuf,
     /// `vde_switch` (Debian package `vde2`).
     pub vde_switch: PathBuf,
+    /// `systemd-nspawn` (Debian package `systemd-container`), for container hosts.
+    pub nspawn: PathBuf,
+    /// `unshare` (util-linux), for the containers' network namespace.
+    pub unshare: PathBuf,
+    /// `nsenter` (util-linux), to start the switch and containers in it.
+    pub nsenter: PathBuf,
 }
 
 impl Default for Tools {
@@ -52,6 +58,9 @@ impl Default for Tools {
             qemu: "qemu-system-x86_64".into(),
             qemu_img: "qemu-img".into(),
             vde_switch: "vde_switch".into(),
+            nspawn: "systemd-nspawn".into(),
+            unshare: "unshare".into(),
+            nsenter: "nsenter".into(),
         }
     }
 }
@@ -62,6 +71,8 @@ pub(crate) fn package_of(program: &Path) -> Option<&'static str> {
         "qemu-system-x86_64" => Some("qemu-system-x86"),
         "qemu-img" => Some("qemu-utils"),
         "vde_switch" => Some("vde2"),
+        "systemd-nspawn" => Some("systemd-container"),
+        "unshare" | "nsenter" => Some("util-linux"),
         _ => None,
     }
 }
@@ -106,6 +117,13 @@ pub struct BootOptions {
     /// Parent of the run folder (overlays, switch socket); default the
     /// system's temporary folder. Unix socket paths must stay short.
     pub run_parent: Option<PathBuf>,
+    /// Hosts booted as `systemd-nspawn` containers of the image's root tree
+    /// instead of QEMU guests: same seed (its folder), same switch, the
+    /// machine's own kernel; for control-plane hosts that software
+    /// emulation makes too slow. Empty: every host is a QEMU guest.
+    pub containers: Vec<String>,
+    /// The root tree containers boot; default `rootfs` beside the image.
+    pub rootfs: Option<PathBuf>,
     /// The programs to run.
     pub tools: Tools,
 }
@@ -127,6 +145,8 @@ impl BootOptions {
             memory_mb: None,
             kernel_args: Vec::new(),
             run_parent: None,
+            containers: Vec::new(),
+            rootfs: None,
             tools: Tools::default(),
         }
     }
@@ -145,6 +165,13 @@ impl BootOptions {
         self.kernel
             .clone()
             .unwrap_or_else(|| beside(&self.image_path(), "vmlinuz"))
+    }
+
+    /// The root tree containers boot: the option, else `rootfs` beside the image.
+    pub fn rootfs_path(&self) -> PathBuf {
+        self.rootfs
+            .clone()
+            .unwrap_or_else(|| beside(&self.image_path(), "rootfs"))
     }
 
     /// The initrd to boot: the option, else `initrd.img` beside the image.
@@ -182,6 +209,7 @@ mod tests {
         assert_eq!(o.image_path(), dir.path().join("disk.qcow2"));
         assert_eq!(o.kernel_path(), dir.path().join("vmlinuz"));
         assert_eq!(o.initrd_path(), dir.path().join("initrd.img"));
+        assert_eq!(o.rootfs_path(), dir.path().join("rootfs"));
     }
 
     #[test]

@@ -86,14 +86,20 @@ pub(crate) enum SwitchMode {
     Daemon,
 }
 
-/// `vde_switch` on the unix socket folder `socket`.
+/// `vde_switch` on the unix socket folder `socket`, routing through `tap`
+/// too when containers share the link. `cmd` is the program to run: the
+/// switch itself, or `nsenter` into the containers' namespace with the
+/// switch as its program.
 pub(crate) fn switch_command(
-    vde_switch: &Path,
+    mut cmd: Command,
     socket: &Path,
     mode: SwitchMode,
     pidfile: &Path,
+    tap: Option<&str>,
 ) -> Command {
-    let mut cmd = Command::new(vde_switch);
+    if let Some(tap) = tap {
+        cmd.args(["--tap", tap]);
+    }
     // 0700: only this user's processes may plug into the guests' network.
     cmd.arg("--sock")
         .arg(socket)
@@ -157,16 +163,23 @@ mod tests {
         let pid = Path::new("/run/vde.pid");
         assert_eq!(
             display(&switch_command(
-                Path::new("vde_switch"),
+                Command::new("vde_switch"),
                 sock,
                 SwitchMode::Foreground,
-                pid
+                pid,
+                None
             )),
             "vde_switch --sock /run/vde.ctl --mode 0600 --dirmode 0700"
         );
         assert_eq!(
-            display(&switch_command(Path::new("vde_switch"), sock, SwitchMode::Daemon, pid)),
-            "vde_switch --sock /run/vde.ctl --mode 0600 --dirmode 0700 --daemon --pidfile /run/vde.pid"
+            display(&switch_command(
+                Command::new("vde_switch"),
+                sock,
+                SwitchMode::Daemon,
+                pid,
+                Some("kiln0tap")
+            )),
+            "vde_switch --tap kiln0tap --sock /run/vde.ctl --mode 0600 --dirmode 0700 --daemon --pidfile /run/vde.pid"
         );
     }
 }

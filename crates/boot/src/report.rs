@@ -65,7 +65,7 @@ pub enum FailReason {
     KernelPanic(String),
     /// cloud-init's final stage failed before `KILN done ok` (systemd's line).
     CloudInitFailed(String),
-    /// QEMU exited before the host was ready.
+    /// QEMU (or, for a container host, systemd-nspawn) exited before the host was ready.
     QemuExited {
         /// Its exit status.
         status: String,
@@ -138,6 +138,8 @@ pub struct Kept {
     pub guests: Vec<(String, u32)>,
     /// The switch's pid.
     pub switch_pid: u32,
+    /// The pid holding the containers' network namespace, if any host is a container.
+    pub netns_pid: Option<u32>,
     /// The run folder (overlays, switch socket), to remove after stopping.
     pub run_dir: PathBuf,
 }
@@ -151,6 +153,7 @@ impl Kept {
             .iter()
             .map(|(_, pid)| pid.to_string())
             .chain([self.switch_pid.to_string()])
+            .chain(self.netns_pid.map(|p| p.to_string()))
             .collect();
         format!(
             "kill {} ; rm -rf {}",

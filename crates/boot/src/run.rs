@@ -12,6 +12,7 @@ use crate::follow::Follower;
 use crate::layout::{cluster_dir, HostPlan, Layout};
 use crate::marker::FinalMessage;
 use crate::monitor::Monitor;
+use crate::nspawn::{self, ContainerSpec};
 use crate::options::BootOptions;
 use crate::process::{self, set_lifetime, spawn_error, stop_all, tail_text, Guard, Lifetime};
 use crate::qemu::{self, GuestSpec, SwitchMode};
@@ -52,6 +53,39 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
     )?;
     let kernel = existing("kernel", &opts.kernel_path(), " (set the kernel option)")?;
     let initrd = existing("initrd", &opts.initrd_path(), " (set the initrd option)")?;
+    let unknown: Vec<String> = opts
+        .containers
+        .iter()
+        .filter(|c| !hosts.iter().any(|h| &h.name == *c))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(BootError::UnknownHosts {
+            unknown,
+            known: hosts.iter().map(|h| h.name.clone()).collect(),
+        });
+    }
+    let rootfs = if opts.containers.is_empty() {
+        None
+    } else {
+        let path = opts.rootfs_path();
+        if !path.join("sbin/init").exists() {
+            return Err(BootError::Missing {
+                what: "container root tree (with sbin/init)",
+                path,
+                hint: " (tests/e2e/guest-image.sh keeps it as rootfs beside the disk)".into(),
+            });
+        }
+        Some(std::path::absolute(&path).map_err(BootError::io("resolve", &path))?)
+    };
+    // Each container host's seed folder, checked before anything is created.
+    let seed_dirs = hosts
+        .iter()
+        .map(|h| match opts.containers.contains(&h.name) {
+            true => seed_dir(h).map(Some),
+            false => Ok(None),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let log_dir = opts.log_dir.clone().unwrap_or_else(|| dir.join("boot"));
     std::fs::create_dir_all(&log_dir).map_err(BootError::io("create folder", &log_dir))?;
     let lifetime = if opts.keep {
@@ -77,42 +111,76 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
 
     // Overlays first, so the guests start close together.
     let mut guests = Vec::with_capacity(hosts.len());
-    for host in &hosts {
+    for (host, seed_dir) in hosts.iter().zip(seed_dirs) {
+        if let Some(seed_dir) = seed_dir {
+            guests.push(Guest::new(host, Kind::Container(seed_dir), &log_dir)?);
+            continue;
+        }
         let overlay = run_dir.path().join(format!("{}.qcow2", host.name));
         process::run(qemu::overlay_command(
             &opts.tools.qemu_img,
             &image,
             &overlay,
         ))?;
-        guests.push(Guest::new(host, overlay, &log_dir)?);
+        guests.push(Guest::new(host, Kind::Qemu(overlay), &log_dir)?);
     }
 
-    let mut switch = start_switch(opts, &socket, run_dir.path(), lifetime)?;
+    let mut netns = match rootfs {
+        Some(_) => Some(start_netns(opts, run_dir.path(), lifetime)?),
+        None => None,
+    };
+    let netns_pid = netns.as_ref().map(Guard::pid_of);
+    let mut switch = start_switch(opts, &socket, run_dir.path(), lifetime, netns_pid)?;
     tracing::info!(socket = %socket.display(), "switch started");
     events.switch_started(&socket);
 
     let mut guards = Vec::with_capacity(guests.len());
-    for guest in &mut guests {
-        let spec = GuestSpec {
-            name: &guest.plan.name,
-            memory_mb: guest.plan.memory_mb,
-            cpus: guest.plan.cpus,
-            kernel: &kernel,
-            initrd: &initrd,
-            kernel_args: &opts.kernel_args,
-            overlay: &guest.overlay,
-            seed: &guest.plan.seed,
-            serial_log: &guest.serial_log,
-            switch_socket: &socket,
-            mac: &guest.plan.mac,
-        };
-        let mut cmd = qemu::guest_command(&opts.tools.qemu, &spec);
+    for (index, guest) in guests.iter_mut().enumerate() {
         let stderr =
             File::create(&guest.qemu_log).map_err(BootError::io("create", &guest.qemu_log))?;
-        let stdout = stderr
-            .try_clone()
-            .map_err(BootError::io("open", &guest.qemu_log))?;
-        cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+        let (mut cmd, label) = match (&guest.kind, netns_pid, &rootfs) {
+            (Kind::Container(seed_dir), Some(holder), Some(rootfs)) => {
+                let mut veth = nspawn::in_netns(&opts.tools.nsenter, holder, Path::new("sh"));
+                veth.args(["-c", &nspawn::veth_script(index, &guest.plan.mac)]);
+                process::run(veth)?;
+                let spec = ContainerSpec {
+                    name: &guest.plan.name,
+                    rootfs,
+                    seed_dir,
+                    interface: &nspawn::veth_names(index).1,
+                };
+                let mut cmd = nspawn::in_netns(&opts.tools.nsenter, holder, &opts.tools.unshare);
+                cmd.args(nspawn::container_args(&opts.tools.nspawn, &spec));
+                // The container's console is nspawn's output: the same markers a serial console shows.
+                let console = File::create(&guest.serial_log)
+                    .map_err(BootError::io("create", &guest.serial_log))?;
+                cmd.stdout(console);
+                (cmd, "systemd-nspawn")
+            }
+            (Kind::Qemu(overlay), ..) => {
+                let spec = GuestSpec {
+                    name: &guest.plan.name,
+                    memory_mb: guest.plan.memory_mb,
+                    cpus: guest.plan.cpus,
+                    kernel: &kernel,
+                    initrd: &initrd,
+                    kernel_args: &opts.kernel_args,
+                    overlay,
+                    seed: &guest.plan.seed,
+                    serial_log: &guest.serial_log,
+                    switch_socket: &socket,
+                    mac: &guest.plan.mac,
+                };
+                let mut cmd = qemu::guest_command(&opts.tools.qemu, &spec);
+                let stdout = stderr
+                    .try_clone()
+                    .map_err(BootError::io("open", &guest.qemu_log))?;
+                cmd.stdout(stdout);
+                (cmd, "qemu")
+            }
+            (Kind::Container(_), ..) => unreachable!("containers start the namespace holder"),
+        };
+        cmd.stdin(Stdio::null()).stderr(stderr);
         set_lifetime(&mut cmd, lifetime);
         let child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
         guest.command = process::display(&cmd);
@@ -122,7 +190,7 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
         tracing::info!(host = %guest.plan.name, pid, command = %guest.command, "guest started");
         events.host_started(&guest.plan.name, pid, &guest.serial_log);
         events.host_status(&guest.plan.name, &guest.status());
-        guards.push(Guard::child(child, format!("qemu {}", guest.plan.name)));
+        guards.push(Guard::child(child, format!("{label} {}", guest.plan.name)));
     }
 
     let failed = follow(&mut guests, &mut guards, opts.timeout, events);
@@ -133,6 +201,9 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
             g.disarm();
         }
         switch.disarm();
+        if let Some(n) = &mut netns {
+            n.disarm();
+        }
         Some(Kept {
             guests: guests
                 .iter()
@@ -140,13 +211,26 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
                 .map(|(g, guard)| (g.plan.name.clone(), guard.pid_of()))
                 .collect(),
             switch_pid: switch.pid_of(),
+            netns_pid,
             run_dir: run_dir.keep(),
         })
     } else {
         let names: Vec<String> = guests.iter().map(|g| g.plan.name.clone()).collect();
         events.stopping(&names);
         stop_all(&mut guards);
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        for (guest, guard) in guests.iter().zip(&guards) {
+            if let Kind::Container(_) = guest.kind {
+                let group = nspawn::cgroup_name(&guest.plan.name, guard.pid_of());
+                for dir in nspawn::cgroup_dirs(&own, &group) {
+                    nspawn::remove_cgroup(&dir);
+                }
+            }
+        }
         switch.stop();
+        if let Some(n) = &mut netns {
+            n.stop();
+        }
         tracing::info!("guests and switch stopped");
         None
     };
@@ -191,12 +275,59 @@ fn existing(what: &'static str, path: &Path, hint: &str) -> Result<PathBuf, Boot
     std::path::absolute(path).map_err(BootError::io("resolve", path))
 }
 
-/// Starts the switch and waits for its control socket.
+/// The container host's seed folder (`hosts/<host>/seed`, beside its seed images).
+fn seed_dir(host: &HostPlan) -> Result<PathBuf, BootError> {
+    let dir = host
+        .user_data
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default();
+    let dir = existing(
+        "seed user-data",
+        &host.user_data,
+        " (a container host boots from its seed folder, which kiln build writes)",
+    )
+    .map(|_| dir)?;
+    std::path::absolute(&dir).map_err(BootError::io("resolve", &dir))
+}
+
+/// Starts the holder of the containers' network namespace and waits until
+/// its bridge and tap exist.
+fn start_netns(opts: &BootOptions, run_dir: &Path, lifetime: Lifetime) -> Result<Guard, BootError> {
+    use std::io::BufRead as _;
+    let log = run_dir.join("netns.log");
+    let mut cmd = nspawn::holder_command(&opts.tools.unshare);
+    let err = File::create(&log).map_err(BootError::io("create", &log))?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err);
+    set_lifetime(&mut cmd, lifetime);
+    let command = process::display(&cmd);
+    let mut child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut guard = Guard::child(child, "network namespace");
+    // The holder prints one line once ready, or exits (closing stdout) when a step fails.
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    if line.trim() != nspawn::READY {
+        guard.stop();
+        return Err(BootError::Command {
+            command,
+            status: "no bridge and tap".into(),
+            stderr: read_tail(&log),
+        });
+    }
+    tracing::info!(pid = guard.pid_of(), "containers' network namespace ready");
+    Ok(guard)
+}
+
+/// Starts the switch and waits for its control socket; in the holder
+/// `netns` pid's namespace, routing through its tap, when containers share
+/// the link.
 fn start_switch(
     opts: &BootOptions,
     socket: &Path,
     run_dir: &Path,
     lifetime: Lifetime,
+    netns: Option<u32>,
 ) -> Result<Guard, BootError> {
     let mode = match lifetime {
         Lifetime::Tied => SwitchMode::Foreground,
@@ -204,7 +335,12 @@ fn start_switch(
     };
     let pidfile = run_dir.join("vde.pid");
     let log = run_dir.join("vde.log");
-    let mut cmd = qemu::switch_command(&opts.tools.vde_switch, socket, mode, &pidfile);
+    let program = match netns {
+        Some(pid) => nspawn::in_netns(&opts.tools.nsenter, pid, &opts.tools.vde_switch),
+        None => std::process::Command::new(&opts.tools.vde_switch),
+    };
+    let tap = netns.map(|_| nspawn::TAP);
+    let mut cmd = qemu::switch_command(program, socket, mode, &pidfile, tap);
     let out = File::create(&log).map_err(BootError::io("create", &log))?;
     let err = out.try_clone().map_err(BootError::io("open", &log))?;
     // In the foreground the switch reads commands from stdin and exits at
@@ -267,10 +403,18 @@ fn read_tail(path: &Path) -> String {
     tail_text(&std::fs::read_to_string(path).unwrap_or_default(), 2000)
 }
 
+/// How a host runs.
+enum Kind {
+    /// A QEMU guest on this copy-on-write overlay.
+    Qemu(PathBuf),
+    /// A systemd-nspawn container booting from this seed folder.
+    Container(PathBuf),
+}
+
 /// One guest while it runs.
 struct Guest<'a> {
     plan: &'a HostPlan,
-    overlay: PathBuf,
+    kind: Kind,
     serial_log: PathBuf,
     qemu_log: PathBuf,
     command: String,
@@ -282,9 +426,13 @@ struct Guest<'a> {
 }
 
 impl<'a> Guest<'a> {
-    fn new(plan: &'a HostPlan, overlay: PathBuf, log_dir: &Path) -> Result<Self, BootError> {
+    fn new(plan: &'a HostPlan, kind: Kind, log_dir: &Path) -> Result<Self, BootError> {
         let serial_log = log_dir.join(format!("{}.log", plan.name));
-        let qemu_log = log_dir.join(format!("{}.qemu.log", plan.name));
+        let program = match kind {
+            Kind::Qemu(_) => "qemu",
+            Kind::Container(_) => "nspawn",
+        };
+        let qemu_log = log_dir.join(format!("{}.{program}.log", plan.name));
         // A stale log from an earlier boot must not be mistaken for this one's.
         for stale in [&serial_log, &qemu_log] {
             match std::fs::remove_file(stale) {
@@ -295,7 +443,7 @@ impl<'a> Guest<'a> {
         }
         Ok(Self {
             plan,
-            overlay,
+            kind,
             follower: Follower::new(&serial_log),
             serial_log,
             qemu_log,

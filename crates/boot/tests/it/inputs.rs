@@ -55,6 +55,45 @@ fn unknown_hosts_are_named_with_the_known_ones() {
 }
 
 #[test]
+fn container_hosts_must_exist_and_need_a_root_tree_and_a_seed_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = cluster(tmp.path());
+    let image = guest(tmp.path());
+    let mut opts = BootOptions::new(&dir, &image);
+    opts.containers = vec!["etcd7".into()];
+    assert_eq!(
+        err(&opts),
+        "unknown host(s) etcd7; the cluster has etcd1, etcd2"
+    );
+
+    opts.containers = vec!["etcd2".into()];
+    let e = err(&opts);
+    assert!(
+        e.starts_with("container root tree (with sbin/init) ")
+            && e.ends_with(
+                "guest/rootfs does not exist (tests/e2e/guest-image.sh keeps it as rootfs beside the disk)"
+            ),
+        "{e}"
+    );
+
+    let rootfs = tmp.path().join("guest/rootfs/sbin");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("init"), "").unwrap();
+    let _ = std::fs::remove_file(dir.join("hosts/etcd2/seed/user-data"));
+    let e = err(&opts);
+    assert!(
+        e.starts_with("seed user-data ")
+            && e.ends_with(
+                "hosts/etcd2/seed/user-data does not exist (a container host boots from its \
+                 seed folder, which kiln build writes)"
+            ),
+        "{e}"
+    );
+    // Nothing was started, and the run folder is gone with the error.
+    assert!(!dir.join("boot/etcd2.log").exists());
+}
+
+#[test]
 fn missing_image_kernel_and_seed_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = cluster(tmp.path());

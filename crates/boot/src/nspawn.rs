@@ -1,0 +1,223 @@
+//! Hosts booted as `systemd-nspawn` containers on the guests' switch.
+//!
+//! A container boots the guest image's root tree (never written:
+//! `--volatile=overlay` keeps its changes in memory) with the host's seed
+//! folder where cloud-init's NoCloud source reads it, so the same seed and
+//! install.sh run as in a QEMU guest, at native speed. Its kernel is the
+//! machine's: module loading and most sysctls are not the host's to change.
+//!
+//! Networking stays private: one network namespace (held by a `sleep` in
+//! `unshare --net`) holds a bridge, and a tap on that bridge that the
+//! `vde_switch` plugs into, so QEMU guests on the switch and containers on
+//! the bridge share one link. Each container gets one end of a veth pair
+//! whose other end is on the bridge; its end carries the host's planned
+//! MAC, so the seed's network-config matches it as in a guest.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The bridge in the private namespace.
+pub(crate) const BRIDGE: &str = "kiln0";
+/// The tap the switch routes through.
+pub(crate) const TAP: &str = "kiln0tap";
+/// What the holder prints once the bridge and tap exist.
+pub(crate) const READY: &str = "kiln-netns-ready";
+
+/// The holder of the private namespace: creates the bridge and tap, says
+/// so, and sleeps until stopped.
+pub(crate) fn holder_command(unshare: &Path) -> Command {
+    let script = format!(
+        "set -e; ip link set lo up; ip link add {BRIDGE} type bridge; \
+         ip tuntap add {TAP} mode tap; ip link set {TAP} master {BRIDGE}; \
+         ip link set {TAP} up; ip link set {BRIDGE} up; echo {READY}; exec sleep infinity"
+    );
+    let mut cmd = Command::new(unshare);
+    cmd.args(["--net", "sh", "-c", &script]);
+    cmd
+}
+
+/// `program` run in the holder `pid`'s network namespace (only that one:
+/// `ip netns exec` would also remount `/sys`, which breaks nspawn's cgroups).
+pub(crate) fn in_netns(nsenter: &Path, pid: u32, program: &Path) -> Command {
+    let mut cmd = Command::new(nsenter);
+    cmd.arg(format!("--net=/proc/{pid}/ns/net")).arg(program);
+    cmd
+}
+
+/// The names of container `index`'s veth ends: (on the bridge, in the container).
+pub(crate) fn veth_names(index: usize) -> (String, String) {
+    (format!("kb{index}"), format!("kc{index}"))
+}
+
+/// The `sh -c` script creating container `index`'s veth pair, the
+/// container's end with `mac`, the other end up on the bridge.
+pub(crate) fn veth_script(index: usize, mac: &str) -> String {
+    let (outer, inner) = veth_names(index);
+    format!(
+        "set -e; ip link add {outer} type veth peer name {inner} address {mac}; \
+         ip link set {outer} master {BRIDGE}; ip link set {outer} up"
+    )
+}
+
+/// Everything one container's command line is made from.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerSpec<'a> {
+    pub name: &'a str,
+    pub rootfs: &'a Path,
+    pub seed_dir: &'a Path,
+    pub interface: &'a str,
+}
+
+/// The cgroup (in each hierarchy systemd uses) that container `name`,
+/// started as process `pid`, runs in: `kiln-<name>-<pid>` below the cgroup
+/// boot runs in.
+pub(crate) fn cgroup_name(name: &str, pid: u32) -> String {
+    format!("{}{pid}", cgroup_prefix(name))
+}
+
+fn cgroup_prefix(name: &str) -> String {
+    format!("kiln-{name}-")
+}
+
+/// Removes a stopped container's cgroup folder and those nspawn made below
+/// it (best effort: a cgroup that still has processes stays).
+pub(crate) fn remove_cgroup(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup(&entry.path());
+            }
+        }
+    }
+    if let Err(e) = std::fs::remove_dir(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(cgroup = %dir.display(), error = %e, "cannot remove a container's cgroup");
+        }
+    }
+}
+
+/// The cgroup folders of `group` below this process's own cgroups, in the
+/// hierarchies systemd uses (`name=systemd` of a legacy or hybrid layout,
+/// and the unified one), from `/proc/self/cgroup`'s `self_cgroup` text.
+pub(crate) fn cgroup_dirs(self_cgroup: &str, group: &str) -> Vec<std::path::PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    self_cgroup
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            let mount = match controllers {
+                "name=systemd" => root.join("systemd"),
+                "" if root.join("unified").is_dir() => root.join("unified"),
+                "" => root.to_owned(),
+                _ => return None,
+            };
+            Some(mount.join(path.trim_start_matches('/')).join(group))
+        })
+        .collect()
+}
+
+/// Moves the shell into cgroup `kiln-<name>-$$` in each hierarchy systemd
+/// uses: without a systemd on the machine, nspawn puts the container's
+/// `payload` and `supervisor` cgroups below its own, and containers sharing
+/// one would remove each other's units' cgroups.
+fn own_cgroup_script(name: &str) -> String {
+    format!(
+        "g={}$$; while IFS=: read -r _ c p; do case $c in \
+         name=systemd) d=/sys/fs/cgroup/systemd ;; \
+         '') if [ -d /sys/fs/cgroup/unified ]; then d=/sys/fs/cgroup/unified; else d=/sys/fs/cgroup; fi ;; \
+         *) continue ;; esac; \
+         mkdir -p \"$d$p/$g\" && echo $$ >\"$d$p/$g/cgroup.procs\" || exit 1; done </proc/self/cgroup",
+        cgroup_prefix(name)
+    )
+}
+
+/// The container's command, to run through [`in_netns`] with `unshare` as
+/// the program: its own cgroup ([`cgroup_name`]), a private mount namespace
+/// where `/sys` is read-only, so nspawn does not wait for a udev (there is
+/// none on the machine) to announce the veth, then nspawn itself. Stopped
+/// with SIGTERM, it halts the container cleanly.
+pub(crate) fn container_args(nspawn: &Path, c: &ContainerSpec<'_>) -> Vec<String> {
+    vec![
+        "--mount".into(),
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "{} && mount -o remount,bind,ro /sys && exec \"$0\" \"$@\"",
+            own_cgroup_script(c.name)
+        ),
+        nspawn.to_string_lossy().into_owned(),
+        "--quiet".into(),
+        "--register=no".into(),
+        "--keep-unit".into(),
+        "--volatile=overlay".into(),
+        "--console=read-only".into(),
+        "--boot".into(),
+        format!("--machine={}", c.name),
+        format!("--directory={}", c.rootfs.to_string_lossy()),
+        format!(
+            "--bind-ro={}:/var/lib/cloud/seed/nocloud",
+            c.seed_dir.to_string_lossy()
+        ),
+        format!("--network-interface={}", c.interface),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::display;
+
+    #[test]
+    fn container_command_line() {
+        let spec = ContainerSpec {
+            name: "etcd1",
+            rootfs: Path::new("/g/rootfs"),
+            seed_dir: Path::new("/out/lab/hosts/etcd1/seed"),
+            interface: "kc0",
+        };
+        let mut cmd = in_netns(Path::new("nsenter"), 42, Path::new("unshare"));
+        cmd.args(container_args(Path::new("systemd-nspawn"), &spec));
+        let shown = display(&cmd);
+        let script = format!(
+            "{} && mount -o remount,bind,ro /sys && exec \"$0\" \"$@\"",
+            own_cgroup_script("etcd1")
+        );
+        assert!(script.starts_with("g=kiln-etcd1-$$; "), "{script}");
+        assert_eq!(
+            shown.replace(&crate::process::shell_quote(&script), "SCRIPT"),
+            "nsenter --net=/proc/42/ns/net unshare --mount sh -c \
+             SCRIPT systemd-nspawn --quiet \
+             --register=no --keep-unit --volatile=overlay --console=read-only --boot \
+             --machine=etcd1 --directory=/g/rootfs \
+             --bind-ro=/out/lab/hosts/etcd1/seed:/var/lib/cloud/seed/nocloud \
+             --network-interface=kc0"
+        );
+    }
+
+    #[test]
+    fn cgroups_below_boots_own_in_the_hierarchies_systemd_uses() {
+        let hybrid = "9:name=systemd:/\n4:memory:/x\n0::/payload\n";
+        let dirs = cgroup_dirs(hybrid, "kiln-etcd1-7");
+        assert_eq!(dirs.len(), 2, "{dirs:?}");
+        assert_eq!(dirs[0], Path::new("/sys/fs/cgroup/systemd/kiln-etcd1-7"));
+        assert!(dirs[1].ends_with("payload/kiln-etcd1-7"), "{dirs:?}");
+        assert_eq!(cgroup_name("etcd1", 7), "kiln-etcd1-7");
+    }
+
+    #[test]
+    fn veth_and_holder_scripts() {
+        assert_eq!(
+            veth_script(3, "52:54:00:77:00:11"),
+            "set -e; ip link add kb3 type veth peer name kc3 address 52:54:00:77:00:11; \
+             ip link set kb3 master kiln0; ip link set kb3 up"
+        );
+        let holder = display(&holder_command(Path::new("unshare")));
+        assert!(holder.starts_with("unshare --net sh -c "), "{holder}");
+        assert!(
+            holder.contains("ip tuntap add kiln0tap mode tap"),
+            "{holder}"
+        );
+        assert!(holder.contains("echo kiln-netns-ready"), "{holder}");
+    }
+}
