@@ -889,3 +889,30 @@ fn every_rendered_yaml_json_toml_and_xml_file_parses() {
         );
     }
 }
+
+/// The first etcd member of a new cluster is ready only once a quorum has joined; hosts boot
+/// at different times, so its start must wait minutes, not systemd's default 90 s (the k8s
+/// e2e's first master, [master, etcd], failed its install waiting for its peers, the nodes).
+#[test]
+fn etcd_waits_for_its_peers_for_minutes_before_its_start_fails() {
+    for r in every_os().iter().chain([&example("lab"), &example("k8s")]) {
+        for b in r.bundles().iter().filter(|b| b["role"] == "etcd") {
+            let id = str_of(&b["id"]);
+            let unit = r.text(id, "/etc/systemd/system/etcd.service");
+            assert!(
+                unit.contains("\nType=notify\n"),
+                "{} {id}:\n{unit}",
+                r.label
+            );
+            let timeout = unit
+                .lines()
+                .find_map(|l| l.strip_prefix("TimeoutStartSec="))
+                .unwrap_or_else(|| panic!("{} {id}: no TimeoutStartSec:\n{unit}", r.label));
+            let minutes: u32 = timeout
+                .strip_suffix("min")
+                .and_then(|m| m.parse().ok())
+                .unwrap_or_else(|| panic!("{} {id}: TimeoutStartSec={timeout}", r.label));
+            assert!(minutes >= 10, "{} {id}: TimeoutStartSec={timeout}", r.label);
+        }
+    }
+}

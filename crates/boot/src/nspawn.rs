@@ -79,9 +79,19 @@ fn cgroup_prefix(name: &str) -> String {
     format!("kiln-{name}-")
 }
 
+/// Removes the cgroups of stopped containers, each (host name, pid it was started as).
+pub(crate) fn remove_cgroups<'a>(containers: impl IntoIterator<Item = (&'a str, u32)>) {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for (name, pid) in containers {
+        for dir in cgroup_dirs(&own, &cgroup_name(name, pid)) {
+            remove_cgroup(&dir);
+        }
+    }
+}
+
 /// Removes a stopped container's cgroup folder and those nspawn made below
 /// it (best effort: a cgroup that still has processes stays).
-pub(crate) fn remove_cgroup(dir: &Path) {
+fn remove_cgroup(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {

@@ -142,6 +142,8 @@ pub struct Kept {
     pub netns_pid: Option<u32>,
     /// The run folder (overlays, switch socket), to remove after stopping.
     pub run_dir: PathBuf,
+    /// The guests that are systemd-nspawn containers (each has a cgroup of its own).
+    pub containers: Vec<String>,
 }
 
 impl Kept {
@@ -160,5 +162,37 @@ impl Kept {
             pids.join(" "),
             crate::process::shell_quote(&self.run_dir.to_string_lossy())
         )
+    }
+
+    /// Stops everything kept (SIGTERM, up to 10 s, then SIGKILL), removes
+    /// the containers' cgroups and the run folder.
+    pub fn stop(&self) {
+        let pids: Vec<u32> = self
+            .guests
+            .iter()
+            .map(|(_, pid)| *pid)
+            .chain([self.switch_pid])
+            .chain(self.netns_pid)
+            .collect();
+        let alive = |pid: &u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+        for signal in [libc::SIGTERM, libc::SIGKILL] {
+            for pid in pids.iter().filter(|p| alive(p)) {
+                // SAFETY: kill(2) of a process this boot started and kept.
+                unsafe {
+                    libc::kill(*pid as libc::pid_t, signal);
+                }
+            }
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while pids.iter().any(alive) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        crate::nspawn::remove_cgroups(
+            self.guests
+                .iter()
+                .filter(|(n, _)| self.containers.contains(n))
+                .map(|(n, pid)| (n.as_str(), *pid)),
+        );
+        let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }

@@ -212,21 +212,24 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
                 .collect(),
             switch_pid: switch.pid_of(),
             netns_pid,
+            containers: guests
+                .iter()
+                .filter(|g| matches!(g.kind, Kind::Container(_)))
+                .map(|g| g.plan.name.clone())
+                .collect(),
             run_dir: run_dir.keep(),
         })
     } else {
         let names: Vec<String> = guests.iter().map(|g| g.plan.name.clone()).collect();
         events.stopping(&names);
         stop_all(&mut guards);
-        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        for (guest, guard) in guests.iter().zip(&guards) {
-            if let Kind::Container(_) = guest.kind {
-                let group = nspawn::cgroup_name(&guest.plan.name, guard.pid_of());
-                for dir in nspawn::cgroup_dirs(&own, &group) {
-                    nspawn::remove_cgroup(&dir);
-                }
-            }
-        }
+        nspawn::remove_cgroups(
+            guests
+                .iter()
+                .zip(&guards)
+                .filter(|(g, _)| matches!(g.kind, Kind::Container(_)))
+                .map(|(g, guard)| (g.plan.name.as_str(), guard.pid_of())),
+        );
         switch.stop();
         if let Some(n) = &mut netns {
             n.stop();

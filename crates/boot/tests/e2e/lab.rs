@@ -242,28 +242,9 @@ pub(crate) struct Guests(pub(crate) Option<kiln_boot::Kept>);
 
 impl Drop for Guests {
     fn drop(&mut self) {
-        let Some(kept) = self.0.take() else { return };
-        let pids: Vec<u32> = kept
-            .guests
-            .iter()
-            .map(|(_, pid)| *pid)
-            .chain([kept.switch_pid])
-            .chain(kept.netns_pid)
-            .collect();
-        let alive = |pid: &u32| Path::new(&format!("/proc/{pid}")).exists();
-        for signal in ["-TERM", "-KILL"] {
-            for pid in pids.iter().filter(|p| alive(p)) {
-                let _ = Command::new("kill")
-                    .arg(signal)
-                    .arg(pid.to_string())
-                    .status();
-            }
-            let until = Instant::now() + Duration::from_secs(10);
-            while pids.iter().any(alive) && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(200));
-            }
+        if let Some(kept) = self.0.take() {
+            kept.stop();
         }
-        let _ = fs::remove_dir_all(&kept.run_dir);
     }
 }
 
