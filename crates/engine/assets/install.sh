@@ -7,8 +7,9 @@
 # bundles its BUNDLES member names. Environment: KILN_ROOT (install under another
 # root, default /), KILN_STATE_DIR (default $KILN_ROOT/var/lib/kiln),
 # KILN_ALLOW_DOWNGRADE=1, KILN_NO_SYSTEMCTL=1, KILN_CONSOLE (a file or device that gets
-# a copy of the markers), KILN_EXPECT_HOST (instead of `uname -n`), KILN_HEALTH_TRIES /
-# KILN_HEALTH_INTERVAL / KILN_HEALTH_TIMEOUT (default 60 tries, 2 s apart, 30 s each),
+# a copy of the markers), KILN_EXPECT_HOST (instead of `uname -n`), KILN_HEALTH_WAIT /
+# KILN_HEALTH_TRIES / KILN_HEALTH_INTERVAL / KILN_HEALTH_TIMEOUT (each role's HEALTH is
+# retried 2 s apart, 30 s each try, for up to 900 s of wall time; TRIES also caps the tries),
 # KILN_TEST_KILL_AT=<step> (tests: kill -9 ourselves right after that step's marker).
 #
 # Every step prints exactly one marker `KILN <step> ok|fail <details>`, in this order:
@@ -540,17 +541,19 @@ step_units() {
     ok "units=$(echo "$list" | tr ' ' ',' | sed 's/,$//') enabled=$enabled started=$started restarted=$restarted${started_units:+ started-units=${started_units%,}}${skipped_units:+ condition-skipped=${skipped_units%,}}"
 }
 
-# 11. Each role's HEALTH command, retried while its services come up.
+# 11. Each role's HEALTH command, retried while its services come up. Roles wait on other
+# hosts (an etcd quorum, the masters' etcd, the API through the VIP), which boot in any order
+# and take minutes: each role gets KILN_HEALTH_WAIT seconds of wall time (default 15 min).
 step_health() {
-    tries=${KILN_HEALTH_TRIES:-60} checks=0
+    tries=${KILN_HEALTH_TRIES:-0} wait=${KILN_HEALTH_WAIT:-900} checks=0
     while read -r i kind sha f; do
         [ "$kind" = bundle ] || continue
         cmd=$(lines "$STAGING/$sha/HEALTH")
         [ -n "$cmd" ] || continue
-        checks=$((checks + 1)) n=1
+        checks=$((checks + 1)) n=1 since=$(date +%s)
         until timeout "${KILN_HEALTH_TIMEOUT:-30}" sh -c "$cmd" >"$WORK/err" 2>&1; do
-            [ "$n" -lt "$tries" ] ||
-                fail "role=$(kv "$STAGING/$sha/BUNDLE" KILN_ROLE) unhealthy after $n tries: $(last_line "$WORK/err")"
+            { [ "$tries" -gt 0 ] && [ "$n" -ge "$tries" ]; } || [ $(($(date +%s) - since)) -ge "$wait" ] &&
+                fail "role=$(kv "$STAGING/$sha/BUNDLE" KILN_ROLE) unhealthy after $n tries in $(($(date +%s) - since)) s: $(last_line "$WORK/err")"
             n=$((n + 1))
             sleep "${KILN_HEALTH_INTERVAL:-2}"
         done

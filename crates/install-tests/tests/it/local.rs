@@ -226,3 +226,45 @@ fn under_kiln_root_units_are_enabled_offline_with_systemctl_root() {
         again.describe()
     );
 }
+
+/// A role's HEALTH is retried for KILN_HEALTH_WAIT seconds of wall time, not a fixed number
+/// of tries: a master waiting for its etcd peers (hosts that boot minutes later) passed its
+/// 60th try unhealthy and failed its install (k8s e2e, master02). With the tries uncapped, a
+/// check that first passes on its 80th try succeeds; with a 1 s budget, one never passing
+/// fails and says how long it waited.
+#[test]
+fn health_waits_by_wall_time_not_by_a_count_of_tries() {
+    let shell = Shell::ALL[0];
+    let sb = Sandbox::new();
+    let count = sb.path().join("health-tries");
+    let mut roles = crate::common::roles(1);
+    let etcd = roles.iter_mut().find(|r| r.name == "etcd").unwrap();
+    etcd.health = format!(
+        "n=$(($(cat {0} 2>/dev/null || echo 0) + 1)); echo $n >{0}; [ $n -ge 80 ]",
+        count.display()
+    );
+    let b = write_build(&sb.path().join("slow"), &crate::common::host(1), &roles);
+    let run = sb.run(
+        shell,
+        &b,
+        &[("KILN_HEALTH_TRIES", ""), ("KILN_HEALTH_WAIT", "120")],
+    );
+    run.expect_ok();
+    assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), "80");
+
+    let sb = Sandbox::new();
+    let etcd = roles.iter_mut().find(|r| r.name == "etcd").unwrap();
+    etcd.health = "false".into();
+    let b = write_build(&sb.path().join("never"), &crate::common::host(1), &roles);
+    let run = sb.run(
+        shell,
+        &b,
+        &[
+            ("KILN_HEALTH_TRIES", ""),
+            ("KILN_HEALTH_WAIT", "1"),
+            ("KILN_HEALTH_INTERVAL", "0.2"),
+        ],
+    );
+    run.expect_fail("health", "role=etcd unhealthy after ");
+    assert!(run.stdout.contains(" tries in "), "{}", run.describe());
+}
