@@ -4,7 +4,9 @@
 #   2. real QEMU guests (software emulation, no network but their own private
 #      switch): two stand-in hosts reach each other from VFAT seeds, then the
 #      lab example is built with `kiln build --seed-rerun` and its six hosts
-#      (3 etcd, 1 runtime, 2 lb) are booted together from their ISO seeds;
+#      are booted together, runtime1 as a QEMU guest from its ISO seed and the
+#      3 etcd and 2 lb hosts as systemd-nspawn containers of the same image
+#      on the same link (`kiln boot --containers`), from their seed folders;
 #      every host must report its role healthy, a second install.sh run must
 #      change nothing, and the lb hosts' VIP must answer and move when the
 #      keepalived holding it stops (crates/boot/tests/e2e/).
@@ -13,7 +15,7 @@
 # Usage: tests/e2e/run.sh [TEST-NAME-FILTER]
 # Environment: KILN_GUEST (a guest image folder; default: built or reused by
 # tests/e2e/guest-image.sh), CARGO_TARGET_DIR.
-# Budget: 30–50 minutes on a 2-core machine (six TCG guests share the 2 cores).
+# Budget: about 15 minutes on a 2-core machine (the lab: 10 min, most of it runtime1's TCG guest).
 set -eu
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -45,7 +47,8 @@ export KILN_BIN KILN_E2E=1
 
 stamp "VM tests"
 # The k8s cluster test (crates/boot/tests/e2e/k8s.rs) is not in this tier yet (it has not
-# passed here): without a filter it is skipped; `tests/e2e/run.sh k8s_` runs it.
+# passed here: its etcd, two members on TCG nodes, keeps re-electing): without a filter it is
+# skipped; `tests/e2e/run.sh k8s_` runs it.
 if [ $# -gt 0 ]; then set -- "$1"; else set -- --skip k8s_; fi
 # One at a time: each test's guests already share the 2 cores.
 cargo test -q -p kiln-boot --test e2e -- --ignored --nocapture --test-threads=1 "$@"
