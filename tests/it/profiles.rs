@@ -894,7 +894,7 @@ fn every_rendered_yaml_json_toml_and_xml_file_parses() {
 /// at different times, so its start must wait minutes, not systemd's default 90 s (the k8s
 /// e2e's first master, [master, etcd], failed its install waiting for its peers, the nodes).
 #[test]
-fn etcd_waits_for_its_peers_for_minutes_before_its_start_fails() {
+fn etcd_waits_for_its_peers_for_minutes_before_its_start_fails_and_pre_votes() {
     for r in every_os().iter().chain([&example("lab"), &example("k8s")]) {
         for b in r.bundles().iter().filter(|b| b["role"] == "etcd") {
             let id = str_of(&b["id"]);
@@ -913,6 +913,20 @@ fn etcd_waits_for_its_peers_for_minutes_before_its_start_fails() {
                 .and_then(|m| m.parse().ok())
                 .unwrap_or_else(|| panic!("{} {id}: TimeoutStartSec={timeout}", r.label));
             assert!(minutes >= 10, "{} {id}: TimeoutStartSec={timeout}", r.label);
+        }
+        // A member on a stalled host must not depose a working leader when it is back.
+        for h in r
+            .hosts()
+            .iter()
+            .filter(|h| strings(&h["roles"]).contains(&"etcd".to_string()))
+        {
+            let name = str_of(&h["name"]);
+            let env = r.text(&format!("hosts/{name}"), "/etc/kiln/etcd.env");
+            assert!(
+                env.contains("\nETCD_PRE_VOTE=true\n"),
+                "{} {name}:\n{env}",
+                r.label
+            );
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The k8s example end to end: `kiln build` it and boot its six hosts
-//! together (two masters, one of them an etcd member, and two load balancers
-//! as systemd-nspawn containers; two nodes, both etcd members, as QEMU
-//! guests) on their private link, from kiln's bundles alone. Each serial console must show the role coming up and a rerun of
+//! together (two masters, both etcd members here, and two load balancers as
+//! systemd-nspawn containers; two nodes, the first the third etcd member, as
+//! QEMU guests) on their private link, from kiln's bundles alone. Each serial console must show the role coming up and a rerun of
 //! install.sh changing nothing; then the probes (`probe/` and `k8s-probe/`,
 //! added as overlays) report that the nodes went Ready, pods run on both
 //! nodes and reach each other, the Service answers on its ClusterIP from a
@@ -72,6 +72,18 @@ fn k8s_in(dir: &Path) -> PathBuf {
         (
             "lb_router_id = 78\n",
             "lb_router_id = 78\nlb_advert_int = 3\n".to_owned(),
+        ),
+        // Two of the three etcd members on the (native speed) master containers: with two of
+        // them on TCG nodes, peers timed out on each other's TLS and the cluster kept
+        // re-electing (term 234 in 15 min) and never served the API.
+        (
+            "roles = [\"master\"]\n",
+            "roles = [\"master\", \"etcd\"]\n".to_owned(),
+        ),
+        (
+            "name = \"node02\"\nip = \"10.78.0.12\"\nmac = \"52:54:00:78:00:12\"\nroles = [\"node\", \"etcd\"]\n",
+            "name = \"node02\"\nip = \"10.78.0.12\"\nmac = \"52:54:00:78:00:12\"\nroles = [\"node\"]\n"
+                .to_owned(),
         ),
     ] {
         assert!(
