@@ -280,18 +280,13 @@ fn existing(what: &'static str, path: &Path, hint: &str) -> Result<PathBuf, Boot
 
 /// The container host's seed folder (`hosts/<host>/seed`, beside its seed images).
 fn seed_dir(host: &HostPlan) -> Result<PathBuf, BootError> {
-    let dir = host
-        .user_data
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_default();
-    let dir = existing(
+    // `existing` makes the user-data path absolute; its folder is the seed folder.
+    let user_data = existing(
         "seed user-data",
         &host.user_data,
         " (a container host boots from its seed folder, which kiln build writes)",
-    )
-    .map(|_| dir)?;
-    std::path::absolute(&dir).map_err(BootError::io("resolve", &dir))
+    )?;
+    Ok(user_data.parent().map(Path::to_owned).unwrap_or_default())
 }
 
 /// Starts the holder of the containers' network namespace and waits until
