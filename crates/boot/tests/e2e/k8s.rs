@@ -26,11 +26,12 @@ use crate::lab::{
 const CONTAINERS: [&str; 4] = ["master01", "master02", "lb01", "lb02"];
 
 /// What the first master's probe prints when everything works, in order.
-const MASTER_STEPS: [&str; 9] = [
+const MASTER_STEPS: [&str; 10] = [
     "nodes=ready",
     "csrs=approved",
     "web=running",
     "logs=ok",
+    "exec=ok",
     "pod-to-pod=ok",
     "clusterip-from-pod=ok",
     "dns-kubernetes=ok",
@@ -39,7 +40,7 @@ const MASTER_STEPS: [&str; 9] = [
 ];
 
 /// What each node's probe prints when everything works.
-const NODE_STEPS: [&str; 2] = ["ipvs=web", "clusterip-from-node=ok"];
+const NODE_STEPS: [&str; 3] = ["ipvs=web", "clusterip-from-node=ok", "pods-from-node=ok"];
 
 /// The k8s example's cluster.toml, rewritten so its inputs are read from
 /// the checkout and its PKI state lands in `dir`, with the e2e probes as two
