@@ -6,7 +6,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::fsutil::{ensure_dir, TempFile};
+use kiln_fsio::TempFile;
+
+use crate::fsutil::{ensure_dir, write_err};
 use crate::manifest::{self, is_sha256_hex, normalize_mode, validate_path, MANIFEST_NAME};
 use crate::pipeline::{compress_parallel, ChunkSink, Stop};
 use crate::tarfmt::{padding, push_file_header, ZEROS};
@@ -25,11 +27,11 @@ pub fn write_bundle(
     validate_stem(stem)?;
     let plan = Plan::new(spec, true)?;
     ensure_dir(dir)?;
-    let mut temp = TempFile::create_in(dir, stem, BUNDLE_FILE_MODE)?;
-    let (sha256, size) = plan.write_to(&mut temp, spec.mtime)?;
+    let mut temp = TempFile::new_in(dir, stem, BUNDLE_FILE_MODE).map_err(write_err(dir))?;
+    let (sha256, size) = plan.write_to(&mut temp, spec.mtime, dir)?;
     let file_name = format!("{stem}-{}.tar.gz", &sha256[..16]);
     let path = dir.join(&file_name);
-    temp.persist(&path)?;
+    temp.commit(&path).map_err(write_err(&path))?;
     tracing::debug!(path = %path.display(), size, entries = plan.lines.len(), "wrote bundle");
     Ok(WrittenBundle {
         path,
@@ -61,9 +63,9 @@ pub fn write_archive(
         _ => Path::new("."),
     };
     ensure_dir(dir)?;
-    let mut temp = TempFile::create_in(dir, name, file_mode & 0o777)?;
-    let (sha256, size) = plan.write_to(&mut temp, spec.mtime)?;
-    temp.persist(path)?;
+    let mut temp = TempFile::new_in(dir, name, file_mode & 0o777).map_err(write_err(path))?;
+    let (sha256, size) = plan.write_to(&mut temp, spec.mtime, path)?;
+    temp.commit(path).map_err(write_err(path))?;
     tracing::debug!(path = %path.display(), size, entries = plan.lines.len(), "wrote archive");
     Ok(WrittenArchive {
         path: path.to_owned(),
@@ -180,8 +182,14 @@ impl<'a> Plan<'a> {
         })
     }
 
-    /// Streams the archive into `temp`; returns the sha256 and size of the compressed bytes.
-    fn write_to(&self, temp: &mut TempFile, mtime: u64) -> Result<(String, u64), BundleError> {
+    /// Streams the archive into `temp` (for `output`); returns the sha256 and size of the
+    /// compressed bytes.
+    fn write_to(
+        &self,
+        temp: &mut TempFile,
+        mtime: u64,
+        output: &Path,
+    ) -> Result<(String, u64), BundleError> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let file = temp.path().to_owned();
         let mut hasher = Sha256::new();
@@ -193,7 +201,7 @@ impl<'a> Plan<'a> {
             |member| {
                 hasher.update(member);
                 size += member.len() as u64;
-                temp.write_all(member)
+                temp.write_bytes(member).map_err(write_err(output))
             },
         )?;
         Ok((hex::encode(hasher.finalize()), size))
