@@ -6,12 +6,12 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use kiln_fsio::tarw::{padding, push_header, Kind, END};
 use kiln_fsio::TempFile;
 
 use crate::fsutil::{ensure_dir, write_err};
 use crate::manifest::{self, is_sha256_hex, normalize_mode, validate_path, MANIFEST_NAME};
 use crate::pipeline::{compress_parallel, ChunkSink, Stop};
-use crate::tarfmt::{padding, push_file_header, ZEROS};
 use crate::{BundleError, BundleSpec, ManifestLine, Source, WrittenArchive, WrittenBundle};
 
 /// Mode of a role bundle file.
@@ -212,13 +212,13 @@ impl<'a> Plan<'a> {
         let mut header = Vec::with_capacity(4 * 512);
         let mut put_header = |sink: &mut ChunkSink, path: &str, size: u64, mode: u32| {
             header.clear();
-            push_file_header(&mut header, path, size, mode, mtime);
+            push_header(&mut header, path, size, mode, mtime, Kind::File);
             sink.write(&header)
         };
         if let Some(text) = &self.manifest {
             put_header(sink, MANIFEST_NAME, text.len() as u64, 0o644)?;
             sink.write(text)?;
-            sink.write(&ZEROS[..padding(text.len() as u64)])?;
+            sink.write(&END[..padding(text.len() as u64)])?;
         }
         for item in &self.items {
             put_header(sink, item.path, item.size, item.mode)?;
@@ -226,9 +226,9 @@ impl<'a> Plan<'a> {
                 Data::Bytes(bytes) => sink.write(bytes)?,
                 Data::File(file) => stream_file(sink, item, file)?,
             }
-            sink.write(&ZEROS[..padding(item.size)])?;
+            sink.write(&END[..padding(item.size)])?;
         }
-        sink.write(&ZEROS)
+        sink.write(&END)
     }
 }
 

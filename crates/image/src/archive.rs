@@ -8,6 +8,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use kiln_fsio::tarw::TarWriter;
 use kiln_fsio::TempFile;
 use kiln_store::Store;
 use serde::Serialize;
@@ -17,7 +18,6 @@ use crate::manifest::OCI_INDEX;
 use crate::reference::{Digest, Reference};
 use crate::resolve::LockedImage;
 use crate::storeio::{HashingReader, HashingWriter};
-use crate::tarw::TarWriter;
 
 /// Annotation containerd names an imported image by.
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
