@@ -65,7 +65,16 @@ pub enum BundleError {
         /// Underlying error.
         source: io::Error,
     },
-    /// Creating, writing, syncing or renaming an output file failed.
+    /// An output file could not be written (created, synced or renamed into place).
+    #[error("cannot write {}", file.display())]
+    Write {
+        /// The output file, or its folder before its name is known.
+        file: PathBuf,
+        /// What failed, on which (temp) file.
+        #[source]
+        source: kiln_fsio::Error,
+    },
+    /// Creating an output folder failed.
     #[error("cannot {op} {}: {source}", file.display())]
     Io {
         /// What was being done.

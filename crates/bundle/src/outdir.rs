@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use crate::fsutil::TempFile;
+use crate::fsutil::write_err;
 use crate::manifest::{is_sha256_hex, path_problem, validate_path};
 use crate::verify::{check_archive, name_digest};
 use crate::{BundleError, BundleReport, OutReport, VerifyError};
@@ -63,9 +63,8 @@ pub fn write_sha256sums(dir: &Path, files: &[(String, String)]) -> Result<(), Bu
         }
         text.push_str(&format!("{sha256}  {path}\n"));
     }
-    let mut temp = TempFile::create_in(dir, SHA256SUMS_NAME, 0o644)?;
-    temp.write_all(text.as_bytes())?;
-    temp.persist(&dir.join(SHA256SUMS_NAME))
+    let path = dir.join(SHA256SUMS_NAME);
+    kiln_fsio::write_atomic(&path, text.as_bytes(), 0o644).map_err(write_err(&path))
 }
 
 /// Verifies an out folder against its `SHA256SUMS`, and every `bundles/*.tar.gz` as a bundle.

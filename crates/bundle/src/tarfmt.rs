@@ -1,54 +1,8 @@
-//! Tar header blocks: the deterministic GNU headers kiln writes and a strict parser for reading.
+//! Reading tar header blocks: a strict parser for verification (the writing side is
+//! [`kiln_fsio::tarw`]).
 
-use tar::{EntryType, Header};
-
-/// Size of a tar block.
-pub(crate) const BLOCK: usize = 512;
-
-/// Name of the pseudo-entry carrying a GNU long path.
-const LONG_LINK_NAME: &[u8] = b"././@LongLink";
-
-/// Paths this long or longer get a GNU long-name header (the name field has 100 bytes).
-const NAME_FIELD: usize = 100;
-
-/// Zero bytes for padding and the end-of-archive marker (two zero blocks).
-pub(crate) const ZEROS: [u8; 2 * BLOCK] = [0; 2 * BLOCK];
-
-/// Bytes of zero padding after `size` bytes of content.
-pub(crate) fn padding(size: u64) -> usize {
-    let rem = (size % BLOCK as u64) as usize;
-    (BLOCK - rem) % BLOCK
-}
-
-/// A GNU header with every field fixed except those given.
-fn base_header(name: &[u8], size: u64, mode: u32, mtime: u64, kind: EntryType) -> Header {
-    let mut h = Header::new_gnu();
-    let n = name.len().min(NAME_FIELD);
-    h.as_old_mut().name[..n].copy_from_slice(&name[..n]);
-    h.set_mode(mode);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_size(size);
-    h.set_mtime(mtime);
-    h.set_entry_type(kind);
-    h.set_cksum();
-    h
-}
-
-/// Appends the header block(s) of a regular file; a long path gets a `././@LongLink` first.
-pub(crate) fn push_file_header(out: &mut Vec<u8>, path: &str, size: u64, mode: u32, mtime: u64) {
-    let bytes = path.as_bytes();
-    if bytes.len() >= NAME_FIELD {
-        let long = bytes.len() as u64 + 1;
-        let h = base_header(LONG_LINK_NAME, long, 0o644, 0, EntryType::GNULongName);
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(bytes);
-        out.push(0);
-        out.extend_from_slice(&ZEROS[..padding(long)]);
-    }
-    let h = base_header(bytes, size, mode, mtime, EntryType::Regular);
-    out.extend_from_slice(h.as_bytes());
-}
+pub(crate) use kiln_fsio::tarw::{padding, BLOCK};
+use tar::Header;
 
 /// The fields of a header block that verification looks at.
 #[derive(Debug)]
@@ -114,6 +68,11 @@ pub(crate) fn kind_name(kind: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_fsio::tarw::{push_header, Kind};
+
+    fn push_file_header(out: &mut Vec<u8>, path: &str, size: u64, mode: u32, mtime: u64) {
+        push_header(out, path, size, mode, mtime, Kind::File);
+    }
 
     #[test]
     fn short_and_long_headers_parse_back() {

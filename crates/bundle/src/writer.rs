@@ -6,10 +6,12 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::fsutil::{ensure_dir, TempFile};
+use kiln_fsio::tarw::{padding, push_header, Kind, END};
+use kiln_fsio::TempFile;
+
+use crate::fsutil::{ensure_dir, write_err};
 use crate::manifest::{self, is_sha256_hex, normalize_mode, validate_path, MANIFEST_NAME};
 use crate::pipeline::{compress_parallel, ChunkSink, Stop};
-use crate::tarfmt::{padding, push_file_header, ZEROS};
 use crate::{BundleError, BundleSpec, ManifestLine, Source, WrittenArchive, WrittenBundle};
 
 /// Mode of a role bundle file.
@@ -25,11 +27,11 @@ pub fn write_bundle(
     validate_stem(stem)?;
     let plan = Plan::new(spec, true)?;
     ensure_dir(dir)?;
-    let mut temp = TempFile::create_in(dir, stem, BUNDLE_FILE_MODE)?;
-    let (sha256, size) = plan.write_to(&mut temp, spec.mtime)?;
+    let mut temp = TempFile::new_in(dir, stem, BUNDLE_FILE_MODE).map_err(write_err(dir))?;
+    let (sha256, size) = plan.write_to(&mut temp, spec.mtime, dir)?;
     let file_name = format!("{stem}-{}.tar.gz", &sha256[..16]);
     let path = dir.join(&file_name);
-    temp.persist(&path)?;
+    temp.commit(&path).map_err(write_err(&path))?;
     tracing::debug!(path = %path.display(), size, entries = plan.lines.len(), "wrote bundle");
     Ok(WrittenBundle {
         path,
@@ -61,9 +63,9 @@ pub fn write_archive(
         _ => Path::new("."),
     };
     ensure_dir(dir)?;
-    let mut temp = TempFile::create_in(dir, name, file_mode & 0o777)?;
-    let (sha256, size) = plan.write_to(&mut temp, spec.mtime)?;
-    temp.persist(path)?;
+    let mut temp = TempFile::new_in(dir, name, file_mode & 0o777).map_err(write_err(path))?;
+    let (sha256, size) = plan.write_to(&mut temp, spec.mtime, path)?;
+    temp.commit(path).map_err(write_err(path))?;
     tracing::debug!(path = %path.display(), size, entries = plan.lines.len(), "wrote archive");
     Ok(WrittenArchive {
         path: path.to_owned(),
@@ -180,8 +182,14 @@ impl<'a> Plan<'a> {
         })
     }
 
-    /// Streams the archive into `temp`; returns the sha256 and size of the compressed bytes.
-    fn write_to(&self, temp: &mut TempFile, mtime: u64) -> Result<(String, u64), BundleError> {
+    /// Streams the archive into `temp` (for `output`); returns the sha256 and size of the
+    /// compressed bytes.
+    fn write_to(
+        &self,
+        temp: &mut TempFile,
+        mtime: u64,
+        output: &Path,
+    ) -> Result<(String, u64), BundleError> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let file = temp.path().to_owned();
         let mut hasher = Sha256::new();
@@ -193,7 +201,7 @@ impl<'a> Plan<'a> {
             |member| {
                 hasher.update(member);
                 size += member.len() as u64;
-                temp.write_all(member)
+                temp.write_bytes(member).map_err(write_err(output))
             },
         )?;
         Ok((hex::encode(hasher.finalize()), size))
@@ -204,13 +212,13 @@ impl<'a> Plan<'a> {
         let mut header = Vec::with_capacity(4 * 512);
         let mut put_header = |sink: &mut ChunkSink, path: &str, size: u64, mode: u32| {
             header.clear();
-            push_file_header(&mut header, path, size, mode, mtime);
+            push_header(&mut header, path, size, mode, mtime, Kind::File);
             sink.write(&header)
         };
         if let Some(text) = &self.manifest {
             put_header(sink, MANIFEST_NAME, text.len() as u64, 0o644)?;
             sink.write(text)?;
-            sink.write(&ZEROS[..padding(text.len() as u64)])?;
+            sink.write(&END[..padding(text.len() as u64)])?;
         }
         for item in &self.items {
             put_header(sink, item.path, item.size, item.mode)?;
@@ -218,9 +226,9 @@ impl<'a> Plan<'a> {
                 Data::Bytes(bytes) => sink.write(bytes)?,
                 Data::File(file) => stream_file(sink, item, file)?,
             }
-            sink.write(&ZEROS[..padding(item.size)])?;
+            sink.write(&END[..padding(item.size)])?;
         }
-        sink.write(&ZEROS)
+        sink.write(&END)
     }
 }
 

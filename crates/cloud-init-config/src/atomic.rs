@@ -1,43 +1,27 @@
-//! Atomic file replacement: temporary file in the same folder, fsync, rename.
+//! Atomic file replacement for seed files and images, through [`kiln_fsio::TempFile`].
 
 use std::fs::File;
 use std::path::Path;
 
+use kiln_fsio::TempFile;
+
 use crate::error::{Error, Result};
 
+/// Mode of every seed file and image: user-data may carry secrets.
+const SEED_FILE_MODE: u32 = 0o600;
+
 /// Writes `path` through `fill`, so that `path` is either absent/unchanged
-/// or complete: `fill` writes a temporary file next to it, which is synced
-/// and renamed over `path`, and the folder is synced. On error the
+/// or complete: `fill` writes a temporary file next to it (mode 0600), which
+/// is synced and renamed over `path`, and the folder is synced. On error the
 /// temporary file is removed and `path` is left as it was.
 pub(crate) fn write_atomic(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Io {
-            action: "write to",
-            path: path.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
-        })?
-        .to_string_lossy()
-        .into_owned();
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+    let write_err = |source| Error::Write {
+        path: path.to_owned(),
+        source,
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(Error::io("create a temporary file in", dir))?;
-    fill(tmp.as_file_mut())?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(Error::io("sync", tmp.path().to_owned()))?;
-    tmp.persist(path)
-        .map_err(|err| Error::io("rename a temporary file onto", path)(err.error))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io("sync directory", dir))?;
-    Ok(())
+    let mut temp = TempFile::beside(path, SEED_FILE_MODE).map_err(write_err)?;
+    fill(temp.file_mut())?;
+    temp.commit(path).map_err(write_err)
 }
 
 #[cfg(test)]

@@ -37,6 +37,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A seed file or image could not be written (created, synced or renamed into place).
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file being written (its final name).
+        path: PathBuf,
+        /// What failed, on which (temp) file.
+        #[source]
+        source: kiln_fsio::Error,
+    },
     /// An extra file's path inside the image is not acceptable.
     #[error("invalid path {path:?} for a file inside the seed image: {reason}")]
     ImagePath {

@@ -52,6 +52,15 @@ pub enum Error {
     /// Verification failed.
     #[error(transparent)]
     Verify(#[from] kiln_bundle::VerifyError),
+    /// An output file could not be written (created, synced or renamed into place).
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// What failed, on which (temp) file.
+        #[source]
+        source: kiln_fsio::Error,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -74,23 +83,14 @@ pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
     move |source| Error::Io { path, source }
 }
 
-/// Writes `bytes` to `path` atomically: temp file in the same folder, fsync, rename.
+/// Mode of the files kiln writes for people to read (kiln.lock, MANIFEST.json, install.sh).
+const PUBLIC_FILE_MODE: u32 = 0o644;
+
+/// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename, folder
+/// fsync) with mode 0644.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res.map_err(io_err(path))
+    kiln_fsio::write_atomic(path, bytes, PUBLIC_FILE_MODE).map_err(|source| Error::Write {
+        path: path.to_owned(),
+        source,
+    })
 }

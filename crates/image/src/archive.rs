@@ -8,6 +8,8 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use kiln_fsio::tarw::TarWriter;
+use kiln_fsio::TempFile;
 use kiln_store::Store;
 use serde::Serialize;
 
@@ -16,7 +18,6 @@ use crate::manifest::OCI_INDEX;
 use crate::reference::{Digest, Reference};
 use crate::resolve::LockedImage;
 use crate::storeio::{HashingReader, HashingWriter};
-use crate::tarw::TarWriter;
 
 /// Annotation containerd names an imported image by.
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
@@ -191,19 +192,17 @@ pub fn write_image_archive_file(
         path: dir.to_owned(),
         source,
     })?;
-    let temp = tempfile::Builder::new()
-        .prefix(".image-")
-        .tempfile_in(dir)
-        .map_err(|source| ImageError::Write {
-            path: dir.to_owned(),
-            source,
-        })?;
+    let save_err = |source| ImageError::Save {
+        path: path.to_owned(),
+        source,
+    };
+    let temp = TempFile::beside(path, FILE_MODE).map_err(save_err)?;
     let temp_path = temp.path().to_owned();
     let werr = |source| ImageError::Write {
         path: temp_path.clone(),
         source,
     };
-    let mut hashing = HashingWriter::new(BufWriter::new(temp.as_file()));
+    let mut hashing = HashingWriter::new(BufWriter::new(temp.file()));
     let size = match write_image_archive(store, images, mtime, &mut hashing) {
         Ok(size) => size,
         Err(ImageError::Write { source, .. }) => return Err(werr(source)),
@@ -212,24 +211,7 @@ pub fn write_image_archive_file(
     let (digest, _, mut inner) = hashing.into_parts();
     inner.flush().map_err(werr)?;
     drop(inner);
-    temp.as_file().sync_all().map_err(werr)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        temp.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o644))
-            .map_err(werr)?;
-    }
-    temp.persist(path).map_err(|e| ImageError::Write {
-        path: path.to_owned(),
-        source: e.error,
-    })?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| ImageError::Write {
-            path: dir.to_owned(),
-            source,
-        })?;
+    temp.commit(path).map_err(save_err)?;
     Ok(WrittenImageArchive {
         path: path.to_owned(),
         sha256: digest.hex().to_owned(),

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use kiln_fsio::tarw::TarWriter;
 use kiln_store::Store;
 use serde::Serialize;
 
@@ -17,7 +18,6 @@ use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::resolve::{LockedImage, LockedLayer};
 use crate::storeio::{self, BlobWriter, HashingWriter};
-use crate::tarw::TarWriter;
 
 /// What to assemble: files placed in one layer, a config, and the name to give the image.
 #[derive(Debug, Clone, PartialEq, Eq)]

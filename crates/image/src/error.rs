@@ -266,6 +266,15 @@ pub enum ImageError {
         /// The cause.
         source: io::Error,
     },
+    /// A file could not be saved under its final name (created, synced or renamed into place).
+    #[error("cannot write {}", path.display())]
+    Save {
+        /// The file's final name.
+        path: PathBuf,
+        /// What failed, on which (temp) file.
+        #[source]
+        source: kiln_fsio::Error,
+    },
     /// A path inside an image that is absolute, empty or climbs out with `..`.
     #[error("invalid path `{path}` in image {reference}: {reason}")]
     InvalidImagePath {

@@ -24,7 +24,6 @@ mod registry;
 mod resolve;
 mod scan;
 mod storeio;
-mod tarw;
 
 pub use archive::{
     image_file_name, write_image_archive, write_image_archive_file, WrittenImageArchive,

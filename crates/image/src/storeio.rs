@@ -1,10 +1,11 @@
 //! Writing blobs into the store's folders (temp file in `<root>/tmp/`, fsync, rename to
 //! `<root>/sha256/<hex>`) and reading them back verified.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use kiln_fsio::TempFile;
 use kiln_store::Store;
 use sha2::{Digest as _, Sha256};
 
@@ -14,35 +15,29 @@ use crate::reference::Digest;
 /// Copy buffer size.
 pub(crate) const BUF_SIZE: usize = 256 * 1024;
 
+/// Mode of a blob in the store.
+const BLOB_MODE: u32 = 0o644;
+
 /// The store's temp folder (same filesystem as the blobs, so a rename is atomic).
 pub(crate) fn tmp_dir(store: &Store) -> PathBuf {
     store.root().join("tmp")
 }
 
-/// A new temp file in the store's temp folder.
-pub(crate) fn temp_file(
-    store: &Store,
-    prefix: &str,
-) -> Result<tempfile::NamedTempFile, ImageError> {
-    let dir = tmp_dir(store);
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempfile_in(&dir)
-        .map_err(|source| ImageError::Write { path: dir, source })
-}
-
 /// A temp file in the store that hashes what is written to it.
 pub(crate) struct BlobWriter {
-    temp: tempfile::NamedTempFile,
+    temp: TempFile,
     hasher: Sha256,
     size: u64,
 }
 
 impl BlobWriter {
-    /// Starts a blob.
+    /// Starts a blob in the store's temp folder.
     pub(crate) fn new(store: &Store) -> Result<Self, ImageError> {
+        let dir = tmp_dir(store);
+        let temp = TempFile::new_in(&dir, "blob", BLOB_MODE)
+            .map_err(|source| ImageError::Save { path: dir, source })?;
         Ok(BlobWriter {
-            temp: temp_file(store, "blob-")?,
+            temp,
             hasher: Sha256::new(),
             size: 0,
         })
@@ -51,18 +46,15 @@ impl BlobWriter {
     /// Fsyncs and renames the blob to its digest's name; returns digest and size.
     pub(crate) fn finish(self, store: &Store) -> Result<(Digest, u64), ImageError> {
         let digest = Digest::from_hex(&hex::encode(self.hasher.finalize()));
-        let path = self.temp.path().to_owned();
         if store.contains(digest.hex()) && store.verify_blob(digest.hex())? {
             // Same bytes already stored: the temp file is dropped (removed).
             return Ok((digest, self.size));
         }
-        prepare(self.temp.as_file(), &path)?;
         let dest = store.blob_path(digest.hex());
-        self.temp.persist(&dest).map_err(|e| ImageError::Write {
+        self.temp.commit(&dest).map_err(|source| ImageError::Save {
             path: dest.clone(),
-            source: e.error,
+            source,
         })?;
-        sync_blob_dir(store)?;
         Ok((digest, self.size))
     }
 }
@@ -110,41 +102,9 @@ pub(crate) fn put_bytes(
 
 /// Moves a complete, hashed file in the store's temp folder to its blob name.
 pub(crate) fn commit(store: &Store, from: &Path, digest: &Digest) -> Result<(), ImageError> {
-    let file = File::open(from).map_err(|source| ImageError::Read {
-        path: from.to_owned(),
-        source,
-    })?;
-    prepare(&file, from)?;
     let dest = store.blob_path(digest.hex());
-    fs::rename(from, &dest).map_err(|source| ImageError::Write {
-        path: dest.clone(),
-        source,
-    })?;
-    sync_blob_dir(store)
-}
-
-/// Syncs a finished temp file and gives it the store's blob mode, before its rename.
-fn prepare(file: &File, path: &Path) -> Result<(), ImageError> {
-    let err = |source| ImageError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    file.sync_all().map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(0o644))
-            .map_err(err)?;
-    }
-    Ok(())
-}
-
-/// Syncs the blob folder so a rename into it survives a crash.
-fn sync_blob_dir(store: &Store) -> Result<(), ImageError> {
-    let dir = store.root().join("sha256");
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| ImageError::Write { path: dir, source })
+    kiln_fsio::rename_into(from, &dest, BLOB_MODE)
+        .map_err(|source| ImageError::Save { path: dest, source })
 }
 
 /// Reads a small blob (manifest, config) and checks it hashes to its name.

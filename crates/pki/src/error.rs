@@ -26,6 +26,16 @@ pub enum PkiError {
         source: std::io::Error,
     },
 
+    /// A state file could not be written (created, synced or renamed into place).
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The state file.
+        path: PathBuf,
+        /// What failed, on which (temp) file.
+        #[source]
+        source: kiln_fsio::Error,
+    },
+
     /// A CA (or the service-account key) would have to be created anew while
     /// certificates it signed are still in the state; refused unless `rotate_ca`.
     #[error(

@@ -53,13 +53,6 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
     aws_lc_rs::rand::fill(buf).expect("system random number generator failed");
 }
 
-/// A random u64 (temp-file names).
-pub(crate) fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    fill_random(&mut b);
-    u64::from_le_bytes(b)
-}
-
 /// A random positive 128-bit serial number (RFC 5280: unique per CA, at most 20 bytes).
 pub(crate) fn serial() -> SerialNumber {
     let mut b = [0u8; 16];

@@ -1,8 +1,8 @@
 //! The state folder on disk: private folders, reads, and atomic writes with exact modes.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder};
+use std::io::ErrorKind;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{PkiError, Result};
@@ -101,48 +101,19 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| PkiError::io("create folder", dir, e))
 }
 
-/// Writes `bytes` to a temp file beside `path` created with `mode`, fsyncs, renames, fsyncs the folder.
-///
-/// The temp file is created with `mode` (so it is never more open than that, whatever the umask)
-/// and then set to exactly `mode` through its descriptor before any byte is written.
+/// Writes `bytes` to `path` atomically with exactly `mode`, whatever the umask (a secret is
+/// never readable by others, not even while written).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{:016x}",
-        std::process::id(),
-        crate::keys::random_u64()
-    ));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|e| PkiError::io("create", &tmp, e))?;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| PkiError::io("set mode of", &tmp, e))?;
-        file.write_all(bytes)
-            .map_err(|e| PkiError::io("write", &tmp, e))?;
-        file.sync_all()
-            .map_err(|e| PkiError::io("fsync", &tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| PkiError::io("rename into", path, e))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| PkiError::io("fsync folder", dir, e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    kiln_fsio::write_atomic(path, bytes, mode).map_err(|source| PkiError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn write_replaces_atomically_with_exact_mode() {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -12,7 +12,10 @@ use std::thread;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::store::{check_sha256, sync_dir, Store};
+use crate::store::{check_sha256, Store};
+
+/// Mode of a members cache file (0600, as when it was written through `tempfile`).
+const MEMBERS_CACHE_MODE: u32 = 0o600;
 
 /// Symlink hops followed before a member is declared a loop (as Linux does).
 const MAX_LINK_HOPS: usize = 40;
@@ -152,20 +155,14 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        let write_err = |source| StoreError::Write {
+        let save_err = |source| StoreError::Save {
             path: path.to_owned(),
             source,
         };
-        let mut temp = self.temp_file("members-")?;
-        temp.write_all(&json).map_err(write_err)?;
-        temp.write_all(b"\n").map_err(write_err)?;
-        temp.as_file().sync_all().map_err(write_err)?;
-        temp.persist(path).map_err(|e| StoreError::Rename {
-            from: e.file.path().to_owned(),
-            to: path.to_owned(),
-            source: e.error,
-        })?;
-        sync_dir(&self.members_dir())
+        let mut temp = self.temp_file("members", MEMBERS_CACHE_MODE)?;
+        temp.write_bytes(&json).map_err(save_err)?;
+        temp.write_bytes(b"\n").map_err(save_err)?;
+        temp.commit(path).map_err(save_err)
     }
 }
 

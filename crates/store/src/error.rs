@@ -58,15 +58,15 @@ pub enum StoreError {
         /// The cause.
         source: io::Error,
     },
-    /// A verified file could not be moved under its final name.
-    #[error("cannot rename {} to {}", from.display(), to.display())]
-    Rename {
-        /// The temp file.
-        from: PathBuf,
-        /// The final name.
-        to: PathBuf,
-        /// The cause.
-        source: io::Error,
+    /// A file could not be saved under its final name (temp file created, synced or renamed
+    /// into place).
+    #[error("cannot write {}", path.display())]
+    Save {
+        /// The final name (or the temp folder, when the temp file could not be created).
+        path: PathBuf,
+        /// What failed, on which (temp) file.
+        #[source]
+        source: kiln_fsio::Error,
     },
     /// A corrupt or stale file could not be removed.
     #[error("cannot remove {}", path.display())]

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256, Sha512};
 
+use kiln_fsio::TempFile;
+
 use crate::error::StoreError;
 
 /// Read buffer for hashing and copying: large enough that syscalls do not dominate.
 pub(crate) const BUF_SIZE: usize = 256 * 1024;
 
 /// Mode given to blobs: readable by whoever builds from the store.
-#[cfg(unix)]
 const BLOB_MODE: u32 = 0o644;
 
 /// A content-addressed store rooted at a folder: blobs live at `<root>/sha256/<hex>`.
@@ -155,16 +156,6 @@ pub(crate) fn hash_file_with(
     Ok((sha256, sha512, size))
 }
 
-/// fsyncs a folder so that a rename inside it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| StoreError::Write {
-            path: dir.to_owned(),
-            source,
-        })
-}
-
 /// Removes a file, treating "already gone" as success.
 pub(crate) fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
@@ -244,23 +235,15 @@ impl Store {
             path: dir.clone(),
             source,
         })?;
-        let mut temp = self.temp_file("sha512-")?;
-        let temp_path = temp.path().to_owned();
-        let write_err = |source| StoreError::Write {
-            path: temp_path.clone(),
+        let mut temp = self.temp_file("sha512", BLOB_MODE)?;
+        let dest = dir.join(sha512);
+        let save_err = |source| StoreError::Save {
+            path: dest.clone(),
             source,
         };
-        temp.write_all(format!("{sha256}\n").as_bytes())
-            .map_err(write_err)?;
-        temp.as_file().sync_all().map_err(write_err)?;
-        set_blob_mode(temp.as_file(), &temp_path)?;
-        let dest = dir.join(sha512);
-        temp.persist(&dest).map_err(|e| StoreError::Rename {
-            from: temp_path.clone(),
-            to: dest.clone(),
-            source: e.error,
-        })?;
-        sync_dir(&dir)
+        temp.write_bytes(format!("{sha256}\n").as_bytes())
+            .map_err(save_err)?;
+        temp.commit(&dest).map_err(save_err)
     }
 
     /// Forgets a sha512 record (it named a blob whose bytes do not have that sha512).
@@ -279,16 +262,13 @@ impl Store {
         self.root.join("tmp")
     }
 
-    /// A new temp file in [`Self::tmp_dir`] (removed unless persisted).
-    pub(crate) fn temp_file(&self, prefix: &str) -> Result<tempfile::NamedTempFile, StoreError> {
+    /// A new temp file in [`Self::tmp_dir`] with exactly `mode` (removed unless committed).
+    pub(crate) fn temp_file(&self, hint: &str, mode: u32) -> Result<TempFile, StoreError> {
         let tmp_dir = self.tmp_dir();
-        tempfile::Builder::new()
-            .prefix(prefix)
-            .tempfile_in(&tmp_dir)
-            .map_err(|source| StoreError::Write {
-                path: tmp_dir,
-                source,
-            })
+        TempFile::new_in(&tmp_dir, hint, mode).map_err(|source| StoreError::Save {
+            path: tmp_dir,
+            source,
+        })
     }
 
     /// The folder of archive member caches.
@@ -407,7 +387,7 @@ impl Store {
         expected: Option<&str>,
         expected_sha512: Option<&str>,
     ) -> Result<(String, u64), StoreError> {
-        let mut temp = self.temp_file("ingest-")?;
+        let mut temp = self.temp_file("ingest", BLOB_MODE)?;
         let temp_path = temp.path().to_owned();
         let write_err = |source| StoreError::Write {
             path: temp_path.clone(),
@@ -439,53 +419,21 @@ impl Store {
             (&actual, expected),
             (actual_sha512.as_deref(), expected_sha512),
         )?;
-        temp.as_file().sync_all().map_err(write_err)?;
-        set_blob_mode(temp.as_file(), &temp_path)?;
         let dest = self.blob_path(&actual);
-        temp.persist(&dest).map_err(|e| StoreError::Rename {
-            from: temp_path.clone(),
-            to: dest.clone(),
-            source: e.error,
-        })?;
-        sync_dir(&self.blob_dir())?;
+        temp.commit(&dest)
+            .map_err(|source| StoreError::Save { path: dest, source })?;
         Ok((actual, size))
     }
 
     /// Moves a complete, already-hashed file (same filesystem) to its blob name.
     pub(crate) fn commit(&self, from: &Path, sha256: &str) -> Result<PathBuf, StoreError> {
-        let file = File::open(from).map_err(|source| StoreError::Read {
-            path: from.to_owned(),
-            source,
-        })?;
-        file.sync_all().map_err(|source| StoreError::Write {
-            path: from.to_owned(),
-            source,
-        })?;
-        set_blob_mode(&file, from)?;
         let dest = self.blob_path(sha256);
-        fs::rename(from, &dest).map_err(|source| StoreError::Rename {
-            from: from.to_owned(),
-            to: dest.clone(),
+        kiln_fsio::rename_into(from, &dest, BLOB_MODE).map_err(|source| StoreError::Save {
+            path: dest.clone(),
             source,
         })?;
-        sync_dir(&self.blob_dir())?;
         Ok(dest)
     }
-}
-
-#[cfg(unix)]
-fn set_blob_mode(file: &File, path: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(fs::Permissions::from_mode(BLOB_MODE))
-        .map_err(|source| StoreError::Write {
-            path: path.to_owned(),
-            source,
-        })
-}
-
-#[cfg(not(unix))]
-fn set_blob_mode(_file: &File, _path: &Path) -> Result<(), StoreError> {
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,9 @@
+//! kiln-fsio: durable output files, written through one atomic writer (a temp file with an
+//! exact mode, committed by fsync, rename and folder fsync), and the one deterministic tar
+//! format kiln writes.
+#![warn(missing_docs)]
+
+mod atomic;
+pub mod tarw;
+
+pub use atomic::{rename_into, write_atomic, Error, TempFile};
