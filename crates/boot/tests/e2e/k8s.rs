@@ -1,8 +1,9 @@
 //! The k8s example end to end: `kiln build` it and boot its six hosts
-//! together (two masters, both etcd members here, and two load balancers as
-//! systemd-nspawn containers; two nodes, the first the third etcd member, as
-//! QEMU guests) on their private link, from kiln's bundles alone. Each serial console must show the role coming up and a rerun of
-//! install.sh changing nothing; then the probes (`probe/` and `k8s-probe/`,
+//! together (two masters and two load balancers as systemd-nspawn
+//! containers, the three etcd members among them here; two nodes as QEMU
+//! guests) on their private link, from kiln's bundles alone. Each serial
+//! console must show the role coming up and a rerun of install.sh changing
+//! nothing; then the probes (`probe/` and `k8s-probe/`,
 //! added as overlays) report that the nodes went Ready, pods run on both
 //! nodes and reach each other, the Service answers on its ClusterIP from a
 //! pod and from each node, DNS resolves, `kubectl logs` and `exec` work,
@@ -74,12 +75,22 @@ fn k8s_in(dir: &Path) -> PathBuf {
             "lb_router_id = 78\n",
             "lb_router_id = 78\nlb_advert_int = 3\n".to_owned(),
         ),
-        // Two of the three etcd members on the (native speed) master containers: with two of
-        // them on TCG nodes, peers timed out on each other's TLS and the cluster kept
-        // re-electing (term 234 in 15 min) and never served the API.
+        // The three etcd members on (native speed) containers, master01, master02 and lb02:
+        // with two of them on TCG nodes, peers timed out on each other's TLS and the cluster
+        // kept re-electing (term 234 in 15 min) and never served the API; with one, that node
+        // took 700 s to pass its health and 11 min more for its rerun.
         (
             "roles = [\"master\"]\n",
             "roles = [\"master\", \"etcd\"]\n".to_owned(),
+        ),
+        (
+            "roles = [\"lb\"]\nvars = { lb_priority = 100 }\n",
+            "roles = [\"lb\", \"etcd\"]\nvars = { lb_priority = 100 }\n".to_owned(),
+        ),
+        (
+            "name = \"node01\"\nip = \"10.78.0.11\"\nmac = \"52:54:00:78:00:11\"\nroles = [\"node\", \"etcd\"]\n",
+            "name = \"node01\"\nip = \"10.78.0.11\"\nmac = \"52:54:00:78:00:11\"\nroles = [\"node\"]\n"
+                .to_owned(),
         ),
         (
             "name = \"node02\"\nip = \"10.78.0.12\"\nmac = \"52:54:00:78:00:12\"\nroles = [\"node\", \"etcd\"]\n",
@@ -161,7 +172,7 @@ fn k8s_cluster_serves_pods_services_and_dns_and_survives_a_master_and_an_lb_stop
     // flannel's VXLAN), are QEMU guests.
     opts.containers = CONTAINERS.map(String::from).to_vec();
     opts.timeout = Duration::from_secs(30 * 60);
-    // A node running an etcd member, containerd and pods needs more than the default 1 GiB.
+    // A node running containerd, flannel, CoreDNS and pods needs more than the default 1 GiB.
     opts.memory_mb = Some(2048);
     opts.log_dir = Some(log_dir("k8s"));
     // Kept running after the boot: the probes go on once every host is ready.
