@@ -70,6 +70,10 @@ pub struct LockArgs {
     /// Use only the pins table, apt's local index and local files; name what cannot be pinned.
     #[arg(long)]
     pub offline: bool,
+    /// Pin the OS packages again from what the apt sources offer now (after an update
+    /// superseded a pinned version); prints each version that changed.
+    #[arg(long)]
+    pub repin_packages: bool,
 }
 
 /// Network settings shared by fetch and build.

@@ -120,6 +120,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = lock::LockOptions {
                 offline: a.offline,
                 fetch: kiln_store::FetchOptions::default(),
+                repin_packages: a.repin_packages,
             };
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -131,6 +132,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let unchanged = existing.as_ref().is_some_and(|l| l.to_toml() == text);
             if !unchanged {
                 kiln_engine::write_atomic(path, text.as_bytes())?;
+            }
+            if let Some(old) = existing.as_ref().filter(|_| a.repin_packages) {
+                for line in lock::package_changes(old, &out.lock) {
+                    println!("{line}");
+                }
             }
             let pinned = out.lock.artifacts.len();
             let packages = out.lock.packages.len();

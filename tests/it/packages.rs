@@ -198,14 +198,14 @@ fn el_rpms_from_the_catalog_are_locked_fetched_over_http_and_bundled_dependencie
     );
 }
 
-/// Builds a .deb with the given control fields.
-fn deb(dir: &Path, name: &str, fields: &str) -> (String, Vec<u8>) {
+/// Builds a .deb of `version` with the given control fields.
+fn deb_version(dir: &Path, name: &str, version: &str, fields: &str) -> (String, Vec<u8>) {
     let pkg = dir.join("build").join(name);
     fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
     fs::create_dir_all(pkg.join("usr/share/kiln-test")).unwrap();
     fs::write(pkg.join("usr/share/kiln-test").join(name), name).unwrap();
-    fs::write(pkg.join("DEBIAN/control"), format!("Package: {name}\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: kiln <kiln@localhost>\n{fields}Description: test\n")).unwrap();
-    let file = format!("{name}_1.0-1_amd64.deb");
+    fs::write(pkg.join("DEBIAN/control"), format!("Package: {name}\nVersion: {version}\nArchitecture: amd64\nMaintainer: kiln <kiln@localhost>\n{fields}Description: test\n")).unwrap();
+    let file = format!("{name}_{version}_amd64.deb");
     let st = Command::new("dpkg-deb")
         .arg("--root-owner-group")
         .arg("--build")
@@ -224,13 +224,19 @@ fn deb(dir: &Path, name: &str, fields: &str) -> (String, Vec<u8>) {
     )
 }
 
-/// A file: repository that apt sees as Debian bookworm, and an apt.conf using only it.
-fn bookworm_repo(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+/// A file: repository that apt sees as Debian bookworm, and an apt.conf using only it. Its
+/// chrony has `chrony_version`; a second call replaces the index (an update superseding it).
+fn bookworm_repo(dir: &Path, chrony_version: &str) -> BTreeMap<String, Vec<u8>> {
     fs::create_dir_all(dir.join("repo")).unwrap();
     let mut debs = BTreeMap::new();
     let mut index = String::new();
     let mut add = |name: &str, fields: &str| {
-        let (file, bytes) = deb(dir, name, fields);
+        let version = if name == "chrony" {
+            chrony_version
+        } else {
+            "1.0-1"
+        };
+        let (file, bytes) = deb_version(dir, name, version, fields);
         let control = String::from_utf8(
             Command::new("dpkg-deb")
                 .arg("-f")
@@ -322,7 +328,7 @@ fn debian_closures_come_from_apt_with_a_private_status_and_ship_in_install_order
         return;
     }
     let fx = Fixture::small();
-    let debs = bookworm_repo(&fx.dir.join("apt"));
+    let debs = bookworm_repo(&fx.dir.join("apt"), "1.0-1");
     fx.edit(|t| {
         without_lb_hosts(t).replace(
             "bundle = false",
@@ -383,6 +389,52 @@ fn debian_closures_come_from_apt_with_a_private_status_and_ship_in_install_order
         lock.contains("install = [\"chrony\"]") && lock.contains("kt-libchrony, procps"),
         "{lock}"
     );
+
+    // An update supersedes the pinned chrony and the repository drops it: fetch names the
+    // package, its pinned version and the command that re-pins; that command re-pins it alone.
+    let old_chrony = sha(&debs["chrony"]);
+    let debs = bookworm_repo(&fx.dir.join("apt"), "1.0-2");
+    fs::remove_dir_all(fx.dir.join("vendor")).unwrap();
+    let out = kiln()
+        .current_dir(&fx.dir)
+        .args(["fetch", "cluster.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("apt package chrony 1.0-1 (amd64) is pinned in kiln.lock but this machine's apt sources no longer offer it")
+            && err.contains("run `kiln lock --repin-packages`"),
+        "{err}"
+    );
+    let out = kiln()
+        .current_dir(&fx.dir)
+        .args(["lock", "--offline", "--repin-packages", "cluster.toml"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.starts_with("repinned debian12 chrony (amd64) 1.0-1 -> 1.0-2\n")
+            && !said.contains("kt-libchrony"),
+        "{said}"
+    );
+    let relocked = fs::read_to_string(fx.dir.join("kiln.lock")).unwrap();
+    assert!(
+        relocked.contains(&format!("sha256 = \"{}\"", sha(&debs["chrony"])))
+            && relocked.contains("chrony_1.0-2_amd64.deb\"")
+            && !relocked.contains(&old_chrony),
+        "{relocked}"
+    );
+    kiln()
+        .current_dir(&fx.dir)
+        .args(["fetch", "cluster.toml"])
+        .assert()
+        .success();
 }
 
 #[test]

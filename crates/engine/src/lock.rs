@@ -16,6 +16,9 @@ pub struct LockOptions {
     pub offline: bool,
     /// Network settings for checksum files and sizes.
     pub fetch: FetchOptions,
+    /// Resolve every OS package closure again from the apt sources' current lists instead of
+    /// keeping the previous lock's (artifacts and images stay as pinned).
+    pub repin_packages: bool,
 }
 
 /// The result of locking.
@@ -221,7 +224,7 @@ pub fn lock(
             )),
         }
     }
-    let packages = crate::packages::lock(project, plan, existing);
+    let packages = crate::packages::lock(project, plan, existing.filter(|_| !opts.repin_packages));
     unpinned.extend(packages.unpinned);
     let old_images = existing
         .map(crate::images::from_lock)
@@ -307,6 +310,38 @@ pub fn locked_entries(project: &Project, plan: &Plan, lock: &Lock) -> Result<Pin
     }
 }
 
+/// One line per OS package whose pin differs between `old` and `new`:
+/// `repinned <os> <name> (<arch>) <old version> -> <new version>`, or `added`/`dropped`
+/// with the one version, sorted by OS and name.
+pub fn package_changes(old: &Lock, new: &Lock) -> Vec<String> {
+    use std::collections::BTreeMap;
+    let index = |l: &Lock| -> BTreeMap<(String, String, String), String> {
+        l.packages
+            .iter()
+            .map(|p| {
+                (
+                    (p.os.clone(), p.name.clone(), p.arch.clone()),
+                    p.version.clone(),
+                )
+            })
+            .collect()
+    };
+    let (before, after) = (index(old), index(new));
+    let mut keys: Vec<_> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k @ (os, name, arch)| match (before.get(k), after.get(k)) {
+            (Some(a), Some(b)) if a != b => {
+                Some(format!("repinned {os} {name} ({arch}) {a} -> {b}"))
+            }
+            (Some(a), None) => Some(format!("dropped {os} {name} ({arch}) {a}")),
+            (None, Some(b)) => Some(format!("added {os} {name} ({arch}) {b}")),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,5 +367,45 @@ mod tests {
         );
         assert_eq!(parse_checksum_file("zz  file\n", "file"), None);
         assert_eq!(parse_checksum_file(&sums, "missing.tar.gz"), None);
+    }
+
+    fn lock_of(packages: &[(&str, &str)]) -> Lock {
+        let text: String = packages
+            .iter()
+            .map(|(name, version)| {
+                format!(
+                    "[[package]]\nos = \"debian12\"\nname = \"{name}\"\nversion = \"{version}\"\narch = \"amd64\"\nsource = \"apt\"\nfilename = \"pool/{name}.deb\"\nsha256 = \"{}\"\nsize = 1\n\n",
+                    "a".repeat(64)
+                )
+            })
+            .collect();
+        Lock::parse(
+            std::path::Path::new("kiln.lock"),
+            &format!("version = 1\nsource-date-epoch = 1\n\n{text}"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn package_changes_name_each_repinned_added_and_dropped_version() {
+        let old = lock_of(&[
+            ("chrony", "4.3-2"),
+            ("nginx", "1.22.1-9+deb12u11"),
+            ("ucf", "3.0"),
+        ]);
+        let new = lock_of(&[
+            ("chrony", "4.3-2"),
+            ("keepalived", "1:2.2.7-1"),
+            ("nginx", "1.22.1-9+deb12u12"),
+        ]);
+        assert_eq!(
+            package_changes(&old, &new),
+            [
+                "added debian12 keepalived (amd64) 1:2.2.7-1",
+                "repinned debian12 nginx (amd64) 1.22.1-9+deb12u11 -> 1.22.1-9+deb12u12",
+                "dropped debian12 ucf (amd64) 3.0",
+            ]
+        );
+        assert!(package_changes(&new, &new).is_empty());
     }
 }

@@ -94,7 +94,21 @@ pub(crate) fn download(
     if let Some(c) = config {
         cmd.env("APT_CONFIG", c);
     }
-    run(&mut cmd)?;
+    run(&mut cmd).map_err(|e| match e {
+        // apt's words when its lists hold the package but not this version.
+        StoreError::Command { stderr, .. }
+            if stderr.contains(&format!(
+                "Version '{version}' for '{package}' was not found"
+            )) =>
+        {
+            StoreError::AptVersionGone {
+                package: package.to_owned(),
+                version: version.to_owned(),
+                arch: arch.to_owned(),
+            }
+        }
+        other => other,
+    })?;
     let command = format!("apt-get download {spec}");
     let debs = list_debs(dir.path())?;
     let [deb] = debs.as_slice() else {

@@ -224,6 +224,16 @@ pub enum StoreError {
         /// The host architecture.
         host: String,
     },
+    /// apt no longer offers a pinned version: an update superseded it and the mirror dropped it.
+    #[error("apt package {package} {version} ({arch}) is pinned in kiln.lock but this machine's apt sources no longer offer it (an update superseded it): run `kiln lock --repin-packages` to pin what they offer now")]
+    AptVersionGone {
+        /// The package.
+        package: String,
+        /// The pinned version.
+        version: String,
+        /// The architecture.
+        arch: String,
+    },
     /// apt knows no downloadable version of a package.
     #[error("apt package {package} ({arch}) not found in apt's lists (is `apt-get update` done?)")]
     AptNotFound {

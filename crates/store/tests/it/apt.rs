@@ -173,6 +173,29 @@ fn apt_resolves_downloads_and_extracts_from_a_local_repository() {
     let store = Store::open(&root).unwrap();
     assert_store(&store, &[], &[]);
 
+    // A pinned version the repository no longer has (an update superseded it): named, with the
+    // command that re-pins, and nothing lands.
+    let out = driver(
+        &repo.config,
+        &[
+            "apt-fetch",
+            &root_s,
+            "kiln-store-test",
+            "1.2.3-1+b1",
+            &arch,
+            &sha(&repo.deb),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("kiln-store-test 1.2.3-1+b1")
+            && err.contains("no longer offer")
+            && err.contains("kiln lock --repin-packages"),
+        "{err}"
+    );
+    assert_store(&store, &[], &[]);
+
     let digest = sha(&repo.deb);
     let out = driver(
         &repo.config,
