@@ -127,7 +127,7 @@ fn split_node(lines: ProbeLines) -> (ProbeLines, ProbeLines) {
 }
 
 #[test]
-#[ignore = "VM test (about 40 min): run tests/e2e/run.sh"]
+#[ignore = "VM test (about 15 min): run tests/e2e/run.sh"]
 fn k8s_cluster_serves_pods_services_and_dns_and_survives_a_master_and_an_lb_stopping() {
     require_e2e();
     let image = guest_image();
