@@ -90,12 +90,51 @@ pub(crate) fn remove_cgroups<'a>(containers: impl IntoIterator<Item = (&'a str, 
 }
 
 /// Removes a stopped container's cgroup folder and those nspawn made below
-/// it (best effort: a cgroup that still has processes stays).
+/// it. A container whose nspawn was killed (it did not halt in time) leaves
+/// its init and services running in there: they are killed first, and the
+/// folders go once they are empty (best effort: after 10 s a cgroup that
+/// still has processes stays, with a warning).
 fn remove_cgroup(dir: &Path) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let pids = cgroup_pids(dir);
+        if pids.is_empty() || std::time::Instant::now() > until {
+            break;
+        }
+        for pid in pids {
+            // SAFETY: kill(2) of a process in a cgroup this boot made for its container.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    remove_tree(dir);
+}
+
+/// The processes in cgroup `dir` and the cgroups below it.
+fn cgroup_pids(dir: &Path) -> Vec<u32> {
+    let mut pids: Vec<u32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup(&entry.path());
+                pids.extend(cgroup_pids(&entry.path()));
+            }
+        }
+    }
+    pids
+}
+
+/// Removes cgroup folder `dir`, deepest first.
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&entry.path());
             }
         }
     }
@@ -177,6 +216,40 @@ pub(crate) fn container_args(nspawn: &Path, c: &ContainerSpec<'_>) -> Vec<String
 mod tests {
     use super::*;
     use crate::process::display;
+
+    /// A process left in a container's cgroup (its nspawn killed) is
+    /// killed, and the cgroup and the one below it are removed.
+    #[test]
+    fn removing_a_cgroup_kills_what_is_left_in_it() {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let group = cgroup_name("unit-test", std::process::id());
+        let dirs = cgroup_dirs(&own, &group);
+        let Some(dir) = dirs.first() else {
+            panic!("no cgroup hierarchy systemd uses in /proc/self/cgroup: {own}");
+        };
+        if std::fs::create_dir_all(dir.join("payload")).is_err() {
+            assert!(
+                std::env::var_os("KILN_REQUIRE_TOOLS").is_none(),
+                "cannot make cgroup {} (root needed)",
+                dir.display()
+            );
+            eprintln!(
+                "not run: cannot make cgroup {} (root needed)",
+                dir.display()
+            );
+            return;
+        }
+        let mut child = Command::new("sleep").arg("600").spawn().unwrap();
+        std::fs::write(dir.join("payload/cgroup.procs"), child.id().to_string()).unwrap();
+        assert_eq!(cgroup_pids(dir), [child.id()]);
+        remove_cgroup(dir);
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        assert!(!dir.exists(), "{} still exists", dir.display());
+    }
 
     #[test]
     fn container_command_line() {
