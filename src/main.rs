@@ -1,4 +1,5 @@
 //! kiln: turns one cluster description into verified, reproducible offline bundles.
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod cli;
 mod progress;

@@ -22,6 +22,7 @@
 //!
 //! The library never prints: progress goes to a [`BootEvents`] and to
 //! `tracing`, the outcome to a [`BootReport`] or a [`BootError`].
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod error;
 mod events;

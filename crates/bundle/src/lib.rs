@@ -1,4 +1,5 @@
 //! Deterministic tar.gz bundles: writer, MANIFEST, SHA256SUMS, and a safe streaming verifier.
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 // Format of an archive written here:
 // - a tar stream of GNU headers built by this crate: entries sorted by path (bytewise),

@@ -5,6 +5,7 @@
 //!
 //! Rendering is pure; the writers touch only the path they are given, each
 //! file atomically (temporary file in the same folder, fsync, rename).
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod atomic;
 mod error;

@@ -1,5 +1,6 @@
 //! kiln-engine: the steps of the flow — lock, fetch, build, verify — wired from the
 //! single-concern crates (spec, plan, store, bundle). The CLI is a thin layer over this.
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 pub mod build;
 pub mod fetch;

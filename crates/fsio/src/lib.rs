@@ -1,6 +1,7 @@
 //! kiln-fsio: durable output files, written through one atomic writer (a temp file with an
 //! exact mode, committed by fsync, rename and folder fsync), and the one deterministic tar
 //! format kiln writes.
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 #![warn(missing_docs)]
 
 mod atomic;

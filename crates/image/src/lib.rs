@@ -10,6 +10,7 @@
 //! rendered files ([`scan_text`]).
 //!
 //! This library never prints: it returns values and emits `tracing` events.
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod archive;
 mod assemble;

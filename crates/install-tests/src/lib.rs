@@ -1,6 +1,7 @@
 //! Test support for install.sh (crates/engine/assets/install.sh): fixture builds in kiln's
 //! bundle format, raw (hostile) archives, runs under a temporary root, and systemd-nspawn
 //! guests booting the image of tests/e2e/guest-image.sh.
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 pub mod archive;
 pub mod fixture;

@@ -18,6 +18,7 @@
 //! - The bootstrap token is a static `token.csv` line for `--token-auth-file` (user
 //!   `kubelet-bootstrap`, group `system:bootstrappers`), not a bootstrap-token Secret, so it works
 //!   before anything is applied to the API.
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod authority;
 mod certinfo;

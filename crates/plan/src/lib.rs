@@ -2,6 +2,7 @@
 //!
 //! Pure: takes the project (already read and checked) and returns values. Layering is
 //! profile → OS family → OS → overlays (cluster.toml order) → host, see [`layer`].
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 pub mod certs;
 pub mod complete;

@@ -1,4 +1,5 @@
 //! kiln-render: handlebars templates in strict mode, plus the built-in templates kiln generates.
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 use handlebars::{no_escape, Handlebars};
 use serde::Serialize;

@@ -1,5 +1,6 @@
 //! kiln-spec: the inputs people write (cluster.toml, profiles, overlays, catalog, kiln.lock),
 //! parsed with their positions and validated into types later stages can trust.
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 pub mod catalog;
 pub mod cluster;

@@ -4,6 +4,7 @@
 //! Nothing lands under a final name until it is complete and hashed against its pin:
 //! downloads go to `<root>/tmp/`, are fsynced, then renamed into `<root>/sha256/`.
 //! This library never prints: it emits `tracing` events and calls [`Progress`].
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod apt;
 mod archive;

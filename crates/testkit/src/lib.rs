@@ -4,6 +4,7 @@
 //!
 //! Tests needing a missing tool print `SKIPPED …` and pass, unless `KILN_REQUIRE_TOOLS=1`
 //! is set, which turns a missing tool into a failure (CI sets it).
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod components;
 
