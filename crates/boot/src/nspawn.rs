@@ -95,9 +95,10 @@ pub(crate) fn remove_cgroups<'a>(containers: impl IntoIterator<Item = (&'a str, 
 /// folders go once they are empty (best effort: after 10 s a cgroup that
 /// still has processes stays, with a warning).
 fn remove_cgroup(dir: &Path) {
+    let tree = cgroup_tree(dir);
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let pids = cgroup_pids(dir);
+        let pids = cgroup_pids(&tree);
         if pids.is_empty() || std::time::Instant::now() > until {
             break;
         }
@@ -109,40 +110,41 @@ fn remove_cgroup(dir: &Path) {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    remove_tree(dir);
-}
-
-/// The processes in cgroup `dir` and the cgroups below it.
-fn cgroup_pids(dir: &Path) -> Vec<u32> {
-    let mut pids: Vec<u32> = std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                pids.extend(cgroup_pids(&entry.path()));
+    for d in &tree {
+        if let Err(e) = std::fs::remove_dir(d) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(cgroup = %d.display(), error = %e, "cannot remove a container's cgroup");
             }
         }
     }
-    pids
 }
 
-/// Removes cgroup folder `dir`, deepest first.
-fn remove_tree(dir: &Path) {
+/// Cgroup folder `dir` and every folder below it, deepest first (the order they can be
+/// removed in).
+fn cgroup_tree(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut tree = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&entry.path());
+                tree.extend(cgroup_tree(&entry.path()));
             }
         }
     }
-    if let Err(e) = std::fs::remove_dir(dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(cgroup = %dir.display(), error = %e, "cannot remove a container's cgroup");
-        }
-    }
+    tree.push(dir.to_owned());
+    tree
+}
+
+/// The processes in the cgroups `tree`.
+fn cgroup_pids(tree: &[std::path::PathBuf]) -> Vec<u32> {
+    tree.iter()
+        .flat_map(|d| {
+            std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 /// The cgroup folders of `group` below this process's own cgroups, in the
@@ -241,7 +243,7 @@ mod tests {
         }
         let mut child = Command::new("sleep").arg("600").spawn().unwrap();
         std::fs::write(dir.join("payload/cgroup.procs"), child.id().to_string()).unwrap();
-        assert_eq!(cgroup_pids(dir), [child.id()]);
+        assert_eq!(cgroup_pids(&cgroup_tree(dir)), [child.id()]);
         remove_cgroup(dir);
         let status = child.wait().unwrap();
         assert_eq!(
