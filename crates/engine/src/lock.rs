@@ -327,9 +327,7 @@ pub fn package_changes(old: &Lock, new: &Lock) -> Vec<String> {
             .collect()
     };
     let (before, after) = (index(old), index(new));
-    let mut keys: Vec<_> = before.keys().chain(after.keys()).collect();
-    keys.sort();
-    keys.dedup();
+    let keys: std::collections::BTreeSet<_> = before.keys().chain(after.keys()).collect();
     keys.into_iter()
         .filter_map(|k @ (os, name, arch)| match (before.get(k), after.get(k)) {
             (Some(a), Some(b)) if a != b => {
