@@ -165,11 +165,11 @@ fn pin_one(
     Ok(entry)
 }
 
-fn apt_resolve_cached(pkg: &str, version: &str, arch: &str) -> Result<kiln_store::AptPin, String> {
+fn apt_resolve_cached(pkg: &str, version: &str, arch: &str) -> Result<kiln_deb::AptPin, String> {
     use std::collections::HashMap;
     use std::sync::Mutex;
     // Many artifacts come from one package: ask apt once per (package, version, arch).
-    static CACHE: Mutex<Option<HashMap<String, kiln_store::AptPin>>> = Mutex::new(None);
+    static CACHE: Mutex<Option<HashMap<String, kiln_deb::AptPin>>> = Mutex::new(None);
     let key = format!("{pkg} {version} {arch}");
     if let Some(p) = CACHE
         .lock()
@@ -180,7 +180,7 @@ fn apt_resolve_cached(pkg: &str, version: &str, arch: &str) -> Result<kiln_store
         return Ok(p.clone());
     }
     let pin =
-        kiln_store::apt_resolve(pkg, version, arch).map_err(|e| kiln_store::error_chain(&e))?;
+        kiln_deb::apt_resolve(pkg, version, arch, None).map_err(|e| kiln_store::error_chain(&e))?;
     CACHE
         .lock()
         .expect("cache lock")

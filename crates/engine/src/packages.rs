@@ -9,10 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kiln_deb::{AptIndex, AptPin};
 use kiln_plan::Plan;
 use kiln_spec::catalog::rpm_closure;
 use kiln_spec::{Lock, LockedClosure, LockedPackage, OsId, Project, ASSUMED_DEBIAN_HOST};
-use kiln_store::{AptIndex, AptPin};
 
 /// What locking the packages gave.
 #[derive(Debug, Default)]
@@ -174,7 +174,7 @@ fn lock_debian(project: &Project, os: OsId, wants: &[&Want]) -> PackageLock {
         }
     };
     if config.is_none() {
-        match kiln_store::host_arch() {
+        match kiln_deb::host_arch() {
             Ok(h) if h == arch => {}
             Ok(h) => {
                 fail_all(&mut out, &format!("this machine's apt serves {h}, the cluster is {arch}; name an apt configuration for {arch} in [packages.apt-config] {os}"));

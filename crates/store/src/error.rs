@@ -214,60 +214,9 @@ pub enum StoreError {
         /// Its standard error, trimmed.
         stderr: String,
     },
-    /// An apt package for an architecture other than the host's.
-    #[error("apt package {package}: architecture {arch} requested but apt on this machine serves {host}; fetch it on a {arch} machine or use an http source")]
-    AptArch {
-        /// The package.
-        package: String,
-        /// The requested architecture.
-        arch: String,
-        /// The host architecture.
-        host: String,
-    },
-    /// apt no longer offers a pinned version: an update superseded it and the mirror dropped it.
-    #[error("apt package {package} {version} ({arch}) is pinned in kiln.lock but this machine's apt sources no longer offer it (an update superseded it): run `kiln lock --repin-packages` to pin what they offer now")]
-    AptVersionGone {
-        /// The package.
-        package: String,
-        /// The pinned version.
-        version: String,
-        /// The architecture.
-        arch: String,
-    },
-    /// apt knows no downloadable version of a package.
-    #[error("apt package {package} ({arch}) not found in apt's lists (is `apt-get update` done?)")]
-    AptNotFound {
-        /// The package.
-        package: String,
-        /// The architecture.
-        arch: String,
-    },
-    /// No available version starts with the requested prefix.
-    #[error("apt package {package}: no version starting with `{prefix}`; available: {}", available.join(", "))]
-    AptNoVersion {
-        /// The package.
-        package: String,
-        /// The requested prefix.
-        prefix: String,
-        /// Versions apt knows.
-        available: Vec<String>,
-    },
-    /// A package name, version or architecture with characters apt would misread.
-    #[error("invalid apt {field} `{value}`")]
-    AptInvalid {
-        /// `package`, `version` or `arch`.
-        field: &'static str,
-        /// The value.
-        value: String,
-    },
-    /// apt did not produce what it should have.
-    #[error("`{command}`: {reason}")]
-    AptOutput {
-        /// The command line.
-        command: String,
-        /// What was wrong.
-        reason: String,
-    },
+    /// apt could not resolve or download a package (names the package or apt's command).
+    #[error(transparent)]
+    Apt(#[from] kiln_deb::DebError),
     /// The archive to extract from is not in the store (or was corrupt and removed).
     #[error("archive {sha256} is not in the store; fetch it first")]
     ArchiveMissing {

@@ -1,5 +1,6 @@
 //! kiln-store: the content-addressed `vendor/` store (blobs by sha256), its fetchers
-//! (HTTP with mirrors, retries and resume; local files; apt), and archive member extraction.
+//! (HTTP with mirrors, retries and resume; local files; apt, through kiln-deb), and archive
+//! member extraction.
 //!
 //! Nothing lands under a final name until it is complete and hashed against its pin:
 //! downloads go to `<root>/tmp/`, are fsynced, then renamed into `<root>/sha256/`.
@@ -8,8 +9,6 @@
 
 mod apt;
 mod archive;
-mod closure;
-mod debversion;
 mod error;
 mod fetch;
 mod http;
@@ -17,10 +16,7 @@ mod mirrors;
 mod progress;
 mod store;
 
-pub use apt::{apt_resolve, host_arch, AptPin};
 pub use archive::{ArchiveKind, MemberInfo};
-pub use closure::AptIndex;
-pub use debversion::{compare_versions, version_matches};
 pub use error::{error_chain, Attempt, StoreError};
 pub use fetch::{
     fetch_all, Download, DownloadSource, FetchErrors, FetchFailure, FetchOptions, FetchReport,

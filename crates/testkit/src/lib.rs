@@ -2,10 +2,14 @@
 //! seeded with images built offline (umoci) and pushed with skopeo, and containerd run as a
 //! test process — shared by kiln-image's tests and the kiln CLI's.
 //!
-//! Tests needing a missing tool print `SKIPPED …` and pass, unless `KILN_REQUIRE_TOOLS=1`
-//! is set, which turns a missing tool into a failure (CI sets it).
+//! Also: small local apt repositories ([`AptRepo`]) for the Debian package tests.
+//!
+//! Tests needing a missing tool, root or data print `SKIPPED …` and pass, unless
+//! `KILN_REQUIRE_TOOLS=1` is set, which turns what is missing into a failure (CI sets it):
+//! every such test decides through [`ready`].
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
+mod apt;
 mod components;
 
 use std::path::PathBuf;
@@ -13,6 +17,7 @@ use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
+pub use apt::{AptRepo, Deb};
 pub use components::{
     build_images, free_port, push, remote_digest, Containerd, Images, Proc, Registry, RegistryAuth,
 };
@@ -28,15 +33,41 @@ pub fn have_tools(test: &str, tools: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let msg = format!(
-        "{test}: needs {} (apt-get install docker-registry skopeo umoci containerd catatonit apache2-utils openssl)",
-        missing.join(", ")
-    );
-    if std::env::var_os("KILN_REQUIRE_TOOLS").is_some() {
-        panic!("{msg}");
+    ready(
+        test,
+        false,
+        &format!(
+            "needs {} (apt-get install docker-registry skopeo umoci containerd catatonit apache2-utils openssl)",
+            missing.join(", ")
+        ),
+    )
+}
+
+/// Whether a test can run: `true` when `ok`; otherwise prints `SKIPPED {test}: {why}` and
+/// returns `false`, or fails the test when `KILN_REQUIRE_TOOLS` is set (so CI never passes a
+/// test that did not run).
+pub fn ready(test: &str, ok: bool, why: &str) -> bool {
+    if ok {
+        return true;
     }
-    eprintln!("SKIPPED {msg}");
+    if std::env::var_os("KILN_REQUIRE_TOOLS").is_some() {
+        panic!("{test}: {why} (KILN_REQUIRE_TOOLS is set, so this is a failure, not a skip)");
+    }
+    eprintln!("SKIPPED {test}: {why}");
     false
+}
+
+/// Whether the test runs as root (uid 0).
+pub fn is_root() -> bool {
+    run(Command::new("id").arg("-u")).trim() == "0"
+}
+
+/// The architecture dpkg installs for on this machine (`amd64`, ...), read by the test itself
+/// rather than by the code under test.
+pub fn dpkg_arch() -> String {
+    run(Command::new("dpkg").arg("--print-architecture"))
+        .trim()
+        .to_owned()
 }
 
 fn which(tool: &str) -> Option<PathBuf> {

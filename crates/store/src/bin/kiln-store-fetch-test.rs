@@ -4,15 +4,12 @@
 //! Usage:
 //!   kiln-store-fetch-test fetch <root> <url> <sha256 | sha512:hex> [size]
 //!   kiln-store-fetch-test apt-fetch <root> <package> <version> <arch> <sha256>
-//!   kiln-store-fetch-test apt-resolve <package> <version-prefix> <arch>
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kiln_store::{
-    apt_resolve, fetch_all, Download, DownloadSource, FetchOptions, Mirrors, NoProgress, Store,
-};
+use kiln_store::{fetch_all, Download, DownloadSource, FetchOptions, Mirrors, NoProgress, Store};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,15 +31,6 @@ fn main() -> ExitCode {
             };
             fetch(root, sha, None, source)
         }
-        ["apt-resolve", package, prefix, arch] => apt_resolve(package, prefix, arch)
-            .map(|p| {
-                println!("version={}", p.version);
-                println!("arch={}", p.arch);
-                println!("sha256={}", p.sha256);
-                println!("size={}", p.size);
-                println!("filename={}", p.filename);
-            })
-            .map_err(|e| kiln_store::error_chain(&e)),
         _ => Err("usage: see the source of kiln-store-fetch-test".to_owned()),
     };
     match result {

@@ -1,8 +1,8 @@
-//! Integration tests of kiln-store against real local servers, real archives and real apt.
+//! Integration tests of kiln-store against real local servers, real archives and real apt
+//! (downloads; resolving and solving are kiln-deb's tests).
 
 mod apt;
 mod archive;
-mod closure;
 mod fetch;
 mod resume;
 mod server;
@@ -93,47 +93,4 @@ pub fn sh(cmd: &mut std::process::Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A private apt state in `d` whose only source is the flat repository `repo`, updated:
-/// returns its apt.conf (for `APT_CONFIG`), or `None` when apt cannot read the repository.
-pub fn private_apt(d: &Path, repo: &Path) -> Option<std::path::PathBuf> {
-    for sub in [
-        "lists/partial",
-        "cache/archives/partial",
-        "sources.list.d",
-        "preferences.d",
-    ] {
-        fs::create_dir_all(d.join(sub)).unwrap();
-    }
-    fs::write(
-        d.join("sources.list"),
-        format!("deb [trusted=yes] file:{} ./\n", repo.display()),
-    )
-    .unwrap();
-    fs::write(d.join("status"), "").unwrap();
-    let config = d.join("apt.conf");
-    fs::write(
-        &config,
-        format!(
-            "Dir::Etc::SourceList \"{0}/sources.list\";\nDir::Etc::SourceParts \"{0}/sources.list.d\";\n\
-             Dir::Etc::PreferencesParts \"{0}/preferences.d\";\nDir::State::Lists \"{0}/lists\";\n\
-             Dir::Cache \"{0}/cache\";\nDir::State::status \"{0}/status\";\nAPT::Sandbox::User \"root\";\n",
-            d.display()
-        ),
-    )
-    .unwrap();
-    let update = std::process::Command::new("apt-get")
-        .arg("update")
-        .env("APT_CONFIG", &config)
-        .output()
-        .ok()?;
-    if !update.status.success() {
-        eprintln!(
-            "apt-get update on a local repo failed: {}",
-            String::from_utf8_lossy(&update.stderr)
-        );
-        return None;
-    }
-    Some(config)
 }

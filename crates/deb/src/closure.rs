@@ -11,9 +11,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::apt::{run, AptPin};
-use crate::error::StoreError;
-use crate::store::is_sha256;
+use crate::apt::{run, with_config, AptPin};
+use crate::error::DebError;
+use crate::is_sha256;
 
 /// The apt index for one architecture, read once: the candidate of every package.
 pub struct AptIndex {
@@ -40,16 +40,16 @@ struct Stanza {
 
 impl AptIndex {
     /// Reads apt's index for `arch` (under `config` as `APT_CONFIG` when given).
-    pub fn load(arch: &str, config: Option<&Path>) -> Result<AptIndex, StoreError> {
+    pub fn load(arch: &str, config: Option<&Path>) -> Result<AptIndex, DebError> {
         let state = tempfile::Builder::new()
             .prefix("kiln-apt-")
             .tempdir()
-            .map_err(|source| StoreError::Write {
+            .map_err(|source| DebError::Write {
                 path: std::env::temp_dir(),
                 source,
             })?;
         let status = state.path().join("status");
-        fs::write(&status, "").map_err(|source| StoreError::Write {
+        fs::write(&status, "").map_err(|source| DebError::Write {
             path: status.clone(),
             source,
         })?;
@@ -63,11 +63,9 @@ impl AptIndex {
         let dump = run(&mut index.command("apt-cache", &["dumpavail"]))?;
         index.avail = parse_avail(&String::from_utf8_lossy(&dump.stdout), arch);
         if index.avail.is_empty() {
-            return Err(StoreError::AptOutput {
+            return Err(DebError::EmptyIndex {
                 command: "apt-cache dumpavail".into(),
-                reason: format!(
-                    "apt's index lists no package for {arch} (is `apt-get update` done?)"
-                ),
+                arch: arch.to_owned(),
             });
         }
         let policy = run(&mut index.command("apt-cache", &["policy"]))?;
@@ -93,7 +91,7 @@ impl AptIndex {
     /// What a minbase system has (the packages of priority required, the essential ones and
     /// apt, as `mmdebstrap --variant=minbase` installs) plus `extra`, with everything they
     /// need: the package names.
-    pub fn base(&self, extra: &[String]) -> Result<Vec<String>, StoreError> {
+    pub fn base(&self, extra: &[String]) -> Result<Vec<String>, DebError> {
         let mut want: BTreeSet<String> = self
             .avail
             .iter()
@@ -118,38 +116,31 @@ impl AptIndex {
         &self,
         installed: &[String],
         request: &[String],
-    ) -> Result<Vec<AptPin>, StoreError> {
+    ) -> Result<Vec<AptPin>, DebError> {
         self.simulate(installed, request)
     }
 
-    fn simulate(
-        &self,
-        installed: &[String],
-        request: &[String],
-    ) -> Result<Vec<AptPin>, StoreError> {
+    fn simulate(&self, installed: &[String], request: &[String]) -> Result<Vec<AptPin>, DebError> {
         let status = self.state.path().join("status");
         let mut text = String::new();
         for name in installed {
-            let s = self
-                .avail
-                .get(name)
-                .ok_or_else(|| StoreError::AptNotFound {
-                    package: name.clone(),
-                    arch: self.arch.clone(),
-                })?;
+            let s = self.avail.get(name).ok_or_else(|| DebError::NotFound {
+                package: name.clone(),
+                arch: self.arch.clone(),
+            })?;
             // The stanza as apt printed it, marked installed: apt then resolves against it.
             let (first, rest) = s.text.split_once('\n').unwrap_or((&s.text, ""));
             text.push_str(&format!(
                 "{first}\nStatus: install ok installed\n{rest}\n\n"
             ));
         }
-        fs::write(&status, text).map_err(|source| StoreError::Write {
+        fs::write(&status, text).map_err(|source| DebError::Write {
             path: status.clone(),
             source,
         })?;
         for r in request {
             if !self.avail.contains_key(r) {
-                return Err(StoreError::AptNotFound {
+                return Err(DebError::NotFound {
                     package: r.clone(),
                     arch: self.arch.clone(),
                 });
@@ -164,33 +155,32 @@ impl AptIndex {
         let mut pins = Vec::new();
         for line in stdout.lines() {
             if let Some(rest) = line.strip_prefix("Remv ") {
-                return Err(StoreError::AptOutput {
+                return Err(DebError::WouldRemove {
                     command,
-                    reason: format!(
-                        "installing it would remove {}",
-                        rest.split_whitespace().next().unwrap_or(rest)
-                    ),
+                    package: rest.split_whitespace().next().unwrap_or(rest).to_owned(),
                 });
             }
             let Some(rest) = line.strip_prefix("Inst ") else {
                 continue;
             };
-            let (name, version) = parse_inst(rest).ok_or_else(|| StoreError::AptOutput {
+            let (name, version) = parse_inst(rest).ok_or_else(|| DebError::InstLine {
                 command: command.clone(),
-                reason: format!("cannot read {line:?}"),
+                line: line.to_owned(),
             })?;
             let s = self
                 .avail
                 .get(&name)
                 .filter(|s| s.version == version)
-                .ok_or_else(|| StoreError::AptOutput {
+                .ok_or_else(|| DebError::NotCandidate {
                     command: command.clone(),
-                    reason: format!("{name} {version} is not the candidate apt's index lists"),
+                    package: name.clone(),
+                    version: version.clone(),
                 })?;
             if !is_sha256(&s.sha256) || s.filename.is_empty() {
-                return Err(StoreError::AptOutput {
+                return Err(DebError::NoChecksum {
                     command: command.clone(),
-                    reason: format!("apt's index gives no sha256 or file for {name} {version}"),
+                    package: name,
+                    version,
                 });
             }
             pins.push(AptPin {
@@ -209,9 +199,7 @@ impl AptIndex {
     fn command(&self, program: &str, args: &[&str]) -> Command {
         let dir = self.state.path();
         let mut cmd = Command::new(program);
-        if let Some(c) = &self.config {
-            cmd.env("APT_CONFIG", c);
-        }
+        with_config(&mut cmd, self.config.as_deref());
         for (k, v) in [
             (
                 "Dir::State::status",
