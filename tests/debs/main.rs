@@ -177,10 +177,9 @@ fn bundle_packages(bundle: &Path) -> (Vec<String>, Vec<(String, Vec<u8>)>) {
 
 #[test]
 fn the_lb_closure_installs_with_dpkg_into_a_fresh_debian_12_root_offline() {
+    let test = "the_lb_closure_installs_with_dpkg_into_a_fresh_debian_12_root_offline";
     if let Some(why) = unsupported() {
-        eprintln!(
-            "SKIPPED the_lb_closure_installs_with_dpkg_into_a_fresh_debian_12_root_offline: {why}"
-        );
+        kiln_testkit::ready(test, false, &why);
         return;
     }
     let t0 = Instant::now();

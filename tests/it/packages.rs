@@ -9,6 +9,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use kiln_testkit::{is_root, ready};
 use sha2::{Digest, Sha256};
 
 use crate::common::{kiln, walk, without_lb_hosts, Fixture};
@@ -315,16 +316,16 @@ fn bookworm_repo(dir: &Path, chrony_version: &str) -> BTreeMap<String, Vec<u8>> 
 
 #[test]
 fn debian_closures_come_from_apt_with_a_private_status_and_ship_in_install_order() {
-    let root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        == "0";
+    let test = "debian_closures_come_from_apt_with_a_private_status_and_ship_in_install_order";
     let amd64 = Command::new("dpkg")
         .arg("--print-architecture")
         .output()
         .is_ok_and(|o| o.stdout == b"amd64\n");
-    if !root || !amd64 {
-        eprintln!("SKIPPED debian_closures_come_from_apt_with_a_private_status_and_ship_in_install_order: needs root (apt-get update of a local repository) on amd64");
+    if !ready(
+        test,
+        is_root() && amd64,
+        "needs root (apt-get update of a local repository) on amd64",
+    ) {
         return;
     }
     let fx = Fixture::small();
@@ -443,8 +444,12 @@ fn a_release_other_than_the_index_is_named_with_what_to_configure() {
         .args(["policy"])
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("n=bookworm,"));
-    if !lists_ready {
-        eprintln!("SKIPPED a_release_other_than_the_index_is_named_with_what_to_configure: this machine's apt index is not Debian 12");
+    let test = "a_release_other_than_the_index_is_named_with_what_to_configure";
+    if !ready(
+        test,
+        lists_ready,
+        "this machine's apt index is not Debian 12",
+    ) {
         return;
     }
     let fx = Fixture::small();
