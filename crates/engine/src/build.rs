@@ -266,7 +266,7 @@ pub fn build(
     }
 
     // The PKI is state beside cluster.toml: created once, reused, and part of the build's inputs.
-    let pki = crate::secrets::ensure_pki(project, opts.rotate_ca)?;
+    let pki = crate::secrets::ensure_planned(&plan, &project.cluster.paths.pki, opts.rotate_ca)?;
     let pki_digest = crate::secrets::state_digest(&project.cluster.paths.pki)?;
     let seeds = format!(
         "dir={} iso={} vfat={} rerun={}",
@@ -534,7 +534,7 @@ impl Assembly<'_> {
 
         let mut hosts = BTreeMap::new();
         let mut vagrant_hosts = Vec::new();
-        for (h, host) in plan.hosts.iter().zip(&cluster.hosts) {
+        for h in &plan.hosts {
             let hdir = staging.join("hosts").join(&h.name);
             fs::create_dir_all(&hdir).map_err(io_err(&hdir))?;
             let files: Vec<String> = h.bundles.iter().map(|id| written[id].0.clone()).collect();
@@ -584,8 +584,7 @@ impl Assembly<'_> {
             );
 
             let seed = seed::seed_for(
-                project,
-                host,
+                h,
                 self.build_id,
                 &install_sha,
                 &w.sha256,
@@ -610,7 +609,7 @@ impl Assembly<'_> {
                 outputs.insert(rel.clone(), OutputInfo { sha256: sha, size });
                 seeds.push(rel);
             }
-            let mac = seed::host_mac(&cluster.name, host);
+            let mac = h.mac.to_string();
             vagrant_hosts.push(serde_json::json!({
                 "name": h.name, "ip": h.ip, "mac": mac, "os": h.os, "roles": h.roles,
                 "seed_iso": self.opts.seeds.iso.then(|| format!("hosts/{}/cidata.iso", h.name)),
@@ -620,7 +619,7 @@ impl Assembly<'_> {
             hosts.insert(
                 h.name.clone(),
                 HostInfo {
-                    ip: h.ip.clone(),
+                    ip: h.ip.to_string(),
                     mac,
                     bundles: files,
                     secrets: secrets_rel,

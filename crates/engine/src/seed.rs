@@ -6,9 +6,7 @@ use cloud_init_config::{
     CloudConfig, Ethernet, ManageEtcHosts, MetaData, Nameservers, NetworkConfig, RunCmd, Seed,
     Timestamp,
 };
-use sha2::{Digest, Sha256};
-
-use kiln_spec::{Host, Project};
+use kiln_plan::HostPlan;
 
 use crate::Error;
 
@@ -55,15 +53,6 @@ impl SeedKinds {
     }
 }
 
-/// The MAC a host's seed matches: the one in cluster.toml, else one derived from cluster and host
-/// (locally administered, QEMU's 52:54:00 prefix) so test VMs get a stable address.
-pub fn host_mac(cluster: &str, host: &Host) -> String {
-    host.mac.clone().unwrap_or_else(|| {
-        let d = Sha256::digest(format!("{cluster}/{}", host.name));
-        format!("52:54:00:{:02x}:{:02x}:{:02x}", d[0], d[1], d[2])
-    })
-}
-
 /// The shell run by cloud-init: find the kiln folder (seed folder or the CIDATA medium), check
 /// install.sh against its pinned digest, and run it with the pinned secrets digest.
 pub fn runcmd_script(install_sha: &str, secrets_sha: &str, rerun: bool) -> String {
@@ -86,46 +75,33 @@ pub fn runcmd_script(install_sha: &str, secrets_sha: &str, rerun: bool) -> Strin
     s
 }
 
-/// The seed documents of one host.
+/// The seed documents of one host, from its plan alone.
 pub fn seed_for(
-    project: &Project,
-    host: &Host,
+    host: &HostPlan,
     build_id: &str,
     install_sha: &str,
     secrets_sha: &str,
     rerun: bool,
 ) -> Seed {
-    let c = &project.cluster;
-    let prefix = c
-        .network
-        .host_cidrs
-        .iter()
-        .find(|n| n.contains(host.ip))
-        .map(|n| n.prefix)
-        .unwrap_or(24);
+    let net = &host.network;
     let mut eth = Ethernet::static_by_mac(
-        &host_mac(&c.name, host),
-        "eth0",
-        [format!("{}/{prefix}", host.ip)],
-        c.network.gateway.map(|g| g.to_string()).as_deref(),
+        host.mac.as_str(),
+        &net.interface,
+        [host.address()],
+        net.gateway.map(|g| g.to_string()).as_deref(),
     );
-    if !c.network.nameservers.is_empty() {
+    if !net.nameservers.is_empty() {
         eth.nameservers = Some(Nameservers {
-            addresses: c
-                .network
-                .nameservers
-                .iter()
-                .map(|n| n.to_string())
-                .collect(),
+            addresses: net.nameservers.iter().map(|n| n.to_string()).collect(),
             search: Vec::new(),
         });
     }
     let mut ethernets = std::collections::BTreeMap::new();
-    ethernets.insert("eth0".to_string(), eth);
+    ethernets.insert(net.interface.clone(), eth);
     let user_data = CloudConfig {
         hostname: Some(host.name.clone()),
         manage_etc_hosts: Some(ManageEtcHosts::Disabled),
-        ssh_authorized_keys: c.ssh_authorized_keys.clone(),
+        ssh_authorized_keys: host.ssh_authorized_keys.clone(),
         runcmd: vec![RunCmd::argv([
             "sh",
             "-c",

@@ -7,61 +7,11 @@ use time::OffsetDateTime;
 
 use crate::certinfo::{self, CertInfo};
 use crate::error::{PkiError, Result};
-use crate::input::{KeyType, PkiInput, PkiOptions};
+use kiln_pki_layout::{CaId, KeyType, PkiInput, ISSUED, MODE_PUBLIC, MODE_SECRET};
+
+use crate::clock::PkiOptions;
 use crate::keys;
-use crate::state::{State, ISSUED, MODE_PUBLIC, MODE_SECRET};
-
-/// One of the cluster's three certificate authorities (kubeadm's names and paths).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum CaId {
-    /// `ca.crt`: signs apiserver, kubelet and component certificates.
-    Cluster,
-    /// `etcd/ca.crt`: signs etcd server, peer and client certificates.
-    Etcd,
-    /// `front-proxy-ca.crt`: signs the aggregation-layer client certificate.
-    FrontProxy,
-}
-
-impl CaId {
-    /// Every CA.
-    pub(crate) const ALL: [CaId; 3] = [CaId::Cluster, CaId::Etcd, CaId::FrontProxy];
-
-    /// Path of the certificate, relative to the state folder and to `/etc/kubernetes/pki`.
-    pub(crate) fn cert_rel(self) -> &'static str {
-        match self {
-            CaId::Cluster => "ca.crt",
-            CaId::Etcd => "etcd/ca.crt",
-            CaId::FrontProxy => "front-proxy-ca.crt",
-        }
-    }
-
-    /// Path of the private key, relative to the state folder and to `/etc/kubernetes/pki`.
-    pub(crate) fn key_rel(self) -> &'static str {
-        match self {
-            CaId::Cluster => "ca.key",
-            CaId::Etcd => "etcd/ca.key",
-            CaId::FrontProxy => "front-proxy-ca.key",
-        }
-    }
-
-    /// Subject common name (kubeadm's).
-    fn cn(self) -> &'static str {
-        match self {
-            CaId::Cluster => "kubernetes",
-            CaId::Etcd => "etcd-ca",
-            CaId::FrontProxy => "front-proxy-ca",
-        }
-    }
-
-    /// Human name for messages.
-    pub(crate) fn what(self) -> &'static str {
-        match self {
-            CaId::Cluster => "cluster CA",
-            CaId::Etcd => "etcd CA",
-            CaId::FrontProxy => "front-proxy CA",
-        }
-    }
-}
+use crate::state::State;
 
 /// A loaded CA: its certificate, key and parsed certificate.
 pub(crate) struct Ca {
@@ -208,7 +158,7 @@ pub(crate) fn ensure(
     let mut unusable: Vec<(&'static str, String)> = Vec::new();
     for id in CaId::ALL {
         match load_ca(state, id)? {
-            Ok(ca) if ca.info.not_after <= now.unix_timestamp() => {
+            Ok(ca) if ca.info.not_after <= now => {
                 unusable.push((id.what(), format!("{} has expired", id.cert_rel())));
             }
             Ok(ca) => {

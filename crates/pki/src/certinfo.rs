@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::input::San;
+use kiln_pki_layout::San;
+use time::OffsetDateTime;
 
 /// What kiln needs to know about a stored certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,10 +22,10 @@ pub(crate) struct CertInfo {
     pub subject: String,
     /// Subject alternative names.
     pub sans: BTreeSet<San>,
-    /// notBefore, Unix seconds.
-    pub not_before: i64,
-    /// notAfter, Unix seconds.
-    pub not_after: i64,
+    /// notBefore.
+    pub not_before: OffsetDateTime,
+    /// notAfter.
+    pub not_after: OffsetDateTime,
     /// basicConstraints CA flag.
     pub is_ca: bool,
     /// keyUsage digitalSignature.
@@ -78,8 +79,8 @@ pub(crate) fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
         cn,
         orgs,
         sans: BTreeSet::new(),
-        not_before: cert.validity().not_before.timestamp(),
-        not_after: cert.validity().not_after.timestamp(),
+        not_before: cert.validity().not_before.to_datetime(),
+        not_after: cert.validity().not_after.to_datetime(),
         is_ca: false,
         ku_digital_signature: false,
         ku_key_encipherment: false,

@@ -82,6 +82,15 @@ pub enum PkiError {
     },
 }
 
+impl From<kiln_pki_layout::InvalidInput> for PkiError {
+    fn from(e: kiln_pki_layout::InvalidInput) -> Self {
+        PkiError::InvalidInput {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
 /// Shorthand used throughout the crate.
 pub type Result<T, E = PkiError> = std::result::Result<T, E>;
 
@@ -92,14 +101,6 @@ impl PkiError {
             op,
             path: path.into(),
             source,
-        }
-    }
-
-    /// An [`PkiError::InvalidInput`].
-    pub(crate) fn input(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        PkiError::InvalidInput {
-            field: field.into(),
-            reason: reason.into(),
         }
     }
 

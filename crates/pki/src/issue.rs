@@ -1,47 +1,15 @@
 //! Leaf certificates: the reuse-or-reissue decision and signing.
 
-use std::collections::BTreeSet;
-
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
 use time::OffsetDateTime;
 
-use crate::authority::{key_usages, Authorities, Ca, CaId};
+use kiln_pki_layout::{KeyType, LeafSpec, Lifetimes, San, MODE_PUBLIC, MODE_SECRET};
+
+use crate::authority::{key_usages, Authorities, Ca};
 use crate::certinfo::{self, CertInfo};
 use crate::error::{PkiError, Result};
-use crate::input::{KeyType, Lifetimes, San};
 use crate::keys;
-use crate::state::{State, MODE_PUBLIC, MODE_SECRET};
-
-/// What a leaf certificate must look like.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LeafSpec {
-    /// State path without extension, e.g. `issued/m1/etcd/server` (`.crt` and `.key` added).
-    pub rel: String,
-    /// The signing CA.
-    pub ca: CaId,
-    /// Subject common name.
-    pub cn: String,
-    /// Subject organisation (Kubernetes group), if any.
-    pub org: Option<String>,
-    /// Subject alternative names.
-    pub sans: BTreeSet<San>,
-    /// extendedKeyUsage serverAuth.
-    pub server: bool,
-    /// extendedKeyUsage clientAuth.
-    pub client: bool,
-}
-
-impl LeafSpec {
-    /// State path of the certificate.
-    pub(crate) fn cert_rel(&self) -> String {
-        format!("{}.crt", self.rel)
-    }
-
-    /// State path of the private key.
-    pub(crate) fn key_rel(&self) -> String {
-        format!("{}.key", self.rel)
-    }
-}
+use crate::state::State;
 
 /// A stored leaf certificate and its key.
 #[derive(Debug, Clone)]
@@ -128,10 +96,10 @@ fn stale_reason(
     if !certinfo::signed_by(info, &ca.info) {
         return Some(format!("not signed by the current {}", spec.ca.what()));
     }
-    if info.not_before > now {
+    if info.not_before.unix_timestamp() > now {
         return Some("notBefore is in the future".into());
     }
-    if now + renew_before >= info.not_after {
+    if now + renew_before >= info.not_after.unix_timestamp() {
         return Some("within the renewal window of its notAfter".into());
     }
     None
@@ -180,9 +148,7 @@ fn issue(
     params.serial_number = Some(keys::serial());
     params.not_before = now - lifetimes.backdate;
     // A leaf never outlives its CA.
-    let ca_end = OffsetDateTime::from_unix_timestamp(ca.info.not_after)
-        .map_err(|e| PkiError::input("lifetimes.ca", e.to_string()))?;
-    params.not_after = (now + lifetimes.leaf).min(ca_end);
+    params.not_after = (now + lifetimes.leaf).min(ca.info.not_after);
     let cert = params
         .signed_by(&key, &ca.issuer()?)
         .map_err(|e| PkiError::crypto(format!("sign {}", spec.rel), e))?;

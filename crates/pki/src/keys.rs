@@ -3,7 +3,7 @@
 use rcgen::{KeyPair, PublicKeyData, SerialNumber};
 
 use crate::error::{PkiError, Result};
-use crate::input::KeyType;
+use kiln_pki_layout::KeyType;
 
 /// Generates a new key pair of type `kt`.
 pub(crate) fn generate(kt: KeyType, what: &str) -> Result<KeyPair> {

@@ -1,6 +1,8 @@
 //! kiln-pki: the cluster's offline PKI.
 //!
-//! A persistent state folder holds the cluster, etcd and front-proxy CAs, the
+//! What each host gets (certificates, subjects, SANs, file paths) is decided by
+//! [`kiln_pki_layout`], which has no crypto; this crate generates and stores the keys and
+//! certificates a [`Layout`] lists. A persistent state folder holds the cluster, etcd and front-proxy CAs, the
 //! service-account key pair, an optional kubelet bootstrap token and every issued
 //! leaf certificate (`issued/<host>/...`). [`ensure`] creates what is missing,
 //! re-issues leaves only when they no longer match the input or are due for renewal,
@@ -22,12 +24,11 @@
 
 mod authority;
 mod certinfo;
+mod clock;
 mod error;
-mod input;
 mod issue;
 mod keys;
 mod kubeconfig;
-mod layout;
 mod state;
 mod table;
 
@@ -36,18 +37,17 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
+pub use clock::{Clock, FixedClock, PkiOptions, SystemClock};
 pub use error::{PkiError, Result};
-pub use input::{
-    role, Clock, FixedClock, KeyType, KubeletAuth, Lifetimes, PkiHost, PkiInput, PkiOptions,
-    SystemClock,
+pub use kiln_pki_layout::{
+    role, KeyType, KubeletAuth, Layout, Lifetimes, PkiHost, PkiInput, BOOTSTRAP_GROUP,
+    BOOTSTRAP_USER, KUBELET_PKI_DIR, KUBE_DIR, MODE_PUBLIC, MODE_SECRET, PKI_DIR,
 };
-pub use layout::{BOOTSTRAP_GROUP, BOOTSTRAP_USER, KUBELET_PKI_DIR, KUBE_DIR, PKI_DIR};
-pub use state::{MODE_PUBLIC, MODE_SECRET};
-pub use table::CertRow;
+pub use table::{CertRow, CertTime};
 
 use authority::Authorities;
 use issue::Leaf;
-use layout::{Credential, HostPlan, Source};
+use kiln_pki_layout::{Credential, HostLayout, Source};
 use state::State;
 
 /// State file holding the bootstrap token.
@@ -94,18 +94,30 @@ fn now_of(clock: &dyn Clock) -> OffsetDateTime {
 
 /// Creates or reuses the PKI in `state_dir` and returns every host's files.
 ///
-/// Nothing is written unless the input is valid. CAs and the service-account key are created
-/// once; a run that would have to replace one while issued certificates exist fails with
-/// [`PkiError::CaReplacementRefused`] unless `opts.rotate_ca`.
+/// Nothing is written unless the input is valid. See [`ensure_layout`].
 pub fn ensure(
     state_dir: &Path,
     input: &PkiInput,
     clock: &dyn Clock,
     opts: &PkiOptions,
 ) -> Result<PkiOutput> {
-    input.validate()?;
+    ensure_layout(state_dir, &Layout::new(input.clone())?, clock, opts)
+}
+
+/// Creates or reuses the PKI in `state_dir` for an already validated layout (the plan's) and
+/// returns every host's files.
+///
+/// CAs and the service-account key are created
+/// once; a run that would have to replace one while issued certificates exist fails with
+/// [`PkiError::CaReplacementRefused`] unless `opts.rotate_ca`.
+pub fn ensure_layout(
+    state_dir: &Path,
+    layout: &Layout,
+    clock: &dyn Clock,
+    opts: &PkiOptions,
+) -> Result<PkiOutput> {
+    let input = layout.input();
     let now = now_of(clock);
-    let plans = layout::plan(input);
     let state = State::create(state_dir)?;
     let mut written = Vec::new();
     let auth = authority::ensure(&state, input, now, opts, &mut written)?;
@@ -115,7 +127,7 @@ pub fn ensure(
     };
     let mut hosts = BTreeMap::new();
     let mut rows = Vec::new();
-    for plan in &plans {
+    for plan in layout.hosts() {
         let leaves = plan
             .leaves
             .iter()
@@ -135,30 +147,16 @@ pub fn ensure(
     })
 }
 
-/// The files every host would receive (path, mode), without touching any state: for `kiln plan`.
-pub fn planned_files(input: &PkiInput) -> Result<BTreeMap<String, Vec<(String, u32)>>> {
-    input.validate()?;
-    Ok(layout::plan(input)
-        .into_iter()
-        .map(|p| {
-            (
-                p.name,
-                p.files.into_iter().map(|f| (f.path, f.mode)).collect(),
-            )
-        })
-        .collect())
-}
-
 /// Reads the certificate table from the state without writing anything.
 ///
 /// Fails with [`PkiError::NotIssued`] if the input needs a certificate that was never issued.
 pub fn table(state_dir: &Path, input: &PkiInput, clock: &dyn Clock) -> Result<Vec<CertRow>> {
-    input.validate()?;
+    let layout = Layout::new(input.clone())?;
     let now = now_of(clock);
     let state = State::existing(state_dir)?;
     let auth = authority::load(&state)?;
     let mut rows = Vec::new();
-    for plan in layout::plan(input) {
+    for plan in layout.hosts() {
         let mut leaves = Vec::new();
         for spec in &plan.leaves {
             let leaf = issue::load_existing(&state, spec)?.ok_or_else(|| PkiError::NotIssued {
@@ -167,7 +165,7 @@ pub fn table(state_dir: &Path, input: &PkiInput, clock: &dyn Clock) -> Result<Ve
             })?;
             leaves.push(leaf);
         }
-        rows.extend(rows_of(&plan, &auth, &leaves, now));
+        rows.extend(rows_of(plan, &auth, &leaves, now));
     }
     Ok(rows)
 }
@@ -192,13 +190,13 @@ fn ensure_token(state: &State, written: &mut Vec<String>) -> Result<String> {
 
 /// The bytes of every file of `plan`.
 fn files_of(
-    plan: &HostPlan,
+    plan: &HostLayout,
     input: &PkiInput,
     auth: &Authorities,
     leaves: &[Leaf],
     token: Option<&str>,
 ) -> Vec<SecretFile> {
-    let cluster_ca = &auth.ca(authority::CaId::Cluster).cert_pem;
+    let cluster_ca = &auth.ca(kiln_pki_layout::CaId::Cluster).cert_pem;
     plan.files
         .iter()
         .map(|f| {
@@ -242,7 +240,7 @@ fn files_of(
 
 /// A row for every certificate file and client-certificate kubeconfig of `plan`.
 fn rows_of(
-    plan: &HostPlan,
+    plan: &HostLayout,
     auth: &Authorities,
     leaves: &[Leaf],
     now: OffsetDateTime,

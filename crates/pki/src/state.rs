@@ -5,17 +5,12 @@ use std::io::ErrorKind;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use kiln_pki_layout::ISSUED;
+
 use crate::error::{PkiError, Result};
 
-/// Mode of private keys, tokens and kubeconfigs.
-pub const MODE_SECRET: u32 = 0o600;
-/// Mode of certificates and public keys.
-pub const MODE_PUBLIC: u32 = 0o644;
 /// Mode of the state folder and its subfolders.
 const MODE_DIR: u32 = 0o700;
-
-/// Folder of the state holding issued leaf certificates, one subfolder per host.
-pub(crate) const ISSUED: &str = "issued";
 
 /// The PKI state folder.
 #[derive(Debug)]
@@ -113,6 +108,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_pki_layout::{MODE_PUBLIC, MODE_SECRET};
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

@@ -1,8 +1,8 @@
-//! The cluster's PKI input, derived from the validated cluster.
+//! The cluster's PKI input, derived from the validated cluster (built once, by [`crate::plan`]).
 
 use std::time::Duration;
 
-use kiln_pki::{KeyType, KubeletAuth, Lifetimes, PkiHost, PkiInput};
+use kiln_pki_layout::{KeyType, KubeletAuth, Lifetimes, PkiHost, PkiInput};
 use kiln_spec::{KeyType as SpecKey, KubeletAuth as SpecAuth, Project};
 
 const DAY: u64 = 24 * 60 * 60;

@@ -16,22 +16,9 @@ fn host_value(h: &Host) -> Value {
     })
 }
 
-/// The API server URL hosts should use: the LB VIP, else the external endpoint, else the first master.
-pub fn api_url(project: &Project) -> Option<String> {
-    let c = &project.cluster;
-    if let Some(lb) = &c.lb {
-        return Some(format!("https://{}:{}", lb.vip, lb.port));
-    }
-    if let Some(e) = &c.api_endpoint {
-        return Some(e.clone());
-    }
-    c.hosts_with("master")
-        .next()
-        .map(|m| format!("https://{}:6443", m.ip))
-}
-
-/// Context for role-scope templates.
-pub fn role_context(project: &Project, role: &str, os: OsId) -> Value {
+/// Context for role-scope templates; `api_url` is the plan's (one rule, see
+/// [`kiln_pki_layout::PkiInput::api_endpoint`]).
+pub fn role_context(project: &Project, role: &str, os: OsId, api_url: Option<&str>) -> Value {
     let c = &project.cluster;
     let mut vars: BTreeMap<String, Value> = c.vars.clone();
     for o in &project.overlays {
@@ -70,7 +57,7 @@ pub fn role_context(project: &Project, role: &str, os: OsId) -> Value {
         },
         "network": c.network,
         "lb": lb,
-        "api": {"url": api_url(project)},
+        "api": {"url": api_url},
         "pki": {"kubelet_auth": c.pki.kubelet_auth},
         "versions": c.versions,
         "hosts": c.hosts.iter().map(host_value).collect::<Vec<_>>(),
@@ -82,8 +69,8 @@ pub fn role_context(project: &Project, role: &str, os: OsId) -> Value {
 }
 
 /// Context for host-scope templates: the role context plus `host`, with host vars layered on top.
-pub fn host_context(project: &Project, role: &str, host: &Host) -> Value {
-    let mut v = role_context(project, role, host.os);
+pub fn host_context(project: &Project, role: &str, host: &Host, api_url: Option<&str>) -> Value {
+    let mut v = role_context(project, role, host.os, api_url);
     let obj = v.as_object_mut().expect("object");
     if let Some(Value::Object(vars)) = obj.get_mut("vars") {
         for (k, val) in &host.vars {

@@ -7,9 +7,13 @@
 pub mod certs;
 pub mod complete;
 pub mod context;
+pub mod host;
 pub mod layer;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -17,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use kiln_spec::{OsId, Project, Scope};
 
+pub use host::{HostMac, HostNetwork, INTERFACE};
 pub use layer::{merge, Item, Merged};
 
 /// Where a planned file's bytes come from.
@@ -93,15 +98,17 @@ pub struct BundlePlan {
     pub hosts: Vec<String>,
 }
 
-/// One host: which bundles it gets and its own files.
+/// One host: which bundles it gets, its own files, and every fact about it the build needs.
+///
+/// The build reads host facts only from here, never from cluster.toml again.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostPlan {
     /// Host name.
     pub name: String,
-    /// Address.
-    pub ip: String,
-    /// MAC address.
-    pub mac: Option<String>,
+    /// Address on the cluster network.
+    pub ip: IpAddr,
+    /// MAC address its seed matches.
+    pub mac: HostMac,
     /// OS.
     pub os: OsId,
     /// Roles as written.
@@ -112,6 +119,22 @@ pub struct HostPlan {
     pub files: Vec<PlannedFile>,
     /// Certificates, keys, kubeconfigs and tokens the PKI issues to this host (path, mode).
     pub secrets: Vec<PlannedSecret>,
+    /// Prefix length, interface, gateway and DNS servers.
+    #[serde(skip)]
+    pub network: HostNetwork,
+    /// The API server URL (the plan's one rule, the same on every host).
+    #[serde(skip)]
+    pub api_url: Option<String>,
+    /// SSH public keys its seed installs.
+    #[serde(skip)]
+    pub ssh_authorized_keys: Vec<String>,
+}
+
+impl HostPlan {
+    /// The address with its prefix length, e.g. `10.77.0.11/24`.
+    pub fn address(&self) -> String {
+        format!("{}/{}", self.ip, self.network.prefix)
+    }
 }
 
 /// A file the PKI issues to a host (its bytes exist only at build time).
@@ -148,6 +171,9 @@ pub struct Plan {
     pub hosts: Vec<HostPlan>,
     /// Artifacts needed, sorted.
     pub artifacts: Vec<ArtifactNeed>,
+    /// The PKI's validated input and every host's certificates and files, built once here.
+    #[serde(skip)]
+    pub pki: kiln_pki_layout::Layout,
 }
 
 /// A template that failed, or two sources claiming one path.
@@ -158,7 +184,15 @@ pub enum PlanError {
     Render(#[from] kiln_render::RenderError),
     /// The PKI input is invalid.
     #[error("certificates: {0}")]
-    Pki(#[from] kiln_pki::PkiError),
+    Pki(#[from] kiln_pki_layout::InvalidInput),
+    /// A host's address lies in none of the host networks, so it has no prefix length.
+    #[error("host {host}: {ip} is outside every network in network.host-cidrs")]
+    OutsideHostNetworks {
+        /// Host.
+        host: String,
+        /// Its address.
+        ip: IpAddr,
+    },
     /// Something a unit or config refers to is delivered to no host that needs it.
     #[error("the plan is incomplete:\n{}", .0.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n"))]
     Incomplete(Vec<complete::Miss>),
@@ -213,13 +247,15 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
         host_plans.push((h, roles));
     }
 
+    let pki_input = certs::pki_input(project);
+    let api_url = pki_input.api_endpoint();
     let mut bundles = Vec::new();
     let mut merged_by_id: BTreeMap<String, Merged> = BTreeMap::new();
     let mut needs = BTreeSet::new();
     for ((role, os), hosts) in &pairs {
         let profile = &project.profiles[role];
         let m = merge(profile, *os, &project.overlays);
-        let ctx = context::role_context(project, role, *os);
+        let ctx = context::role_context(project, role, *os, api_url.as_deref());
         let id = format!("{role}-{os}");
         let mut files = Vec::new();
         for item in m.items.values() {
@@ -320,7 +356,7 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
         merged_by_id.insert(id, m);
     }
 
-    let mut secrets = kiln_pki::planned_files(&certs::pki_input(project))?;
+    let pki = kiln_pki_layout::Layout::new(pki_input)?;
     let mut hosts = Vec::new();
     for (h, roles) in host_plans {
         let ids: Vec<String> = roles.iter().map(|r| format!("{r}-{}", h.os)).collect();
@@ -344,7 +380,7 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
         }
         let mut files = Vec::new();
         for (role, id) in roles.iter().zip(&ids) {
-            let ctx = context::host_context(project, role, h);
+            let ctx = context::host_context(project, role, h, api_url.as_deref());
             for item in merged_by_id[id].items.values() {
                 if let Item::Template(t) = item {
                     if t.scope == Scope::Host {
@@ -383,11 +419,14 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
         ));
         files.sort_by(|a, b| a.path.cmp(&b.path));
         files.dedup_by(|a, b| a.path == b.path);
-        let secrets: Vec<PlannedSecret> = secrets
-            .remove(&h.name)
-            .unwrap_or_default()
+        let secrets: Vec<PlannedSecret> = pki
+            .host(&h.name)
             .into_iter()
-            .map(|(path, mode)| PlannedSecret { path, mode })
+            .flat_map(|l| &l.files)
+            .map(|f| PlannedSecret {
+                path: f.path.clone(),
+                mode: f.mode,
+            })
             .collect();
         if let Some(clash) = files
             .iter()
@@ -400,15 +439,29 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
                 second: "certificates".into(),
             });
         }
+        let prefix = host::prefix_of(&cluster.network.host_cidrs, h.ip).ok_or_else(|| {
+            PlanError::OutsideHostNetworks {
+                host: h.name.clone(),
+                ip: h.ip,
+            }
+        })?;
         hosts.push(HostPlan {
             name: h.name.clone(),
-            ip: h.ip.to_string(),
-            mac: h.mac.clone(),
+            ip: h.ip,
+            mac: HostMac::new(&cluster.name, &h.name, h.mac.as_deref()),
             os: h.os,
             roles: h.roles.clone(),
             bundles: ids,
             files,
             secrets,
+            network: HostNetwork {
+                prefix,
+                interface: INTERFACE.to_string(),
+                gateway: cluster.network.gateway,
+                nameservers: cluster.network.nameservers.clone(),
+            },
+            api_url: api_url.clone(),
+            ssh_authorized_keys: cluster.ssh_authorized_keys.clone(),
         });
     }
 
@@ -422,5 +475,6 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
         bundles,
         hosts,
         artifacts: needs.into_iter().collect(),
+        pki,
     })
 }

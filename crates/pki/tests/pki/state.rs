@@ -384,7 +384,7 @@ fn the_table_reads_the_state_without_changing_it() {
         api.sans.contains(&"IP:10.0.0.100".to_string())
             && api.sans.contains(&"DNS:kubernetes".to_string())
     );
-    assert_eq!(api.not_after, "2026-01-01T00:00:00Z");
+    assert_eq!(api.not_after.to_string(), "2026-01-01T00:00:00Z");
     assert_eq!(api.days_left, 365);
 
     // --check-expiry 30 on day 340: every leaf, no CA.

@@ -1,10 +1,10 @@
-//! The PKI's own input types, their validation, and the clock abstraction.
+//! The PKI's input types, their validation, and the one rule for the API server URL.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crate::error::{PkiError, Result};
+use crate::InvalidInput;
 
 /// Role names the PKI acts on; any other role is ignored.
 pub mod role {
@@ -117,44 +117,9 @@ impl Default for Lifetimes {
     }
 }
 
-/// Options of [`crate::ensure`] that are decisions of the operator, not of the cluster.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PkiOptions {
-    /// Allow creating a new CA or service-account key when the stored one is missing,
-    /// unreadable, mismatched or expired although certificates were issued; every
-    /// certificate the old one signed is then re-issued. A healthy CA is never replaced.
-    pub rotate_ca: bool,
-}
-
-/// Source of "now"; the CLI passes [`SystemClock`], tests a [`FixedClock`].
-pub trait Clock {
-    /// The current time.
-    fn now(&self) -> SystemTime;
-}
-
-/// The system's wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
-
-/// A clock stopped at a given time.
-#[derive(Debug, Clone, Copy)]
-pub struct FixedClock(pub SystemTime);
-
-impl Clock for FixedClock {
-    fn now(&self) -> SystemTime {
-        self.0
-    }
-}
-
 /// A subject alternative name, normalised so stored and wanted SANs compare exactly.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum San {
+pub enum San {
     /// A DNS name, lower-case.
     Dns(String),
     /// An IP address.
@@ -163,7 +128,7 @@ pub(crate) enum San {
 
 impl San {
     /// An IP SAN if `s` parses as an address, else a DNS SAN.
-    pub(crate) fn parse(s: &str) -> San {
+    pub fn parse(s: &str) -> San {
         match s.parse::<IpAddr>() {
             Ok(ip) => San::Ip(ip),
             Err(_) => San::Dns(s.to_ascii_lowercase()),
@@ -181,7 +146,7 @@ impl std::fmt::Display for San {
 }
 
 /// Whether `s` is a valid lower-case RFC 1123 DNS name (`wildcard` allows a leading `*.`).
-pub(crate) fn is_dns_name(s: &str, wildcard: bool) -> bool {
+pub fn is_dns_name(s: &str, wildcard: bool) -> bool {
     let s = match s.strip_prefix("*.") {
         Some(rest) if wildcard => rest,
         _ => s,
@@ -200,7 +165,7 @@ pub(crate) fn is_dns_name(s: &str, wildcard: bool) -> bool {
 }
 
 /// `https://<ip>:<port>`, with brackets around IPv6 addresses.
-pub(crate) fn https_url(ip: IpAddr, port: u16) -> String {
+pub fn https_url(ip: IpAddr, port: u16) -> String {
     match ip {
         IpAddr::V4(v4) => format!("https://{v4}:{port}"),
         IpAddr::V6(v6) => format!("https://[{v6}]:{port}"),
@@ -208,7 +173,7 @@ pub(crate) fn https_url(ip: IpAddr, port: u16) -> String {
 }
 
 /// The host part of an `https://host[:port][/path]` URL.
-pub(crate) fn url_host(url: &str) -> Option<San> {
+pub fn url_host(url: &str) -> Option<San> {
     let rest = url.strip_prefix("https://")?;
     let authority = rest.split(['/', '?', '#']).next()?;
     if authority.contains('@') {
@@ -241,30 +206,30 @@ pub(crate) fn url_host(url: &str) -> Option<San> {
 
 impl PkiInput {
     /// Checks everything the PKI relies on; nothing touches the disk before this passes.
-    pub(crate) fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<(), InvalidInput> {
         if self.cluster_name.trim().is_empty() {
-            return Err(PkiError::input("cluster_name", "must not be empty"));
+            return Err(InvalidInput::new("cluster_name", "must not be empty"));
         }
         if !is_dns_name(&self.cluster_domain, false) {
-            return Err(PkiError::input(
+            return Err(InvalidInput::new(
                 "cluster_domain",
                 format!("{:?} is not a lower-case DNS name", self.cluster_domain),
             ));
         }
         if self.api_port == 0 {
-            return Err(PkiError::input("api_port", "must not be 0"));
+            return Err(InvalidInput::new("api_port", "must not be 0"));
         }
         let mut names = BTreeMap::new();
         for (i, h) in self.hosts.iter().enumerate() {
             // The name is a path component of the state folder: only RFC 1123 names.
             if !is_dns_name(&h.name, false) {
-                return Err(PkiError::input(
+                return Err(InvalidInput::new(
                     format!("hosts[{i}].name"),
                     format!("{:?} is not a lower-case RFC 1123 host name", h.name),
                 ));
             }
             if let Some(j) = names.insert(h.name.as_str(), i) {
-                return Err(PkiError::input(
+                return Err(InvalidInput::new(
                     format!("hosts[{i}].name"),
                     format!("{:?} is also the name of hosts[{j}]", h.name),
                 ));
@@ -273,7 +238,7 @@ impl PkiInput {
         for (i, s) in self.extra_apiserver_sans.iter().enumerate() {
             if let San::Dns(d) = San::parse(s) {
                 if !is_dns_name(&d, true) {
-                    return Err(PkiError::input(
+                    return Err(InvalidInput::new(
                         format!("extra_apiserver_sans[{i}]"),
                         format!("{s:?} is neither an IP address nor a DNS name"),
                     ));
@@ -282,7 +247,7 @@ impl PkiInput {
         }
         if let Some(url) = &self.external_api {
             if url_host(url).is_none() {
-                return Err(PkiError::input(
+                return Err(InvalidInput::new(
                     "external_api",
                     format!("{url:?} is not an https://host[:port] URL"),
                 ));
@@ -290,17 +255,17 @@ impl PkiInput {
         }
         let l = &self.lifetimes;
         if l.leaf.is_zero() || l.ca.is_zero() {
-            return Err(PkiError::input("lifetimes", "lifetimes must not be zero"));
+            return Err(InvalidInput::new("lifetimes", "lifetimes must not be zero"));
         }
         if l.leaf > l.ca {
-            return Err(PkiError::input(
+            return Err(InvalidInput::new(
                 "lifetimes.leaf",
                 "a leaf cannot outlive the CA that signs it",
             ));
         }
         // Otherwise every rerun would find every leaf due for renewal.
         if l.renew_before >= l.leaf {
-            return Err(PkiError::input(
+            return Err(InvalidInput::new(
                 "lifetimes.renew_before",
                 "must be shorter than the leaf lifetime",
             ));
@@ -310,7 +275,7 @@ impl PkiInput {
             .iter()
             .any(|h| h.has(role::NODE) || h.has(role::MASTER));
         if needs_endpoint && self.api_endpoint().is_none() {
-            return Err(PkiError::input(
+            return Err(InvalidInput::new(
                 "external_api",
                 "no API endpoint: give a VIP, an external API URL or a master",
             ));
@@ -318,7 +283,9 @@ impl PkiInput {
         Ok(())
     }
 
-    /// URL nodes, kube-proxy and admins use: `external_api`, else the VIP, else the first master.
+    /// The one rule for the API server URL that kubeconfigs, host plans and templates use:
+    /// `external_api` (without a trailing `/`), else `https://<vip>:<api_port>`, else the master
+    /// whose name sorts first on `api_port`; IPv6 addresses are bracketed.
     pub fn api_endpoint(&self) -> Option<String> {
         if let Some(url) = &self.external_api {
             return Some(url.trim_end_matches('/').to_string());
@@ -373,6 +340,83 @@ mod tests {
         assert_eq!(url_host("http://k8s:6443"), None);
         assert_eq!(url_host("https://user@k8s:6443"), None);
         assert_eq!(url_host("https://k8s:port"), None);
+    }
+
+    fn input(hosts: Vec<PkiHost>, vip: Option<&str>, external: Option<&str>) -> PkiInput {
+        PkiInput {
+            cluster_name: "c".into(),
+            cluster_domain: "cluster.local".into(),
+            service_ip: "10.96.0.1".parse().unwrap(),
+            hosts,
+            vip: vip.map(|v| v.parse().unwrap()),
+            api_port: 8443,
+            external_api: external.map(str::to_string),
+            extra_apiserver_sans: Vec::new(),
+            key_type: KeyType::default(),
+            kubelet_auth: KubeletAuth::default(),
+            lifetimes: Lifetimes::default(),
+        }
+    }
+
+    fn host(name: &str, ip: &str, role: &str) -> PkiHost {
+        PkiHost {
+            name: name.into(),
+            ip: ip.parse().unwrap(),
+            roles: [role.to_string()].into(),
+        }
+    }
+
+    fn masters() -> Vec<PkiHost> {
+        vec![
+            host("n1", "10.0.0.21", role::NODE),
+            host("m2", "10.0.0.12", role::MASTER),
+            host("m1", "10.0.0.11", role::MASTER),
+        ]
+    }
+
+    #[test]
+    fn api_url_prefers_the_external_endpoint() {
+        let i = input(
+            masters(),
+            Some("10.0.0.100"),
+            Some("https://k8s.example.com:443/"),
+        );
+        assert_eq!(
+            i.api_endpoint().as_deref(),
+            Some("https://k8s.example.com:443")
+        );
+    }
+
+    #[test]
+    fn api_url_falls_back_to_the_vip() {
+        let i = input(masters(), Some("10.0.0.100"), None);
+        assert_eq!(i.api_endpoint().as_deref(), Some("https://10.0.0.100:8443"));
+        let i = input(masters(), Some("fd00::100"), None);
+        assert_eq!(
+            i.api_endpoint().as_deref(),
+            Some("https://[fd00::100]:8443")
+        );
+    }
+
+    #[test]
+    fn api_url_falls_back_to_the_master_first_by_name() {
+        let i = input(masters(), None, None);
+        assert_eq!(i.api_endpoint().as_deref(), Some("https://10.0.0.11:8443"));
+        let v6 = vec![
+            host("m9", "fd00::9", role::MASTER),
+            host("m3", "fd00::3", role::MASTER),
+        ];
+        let i = input(v6, None, None);
+        assert_eq!(i.api_endpoint().as_deref(), Some("https://[fd00::3]:8443"));
+    }
+
+    #[test]
+    fn api_url_is_none_without_endpoint_vip_or_master() {
+        let i = input(vec![host("e1", "10.0.0.1", role::ETCD)], None, None);
+        assert_eq!(i.api_endpoint(), None);
+        assert!(i.validate().is_ok(), "etcd-only clusters need no API URL");
+        let i = input(vec![host("n1", "10.0.0.21", role::NODE)], None, None);
+        assert_eq!(i.validate().unwrap_err().field, "external_api");
     }
 
     #[test]

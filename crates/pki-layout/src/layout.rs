@@ -3,10 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::authority::CaId;
+use crate::ca::CaId;
 use crate::input::{role, url_host, KubeletAuth, PkiHost, PkiInput, San};
-use crate::issue::LeafSpec;
-use crate::state::{ISSUED, MODE_PUBLIC, MODE_SECRET};
+use crate::{ISSUED, MODE_PUBLIC, MODE_SECRET};
 
 /// kubeadm's certificate folder.
 pub const PKI_DIR: &str = "/etc/kubernetes/pki";
@@ -24,7 +23,7 @@ const MASTERS_GROUP: &str = "system:masters";
 
 /// Credential of a kubeconfig.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Credential {
+pub enum Credential {
     /// The host's leaf at this index (client certificate and key embedded).
     Leaf(usize),
     /// The cluster's bootstrap token.
@@ -33,7 +32,7 @@ pub(crate) enum Credential {
 
 /// Where the bytes of a host file come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Source {
+pub enum Source {
     /// A CA certificate.
     CaCert(CaId),
     /// A CA private key.
@@ -61,7 +60,7 @@ pub(crate) enum Source {
 
 /// One file on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FilePlan {
+pub struct FilePlan {
     /// Absolute path on the host.
     pub path: String,
     /// File mode.
@@ -70,15 +69,46 @@ pub(crate) struct FilePlan {
     pub source: Source,
 }
 
-/// Everything one host needs.
+/// Everything one host needs: the certificates it wants and the files they land in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HostPlan {
+pub struct HostLayout {
     /// Host name.
     pub name: String,
     /// Leaf certificates issued for this host.
     pub leaves: Vec<LeafSpec>,
     /// Files, sorted by path.
     pub files: Vec<FilePlan>,
+}
+
+/// What a leaf certificate must look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafSpec {
+    /// State path without extension, e.g. `issued/m1/etcd/server` (`.crt` and `.key` added).
+    pub rel: String,
+    /// The signing CA.
+    pub ca: CaId,
+    /// Subject common name.
+    pub cn: String,
+    /// Subject organisation (Kubernetes group), if any.
+    pub org: Option<String>,
+    /// Subject alternative names.
+    pub sans: BTreeSet<San>,
+    /// extendedKeyUsage serverAuth.
+    pub server: bool,
+    /// extendedKeyUsage clientAuth.
+    pub client: bool,
+}
+
+impl LeafSpec {
+    /// State path of the certificate.
+    pub fn cert_rel(&self) -> String {
+        format!("{}.crt", self.rel)
+    }
+
+    /// State path of the private key.
+    pub fn key_rel(&self) -> String {
+        format!("{}.key", self.rel)
+    }
 }
 
 /// What a leaf must certify.
@@ -211,7 +241,7 @@ fn apiserver_sans(input: &PkiInput) -> BTreeSet<San> {
 }
 
 /// Computes every host's leaves and files from a validated input, sorted by host name.
-pub(crate) fn plan(input: &PkiInput) -> Vec<HostPlan> {
+pub(crate) fn hosts(input: &PkiInput) -> Vec<HostLayout> {
     let endpoint = input.api_endpoint().unwrap_or_default();
     let local = input.local_endpoint();
     let bootstrap = input.kubelet_auth == KubeletAuth::BootstrapToken;
@@ -329,7 +359,7 @@ pub(crate) fn plan(input: &PkiInput) -> Vec<HostPlan> {
             let proxy = "system:kube-proxy";
             b.kubeconfig("kube-proxy.conf", "kube-proxy", proxy, None, &endpoint);
         }
-        out.push(HostPlan {
+        out.push(HostLayout {
             name: host.name.clone(),
             leaves: b.leaves,
             files: b.files.into_values().collect(),
