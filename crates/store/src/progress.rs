@@ -75,9 +75,11 @@ impl<'a> Meter<'a> {
             reported: 0,
         }
     }
+}
 
+impl kiln_transport::Watch for Meter<'_> {
     /// The file now has `position` bytes: report what is new.
-    pub(crate) fn at(&mut self, position: u64) {
+    fn at(&mut self, position: u64) {
         if position > self.reported {
             self.progress.advance(self.label, position - self.reported);
             self.reported = position;
@@ -85,7 +87,7 @@ impl<'a> Meter<'a> {
     }
 
     /// Passes a note on to the progress receiver.
-    pub(crate) fn note(&self, msg: &str) {
+    fn note(&mut self, msg: &str) {
         tracing::info!(label = self.label, "{msg}");
         self.progress.note(self.label, msg);
     }

@@ -1,12 +1,15 @@
 //! kiln-testkit: support for tests that run real components — Debian's docker-registry
 //! seeded with images built offline (umoci) and pushed with skopeo, and containerd run as a
-//! test process — shared by kiln-image's tests and the kiln CLI's.
+//! test process — shared by kiln-image's tests and the kiln CLI's; and a scriptable HTTP
+//! server on 127.0.0.1 for fault injection ([`http::Server`]), used by kiln-transport's and
+//! kiln-store's tests.
 //!
 //! Tests needing a missing tool print `SKIPPED …` and pass, unless `KILN_REQUIRE_TOOLS=1`
 //! is set, which turns a missing tool into a failure (CI sets it).
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod components;
+pub mod http;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -5,8 +5,9 @@ mod archive;
 mod closure;
 mod fetch;
 mod resume;
-mod server;
 mod sha512;
+
+use kiln_testkit::http as server;
 
 use std::fs;
 use std::path::Path;
