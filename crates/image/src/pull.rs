@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
 
-use kiln_store::{Outcome, Progress, Store};
-use kiln_transport::{error_chain, BlobTarget, Pins, TransportError, Watch};
+use kiln_store::{Meter, Outcome, Progress, Store};
+use kiln_transport::{error_chain, BlobTarget, Pins, TransportError};
 
 use crate::error::ImageError;
 use crate::manifest::MAX_DOCUMENT;
@@ -171,11 +171,8 @@ impl RegistryClient {
             },
             size: Some(w.size),
         };
-        let mut watch = Advance {
-            progress,
-            label: &w.label,
-            reported: 0,
-        };
+        // Image pulls have always kept restarts in the log only.
+        let mut watch = Meter::new(progress, &w.label).notes_to_log_only();
         let reference = &w.image.reference;
         let repository = reference.repository();
         let result = self.on_endpoints(reference.registry(), &what, |endpoint| {
@@ -224,27 +221,6 @@ fn digest_mismatch(error: ImageError, what: &str) -> ImageError {
             actual: format!("sha256:{actual}"),
         },
         other => other,
-    }
-}
-
-/// Reports a blob's bytes to the progress receiver, never one twice; the transport's
-/// notes (restarts) go to the log only.
-struct Advance<'a> {
-    progress: &'a dyn Progress,
-    label: &'a str,
-    reported: u64,
-}
-
-impl Watch for Advance<'_> {
-    fn at(&mut self, position: u64) {
-        if position > self.reported {
-            self.progress.advance(self.label, position - self.reported);
-            self.reported = position;
-        }
-    }
-
-    fn note(&mut self, msg: &str) {
-        tracing::info!(label = self.label, "{msg}");
     }
 }
 

@@ -27,5 +27,5 @@ pub use fetch::{
 };
 // The transport's names the store's callers meet in its API.
 pub use kiln_transport::{error_chain, Attempt, Mirrors, TransportError, MAX_TEXT_BYTES};
-pub use progress::{NoProgress, Outcome, Progress};
+pub use progress::{Meter, NoProgress, Outcome, Progress};
 pub use store::{hash_file, is_sha256, is_sha512, Store};

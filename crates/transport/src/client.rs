@@ -166,72 +166,65 @@ impl Transport {
     /// GETs a small text document (e.g. an upstream checksum file) through mirrors and
     /// retries, refusing more than [`MAX_TEXT_BYTES`].
     pub fn fetch_text(&self, url: &str, mirrors: &Mirrors) -> Result<String, TransportError> {
+        self.first_answer(url, mirrors, |candidate| {
+            let Answer::Body { reader, .. } = self.open(&Direct, candidate, 0)? else {
+                unreachable!("only a range request can be rejected, and none was made")
+            };
+            let bytes = read_capped(reader, candidate, MAX_TEXT_BYTES)?;
+            String::from_utf8(bytes).map_err(|_| TransportError::NotUtf8 {
+                url: candidate.to_owned(),
+            })
+        })
+    }
+
+    /// The first value `attempt` gets from `url`'s mirrors, then `url`, with retries.
+    fn first_answer<T>(
+        &self,
+        url: &str,
+        mirrors: &Mirrors,
+        attempt: impl FnMut(&String) -> Result<T, TransportError>,
+    ) -> Result<T, TransportError> {
         let urls = mirrors.candidates(url);
-        let text = try_sources(
-            url,
-            &urls,
-            &self.opts,
-            Clone::clone,
-            |_, _| {},
-            |candidate| {
-                let Answer::Body { reader, .. } = self.open(&Direct, candidate, 0)? else {
-                    unreachable!("only a range request can be rejected, and none was made")
-                };
-                let bytes = read_capped(reader, candidate, MAX_TEXT_BYTES)?;
-                String::from_utf8(bytes).map_err(|_| TransportError::NotUtf8 {
-                    url: candidate.to_owned(),
-                })
-            },
-        )
-        .map_err(|e| e.into_error(url))?;
-        Ok(text.value)
+        try_sources(url, &urls, &self.opts, Clone::clone, |_, _| {}, attempt)
+            .map(|success| success.value)
+            .map_err(|e| e.into_error(url))
     }
 
     /// The size of the document at `url` from its `Content-Length` (HEAD, then GET
     /// headers when HEAD gives none); `None` when the server does not say.
     pub fn remote_size(&self, url: &str, mirrors: &Mirrors) -> Result<Option<u64>, TransportError> {
-        let urls = mirrors.candidates(url);
-        let size = try_sources(
-            url,
-            &urls,
-            &self.opts,
-            Clone::clone,
-            |_, _| {},
-            |candidate| {
-                if let Some(path) = candidate.strip_prefix("file://") {
-                    let meta = fs::metadata(path).map_err(|source| TransportError::FileSource {
-                        url: candidate.to_owned(),
-                        source,
-                    })?;
-                    return Ok(Some(meta.len()));
+        self.first_answer(url, mirrors, |candidate| {
+            if let Some(path) = candidate.strip_prefix("file://") {
+                let meta = fs::metadata(path).map_err(|source| TransportError::FileSource {
+                    url: candidate.to_owned(),
+                    source,
+                })?;
+                return Ok(Some(meta.len()));
+            }
+            check_scheme(candidate)?;
+            let head = Transport::execute(candidate, self.client.head(candidate))?;
+            let status = head.status().as_u16();
+            if head.status().is_success() {
+                // Read the header itself: a HEAD response's body length is always 0.
+                if let Some(len) = header_u64(&head, CONTENT_LENGTH) {
+                    return Ok(Some(len));
                 }
-                check_scheme(candidate)?;
-                let head = Transport::execute(candidate, self.client.head(candidate))?;
-                let status = head.status().as_u16();
-                if head.status().is_success() {
-                    // Read the header itself: a HEAD response's body length is always 0.
-                    if let Some(len) = header_u64(&head, CONTENT_LENGTH) {
-                        return Ok(Some(len));
-                    }
-                } else if !matches!(status, 405 | 501) {
-                    return Err(TransportError::HttpStatus {
-                        url: candidate.to_owned(),
-                        status,
-                    });
-                }
-                // The body is never read: dropping the response closes the connection.
-                let get = Transport::execute(candidate, self.client.get(candidate))?;
-                if !get.status().is_success() {
-                    return Err(TransportError::HttpStatus {
-                        url: candidate.to_owned(),
-                        status: get.status().as_u16(),
-                    });
-                }
-                Ok(header_u64(&get, CONTENT_LENGTH))
-            },
-        )
-        .map_err(|e| e.into_error(url))?;
-        Ok(size.value)
+            } else if !matches!(status, 405 | 501) {
+                return Err(TransportError::HttpStatus {
+                    url: candidate.to_owned(),
+                    status,
+                });
+            }
+            // The body is never read: dropping the response closes the connection.
+            let get = Transport::execute(candidate, self.client.get(candidate))?;
+            if !get.status().is_success() {
+                return Err(TransportError::HttpStatus {
+                    url: candidate.to_owned(),
+                    status: get.status().as_u16(),
+                });
+            }
+            Ok(header_u64(&get, CONTENT_LENGTH))
+        })
     }
 }
 

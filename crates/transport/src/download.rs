@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::client::{Answer, Sender, Transport};
-use crate::error::TransportError;
+use crate::error::{file_err, TransportError};
 use crate::sink::{hash_file, pump, Digests, Hasher, Pins, BLOB_MODE};
 
 /// Hears a download's progress; never told a byte twice by a well-behaved meter.
@@ -61,8 +61,7 @@ impl BlobTarget<'_> {
             return Ok(Some(e));
         }
         let dest = self.blob_dir.join(&digests.sha256);
-        kiln_fsio::rename_into(&self.partial, &dest, BLOB_MODE)
-            .map_err(|source| TransportError::Save { path: dest, source })?;
+        kiln_fsio::rename_into(&self.partial, &dest, BLOB_MODE)?;
         Ok(None)
     }
 }
@@ -172,10 +171,7 @@ fn receive(
             return Err(too_large(size));
         }
     }
-    let write_err = |source| TransportError::Write {
-        path: part.clone(),
-        source,
-    };
+    let write_err = |source| file_err("write", part)(source);
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -263,10 +259,7 @@ fn partial_len(part: &Path) -> Result<u64, TransportError> {
     match fs::metadata(part) {
         Ok(m) => Ok(m.len()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-        Err(source) => Err(TransportError::Read {
-            path: part.to_owned(),
-            source,
-        }),
+        Err(source) => Err(file_err("read", part)(source)),
     }
 }
 
@@ -275,9 +268,6 @@ pub fn remove_if_present(path: &Path) -> Result<(), TransportError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(TransportError::Remove {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(file_err("remove", path)(source)),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::Path;
 
 /// Everything that can go wrong talking to a source or landing its bytes; each names the
 /// URL, file or pin concerned.
@@ -118,40 +118,10 @@ pub enum TransportError {
         /// The cause.
         source: io::Error,
     },
-    /// A local file (a partial download) could not be read.
-    #[error("cannot read {}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// A local file (a partial download) could not be written or synced.
-    #[error("cannot write {}", path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// A file could not be saved under its final name (temp file created, synced or
-    /// renamed into place).
-    #[error("cannot write {}", path.display())]
-    Save {
-        /// The final name (or the temp folder, when the temp file could not be created).
-        path: PathBuf,
-        /// What failed, on which (temp) file.
-        #[source]
-        source: kiln_fsio::Error,
-    },
-    /// A corrupt or stale partial could not be removed.
-    #[error("cannot remove {}", path.display())]
-    Remove {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
+    /// A local file (partial download, temp file, blob) could not be read, written,
+    /// removed or renamed into place: the error names the operation and the file.
+    #[error(transparent)]
+    File(#[from] kiln_fsio::Error),
 }
 
 /// How a retrying driver reacts to an error met at one source.
@@ -196,10 +166,7 @@ impl Classify for TransportError {
             TransportError::HttpClient { .. }
             | TransportError::AllSourcesFailed { .. }
             | TransportError::ReadSource { .. }
-            | TransportError::Read { .. }
-            | TransportError::Write { .. }
-            | TransportError::Save { .. }
-            | TransportError::Remove { .. } => Reaction::Fatal,
+            | TransportError::File(_) => Reaction::Fatal,
         }
     }
 }
@@ -213,6 +180,20 @@ pub struct Attempt<E = TransportError> {
     pub tries: u32,
     /// The last error it gave.
     pub error: E,
+}
+
+/// Maps an I/O error of `op` (`read`, `write`, `remove`) on `path` to [`TransportError::File`].
+pub(crate) fn file_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> TransportError + 'a {
+    move |source| {
+        TransportError::File(kiln_fsio::Error {
+            op,
+            path: path.to_owned(),
+            source,
+        })
+    }
 }
 
 /// Renders an error with its chain of causes on one line.

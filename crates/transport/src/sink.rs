@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use kiln_fsio::TempFile;
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::error::TransportError;
+use crate::error::{file_err, TransportError};
 
 /// Read buffer for hashing and copying: large enough that syscalls do not dominate.
 pub const BUF_SIZE: usize = 256 * 1024;
@@ -133,10 +133,7 @@ pub(crate) fn pump(
 
 /// Hashes a local file in one pass: sha256, sha512 when `sha512` is true, and size.
 pub fn hash_file(path: &Path, sha512: bool) -> Result<Digests, TransportError> {
-    let read_err = |source| TransportError::Read {
-        path: path.to_owned(),
-        source,
-    };
+    let read_err = |source| file_err("read", path)(source);
     let mut file = File::open(path).map_err(read_err)?;
     let mut hasher = Hasher::new(sha512);
     pump(
@@ -163,11 +160,7 @@ pub struct Sink {
 impl Sink {
     /// A sink in `tmp_dir` (on the blobs' filesystem); sha512 is computed when `sha512`.
     pub fn new(tmp_dir: &Path, hint: &str, sha512: bool) -> Result<Sink, TransportError> {
-        let temp =
-            TempFile::new_in(tmp_dir, hint, BLOB_MODE).map_err(|source| TransportError::Save {
-                path: tmp_dir.to_owned(),
-                source,
-            })?;
+        let temp = TempFile::new_in(tmp_dir, hint, BLOB_MODE)?;
         Ok(Sink {
             temp,
             hasher: Hasher::new(sha512),
@@ -198,10 +191,7 @@ impl Sink {
         }
         self.temp
             .write_all(bytes)
-            .map_err(|source| TransportError::Write {
-                path: self.temp.path().to_owned(),
-                source,
-            })?;
+            .map_err(file_err("write", self.temp.path()))?;
         self.hasher.update(bytes);
         Ok(())
     }
@@ -230,9 +220,7 @@ impl Sink {
         // On a mismatch, dropping `temp` removes it: a wrong file never gets a final name.
         pins.check(origin, &digests)?;
         let dest: PathBuf = blob_dir.join(&digests.sha256);
-        self.temp
-            .commit(&dest)
-            .map_err(|source| TransportError::Save { path: dest, source })?;
+        self.temp.commit(&dest)?;
         Ok(digests)
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use kiln_store::{FetchOptions, Outcome, Progress, Store};
 
-pub use kiln_testkit::{payload, sha};
+pub use kiln_testkit::{names, payload, sha};
 
 /// Options for tests: quick backoff, short timeouts.
 pub fn fast_opts() -> FetchOptions {
@@ -28,15 +28,6 @@ pub fn fast_opts() -> FetchOptions {
         max_backoff: Duration::from_millis(20),
         allow_network: true,
     }
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 /// Asserts `sha256/` holds exactly `blobs` (each correct) and `tmp/` holds exactly `partials`.

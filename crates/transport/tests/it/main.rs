@@ -2,11 +2,11 @@
 //! mirror order, and the per-request hook.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kiln_testkit::http::{Reply, Server};
-use kiln_testkit::{payload, sha};
+use kiln_testkit::{names, payload, sha};
 use kiln_transport::{
     try_sources, BlobTarget, Classify, Direct, Done, Exhausted, Mirrors, Pins, Reaction, Sender,
     Success, Transport, TransportError, TransportOptions, Watch,
@@ -40,15 +40,6 @@ fn dirs() -> Dirs {
         tmp,
         blobs,
     }
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 /// Records what the transport reports.
@@ -320,7 +311,7 @@ fn file_urls_are_a_transport_too() {
         &d,
         &sha(&body),
         4_000,
-        &[url.clone()],
+        std::slice::from_ref(&url),
         &mut Seen::default(),
     )
     .unwrap();
