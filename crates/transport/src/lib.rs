@@ -9,6 +9,11 @@
 //! ([`TransportError`]). A source's own request needs (a registry's credentials and
 //! challenges) plug in per request through [`Sender`].
 //!
+//! Seams for what comes next: every body byte of a download passes one loop
+//! (`download::receive`), where an idle/stall timeout belongs; an upload (registry push,
+//! `kiln serve`'s client side) builds its `PUT`/`POST` from [`Transport::client`] and sends
+//! it through the same [`Sender`] (credentials) and [`try_sources`] (retries).
+//!
 //! This library never prints: it emits `tracing` events and reports through [`Watch`].
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
