@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use reqwest::blocking::Client;
+use kiln_transport::{read_capped, Transport, TransportError};
 use serde::Deserialize;
 
 use crate::error::ImageError;
@@ -231,7 +230,7 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
 /// Asks a token service for a pull token for `scope`; the login, when given, is sent
 /// as basic auth. `registry` names the registry in errors.
 pub(crate) fn fetch_token(
-    client: &Client,
+    transport: &Transport,
     registry: &str,
     realm: &str,
     service: Option<&str>,
@@ -248,14 +247,11 @@ pub(crate) fn fetch_token(
     if let Some(service) = service {
         query.push(("service", service));
     }
-    let mut request = client.get(realm).query(&query);
+    let mut request = transport.client().get(realm).query(&query);
     if let Some(login) = login {
         request = request.header(reqwest::header::AUTHORIZATION, login.basic_header());
     }
-    let response = request.send().map_err(|source| ImageError::Request {
-        url: realm.to_owned(),
-        source,
-    })?;
+    let response = Transport::execute(realm, request)?;
     let status = response.status().as_u16();
     match (status, login) {
         (200, _) => {}
@@ -273,10 +269,11 @@ pub(crate) fn fetch_token(
             })
         }
         (status, _) if status >= 500 || status == 429 => {
-            return Err(ImageError::HttpStatus {
+            return Err(TransportError::HttpStatus {
                 url: realm.to_owned(),
                 status,
-            })
+            }
+            .into())
         }
         (status, _) => return Err(token_err(format!("HTTP {status}"))),
     }
@@ -287,15 +284,7 @@ pub(crate) fn fetch_token(
         #[serde(default)]
         access_token: Option<String>,
     }
-    let mut body = Vec::new();
-    response
-        .take(MAX_TOKEN_RESPONSE)
-        .read_to_end(&mut body)
-        .map_err(|source| ImageError::Body {
-            url: realm.to_owned(),
-            received: body.len() as u64,
-            source,
-        })?;
+    let body = read_capped(response, realm, MAX_TOKEN_RESPONSE)?;
     let parsed: TokenResponse = serde_json::from_slice(&body)
         .map_err(|e| token_err(format!("response is not a token document: {e}")))?;
     parsed

@@ -4,7 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use kiln_store::{error_chain, StoreError};
+use kiln_store::StoreError;
+use kiln_transport::{error_chain, Attempt, Classify, Reaction, TransportError};
 
 /// Everything that can go wrong parsing, resolving, pulling, writing or assembling images.
 #[derive(Debug, thiserror::Error)]
@@ -170,64 +171,17 @@ pub enum ImageError {
         /// What differs.
         reason: String,
     },
-    /// An HTTP status that is not a success (and not one of the cases above).
-    #[error("{url}: HTTP {status}")]
-    HttpStatus {
-        /// The URL.
-        url: String,
-        /// The status code.
-        status: u16,
-    },
-    /// The request failed before a response arrived.
-    #[error("{url}: request failed")]
-    Request {
-        /// The URL.
-        url: String,
-        /// The cause.
-        source: reqwest::Error,
-    },
-    /// The connection broke while the body was being read.
-    #[error("{url}: transfer broke after {received} bytes")]
-    Body {
-        /// The URL.
-        url: String,
-        /// Bytes of the blob present when it broke.
-        received: u64,
-        /// The cause.
-        source: io::Error,
-    },
-    /// A body longer than its descriptor's size (or a manifest over the cap).
-    #[error("{url}: more than the expected {limit} bytes")]
-    TooLarge {
-        /// The URL.
-        url: String,
-        /// The size allowed.
-        limit: u64,
-    },
-    /// A complete body shorter than its descriptor's size.
-    #[error("{url}: got {actual} bytes, expected {expected}")]
-    SizeMismatch {
-        /// The URL.
-        url: String,
-        /// The descriptor's size.
-        expected: u64,
-        /// What arrived.
-        actual: u64,
-    },
-    /// The HTTP client could not be built.
-    #[error("cannot set up the HTTP client: {reason}")]
-    HttpClient {
-        /// Why.
-        reason: String,
-    },
     /// Every endpoint (mirrors first, then the registry) failed.
     #[error("{what}: every registry endpoint failed:{}", Attempts(attempts))]
     AllEndpointsFailed {
         /// What was being fetched.
         what: String,
         /// The last error of each endpoint, in the order tried.
-        attempts: Vec<(String, ImageError)>,
+        attempts: Vec<Attempt<ImageError>>,
     },
+    /// Talking to an endpoint or landing its bytes failed (HTTP, transfer, size, disk).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     /// Several blobs of a pull failed.
     #[error("{} blobs could not be pulled:{}", errors.len(), Errors(errors))]
     PullFailed {
@@ -299,42 +253,19 @@ pub enum ImageError {
     Store(#[from] StoreError),
 }
 
-/// How a retrying driver reacts to an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reaction {
-    /// Transient: retry the same URL after a backoff.
-    Retry,
-    /// This endpoint cannot give it: move to the next one.
-    NextEndpoint,
-    /// Stop: local trouble, or an answer no other endpoint would change.
-    Fatal,
-}
-
-impl ImageError {
-    /// Classifies an error met while talking to an endpoint.
-    pub(crate) fn reaction(&self) -> Reaction {
+impl Classify for ImageError {
+    /// The transport's classification for its errors; an endpoint that lacks the image,
+    /// sends wrong bytes or refuses us is skipped for the next; the rest is local: fatal.
+    fn reaction(&self) -> Reaction {
         match self {
-            ImageError::HttpStatus { status, .. } => match status {
-                408 | 429 | 500..=599 => Reaction::Retry,
-                _ => Reaction::NextEndpoint,
-            },
-            ImageError::Request { source, .. } => {
-                if source.is_builder() || source.is_redirect() {
-                    Reaction::NextEndpoint
-                } else {
-                    Reaction::Retry
-                }
-            }
-            ImageError::Body { .. } => Reaction::Retry,
+            ImageError::Transport(e) => e.reaction(),
             ImageError::ManifestNotFound { .. }
             | ImageError::DigestMismatch { .. }
-            | ImageError::TooLarge { .. }
-            | ImageError::SizeMismatch { .. }
             | ImageError::AuthRequired { .. }
             | ImageError::AuthRejected { .. }
             | ImageError::AccessDenied { .. }
             | ImageError::Token { .. }
-            | ImageError::UnsupportedChallenge { .. } => Reaction::NextEndpoint,
+            | ImageError::UnsupportedChallenge { .. } => Reaction::NextSource,
             _ => Reaction::Fatal,
         }
     }
@@ -361,12 +292,12 @@ fn at_url(url: &Option<String>) -> String {
     }
 }
 
-struct Attempts<'a>(&'a [(String, ImageError)]);
+struct Attempts<'a>(&'a [Attempt<ImageError>]);
 
 impl fmt::Display for Attempts<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (endpoint, error) in self.0 {
-            write!(f, "\n  - {endpoint}: {}", error_chain(error))?;
+        for a in self.0 {
+            write!(f, "\n  - {}: {}", a.url, error_chain(&a.error))?;
         }
         Ok(())
     }

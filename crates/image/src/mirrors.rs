@@ -1,6 +1,6 @@
 //! Registry mirrors: per registry host, base URLs tried in order before the registry itself.
 
-use std::collections::BTreeMap;
+use kiln_transport::Mirrors;
 
 use crate::error::ImageError;
 use crate::reference::{DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY};
@@ -10,9 +10,12 @@ use crate::reference::{DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY};
 /// A mirror is `http(s)://host[:port][/prefix]`; an image `repo` of the mirrored registry
 /// is then asked for at `http(s)://host[:port]/v2/[prefix/]repo/…` (a Harbor proxy-cache
 /// project is such a prefix). Mirrors are tried in order, then the registry itself.
+///
+/// Kept as the transport's URL [`Mirrors`]: the registry's API root
+/// (`https://registry/v2/`) rewritten to each mirror's (`http(s)://host[:port]/v2/[prefix/]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryMirrors {
-    by_registry: BTreeMap<String, Vec<Endpoint>>,
+    rules: Mirrors,
 }
 
 /// One place to ask for a registry's content.
@@ -57,6 +60,15 @@ impl Endpoint {
             prefix: prefix.to_owned(),
             host: host.to_owned(),
         })
+    }
+
+    /// The API root this endpoint serves a registry's repositories under:
+    /// `base/v2/[prefix/]`.
+    fn api_root(&self) -> String {
+        match self.prefix.as_str() {
+            "" => format!("{}/v2/", self.base),
+            p => format!("{}/v2/{p}/", self.base),
+        }
     }
 
     /// The registry itself: HTTPS, except plain HTTP for loopback hosts (as Docker allows).
@@ -108,44 +120,48 @@ impl RegistryMirrors {
         urls: &[S],
     ) -> Result<&mut Self, ImageError> {
         let registry = normalise_registry(registry);
-        let parsed = urls
+        let roots = urls
             .iter()
-            .map(|u| Endpoint::parse_mirror(&registry, u.as_ref()))
+            .map(|u| Endpoint::parse_mirror(&registry, u.as_ref()).map(|e| e.api_root()))
             .collect::<Result<Vec<_>, _>>()?;
-        let list = self.by_registry.entry(registry).or_default();
-        for e in parsed.into_iter().rev() {
-            list.insert(0, e);
-        }
+        self.rules
+            .add_first(Endpoint::origin(&registry).api_root(), roots);
         Ok(self)
     }
 
     /// The mirror URLs configured for `registry`, in order, as `base[/prefix]`.
     pub fn mirrors_of(&self, registry: &str) -> Vec<String> {
-        self.by_registry
-            .get(&normalise_registry(registry))
-            .map(|list| {
-                list.iter()
-                    .map(|e| match e.prefix.as_str() {
-                        "" => e.base.clone(),
-                        p => format!("{}/{p}", e.base),
-                    })
-                    .collect()
+        let origin = Endpoint::origin(&normalise_registry(registry));
+        self.rules
+            .replacements(&origin.api_root())
+            .iter()
+            .map(|root| {
+                let e = from_root(root);
+                match e.prefix.as_str() {
+                    "" => e.base,
+                    p => format!("{}/{p}", e.base),
+                }
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     /// Endpoints to try for `registry`: its mirrors in order, then itself; no duplicates.
     pub(crate) fn endpoints(&self, registry: &str) -> Vec<Endpoint> {
-        let mut out = self
-            .by_registry
-            .get(&normalise_registry(registry))
-            .cloned()
-            .unwrap_or_default();
+        let origin = Endpoint::origin(&normalise_registry(registry));
+        let mut roots = self.rules.candidates(&origin.api_root());
+        // The last candidate is the registry as normalised; ask it as it was named.
+        roots.pop();
+        let mut out: Vec<Endpoint> = roots.iter().map(|r| from_root(r)).collect();
         out.push(Endpoint::origin(registry));
         let mut seen = std::collections::BTreeSet::new();
         out.retain(|e| seen.insert((e.base.clone(), e.prefix.clone())));
         out
     }
+}
+
+/// The endpoint of an API root this module made (`scheme://host/v2/[prefix/]`).
+fn from_root(root: &str) -> Endpoint {
+    Endpoint::parse_mirror("", root).expect("API roots are made from valid endpoints")
 }
 
 /// Lowercases a host and folds Docker's legacy default-registry names.

@@ -2,24 +2,19 @@
 //! sha256 into the store once, interrupted blobs resumed with `Range`.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
 
-use kiln_store::{error_chain, Outcome, Progress, Store};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
-use sha2::{Digest as _, Sha256};
+use kiln_store::{Meter, Outcome, Progress, Store};
+use kiln_transport::{error_chain, BlobTarget, Pins, TransportError};
 
 use crate::error::ImageError;
 use crate::manifest::MAX_DOCUMENT;
-use crate::mirrors::Endpoint;
 use crate::reference::{Digest, Reference};
 use crate::registry::RegistryClient;
 use crate::resolve::LockedImage;
-use crate::storeio::{self, BUF_SIZE};
+use crate::storeio;
 
 /// What a pull did, blob by blob.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -157,7 +152,8 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// Downloads one blob through the image's endpoints, reporting progress.
+    /// Downloads one blob through the image's endpoints (resuming an interrupted
+    /// transfer), reporting progress.
     fn pull_blob(
         &self,
         store: &Store,
@@ -166,17 +162,33 @@ impl RegistryClient {
     ) -> Result<PulledBlob, ImageError> {
         progress.start(&w.label, Some(w.size));
         let what = format!("blob {} of {}", w.digest, w.image.reference);
-        let reported = Mutex::new(0u64);
-        let advance = |position: u64| {
-            let mut r = reported.lock().unwrap_or_else(|e| e.into_inner());
-            if position > *r {
-                progress.advance(&w.label, position - *r);
-                *r = position;
-            }
+        let target = BlobTarget {
+            partial: store.partial_path(w.digest.hex()),
+            blob_dir: store.blob_dir(),
+            pins: Pins {
+                sha256: Some(w.digest.hex()),
+                sha512: None,
+            },
+            size: Some(w.size),
         };
+        // Image pulls have always kept restarts in the log only.
+        let mut watch = Meter::new(progress, &w.label).notes_to_log_only();
         let reference = &w.image.reference;
+        let repository = reference.repository();
         let result = self.on_endpoints(reference.registry(), &what, |endpoint| {
-            self.blob_once(store, endpoint, w, &what, true, &advance)
+            let url = endpoint.url(repository, "blobs", w.digest.as_str());
+            let sender = self.authorized(endpoint, repository);
+            let done = self
+                .transport()
+                .download(&sender, &target, &url, &mut watch)
+                .map_err(|e| digest_mismatch(e, &what))?;
+            tracing::info!(digest = %w.digest, url = %url, bytes = done.bytes, resumed_from = done.resumed_from, "blob stored");
+            Ok(PulledBlob {
+                digest: w.digest.clone(),
+                bytes: done.bytes,
+                resumed_from: done.resumed_from,
+                url,
+            })
         });
         let outcome = match &result {
             Ok(b) => Outcome::Downloaded {
@@ -191,215 +203,28 @@ impl RegistryClient {
         progress.finish(&w.label, &outcome);
         result
     }
-
-    /// One attempt at one endpoint: resume the partial (when `resume`), stream through
-    /// sha256 into it, and on a match rename it to its blob name.
-    fn blob_once(
-        &self,
-        store: &Store,
-        endpoint: &Endpoint,
-        w: &Wanted<'_>,
-        what: &str,
-        resume: bool,
-        advance: &dyn Fn(u64),
-    ) -> Result<PulledBlob, ImageError> {
-        let part = store.partial_path(w.digest.hex());
-        let mut have = if resume { partial_len(&part)? } else { 0 };
-        if have > w.size {
-            have = 0;
-        }
-        if have == 0 {
-            remove_if_present(&part)?;
-        }
-        let repository = w.image.reference.repository();
-        let url = endpoint.url(repository, "blobs", w.digest.as_str());
-        let mut headers = Vec::new();
-        if have > 0 && have < w.size {
-            headers.push((RANGE, format!("bytes={have}-")));
-        }
-        let response = if have == w.size {
-            None
-        } else {
-            Some(self.get(endpoint, repository, &url, &headers)?)
-        };
-        let mut body: Option<(Box<dyn Read>, Option<u64>)> = None;
-        if let Some(response) = response {
-            let status = response.status().as_u16();
-            let start = match status {
-                200 => 0,
-                206 => response
-                    .headers()
-                    .get(CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(content_range_start)
-                    .unwrap_or(u64::MAX),
-                416 => u64::MAX,
-                _ => return Err(self.status_error(endpoint, &url, status)),
-            };
-            if start != have && have == 0 {
-                return Err(ImageError::HttpStatus { url, status });
-            }
-            if start != have {
-                // The registry did not resume where asked: start again from zero.
-                tracing::info!(url = %url, have, "registry did not resume; restarting from zero");
-                drop(response);
-                remove_if_present(&part)?;
-                return self.blob_once(store, endpoint, w, what, false, advance);
-            }
-            let len = response
-                .headers()
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if let Some(len) = len {
-                if have + len > w.size {
-                    return Err(ImageError::TooLarge { url, limit: w.size });
-                }
-            }
-            body = Some((Box::new(response), len));
-        }
-
-        let write_err = |source| ImageError::Write {
-            path: part.clone(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&part)
-            .map_err(write_err)?;
-        // A partial is never trusted: its bytes go through the hasher like new ones.
-        let mut hasher = Sha256::new();
-        if have > 0 {
-            let mut prefix = File::open(&part).map_err(write_err)?.take(have);
-            let mut buf = vec![0u8; BUF_SIZE];
-            loop {
-                let n = prefix.read(&mut buf).map_err(write_err)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
-        }
-        let resumed_from = have;
-        let mut total = have;
-        advance(total);
-        if let Some((mut reader, len)) = body {
-            let mut buf = vec![0u8; BUF_SIZE];
-            loop {
-                let n = match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(source) => {
-                        // Keep what arrived so the next attempt (or run) resumes from it.
-                        file.sync_all().map_err(write_err)?;
-                        return Err(ImageError::Body {
-                            url,
-                            received: total,
-                            source,
-                        });
-                    }
-                };
-                if total + n as u64 > w.size {
-                    drop(file);
-                    remove_if_present(&part)?;
-                    return Err(ImageError::TooLarge { url, limit: w.size });
-                }
-                file.write_all(&buf[..n]).map_err(write_err)?;
-                hasher.update(&buf[..n]);
-                total += n as u64;
-                advance(total);
-            }
-            if total < w.size {
-                file.sync_all().map_err(write_err)?;
-                let announced_all = len.is_some_and(|len| resumed_from + len == total);
-                if announced_all {
-                    drop(file);
-                    remove_if_present(&part)?;
-                    return Err(ImageError::SizeMismatch {
-                        url,
-                        expected: w.size,
-                        actual: total,
-                    });
-                }
-                return Err(ImageError::Body {
-                    url,
-                    received: total,
-                    source: io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed early"),
-                });
-            }
-        }
-        drop(file);
-        let actual = Digest::from_hex(&hex::encode(hasher.finalize()));
-        if actual != w.digest {
-            remove_if_present(&part)?;
-            if resumed_from > 0 {
-                // The fault may lie with the partial (another endpoint, an older run): once more whole.
-                tracing::info!(url = %url, "resumed blob did not match; downloading it whole");
-                return self.blob_once(store, endpoint, w, what, false, advance);
-            }
-            return Err(ImageError::DigestMismatch {
-                what: what.to_owned(),
-                url,
-                expected: w.digest.to_string(),
-                actual: actual.to_string(),
-            });
-        }
-        storeio::commit(store, &part, &w.digest)?;
-        tracing::info!(digest = %w.digest, url = %url, bytes = total, resumed_from, "blob stored");
-        Ok(PulledBlob {
-            digest: w.digest.clone(),
-            bytes: total,
-            resumed_from,
-            url,
-        })
-    }
 }
 
-/// The first byte position of a `Content-Range: bytes N-M/T` value.
-fn content_range_start(value: &str) -> Option<u64> {
-    let rest = value.trim().strip_prefix("bytes")?.trim_start();
-    let (start, _) = rest.split_once('-')?;
-    start.trim().parse().ok()
-}
-
-/// Length of the partial file, 0 when there is none.
-fn partial_len(part: &Path) -> Result<u64, ImageError> {
-    match fs::metadata(part) {
-        Ok(m) => Ok(m.len()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-        Err(source) => Err(ImageError::Read {
-            path: part.to_owned(),
-            source,
-        }),
-    }
-}
-
-fn remove_if_present(path: &Path) -> Result<(), ImageError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(ImageError::Write {
-            path: path.to_owned(),
-            source,
-        }),
+/// A blob's wrong bytes said in the registry's terms: which blob of which image, with
+/// `sha256:` digests.
+fn digest_mismatch(error: ImageError, what: &str) -> ImageError {
+    match error {
+        ImageError::Transport(TransportError::HashMismatch {
+            origin,
+            expected,
+            actual,
+            ..
+        }) => ImageError::DigestMismatch {
+            what: what.to_owned(),
+            url: origin,
+            expected: format!("sha256:{expected}"),
+            actual: format!("sha256:{actual}"),
+        },
+        other => other,
     }
 }
 
 /// `sha256:0123456789ab` for labels.
 fn short(digest: &Digest) -> String {
     format!("sha256:{}", &digest.hex()[..12])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_range_start_is_parsed() {
-        assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
-        assert_eq!(content_range_start("bytes */200"), None);
-        assert_eq!(content_range_start("items 1-2/3"), None);
-    }
 }

@@ -2,33 +2,38 @@
 //! basic and bearer-token authentication.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::Mutex;
-use std::thread;
-use std::time::Duration;
 
-use kiln_store::{error_chain, FetchOptions};
-use reqwest::blocking::{Client, Response};
-use reqwest::header::{HeaderName, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use kiln_store::FetchOptions;
+use kiln_transport::{
+    read_capped, try_sources, Attempt, Exhausted, Sender, Transport, TransportError,
+};
+use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 
 use crate::auth::{fetch_token, parse_challenge, Challenge, Credentials};
-use crate::error::{ImageError, Reaction};
+use crate::error::ImageError;
 use crate::manifest::{self, MAX_DOCUMENT};
 use crate::mirrors::{Endpoint, RegistryMirrors};
 use crate::reference::{Digest, Reference};
 
-/// First backoff delay; doubled on each retry up to `FetchOptions::max_backoff`.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-
 /// Talks to registries (through their mirrors) for [`resolve`](Self::resolve) and
 /// [`pull`](Self::pull). Safe to share between threads; remembers tokens per repository.
 pub struct RegistryClient {
-    http: Client,
+    transport: Transport,
     mirrors: RegistryMirrors,
     credentials: Credentials,
     opts: FetchOptions,
     /// `Authorization` values that worked, by (endpoint base, repository on it).
     auth: Mutex<BTreeMap<(String, String), String>>,
+}
+
+/// Sends requests for one repository on one endpoint: the registry's authentication
+/// flow (anonymous, basic, bearer token) as the transport's per-request hook.
+pub(crate) struct Authorized<'a> {
+    client: &'a RegistryClient,
+    endpoint: &'a Endpoint,
+    repository: &'a str,
 }
 
 /// A manifest or index exactly as the registry sent it.
@@ -48,17 +53,8 @@ impl RegistryClient {
         credentials: Credentials,
         opts: FetchOptions,
     ) -> Result<Self, ImageError> {
-        let http = Client::builder()
-            .connect_timeout(opts.connect_timeout)
-            // For the blocking client this bounds each wait, not the whole transfer.
-            .timeout(opts.read_timeout)
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ImageError::HttpClient {
-                reason: error_chain(&e),
-            })?;
         Ok(RegistryClient {
-            http,
+            transport: Transport::new(&opts.transport())?,
             mirrors,
             credentials,
             opts,
@@ -71,164 +67,55 @@ impl RegistryClient {
         &self.opts
     }
 
-    /// GETs `url` of `repository` on `endpoint`, answering an authentication challenge
-    /// once. Returns any response but 401.
-    pub(crate) fn get(
-        &self,
-        endpoint: &Endpoint,
-        repository: &str,
-        url: &str,
-        headers: &[(HeaderName, String)],
-    ) -> Result<Response, ImageError> {
-        let key = (endpoint.base.clone(), endpoint.repository(repository));
-        let cached = self.lock_auth().get(&key).cloned();
-        let send = |authorization: Option<&str>| {
-            let mut request = self.http.get(url);
-            for (name, value) in headers {
-                request = request.header(name, value);
-            }
-            if let Some(value) = authorization {
-                request = request.header(AUTHORIZATION, value);
-            }
-            request.send().map_err(|source| ImageError::Request {
-                url: url.to_owned(),
-                source,
-            })
-        };
-        let response = send(cached.as_deref())?;
-        if response.status().as_u16() != 401 {
-            return Ok(response);
+    /// The transport every request goes through.
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The sender for `repository` on `endpoint`, answering its authentication challenges.
+    pub(crate) fn authorized<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        repository: &'a str,
+    ) -> Authorized<'a> {
+        Authorized {
+            client: self,
+            endpoint,
+            repository,
         }
-        let challenge = response
-            .headers()
-            .get(WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        drop(response);
-        let login = self.credentials.get(&endpoint.host);
-        let authorization = match parse_challenge(&challenge) {
-            None => {
-                return Err(ImageError::UnsupportedChallenge {
-                    url: url.to_owned(),
-                    challenge,
-                })
-            }
-            Some(Challenge::Basic) => match login {
-                Some(login) => login.basic_header(),
-                None => {
-                    return Err(ImageError::AuthRequired {
-                        registry: endpoint.host.clone(),
-                        url: url.to_owned(),
-                    })
-                }
-            },
-            Some(Challenge::Bearer {
-                realm,
-                service,
-                scope,
-            }) => {
-                let scope = scope.unwrap_or_else(|| format!("repository:{}:pull", key.1));
-                let token = fetch_token(
-                    &self.http,
-                    &endpoint.host,
-                    &realm,
-                    service.as_deref(),
-                    &scope,
-                    login,
-                    self.credentials.file(),
-                )?;
-                format!("Bearer {token}")
-            }
-        };
-        let response = send(Some(&authorization))?;
-        if response.status().as_u16() == 401 {
-            return Err(match login {
-                Some(login) => ImageError::AuthRejected {
-                    registry: endpoint.host.clone(),
-                    user: login.user.clone(),
-                    file: self.credentials.file().map(ToOwned::to_owned),
-                },
-                None => ImageError::AuthRequired {
-                    registry: endpoint.host.clone(),
-                    url: url.to_owned(),
-                },
-            });
-        }
-        self.lock_auth().insert(key, authorization);
-        Ok(response)
     }
 
     fn lock_auth(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), String>> {
         self.auth.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The error for an unexpected status (403 gets its own message).
-    pub(crate) fn status_error(&self, endpoint: &Endpoint, url: &str, status: u16) -> ImageError {
-        if status == 403 {
-            ImageError::AccessDenied {
-                registry: endpoint.host.clone(),
-                url: url.to_owned(),
-                user: self.credentials.get(&endpoint.host).map(|l| l.user.clone()),
-            }
-        } else {
-            ImageError::HttpStatus {
-                url: url.to_owned(),
-                status,
-            }
-        }
-    }
-
-    /// Runs `attempt` on each endpoint of `registry` (mirrors first), retrying transient
-    /// failures with capped exponential backoff. The first success wins.
+    /// Runs `attempt` on each endpoint of `registry` (mirrors first) through the
+    /// transport's retry loop. The first success wins.
     pub(crate) fn on_endpoints<T>(
         &self,
         registry: &str,
         what: &str,
-        mut attempt: impl FnMut(&Endpoint) -> Result<T, ImageError>,
+        attempt: impl FnMut(&Endpoint) -> Result<T, ImageError>,
     ) -> Result<T, ImageError> {
         if !self.opts.allow_network {
             return Err(ImageError::Offline {
                 what: what.to_owned(),
             });
         }
-        let mut failures: Vec<(String, ImageError)> = Vec::new();
-        for endpoint in self.mirrors.endpoints(registry) {
-            let mut tries = 0u32;
-            loop {
-                tries += 1;
-                let error = match attempt(&endpoint) {
-                    Ok(value) => return Ok(value),
-                    Err(e) => e,
-                };
-                match error.reaction() {
-                    Reaction::Fatal => return Err(error),
-                    Reaction::Retry if tries <= self.opts.retries => {
-                        let delay = FIRST_BACKOFF
-                            .saturating_mul(1u32 << (tries - 1).min(16))
-                            .min(self.opts.max_backoff);
-                        tracing::warn!(
-                            endpoint = %endpoint.base,
-                            tries,
-                            delay_ms = delay.as_millis() as u64,
-                            error = %error_chain(&error),
-                            "{what}: transient failure, retrying"
-                        );
-                        thread::sleep(delay);
-                    }
-                    _ => {
-                        tracing::warn!(
-                            endpoint = %endpoint.base,
-                            error = %error_chain(&error),
-                            "{what}: giving up on this endpoint"
-                        );
-                        failures.push((endpoint.base.clone(), error));
-                        break;
-                    }
-                }
-            }
+        let endpoints = self.mirrors.endpoints(registry);
+        let options = self.transport.options();
+        match try_sources(
+            what,
+            &endpoints,
+            options,
+            |e| e.base.clone(),
+            |_, _| {},
+            attempt,
+        ) {
+            Ok(success) => Ok(success.value),
+            Err(Exhausted::Fatal(e)) => Err(e),
+            Err(Exhausted::AllFailed(attempts)) => Err(merge_failures(what, attempts)),
         }
-        Err(merge_failures(what, failures))
     }
 
     /// Fetches a manifest or index by tag or digest, byte-exact, checking it against
@@ -246,12 +133,12 @@ impl RegistryClient {
         let repository = reference.repository();
         self.on_endpoints(reference.registry(), &what, |endpoint| {
             let url = endpoint.url(repository, "manifests", &wanted);
-            let response = self.get(
-                endpoint,
-                repository,
-                &url,
-                &[(ACCEPT, manifest::ACCEPT.to_owned())],
-            )?;
+            let response = self.authorized(endpoint, repository).send(&url, &|| {
+                self.transport
+                    .client()
+                    .get(&url)
+                    .header(ACCEPT, manifest::ACCEPT)
+            })?;
             match response.status().as_u16() {
                 200 => {}
                 404 => {
@@ -260,7 +147,7 @@ impl RegistryClient {
                         urls: vec![url],
                     })
                 }
-                status => return Err(self.status_error(endpoint, &url, status)),
+                status => return Err(TransportError::HttpStatus { url, status }.into()),
             }
             let header = |name: &str| {
                 response
@@ -290,11 +177,12 @@ impl RegistryClient {
             }
             if let Some((_, size)) = expected {
                 if bytes.len() as u64 != size {
-                    return Err(ImageError::SizeMismatch {
+                    return Err(TransportError::SizeMismatch {
                         url,
                         expected: size,
                         actual: bytes.len() as u64,
-                    });
+                    }
+                    .into());
                 }
             }
             let media_type = manifest::media_type_of(&bytes, content_type.as_deref());
@@ -318,10 +206,12 @@ impl RegistryClient {
         let repository = reference.repository();
         self.on_endpoints(reference.registry(), what, |endpoint| {
             let url = endpoint.url(repository, "blobs", digest.as_str());
-            let response = self.get(endpoint, repository, &url, &[])?;
+            let response = self
+                .authorized(endpoint, repository)
+                .send(&url, &|| self.transport.client().get(&url))?;
             match response.status().as_u16() {
                 200 => {}
-                status => return Err(self.status_error(endpoint, &url, status)),
+                status => return Err(TransportError::HttpStatus { url, status }.into()),
             }
             let bytes = read_capped(response, &url, size.min(MAX_DOCUMENT))?;
             let actual = Digest::of(&bytes);
@@ -338,38 +228,18 @@ impl RegistryClient {
     }
 }
 
-/// Reads a whole body of at most `limit` bytes.
-fn read_capped(response: Response, url: &str, limit: u64) -> Result<Vec<u8>, ImageError> {
-    let mut bytes = Vec::new();
-    response
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| ImageError::Body {
-            url: url.to_owned(),
-            received: bytes.len() as u64,
-            source,
-        })?;
-    if bytes.len() as u64 > limit {
-        return Err(ImageError::TooLarge {
-            url: url.to_owned(),
-            limit,
-        });
-    }
-    Ok(bytes)
-}
-
 /// One endpoint's error as is; 404s everywhere as one "no such image"; else the list.
-fn merge_failures(what: &str, mut failures: Vec<(String, ImageError)>) -> ImageError {
+fn merge_failures(what: &str, mut failures: Vec<Attempt<ImageError>>) -> ImageError {
     if failures.len() == 1 {
-        return failures.remove(0).1;
+        return failures.remove(0).error;
     }
     if failures
         .iter()
-        .all(|(_, e)| matches!(e, ImageError::ManifestNotFound { .. }))
+        .all(|a| matches!(a.error, ImageError::ManifestNotFound { .. }))
     {
         let mut reference = String::new();
         let mut urls = Vec::new();
-        for (_, e) in failures {
+        for Attempt { error: e, .. } in failures {
             if let ImageError::ManifestNotFound {
                 reference: r,
                 urls: u,
@@ -384,5 +254,107 @@ fn merge_failures(what: &str, mut failures: Vec<(String, ImageError)>) -> ImageE
     ImageError::AllEndpointsFailed {
         what: what.to_owned(),
         attempts: failures,
+    }
+}
+
+impl Sender for Authorized<'_> {
+    type Error = ImageError;
+
+    /// Sends with the `Authorization` that worked before for this repository, answering
+    /// one authentication challenge; a 403 is access denied. Returns any other response.
+    fn send(&self, url: &str, build: &dyn Fn() -> RequestBuilder) -> Result<Response, ImageError> {
+        let (client, endpoint) = (self.client, self.endpoint);
+        let key = (endpoint.base.clone(), endpoint.repository(self.repository));
+        let cached = client.lock_auth().get(&key).cloned();
+        let send = |authorization: Option<&str>| {
+            let request = match authorization {
+                Some(value) => build().header(AUTHORIZATION, value),
+                None => build(),
+            };
+            Transport::execute(url, request)
+        };
+        let mut response = send(cached.as_deref())?;
+        if response.status().as_u16() == 401 {
+            let authorization = self.answer(url, &key.1, response)?;
+            response = send(Some(&authorization))?;
+            if response.status().as_u16() == 401 {
+                return Err(self.refused(url));
+            }
+            client.lock_auth().insert(key, authorization);
+        }
+        if response.status().as_u16() == 403 {
+            return Err(ImageError::AccessDenied {
+                registry: endpoint.host.clone(),
+                url: url.to_owned(),
+                user: client
+                    .credentials
+                    .get(&endpoint.host)
+                    .map(|l| l.user.clone()),
+            });
+        }
+        Ok(response)
+    }
+}
+
+impl Authorized<'_> {
+    /// The `Authorization` value answering the challenge of a 401 `response`.
+    fn answer(
+        &self,
+        url: &str,
+        repository: &str,
+        response: Response,
+    ) -> Result<String, ImageError> {
+        let endpoint = self.endpoint;
+        let challenge = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        drop(response);
+        let login = self.client.credentials.get(&endpoint.host);
+        match parse_challenge(&challenge) {
+            None => Err(ImageError::UnsupportedChallenge {
+                url: url.to_owned(),
+                challenge,
+            }),
+            Some(Challenge::Basic) => match login {
+                Some(login) => Ok(login.basic_header()),
+                None => Err(self.refused(url)),
+            },
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
+                let scope = scope.unwrap_or_else(|| format!("repository:{repository}:pull"));
+                let token = fetch_token(
+                    &self.client.transport,
+                    &endpoint.host,
+                    &realm,
+                    service.as_deref(),
+                    &scope,
+                    login,
+                    self.client.credentials.file(),
+                )?;
+                Ok(format!("Bearer {token}"))
+            }
+        }
+    }
+
+    /// The error when the registry still wants credentials: ours were refused, or we have none.
+    fn refused(&self, url: &str) -> ImageError {
+        let host = &self.endpoint.host;
+        match self.client.credentials.get(host) {
+            Some(login) => ImageError::AuthRejected {
+                registry: host.clone(),
+                user: login.user.clone(),
+                file: self.client.credentials.file().map(ToOwned::to_owned),
+            },
+            None => ImageError::AuthRequired {
+                registry: host.clone(),
+                url: url.to_owned(),
+            },
+        }
     }
 }

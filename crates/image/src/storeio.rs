@@ -3,71 +3,49 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use kiln_fsio::TempFile;
 use kiln_store::Store;
+use kiln_transport::{Pins, Sink};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::ImageError;
 use crate::reference::Digest;
 
-/// Copy buffer size.
-pub(crate) const BUF_SIZE: usize = 256 * 1024;
-
-/// Mode of a blob in the store.
-const BLOB_MODE: u32 = 0o644;
-
 /// The store's temp folder (same filesystem as the blobs, so a rename is atomic).
 pub(crate) fn tmp_dir(store: &Store) -> PathBuf {
-    store.root().join("tmp")
+    store.tmp_dir()
 }
 
-/// A temp file in the store that hashes what is written to it.
+/// A blob being written into the store: the transport's hashing [`Sink`], named by the
+/// digest of what was written.
 pub(crate) struct BlobWriter {
-    temp: TempFile,
-    hasher: Sha256,
-    size: u64,
+    sink: Sink,
 }
 
 impl BlobWriter {
     /// Starts a blob in the store's temp folder.
     pub(crate) fn new(store: &Store) -> Result<Self, ImageError> {
-        let dir = tmp_dir(store);
-        let temp = TempFile::new_in(&dir, "blob", BLOB_MODE)
-            .map_err(|source| ImageError::Save { path: dir, source })?;
-        Ok(BlobWriter {
-            temp,
-            hasher: Sha256::new(),
-            size: 0,
-        })
+        let sink = Sink::new(&store.tmp_dir(), "blob", false)?;
+        Ok(BlobWriter { sink })
     }
 
     /// Fsyncs and renames the blob to its digest's name; returns digest and size.
     pub(crate) fn finish(self, store: &Store) -> Result<(Digest, u64), ImageError> {
-        let digest = Digest::from_hex(&hex::encode(self.hasher.finalize()));
-        if store.contains(digest.hex()) && store.verify_blob(digest.hex())? {
-            // Same bytes already stored: the temp file is dropped (removed).
-            return Ok((digest, self.size));
-        }
-        let dest = store.blob_path(digest.hex());
-        self.temp.commit(&dest).map_err(|source| ImageError::Save {
-            path: dest.clone(),
-            source,
-        })?;
-        Ok((digest, self.size))
+        // No pin: the name is whatever the bytes hash to.
+        let digests = self
+            .sink
+            .finish("blob", Pins::default(), &store.blob_dir())?;
+        Ok((Digest::from_hex(&digests.sha256), digests.size))
     }
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.temp.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
+        self.sink.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.temp.flush()
+        self.sink.flush()
     }
 }
 
@@ -92,19 +70,8 @@ pub(crate) fn put_bytes(
         return Ok(digest);
     }
     let mut w = BlobWriter::new(store)?;
-    let temp_path = w.temp.path().to_owned();
-    w.write_all(bytes).map_err(|source| ImageError::Write {
-        path: temp_path,
-        source,
-    })?;
+    w.sink.put(bytes)?;
     w.finish(store).map(|(d, _)| d)
-}
-
-/// Moves a complete, hashed file in the store's temp folder to its blob name.
-pub(crate) fn commit(store: &Store, from: &Path, digest: &Digest) -> Result<(), ImageError> {
-    let dest = store.blob_path(digest.hex());
-    kiln_fsio::rename_into(from, &dest, BLOB_MODE)
-        .map_err(|source| ImageError::Save { path: dest, source })
 }
 
 /// Reads a small blob (manifest, config) and checks it hashes to its name.

@@ -26,12 +26,13 @@ pub(crate) fn download(
     let (actual, _) = hash_file(&deb)?;
     if actual != expected_sha256 {
         // `dir` is removed on drop: the wrong file never reaches the store.
-        return Err(StoreError::HashMismatch {
+        return Err(kiln_transport::TransportError::HashMismatch {
             origin: format!("apt package {package}={version} ({arch})"),
             algorithm: "sha256",
             expected: expected_sha256.to_owned(),
             actual,
-        });
+        }
+        .into());
     }
     store.commit(&deb, expected_sha256)
 }

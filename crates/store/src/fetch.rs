@@ -8,11 +8,12 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use reqwest::blocking::Client;
+use kiln_transport::{
+    error_chain, try_sources, BlobTarget, Direct, Mirrors, Pins, Transport, TransportError,
+    TransportOptions,
+};
 
-use crate::error::{error_chain, StoreError};
-use crate::http::{self, Target};
-use crate::mirrors::Mirrors;
+use crate::error::StoreError;
 use crate::progress::{Meter, Outcome, Progress};
 use crate::store::{check_sha256, check_sha512, Store};
 
@@ -87,6 +88,18 @@ pub struct FetchOptions {
     pub allow_network: bool,
 }
 
+impl FetchOptions {
+    /// The options of the transport every download goes through.
+    pub fn transport(&self) -> TransportOptions {
+        TransportOptions {
+            retries: self.retries,
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            max_backoff: self.max_backoff,
+        }
+    }
+}
+
 impl Default for FetchOptions {
     fn default() -> Self {
         FetchOptions {
@@ -133,7 +146,7 @@ pub struct SourceProblem {
     /// How many times it was tried.
     pub tries: u32,
     /// Why it was skipped (its last error).
-    pub error: StoreError,
+    pub error: TransportError,
 }
 
 /// The downloads that failed, with the report of everything that was done.
@@ -209,7 +222,11 @@ pub fn fetch_all(
             .iter()
             .any(|&i| matches!(downloads[i].source, DownloadSource::Http { .. }));
     let client = if needs_client {
-        Some(http::client(opts).map_err(|e| e.to_string()))
+        // Kept as the reason only: each download that needs it reports it.
+        Some(Transport::new(&opts.transport()).map_err(|e| match e {
+            TransportError::HttpClient { reason } => reason,
+            other => error_chain(&other),
+        }))
     } else {
         None
     };
@@ -296,7 +313,7 @@ struct Ctx<'a> {
     mirrors: &'a Mirrors,
     opts: &'a FetchOptions,
     progress: &'a dyn Progress,
-    client: Option<&'a Result<Client, String>>,
+    client: Option<&'a Result<Transport, String>>,
     /// Skipped sources with the index of their download, for a stable report order.
     problems: Mutex<Vec<(usize, SourceProblem)>>,
 }
@@ -425,35 +442,45 @@ impl Ctx<'_> {
                 label: d.label.clone(),
             });
         }
-        let client = match self.client {
-            Some(Ok(client)) => client,
+        let transport = match self.client {
+            Some(Ok(transport)) => transport,
             Some(Err(reason)) => {
-                return Err(StoreError::HttpClient {
+                return Err(TransportError::HttpClient {
                     reason: reason.clone(),
-                })
+                }
+                .into())
             }
             None => unreachable!("a client is built whenever an http download may run"),
         };
         let candidates = self.mirrors.candidates_all(urls);
-        let target = Target {
-            store: self.store,
-            sha256: d.sha256.as_deref(),
-            sha512: d.sha512.as_deref(),
+        let target = BlobTarget {
+            // Named by whichever digest is known (sha256 first).
+            partial: match (&d.sha256, &d.sha512) {
+                (Some(h), _) => self.store.partial_path(h),
+                (_, Some(h)) => self.store.partial_path_sha512(h),
+                (None, None) => unreachable!("a download has a pin"),
+            },
+            blob_dir: self.store.blob_dir(),
+            pins: Pins {
+                sha256: d.sha256.as_deref(),
+                sha512: d.sha512.as_deref(),
+            },
             size: d.size,
         };
         let mut meter = Meter::new(self.progress, &d.label);
         let what = format!("{} ({})", d.label, d.pin());
-        let success = http::try_sources(
+        let success = try_sources(
             &what,
             &candidates,
-            self.opts,
+            transport.options(),
+            Clone::clone,
             |url, error| {
                 let msg = format!("skipping {url}: {}", error_chain(error));
-                tracing::warn!(label = %d.label, "{msg}");
                 self.progress.note(&d.label, &msg);
             },
-            |url| http::download_once(client, &target, url, &mut meter),
-        )?;
+            |url| transport.download(&Direct, &target, url, &mut meter),
+        )
+        .map_err(|e| e.into_error(&what))?;
         let done = success.value;
         self.problems
             .lock()
@@ -467,11 +494,44 @@ impl Ctx<'_> {
                 };
                 (index, problem)
             }));
+        if let Some(h) = &d.sha512 {
+            // Blobs are named by sha256: the sha512 pin is recorded beside.
+            self.store.record_sha512(h, &done.digests.sha256)?;
+        }
         let outcome = Outcome::Downloaded {
-            url: success.url,
+            url: success.source,
             bytes: done.bytes,
             resumed_from: done.resumed_from,
         };
-        Ok((outcome, done.sha256))
+        Ok((outcome, done.digests.sha256))
+    }
+}
+
+/// GETs a small text document (e.g. an upstream checksum file), through mirrors and
+/// retries, refusing more than [`MAX_TEXT_BYTES`](kiln_transport::MAX_TEXT_BYTES).
+pub fn fetch_text(url: &str, mirrors: &Mirrors, opts: &FetchOptions) -> Result<String, StoreError> {
+    online(url, opts)?;
+    Ok(Transport::new(&opts.transport())?.fetch_text(url, mirrors)?)
+}
+
+/// The size of the document at `url` from its `Content-Length` (HEAD, then GET
+/// headers when HEAD gives none); `None` when the server does not say.
+pub fn remote_size(
+    url: &str,
+    mirrors: &Mirrors,
+    opts: &FetchOptions,
+) -> Result<Option<u64>, StoreError> {
+    online(url, opts)?;
+    Ok(Transport::new(&opts.transport())?.remote_size(url, mirrors)?)
+}
+
+/// Refuses a network request while the network is not allowed.
+fn online(url: &str, opts: &FetchOptions) -> Result<(), StoreError> {
+    if opts.allow_network {
+        Ok(())
+    } else {
+        Err(StoreError::NetworkDisabled {
+            url: url.to_owned(),
+        })
     }
 }

@@ -60,33 +60,47 @@ pub enum Outcome {
 
 /// Reports byte progress of one download without ever counting a byte twice,
 /// even when an attempt restarts from zero or resumes a partial.
-pub(crate) struct Meter<'a> {
+/// Image pulls use it too.
+pub struct Meter<'a> {
     progress: &'a dyn Progress,
     label: &'a str,
     reported: u64,
+    /// Whether notes reach the progress receiver, not only the log.
+    forward_notes: bool,
 }
 
 impl<'a> Meter<'a> {
     /// A meter for `label` that has reported nothing yet.
-    pub(crate) fn new(progress: &'a dyn Progress, label: &'a str) -> Self {
+    pub fn new(progress: &'a dyn Progress, label: &'a str) -> Self {
         Meter {
             progress,
             label,
             reported: 0,
+            forward_notes: true,
         }
     }
 
+    /// Keeps the transport's notes (restarts) in the log, out of the progress display.
+    pub fn notes_to_log_only(mut self) -> Self {
+        self.forward_notes = false;
+        self
+    }
+}
+
+impl kiln_transport::Watch for Meter<'_> {
     /// The file now has `position` bytes: report what is new.
-    pub(crate) fn at(&mut self, position: u64) {
+    fn at(&mut self, position: u64) {
         if position > self.reported {
             self.progress.advance(self.label, position - self.reported);
             self.reported = position;
         }
     }
 
-    /// Passes a note on to the progress receiver.
-    pub(crate) fn note(&self, msg: &str) {
+    /// Logs a note and passes it on to the progress receiver.
+    fn note(&mut self, msg: &str) {
         tracing::info!(label = self.label, "{msg}");
-        self.progress.note(self.label, msg);
+        if self.forward_notes {
+            self.progress.note(self.label, msg);
+        }
     }
 }

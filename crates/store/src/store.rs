@@ -1,20 +1,13 @@
 //! The content-addressed folder itself: blob paths, verification and atomic insertion.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256, Sha512};
-
 use kiln_fsio::TempFile;
+use kiln_transport::{Pins, Sink, BLOB_MODE};
 
 use crate::error::StoreError;
-
-/// Read buffer for hashing and copying: large enough that syscalls do not dominate.
-pub(crate) const BUF_SIZE: usize = 256 * 1024;
-
-/// Mode given to blobs: readable by whoever builds from the store.
-const BLOB_MODE: u32 = 0o644;
 
 /// A content-addressed store rooted at a folder: blobs live at `<root>/sha256/<hex>`.
 #[derive(Debug, Clone)]
@@ -43,76 +36,6 @@ pub(crate) fn check_sha512(s: &str) -> Result<(), StoreError> {
     }
 }
 
-/// sha256 of everything written, and sha512 too when asked (for sha512 pins).
-pub(crate) struct Hasher {
-    sha256: Sha256,
-    sha512: Option<Sha512>,
-}
-
-impl Hasher {
-    /// A hasher computing sha256, and sha512 when `sha512` is true.
-    pub(crate) fn new(sha512: bool) -> Hasher {
-        Hasher {
-            sha256: Sha256::new(),
-            sha512: sha512.then(Sha512::new),
-        }
-    }
-
-    pub(crate) fn update(&mut self, bytes: &[u8]) {
-        self.sha256.update(bytes);
-        if let Some(h) = &mut self.sha512 {
-            h.update(bytes);
-        }
-    }
-
-    /// The hex digests: sha256, and sha512 when asked for.
-    pub(crate) fn finish(self) -> (String, Option<String>) {
-        (
-            hex::encode(self.sha256.finalize()),
-            self.sha512.map(|h| hex::encode(h.finalize())),
-        )
-    }
-}
-
-impl Write for Hasher {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Checks computed digests against the pins given; the error names both values.
-pub(crate) fn check_pins(
-    origin: &str,
-    sha256: (&str, Option<&str>),
-    sha512: (Option<&str>, Option<&str>),
-) -> Result<(), StoreError> {
-    if let (Some(actual), Some(expected)) = sha512 {
-        if actual != expected {
-            return Err(StoreError::HashMismatch {
-                origin: origin.to_owned(),
-                algorithm: "sha512",
-                expected: expected.to_owned(),
-                actual: actual.to_owned(),
-            });
-        }
-    }
-    if let Some(expected) = sha256.1 {
-        if sha256.0 != expected {
-            return Err(StoreError::HashMismatch {
-                origin: origin.to_owned(),
-                algorithm: "sha256",
-                expected: expected.to_owned(),
-                actual: sha256.0.to_owned(),
-            });
-        }
-    }
-    Ok(())
-}
-
 /// Returns an error unless `s` is a valid sha256 name.
 pub(crate) fn check_sha256(s: &str) -> Result<(), StoreError> {
     if is_sha256(s) {
@@ -126,46 +49,13 @@ pub(crate) fn check_sha256(s: &str) -> Result<(), StoreError> {
 
 /// Hashes a local file, returning its sha256 and size.
 pub fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
-    hash_file_with(path, false).map(|(sha256, _, size)| (sha256, size))
-}
-
-/// Hashes a local file in one pass: sha256, sha512 when `sha512` is true, and size.
-pub(crate) fn hash_file_with(
-    path: &Path,
-    sha512: bool,
-) -> Result<(String, Option<String>, u64), StoreError> {
-    let read_err = |source| StoreError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = File::open(path).map_err(read_err)?;
-    let mut hasher = Hasher::new(sha512);
-    let mut buf = vec![0u8; BUF_SIZE];
-    let mut size = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_err(e)),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    let (sha256, sha512) = hasher.finish();
-    Ok((sha256, sha512, size))
+    let digests = kiln_transport::hash_file(path, false)?;
+    Ok((digests.sha256, digests.size))
 }
 
 /// Removes a file, treating "already gone" as success.
 pub(crate) fn remove_if_present(path: &Path) -> Result<(), StoreError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(StoreError::Remove {
-            path: path.to_owned(),
-            source,
-        }),
-    }
+    Ok(kiln_transport::remove_if_present(path)?)
 }
 
 impl Store {
@@ -253,12 +143,12 @@ impl Store {
     }
 
     /// The folder of blobs.
-    pub(crate) fn blob_dir(&self) -> PathBuf {
+    pub fn blob_dir(&self) -> PathBuf {
         self.root.join("sha256")
     }
 
     /// The folder of temp files and partial downloads (same filesystem as the blobs).
-    pub(crate) fn tmp_dir(&self) -> PathBuf {
+    pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
 
@@ -322,13 +212,14 @@ impl Store {
             Err(source) => return Err(StoreError::Read { path, source }),
             Ok(_) => {}
         }
-        let (actual, actual_sha512, _) = hash_file_with(&path, true)?;
+        let digests = kiln_transport::hash_file(&path, true)?;
+        let actual = digests.sha256;
         if actual != sha256 {
             tracing::warn!(path = %path.display(), expected = sha256, actual = %actual, "corrupt blob removed from the store");
             remove_if_present(&path)?;
             return Ok(None);
         }
-        Ok(Some(actual_sha512.as_deref() == Some(sha512)))
+        Ok(Some(digests.sha512.as_deref() == Some(sha512)))
     }
 
     /// Copies a local file into the store, hashing it and checking it against the pin.
@@ -387,42 +278,14 @@ impl Store {
         expected: Option<&str>,
         expected_sha512: Option<&str>,
     ) -> Result<(String, u64), StoreError> {
-        let mut temp = self.temp_file("ingest", BLOB_MODE)?;
-        let temp_path = temp.path().to_owned();
-        let write_err = |source| StoreError::Write {
-            path: temp_path.clone(),
-            source,
+        let mut sink = Sink::new(&self.tmp_dir(), "ingest", expected_sha512.is_some())?;
+        sink.fill(reader, origin)?;
+        let pins = Pins {
+            sha256: expected,
+            sha512: expected_sha512,
         };
-        let mut hasher = Hasher::new(expected_sha512.is_some());
-        let mut buf = vec![0u8; BUF_SIZE];
-        let mut size = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(StoreError::ReadSource {
-                        origin: origin.to_owned(),
-                        source,
-                    })
-                }
-            };
-            hasher.update(&buf[..n]);
-            temp.write_all(&buf[..n]).map_err(write_err)?;
-            size += n as u64;
-        }
-        let (actual, actual_sha512) = hasher.finish();
-        // On a mismatch, dropping `temp` removes it: a wrong file never gets a final name.
-        check_pins(
-            origin,
-            (&actual, expected),
-            (actual_sha512.as_deref(), expected_sha512),
-        )?;
-        let dest = self.blob_path(&actual);
-        temp.commit(&dest)
-            .map_err(|source| StoreError::Save { path: dest, source })?;
-        Ok((actual, size))
+        let digests = sink.finish(origin, pins, &self.blob_dir())?;
+        Ok((digests.sha256, digests.size))
     }
 
     /// Moves a complete, already-hashed file (same filesystem) to its blob name.
@@ -439,6 +302,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_transport::TransportError;
 
     const HELLO: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
@@ -459,7 +323,13 @@ mod tests {
 
         let wrong = "0".repeat(64);
         let err = store.insert_file(&src, &wrong).unwrap_err();
-        assert!(matches!(err, StoreError::HashMismatch { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                StoreError::Transport(TransportError::HashMismatch { .. })
+            ),
+            "{err}"
+        );
         assert_eq!(fs::read_dir(store.blob_dir()).unwrap().count(), 0);
         assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
 

@@ -1,6 +1,8 @@
 //! kiln-testkit: support for tests that run real components — Debian's docker-registry
 //! seeded with images built offline (umoci) and pushed with skopeo, and containerd run as a
-//! test process — shared by kiln-image's tests and the kiln CLI's.
+//! test process — shared by kiln-image's tests and the kiln CLI's; and a scriptable HTTP
+//! server on 127.0.0.1 for fault injection ([`http::Server`]), used by kiln-transport's and
+//! kiln-store's tests.
 //!
 //! Also: small local apt repositories ([`AptRepo`]) for the Debian package tests.
 //!
@@ -11,6 +13,7 @@
 
 mod apt;
 mod components;
+pub mod http;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -90,6 +93,16 @@ pub fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The names in a folder, sorted.
+pub fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
 }
 
 /// sha256 hex of bytes.

@@ -14,9 +14,8 @@ mod token;
 
 /// The registry, containerd and test images, shared with the kiln CLI's tests.
 use kiln_testkit as fixtures;
-pub use kiln_testkit::{have_tools, run, sha};
+pub use kiln_testkit::{have_tools, names, run, sha};
 
-use std::path::Path;
 use std::time::Duration;
 
 use kiln_store::FetchOptions;
@@ -31,14 +30,4 @@ pub fn fast_opts() -> FetchOptions {
         max_backoff: Duration::from_millis(20),
         allow_network: true,
     }
-}
-
-/// Sorted names in a folder.
-pub fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kiln_store::{
     fetch_all, fetch_text, remote_size, Download, DownloadSource, FetchOptions, Mirrors,
-    NoProgress, Outcome, Store, StoreError,
+    NoProgress, Outcome, Store, StoreError, TransportError,
 };
 
 use crate::server::{Reply, Server};
@@ -161,7 +161,7 @@ fn not_found_is_not_retried_and_the_next_url_is_used() {
     assert_eq!(skipped, vec![server.url("/gone"), server.url("/forbidden")]);
     assert!(matches!(
         report.problems[0].error,
-        StoreError::HttpStatus { status: 404, .. }
+        TransportError::HttpStatus { status: 404, .. }
     ));
     assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 }
@@ -196,13 +196,15 @@ fn more_bytes_than_pinned_is_an_error_at_once() {
     for path in ["/announced", "/streamed"] {
         let d = http("big", &body, vec![server.url(path)], true);
         let err = fetch_one(&store, &d, &fast_opts()).unwrap_err();
-        let StoreError::AllSourcesFailed { attempts, .. } = &err.failures[0].error else {
+        let StoreError::Transport(TransportError::AllSourcesFailed { attempts, .. }) =
+            &err.failures[0].error
+        else {
             panic!("{err}")
         };
         assert!(
             matches!(
                 attempts[0].error,
-                StoreError::TooLarge { limit: 40_000, .. }
+                TransportError::TooLarge { limit: 40_000, .. }
             ),
             "{err}"
         );
@@ -441,7 +443,7 @@ fn mirrors_are_tried_in_order_and_a_wrong_bytes_mirror_is_skipped_and_reported()
     assert_eq!(report.problems[0].url, server.url("/m1/pkg/x.tgz"));
     assert!(matches!(
         report.problems[0].error,
-        StoreError::HashMismatch { .. }
+        TransportError::HashMismatch { .. }
     ));
     let notes = rec.notes.lock().unwrap();
     assert!(
@@ -564,7 +566,10 @@ fn local_files_and_file_urls_are_sources_too() {
     };
     let err = fetch_one(&store, &bad, &fast_opts()).unwrap_err();
     assert!(
-        matches!(err.failures[0].error, StoreError::HashMismatch { .. }),
+        matches!(
+            err.failures[0].error,
+            StoreError::Transport(TransportError::HashMismatch { .. })
+        ),
         "{err}"
     );
     assert_store(&store, &[(&sha(&one), &one), (&sha(&two), &two)], &[]);

@@ -5,17 +5,17 @@ mod apt;
 mod archive;
 mod fetch;
 mod resume;
-mod server;
 mod sha512;
 
+use kiln_testkit::http as server;
+
 use std::fs;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use kiln_store::{FetchOptions, Outcome, Progress, Store};
 
-pub use kiln_testkit::{payload, sha};
+pub use kiln_testkit::{names, payload, sha};
 
 /// Options for tests: quick backoff, short timeouts.
 pub fn fast_opts() -> FetchOptions {
@@ -27,15 +27,6 @@ pub fn fast_opts() -> FetchOptions {
         max_backoff: Duration::from_millis(20),
         allow_network: true,
     }
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 /// Asserts `sha256/` holds exactly `blobs` (each correct) and `tmp/` holds exactly `partials`.

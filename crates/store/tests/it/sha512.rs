@@ -6,7 +6,7 @@ use std::fs;
 
 use kiln_store::{
     fetch_all, Download, DownloadSource, FetchOptions, Mirrors, NoProgress, Outcome, Store,
-    StoreError,
+    StoreError, TransportError,
 };
 use sha2::{Digest, Sha512};
 
@@ -163,7 +163,7 @@ fn mirrors_retries_and_resume_hold_for_sha512_pins() {
     );
     assert!(matches!(
         report.problems[0].error,
-        StoreError::HashMismatch {
+        TransportError::HashMismatch {
             algorithm: "sha512",
             ..
         }

@@ -1,4 +1,6 @@
-//! Mirrors: URL prefix rewrites, tried in order before the original URL.
+//! Mirrors: URL prefix rewrites, tried in order before the original URL. Artifact URLs
+//! and registry endpoints (`https://registry/v2/` rewritten to a mirror's `…/v2/prefix/`)
+//! alike.
 
 /// Ordered rewrite rules: a URL prefix and the replacement prefixes to try, in order,
 /// before the original URL.
@@ -18,6 +20,27 @@ impl Mirrors {
     pub fn add(&mut self, prefix: impl Into<String>, replacements: Vec<String>) -> &mut Self {
         self.rules.push((prefix.into(), replacements));
         self
+    }
+
+    /// Adds `replacements` for `prefix` ahead of any it already has (a new rule when
+    /// there is none): what was configured last is tried first.
+    pub fn add_first(&mut self, prefix: impl Into<String>, replacements: Vec<String>) -> &mut Self {
+        let prefix = prefix.into();
+        match self.rules.iter_mut().find(|(p, _)| *p == prefix) {
+            Some((_, existing)) => {
+                existing.splice(0..0, replacements);
+            }
+            None => self.rules.push((prefix, replacements)),
+        }
+        self
+    }
+
+    /// The replacements of the rule for exactly `prefix`, in order.
+    pub fn replacements(&self, prefix: &str) -> &[String] {
+        self.rules
+            .iter()
+            .find(|(p, _)| p == prefix)
+            .map_or(&[], |(_, r)| r.as_slice())
     }
 
     /// The rules, in order.
@@ -75,6 +98,19 @@ mod tests {
             m.candidates("https://other.example/x"),
             vec!["https://other.example/x"]
         );
+    }
+
+    #[test]
+    fn add_first_puts_later_replacements_ahead() {
+        let mut m = Mirrors::new();
+        m.add_first("http://a/", vec!["http://b/".into()])
+            .add_first("http://a/", vec!["http://c/".into(), "http://d/".into()]);
+        assert_eq!(
+            m.candidates("http://a/x"),
+            vec!["http://c/x", "http://d/x", "http://b/x", "http://a/x"]
+        );
+        assert_eq!(m.replacements("http://a/").len(), 3);
+        assert!(m.replacements("http://z/").is_empty());
     }
 
     #[test]

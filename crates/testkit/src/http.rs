@@ -23,14 +23,20 @@ pub enum Reply {
     CutAfter(Vec<u8>, usize),
     /// The (ranged) body, `chunk` bytes at a time with `pause` between chunks.
     Trickle {
+        /// The body.
         body: Vec<u8>,
+        /// Bytes per write.
         chunk: usize,
+        /// Pause between writes.
         pause: Duration,
     },
     /// Sends `first` bytes of the (ranged) body, then stalls for `stall` and closes.
     Stall {
+        /// The body.
         body: Vec<u8>,
+        /// Bytes sent before the stall.
         first: usize,
+        /// How long it stalls before closing.
         stall: Duration,
     },
     /// A bodiless status.
@@ -40,8 +46,11 @@ pub enum Reply {
 /// One request the server saw.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// `GET`, `HEAD`, ...
     pub method: String,
+    /// The request target.
     pub path: String,
+    /// The `Range` header, when sent.
     pub range: Option<String>,
 }
 
@@ -61,6 +70,7 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts a server on a port the OS chooses.
     pub fn start() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
@@ -79,6 +89,7 @@ impl Server {
         Server { addr, state }
     }
 
+    /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

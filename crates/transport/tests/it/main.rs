@@ -1,0 +1,320 @@
+//! The transport against a real HTTP server on 127.0.0.1: retries, resume, wrong bytes,
+//! mirror order, and the per-request hook.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kiln_testkit::http::{Reply, Server};
+use kiln_testkit::{names, payload, sha};
+use kiln_transport::{
+    try_sources, BlobTarget, Classify, Direct, Done, Exhausted, Mirrors, Pins, Reaction, Sender,
+    Success, Transport, TransportError, TransportOptions, Watch,
+};
+use reqwest::blocking::{RequestBuilder, Response};
+
+fn transport() -> Transport {
+    Transport::new(&TransportOptions {
+        retries: 3,
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(5),
+        max_backoff: Duration::from_millis(20),
+    })
+    .unwrap()
+}
+
+/// A blob store layout in a temp folder: `tmp/` for partials, `sha256/` for blobs.
+struct Dirs {
+    _root: tempfile::TempDir,
+    tmp: PathBuf,
+    blobs: PathBuf,
+}
+
+fn dirs() -> Dirs {
+    let root = tempfile::tempdir().unwrap();
+    let (tmp, blobs) = (root.path().join("tmp"), root.path().join("sha256"));
+    fs::create_dir_all(&tmp).unwrap();
+    fs::create_dir_all(&blobs).unwrap();
+    Dirs {
+        _root: root,
+        tmp,
+        blobs,
+    }
+}
+
+/// Records what the transport reports.
+#[derive(Default)]
+struct Seen {
+    position: u64,
+    notes: Vec<String>,
+}
+
+impl Watch for Seen {
+    fn at(&mut self, position: u64) {
+        // A restart from zero goes back: keep the furthest point.
+        self.position = self.position.max(position);
+    }
+    fn note(&mut self, msg: &str) {
+        self.notes.push(msg.to_owned());
+    }
+}
+
+/// Downloads `sha256` (of `size` bytes) from `urls` in order, as kiln-store does.
+fn fetch<S: Sender>(
+    sender: &S,
+    d: &Dirs,
+    sha256: &str,
+    size: u64,
+    urls: &[String],
+    seen: &mut Seen,
+) -> Result<Success<String, Done, S::Error>, Exhausted<S::Error>> {
+    let t = transport();
+    let target = BlobTarget {
+        partial: d.tmp.join(format!("{sha256}.part")),
+        blob_dir: d.blobs.clone(),
+        pins: Pins {
+            sha256: Some(sha256),
+            sha512: None,
+        },
+        size: Some(size),
+    };
+    try_sources(
+        "blob",
+        urls,
+        t.options(),
+        Clone::clone,
+        |_, _| {},
+        |url| t.download(sender, &target, url, seen),
+    )
+}
+
+#[test]
+fn transient_503s_are_retried_on_the_same_source() {
+    let server = Server::start();
+    let body = payload(30_000, 1);
+    server.script("/f", vec![Reply::Status(503), Reply::Status(503)]);
+    server.always("/f", Reply::Serve(body.clone()));
+    let d = dirs();
+    let got = fetch(
+        &Direct,
+        &d,
+        &sha(&body),
+        30_000,
+        &[server.url("/f")],
+        &mut Seen::default(),
+    )
+    .unwrap();
+    assert_eq!(server.requests("/f").len(), 3);
+    assert!(got.skipped.is_empty());
+    assert_eq!(got.value.bytes, 30_000);
+    assert_eq!(fs::read(d.blobs.join(sha(&body))).unwrap(), body);
+    assert!(names(&d.tmp).is_empty());
+}
+
+#[test]
+fn a_reset_mid_body_resumes_with_a_range_request() {
+    let server = Server::start();
+    let body = payload(100_000, 2);
+    server.script("/f", vec![Reply::CutAfter(body.clone(), 40_000)]);
+    server.always("/f", Reply::Serve(body.clone()));
+    let d = dirs();
+    let mut seen = Seen::default();
+    let got = fetch(
+        &Direct,
+        &d,
+        &sha(&body),
+        100_000,
+        &[server.url("/f")],
+        &mut seen,
+    )
+    .unwrap();
+    let ranges: Vec<Option<String>> = server.requests("/f").into_iter().map(|r| r.range).collect();
+    assert_eq!(ranges, vec![None, Some("bytes=40000-".to_owned())]);
+    assert_eq!((got.value.bytes, got.value.resumed_from), (100_000, 40_000));
+    assert_eq!(seen.position, 100_000);
+    assert_eq!(fs::read(d.blobs.join(sha(&body))).unwrap(), body);
+    assert!(names(&d.tmp).is_empty());
+}
+
+#[test]
+fn a_server_that_ignores_the_range_restarts_from_zero() {
+    let server = Server::start();
+    let body = payload(50_000, 3);
+    server.script("/f", vec![Reply::CutAfter(body.clone(), 10_000)]);
+    server.always("/f", Reply::IgnoreRange(body.clone()));
+    let d = dirs();
+    let mut seen = Seen::default();
+    let got = fetch(
+        &Direct,
+        &d,
+        &sha(&body),
+        50_000,
+        &[server.url("/f")],
+        &mut seen,
+    )
+    .unwrap();
+    assert_eq!(got.value.resumed_from, 0);
+    assert!(
+        seen.notes
+            .iter()
+            .any(|n| n.contains("restarting from zero")),
+        "{:?}",
+        seen.notes
+    );
+    assert_eq!(fs::read(d.blobs.join(sha(&body))).unwrap(), body);
+}
+
+#[test]
+fn wrong_bytes_are_not_retried_and_leave_nothing_behind() {
+    let server = Server::start();
+    let body = payload(20_000, 4);
+    let wrong = payload(20_000, 5);
+    server.always("/w", Reply::Serve(wrong.clone()));
+    let d = dirs();
+    let err = fetch(
+        &Direct,
+        &d,
+        &sha(&body),
+        20_000,
+        &[server.url("/w")],
+        &mut Seen::default(),
+    )
+    .unwrap_err()
+    .into_error("blob");
+    let TransportError::AllSourcesFailed { attempts, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(attempts[0].tries, 1);
+    assert!(
+        matches!(&attempts[0].error, TransportError::HashMismatch { expected, actual, .. }
+            if *expected == sha(&body) && *actual == sha(&wrong)),
+        "{err}"
+    );
+    assert_eq!(server.requests("/w").len(), 1);
+    assert!(names(&d.tmp).is_empty(), "no partial left");
+    assert!(names(&d.blobs).is_empty(), "no blob");
+}
+
+#[test]
+fn surplus_bytes_stop_at_the_pinned_size() {
+    let server = Server::start();
+    let body = payload(10_000, 6);
+    let longer = [body.clone(), payload(10, 7)].concat();
+    server.always("/l", Reply::NoLength(longer));
+    let d = dirs();
+    let err = fetch(
+        &Direct,
+        &d,
+        &sha(&body),
+        10_000,
+        &[server.url("/l")],
+        &mut Seen::default(),
+    )
+    .unwrap_err()
+    .into_error("blob");
+    assert!(
+        err.to_string()
+            .contains("more than the pinned size of 10000 bytes"),
+        "{err}"
+    );
+    assert!(names(&d.tmp).is_empty());
+}
+
+#[test]
+fn mirrors_are_tried_in_order_before_the_original() {
+    let server = Server::start();
+    let body = payload(5_000, 8);
+    server.always("/m2/dl/x.tgz", Reply::Serve(body.clone()));
+    server.always("/up/dl/x.tgz", Reply::Serve(body.clone()));
+    let mut mirrors = Mirrors::new();
+    mirrors.add(
+        server.url("/up/"),
+        vec![server.url("/m1/"), server.url("/m2/")],
+    );
+    let urls = mirrors.candidates(&server.url("/up/dl/x.tgz"));
+    let d = dirs();
+    let got = fetch(&Direct, &d, &sha(&body), 5_000, &urls, &mut Seen::default()).unwrap();
+    assert_eq!(got.source, server.url("/m2/dl/x.tgz"));
+    let paths: Vec<String> = server.all_requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, vec!["/m1/dl/x.tgz", "/m2/dl/x.tgz"]);
+    assert_eq!(got.skipped.len(), 1);
+    assert!(matches!(
+        got.skipped[0].error,
+        TransportError::HttpStatus { status: 404, .. }
+    ));
+}
+
+/// A source's own error, wrapping the transport's: what a registry's auth flow does.
+#[derive(Debug, thiserror::Error)]
+enum HookError {
+    #[error("refused by the hook")]
+    Refused,
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+impl Classify for HookError {
+    fn reaction(&self) -> Reaction {
+        match self {
+            HookError::Refused => Reaction::NextSource,
+            HookError::Transport(e) => e.reaction(),
+        }
+    }
+}
+
+/// Refuses one path without sending; sends the rest with a header added.
+struct Hook(String);
+
+impl Sender for Hook {
+    type Error = HookError;
+    fn send(&self, url: &str, build: &dyn Fn() -> RequestBuilder) -> Result<Response, HookError> {
+        if url == self.0 {
+            return Err(HookError::Refused);
+        }
+        Ok(Transport::execute(url, build().header("x-kiln-test", "1"))?)
+    }
+}
+
+#[test]
+fn the_per_request_hook_sends_every_request_and_its_errors_steer_the_loop() {
+    let server = Server::start();
+    let body = payload(3_000, 9);
+    server.always("/ok", Reply::Serve(body.clone()));
+    let d = dirs();
+    let refused = server.url("/refused");
+    let got = fetch(
+        &Hook(refused.clone()),
+        &d,
+        &sha(&body),
+        3_000,
+        &[refused, server.url("/ok")],
+        &mut Seen::default(),
+    )
+    .unwrap();
+    assert!(matches!(got.skipped[0].error, HookError::Refused));
+    assert!(
+        server.requests("/refused").is_empty(),
+        "the hook sent nothing"
+    );
+    assert_eq!(server.requests("/ok").len(), 1);
+}
+
+#[test]
+fn file_urls_are_a_transport_too() {
+    let d = dirs();
+    let body = payload(4_000, 10);
+    let src = d.tmp.parent().unwrap().join("src.bin");
+    fs::write(&src, &body).unwrap();
+    let url = format!("file://{}", src.display());
+    let got = fetch(
+        &Direct,
+        &d,
+        &sha(&body),
+        4_000,
+        std::slice::from_ref(&url),
+        &mut Seen::default(),
+    )
+    .unwrap();
+    assert_eq!(got.source, url);
+    assert_eq!(fs::read(d.blobs.join(sha(&body))).unwrap(), body);
+}
