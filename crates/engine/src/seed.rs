@@ -32,7 +32,7 @@ impl SeedKinds {
     };
 
     /// Parses a list like `iso,vfat,dir` (or `none`).
-    pub fn parse(s: &str) -> Result<SeedKinds, String> {
+    pub fn parse(s: &str) -> Result<SeedKinds, UnknownSeedForm> {
         let mut k = SeedKinds {
             dir: false,
             iso: false,
@@ -44,16 +44,17 @@ impl SeedKinds {
                 "iso" => k.iso = true,
                 "vfat" => k.vfat = true,
                 "none" => {}
-                other => {
-                    return Err(format!(
-                        "unknown seed form {other:?}; expected iso, vfat, dir or none"
-                    ))
-                }
+                other => return Err(UnknownSeedForm(other.to_string())),
             }
         }
         Ok(k)
     }
 }
+
+/// A `--seed` list names a form kiln does not write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown seed form {0:?}; expected iso, vfat, dir or none")]
+pub struct UnknownSeedForm(pub String);
 
 /// The MAC a host's seed matches: the one in cluster.toml, else one derived from cluster and host
 /// (locally administered, QEMU's 52:54:00 prefix) so test VMs get a stable address.
