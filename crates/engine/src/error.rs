@@ -63,7 +63,7 @@ pub enum Error {
         image: String,
         /// Why it does not parse.
         #[source]
-        source: kiln_image::ImageError,
+        source: Box<kiln_image::ImageError>,
     },
     /// No `image-sources` entry of the catalog provides an image.
     #[error("image {image} (bundle {bundle}) has no source among image-sources [{}] in the catalog", sources.join(", "))]
@@ -133,7 +133,7 @@ pub enum Error {
     },
     /// A registry or image operation failed.
     #[error(transparent)]
-    Image(#[from] kiln_image::ImageError),
+    Image(Box<kiln_image::ImageError>),
     /// Artifacts are not in the store and the network may not be used.
     #[error("{} artifact(s) missing from the store {} and --offline forbids fetching:\n{}", .missing.len(), .store.display(), .missing.join("\n"))]
     Missing {

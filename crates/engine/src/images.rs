@@ -28,7 +28,7 @@ pub struct ImageNeed {
 }
 
 fn img_err(e: kiln_image::ImageError) -> Error {
-    Error::Image(e)
+    Error::Image(Box::new(e))
 }
 
 /// The images of every bundle, parsed, with their sources chosen by `image-sources`.
@@ -36,10 +36,10 @@ pub fn needs(project: &Project, plan: &Plan) -> Result<Vec<ImageNeed>, Error> {
     let mut out = Vec::new();
     for b in &plan.bundles {
         for r in &b.images {
-            let reference = Reference::parse(r).map_err(|source| Error::ImageReference {
+            let reference = Reference::parse(r).map_err(|e| Error::ImageReference {
                 bundle: b.id.clone(),
                 image: r.clone(),
-                source,
+                source: Box::new(e),
             })?;
             let source = project
                 .images
