@@ -4,7 +4,7 @@
 mod cli;
 mod progress;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -111,7 +111,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Render(a) => {
             let p = load(&a.cluster.cluster)?;
             let plan = kiln_engine::images::full_plan(&p)?;
-            let n = render_tree(&plan, &a.out)?;
+            let n = kiln_engine::render::render_tree(&plan, &a.out)?;
             println!("{}: {n} rendered file(s)", a.out.display());
         }
         Command::Lock(a) => {
@@ -129,11 +129,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .unwrap_or(0);
             let out = lock::lock(&p, &plan, existing.as_ref(), &opts, now)?;
             let path = &p.cluster.paths.lock;
-            let text = out.lock.to_toml();
-            let unchanged = existing.as_ref().is_some_and(|l| l.to_toml() == text);
-            if !unchanged {
-                kiln_engine::write_atomic(path, text.as_bytes())?;
-            }
+            let unchanged = lock::write_lock(&p, existing.as_ref(), &out.lock)?;
             if let Some(old) = existing.as_ref().filter(|_| a.repin_packages) {
                 for line in lock::package_changes(old, &out.lock) {
                     println!("{line}");
@@ -365,82 +361,62 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 report.log_dir.display()
             );
         }
-        Command::Verify(a) => match if a.digests {
-            build::verify_digests(&a.path)
-        } else {
-            build::verify(&a.path)
-        } {
+        Command::Verify(a) => match verify(&a.path, a.digests) {
             Ok(msg) => println!("{msg}"),
             Err(e) => {
-                eprintln!("verification failed: {e}");
+                eprintln!("verification failed: {:#}", anyhow::Error::from(e));
                 return Ok(ExitCode::from(1));
             }
         },
         Command::Catalog(CatalogCommand::ImportChecksums { tables, out }) => {
-            let mut texts = Vec::new();
-            for t in &tables {
-                let text = std::fs::read_to_string(t)
-                    .with_context(|| format!("reading {}", t.display()))?;
-                // Named by file name only, so the generated header does not depend on where they are.
-                texts.push((
-                    t.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| t.display().to_string()),
-                    text,
-                ));
-            }
-            let pins =
-                kiln_spec::pins::import_tables(&texts).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let body = kiln_spec::pins::render(
-                &pins,
-                &texts.iter().map(|t| t.0.clone()).collect::<Vec<_>>(),
-            );
+            let imported = kiln_engine::pins::import_checksums(&tables)?;
             match out {
                 Some(path) => {
-                    kiln_engine::write_atomic(&PathBuf::from(&path), body.as_bytes())?;
-                    let n: usize = pins
-                        .values()
-                        .flat_map(|a| a.values())
-                        .map(|v| v.len())
-                        .sum();
-                    println!("{}: {} tables, {n} pins", path.display(), pins.len());
+                    imported.write(&path)?;
+                    println!(
+                        "{}: {} tables, {} pins",
+                        path.display(),
+                        imported.tables,
+                        imported.pins
+                    );
                 }
-                None => print!("{body}"),
+                None => print!("{}", imported.body),
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes every generated file of the plan under `out` (artifacts are listed in the plan, not copied).
-fn render_tree(plan: &kiln_plan::Plan, out: &Path) -> Result<usize> {
-    let mut n = 0;
-    let mut write = |dir: PathBuf, f: &kiln_plan::PlannedFile| -> Result<()> {
-        let bytes = match &f.source {
-            kiln_plan::FileSource::Content { bytes, .. } => bytes.clone(),
-            kiln_plan::FileSource::Local { path, .. } => {
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
-            }
-            kiln_plan::FileSource::Artifact { .. } => return Ok(()),
-        };
-        let dest = dir.join("rootfs").join(f.path.trim_start_matches('/'));
-        std::fs::create_dir_all(dest.parent().expect("has parent"))
-            .with_context(|| format!("creating {}", dest.display()))?;
-        std::fs::write(&dest, bytes).with_context(|| format!("writing {}", dest.display()))?;
-        n += 1;
-        Ok(())
-    };
-    for b in &plan.bundles {
-        for f in &b.files {
-            write(out.join(&b.id), f)?;
-        }
-    }
-    for h in &plan.hosts {
-        for f in &h.files {
-            write(out.join("hosts").join(&h.name), f)?;
-        }
-    }
-    Ok(n)
+/// Verifies an out folder (fully, or by digests only) or a single bundle; never touches the
+/// network. Returns the line to print.
+fn verify(path: &Path, digests_only: bool) -> Result<String, kiln_bundle::VerifyError> {
+    Ok(if digests_only {
+        let r = kiln_bundle::verify_digests(path)?;
+        format!(
+            "{}: {} files, {} bytes match SHA256SUMS",
+            path.display(),
+            r.files,
+            r.bytes
+        )
+    } else if path.is_dir() {
+        let r = kiln_bundle::verify_folder(path)?;
+        format!(
+            "{}: {} files, {} bundles, {} bytes verified",
+            path.display(),
+            r.files,
+            r.bundles.len(),
+            r.bytes
+        )
+    } else {
+        let r = kiln_bundle::verify_bundle(path)?;
+        format!(
+            "{}: {} files, {} content bytes verified (sha256 {})",
+            path.display(),
+            r.files,
+            r.content_bytes,
+            r.sha256
+        )
+    })
 }
 
 fn print_plan(plan: &kiln_plan::Plan) {

@@ -91,6 +91,16 @@ fn secrets_bundles_are_0600_and_hold_only_their_hosts_files() {
         let host_file = &e.iter().find(|x| x.0 == "HOST").unwrap().2;
         let host_text = String::from_utf8_lossy(host_file);
         assert!(host_text.contains(&format!("KILN_HOST={host}\n")));
+        // The host contract's parsers read what the build wrote (install.sh's input).
+        let meta = kiln_bundle::contract::HostMeta::parse(host_file).unwrap();
+        assert_eq!((meta.cluster.as_str(), meta.host.as_str()), ("lab", host));
+        let listed = &e.iter().find(|x| x.0 == "BUNDLES").unwrap().2;
+        let bundles = kiln_bundle::contract::parse_bundles(listed).unwrap();
+        assert!(!bundles.is_empty(), "{host}");
+        for b in &bundles {
+            let (sha, _) = kiln_bundle::sha256_file(&out.join("bundles").join(&b.file)).unwrap();
+            assert_eq!(sha, b.sha256, "{host}: {}", b.file);
+        }
         // The installer's clock check: the earliest notAfter of this host's certificates.
         let not_after = host_text
             .lines()

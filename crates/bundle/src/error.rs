@@ -56,7 +56,7 @@ pub enum BundleError {
         actual_size: u64,
     },
     /// A [`crate::Source::File`] could not be read.
-    #[error("entry {path:?}: cannot read {}: {source}", file.display())]
+    #[error("entry {path:?}: cannot read {}", file.display())]
     ReadSource {
         /// Entry path inside the archive.
         path: String,
@@ -75,7 +75,7 @@ pub enum BundleError {
         source: kiln_fsio::Error,
     },
     /// Creating an output folder failed.
-    #[error("cannot {op} {}: {source}", file.display())]
+    #[error("cannot {op} {}", file.display())]
     Io {
         /// What was being done.
         op: &'static str,
@@ -98,7 +98,7 @@ pub enum BundleError {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     /// Reading a file or listing a folder failed.
-    #[error("cannot {op} {}: {source}", file.display())]
+    #[error("cannot {op} {}", file.display())]
     Io {
         /// What was being done.
         op: &'static str,
@@ -262,5 +262,60 @@ pub enum VerifyError {
         expected: String,
         /// sha256 of the file.
         actual: String,
+    },
+    /// A SHA256SUMS line has no two-space separator (the quick digest check).
+    #[error("{}:{line}: not a `<sha256>  <path>` line", file.display())]
+    NotASumsLine {
+        /// The SHA256SUMS file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A file is not listed in SHA256SUMS (the quick digest check).
+    #[error("{}: {path} is not listed in SHA256SUMS", dir.display())]
+    DigestsUnlisted {
+        /// The out folder.
+        dir: PathBuf,
+        /// The file, relative to it.
+        path: String,
+    },
+    /// A file listed in SHA256SUMS is missing (the quick digest check).
+    #[error("{}: {path} is listed in SHA256SUMS but missing", dir.display())]
+    DigestsMissing {
+        /// The out folder.
+        dir: PathBuf,
+        /// The file, relative to it.
+        path: String,
+    },
+    /// Files differ from their SHA256SUMS digests (the quick digest check).
+    #[error("{}: digest mismatch: {}", dir.display(), paths.join(", "))]
+    DigestsMismatch {
+        /// The out folder.
+        dir: PathBuf,
+        /// The files, relative to it.
+        paths: Vec<String>,
+    },
+    /// MANIFEST.json cannot be parsed as a build manifest.
+    #[error("{}: not a kiln MANIFEST.json", file.display())]
+    NotBuildManifest {
+        /// The MANIFEST.json file.
+        file: PathBuf,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// MANIFEST.json records a digest that SHA256SUMS does not.
+    #[error("{path}: MANIFEST.json records sha256 {sha256} but SHA256SUMS does not agree")]
+    ManifestDisagrees {
+        /// Output path, relative to the out folder.
+        path: String,
+        /// Digest in MANIFEST.json.
+        sha256: String,
+    },
+    /// SHA256SUMS lists an output that MANIFEST.json does not.
+    #[error("{path}: listed in SHA256SUMS but not in MANIFEST.json")]
+    NotInBuildManifest {
+        /// Output path, relative to the out folder.
+        path: String,
     },
 }

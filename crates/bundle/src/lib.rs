@@ -1,4 +1,5 @@
-//! Deterministic tar.gz bundles: writer, MANIFEST, SHA256SUMS, and a safe streaming verifier.
+//! Deterministic tar.gz bundles: writer, MANIFEST, SHA256SUMS, the host contract, and safe
+//! streaming verification of bundles and whole out folders.
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 // Format of an archive written here:
@@ -14,7 +15,9 @@
 //   the bytes never depend on the core count and any gunzip reads them;
 // - verification reads only that canonical form (see `gz::StrictGzReader`).
 
+pub mod contract;
 mod error;
+mod folder;
 mod fsutil;
 mod gz;
 mod inflate;
@@ -28,6 +31,10 @@ mod writer;
 use std::path::PathBuf;
 
 pub use error::{BundleError, VerifyError};
+pub use folder::{
+    json_bytes, read_build_manifest, verify_digests, verify_folder, BuildManifest, BundleInfo,
+    DigestReport, HostInfo, OutputInfo, BUILD_MANIFEST_NAME,
+};
 pub use gz::{CHUNK_SIZE, COMPRESSION_LEVEL, GZIP_MEMBER_HEADER};
 pub use manifest::{normalize_mode, validate_path, MANIFEST_NAME};
 pub use outdir::{sha256_file, verify_out_dir, write_sha256sums, SHA256SUMS_NAME};

@@ -169,11 +169,9 @@ fn blob(
 ) -> Result<Blob, Error> {
     let sha = blob_sha256(store, sha256, sha512)?
         .filter(|h| store.contains(h))
-        .ok_or_else(|| {
-            Error::Lock(format!(
-                "{what} is not in the store {}: run `kiln fetch`",
-                store.root().display()
-            ))
+        .ok_or_else(|| Error::NotInStore {
+            what: what.to_string(),
+            store: store.root().to_owned(),
         })?;
     let path = store.blob_path(&sha);
     let size = std::fs::metadata(&path)

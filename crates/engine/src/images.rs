@@ -28,7 +28,7 @@ pub struct ImageNeed {
 }
 
 fn img_err(e: kiln_image::ImageError) -> Error {
-    Error::Lock(kiln_store::error_chain(&e))
+    Error::Image(Box::new(e))
 }
 
 /// The images of every bundle, parsed, with their sources chosen by `image-sources`.
@@ -36,16 +36,19 @@ pub fn needs(project: &Project, plan: &Plan) -> Result<Vec<ImageNeed>, Error> {
     let mut out = Vec::new();
     for b in &plan.bundles {
         for r in &b.images {
-            let reference = Reference::parse(r).map_err(|e| {
-                Error::Lock(format!(
-                    "bundle {}: image {r:?}: {}",
-                    b.id,
-                    kiln_store::error_chain(&e)
-                ))
+            let reference = Reference::parse(r).map_err(|e| Error::ImageReference {
+                bundle: b.id.clone(),
+                image: r.clone(),
+                source: Box::new(e),
             })?;
-            let source = project.images.choose(&reference.name(), &project.cluster.image_sources).ok_or_else(|| {
-                Error::Lock(format!("image {reference} (bundle {}) has no source among image-sources [{}] in the catalog", b.id, project.cluster.image_sources.join(", ")))
-            })?;
+            let source = project
+                .images
+                .choose(&reference.name(), &project.cluster.image_sources)
+                .ok_or_else(|| Error::NoImageSource {
+                    image: reference.to_string(),
+                    bundle: b.id.clone(),
+                    sources: project.cluster.image_sources.clone(),
+                })?;
             out.push(ImageNeed {
                 bundle: b.id.clone(),
                 reference,
@@ -61,16 +64,17 @@ pub fn add_image_artifacts(project: &Project, plan: &mut Plan) -> Result<(), Err
     for n in needs(project, plan)? {
         for f in &n.source.files {
             let a = project.catalog.artifact.get(&f.artifact).ok_or_else(|| {
-                Error::Lock(format!(
-                    "image {}: artifact {:?} is not in the catalog",
-                    n.reference, f.artifact
-                ))
+                Error::ImageArtifactUnknown {
+                    image: n.reference.to_string(),
+                    artifact: f.artifact.clone(),
+                }
             })?;
             let version = project.cluster.versions.get(&a.version).ok_or_else(|| {
-                Error::Lock(format!(
-                    "image {}: artifact {} needs `versions.{}` in cluster.toml",
-                    n.reference, f.artifact, a.version
-                ))
+                Error::ImageArtifactVersion {
+                    image: n.reference.to_string(),
+                    artifact: f.artifact.clone(),
+                    key: a.version.clone(),
+                }
             })?;
             let need = ArtifactNeed {
                 name: f.artifact.clone(),
@@ -162,13 +166,10 @@ fn locked<'a>(
 ) -> Result<&'a LockedImage, Error> {
     lock.iter()
         .find(|l| l.reference == n.reference)
-        .ok_or_else(|| {
-            Error::Lock(format!(
-                "image {} (bundle {}) is not pinned in {}\nrun `kiln lock` to pin it",
-                n.reference,
-                n.bundle,
-                lock_path.display()
-            ))
+        .ok_or_else(|| Error::ImageNotPinned {
+            image: n.reference.to_string(),
+            bundle: n.bundle.clone(),
+            lock: lock_path.to_owned(),
         })
 }
 
@@ -236,10 +237,10 @@ pub fn resolve_for_build(
                         .iter()
                         .map(|f| {
                             let b = blobs.get(&f.artifact).ok_or_else(|| {
-                                Error::Lock(format!(
-                                    "image {}: artifact {} has no blob",
-                                    n.reference, f.artifact
-                                ))
+                                Error::ImageArtifactNoBlob {
+                                    image: n.reference.to_string(),
+                                    artifact: f.artifact.clone(),
+                                }
                             })?;
                             Ok(AssembleFile {
                                 path: f.path.clone(),
@@ -446,8 +447,9 @@ pub fn from_lock(lock: &kiln_spec::Lock) -> Result<Vec<LockedImage>, Error> {
         .map(|(i, t)| {
             toml::Value::Table(t.clone())
                 .try_into()
-                .map_err(|e: toml::de::Error| {
-                    Error::Lock(format!("kiln.lock image[{i}]: {}", e.message()))
+                .map_err(|e: toml::de::Error| Error::LockedImage {
+                    index: i,
+                    reason: e.message().to_string(),
                 })
         })
         .collect()
@@ -459,8 +461,14 @@ pub fn to_lock(images: &[LockedImage]) -> Result<Vec<toml::Table>, Error> {
         .iter()
         .map(|i| match toml::Value::try_from(i) {
             Ok(toml::Value::Table(t)) => Ok(t),
-            Ok(_) => Err(Error::Lock("an image did not serialise as a table".into())),
-            Err(e) => Err(Error::Lock(format!("image {}: {e}", i.reference))),
+            Ok(_) => Err(Error::ImageToLock {
+                image: i.reference.to_string(),
+                source: None,
+            }),
+            Err(e) => Err(Error::ImageToLock {
+                image: i.reference.to_string(),
+                source: Some(e),
+            }),
         })
         .collect()
 }

@@ -7,7 +7,53 @@ use kiln_spec::{Lock, LockedArtifact, Project, Resolved, SourceKind};
 use crate::fetch::Pinned;
 use kiln_store::{FetchOptions, Mirrors};
 
-use crate::Error;
+use crate::{Error, LockProblem};
+
+/// Why one artifact could not be pinned (it is reported, and the lock left incomplete).
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// Offline, and the sha256 must be read from a checksum file.
+    #[error("not in the pins table; needs a look-up of {url} on a connected machine")]
+    NeedsLookup {
+        /// The checksum file's URL.
+        url: String,
+    },
+    /// Neither a pin nor a checksum file to read one from.
+    #[error("not in the pins table and the catalog names no checksum-url")]
+    NoChecksumUrl,
+    /// The checksum file could not be read.
+    #[error("reading {url}")]
+    ChecksumFile {
+        /// The checksum file's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: kiln_store::StoreError,
+    },
+    /// The checksum file has no line for the download.
+    #[error("{url} lists no sha256 for {file}")]
+    NotInChecksumFile {
+        /// The checksum file's URL.
+        url: String,
+        /// The download's file name.
+        file: String,
+    },
+    /// The download's size could not be asked.
+    #[error("size of {url}")]
+    Size {
+        /// The download's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: kiln_store::StoreError,
+    },
+    /// Hashing a local file failed.
+    #[error(transparent)]
+    Store(kiln_store::StoreError),
+    /// Asking apt for the package's pin failed.
+    #[error(transparent)]
+    Apt(kiln_deb::DebError),
+}
 
 /// How to lock.
 #[derive(Debug, Clone)]
@@ -52,7 +98,10 @@ pub fn resolve_all(project: &Project, plan: &Plan) -> Result<Vec<Resolved>, Erro
             project
                 .catalog
                 .resolve(&n.name, &c.versions, c.arch, &c.sources)
-                .map_err(Error::Lock)
+                .map_err(|reason| Error::Catalog {
+                    artifact: n.name.clone(),
+                    reason,
+                })
         })
         .collect()
 }
@@ -101,7 +150,7 @@ fn pin_one(
     catalog_dir: &std::path::Path,
     mirrors: &Mirrors,
     opts: &LockOptions,
-) -> Result<LockedArtifact, String> {
+) -> Result<LockedArtifact, PinError> {
     let mut entry = LockedArtifact {
         name: r.name.clone(),
         version: r.version.clone(),
@@ -126,37 +175,47 @@ fn pin_one(
                 entry.sha512 = Some(p.clone());
             } else if opts.offline {
                 return Err(match &r.checksum_url {
-                    Some(c) => format!(
-                        "not in the pins table; needs a look-up of {c} on a connected machine"
-                    ),
-                    None => "not in the pins table and the catalog names no checksum-url".into(),
+                    Some(c) => PinError::NeedsLookup { url: c.clone() },
+                    None => PinError::NoChecksumUrl,
                 });
             } else if let Some(curl) = &r.checksum_url {
-                let text = kiln_store::fetch_text(curl, mirrors, &opts.fetch)
-                    .map_err(|e| format!("reading {curl}: {}", kiln_store::error_chain(&e)))?;
+                let text =
+                    kiln_store::fetch_text(curl, mirrors, &opts.fetch).map_err(|source| {
+                        PinError::ChecksumFile {
+                            url: curl.clone(),
+                            source,
+                        }
+                    })?;
                 let file_name = url.rsplit('/').next().unwrap_or(url);
-                entry.sha256 = Some(
-                    parse_checksum_file(&text, file_name)
-                        .ok_or_else(|| format!("{curl} lists no sha256 for {file_name}"))?,
-                );
+                entry.sha256 = Some(parse_checksum_file(&text, file_name).ok_or_else(|| {
+                    PinError::NotInChecksumFile {
+                        url: curl.clone(),
+                        file: file_name.to_string(),
+                    }
+                })?);
             } else {
-                return Err("not in the pins table and the catalog names no checksum-url".into());
+                return Err(PinError::NoChecksumUrl);
             }
             if !opts.offline {
-                entry.size = kiln_store::remote_size(url, mirrors, &opts.fetch)
-                    .map_err(|e| format!("size of {url}: {}", kiln_store::error_chain(&e)))?;
+                entry.size =
+                    kiln_store::remote_size(url, mirrors, &opts.fetch).map_err(|source| {
+                        PinError::Size {
+                            url: url.clone(),
+                            source,
+                        }
+                    })?;
             }
         }
         SourceKind::File => {
             let path = catalog_dir.join(r.url.as_ref().expect("file source has a path"));
-            let (sha, size) =
-                kiln_store::hash_file(&path).map_err(|e| kiln_store::error_chain(&e))?;
+            let (sha, size) = kiln_store::hash_file(&path).map_err(PinError::Store)?;
             entry.sha256 = Some(sha);
             entry.size = Some(size);
         }
         SourceKind::Apt => {
             let pkg = r.package.as_ref().expect("apt source has a package");
-            let pin = apt_resolve_cached(pkg, &r.version, r.arch.as_str())?;
+            let pin =
+                apt_resolve_cached(pkg, &r.version, r.arch.as_str()).map_err(PinError::Apt)?;
             entry.package_version = Some(pin.version);
             entry.sha256 = Some(pin.sha256);
             entry.size = Some(pin.size);
@@ -165,7 +224,11 @@ fn pin_one(
     Ok(entry)
 }
 
-fn apt_resolve_cached(pkg: &str, version: &str, arch: &str) -> Result<kiln_deb::AptPin, String> {
+fn apt_resolve_cached(
+    pkg: &str,
+    version: &str,
+    arch: &str,
+) -> Result<kiln_deb::AptPin, kiln_deb::DebError> {
     use std::collections::HashMap;
     use std::sync::Mutex;
     // Many artifacts come from one package: ask apt once per (package, version, arch).
@@ -179,8 +242,7 @@ fn apt_resolve_cached(pkg: &str, version: &str, arch: &str) -> Result<kiln_deb::
     {
         return Ok(p.clone());
     }
-    let pin =
-        kiln_deb::apt_resolve(pkg, version, arch, None).map_err(|e| kiln_store::error_chain(&e))?;
+    let pin = kiln_deb::apt_resolve(pkg, version, arch, None)?;
     CACHE
         .lock()
         .expect("cache lock")
@@ -216,11 +278,12 @@ pub fn lock(
                 artifacts.push(e);
             }
             Err(why) => unpinned.push(format!(
-                "artifact {} {} ({}, {}): {why}",
+                "artifact {} {} ({}, {}): {}",
                 r.name,
                 r.version,
                 r.arch,
-                r.kind.as_str()
+                r.kind.as_str(),
+                kiln_store::error_chain(&why)
             )),
         }
     }
@@ -248,6 +311,16 @@ pub fn lock(
     })
 }
 
+/// Writes `new` to kiln.lock unless it is `existing` already; returns whether it was unchanged.
+pub fn write_lock(project: &Project, existing: Option<&Lock>, new: &Lock) -> Result<bool, Error> {
+    let text = new.to_toml();
+    let unchanged = existing.is_some_and(|l| l.to_toml() == text);
+    if !unchanged {
+        crate::write_atomic(&project.cluster.paths.lock, text.as_bytes())?;
+    }
+    Ok(unchanged)
+}
+
 /// Reads kiln.lock if it exists.
 pub fn read_lock(project: &Project) -> Result<Option<Lock>, Error> {
     let path = &project.cluster.paths.lock;
@@ -270,17 +343,17 @@ pub fn locked_entries(project: &Project, plan: &Plan, lock: &Lock) -> Result<Pin
     let mut problems = Vec::new();
     for r in resolve_all(project, plan)? {
         match lock.find(&r.name, &r.version, r.arch.as_str()) {
-            None => problems.push(format!(
-                "{} {} ({}) is not pinned in {}",
-                r.name,
-                r.version,
-                r.arch,
-                project.cluster.paths.lock.display()
-            )),
-            Some(e) if !same_source(e, &r) => problems.push(format!(
-                "{} {} ({}): the catalog's source changed since it was locked",
-                r.name, r.version, r.arch
-            )),
+            None => problems.push(LockProblem::ArtifactNotPinned {
+                name: r.name.clone(),
+                version: r.version.clone(),
+                arch: r.arch.to_string(),
+                lock: project.cluster.paths.lock.clone(),
+            }),
+            Some(e) if !same_source(e, &r) => problems.push(LockProblem::ArtifactChanged {
+                name: r.name.clone(),
+                version: r.version.clone(),
+                arch: r.arch.to_string(),
+            }),
             Some(e) => out.push(e.clone()),
         }
     }
@@ -303,10 +376,7 @@ pub fn locked_entries(project: &Project, plan: &Plan, lock: &Lock) -> Result<Pin
             apt_config,
         })
     } else {
-        Err(Error::Lock(format!(
-            "{}\nrun `kiln lock` to pin them",
-            problems.join("\n")
-        )))
+        Err(Error::Stale { problems })
     }
 }
 

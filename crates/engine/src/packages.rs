@@ -14,6 +14,8 @@ use kiln_plan::Plan;
 use kiln_spec::catalog::rpm_closure;
 use kiln_spec::{Lock, LockedClosure, LockedPackage, OsId, Project, ASSUMED_DEBIAN_HOST};
 
+use crate::LockProblem;
+
 /// What locking the packages gave.
 #[derive(Debug, Default)]
 pub struct PackageLock {
@@ -319,18 +321,32 @@ pub fn locked(
     project: &Project,
     plan: &Plan,
     lock: &Lock,
-) -> Result<BTreeMap<String, Vec<LockedPackage>>, Vec<String>> {
+) -> Result<BTreeMap<String, Vec<LockedPackage>>, Vec<LockProblem>> {
     let arch = project.cluster.arch.as_str();
-    let lock_file = project.cluster.paths.lock.display();
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
     for w in wants(project, plan) {
         let id = format!("{}-{}", w.role, w.os);
         match lock.closure(&w.role, w.os.as_str()) {
-            None => problems.push(format!("packages of {} on {} are not pinned in {lock_file}", w.role, w.os)),
-            Some(c) if !w.matches(c, arch) => problems.push(format!("packages of {} on {}: the profiles' packages or the assumed base changed since they were locked", w.role, w.os)),
+            None => problems.push(LockProblem::PackagesNotPinned {
+                role: w.role.clone(),
+                os: w.os.to_string(),
+                lock: project.cluster.paths.lock.clone(),
+            }),
+            Some(c) if !w.matches(c, arch) => problems.push(LockProblem::PackagesChanged {
+                role: w.role.clone(),
+                os: w.os.to_string(),
+            }),
             Some(c) => {
-                let list = c.install.iter().map(|n| lock.find_package(&c.os, n).cloned().expect("a parsed lock's closures name its packages")).collect();
+                let list = c
+                    .install
+                    .iter()
+                    .map(|n| {
+                        lock.find_package(&c.os, n)
+                            .cloned()
+                            .expect("a parsed lock's closures name its packages")
+                    })
+                    .collect();
                 out.insert(id, list);
             }
         }

@@ -30,7 +30,7 @@ impl SeedKinds {
     };
 
     /// Parses a list like `iso,vfat,dir` (or `none`).
-    pub fn parse(s: &str) -> Result<SeedKinds, String> {
+    pub fn parse(s: &str) -> Result<SeedKinds, UnknownSeedForm> {
         let mut k = SeedKinds {
             dir: false,
             iso: false,
@@ -42,16 +42,17 @@ impl SeedKinds {
                 "iso" => k.iso = true,
                 "vfat" => k.vfat = true,
                 "none" => {}
-                other => {
-                    return Err(format!(
-                        "unknown seed form {other:?}; expected iso, vfat, dir or none"
-                    ))
-                }
+                other => return Err(UnknownSeedForm(other.to_string())),
             }
         }
         Ok(k)
     }
 }
+
+/// A `--seed` list names a form kiln does not write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown seed form {0:?}; expected iso, vfat, dir or none")]
+pub struct UnknownSeedForm(pub String);
 
 /// The shell run by cloud-init: find the kiln folder (seed folder or the CIDATA medium), check
 /// install.sh against its pinned digest, and run it with the pinned secrets digest.

@@ -1,9 +1,12 @@
 //! Builds in kiln's host contract: role bundles `<role>-<os>-<16hex>.tar.gz` written by
 //! kiln_bundle (BUNDLE, UNITS, IMAGES, PACKAGES, HEALTH, install.sh, rootfs/…, images/…,
-//! packages/…) and the host's secrets.tar.gz (HOST, BUNDLES, rootfs/…).
+//! packages/…) and the host's secrets.tar.gz (HOST, BUNDLES, rootfs/…). The contract members
+//! come from [`kiln_bundle::contract`], the writer `kiln build` uses, so install.sh is tested
+//! against what the build produces.
 
 use std::path::{Path, PathBuf};
 
+use kiln_bundle::contract::{self, BundleMeta, BundleRef, HostMembers, HostMeta, RoleMembers};
 use kiln_bundle::{BundleSpec, Entry, Source};
 
 /// A file to install on the host: absolute path, mode, content.
@@ -44,8 +47,8 @@ pub struct Role {
     pub packages: Vec<(String, Vec<u8>)>,
     /// HEALTH command line (may be empty).
     pub health: String,
-    /// Extra BUNDLE lines, e.g. `KILN_NEEDS_DEFAULT_ROUTE=1\n`.
-    pub bundle_extra: String,
+    /// Extra BUNDLE lines, e.g. `("KILN_NEEDS_DEFAULT_ROUTE", "1")`.
+    pub bundle_extra: Vec<(String, String)>,
 }
 
 impl Role {
@@ -75,8 +78,10 @@ pub struct Host {
     pub arch: String,
     /// The host's own rootfs/ files (certificates, keys, host.env).
     pub files: Vec<HostFile>,
-    /// Extra HOST lines, e.g. `KILN_NOT_AFTER=…\n`.
-    pub extra: String,
+    /// KILN_NOT_AFTER (epoch seconds).
+    pub not_after: Option<i64>,
+    /// Extra HOST lines, e.g. `("KILN_NOT_BEFORE", "…")`.
+    pub extra: Vec<(String, String)>,
 }
 
 impl Host {
@@ -94,7 +99,8 @@ impl Host {
                 0o644,
                 format!("KILN_HOST={name}\n"),
             )],
-            extra: String::new(),
+            not_after: None,
+            extra: Vec::new(),
         }
     }
 }
@@ -122,70 +128,75 @@ pub struct Build {
 /// An archive entry before writing: (path, mode, content).
 pub type Plain = (String, u32, Vec<u8>);
 
+/// A contract member as a plain entry (the contract writes only in-memory members).
+fn plain(e: Entry) -> Plain {
+    match e.source {
+        Source::Bytes(b) => (e.path, e.mode, b),
+        Source::File { .. } => unreachable!("contract members are in memory"),
+    }
+}
+
+/// The BUNDLE member of `role`'s bundle for `host`.
+pub fn bundle_meta(role: &Role, host: &Host) -> BundleMeta {
+    BundleMeta {
+        role: role.name.clone(),
+        os: host.os.clone(),
+        family: host.family.clone(),
+        arch: host.arch.clone(),
+        extra: role.bundle_extra.clone(),
+    }
+}
+
+/// The HOST member of `host`'s secrets archive (cluster `lab`, address 10.77.0.11).
+pub fn host_meta(host: &Host) -> HostMeta {
+    HostMeta {
+        cluster: "lab".into(),
+        host: host.name.clone(),
+        ip: "10.77.0.11".into(),
+        build_id: host.build_id.clone(),
+        generation: host.generation.into(),
+        arch: host.arch.clone(),
+        os: host.os.clone(),
+        family: host.family.clone(),
+        not_after: host.not_after,
+        extra: host.extra.clone(),
+    }
+}
+
 /// Every entry of `role`'s bundle except MANIFEST.
 pub fn role_entries(role: &Role, host: &Host) -> Vec<Plain> {
-    let list = |names: Vec<String>| names.iter().map(|n| format!("{n}\n")).collect::<String>();
-    let mut e: Vec<Plain> = vec![
-        (
-            "BUNDLE".into(),
-            0o644,
-            format!(
-                "KILN_ROLE={}\nKILN_OS={}\nKILN_OS_FAMILY={}\nKILN_ARCH={}\n{}",
-                role.name, host.os, host.family, host.arch, role.bundle_extra
-            )
-            .into_bytes(),
-        ),
-        ("UNITS".into(), 0o644, list(role.units.clone()).into_bytes()),
-        (
-            "IMAGES".into(),
-            0o644,
-            list(
-                role.images
-                    .iter()
-                    .map(|i| format!("images/{}", i.0))
-                    .collect(),
-            )
-            .into_bytes(),
-        ),
-        (
-            "PACKAGES".into(),
-            0o644,
-            list(
-                role.packages
-                    .iter()
-                    .map(|p| format!("packages/{}", p.0))
-                    .collect(),
-            )
-            .into_bytes(),
-        ),
-        (
-            "HEALTH".into(),
-            0o644,
-            if role.health.is_empty() {
-                Vec::new()
-            } else {
-                format!("{}\n", role.health).into_bytes()
-            },
-        ),
-        (
-            "install.sh".into(),
-            0o755,
-            std::fs::read(crate::install_sh()).expect("read install.sh"),
-        ),
-    ];
-    if !role.image_digests.is_empty() {
-        let digests = list(role.image_digests.clone()).into_bytes();
-        e.push(("IMAGE-DIGESTS".into(), 0o644, digests));
-    }
+    let images: Vec<String> = role
+        .images
+        .iter()
+        .map(|i| format!("images/{}", i.0))
+        .collect();
+    let packages: Vec<String> = role
+        .packages
+        .iter()
+        .map(|p| format!("packages/{}", p.0))
+        .collect();
+    let install_sh = std::fs::read(crate::install_sh()).expect("read install.sh");
+    let members = RoleMembers {
+        meta: bundle_meta(role, host),
+        units: &role.units,
+        images: &images,
+        image_digests: (!role.image_digests.is_empty()).then_some(role.image_digests.as_slice()),
+        packages: &packages,
+        health: (!role.health.is_empty()).then_some(role.health.as_str()),
+        install_sh: &install_sh,
+    };
+    let mut e: Vec<Plain> = members.entries().into_iter().map(plain).collect();
     e.extend(
         role.images
             .iter()
-            .map(|(n, c)| (format!("images/{n}"), 0o644, c.clone())),
+            .zip(&images)
+            .map(|((_, c), path)| (path.clone(), 0o644, c.clone())),
     );
     e.extend(
         role.packages
             .iter()
-            .map(|(n, c)| (format!("packages/{n}"), 0o644, c.clone())),
+            .zip(&packages)
+            .map(|((_, c), path)| (path.clone(), 0o644, c.clone())),
     );
     e.extend(rootfs(&role.files));
     e
@@ -193,30 +204,26 @@ pub fn role_entries(role: &Role, host: &Host) -> Vec<Plain> {
 
 /// Every entry of `host`'s secrets.tar.gz except MANIFEST; `bundles` are (file name, sha256).
 pub fn secrets_entries(host: &Host, bundles: &[(String, String)]) -> Vec<Plain> {
-    let hostfile = format!(
-        "KILN_CLUSTER=lab\nKILN_HOST={}\nKILN_IP=10.77.0.11\nKILN_BUILD_ID={}\nKILN_GENERATION={}\nKILN_ARCH={}\nKILN_OS={}\nKILN_OS_FAMILY={}\n{}",
-        host.name, host.build_id, host.generation, host.arch, host.os, host.family, host.extra
-    );
-    let list: String = bundles
+    let refs: Vec<BundleRef> = bundles
         .iter()
-        .map(|(name, sha)| format!("{sha} {name}\n"))
+        .map(|(file, sha256)| BundleRef {
+            sha256: sha256.clone(),
+            file: file.clone(),
+        })
         .collect();
-    let mut e: Vec<Plain> = vec![
-        ("HOST".into(), 0o644, hostfile.into_bytes()),
-        ("BUNDLES".into(), 0o644, list.into_bytes()),
-    ];
+    let members = HostMembers {
+        meta: host_meta(host),
+        bundles: &refs,
+    };
+    let mut e: Vec<Plain> = members.entries().into_iter().map(plain).collect();
     e.extend(rootfs(&host.files));
     e
 }
 
 fn rootfs(files: &[HostFile]) -> impl Iterator<Item = Plain> + '_ {
-    files.iter().map(|f| {
-        (
-            format!("rootfs/{}", f.path.trim_start_matches('/')),
-            f.mode,
-            f.content.clone(),
-        )
-    })
+    files
+        .iter()
+        .map(|f| (contract::rootfs_path(&f.path), f.mode, f.content.clone()))
 }
 
 fn spec(entries: Vec<Plain>) -> BundleSpec {
@@ -244,7 +251,7 @@ pub fn write_role(dir: &Path, role: &Role, host: &Host) -> (String, String) {
 /// Writes `dir`/secrets.tar.gz (mode 0600) naming `bundles`; returns its sha256.
 pub fn write_secrets(dir: &Path, host: &Host, bundles: &[(String, String)]) -> String {
     let spec = spec(secrets_entries(host, bundles));
-    kiln_bundle::write_archive(&dir.join("secrets.tar.gz"), 0o600, &spec, true)
+    kiln_bundle::write_archive(&dir.join(contract::SECRETS), 0o600, &spec, true)
         .expect("write secrets")
         .sha256
 }

@@ -4,6 +4,7 @@
 //! and at random points, each followed by a rerun that must converge).
 
 mod common;
+mod contract;
 mod guest;
 mod hostile;
 mod images;

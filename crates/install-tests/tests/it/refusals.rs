@@ -176,14 +176,14 @@ fn preflight_refuses_a_host_the_bundles_cannot_run_on_before_any_change() {
         "bundles are for riscv64",
     );
     let mut h = host(1);
-    h.extra = "KILN_NOT_AFTER=1000\n".into();
+    h.not_after = Some(1000);
     check(
         &write_build(&sb.path().join("expired"), &h, &roles(1)),
         &[],
         "after the certificates' notAfter",
     );
     let mut h = host(1);
-    h.extra = "KILN_NOT_BEFORE=4102444800\n".into(); // 2100-01-01
+    h.extra = vec![("KILN_NOT_BEFORE".into(), "4102444800".into())]; // 2100-01-01
     check(
         &write_build(&sb.path().join("early"), &h, &roles(1)),
         &[],

@@ -1,0 +1,148 @@
+//! Per host: the secrets archive (HOST, BUNDLES, its own files and certificates) and its seeds,
+//! in `hosts/<host>/`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use kiln_bundle::contract::{self, BundleRef, HostMembers, HostMeta};
+use kiln_bundle::{BundleSpec, Entry, HostInfo, Source};
+use kiln_plan::HostPlan;
+
+use super::bundles::{entries_for, Written};
+use super::outputs::Outputs;
+use super::Assembly;
+use crate::fetch::Blob;
+use crate::{io_err, seed, Error};
+
+/// The hosts written: their MANIFEST.json entries and vagrant.json entries.
+#[derive(Debug, Default)]
+pub(super) struct Hosts {
+    /// Host name → its MANIFEST.json entry.
+    pub(super) info: BTreeMap<String, HostInfo>,
+    /// vagrant.json's `hosts`, in cluster.toml's order.
+    pub(super) vagrant: Vec<serde_json::Value>,
+}
+
+impl Assembly<'_> {
+    /// Writes every host's secrets archive and seeds; `install_sha` is install.sh's sha256.
+    pub(super) fn write_hosts(
+        &self,
+        blobs: &BTreeMap<String, Blob>,
+        bundles: &Written,
+        install_sha: &str,
+        staging: &Path,
+        outputs: &mut Outputs,
+    ) -> Result<Hosts, Error> {
+        let mut out = Hosts::default();
+        for h in &self.plan.hosts {
+            let hdir = staging.join("hosts").join(&h.name);
+            fs::create_dir_all(&hdir).map_err(io_err(&hdir))?;
+            let files: Vec<String> = h
+                .bundles
+                .iter()
+                .map(|id| bundles.files[id].0.clone())
+                .collect();
+            let spec = self.secrets_spec(h, blobs, bundles)?;
+            let secrets_path = hdir.join(contract::SECRETS);
+            let w = kiln_bundle::write_archive(&secrets_path, 0o600, &spec, true)?;
+            let secrets_rel = format!("hosts/{}/{}", h.name, contract::SECRETS);
+            outputs.record(&secrets_rel, &w.sha256, w.size);
+
+            let seed = seed::seed_for(
+                h,
+                self.build_id,
+                install_sha,
+                &w.sha256,
+                self.opts.seed_rerun,
+            );
+            let mut carry: Vec<(String, PathBuf)> = vec![
+                (
+                    contract::INSTALL_SH.into(),
+                    staging.join(contract::INSTALL_SH),
+                ),
+                (contract::SECRETS.into(), secrets_path.clone()),
+            ];
+            for f in &files {
+                carry.push((
+                    f.trim_start_matches("bundles/").to_string(),
+                    staging.join(f),
+                ));
+            }
+            let seed_files = seed::write_seeds(&hdir, &seed, &carry, self.opts.seeds, self.sde)?;
+            let mut seeds = Vec::new();
+            for rel in seed_files {
+                let rel = format!("hosts/{}/{rel}", h.name);
+                outputs.record_file(staging, &rel)?;
+                seeds.push(rel);
+            }
+            let mac = h.mac.to_string();
+            out.vagrant.push(serde_json::json!({
+                "name": h.name, "ip": h.ip, "mac": mac, "os": h.os, "roles": h.roles,
+                "seed_iso": self.opts.seeds.iso.then(|| format!("hosts/{}/cidata.iso", h.name)),
+                "seed_img": self.opts.seeds.vfat.then(|| format!("hosts/{}/cidata.img", h.name)),
+                "memory_mb": 1024, "cpus": 1,
+            }));
+            out.info.insert(
+                h.name.clone(),
+                HostInfo {
+                    ip: h.ip.to_string(),
+                    mac,
+                    bundles: files,
+                    secrets: secrets_rel,
+                    seeds,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// A host's secrets archive: its own files, its certificates and keys, HOST and BUNDLES.
+    fn secrets_spec(
+        &self,
+        h: &HostPlan,
+        blobs: &BTreeMap<String, Blob>,
+        bundles: &Written,
+    ) -> Result<BundleSpec, Error> {
+        let cluster = &self.project.cluster;
+        let mut entries = entries_for(&h.files, blobs)?;
+        for s in self.pki.hosts.get(&h.name).into_iter().flatten() {
+            entries.push(Entry {
+                path: contract::rootfs_path(&s.path),
+                mode: s.mode,
+                source: Source::Bytes(s.bytes.clone()),
+            });
+        }
+        let refs: Vec<BundleRef> = h
+            .bundles
+            .iter()
+            .map(|id| {
+                let (rel, sha) = &bundles.files[id];
+                BundleRef {
+                    sha256: sha.clone(),
+                    file: rel.trim_start_matches("bundles/").to_string(),
+                }
+            })
+            .collect();
+        let members = HostMembers {
+            meta: HostMeta {
+                cluster: cluster.name.clone(),
+                host: h.name.clone(),
+                ip: h.ip.to_string(),
+                build_id: self.build_id.to_string(),
+                generation: self.plan.generation,
+                arch: cluster.arch.to_string(),
+                os: h.os.to_string(),
+                family: h.os.family().to_string(),
+                not_after: crate::secrets::host_not_after(self.pki, &h.name),
+                extra: Vec::new(),
+            },
+            bundles: &refs,
+        };
+        entries.extend(members.entries());
+        Ok(BundleSpec {
+            entries,
+            mtime: self.sde,
+        })
+    }
+}
