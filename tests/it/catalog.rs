@@ -5,9 +5,10 @@ use std::fs;
 
 use crate::common::{kiln, repo};
 
-/// The upstream tables in ../shared/data beside the repository, when that folder exists.
+/// The upstream tables (the `UpstreamTables` fixture: ../shared/data beside the repository
+/// unless `KILN_UPSTREAM_TABLES` names another folder), when they exist.
 fn upstream_tables() -> Option<[std::path::PathBuf; 2]> {
-    let data = repo().parent()?.join("shared/data");
+    let data = kiln_testkit::Fixture::UpstreamTables.dir();
     let tables = [
         data.join("upstream-checksums.yml"),
         data.join("kubernetes-release-sha512.tsv"),
@@ -18,7 +19,7 @@ fn upstream_tables() -> Option<[std::path::PathBuf; 2]> {
 #[test]
 fn pins_toml_is_exactly_the_conversion_of_the_upstream_tables() {
     let Some(tables) = upstream_tables() else {
-        eprintln!("SKIPPED pins_toml_is_exactly_the_conversion_of_the_upstream_tables: ../shared/data is not beside the repository");
+        eprintln!("SKIPPED pins_toml_is_exactly_the_conversion_of_the_upstream_tables: no upstream tables in {} (set KILN_UPSTREAM_TABLES)", kiln_testkit::Fixture::UpstreamTables.dir().display());
         return;
     };
     let out = kiln()

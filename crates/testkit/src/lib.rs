@@ -4,9 +4,21 @@
 //!
 //! Tests needing a missing tool print `SKIPPED …` and pass, unless `KILN_REQUIRE_TOOLS=1`
 //! is set, which turns a missing tool into a failure (CI sets it).
+//!
+//! Tests read files from outside the repository only through [`Fixture`]: each kind has one
+//! folder, which an environment variable overrides.
+//!
+//! | fixture | variable | default |
+//! |---|---|---|
+//! | upstream checksum tables (`upstream-checksums.yml`, `kubernetes-release-sha512.tsv`) | `KILN_UPSTREAM_TABLES` | `../shared/data` beside the repository |
+//! | the `debs` test's Debian 12 root and `.deb` cache | `KILN_DEBS_CACHE` | `/var/tmp/kiln-debs` |
+//!
+//! (The VM tier's guest image comes from `KILN_GUEST` or `tests/e2e/guest-image.sh`; the
+//! Kubernetes binaries are read from `catalog/files/`, inside the repository.)
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod components;
+mod fixtures;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,6 +28,7 @@ use sha2::{Digest as _, Sha256};
 pub use components::{
     build_images, free_port, push, remote_digest, Containerd, Images, Proc, Registry, RegistryAuth,
 };
+pub use fixtures::{repo_root, Fixture};
 
 /// Whether every tool is on PATH; otherwise prints why the test is skipped (or fails
 /// when `KILN_REQUIRE_TOOLS` is set).
