@@ -523,14 +523,18 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
 
     const PINS: &str = "[kubernetes_server.amd64]\n\"1.34.2\" = \"sha512:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n[kubelet.amd64]\n\"1.34.2\" = \"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"\n\"1.33.5\" = \"sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\"\n";
 
-    fn catalog() -> Catalog {
+    /// Parses catalog and pins texts under the names the messages use.
+    fn parse_texts(catalog: &str, pins: &str) -> Result<Catalog, Diagnostic> {
         parse(
             Path::new("catalog.toml"),
-            CATALOG,
+            catalog,
             Path::new("pins.toml"),
-            Some(PINS),
+            Some(pins),
         )
-        .unwrap()
+    }
+
+    fn catalog() -> Catalog {
+        parse_texts(CATALOG, PINS).unwrap()
     }
 
     #[test]
@@ -642,13 +646,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
             ),
         ] {
             let text = CATALOG.replacen(from, to, 1);
-            let err = parse(
-                Path::new("catalog.toml"),
-                &text,
-                Path::new("pins.toml"),
-                Some(PINS),
-            )
-            .unwrap_err();
+            let err = parse_texts(&text, PINS).unwrap_err();
             assert!(err.to_string().contains(want), "{from}: {err}");
         }
     }
@@ -656,13 +654,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
     #[test]
     fn an_unknown_source_kind_is_refused_at_its_key() {
         let text = CATALOG.replacen("kind = \"https\"", "kind = \"ftp\"", 1);
-        let err = parse(
-            Path::new("catalog.toml"),
-            &text,
-            Path::new("pins.toml"),
-            Some(PINS),
-        )
-        .unwrap_err();
+        let err = parse_texts(&text, PINS).unwrap_err();
         assert_eq!(
             err.to_string(),
             "catalog.toml:6:8: error: `artifact.kubelet.source[0].kind`: unknown source kind \"ftp\"; expected one of https, http, file, apt"
@@ -678,13 +670,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
             format!("sha512:{}", "c".repeat(64)),
         ] {
             let pins = PINS.replace(&format!("sha256:{}", "c".repeat(64)), &bad);
-            let err = parse(
-                Path::new("catalog.toml"),
-                CATALOG,
-                Path::new("pins.toml"),
-                Some(&pins),
-            )
-            .unwrap_err();
+            let err = parse_texts(CATALOG, &pins).unwrap_err();
             assert_eq!(
                 err.to_string(),
                 format!("pins.toml:5:12: error: `kubelet.amd64.\"1.33.5\"`: {bad:?} is not a pin; expected sha256:<64 lowercase hex digits> or sha512:<128 lowercase hex digits>")

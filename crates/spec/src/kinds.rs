@@ -39,6 +39,30 @@ macro_rules! string_serde {
     };
 }
 
+/// `FromStr` (over `ALL`, by `as_str`, else the given [`KindError`] variant), `Display` and
+/// serde for a closed vocabulary.
+macro_rules! vocabulary {
+    ($t:ident, $err:ident) => {
+        impl FromStr for $t {
+            type Err = KindError;
+            fn from_str(s: &str) -> Result<Self, KindError> {
+                $t::ALL
+                    .into_iter()
+                    .find(|k| k.as_str() == s)
+                    .ok_or_else(|| KindError::$err(s.to_string()))
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        string_serde!($t);
+    };
+}
+
 /// Where an artifact is taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SourceKind {
@@ -72,23 +96,7 @@ impl SourceKind {
     }
 }
 
-impl FromStr for SourceKind {
-    type Err = KindError;
-    fn from_str(s: &str) -> Result<Self, KindError> {
-        SourceKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| KindError::Source(s.to_string()))
-    }
-}
-
-impl fmt::Display for SourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-string_serde!(SourceKind);
+vocabulary!(SourceKind, Source);
 
 /// How a container image is obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -112,23 +120,7 @@ impl ImageSourceKind {
     }
 }
 
-impl FromStr for ImageSourceKind {
-    type Err = KindError;
-    fn from_str(s: &str) -> Result<Self, KindError> {
-        ImageSourceKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| KindError::ImageSource(s.to_string()))
-    }
-}
-
-impl fmt::Display for ImageSourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-string_serde!(ImageSourceKind);
+vocabulary!(ImageSourceKind, ImageSource);
 
 /// A known digest of a file: `sha256:<hex>` or `sha512:<hex>` (lowercase hex).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
