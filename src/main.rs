@@ -49,7 +49,7 @@ fn init_tracing(verbose: u8) {
 
 /// Loads and validates; prints warnings. Errors come back as `Diagnostics`.
 fn load(path: &Path) -> Result<Project> {
-    match kiln_spec::load(path) {
+    match kiln_load::project(path) {
         Ok(p) => {
             for w in &p.warnings {
                 eprintln!("{w}");
@@ -248,13 +248,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let mut rows = Vec::new();
             for n in kiln_engine::images::needs(&p, &plan)? {
-                let digest = match n.source.kind.as_str() {
-                    "registry" => locked
+                let digest = match n.source.kind {
+                    kiln_spec::ImageSourceKind::Registry => locked
                         .iter()
                         .find(|l| l.reference == n.reference)
                         .map(|l| l.manifest_digest.as_str().to_string())
                         .unwrap_or_else(|| "(not locked: run kiln lock)".into()),
-                    _ => "(assembled at build from catalog artifacts)".into(),
+                    kiln_spec::ImageSourceKind::Assemble => {
+                        "(assembled at build from catalog artifacts)".into()
+                    }
                 };
                 rows.push(serde_json::json!({"bundle": n.bundle, "image": n.reference.to_string(), "source": n.source.kind, "digest": digest}));
             }

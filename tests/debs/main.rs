@@ -8,8 +8,9 @@
 //!
 //! Slow and root-only, so a test target of its own. Its one-time set-up uses this machine's
 //! apt client and configured mirror (never a host named here): `mmdebstrap` builds the root
-//! and `kiln fetch` downloads the .debs, both cached under /var/tmp/kiln-debs/ (the root by a
-//! hash of how it is built, the .debs by content), so later runs are offline.
+//! and `kiln fetch` downloads the .debs, both cached in kiln-testkit's `DebsCache` fixture folder
+//! (/var/tmp/kiln-debs/ unless `KILN_DEBS_CACHE` names another; the root by a hash of how it is
+//! built, the .debs by content), so later runs are offline.
 
 use std::fs;
 use std::io::Read;
@@ -19,7 +20,10 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-const CACHE: &str = "/var/tmp/kiln-debs";
+/// The cache folder (see the module documentation).
+fn cache() -> PathBuf {
+    kiln_testkit::Fixture::DebsCache.dir()
+}
 const SUITE: &str = "bookworm";
 /// What kiln assumes a Debian-family host has beyond minbase (kiln_spec::ASSUMED_DEBIAN_HOST).
 const ASSUMED: &[&str] = &[
@@ -115,7 +119,7 @@ fn cached_root() -> PathBuf {
         "--dpkgopt=path-exclude=/usr/share/man/*".into(),
     ];
     let key = hex::encode(Sha256::digest(format!("{SUITE} {}", opts.join(" "))));
-    let dir = Path::new(CACHE).join(&key[..16]);
+    let dir = cache().join(&key[..16]);
     let root = dir.join("root");
     if root.join("var/lib/dpkg/status").is_file() {
         return root;
@@ -199,7 +203,7 @@ sources = ["apt"]
 profiles = "{0}/profiles"
 overlays = "{0}/overlays"
 catalog = "{0}/catalog"
-vendor = "{CACHE}/vendor"
+vendor = "{1}/vendor"
 
 [network]
 host-cidrs = ["10.77.0.0/24"]
@@ -221,7 +225,8 @@ ip = "10.77.0.31"
 roles = ["lb"]
 vars = {{ lb_priority = 100 }}
 "#,
-            r.display()
+            r.display(),
+            cache().display()
         ),
     )
     .unwrap();

@@ -217,6 +217,29 @@ fn cases() -> Vec<Case> {
             expect: &["`versions.runc`", "no leading 'v'"],
         },
         Case {
+            name: "unknown source kind",
+            edit: |t| t.replace("sources = [\"file\"]", "sources = [\"ftp\"]"),
+            at: Some("\"ftp\""),
+            expect: &[
+                "`sources[0]`",
+                "unknown source kind \"ftp\"; expected one of https, http, file, apt",
+            ],
+        },
+        Case {
+            name: "unknown image source kind",
+            edit: |t| {
+                t.replace(
+                    "image-sources = [\"assemble\"]",
+                    "image-sources = [\"oci\"]",
+                )
+            },
+            at: Some("\"oci\""),
+            expect: &[
+                "`image-sources[0]`",
+                "unknown image source kind \"oci\"; expected registry or assemble",
+            ],
+        },
+        Case {
             name: "source kind not in the catalog",
             edit: |t| t.replace("sources = [\"file\"]", "sources = [\"https\"]"),
             at: None,

@@ -5,9 +5,10 @@ use std::fs;
 
 use crate::common::{kiln, repo};
 
-/// The upstream tables in ../shared/data beside the repository, when that folder exists.
+/// The upstream tables (the `UpstreamTables` fixture: ../shared/data beside the repository
+/// unless `KILN_UPSTREAM_TABLES` names another folder), when they exist.
 fn upstream_tables() -> Option<[std::path::PathBuf; 2]> {
-    let data = repo().parent()?.join("shared/data");
+    let data = kiln_testkit::Fixture::UpstreamTables.dir();
     let tables = [
         data.join("upstream-checksums.yml"),
         data.join("kubernetes-release-sha512.tsv"),
@@ -20,7 +21,11 @@ fn pins_toml_is_exactly_the_conversion_of_the_upstream_tables() {
     let test = "pins_toml_is_exactly_the_conversion_of_the_upstream_tables";
     let Some(tables) = upstream_tables() else {
         // Fails instead under KILN_REQUIRE_TOOLS, so CI never passes it unrun.
-        kiln_testkit::ready(test, false, "../shared/data is not beside the repository");
+        let why = format!(
+            "no upstream tables in {} (set KILN_UPSTREAM_TABLES)",
+            kiln_testkit::Fixture::UpstreamTables.dir().display()
+        );
+        kiln_testkit::ready(test, false, &why);
         return;
     };
     let out = kiln()

@@ -66,14 +66,14 @@ pub enum Error {
         source: Box<kiln_image::ImageError>,
     },
     /// No `image-sources` entry of the catalog provides an image.
-    #[error("image {image} (bundle {bundle}) has no source among image-sources [{}] in the catalog", sources.join(", "))]
+    #[error("image {image} (bundle {bundle}) has no source among image-sources [{}] in the catalog", sources.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "))]
     NoImageSource {
         /// The image reference.
         image: String,
         /// Bundle id.
         bundle: String,
         /// cluster.toml's image-sources.
-        sources: Vec<String>,
+        sources: Vec<kiln_spec::ImageSourceKind>,
     },
     /// An assembled image names an artifact the catalog does not have.
     #[error("image {image}: artifact {artifact:?} is not in the catalog")]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kiln_spec::{LockedArtifact, LockedPackage, Project};
+use kiln_spec::{LockedArtifact, LockedPackage, Project, SourceKind};
 use kiln_store::{
     ArchiveKind, Download, DownloadSource, FetchOptions, FetchReport, Progress, Store,
 };
@@ -52,14 +52,14 @@ fn artifact_download(e: &LockedArtifact, catalog_dir: &Path) -> Download {
         sha256: e.sha256.clone(),
         sha512: e.sha512.clone(),
         size: e.size,
-        source: match e.source.as_str() {
-            "apt" => DownloadSource::Apt {
+        source: match e.source {
+            SourceKind::Apt => DownloadSource::Apt {
                 package: e.package.clone().unwrap_or_default(),
                 version: e.package_version.clone().unwrap_or_default(),
                 arch: e.arch.clone(),
                 apt_config: None,
             },
-            "file" => DownloadSource::File {
+            SourceKind::File => DownloadSource::File {
                 path: catalog_dir.join(e.urls.first().cloned().unwrap_or_default()),
             },
             _ => DownloadSource::Http {
@@ -75,9 +75,9 @@ fn package_download(p: &LockedPackage, pinned: &Pinned) -> Download {
         sha256: Some(p.sha256.clone()),
         sha512: None,
         size: p.size,
-        source: match p.source.as_str() {
+        source: match p.source {
             // apt serves `all` packages under the machine's architecture too.
-            "apt" => DownloadSource::Apt {
+            SourceKind::Apt => DownloadSource::Apt {
                 package: p.name.clone(),
                 version: p.version.clone(),
                 arch: pinned.arch.clone(),

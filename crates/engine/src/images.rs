@@ -10,7 +10,7 @@ use kiln_image::{
 };
 use kiln_plan::{ArtifactNeed, FileSource, Plan};
 use kiln_spec::images::ImageSource;
-use kiln_spec::Project;
+use kiln_spec::{ImageSourceKind, Project};
 use kiln_store::{FetchOptions, Progress, Store};
 
 use crate::fetch::Blob;
@@ -121,7 +121,9 @@ pub fn lock(
     let mut unpinned = Vec::new();
     let mut client_cache = None;
     for n in needs(project, plan)? {
-        if n.source.kind != "registry" || pinned.iter().any(|p| p.reference == n.reference) {
+        if n.source.kind != ImageSourceKind::Registry
+            || pinned.iter().any(|p| p.reference == n.reference)
+        {
             continue;
         }
         if let Some(old) = existing
@@ -183,7 +185,7 @@ pub fn missing(
     let mut out: Vec<LockedImage> = Vec::new();
     for n in needs(project, plan)?
         .iter()
-        .filter(|n| n.source.kind == "registry")
+        .filter(|n| n.source.kind == ImageSourceKind::Registry)
     {
         let l = locked(n, lock, &project.cluster.paths.lock)?;
         let mut blobs = l.blobs().into_iter().map(|(d, _)| d.hex().to_string());
@@ -224,9 +226,9 @@ pub fn resolve_for_build(
     let mut out: BTreeMap<String, Vec<LockedImage>> = BTreeMap::new();
     let mut assembled: BTreeMap<String, LockedImage> = BTreeMap::new();
     for n in needs(project, plan)? {
-        let img = match n.source.kind.as_str() {
-            "registry" => locked(&n, lock, &project.cluster.paths.lock)?.clone(),
-            _ => {
+        let img = match n.source.kind {
+            ImageSourceKind::Registry => locked(&n, lock, &project.cluster.paths.lock)?.clone(),
+            ImageSourceKind::Assemble => {
                 let key = n.reference.to_string();
                 if let Some(a) = assembled.get(&key) {
                     a.clone()

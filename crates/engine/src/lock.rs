@@ -107,7 +107,7 @@ pub fn resolve_all(project: &Project, plan: &Plan) -> Result<Vec<Resolved>, Erro
 }
 
 fn same_source(old: &LockedArtifact, r: &Resolved) -> bool {
-    old.source == r.kind.as_str()
+    old.source == r.kind
         && old.archive == r.archive
         && old.member == r.member
         && old.package == r.package
@@ -155,7 +155,7 @@ fn pin_one(
         name: r.name.clone(),
         version: r.version.clone(),
         arch: r.arch.to_string(),
-        source: r.kind.as_str().to_string(),
+        source: r.kind,
         urls: r.url.iter().cloned().collect(),
         package: r.package.clone(),
         package_version: None,
@@ -323,17 +323,15 @@ pub fn write_lock(project: &Project, existing: Option<&Lock>, new: &Lock) -> Res
 
 /// Reads kiln.lock if it exists.
 pub fn read_lock(project: &Project) -> Result<Option<Lock>, Error> {
-    let path = &project.cluster.paths.lock;
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(Some(
-            Lock::parse(path, &t).map_err(kiln_spec::Diagnostics::from)?,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Io {
-            path: path.clone(),
-            source: e,
-        }),
-    }
+    Ok(read_lock_file(&project.cluster.paths.lock)?.map(|l| l.lock))
+}
+
+/// Reads the lock at `path` with its bytes, if it exists.
+pub fn read_lock_file(path: &std::path::Path) -> Result<Option<kiln_load::LoadedLock>, Error> {
+    kiln_load::lock(path).map_err(|e| match e {
+        kiln_load::LoadError::Read { path, source } => Error::Io { path, source },
+        kiln_load::LoadError::Invalid(d) => Error::Input(d),
+    })
 }
 
 /// The lock entry of every planned artifact and every bundle's packages; fails closed on

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use kiln_deb::{AptIndex, AptPin};
 use kiln_plan::Plan;
 use kiln_spec::catalog::rpm_closure;
-use kiln_spec::{Lock, LockedClosure, LockedPackage, OsId, Project, ASSUMED_DEBIAN_HOST};
+use kiln_spec::{
+    Lock, LockedClosure, LockedPackage, OsId, Project, SourceKind, ASSUMED_DEBIAN_HOST,
+};
 
 use crate::LockProblem;
 
@@ -259,7 +261,7 @@ fn lock_debian(project: &Project, os: OsId, wants: &[&Want]) -> PackageLock {
             name: p.package,
             version: p.version,
             arch: p.arch,
-            source: "apt".into(),
+            source: SourceKind::Apt,
             urls: Vec::new(),
             filename: p.filename,
             sha256: p.sha256,
@@ -283,13 +285,12 @@ fn lock_el(project: &Project, os: OsId, wants: &[&Want]) -> PackageLock {
         match rpm_closure(&project.catalog.rpms, os, c.arch, &w.requested, &installed) {
             Ok(list) => {
                 for r in &list {
-                    let source = r.url.split_once("://").map_or("https", |x| x.0).to_string();
                     out.packages.push(LockedPackage {
                         os: os.as_str().into(),
                         name: r.name.clone(),
                         version: r.version.clone(),
                         arch: r.arch.clone(),
-                        source,
+                        source: r.source(),
                         urls: vec![r.url.clone()],
                         filename: r.file_name().into(),
                         sha256: r.sha256.clone(),

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{io_err, write_atomic, Error};
+use crate::{write_atomic, Error};
 
 /// The pins file made from checksum tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +20,10 @@ pub struct ImportedPins {
 pub fn import_checksums(tables: &[PathBuf]) -> Result<ImportedPins, Error> {
     let mut texts = Vec::new();
     for t in tables {
-        let text = std::fs::read_to_string(t).map_err(io_err(t))?;
+        let text = kiln_load::read_text(t).map_err(|e| Error::Io {
+            path: t.clone(),
+            source: e,
+        })?;
         texts.push((
             t.file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -8,7 +8,7 @@ use crate::{plan, HostMac, HostPlan, Plan, PlanError};
 
 fn k8s() -> Project {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/k8s/cluster.toml");
-    kiln_spec::load(&file).expect("examples/k8s loads")
+    kiln_load::project(&file).expect("examples/k8s loads")
 }
 
 fn host<'a>(plan: &'a Plan, name: &str) -> &'a HostPlan {

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diag::{from_toml_error, Diagnostic};
-use crate::model::{Arch, OsId, SourceKind};
+use crate::diag::{from_toml_error_keyed, Diagnostic};
+use crate::kinds::{Pin, SourceKind};
+use crate::model::{Arch, OsId};
 
 /// catalog.toml as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,7 +43,7 @@ pub struct CatalogArtifact {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CatalogSource {
     /// https, http, file or apt.
-    pub kind: String,
+    pub kind: SourceKind,
     /// URL template (https/http).
     pub url: Option<String>,
     /// Path template, relative to the catalog folder (file).
@@ -84,6 +85,15 @@ pub struct CatalogRpm {
 }
 
 impl CatalogRpm {
+    /// The URL's kind (https, http or file; checked when the catalog is parsed).
+    pub fn source(&self) -> SourceKind {
+        match self.url.split_once("://").map(|x| x.0) {
+            Some("http") => SourceKind::Http,
+            Some("file") => SourceKind::File,
+            _ => SourceKind::Https,
+        }
+    }
+
     /// The file name (last component of the URL).
     pub fn file_name(&self) -> &str {
         self.url.rsplit('/').next().unwrap_or(&self.url)
@@ -105,7 +115,7 @@ pub fn is_safe_file_name(name: &str) -> bool {
 }
 
 /// Known pins: table → arch → version → `sha256:<hex>` or `sha512:<hex>`.
-pub type Pins = BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>;
+pub type Pins = BTreeMap<String, BTreeMap<String, BTreeMap<String, Pin>>>;
 
 /// An artifact resolved for a cluster: the source chosen and every template substituted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -141,21 +151,16 @@ pub fn parse(
     pins_file: &Path,
     pins_text: Option<&str>,
 ) -> Result<Catalog, Diagnostic> {
-    let mut cat: Catalog = toml::from_str(text).map_err(|e| from_toml_error(file, text, &e))?;
+    let mut cat: Catalog =
+        toml::from_str(text).map_err(|e| from_toml_error_keyed(file, text, &e))?;
     if let Some(p) = pins_text {
-        cat.pins = toml::from_str(p).map_err(|e| from_toml_error(pins_file, p, &e))?;
+        cat.pins = toml::from_str(p).map_err(|e| from_toml_error_keyed(pins_file, p, &e))?;
     }
     for (name, a) in &cat.artifact {
         for (i, s) in a.sources.iter().enumerate() {
             let key = format!("artifact.{name}.source[{i}]");
             let err = |m: String| Diagnostic::error(file, text, None).key(key.clone()).msg(m);
-            let kind = SourceKind::parse(&s.kind).ok_or_else(|| {
-                err(format!(
-                    "unknown source kind {:?}; expected one of {}",
-                    s.kind,
-                    SourceKind::NAMES.join(", ")
-                ))
-            })?;
+            let kind = s.kind;
             let needs = match kind {
                 SourceKind::Https | SourceKind::Http => ("url", s.url.is_some()),
                 SourceKind::File => ("path", s.path.is_some()),
@@ -267,11 +272,8 @@ impl Catalog {
         let (kind, src) = prefs
             .iter()
             .find_map(|k| {
-                let of_kind: Vec<&CatalogSource> = a
-                    .sources
-                    .iter()
-                    .filter(|s| SourceKind::parse(&s.kind) == Some(*k))
-                    .collect();
+                let of_kind: Vec<&CatalogSource> =
+                    a.sources.iter().filter(|s| s.kind == *k).collect();
                 of_kind
                     .iter()
                     .find(|s| pin_of(s).is_some())
@@ -290,12 +292,11 @@ impl Catalog {
                         .join(", ")
                 )
             })?;
-        let pin = pin_of(src)
-            .and_then(|p| p.strip_prefix("sha256:"))
-            .map(str::to_string);
-        let pin_sha512 = pin_of(src)
-            .and_then(|p| p.strip_prefix("sha512:"))
-            .map(str::to_string);
+        let (pin, pin_sha512) = match pin_of(src) {
+            Some(Pin::Sha256(h)) => (Some(h.clone()), None),
+            Some(Pin::Sha512(h)) => (None, Some(h.clone())),
+            None => (None, None),
+        };
         let url = match kind {
             SourceKind::Https | SourceKind::Http => {
                 src.url.as_ref().map(|u| subst(u, version, arch))
@@ -442,7 +443,11 @@ pub fn import_checksums_yaml(text: &str) -> Result<Pins, String> {
                     .or_default()
                     .entry(a.clone())
                     .or_default()
-                    .insert(k, format!("{algo}:{}", hex.to_ascii_lowercase()));
+                    .insert(
+                        k,
+                        Pin::from_hex(algo, hex)
+                            .map_err(|_| format!("line {n}: {v:?} is not a {algo} digest"))?,
+                    );
             }
             _ => return Err(format!("line {n}: unexpected indentation {indent}")),
         }
@@ -459,7 +464,7 @@ mod tests {
         let y = "---\netcd_binary_checksums:\n  amd64:\n    3.5.21: sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n    3.5.0: 0\n  arm64:\n    3.5.21: \"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"\n";
         let p = import_checksums_yaml(y).unwrap();
         assert_eq!(
-            p["etcd_binary"]["amd64"]["3.5.21"],
+            p["etcd_binary"]["amd64"]["3.5.21"].to_string(),
             format!("sha256:{}", "a".repeat(64))
         );
         assert!(!p["etcd_binary"]["amd64"].contains_key("3.5.0"));
@@ -516,16 +521,20 @@ url = "http://127.0.0.1/lm_sensors-libs-3.4.0-8.el7.x86_64.rpm"
 sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
 "#;
 
-    const PINS: &str = "[kubernetes_server.amd64]\n\"1.34.2\" = \"sha512:aa\"\n[kubelet.amd64]\n\"1.34.2\" = \"sha256:bb\"\n\"1.33.5\" = \"sha256:cc\"\n";
+    const PINS: &str = "[kubernetes_server.amd64]\n\"1.34.2\" = \"sha512:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n[kubelet.amd64]\n\"1.34.2\" = \"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"\n\"1.33.5\" = \"sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\"\n";
 
-    fn catalog() -> Catalog {
+    /// Parses catalog and pins texts under the names the messages use.
+    fn parse_texts(catalog: &str, pins: &str) -> Result<Catalog, Diagnostic> {
         parse(
             Path::new("catalog.toml"),
-            CATALOG,
+            catalog,
             Path::new("pins.toml"),
-            Some(PINS),
+            Some(pins),
         )
-        .unwrap()
+    }
+
+    fn catalog() -> Catalog {
+        parse_texts(CATALOG, PINS).unwrap()
     }
 
     #[test]
@@ -541,7 +550,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
         );
         assert_eq!(
             (r.pin.as_deref(), r.pin_sha512.as_deref()),
-            (None, Some("aa"))
+            (None, Some("a".repeat(128).as_str()))
         );
         assert_eq!(r.member.as_deref(), Some("kubernetes/server/bin/kubelet"));
         // Not in the sha512 table: the per-binary source, pinned by sha256.
@@ -554,7 +563,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
         );
         assert_eq!(
             (r.pin.as_deref(), r.pin_sha512.as_deref()),
-            (Some("cc"), None)
+            (Some("c".repeat(64).as_str()), None)
         );
         // Pinned nowhere: the first source of the kind.
         let r = cat
@@ -637,14 +646,35 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
             ),
         ] {
             let text = CATALOG.replacen(from, to, 1);
-            let err = parse(
-                Path::new("catalog.toml"),
-                &text,
-                Path::new("pins.toml"),
-                Some(PINS),
-            )
-            .unwrap_err();
+            let err = parse_texts(&text, PINS).unwrap_err();
             assert!(err.to_string().contains(want), "{from}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_source_kind_is_refused_at_its_key() {
+        let text = CATALOG.replacen("kind = \"https\"", "kind = \"ftp\"", 1);
+        let err = parse_texts(&text, PINS).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "catalog.toml:6:8: error: `artifact.kubelet.source[0].kind`: unknown source kind \"ftp\"; expected one of https, http, file, apt"
+        );
+    }
+
+    #[test]
+    fn a_malformed_pin_is_refused_at_its_key() {
+        for bad in [
+            "sha256:cc".to_string(),
+            format!("md5:{}", "c".repeat(64)),
+            format!("sha256:{}", "C".repeat(64)),
+            format!("sha512:{}", "c".repeat(64)),
+        ] {
+            let pins = PINS.replace(&format!("sha256:{}", "c".repeat(64)), &bad);
+            let err = parse_texts(CATALOG, &pins).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("pins.toml:5:12: error: `kubelet.amd64.\"1.33.5\"`: {bad:?} is not a pin; expected sha256:<64 lowercase hex digits> or sha512:<128 lowercase hex digits>")
+            );
         }
     }
 }

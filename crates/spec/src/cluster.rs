@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use crate::diag::{from_toml_error, Diagnostic};
+use crate::kinds::{ImageSourceKind, SourceKind};
 use crate::model::*;
 use crate::net::{check_hostname, parse_mac, Cidr};
 use crate::raw::{RawCluster, S};
@@ -153,26 +154,13 @@ pub fn validate(
 
     let mut sources = Vec::new();
     for (i, s) in raw.sources.iter().enumerate() {
-        match SourceKind::parse(s.get_ref()) {
-            Some(k) => sources.push(k),
-            None => c.err(
-                Some(s.span()),
-                &format!("sources[{i}]"),
-                format!(
-                    "unknown source kind {:?}; expected one of {}",
-                    s.get_ref(),
-                    SourceKind::NAMES.join(", ")
-                ),
-            ),
+        match s.get_ref().parse::<SourceKind>() {
+            Ok(k) => sources.push(k),
+            Err(e) => c.err(Some(s.span()), &format!("sources[{i}]"), e.to_string()),
         }
     }
     if raw.sources.is_empty() {
-        sources = vec![
-            SourceKind::Https,
-            SourceKind::Http,
-            SourceKind::File,
-            SourceKind::Apt,
-        ];
+        sources = SourceKind::ALL.to_vec();
     }
 
     let versions: BTreeMap<String, String> = raw
@@ -240,24 +228,17 @@ pub fn validate(
     }
     let mut image_sources = Vec::new();
     for (i, s) in raw.image_sources.iter().enumerate() {
-        if crate::images::IMAGE_SOURCE_KINDS.contains(&s.get_ref().as_str()) {
-            image_sources.push(s.get_ref().clone());
-        } else {
-            c.err(
+        match s.get_ref().parse::<ImageSourceKind>() {
+            Ok(k) => image_sources.push(k),
+            Err(e) => c.err(
                 Some(s.span()),
                 &format!("image-sources[{i}]"),
-                format!(
-                    "unknown image source {:?}; expected registry or assemble",
-                    s.get_ref()
-                ),
-            );
+                e.to_string(),
+            ),
         }
     }
     if raw.image_sources.is_empty() {
-        image_sources = crate::images::IMAGE_SOURCE_KINDS
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        image_sources = ImageSourceKind::ALL.to_vec();
     }
     for (host, urls) in &raw.registry_mirrors {
         for u in urls.get_ref() {

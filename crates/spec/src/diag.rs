@@ -123,6 +123,77 @@ pub fn from_toml_error(file: &Path, text: &str, err: &toml::de::Error) -> Diagno
     Diagnostic::error(file, text, err.span()).msg(message)
 }
 
+/// Like [`from_toml_error`], and when the error is about a value (a bad kind or pin, a wrong
+/// type) the diagnostic also names that value's dotted key.
+pub fn from_toml_error_keyed(file: &Path, text: &str, err: &toml::de::Error) -> Diagnostic {
+    let d = from_toml_error(file, text, err);
+    match err.span().and_then(|span| key_at(text, span)) {
+        Some(key) => d.key(key),
+        None => d,
+    }
+}
+
+/// The dotted key (`artifact[0].source`, `image."docker.io/x".source[1].kind`) of the innermost
+/// value whose span holds `span`, if the text parses and such a value exists.
+pub fn key_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    fn part(k: &str) -> String {
+        if !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            k.to_string()
+        } else {
+            format!("{k:?}")
+        }
+    }
+    // Containers' spans are not reliable for array-of-tables, so every child is searched and
+    // the smallest value holding the span wins.
+    fn walk(
+        v: &toml::Spanned<DeValue<'_>>,
+        path: String,
+        span: &std::ops::Range<usize>,
+        best: &mut Option<(usize, String)>,
+    ) {
+        let s = v.span();
+        if s.start <= span.start
+            && span.end <= s.end
+            && best.as_ref().is_none_or(|(len, _)| s.len() < *len)
+        {
+            *best = Some((s.len(), path.clone()));
+        }
+        match v.get_ref() {
+            DeValue::Table(t) => table(t, &path, span, best),
+            DeValue::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, format!("{path}[{i}]"), span, best);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn table(
+        t: &DeTable<'_>,
+        prefix: &str,
+        span: &std::ops::Range<usize>,
+        best: &mut Option<(usize, String)>,
+    ) {
+        for (k, v) in t {
+            let key = part(k.get_ref());
+            let path = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+            walk(v, path, span, best);
+        }
+    }
+    let doc = DeTable::parse(text).ok()?;
+    let mut best = None;
+    table(doc.get_ref(), "", &span, &mut best);
+    best.map(|(_, k)| k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +212,20 @@ mod tests {
             .key("host[0].ip")
             .msg("bad");
         assert_eq!(d.to_string(), "c.toml:2:1: error: `host[0].ip`: bad");
+    }
+
+    #[test]
+    fn key_at_names_the_innermost_value() {
+        let t = "a = 1\n[[artifact]]\nname = \"x\"\nsource = \"ftp\"\n[image.\"docker.io/x\"]\nkind = [\"a\", \"b\"]\n";
+        let at = |needle: &str| {
+            let i = t.find(needle).unwrap();
+            key_at(t, i..i + needle.len())
+        };
+        assert_eq!(at("\"ftp\"").as_deref(), Some("artifact[0].source"));
+        assert_eq!(
+            at("\"b\"").as_deref(),
+            Some("image.\"docker.io/x\".kind[1]")
+        );
+        assert_eq!(at("1").as_deref(), Some("a"));
     }
 }

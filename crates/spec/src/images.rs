@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::diag::{from_toml_error, Diagnostic};
+use crate::diag::{from_toml_error_keyed, Diagnostic};
+use crate::kinds::ImageSourceKind;
 use crate::model::parse_mode;
 
 /// catalog/images.toml as written.
@@ -34,7 +35,7 @@ pub struct CatalogImage {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ImageSource {
     /// `registry` (pull by digest) or `assemble` (built from artifacts).
-    pub kind: String,
+    pub kind: ImageSourceKind,
     /// assemble: files of the single layer.
     #[serde(default, rename = "file")]
     pub files: Vec<AssembleFile>,
@@ -70,12 +71,10 @@ impl AssembleFile {
     }
 }
 
-/// The image source kinds, in the default preference order.
-pub const IMAGE_SOURCE_KINDS: &[&str] = &["registry", "assemble"];
-
 /// Parses catalog/images.toml.
 pub fn parse(file: &Path, text: &str) -> Result<ImageCatalog, Diagnostic> {
-    let cat: ImageCatalog = toml::from_str(text).map_err(|e| from_toml_error(file, text, &e))?;
+    let cat: ImageCatalog =
+        toml::from_str(text).map_err(|e| from_toml_error_keyed(file, text, &e))?;
     for (name, img) in &cat.image {
         for (i, s) in img.sources.iter().enumerate() {
             let err = |m: String| {
@@ -83,13 +82,7 @@ pub fn parse(file: &Path, text: &str) -> Result<ImageCatalog, Diagnostic> {
                     .key(format!("image.\"{name}\".source[{i}]"))
                     .msg(m)
             };
-            if !IMAGE_SOURCE_KINDS.contains(&s.kind.as_str()) {
-                return Err(err(format!(
-                    "unknown image source kind {:?}; expected registry or assemble",
-                    s.kind
-                )));
-            }
-            if s.kind == "assemble" && s.files.is_empty() {
+            if s.kind == ImageSourceKind::Assemble && s.files.is_empty() {
                 return Err(err(
                     "an assemble source needs at least one [[…file]] with artifact and path".into(),
                 ));
@@ -113,19 +106,54 @@ pub fn parse(file: &Path, text: &str) -> Result<ImageCatalog, Diagnostic> {
 impl ImageCatalog {
     /// The source to use for repository `name` given the cluster's preference; `registry` when the
     /// catalog does not list the image. `None` when the catalog lists it but with no allowed kind.
-    pub fn choose(&self, name: &str, prefs: &[String]) -> Option<ImageSource> {
+    pub fn choose(&self, name: &str, prefs: &[ImageSourceKind]) -> Option<ImageSource> {
         match self.image.get(name) {
-            None => prefs.iter().any(|p| p == "registry").then(|| ImageSource {
-                kind: "registry".into(),
-                files: Vec::new(),
-                entrypoint: Vec::new(),
-                user: None,
-                labels: BTreeMap::new(),
-            }),
+            None => prefs
+                .contains(&ImageSourceKind::Registry)
+                .then(|| ImageSource {
+                    kind: ImageSourceKind::Registry,
+                    files: Vec::new(),
+                    entrypoint: Vec::new(),
+                    user: None,
+                    labels: BTreeMap::new(),
+                }),
             Some(img) => prefs
                 .iter()
-                .find_map(|p| img.sources.iter().find(|s| &s.kind == p))
+                .find_map(|p| img.sources.iter().find(|s| s.kind == *p))
                 .cloned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IMAGES: &str = "[image.\"registry.k8s.io/pause\"]\n[[image.\"registry.k8s.io/pause\".source]]\nkind = \"registry\"\n";
+
+    #[test]
+    fn sources_are_chosen_in_the_clusters_order() {
+        let cat = parse(Path::new("images.toml"), IMAGES).unwrap();
+        let reg = [ImageSourceKind::Registry];
+        let pause = cat.choose("registry.k8s.io/pause", &reg).unwrap();
+        assert_eq!(pause.kind, ImageSourceKind::Registry);
+        assert!(cat
+            .choose("registry.k8s.io/pause", &[ImageSourceKind::Assemble])
+            .is_none());
+        // Not listed: a registry pull, when registries are allowed.
+        assert_eq!(
+            cat.choose("docker.io/x/y", &reg).unwrap().kind,
+            ImageSourceKind::Registry
+        );
+    }
+
+    #[test]
+    fn an_unknown_image_source_kind_is_refused_at_its_key() {
+        let text = IMAGES.replace("kind = \"registry\"", "kind = \"oci\"");
+        let err = parse(Path::new("images.toml"), &text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "images.toml:3:8: error: `image.\"registry.k8s.io/pause\".source[0].kind`: unknown image source kind \"oci\"; expected registry or assemble"
+        );
     }
 }

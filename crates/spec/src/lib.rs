@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod diag;
 pub mod images;
+pub mod kinds;
 pub mod lock;
 pub mod model;
 pub mod net;
@@ -16,7 +17,8 @@ pub mod raw;
 
 pub use catalog::{Catalog, Resolved};
 pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use kinds::{ImageSourceKind, KindError, Pin, SourceKind};
 pub use lock::{Lock, LockedArtifact, LockedClosure, LockedPackage};
 pub use model::*;
 pub use profile::{ArtifactRef, FileRef, Layer, Overlay, Profile, Scope, TemplateRef};
-pub use project::{load, Project};
+pub use project::{Files, Project};

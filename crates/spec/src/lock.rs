@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diag::{from_toml_error, Diagnostic};
+use crate::diag::{from_toml_error_keyed, Diagnostic};
+use crate::kinds::SourceKind;
 
 /// The lock file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,7 +41,7 @@ pub struct LockedArtifact {
     /// Arch.
     pub arch: String,
     /// Source kind.
-    pub source: String,
+    pub source: SourceKind,
     /// Download URLs (https/http) or the local path (file).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub urls: Vec<String>,
@@ -91,7 +92,7 @@ pub struct LockedPackage {
     /// Package architecture (`amd64`, `all`, `x86_64`, `noarch`, …).
     pub arch: String,
     /// `apt` (fetched with the machine's apt client) or the URL's kind (`https`, `http`, `file`).
-    pub source: String,
+    pub source: SourceKind,
     /// Download URLs (rpm files from a mirror).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub urls: Vec<String>,
@@ -134,7 +135,7 @@ pub struct LockedClosure {
 impl Lock {
     /// Parses kiln.lock.
     pub fn parse(file: &Path, text: &str) -> Result<Lock, Diagnostic> {
-        let lock: Lock = toml::from_str(text).map_err(|e| from_toml_error(file, text, &e))?;
+        let lock: Lock = toml::from_str(text).map_err(|e| from_toml_error_keyed(file, text, &e))?;
         if lock.version != 1 {
             return Err(Diagnostic::error(file, text, None)
                 .key("version")
@@ -293,5 +294,19 @@ mod tests {
             .contains("\"c\" has no [[package]] entry"));
         let hostile = text.replace("pool/main/a_1_amd64.deb", "pool/main/../x y.deb");
         assert!(Lock::parse(Path::new("kiln.lock"), &hostile).is_err());
+    }
+
+    #[test]
+    fn an_unknown_source_kind_is_refused_at_its_key() {
+        let text = artifact(&format!("sha256 = \"{}\"\n", "a".repeat(64)));
+        let ok = Lock::parse(Path::new("kiln.lock"), &text).unwrap();
+        assert_eq!(ok.artifacts[0].source, SourceKind::Https);
+        assert!(ok.to_toml().contains("source = \"https\"\n"));
+        let bad = text.replace("source = \"https\"", "source = \"ftp\"");
+        let err = Lock::parse(Path::new("kiln.lock"), &bad).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kiln.lock:7:10: error: `artifact[0].source`: unknown source kind \"ftp\"; expected one of https, http, file, apt"
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::kinds::{ImageSourceKind, SourceKind};
 use crate::net::Cidr;
 
 /// Target CPU architecture.
@@ -184,46 +185,6 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
     }
 }
 
-/// Where an artifact is taken from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// Download over HTTPS.
-    Https,
-    /// Download over plain HTTP (a local mirror).
-    Http,
-    /// A file on the build machine.
-    File,
-    /// A Debian/Ubuntu package fetched with the machine's apt client.
-    Apt,
-}
-
-impl SourceKind {
-    /// All names.
-    pub const NAMES: &'static [&'static str] = &["https", "http", "file", "apt"];
-
-    /// Parses a source kind name.
-    pub fn parse(s: &str) -> Option<SourceKind> {
-        Some(match s {
-            "https" => SourceKind::Https,
-            "http" => SourceKind::Http,
-            "file" => SourceKind::File,
-            "apt" => SourceKind::Apt,
-            _ => return None,
-        })
-    }
-
-    /// The name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Https => "https",
-            SourceKind::Http => "http",
-            SourceKind::File => "file",
-            SourceKind::Apt => "apt",
-        }
-    }
-}
-
 /// The validated cluster description.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cluster {
@@ -252,7 +213,7 @@ pub struct Cluster {
     /// URL prefix → replacement prefixes, tried in order before the original.
     pub mirrors: BTreeMap<String, Vec<String>>,
     /// Image source kinds in preference order.
-    pub image_sources: Vec<String>,
+    pub image_sources: Vec<ImageSourceKind>,
     /// Registry host → mirror base URLs.
     pub registry_mirrors: BTreeMap<String, Vec<String>>,
     /// Registry credentials file.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::{import_checksums_yaml, Pins};
+use crate::kinds::Pin;
 
 /// Header of the TSV of Kubernetes release tarball digests.
 const TSV_HEADER: &str = "version\tfile\tsha512";
@@ -46,7 +47,8 @@ pub fn import_release_sha512_tsv(text: &str) -> Result<Pins, String> {
                 "line {n}: {hex:?} is not a sha512 (128 hex digits)"
             ));
         }
-        let value = format!("sha512:{}", hex.to_ascii_lowercase());
+        let value = Pin::from_hex("sha512", hex)
+            .map_err(|_| format!("line {n}: {hex:?} is not a sha512 (128 hex digits)"))?;
         let slot = pins
             .entry(format!("kubernetes_{kind}"))
             .or_default()
@@ -130,11 +132,11 @@ mod tests {
         let t = format!("version\tfile\tsha512\n1.34.0\tkubernetes-server-linux-amd64.tar.gz\t{}\n1.34.0\tkubernetes-node-linux-arm64.tar.gz\t{A}\n", A.to_uppercase());
         let p = import_table(&t).unwrap();
         assert_eq!(
-            p["kubernetes_server"]["amd64"]["1.34.0"],
+            p["kubernetes_server"]["amd64"]["1.34.0"].to_string(),
             format!("sha512:{A}")
         );
         assert_eq!(
-            p["kubernetes_node"]["arm64"]["1.34.0"],
+            p["kubernetes_node"]["arm64"]["1.34.0"].to_string(),
             format!("sha512:{A}")
         );
         assert!(import_release_sha512_tsv(

@@ -1,10 +1,11 @@
-//! Loading a whole project from disk: cluster.toml plus the profiles, overlays and catalog it uses.
+//! A whole project: cluster.toml plus the profiles, overlays and catalog it uses, validated
+//! together.
 //!
-//! This is the one module of the crate that reads files; everything it reads is then checked by
-//! the pure functions of the other modules.
+//! Which files make up a project depends on what the files say (the hosts' roles, what each
+//! profile extends, the overlays named), so validation asks for them through [`Files`]; the
+//! loader (kiln-load) implements it on the disk and this crate makes no syscalls.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::catalog::{self, Catalog};
@@ -57,23 +58,26 @@ impl Project {
     }
 }
 
-fn read(path: &Path) -> Result<String, Diagnostic> {
-    fs::read_to_string(path)
-        .map_err(|e| Diagnostic::error(path, "", None).msg(format!("cannot read: {e}")))
+/// A file of an overlay's `files/` tree: path relative to `files/`, mode, and source path.
+pub type OverlayFile = (String, u32, PathBuf);
+
+/// Where a project's files come from: the disk (kiln-load) or, in tests, memory.
+pub trait Files {
+    /// The text of a file; not valid UTF-8 is an error.
+    fn read(&self, path: &Path) -> std::io::Result<String>;
+    /// Whether `path` is a regular file.
+    fn is_file(&self, path: &Path) -> bool;
+    /// Names of the folders in `dir` that hold a file named `file` (none when `dir` is unreadable).
+    fn subdirs_with(&self, dir: &Path, file: &str) -> BTreeSet<String>;
+    /// An overlay's `files/` tree, sorted (empty when `root` does not exist); links and devices
+    /// are refused.
+    fn overlay_files(&self, root: &Path) -> Result<Vec<OverlayFile>, Diagnostic>;
 }
 
-fn subdirs_with(dir: &Path, file: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.path().join(file).is_file() {
-                if let Some(n) = e.file_name().to_str() {
-                    out.insert(n.to_string());
-                }
-            }
-        }
-    }
-    out
+fn read(files: &dyn Files, path: &Path) -> Result<String, Diagnostic> {
+    files
+        .read(path)
+        .map_err(|e| Diagnostic::error(path, "", None).msg(format!("cannot read: {e}")))
 }
 
 fn fail(mut diags: Vec<Diagnostic>) -> Diagnostics {
@@ -81,9 +85,9 @@ fn fail(mut diags: Vec<Diagnostic>) -> Diagnostics {
     Diagnostics(diags)
 }
 
-/// Reads and validates cluster.toml and everything it refers to.
-pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
-    let text = read(cluster_file)?;
+/// Reads (through `files`) and validates cluster.toml and everything it refers to.
+pub fn validate(cluster_file: &Path, files: &dyn Files) -> Result<Project, Diagnostics> {
+    let text = read(files, cluster_file)?;
     let raw = cluster::parse(cluster_file, &text)?;
     let base = cluster_file
         .parent()
@@ -94,8 +98,8 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
     };
     let profiles_dir = rel(&raw.paths.profiles, "profiles");
     let overlays_dir = rel(&raw.paths.overlays, "overlays");
-    let roles = subdirs_with(&profiles_dir, "profile.toml");
-    let overlay_names = subdirs_with(&overlays_dir, "overlay.toml");
+    let roles = files.subdirs_with(&profiles_dir, "profile.toml");
+    let overlay_names = files.subdirs_with(&overlays_dir, "overlay.toml");
     let mut diags = Vec::new();
     if roles.is_empty() {
         let span = raw.paths.profiles.as_ref().map(|s| s.span());
@@ -124,7 +128,7 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
     let mut inputs = vec![cluster_file.to_path_buf()];
 
     // Profiles: hosts' roles, their extends closure, and common.
-    let reader = |p: &Path| fs::read_to_string(p);
+    let reader = |p: &Path| files.read(p);
     let mut profiles: BTreeMap<String, Profile> = BTreeMap::new();
     let mut todo: Vec<String> = cluster.hosts.iter().flat_map(|h| h.roles.clone()).collect();
     if roles.contains("common") {
@@ -136,7 +140,7 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
             continue;
         }
         let file = profiles_dir.join(&name).join("profile.toml");
-        let ptext = match read(&file) {
+        let ptext = match read(files, &file) {
             Ok(t) => t,
             Err(d) => {
                 diags.push(d);
@@ -226,21 +230,21 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
     for name in &cluster.overlays {
         let dir = overlays_dir.join(name);
         let file = dir.join("overlay.toml");
-        let otext = match read(&file) {
+        let otext = match read(files, &file) {
             Ok(t) => t,
             Err(d) => {
                 diags.push(d);
                 continue;
             }
         };
-        let files = match overlay_files(&dir.join("files")) {
+        let tree = match files.overlay_files(&dir.join("files")) {
             Ok(f) => f,
             Err(d) => {
                 diags.push(d);
                 continue;
             }
         };
-        match load_overlay(name, &file, &otext, &reader, files) {
+        match load_overlay(name, &file, &otext, &reader, tree) {
             Ok(o) => {
                 let layer_roles = o
                     .layer
@@ -275,9 +279,9 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
     // Catalog: every artifact in use must resolve to a source that can be pinned.
     let cat_file = cluster.paths.catalog.join("catalog.toml");
     let pins_file = cluster.paths.catalog.join("pins.toml");
-    let catalog = match read(&cat_file) {
+    let catalog = match read(files, &cat_file) {
         Ok(ct) => {
-            let pins_text = fs::read_to_string(&pins_file).ok();
+            let pins_text = files.read(&pins_file).ok();
             match catalog::parse(&cat_file, &ct, &pins_file, pins_text.as_deref()) {
                 Ok(c) => Some(c),
                 Err(d) => {
@@ -293,7 +297,7 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
     };
     if let Some(cat) = &catalog {
         inputs.push(cat_file.clone());
-        if pins_file.is_file() {
+        if files.is_file(&pins_file) {
             inputs.push(pins_file.clone());
         }
         let oses: BTreeSet<_> = cluster.hosts.iter().map(|h| h.os).collect();
@@ -345,8 +349,8 @@ pub fn load(cluster_file: &Path) -> Result<Project, Diagnostics> {
 
     let images_file = cluster.paths.catalog.join("images.toml");
     let mut images = crate::images::ImageCatalog::default();
-    if images_file.is_file() {
-        match read(&images_file).and_then(|t| crate::images::parse(&images_file, &t)) {
+    if files.is_file(&images_file) {
+        match read(files, &images_file).and_then(|t| crate::images::parse(&images_file, &t)) {
             Ok(c) => {
                 images = c;
                 inputs.push(images_file.clone());
@@ -420,48 +424,4 @@ fn check_extends_cycles(profiles: &BTreeMap<String, Profile>, diags: &mut Vec<Di
             return;
         }
     }
-}
-
-/// Lists an overlay's `files/` tree: (relative path, mode, source path), sorted. Links are refused.
-fn overlay_files(root: &Path) -> Result<Vec<(String, u32, PathBuf)>, Diagnostic> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = Vec::new();
-    if !root.exists() {
-        return Ok(out);
-    }
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let rd = fs::read_dir(&dir)
-            .map_err(|e| Diagnostic::error(&dir, "", None).msg(format!("cannot list: {e}")))?;
-        for e in rd {
-            let e =
-                e.map_err(|e| Diagnostic::error(&dir, "", None).msg(format!("cannot list: {e}")))?;
-            let path = e.path();
-            let meta = fs::symlink_metadata(&path)
-                .map_err(|e| Diagnostic::error(&path, "", None).msg(format!("cannot stat: {e}")))?;
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file() {
-                let rel = path
-                    .strip_prefix(root)
-                    .expect("under root")
-                    .to_str()
-                    .ok_or_else(|| {
-                        Diagnostic::error(&path, "", None).msg("file name is not UTF-8")
-                    })?
-                    .to_string();
-                let mode = if meta.permissions().mode() & 0o111 != 0 {
-                    0o755
-                } else {
-                    0o644
-                };
-                out.push((rel, mode, path));
-            } else {
-                return Err(Diagnostic::error(&path, "", None)
-                    .msg("overlay files must be regular files (no links or devices)"));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }

@@ -9,10 +9,22 @@
 //! Tests needing a missing tool, root or data print `SKIPPED …` and pass, unless
 //! `KILN_REQUIRE_TOOLS=1` is set, which turns what is missing into a failure (CI sets it):
 //! every such test decides through [`ready`].
+//!
+//! Tests read files from outside the repository only through [`Fixture`]: each kind has one
+//! folder, which an environment variable overrides.
+//!
+//! | fixture | variable | default |
+//! |---|---|---|
+//! | upstream checksum tables (`upstream-checksums.yml`, `kubernetes-release-sha512.tsv`) | `KILN_UPSTREAM_TABLES` | `../shared/data` beside the repository |
+//! | the `debs` test's Debian 12 root and `.deb` cache | `KILN_DEBS_CACHE` | `/var/tmp/kiln-debs` |
+//!
+//! (The VM tier's guest image comes from `KILN_GUEST` or `tests/e2e/guest-image.sh`; the
+//! Kubernetes binaries are read from `catalog/files/`, inside the repository.)
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod apt;
 mod components;
+mod fixtures;
 pub mod http;
 
 use std::path::PathBuf;
@@ -24,6 +36,7 @@ pub use apt::{AptRepo, Deb};
 pub use components::{
     build_images, free_port, push, remote_digest, Containerd, Images, Proc, Registry, RegistryAuth,
 };
+pub use fixtures::{repo_root, Fixture};
 
 /// Whether every tool is on PATH; otherwise prints why the test is skipped (or fails
 /// when `KILN_REQUIRE_TOOLS` is set).

@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use kiln_plan::Plan;
-use kiln_spec::{Lock, Project};
+use kiln_spec::Project;
 use kiln_store::{FetchOptions, FetchReport, Progress};
 
 use crate::fetch::{self, Blob};
@@ -72,22 +72,15 @@ pub fn build(
 ) -> Result<BuildOutcome, Error> {
     let plan = crate::images::full_plan(project)?;
     let lock_path = &project.cluster.paths.lock;
-    let lock_bytes = match fs::read(lock_path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NoLock {
-                lock: lock_path.clone(),
-            })
-        }
-        Err(e) => {
-            return Err(Error::Io {
-                path: lock_path.clone(),
-                source: e,
-            })
-        }
+    let Some(kiln_load::LoadedLock {
+        bytes: lock_bytes,
+        lock,
+    }) = lock::read_lock_file(lock_path)?
+    else {
+        return Err(Error::NoLock {
+            lock: lock_path.clone(),
+        });
     };
-    let lock = Lock::parse(lock_path, &String::from_utf8_lossy(&lock_bytes))
-        .map_err(kiln_spec::Diagnostics::from)?;
     let entries = lock::locked_entries(project, &plan, &lock)?;
     let sde = opts.source_date_epoch.unwrap_or(lock.source_date_epoch);
 
