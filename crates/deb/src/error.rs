@@ -41,6 +41,14 @@ pub enum DebError {
         /// The cause.
         source: io::Error,
     },
+    /// A .deb's data tarball could not be read to its end.
+    #[error("cannot read the data tarball of {}", path.display())]
+    DataTar {
+        /// The .deb.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
     /// An apt package for an architecture other than the host's.
     #[error("apt package {package}: architecture {arch} requested but apt on this machine serves {host}; fetch it on a {arch} machine or use an http source")]
     Arch {

@@ -1,6 +1,6 @@
 //! kiln-deb: Debian packages through the system's own apt — resolving a package to the exact
 //! build its index pins (sha256, size), computing what installing packages brings onto a host
-//! against a private dpkg status, downloading a pinned build, and dpkg's version order.
+//! against a private dpkg status, downloading a pinned build, a .deb's data tarball, and dpkg's version order.
 //!
 //! It knows nothing of kiln's store: [`download`] leaves the .deb in a folder the caller gives
 //! (`kiln-store` hashes it against its pin and moves it in), so the dependency runs one way.
@@ -9,11 +9,13 @@
 
 mod apt;
 mod closure;
+mod data;
 mod debversion;
 mod error;
 
 pub use apt::{apt_resolve, download, host_arch, AptPin};
 pub use closure::AptIndex;
+pub use data::with_data_tar;
 pub use debversion::{compare_versions, version_matches};
 pub use error::DebError;
 

@@ -20,12 +20,17 @@ pub struct Error {
     pub source: io::Error,
 }
 
-fn err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error {
-        op,
-        path: path.to_owned(),
-        source,
+impl Error {
+    /// Wraps an I/O error of `op` (`read`, `write`, `create folder`, ...) on `path`; for
+    /// `map_err` on the file operations other crates do themselves.
+    pub fn on(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error { op, path, source }
     }
+}
+
+fn err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    Error::on(op, path)
 }
 
 /// Distinguishes the temp files one process creates.

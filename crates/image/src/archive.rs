@@ -112,9 +112,12 @@ pub fn write_image_archive(
     let index = index_json(&images);
     let docker = docker_manifest_json(&images);
 
-    let write_err = |source| ImageError::Write {
-        path: PathBuf::from("<image archive>"),
-        source,
+    let write_err = |source| {
+        ImageError::File(kiln_fsio::Error {
+            op: "write",
+            path: PathBuf::from("<image archive>"),
+            source,
+        })
     };
     let mut tar = TarWriter::new(out, mtime);
     tar.dir("blobs", DIR_MODE).map_err(write_err)?;
@@ -128,14 +131,17 @@ pub fn write_image_archive(
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
-            Err(source) => return Err(ImageError::Read { path, source }),
+            Err(source) => {
+                return Err(ImageError::File(kiln_fsio::Error {
+                    op: "read",
+                    path,
+                    source,
+                }))
+            }
         };
         let len = file
             .metadata()
-            .map_err(|source| ImageError::Read {
-                path: path.clone(),
-                source,
-            })?
+            .map_err(kiln_fsio::Error::on("read", path.clone()))?
             .len();
         if len != *size {
             store.verify_blob(digest.hex())?;
@@ -145,7 +151,11 @@ pub fn write_image_archive(
         let entry = format!("blobs/sha256/{}", digest.hex());
         if let Err(source) = tar.stream(&entry, FILE_MODE, *size, &mut reader) {
             return Err(if reader.failed() {
-                ImageError::Read { path, source }
+                ImageError::File(kiln_fsio::Error {
+                    op: "read",
+                    path,
+                    source,
+                })
             } else {
                 write_err(source)
             });
@@ -188,24 +198,25 @@ pub fn write_image_archive_file(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|source| ImageError::Write {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let save_err = |source| ImageError::Save {
-        path: path.to_owned(),
-        source,
-    };
+    fs::create_dir_all(dir).map_err(kiln_fsio::Error::on("write", dir.to_owned()))?;
+    let save_err = ImageError::File;
     let temp = TempFile::beside(path, FILE_MODE).map_err(save_err)?;
     let temp_path = temp.path().to_owned();
-    let werr = |source| ImageError::Write {
-        path: temp_path.clone(),
-        source,
+    let werr = |source| {
+        ImageError::File(kiln_fsio::Error {
+            op: "write",
+            path: temp_path.clone(),
+            source,
+        })
     };
     let mut hashing = HashingWriter::new(BufWriter::new(temp.file()));
     let size = match write_image_archive(store, images, mtime, &mut hashing) {
         Ok(size) => size,
-        Err(ImageError::Write { source, .. }) => return Err(werr(source)),
+        Err(ImageError::File(kiln_fsio::Error {
+            op: "write",
+            source,
+            ..
+        })) => return Err(werr(source)),
         Err(e) => return Err(e),
     };
     let (digest, _, mut inner) = hashing.into_parts();

@@ -204,31 +204,10 @@ pub enum ImageError {
         /// The missing blob.
         digest: String,
     },
-    /// A file or stream could not be read.
-    #[error("cannot read {}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// A file could not be written (or synced, renamed, its mode set).
-    #[error("cannot write {}", path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// A file could not be saved under its final name (created, synced or renamed into place).
-    #[error("cannot write {}", path.display())]
-    Save {
-        /// The file's final name.
-        path: PathBuf,
-        /// What failed, on which (temp) file.
-        #[source]
-        source: kiln_fsio::Error,
-    },
+    /// A local file could not be read, written or saved under its final name (names the
+    /// operation and the file).
+    #[error(transparent)]
+    File(#[from] kiln_fsio::Error),
     /// A path inside an image that is absolute, empty or climbs out with `..`.
     #[error("invalid path `{path}` in image {reference}: {reason}")]
     InvalidImagePath {

@@ -85,10 +85,11 @@ pub fn scan_file(path: &Path) -> Result<Vec<ImageMention>, ImageError> {
             Ok(text) => scan_text(&text),
             Err(_) => Vec::new(),
         }),
-        Err(source) => Err(ImageError::Read {
+        Err(source) => Err(ImageError::File(kiln_fsio::Error {
+            op: "read",
             path: path.to_owned(),
             source,
-        }),
+        })),
     }
 }
 

@@ -21,7 +21,7 @@ pub(crate) fn download(
     let dir = tempfile::Builder::new()
         .prefix("apt-")
         .tempdir_in(&tmp)
-        .map_err(|source| StoreError::Write { path: tmp, source })?;
+        .map_err(kiln_fsio::Error::on("write", tmp))?;
     let deb = kiln_deb::download(package, version, arch, config, dir.path())?;
     let (actual, _) = hash_file(&deb)?;
     if actual != expected_sha256 {

@@ -5,9 +5,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::str::FromStr;
-use std::thread;
 
 use serde::{Deserialize, Serialize};
 
@@ -155,10 +153,7 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        let save_err = |source| StoreError::Save {
-            path: path.to_owned(),
-            source,
-        };
+        let save_err = StoreError::File;
         let mut temp = self.temp_file("members", MEMBERS_CACHE_MODE)?;
         temp.write_bytes(&json).map_err(save_err)?;
         temp.write_bytes(b"\n").map_err(save_err)?;
@@ -171,10 +166,11 @@ fn load_cache(path: &Path) -> Result<BTreeMap<String, MemberInfo>, StoreError> {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(source) => {
-            return Err(StoreError::Read {
+            return Err(StoreError::File(kiln_fsio::Error {
+                op: "read",
                 path: path.to_owned(),
                 source,
-            })
+            }))
         }
     };
     match serde_json::from_slice(&bytes) {
@@ -319,70 +315,13 @@ fn with_tar_stream(
     let open = || {
         File::open(path)
             .map(BufReader::new)
-            .map_err(|source| StoreError::Read {
-                path: path.to_owned(),
-                source,
-            })
+            .map_err(kiln_fsio::Error::on("read", path.to_owned()))
     };
     match kind {
         ArchiveKind::Tar => f(&mut open()?),
         ArchiveKind::TarGz => f(&mut flate2::read::MultiGzDecoder::new(open()?)),
-        ArchiveKind::Deb => with_deb_data(path, f),
+        ArchiveKind::Deb => kiln_deb::with_data_tar(path, f),
     }
-}
-
-/// Streams a .deb's data tarball out of `dpkg-deb --fsys-tarfile` (which knows every
-/// compression dpkg does) into `f`.
-fn with_deb_data(
-    path: &Path,
-    f: &mut dyn FnMut(&mut dyn Read) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let command = format!("dpkg-deb --fsys-tarfile {}", path.display());
-    let mut child = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| StoreError::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let stderr_reader = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let result = f(&mut stdout).and_then(|()| {
-        // The tar reader stops at the end marker: drain the padding so dpkg-deb
-        // is not killed by a broken pipe.
-        io::copy(&mut stdout, &mut io::sink())
-            .map(drop)
-            .map_err(|source| StoreError::Archive {
-                path: path.to_owned(),
-                source,
-            })
-    });
-    drop(stdout);
-    if result.is_err() {
-        let _ = child.kill();
-    }
-    let status = child.wait().map_err(|source| StoreError::Spawn {
-        command: command.clone(),
-        source,
-    })?;
-    let stderr = stderr_reader.join().unwrap_or_default();
-    if result.is_ok() && !status.success() {
-        return Err(StoreError::Command {
-            command,
-            status: status.to_string(),
-            stderr: stderr.trim().to_owned(),
-        });
-    }
-    result
 }
 
 /// Why a member does not resolve to a regular file.

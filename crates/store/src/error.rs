@@ -29,40 +29,10 @@ pub enum StoreError {
         /// The download's label.
         label: String,
     },
-    /// A store folder could not be created.
-    #[error("cannot create folder {}", path.display())]
-    CreateDir {
-        /// The folder.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// A local file could not be read.
-    #[error("cannot read {}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// A local file could not be written (or synced, or its mode set).
-    #[error("cannot write {}", path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// A file could not be saved under its final name (temp file created, synced or renamed
-    /// into place).
-    #[error("cannot write {}", path.display())]
-    Save {
-        /// The final name (or the temp folder, when the temp file could not be created).
-        path: PathBuf,
-        /// What failed, on which (temp) file.
-        #[source]
-        source: kiln_fsio::Error,
-    },
+    /// A local file could not be read, written or saved under its final name (names the
+    /// operation and the file).
+    #[error(transparent)]
+    File(#[from] kiln_fsio::Error),
     /// Fetching, hashing or landing bytes failed (network, mirrors, pins, partials).
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -86,25 +56,8 @@ pub enum StoreError {
         /// The URL.
         url: String,
     },
-    /// A command could not be started.
-    #[error("cannot run `{command}`")]
-    Spawn {
-        /// The command line.
-        command: String,
-        /// The cause.
-        source: io::Error,
-    },
-    /// A command exited with failure.
-    #[error("`{command}` failed ({status}): {stderr}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// Its exit status.
-        status: String,
-        /// Its standard error, trimmed.
-        stderr: String,
-    },
-    /// apt could not resolve or download a package (names the package or apt's command).
+    /// apt could not resolve or download a package, or dpkg-deb could not read a .deb (names
+    /// the package, the file or the command).
     #[error(transparent)]
     Apt(#[from] kiln_deb::DebError),
     /// The archive to extract from is not in the store (or was corrupt and removed).

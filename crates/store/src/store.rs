@@ -65,8 +65,7 @@ impl Store {
             root: root.to_owned(),
         };
         for dir in [store.blob_dir(), store.tmp_dir(), store.members_dir()] {
-            fs::create_dir_all(&dir)
-                .map_err(|source| StoreError::CreateDir { path: dir, source })?;
+            fs::create_dir_all(&dir).map_err(kiln_fsio::Error::on("create folder", dir))?;
         }
         Ok(store)
     }
@@ -111,7 +110,11 @@ impl Store {
                 Ok(None)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Read { path, source }),
+            Err(source) => Err(StoreError::File(kiln_fsio::Error {
+                op: "read",
+                path,
+                source,
+            })),
         }
     }
 
@@ -121,16 +124,10 @@ impl Store {
         check_sha512(sha512)?;
         check_sha256(sha256)?;
         let dir = self.sha512_dir();
-        fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
-            path: dir.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&dir).map_err(kiln_fsio::Error::on("create folder", dir.clone()))?;
         let mut temp = self.temp_file("sha512", BLOB_MODE)?;
         let dest = dir.join(sha512);
-        let save_err = |source| StoreError::Save {
-            path: dest.clone(),
-            source,
-        };
+        let save_err = StoreError::File;
         temp.write_bytes(format!("{sha256}\n").as_bytes())
             .map_err(save_err)?;
         temp.commit(&dest).map_err(save_err)
@@ -155,10 +152,7 @@ impl Store {
     /// A new temp file in [`Self::tmp_dir`] with exactly `mode` (removed unless committed).
     pub(crate) fn temp_file(&self, hint: &str, mode: u32) -> Result<TempFile, StoreError> {
         let tmp_dir = self.tmp_dir();
-        TempFile::new_in(&tmp_dir, hint, mode).map_err(|source| StoreError::Save {
-            path: tmp_dir,
-            source,
-        })
+        TempFile::new_in(&tmp_dir, hint, mode).map_err(StoreError::File)
     }
 
     /// The folder of archive member caches.
@@ -179,7 +173,13 @@ impl Store {
         let path = self.blob_path(sha256);
         match fs::symlink_metadata(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(source) => return Err(StoreError::Read { path, source }),
+            Err(source) => {
+                return Err(StoreError::File(kiln_fsio::Error {
+                    op: "read",
+                    path,
+                    source,
+                }))
+            }
             Ok(_) => {}
         }
         let (actual, _) = hash_file(&path)?;
@@ -209,7 +209,13 @@ impl Store {
         let path = self.blob_path(sha256);
         match fs::symlink_metadata(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StoreError::Read { path, source }),
+            Err(source) => {
+                return Err(StoreError::File(kiln_fsio::Error {
+                    op: "read",
+                    path,
+                    source,
+                }))
+            }
             Ok(_) => {}
         }
         let digests = kiln_transport::hash_file(&path, true)?;
@@ -230,10 +236,7 @@ impl Store {
         if self.verify_blob(expected_sha256)? {
             return Ok(self.blob_path(expected_sha256));
         }
-        let mut file = File::open(path).map_err(|source| StoreError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let mut file = File::open(path).map_err(kiln_fsio::Error::on("read", path.to_owned()))?;
         let origin = path.display().to_string();
         self.ingest(&mut file, &origin, Some(expected_sha256))
             .map(|(sha, _)| self.blob_path(&sha))
@@ -247,10 +250,7 @@ impl Store {
         sha256: Option<&str>,
         sha512: Option<&str>,
     ) -> Result<String, StoreError> {
-        let mut file = File::open(path).map_err(|source| StoreError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let mut file = File::open(path).map_err(kiln_fsio::Error::on("read", path.to_owned()))?;
         let origin = path.display().to_string();
         let (sha, _) = self.ingest_pinned(&mut file, &origin, sha256, sha512)?;
         if let Some(h) = sha512 {
@@ -291,10 +291,7 @@ impl Store {
     /// Moves a complete, already-hashed file (same filesystem) to its blob name.
     pub(crate) fn commit(&self, from: &Path, sha256: &str) -> Result<PathBuf, StoreError> {
         let dest = self.blob_path(sha256);
-        kiln_fsio::rename_into(from, &dest, BLOB_MODE).map_err(|source| StoreError::Save {
-            path: dest.clone(),
-            source,
-        })?;
+        kiln_fsio::rename_into(from, &dest, BLOB_MODE).map_err(StoreError::File)?;
         Ok(dest)
     }
 }
