@@ -277,40 +277,7 @@ fn bookworm_repo(dir: &Path, chrony_version: &str) -> BTreeMap<String, Vec<u8>> 
         index.len()
     );
     fs::write(dir.join("repo/Release"), release).unwrap();
-    for sub in [
-        "lists/partial",
-        "cache/archives/partial",
-        "sources.list.d",
-        "preferences.d",
-    ] {
-        fs::create_dir_all(dir.join(sub)).unwrap();
-    }
-    fs::write(
-        dir.join("sources.list"),
-        format!("deb [trusted=yes] file:{} ./\n", dir.join("repo").display()),
-    )
-    .unwrap();
-    fs::write(dir.join("status"), "").unwrap();
-    fs::write(
-        dir.join("apt.conf"),
-        format!(
-            "Dir::Etc::SourceList \"{0}/sources.list\";\nDir::Etc::SourceParts \"{0}/sources.list.d\";\n\
-             Dir::Etc::PreferencesParts \"{0}/preferences.d\";\nDir::State::Lists \"{0}/lists\";\n\
-             Dir::Cache \"{0}/cache\";\nDir::State::status \"{0}/status\";\nAPT::Sandbox::User \"root\";\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    let up = Command::new("apt-get")
-        .arg("update")
-        .env("APT_CONFIG", dir.join("apt.conf"))
-        .output()
-        .unwrap();
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    kiln_testkit::private_apt(dir, &dir.join("repo"));
     debs
 }
 

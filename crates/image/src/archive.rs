@@ -113,11 +113,10 @@ pub fn write_image_archive(
     let docker = docker_manifest_json(&images);
 
     let write_err = |source| {
-        ImageError::File(kiln_fsio::Error {
-            op: "write",
-            path: PathBuf::from("<image archive>"),
-            source,
-        })
+        ImageError::File(kiln_fsio::Error::on(
+            "write",
+            PathBuf::from("<image archive>"),
+        )(source))
     };
     let mut tar = TarWriter::new(out, mtime);
     tar.dir("blobs", DIR_MODE).map_err(write_err)?;
@@ -132,11 +131,7 @@ pub fn write_image_archive(
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
             Err(source) => {
-                return Err(ImageError::File(kiln_fsio::Error {
-                    op: "read",
-                    path,
-                    source,
-                }))
+                return Err(ImageError::File(kiln_fsio::Error::on("read", path)(source)))
             }
         };
         let len = file
@@ -151,11 +146,7 @@ pub fn write_image_archive(
         let entry = format!("blobs/sha256/{}", digest.hex());
         if let Err(source) = tar.stream(&entry, FILE_MODE, *size, &mut reader) {
             return Err(if reader.failed() {
-                ImageError::File(kiln_fsio::Error {
-                    op: "read",
-                    path,
-                    source,
-                })
+                ImageError::File(kiln_fsio::Error::on("read", path)(source))
             } else {
                 write_err(source)
             });
@@ -202,13 +193,7 @@ pub fn write_image_archive_file(
     let save_err = ImageError::File;
     let temp = TempFile::beside(path, FILE_MODE).map_err(save_err)?;
     let temp_path = temp.path().to_owned();
-    let werr = |source| {
-        ImageError::File(kiln_fsio::Error {
-            op: "write",
-            path: temp_path.clone(),
-            source,
-        })
-    };
+    let werr = |source| ImageError::File(kiln_fsio::Error::on("write", temp_path.clone())(source));
     let mut hashing = HashingWriter::new(BufWriter::new(temp.file()));
     let size = match write_image_archive(store, images, mtime, &mut hashing) {
         Ok(size) => size,

@@ -137,22 +137,16 @@ pub fn assemble(store: &Store, spec: &AssembleSpec) -> Result<LockedImage, Image
     let gz = GzEncoder::new(blob, Compression::best());
     let mut tar = TarWriter::new(HashingWriter::new(gz), spec.created);
     let write_err = |source| {
-        ImageError::File(kiln_fsio::Error {
-            op: "write",
-            path: storeio::tmp_dir(store),
+        ImageError::File(kiln_fsio::Error::on("write", storeio::tmp_dir(store))(
             source,
-        })
+        ))
     };
     for (path, item) in &items {
         match item {
             Item::Dir => tar.dir(path, 0o755).map_err(write_err)?,
             Item::File(f) => {
                 let read_err = |source| {
-                    ImageError::File(kiln_fsio::Error {
-                        op: "read",
-                        path: f.source.clone(),
-                        source,
-                    })
+                    ImageError::File(kiln_fsio::Error::on("read", f.source.clone())(source))
                 };
                 let file = File::open(&f.source).map_err(read_err)?;
                 let size = file.metadata().map_err(read_err)?.len();

@@ -85,11 +85,10 @@ pub fn scan_file(path: &Path) -> Result<Vec<ImageMention>, ImageError> {
             Ok(text) => scan_text(&text),
             Err(_) => Vec::new(),
         }),
-        Err(source) => Err(ImageError::File(kiln_fsio::Error {
-            op: "read",
-            path: path.to_owned(),
-            source,
-        })),
+        Err(source) => Err(ImageError::File(kiln_fsio::Error::on(
+            "read",
+            path.to_owned(),
+        )(source))),
     }
 }
 

@@ -88,13 +88,7 @@ pub(crate) fn read_blob(
     let bytes = match fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
-        Err(source) => {
-            return Err(ImageError::File(kiln_fsio::Error {
-                op: "read",
-                path,
-                source,
-            }))
-        }
+        Err(source) => return Err(ImageError::File(kiln_fsio::Error::on("read", path)(source))),
     };
     if &Digest::of(&bytes) != digest {
         // Let the store drop the corrupt copy so a later pull fetches it again.

@@ -71,20 +71,22 @@ pub fn lock(path: &Path) -> Result<Option<LoadedLock>, LoadError> {
 /// The text of a file; bytes that are not UTF-8 are an [`io::ErrorKind::InvalidData`] error
 /// naming the line and column where they start.
 pub fn read_text(path: &Path) -> io::Result<String> {
-    let bytes = fs::read(path)?;
-    utf8(&bytes)?;
-    Ok(String::from_utf8(bytes).expect("checked"))
+    // One validation: the error keeps the bytes for the position.
+    String::from_utf8(fs::read(path)?).map_err(|e| not_utf8(e.as_bytes(), e.utf8_error()))
 }
 
 fn utf8(bytes: &[u8]) -> io::Result<&str> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        let good = std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid prefix");
-        let (line, col) = line_col(good, good.len());
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("not valid UTF-8 (line {line}, column {col})"),
-        )
-    })
+    std::str::from_utf8(bytes).map_err(|e| not_utf8(bytes, e))
+}
+
+/// The error for `bytes` that stop being UTF-8 where `e` says, with that line and column.
+fn not_utf8(bytes: &[u8], e: std::str::Utf8Error) -> io::Error {
+    let good = std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid prefix");
+    let (line, col) = line_col(good, good.len());
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("not valid UTF-8 (line {line}, column {col})"),
+    )
 }
 
 impl Files for Disk {

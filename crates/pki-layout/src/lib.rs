@@ -74,9 +74,4 @@ impl Layout {
     pub fn host(&self, name: &str) -> Option<&HostLayout> {
         self.hosts.iter().find(|h| h.name == name)
     }
-
-    /// The API server URL nodes, kube-proxy and admins use (see [`PkiInput::api_endpoint`]).
-    pub fn api_url(&self) -> Option<String> {
-        self.input.api_endpoint()
-    }
 }

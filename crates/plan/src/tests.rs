@@ -46,7 +46,7 @@ fn api_url_is_one_rule_for_hosts_and_kubeconfigs() {
         Some("https://k8s.example.com:8443"),
         "api.endpoint wins over the VIP"
     );
-    assert_eq!(p.pki.api_url(), host(&p, "node01").api_url);
+    assert_eq!(p.pki.input().api_endpoint(), host(&p, "node01").api_url);
 
     let mut project = k8s();
     project.cluster.lb.as_mut().unwrap().vip = "fd00::100".parse().unwrap();

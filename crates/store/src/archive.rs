@@ -166,11 +166,10 @@ fn load_cache(path: &Path) -> Result<BTreeMap<String, MemberInfo>, StoreError> {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(source) => {
-            return Err(StoreError::File(kiln_fsio::Error {
-                op: "read",
-                path: path.to_owned(),
-                source,
-            }))
+            return Err(StoreError::File(kiln_fsio::Error::on(
+                "read",
+                path.to_owned(),
+            )(source)))
         }
     };
     match serde_json::from_slice(&bytes) {

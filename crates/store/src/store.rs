@@ -58,6 +58,17 @@ pub(crate) fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     Ok(kiln_transport::remove_if_present(path)?)
 }
 
+/// Removes a blob whose bytes do not hash to its name, saying so.
+fn remove_corrupt(path: &Path, expected: &str, actual: &str) -> Result<(), StoreError> {
+    tracing::warn!(
+        path = %path.display(),
+        expected,
+        actual,
+        "corrupt blob removed from the store"
+    );
+    remove_if_present(path)
+}
+
 impl Store {
     /// Opens (creating if needed) a store rooted at `root`.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
@@ -110,11 +121,7 @@ impl Store {
                 Ok(None)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::File(kiln_fsio::Error {
-                op: "read",
-                path,
-                source,
-            })),
+            Err(source) => Err(StoreError::File(kiln_fsio::Error::on("read", path)(source))),
         }
     }
 
@@ -170,29 +177,14 @@ impl Store {
     /// A corrupt entry is removed (with a `tracing` warning) and `false` returned.
     pub fn verify_blob(&self, sha256: &str) -> Result<bool, StoreError> {
         check_sha256(sha256)?;
-        let path = self.blob_path(sha256);
-        match fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(source) => {
-                return Err(StoreError::File(kiln_fsio::Error {
-                    op: "read",
-                    path,
-                    source,
-                }))
-            }
-            Ok(_) => {}
-        }
+        let Some(path) = self.existing_blob(sha256)? else {
+            return Ok(false);
+        };
         let (actual, _) = hash_file(&path)?;
         if actual == sha256 {
             return Ok(true);
         }
-        tracing::warn!(
-            path = %path.display(),
-            expected = sha256,
-            actual = %actual,
-            "corrupt blob removed from the store"
-        );
-        remove_if_present(&path)?;
+        remove_corrupt(&path, sha256, &actual)?;
         Ok(false)
     }
 
@@ -206,26 +198,25 @@ impl Store {
     ) -> Result<Option<bool>, StoreError> {
         check_sha256(sha256)?;
         check_sha512(sha512)?;
-        let path = self.blob_path(sha256);
-        match fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StoreError::File(kiln_fsio::Error {
-                    op: "read",
-                    path,
-                    source,
-                }))
-            }
-            Ok(_) => {}
-        }
+        let Some(path) = self.existing_blob(sha256)? else {
+            return Ok(None);
+        };
         let digests = kiln_transport::hash_file(&path, true)?;
-        let actual = digests.sha256;
-        if actual != sha256 {
-            tracing::warn!(path = %path.display(), expected = sha256, actual = %actual, "corrupt blob removed from the store");
-            remove_if_present(&path)?;
+        if digests.sha256 != sha256 {
+            remove_corrupt(&path, sha256, &digests.sha256)?;
             return Ok(None);
         }
         Ok(Some(digests.sha512.as_deref() == Some(sha512)))
+    }
+
+    /// The blob's path when it exists (not hashed).
+    fn existing_blob(&self, sha256: &str) -> Result<Option<PathBuf>, StoreError> {
+        let path = self.blob_path(sha256);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(Some(path)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(kiln_fsio::Error::on("read", path)(source).into()),
+        }
     }
 
     /// Copies a local file into the store, hashing it and checking it against the pin.

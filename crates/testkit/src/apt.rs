@@ -93,7 +93,7 @@ impl AptRepo {
 
 /// A private apt state in `d` whose only source is the flat repository `repo`, updated:
 /// returns its apt.conf.
-fn private_apt(d: &Path, repo: &Path) -> PathBuf {
+pub fn private_apt(d: &Path, repo: &Path) -> PathBuf {
     for sub in [
         "lists/partial",
         "cache/archives/partial",

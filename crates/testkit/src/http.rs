@@ -75,17 +75,12 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
-        let st = state.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                if st.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let st = st.clone();
-                thread::spawn(move || handle(stream, &st));
-            }
-        });
+        let (st, stop) = (state.clone(), state.clone());
+        accept_loop(
+            listener,
+            move || stop.stop.load(Ordering::SeqCst),
+            move |stream| handle(stream, &st),
+        );
         Server { addr, state }
     }
 
@@ -138,6 +133,26 @@ impl Drop for Server {
         self.state.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr);
     }
+}
+
+/// Accepts connections on `listener` until `stopped()` says so (checked at each connection),
+/// each handled on a thread of its own; for servers and proxies that tests start.
+pub fn accept_loop(
+    listener: TcpListener,
+    stopped: impl Fn() -> bool + Send + 'static,
+    handle: impl Fn(TcpStream) + Send + Sync + 'static,
+) {
+    let handle = Arc::new(handle);
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stopped() {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            let handle = handle.clone();
+            thread::spawn(move || handle(stream));
+        }
+    });
 }
 
 fn handle(mut stream: TcpStream, st: &State) {

@@ -32,7 +32,7 @@ use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
-pub use apt::{AptRepo, Deb};
+pub use apt::{private_apt, AptRepo, Deb};
 pub use components::{
     build_images, free_port, push, remote_digest, Containerd, Images, Proc, Registry, RegistryAuth,
 };

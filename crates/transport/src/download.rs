@@ -171,7 +171,7 @@ fn receive(
             return Err(too_large(size));
         }
     }
-    let write_err = |source| file_err("write", part)(source);
+    let write_err = file_err("write", part);
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)

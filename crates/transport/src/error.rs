@@ -182,18 +182,13 @@ pub struct Attempt<E = TransportError> {
     pub error: E,
 }
 
-/// Maps an I/O error of `op` (`read`, `write`, `remove`) on `path` to [`TransportError::File`].
+/// Maps an I/O error of `op` (`read`, `write`, `remove`) on `path` to [`TransportError::File`];
+/// reusable, so one mapper serves every operation on the same file.
 pub(crate) fn file_err<'a>(
     op: &'static str,
     path: &'a Path,
-) -> impl FnOnce(io::Error) -> TransportError + 'a {
-    move |source| {
-        TransportError::File(kiln_fsio::Error {
-            op,
-            path: path.to_owned(),
-            source,
-        })
-    }
+) -> impl Fn(io::Error) -> TransportError + Copy + 'a {
+    move |source| TransportError::File(kiln_fsio::Error::on(op, path)(source))
 }
 
 /// Renders an error with its chain of causes on one line.

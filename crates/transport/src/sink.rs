@@ -133,7 +133,7 @@ pub(crate) fn pump(
 
 /// Hashes a local file in one pass: sha256, sha512 when `sha512` is true, and size.
 pub fn hash_file(path: &Path, sha512: bool) -> Result<Digests, TransportError> {
-    let read_err = |source| file_err("read", path)(source);
+    let read_err = file_err("read", path);
     let mut file = File::open(path).map_err(read_err)?;
     let mut hasher = Hasher::new(sha512);
     pump(

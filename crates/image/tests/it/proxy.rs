@@ -5,7 +5,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
 
 /// One request the proxy relayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,21 +38,15 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
-        let st = state.clone();
+        let (st, stop) = (state.clone(), state.clone());
         let upstream = upstream.to_owned();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                if st.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let st = st.clone();
-                let upstream = upstream.clone();
-                thread::spawn(move || {
-                    let _ = relay(stream, &upstream, &st);
-                });
-            }
-        });
+        kiln_testkit::http::accept_loop(
+            listener,
+            move || stop.stop.load(Ordering::SeqCst),
+            move |stream| {
+                let _ = relay(stream, &upstream, &st);
+            },
+        );
         Proxy {
             url: format!("http://{addr}"),
             addr,

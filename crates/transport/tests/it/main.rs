@@ -30,6 +30,14 @@ struct Dirs {
     blobs: PathBuf,
 }
 
+impl Dirs {
+    /// Asserts `body` landed under its sha256 and no partial is left in `tmp/`.
+    fn assert_landed(&self, body: &[u8]) {
+        assert_eq!(fs::read(self.blobs.join(sha(body))).unwrap(), body);
+        assert!(names(&self.tmp).is_empty(), "no partial left");
+    }
+}
+
 fn dirs() -> Dirs {
     let root = tempfile::tempdir().unwrap();
     let (tmp, blobs) = (root.path().join("tmp"), root.path().join("sha256"));
@@ -107,8 +115,7 @@ fn transient_503s_are_retried_on_the_same_source() {
     assert_eq!(server.requests("/f").len(), 3);
     assert!(got.skipped.is_empty());
     assert_eq!(got.value.bytes, 30_000);
-    assert_eq!(fs::read(d.blobs.join(sha(&body))).unwrap(), body);
-    assert!(names(&d.tmp).is_empty());
+    d.assert_landed(&body);
 }
 
 #[test]
@@ -132,8 +139,7 @@ fn a_reset_mid_body_resumes_with_a_range_request() {
     assert_eq!(ranges, vec![None, Some("bytes=40000-".to_owned())]);
     assert_eq!((got.value.bytes, got.value.resumed_from), (100_000, 40_000));
     assert_eq!(seen.position, 100_000);
-    assert_eq!(fs::read(d.blobs.join(sha(&body))).unwrap(), body);
-    assert!(names(&d.tmp).is_empty());
+    d.assert_landed(&body);
 }
 
 #[test]
