@@ -329,13 +329,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .join(&p.cluster.name);
             let mut opts = kiln_boot::BootOptions::new(&out, &a.image);
             opts.hosts = a.hosts.clone();
-            opts.seed = match a.seed.as_str() {
-                "iso" => kiln_boot::SeedKind::Iso,
-                "vfat" => kiln_boot::SeedKind::Vfat,
-                other => {
-                    anyhow::bail!("--seed: unknown seed medium {other:?}; expected iso or vfat")
-                }
-            };
+            opts.seed = a.seed.parse().context("--seed")?;
             opts.timeout = std::time::Duration::from_secs(a.timeout);
             opts.memory_mb = a.memory;
             opts.keep = a.keep;

@@ -41,6 +41,6 @@ pub use error::BootError;
 pub use events::{BootEvents, HostPhase, HostStatus};
 pub use layout::{cluster_dir, HostPlan, Layout, LayoutHost, DEFAULT_MEMORY_MB, LAYOUT_FILE};
 pub use marker::{clean_line, FinalMessage, Marker, Status, CLOUD_INIT_FINAL_DEFAULT, MARKER_WORD};
-pub use options::{BootOptions, SeedKind, Tools, DEFAULT_TIMEOUT, GUEST_DISK};
+pub use options::{BootOptions, SeedKind, Tools, UnknownSeedKind, DEFAULT_TIMEOUT, GUEST_DISK};
 pub use report::{BootReport, FailReason, HostFailure, HostReport, Kept, TAIL_LINES};
 pub use run::boot;

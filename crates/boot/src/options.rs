@@ -23,14 +23,19 @@ impl SeedKind {
     }
 }
 
+/// A seed medium other than `iso` and `vfat`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown seed medium {0:?}; expected iso or vfat")]
+pub struct UnknownSeedKind(pub String);
+
 impl std::str::FromStr for SeedKind {
-    type Err = String;
+    type Err = UnknownSeedKind;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "iso" => Ok(Self::Iso),
-            "vfat" | "img" => Ok(Self::Vfat),
-            other => Err(format!("unknown seed kind {other:?}; expected iso or vfat")),
+            "vfat" => Ok(Self::Vfat),
+            other => Err(UnknownSeedKind(other.to_string())),
         }
     }
 }
@@ -216,9 +221,9 @@ mod tests {
     fn seed_kind_parses() {
         assert_eq!("iso".parse::<SeedKind>(), Ok(SeedKind::Iso));
         assert_eq!("vfat".parse::<SeedKind>(), Ok(SeedKind::Vfat));
-        assert!("dir"
-            .parse::<SeedKind>()
-            .unwrap_err()
-            .contains("iso or vfat"));
+        assert_eq!(
+            "dir".parse::<SeedKind>(),
+            Err(UnknownSeedKind("dir".into()))
+        );
     }
 }

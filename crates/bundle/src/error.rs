@@ -84,13 +84,27 @@ pub enum BundleError {
         /// Underlying error.
         source: io::Error,
     },
-    /// The deflate engine reported an error (should not happen).
-    #[error("compressing {}: {detail}", file.display())]
-    Compress {
+    /// The deflate engine reported an error on one member (should not happen).
+    #[error("compressing {}: member {member} ({len} bytes): {source}", file.display())]
+    Deflate {
         /// Archive being written.
         file: PathBuf,
-        /// Engine message.
-        detail: String,
+        /// 0-based index of the gzip member.
+        member: u64,
+        /// Its uncompressed length.
+        len: usize,
+        /// The engine's error.
+        source: flate2::CompressError,
+    },
+    /// A compression worker stopped before every member was written (should not happen).
+    #[error("compressing {}: wrote {wrote} of {} members (a worker stopped)", file.display(), total.map_or("?".to_owned(), |t| t.to_string()))]
+    WorkerStopped {
+        /// Archive being written.
+        file: PathBuf,
+        /// Members written.
+        wrote: u64,
+        /// Members produced, when the producer finished.
+        total: Option<u64>,
     },
 }
 
@@ -116,6 +130,16 @@ pub enum VerifyError {
         offset: u64,
         /// What is wrong.
         reason: String,
+    },
+    /// A tar header block inside is malformed.
+    #[error("{}: tar stream at offset {offset}: {source}", file.display())]
+    Header {
+        /// The archive.
+        file: PathBuf,
+        /// Offset of the header in the uncompressed tar stream.
+        offset: u64,
+        /// What is wrong with it.
+        source: HeaderError,
     },
     /// The tar stream inside is malformed.
     #[error("{}: tar stream at offset {offset}: {reason}", file.display())]
@@ -317,5 +341,32 @@ pub enum VerifyError {
     NotInBuildManifest {
         /// Output path, relative to the out folder.
         path: String,
+    },
+}
+
+/// Why a tar header block is not one verification accepts.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    /// Neither GNU nor ustar magic.
+    #[error("header has neither GNU nor ustar magic")]
+    Magic,
+    /// The checksum field is not a number.
+    #[error("bad checksum field: {0}")]
+    ChecksumField(io::Error),
+    /// The checksum does not match the block.
+    #[error("header checksum {stored} does not match computed {computed}")]
+    Checksum {
+        /// The stored checksum.
+        stored: u32,
+        /// The block's checksum.
+        computed: u32,
+    },
+    /// A numeric field does not parse.
+    #[error("bad {field}: {source}")]
+    Field {
+        /// The field (`size`, `mode`, `uid`, `gid`).
+        field: &'static str,
+        /// The parser's error.
+        source: io::Error,
     },
 }

@@ -2,7 +2,9 @@
 
 use std::io::{self, BufRead};
 
-use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{
+    Compress, CompressError, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status,
+};
 
 /// Uncompressed bytes per gzip member; a constant so output never depends on the core count.
 pub const CHUNK_SIZE: usize = 1 << 20;
@@ -31,7 +33,7 @@ impl MemberEncoder {
     }
 
     /// Replaces `out` with one gzip member holding `input`.
-    pub(crate) fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    pub(crate) fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
         // A reset stream compresses exactly like a new one, so reuse is invisible in the bytes.
         self.deflate.reset();
         out.clear();
@@ -39,10 +41,9 @@ impl MemberEncoder {
         out.extend_from_slice(&GZIP_MEMBER_HEADER);
         loop {
             let consumed = self.deflate.total_in() as usize;
-            let status = self
-                .deflate
-                .compress_vec(&input[consumed..], out, FlushCompress::Finish)
-                .map_err(|e| e.to_string())?;
+            let status =
+                self.deflate
+                    .compress_vec(&input[consumed..], out, FlushCompress::Finish)?;
             if status == Status::StreamEnd {
                 break;
             }

@@ -30,7 +30,7 @@ mod writer;
 
 use std::path::PathBuf;
 
-pub use error::{BundleError, VerifyError};
+pub use error::{BundleError, HeaderError, VerifyError};
 pub use folder::{
     json_bytes, read_build_manifest, verify_digests, verify_folder, BuildManifest, BundleInfo,
     DigestReport, HostInfo, OutputInfo, BUILD_MANIFEST_NAME,

@@ -42,7 +42,7 @@ struct Done {
     index: u64,
     len: usize,
     bufs: Buffers,
-    result: Result<(), String>,
+    result: Result<(), flate2::CompressError>,
 }
 
 /// The producer's end: cuts whatever it is given into [`CHUNK_SIZE`] chunks.
@@ -194,13 +194,11 @@ where
             (Err(e), _) => Err(e),
             (Ok(_), Err(Stop::Failed(e))) => Err(e),
             (Ok(n), Ok(total)) if n == total => Ok(()),
-            (Ok(n), produced) => {
-                let total = produced.ok().map_or("?".to_owned(), |t| t.to_string());
-                Err(BundleError::Compress {
-                    file: file.to_owned(),
-                    detail: format!("wrote {n} of {total} members (a worker stopped)"),
-                })
-            }
+            (Ok(n), produced) => Err(BundleError::WorkerStopped {
+                file: file.to_owned(),
+                wrote: n,
+                total: produced.ok(),
+            }),
         }
     })
 }
@@ -220,10 +218,12 @@ where
     for done in done_rx {
         waiting.insert(done.index, done);
         while let Some(done) = waiting.remove(&next) {
-            if let Err(detail) = done.result {
-                return Err(BundleError::Compress {
+            if let Err(source) = done.result {
+                return Err(BundleError::Deflate {
                     file: file.to_owned(),
-                    detail: format!("member {next} ({} bytes): {detail}", done.len),
+                    member: next,
+                    len: done.len,
+                    source,
                 });
             }
             write(&done.bufs.output)?;

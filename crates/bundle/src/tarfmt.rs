@@ -1,6 +1,7 @@
 //! Reading tar header blocks: a strict parser for verification (the writing side is
 //! [`kiln_fsio::tarw`]).
 
+use crate::error::HeaderError;
 pub(crate) use kiln_fsio::tarw::{padding, BLOCK};
 use tar::Header;
 
@@ -22,30 +23,28 @@ pub(crate) struct ParsedHeader {
 }
 
 /// Parses one header block, checking its magic and checksum.
-pub(crate) fn parse_header(block: &[u8; BLOCK]) -> Result<ParsedHeader, String> {
+pub(crate) fn parse_header(block: &[u8; BLOCK]) -> Result<ParsedHeader, HeaderError> {
     let h = Header::from_byte_slice(block);
     if h.as_gnu().is_none() && h.as_ustar().is_none() {
-        return Err("header has neither GNU nor ustar magic".to_owned());
+        return Err(HeaderError::Magic);
     }
-    let stored = h.cksum().map_err(|e| format!("bad checksum field: {e}"))?;
+    let stored = h.cksum().map_err(HeaderError::ChecksumField)?;
     let computed: u32 = block
         .iter()
         .enumerate()
         .map(|(i, &b)| if (148..156).contains(&i) { b' ' } else { b } as u32)
         .sum();
     if stored != computed {
-        return Err(format!(
-            "header checksum {stored} does not match computed {computed}"
-        ));
+        return Err(HeaderError::Checksum { stored, computed });
     }
-    let field = |name: &str, r: std::io::Result<u64>| r.map_err(|e| format!("bad {name}: {e}"));
+    let field = |field: &'static str| move |source| HeaderError::Field { field, source };
     Ok(ParsedHeader {
         kind: h.as_old().linkflag[0],
         path: h.path_bytes().into_owned(),
-        size: field("size", h.size())?,
-        mode: h.mode().map_err(|e| format!("bad mode: {e}"))?,
-        uid: field("uid", h.uid())?,
-        gid: field("gid", h.gid())?,
+        size: h.size().map_err(field("size"))?,
+        mode: h.mode().map_err(field("mode"))?,
+        uid: h.uid().map_err(field("uid"))?,
+        gid: h.gid().map_err(field("gid"))?,
     })
 }
 
@@ -103,6 +102,6 @@ mod tests {
         push_file_header(&mut out, "x", 1, 0o644, 0);
         out[0] = b'y';
         let err = parse_header(out[..BLOCK].try_into().unwrap()).unwrap_err();
-        assert!(err.contains("checksum"), "{err}");
+        assert!(matches!(err, HeaderError::Checksum { .. }), "{err}");
     }
 }

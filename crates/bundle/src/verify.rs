@@ -146,7 +146,11 @@ fn check_entries(stream: &mut TarStream<'_>) -> Result<(u64, u64), VerifyError> 
             }
             break;
         }
-        let h = parse_header(&block).map_err(|reason| stream.tar_error(at, reason))?;
+        let h = parse_header(&block).map_err(|source| VerifyError::Header {
+            file: stream.file.to_owned(),
+            offset: at,
+            source,
+        })?;
         let unsafe_entry = |entry: &[u8], reason: String| VerifyError::UnsafeEntry {
             file: file.clone(),
             entry: lossy(entry),

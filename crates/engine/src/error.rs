@@ -12,19 +12,11 @@ pub enum Error {
     #[error(transparent)]
     Plan(#[from] kiln_plan::PlanError),
     /// The catalog cannot give an artifact a source.
-    #[error("{reason}")]
-    Catalog {
-        /// The artifact.
-        artifact: String,
-        /// The catalog's explanation.
-        reason: String,
-    },
+    #[error(transparent)]
+    Catalog(kiln_spec::catalog::ResolveError),
     /// A checksum table could not be imported into pins.
-    #[error("{reason}")]
-    ChecksumTable {
-        /// What is wrong, naming the table.
-        reason: String,
-    },
+    #[error(transparent)]
+    ChecksumTable(#[from] kiln_spec::pins::ImportError),
     /// kiln.lock does not exist; builds use only pinned artifacts.
     #[error("{} not found: run `kiln lock` first (builds use only pinned artifacts)", lock.display())]
     NoLock {
@@ -228,8 +220,8 @@ impl Error {
             self,
             Error::Input(_)
                 | Error::Plan(_)
-                | Error::Catalog { .. }
-                | Error::ChecksumTable { .. }
+                | Error::Catalog(_)
+                | Error::ChecksumTable(_)
                 | Error::NoLock { .. }
                 | Error::Stale { .. }
                 | Error::LockedImage { .. }

@@ -98,10 +98,7 @@ pub fn resolve_all(project: &Project, plan: &Plan) -> Result<Vec<Resolved>, Erro
             project
                 .catalog
                 .resolve(&n.name, &c.versions, c.arch, &c.sources)
-                .map_err(|reason| Error::Catalog {
-                    artifact: n.name.clone(),
-                    reason,
-                })
+                .map_err(Error::Catalog)
         })
         .collect()
 }

@@ -31,8 +31,7 @@ pub fn import_checksums(tables: &[PathBuf]) -> Result<ImportedPins, Error> {
             text,
         ));
     }
-    let pins =
-        kiln_spec::pins::import_tables(&texts).map_err(|reason| Error::ChecksumTable { reason })?;
+    let pins = kiln_spec::pins::import_tables(&texts)?;
     let body = kiln_spec::pins::render(
         &pins,
         &texts.iter().map(|t| t.0.clone()).collect::<Vec<_>>(),

@@ -6,7 +6,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use time::OffsetDateTime;
 
 use crate::certinfo::{self, CertInfo};
-use crate::error::{PkiError, Result};
+use crate::error::{PkiError, Result, Unusable};
 use kiln_pki_layout::{CaId, KeyType, PkiInput, ISSUED, MODE_PUBLIC, MODE_SECRET};
 
 use crate::clock::PkiOptions;
@@ -55,32 +55,41 @@ impl Authorities {
 }
 
 /// The CA's key material if usable, or why not.
-fn load_ca(state: &State, id: CaId) -> Result<std::result::Result<Ca, String>> {
+fn load_ca(state: &State, id: CaId) -> Result<std::result::Result<Ca, Unusable>> {
     let cert_pem = state.read(id.cert_rel())?;
     let key_pem = state.read(id.key_rel())?;
     let (cert_pem, key_pem) = match (cert_pem, key_pem) {
         (Some(c), Some(k)) => (c, k),
-        (None, None) => return Ok(Err("it does not exist".into())),
-        (None, Some(_)) => return Ok(Err(format!("{} is missing", id.cert_rel()))),
-        (Some(_), None) => return Ok(Err(format!("{} is missing", id.key_rel()))),
+        (None, None) => return Ok(Err(Unusable::Absent)),
+        (None, Some(_)) => return Ok(Err(Unusable::Missing(id.cert_rel().to_string()))),
+        (Some(_), None) => return Ok(Err(Unusable::Missing(id.key_rel().to_string()))),
     };
     let info = match certinfo::parse_pem(&cert_pem) {
         Ok(i) => i,
-        Err(e) => return Ok(Err(format!("{}: {e}", id.cert_rel()))),
+        Err(source) => {
+            return Ok(Err(Unusable::Cert {
+                file: id.cert_rel().to_string(),
+                source,
+            }))
+        }
     };
     let key = match keys::parse(&key_pem) {
         Ok(k) => k,
-        Err(e) => return Ok(Err(format!("{}: {e}", id.key_rel()))),
+        Err(source) => {
+            return Ok(Err(Unusable::Key {
+                file: id.key_rel().to_string(),
+                source,
+            }))
+        }
     };
     if keys::spki(&key) != info.spki {
-        return Ok(Err(format!(
-            "{} does not match {}",
-            id.key_rel(),
-            id.cert_rel()
-        )));
+        return Ok(Err(Unusable::Mismatch {
+            key: id.key_rel().to_string(),
+            cert: id.cert_rel().to_string(),
+        }));
     }
     if !info.is_ca || !info.ku_cert_sign {
-        return Ok(Err(format!("{} is not a CA certificate", id.cert_rel())));
+        return Ok(Err(Unusable::NotCa(id.cert_rel().to_string())));
     }
     Ok(Ok(Ca {
         cert_pem,
@@ -91,12 +100,15 @@ fn load_ca(state: &State, id: CaId) -> Result<std::result::Result<Ca, String>> {
 }
 
 /// The service-account key pair if usable, or why not.
-fn load_sa(state: &State) -> Result<std::result::Result<(KeyPair, Vec<u8>), String>> {
+fn load_sa(state: &State) -> Result<std::result::Result<(KeyPair, Vec<u8>), Unusable>> {
     match state.read("sa.key")? {
-        None => Ok(Err("sa.key does not exist".into())),
+        None => Ok(Err(Unusable::NoFile("sa.key"))),
         Some(pem) => Ok(keys::parse(&pem)
             .map(|k| (k, pem))
-            .map_err(|e| format!("sa.key: {e}"))),
+            .map_err(|source| Unusable::Key {
+                file: "sa.key".into(),
+                source,
+            })),
     }
 }
 
@@ -131,9 +143,12 @@ fn create_ca(state: &State, id: CaId, input: &PkiInput, now: OffsetDateTime) -> 
     // Key first: a crash in between leaves a cert-less key, which the next run reports.
     state.write(id.key_rel(), &key_pem, MODE_SECRET)?;
     state.write(id.cert_rel(), &cert_pem, MODE_PUBLIC)?;
-    let info = certinfo::parse_pem(&cert_pem).map_err(|reason| PkiError::CorruptState {
+    let info = certinfo::parse_pem(&cert_pem).map_err(|source| PkiError::CorruptState {
         path: state.path(id.cert_rel()),
-        reason,
+        reason: Unusable::Cert {
+            file: id.cert_rel().to_string(),
+            source,
+        },
     })?;
     Ok(Ca {
         cert_pem,
@@ -155,11 +170,11 @@ pub(crate) fn ensure(
     written: &mut Vec<String>,
 ) -> Result<Authorities> {
     let mut loaded = BTreeMap::new();
-    let mut unusable: Vec<(&'static str, String)> = Vec::new();
+    let mut unusable: Vec<(&'static str, Unusable)> = Vec::new();
     for id in CaId::ALL {
         match load_ca(state, id)? {
             Ok(ca) if ca.info.not_after <= now => {
-                unusable.push((id.what(), format!("{} has expired", id.cert_rel())));
+                unusable.push((id.what(), Unusable::Expired(id.cert_rel().to_string())));
             }
             Ok(ca) => {
                 loaded.insert(id, ca);
@@ -167,10 +182,13 @@ pub(crate) fn ensure(
             Err(reason) => unusable.push((id.what(), reason)),
         }
     }
-    let sa = load_sa(state)?;
-    if let Err(reason) = &sa {
-        unusable.push(("service-account key", reason.clone()));
-    }
+    let sa = match load_sa(state)? {
+        Ok(found) => Some(found),
+        Err(reason) => {
+            unusable.push(("service-account key", reason));
+            None
+        }
+    };
     // Decide before writing anything, so a refusal leaves the state untouched.
     if !unusable.is_empty() && !opts.rotate_ca && state.has_issued()? {
         let (what, reason) = unusable.swap_remove(0);
@@ -188,8 +206,8 @@ pub(crate) fn ensure(
         }
     }
     let (sa_key, sa_key_pem) = match sa {
-        Ok(found) => found,
-        Err(_) => {
+        Some(found) => found,
+        None => {
             tracing::info!("creating sa.key");
             let key = keys::generate(input.key_type, "service-account key")?;
             let pem = keys::to_pem(&key);

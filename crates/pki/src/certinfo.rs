@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::error::CertError;
 use kiln_pki_layout::San;
 use time::OffsetDateTime;
 
@@ -46,23 +47,21 @@ pub(crate) struct CertInfo {
     pub aki: Option<Vec<u8>>,
 }
 
-/// Parses a single PEM certificate; the reason on failure.
-pub(crate) fn parse_pem(pem: &[u8]) -> Result<CertInfo, String> {
-    let (rest, block) =
-        x509_parser::pem::parse_x509_pem(pem).map_err(|e| format!("not a PEM certificate: {e}"))?;
+/// Parses a single PEM certificate.
+pub(crate) fn parse_pem(pem: &[u8]) -> Result<CertInfo, CertError> {
+    let (rest, block) = x509_parser::pem::parse_x509_pem(pem).map_err(CertError::Pem)?;
     if block.label != "CERTIFICATE" {
-        return Err(format!("PEM block is {:?}, not CERTIFICATE", block.label));
+        return Err(CertError::Label(block.label));
     }
     if !rest.iter().all(u8::is_ascii_whitespace) {
-        return Err("trailing data after the certificate".into());
+        return Err(CertError::Trailing);
     }
     parse_der(&block.contents)
 }
 
 /// Parses a DER certificate.
-pub(crate) fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+pub(crate) fn parse_der(der: &[u8]) -> Result<CertInfo, CertError> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(CertError::Der)?;
     let attr = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
         it.filter_map(|a| a.as_str().ok().map(str::to_string))
             .collect::<Vec<_>>()
@@ -103,7 +102,7 @@ pub(crate) fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
                             let ip = match b.len() {
                                 4 => IpAddr::from(<[u8; 4]>::try_from(*b).expect("4 bytes")),
                                 16 => IpAddr::from(<[u8; 16]>::try_from(*b).expect("16 bytes")),
-                                _ => return Err("malformed IP address SAN".into()),
+                                n => return Err(CertError::IpSan(n)),
                             };
                             info.sans.insert(San::Ip(ip));
                         }

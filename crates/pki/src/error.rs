@@ -50,7 +50,7 @@ pub enum PkiError {
         /// The state folder's issued certificates.
         path: PathBuf,
         /// What is wrong with the existing files.
-        reason: String,
+        reason: Unusable,
     },
 
     /// A state file exists but cannot be used and kiln will not overwrite it silently.
@@ -59,7 +59,7 @@ pub enum PkiError {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        reason: Unusable,
     },
 
     /// [`crate::table`] found a certificate the input needs that was never issued.
@@ -80,6 +80,94 @@ pub enum PkiError {
         #[source]
         source: rcgen::Error,
     },
+}
+
+/// Why stored key material (a CA, the service-account key, a leaf, the token) cannot be used.
+/// Paths are relative to the PKI state folder.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    /// Neither the CA's certificate nor its key exists.
+    #[error("it does not exist")]
+    Absent,
+    /// One of a pair exists, the other not.
+    #[error("{0} is missing")]
+    Missing(String),
+    /// A single key file does not exist.
+    #[error("{0} does not exist")]
+    NoFile(&'static str),
+    /// A certificate does not parse.
+    #[error("{file}: {source}")]
+    Cert {
+        /// The certificate file.
+        file: String,
+        /// Why it does not parse.
+        source: CertError,
+    },
+    /// A private key does not parse.
+    #[error("{file}: {source}")]
+    Key {
+        /// The key file.
+        file: String,
+        /// Why it does not parse.
+        source: KeyError,
+    },
+    /// A key is not the certificate's.
+    #[error("{key} does not match {cert}")]
+    Mismatch {
+        /// The key file.
+        key: String,
+        /// The certificate file.
+        cert: String,
+    },
+    /// A CA's certificate cannot sign certificates.
+    #[error("{0} is not a CA certificate")]
+    NotCa(String),
+    /// A CA's certificate is past notAfter.
+    #[error("{0} has expired")]
+    Expired(String),
+    /// A leaf's certificate or key does not exist.
+    #[error("not issued yet")]
+    NotIssued,
+    /// A leaf's certificate does not parse.
+    #[error("certificate unreadable: {0}")]
+    LeafCert(CertError),
+    /// A leaf's key does not parse.
+    #[error("key unreadable: {0}")]
+    LeafKey(KeyError),
+    /// The bootstrap token file holds something else.
+    #[error("not a bootstrap token of the form [a-z0-9]{{6}}.[a-z0-9]{{16}}")]
+    Token,
+}
+
+/// Why bytes are not a single PEM X.509 certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// Not PEM.
+    #[error("not a PEM certificate: {0}")]
+    Pem(x509_parser::nom::Err<x509_parser::error::PEMError>),
+    /// PEM, but of something else.
+    #[error("PEM block is {0:?}, not CERTIFICATE")]
+    Label(String),
+    /// More than the certificate.
+    #[error("trailing data after the certificate")]
+    Trailing,
+    /// The DER inside is not a certificate.
+    #[error("not an X.509 certificate: {0}")]
+    Der(x509_parser::nom::Err<x509_parser::error::X509Error>),
+    /// An IP address SAN of neither 4 nor 16 bytes.
+    #[error("malformed IP address SAN ({0} bytes)")]
+    IpSan(usize),
+}
+
+/// Why bytes are not a usable PEM private key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Not text.
+    #[error("not PEM text")]
+    NotText,
+    /// Text, but not a key rcgen can use.
+    #[error("not a usable private key: {0}")]
+    Unusable(rcgen::Error),
 }
 
 impl From<kiln_pki_layout::InvalidInput> for PkiError {

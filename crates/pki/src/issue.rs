@@ -7,7 +7,7 @@ use kiln_pki_layout::{KeyType, LeafSpec, Lifetimes, San, MODE_PUBLIC, MODE_SECRE
 
 use crate::authority::{key_usages, Authorities, Ca};
 use crate::certinfo::{self, CertInfo};
-use crate::error::{PkiError, Result};
+use crate::error::{PkiError, Result, Unusable};
 use crate::keys;
 use crate::state::State;
 
@@ -23,19 +23,19 @@ pub(crate) struct Leaf {
 }
 
 /// The stored leaf and its parsed key, or why it cannot be used.
-fn load(state: &State, spec: &LeafSpec) -> Result<std::result::Result<(Leaf, KeyPair), String>> {
+fn load(state: &State, spec: &LeafSpec) -> Result<std::result::Result<(Leaf, KeyPair), Unusable>> {
     let (Some(cert_pem), Some(key_pem)) =
         (state.read(&spec.cert_rel())?, state.read(&spec.key_rel())?)
     else {
-        return Ok(Err("not issued yet".into()));
+        return Ok(Err(Unusable::NotIssued));
     };
     let info = match certinfo::parse_pem(&cert_pem) {
         Ok(i) => i,
-        Err(e) => return Ok(Err(format!("certificate unreadable: {e}"))),
+        Err(e) => return Ok(Err(Unusable::LeafCert(e))),
     };
     let key = match keys::parse(&key_pem) {
         Ok(k) => k,
-        Err(e) => return Ok(Err(format!("key unreadable: {e}"))),
+        Err(e) => return Ok(Err(Unusable::LeafKey(e))),
     };
     Ok(Ok((
         Leaf {
@@ -177,13 +177,13 @@ pub(crate) fn ensure(
                 Some(r) => r,
             }
         }
-        Err(r) => r,
+        Err(r) => r.to_string(),
     };
     tracing::info!(cert = %spec.cert_rel(), %reason, "issuing");
     let (cert_pem, key_pem) = issue(spec, ca, key_type, lifetimes, now)?;
-    let info = certinfo::parse_pem(&cert_pem).map_err(|reason| PkiError::CorruptState {
+    let info = certinfo::parse_pem(&cert_pem).map_err(|e| PkiError::CorruptState {
         path: state.path(&spec.cert_rel()),
-        reason,
+        reason: Unusable::LeafCert(e),
     })?;
     // Key first: a crash in between leaves a mismatched pair, which the next run re-issues.
     state.write(&spec.key_rel(), &key_pem, MODE_SECRET)?;

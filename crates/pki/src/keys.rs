@@ -2,7 +2,7 @@
 
 use rcgen::{KeyPair, PublicKeyData, SerialNumber};
 
-use crate::error::{PkiError, Result};
+use crate::error::{KeyError, PkiError, Result};
 use kiln_pki_layout::KeyType;
 
 /// Generates a new key pair of type `kt`.
@@ -18,10 +18,10 @@ pub(crate) fn generate(kt: KeyType, what: &str) -> Result<KeyPair> {
     key.map_err(|e| PkiError::crypto(format!("generate {kt:?} key for {what}"), e))
 }
 
-/// Parses a PEM private key (PKCS#8, PKCS#1 or SEC1); the reason on failure.
-pub(crate) fn parse(pem: &[u8]) -> std::result::Result<KeyPair, String> {
-    let text = std::str::from_utf8(pem).map_err(|_| "not PEM text".to_string())?;
-    KeyPair::from_pem(text).map_err(|e| format!("not a usable private key: {e}"))
+/// Parses a PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub(crate) fn parse(pem: &[u8]) -> std::result::Result<KeyPair, KeyError> {
+    let text = std::str::from_utf8(pem).map_err(|_| KeyError::NotText)?;
+    KeyPair::from_pem(text).map_err(KeyError::Unusable)
 }
 
 /// The PKCS#8 PEM encoding of a private key.

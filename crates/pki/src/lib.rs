@@ -38,7 +38,7 @@ use std::path::Path;
 use time::OffsetDateTime;
 
 pub use clock::{Clock, FixedClock, PkiOptions, SystemClock};
-pub use error::{PkiError, Result};
+pub use error::{CertError, KeyError, PkiError, Result, Unusable};
 pub use kiln_pki_layout::{
     role, KeyType, KubeletAuth, Layout, Lifetimes, PkiHost, PkiInput, BOOTSTRAP_GROUP,
     BOOTSTRAP_USER, KUBELET_PKI_DIR, KUBE_DIR, MODE_PUBLIC, MODE_SECRET, PKI_DIR,
@@ -177,7 +177,7 @@ fn ensure_token(state: &State, written: &mut Vec<String>) -> Result<String> {
         if !keys::is_bootstrap_token(&token) {
             return Err(PkiError::CorruptState {
                 path: state.path(TOKEN_FILE),
-                reason: "not a bootstrap token of the form [a-z0-9]{6}.[a-z0-9]{16}".into(),
+                reason: Unusable::Token,
             });
         }
         return Ok(token);

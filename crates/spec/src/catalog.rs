@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::diag::{from_toml_error_keyed, Diagnostic};
 use crate::kinds::{Pin, SourceKind};
 use crate::model::{Arch, OsId};
+use crate::pins::TableError;
 
 /// catalog.toml as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -244,6 +245,43 @@ fn subst(t: &str, version: &str, arch: Arch) -> String {
         .replace("{arch}", arch.as_str())
 }
 
+/// Why the catalog cannot give an artifact a source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// No catalog entry has the name.
+    #[error("artifact {artifact:?} is not in the catalog")]
+    NotInCatalog {
+        /// The artifact.
+        artifact: String,
+    },
+    /// cluster.toml has no version for the artifact's `versions` key.
+    #[error("artifact {artifact:?} needs `versions.{key}` in cluster.toml")]
+    NoVersion {
+        /// The artifact.
+        artifact: String,
+        /// The `versions` key it reads.
+        key: String,
+    },
+    /// None of the artifact's source kinds is allowed by cluster.toml.
+    #[error(
+        "artifact {artifact:?} has sources [{}] but cluster.toml allows only [{}]",
+        kinds(have),
+        kinds(allowed)
+    )]
+    NoAllowedSource {
+        /// The artifact.
+        artifact: String,
+        /// The kinds its sources have, in catalog order.
+        have: Vec<SourceKind>,
+        /// cluster.toml's `sources`.
+        allowed: Vec<SourceKind>,
+    },
+}
+
+fn kinds(k: &[SourceKind]) -> String {
+    k.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+}
+
 impl Catalog {
     /// Picks the first source in `prefs` order that the artifact has, and fills in its templates.
     pub fn resolve(
@@ -252,17 +290,19 @@ impl Catalog {
         versions: &BTreeMap<String, String>,
         arch: Arch,
         prefs: &[SourceKind],
-    ) -> Result<Resolved, String> {
+    ) -> Result<Resolved, ResolveError> {
         let a = self
             .artifact
             .get(name)
-            .ok_or_else(|| format!("artifact {name:?} is not in the catalog"))?;
-        let version = versions.get(&a.version).ok_or_else(|| {
-            format!(
-                "artifact {name:?} needs `versions.{}` in cluster.toml",
-                a.version
-            )
-        })?;
+            .ok_or_else(|| ResolveError::NotInCatalog {
+                artifact: name.to_string(),
+            })?;
+        let version = versions
+            .get(&a.version)
+            .ok_or_else(|| ResolveError::NoVersion {
+                artifact: name.to_string(),
+                key: a.version.clone(),
+            })?;
         let pin_of = |src: &CatalogSource| {
             src.pins
                 .as_ref()
@@ -280,17 +320,10 @@ impl Catalog {
                     .or(of_kind.first())
                     .map(|s| (*k, *s))
             })
-            .ok_or_else(|| {
-                let have: Vec<&str> = a.sources.iter().map(|s| s.kind.as_str()).collect();
-                format!(
-                    "artifact {name:?} has sources [{}] but cluster.toml allows only [{}]",
-                    have.join(", "),
-                    prefs
-                        .iter()
-                        .map(|k| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+            .ok_or_else(|| ResolveError::NoAllowedSource {
+                artifact: name.to_string(),
+                have: a.sources.iter().map(|s| s.kind).collect(),
+                allowed: prefs.to_vec(),
             })?;
         let (pin, pin_sha512) = match pin_of(src) {
             Some(Pin::Sha256(h)) => (Some(h.clone()), None),
@@ -387,7 +420,7 @@ impl Resolved {
 
 /// Converts kubespray's checksums YAML (`<component>_checksums: {arch: {version: "sha256:hex"}}`) into pins.
 /// The input is simple block YAML; this reads exactly that shape and rejects anything else.
-pub fn import_checksums_yaml(text: &str) -> Result<Pins, String> {
+pub fn import_checksums_yaml(text: &str) -> Result<Pins, TableError> {
     let mut pins: Pins = BTreeMap::new();
     let (mut table, mut arch): (Option<String>, Option<String>) = (None, None);
     for (n, line) in text.lines().enumerate() {
@@ -400,15 +433,16 @@ pub fn import_checksums_yaml(text: &str) -> Result<Pins, String> {
         let body = trimmed.trim_start();
         let (k, v) = body
             .split_once(':')
-            .ok_or_else(|| format!("line {n}: expected `key: value`"))?;
+            .ok_or(TableError::NotKeyValue { line: n })?;
         let k = k.trim().trim_matches('"').trim_matches('\'').to_string();
         let v = v.trim().trim_matches('"').trim_matches('\'');
         match indent {
             0 => {
                 table = Some(
                     k.strip_suffix("_checksums")
-                        .ok_or_else(|| {
-                            format!("line {n}: top-level key {k:?} does not end in _checksums")
+                        .ok_or_else(|| TableError::TopLevelKey {
+                            line: n,
+                            key: k.clone(),
                         })?
                         .to_string(),
                 );
@@ -417,7 +451,7 @@ pub fn import_checksums_yaml(text: &str) -> Result<Pins, String> {
             2 => arch = Some(k),
             4 => {
                 let (Some(t), Some(a)) = (&table, &arch) else {
-                    return Err(format!("line {n}: version outside a table/arch"));
+                    return Err(TableError::Orphan { line: n });
                 };
                 // kubespray writes `0` for versions it has no checksum for.
                 if v == "0" || v.is_empty() {
@@ -431,25 +465,27 @@ pub fn import_checksums_yaml(text: &str) -> Result<Pins, String> {
                     "sha256" => 64,
                     "sha512" => 128,
                     _ => {
-                        return Err(format!(
-                            "line {n}: unknown digest {algo:?} (expected sha256 or sha512)"
-                        ))
+                        return Err(TableError::Algorithm {
+                            line: n,
+                            algo: algo.to_string(),
+                        })
                     }
                 };
+                let not_digest = || TableError::Digest {
+                    line: n,
+                    value: v.to_string(),
+                    algo: algo.to_string(),
+                };
                 if hex.len() != len || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(format!("line {n}: {v:?} is not a {algo} digest"));
+                    return Err(not_digest());
                 }
                 pins.entry(t.clone())
                     .or_default()
                     .entry(a.clone())
                     .or_default()
-                    .insert(
-                        k,
-                        Pin::from_hex(algo, hex)
-                            .map_err(|_| format!("line {n}: {v:?} is not a {algo} digest"))?,
-                    );
+                    .insert(k, Pin::from_hex(algo, hex).map_err(|_| not_digest())?);
             }
-            _ => return Err(format!("line {n}: unexpected indentation {indent}")),
+            _ => return Err(TableError::Indentation { line: n, indent }),
         }
     }
     Ok(pins)

@@ -1,13 +1,14 @@
 //! cluster.toml: parsing and validation into [`Cluster`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
 
 use crate::diag::{from_toml_error, Diagnostic};
 use crate::kinds::{ImageSourceKind, SourceKind};
 use crate::model::*;
-use crate::net::{check_hostname, parse_mac, Cidr};
+use crate::net::{check_hostname, check_label, parse_mac, Cidr};
 use crate::raw::{RawCluster, S};
 
 /// What the cluster is validated against: what exists beside it.
@@ -30,7 +31,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, s: Option<std::ops::Range<usize>>, key: &str, msg: impl Into<String>) {
+    fn err(&mut self, s: Option<std::ops::Range<usize>>, key: &str, msg: impl fmt::Display) {
         self.out
             .push(Diagnostic::error(self.file, self.text, s).key(key).msg(msg));
     }
@@ -65,10 +66,20 @@ pub fn to_json(v: &toml::Value) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
+/// A sysctl value that is neither a string nor an integer (nor a boolean).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sysctl `{key}` must be a string or an integer, found {found}")]
+pub struct SysctlError {
+    /// The sysctl key.
+    pub key: String,
+    /// The TOML type found.
+    pub found: &'static str,
+}
+
 /// Converts a sysctl table (values may be strings or numbers) into strings.
 pub fn sysctl_strings(
     table: &BTreeMap<String, toml::Value>,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, SysctlError> {
     table
         .iter()
         .map(|(k, v)| {
@@ -77,10 +88,10 @@ pub fn sysctl_strings(
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Boolean(b) => u8::from(*b).to_string(),
                 other => {
-                    return Err(format!(
-                        "sysctl `{k}` must be a string or an integer, found {}",
-                        other.type_str()
-                    ))
+                    return Err(SysctlError {
+                        key: k.clone(),
+                        found: other.type_str(),
+                    })
                 }
             };
             Ok((k.clone(), s))
@@ -101,12 +112,8 @@ pub fn validate(
         out: Vec::new(),
     };
 
-    if let Err(e) = check_hostname(raw.name.get_ref()) {
-        c.err(
-            Some(raw.name.span()),
-            "name",
-            e.replace("host name", "cluster name"),
-        );
+    if let Err(e) = check_label(raw.name.get_ref(), "cluster name") {
+        c.err(Some(raw.name.span()), "name", e);
     }
     let arch = match &raw.arch {
         None => Some(Arch::Amd64),

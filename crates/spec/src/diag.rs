@@ -45,9 +45,9 @@ impl Diagnostic {
         self
     }
 
-    /// The same diagnostic with a message.
-    pub fn msg(mut self, message: impl Into<String>) -> Self {
-        self.message = message.into();
+    /// The same diagnostic with a message (a string or an error).
+    pub fn msg(mut self, message: impl fmt::Display) -> Self {
+        self.message = message.to_string();
         self
     }
 

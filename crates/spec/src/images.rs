@@ -89,7 +89,7 @@ pub fn parse(file: &Path, text: &str) -> Result<ImageCatalog, Diagnostic> {
             }
             for f in &s.files {
                 if let Some(m) = &f.mode {
-                    parse_mode(m).map_err(&err)?;
+                    parse_mode(m).map_err(|e| err(e.to_string()))?;
                 }
                 if !f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
                     return Err(err(format!(

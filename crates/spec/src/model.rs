@@ -137,22 +137,21 @@ pub struct HostPath(String);
 
 impl HostPath {
     /// Checks and wraps an absolute path such as `/etc/sysctl.d/k8s.conf`.
-    pub fn parse(s: &str) -> Result<HostPath, String> {
+    pub fn parse(s: &str) -> Result<HostPath, ValueError> {
         let Some(rest) = s.strip_prefix('/') else {
-            return Err(format!("{s:?} must be an absolute path (start with '/')"));
+            return Err(ValueError::Relative(s.to_string()));
         };
         if rest.is_empty() {
-            return Err("the root folder itself is not a file destination".into());
+            return Err(ValueError::Root);
         }
-        for comp in rest.split('/') {
-            if comp.is_empty() || comp == "." || comp == ".." {
-                return Err(format!(
-                    "{s:?} must be normalised: no empty, '.' or '..' components"
-                ));
-            }
+        if rest
+            .split('/')
+            .any(|comp| comp.is_empty() || comp == "." || comp == "..")
+        {
+            return Err(ValueError::NotNormal(s.to_string()));
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("{s:?} contains whitespace or control characters"));
+            return Err(ValueError::Whitespace(s.to_string()));
         }
         Ok(HostPath(s.to_string()))
     }
@@ -174,14 +173,32 @@ impl fmt::Display for HostPath {
     }
 }
 
+/// Why a host path or a file mode is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// A host path that does not start with `/`.
+    #[error("{0:?} must be an absolute path (start with '/')")]
+    Relative(String),
+    /// The host path `/` itself.
+    #[error("the root folder itself is not a file destination")]
+    Root,
+    /// A host path with empty, `.` or `..` components.
+    #[error("{0:?} must be normalised: no empty, '.' or '..' components")]
+    NotNormal(String),
+    /// A host path with whitespace or control characters.
+    #[error("{0:?} contains whitespace or control characters")]
+    Whitespace(String),
+    /// Not three or four octal digits.
+    #[error("expected an octal file mode such as \"0644\", found {0:?}")]
+    Mode(String),
+}
+
 /// Parses an octal file mode written as a string, e.g. `"0644"`.
-pub fn parse_mode(s: &str) -> Result<u32, String> {
+pub fn parse_mode(s: &str) -> Result<u32, ValueError> {
     let ok = (3..=4).contains(&s.len()) && s.chars().all(|c| ('0'..='7').contains(&c));
     match u32::from_str_radix(s, 8) {
         Ok(m) if ok && m <= 0o7777 => Ok(m),
-        _ => Err(format!(
-            "expected an octal file mode such as \"0644\", found {s:?}"
-        )),
+        _ => Err(ValueError::Mode(s.to_string())),
     }
 }
 

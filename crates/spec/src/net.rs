@@ -84,29 +84,85 @@ impl Cidr {
     }
 }
 
+/// Why a value is not a CIDR, a MAC address or a DNS label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// No `/` between address and prefix.
+    #[error("expected a CIDR like 10.0.0.0/24, found {0:?}")]
+    CidrForm(String),
+    /// The part before `/` is not an address.
+    #[error("{ip:?} is not an IP address (in CIDR {cidr:?})")]
+    CidrAddress {
+        /// The address part.
+        ip: String,
+        /// The CIDR as written.
+        cidr: String,
+    },
+    /// The part after `/` is not a number.
+    #[error("{prefix:?} is not a prefix length (in CIDR {cidr:?})")]
+    CidrPrefix {
+        /// The prefix part.
+        prefix: String,
+        /// The CIDR as written.
+        cidr: String,
+    },
+    /// The prefix is longer than the address.
+    #[error("prefix /{prefix} is longer than {bits} bits")]
+    PrefixTooLong {
+        /// The prefix length.
+        prefix: u8,
+        /// The address's bits (32 or 128).
+        bits: u8,
+    },
+    /// The address has bits set beyond the prefix.
+    #[error("{cidr:?} has host bits set; the network is {network}/{prefix}")]
+    HostBits {
+        /// The CIDR as written.
+        cidr: String,
+        /// The network it probably means.
+        network: IpAddr,
+        /// The prefix length.
+        prefix: u8,
+    },
+    /// Not six pairs of hex digits.
+    #[error("expected a MAC address like 52:54:00:12:34:56, found {0:?}")]
+    Mac(String),
+    /// Not an RFC 1123 label.
+    #[error("{name:?} is not a valid {what}: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'")]
+    Label {
+        /// The name as written.
+        name: String,
+        /// What it names ("host name", "cluster name").
+        what: &'static str,
+    },
+}
+
 impl FromStr for Cidr {
-    type Err = String;
+    type Err = NetError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (ip, prefix) = s
             .split_once('/')
-            .ok_or_else(|| format!("expected a CIDR like 10.0.0.0/24, found {s:?}"))?;
-        let ip: IpAddr = ip
-            .parse()
-            .map_err(|_| format!("{ip:?} is not an IP address (in CIDR {s:?})"))?;
-        let prefix: u8 = prefix
-            .parse()
-            .map_err(|_| format!("{prefix:?} is not a prefix length (in CIDR {s:?})"))?;
+            .ok_or_else(|| NetError::CidrForm(s.to_string()))?;
+        let ip: IpAddr = ip.parse().map_err(|_| NetError::CidrAddress {
+            ip: ip.to_string(),
+            cidr: s.to_string(),
+        })?;
+        let prefix: u8 = prefix.parse().map_err(|_| NetError::CidrPrefix {
+            prefix: prefix.to_string(),
+            cidr: s.to_string(),
+        })?;
         let bits = to_u128(ip).1;
         if prefix > bits {
-            return Err(format!("prefix /{prefix} is longer than {bits} bits"));
+            return Err(NetError::PrefixTooLong { prefix, bits });
         }
         let c = Cidr { addr: ip, prefix };
         if to_u128(ip).0 & !c.mask() != 0 {
-            let net = from_u128(to_u128(ip).0 & c.mask(), bits == 32);
-            return Err(format!(
-                "{s:?} has host bits set; the network is {net}/{prefix}"
-            ));
+            return Err(NetError::HostBits {
+                cidr: s.to_string(),
+                network: from_u128(to_u128(ip).0 & c.mask(), bits == 32),
+                prefix,
+            });
         }
         Ok(c)
     }
@@ -125,7 +181,7 @@ impl fmt::Display for Cidr {
 }
 
 /// Parses a MAC address `aa:bb:cc:dd:ee:ff` into lowercase canonical form.
-pub fn parse_mac(s: &str) -> Result<String, String> {
+pub fn parse_mac(s: &str) -> Result<String, NetError> {
     let parts: Vec<&str> = s.split(':').collect();
     let ok = parts.len() == 6
         && parts
@@ -134,14 +190,17 @@ pub fn parse_mac(s: &str) -> Result<String, String> {
     if ok {
         Ok(s.to_ascii_lowercase())
     } else {
-        Err(format!(
-            "expected a MAC address like 52:54:00:12:34:56, found {s:?}"
-        ))
+        Err(NetError::Mac(s.to_string()))
     }
 }
 
 /// Checks an RFC 1123 host name label (what Kubernetes accepts as a node name).
-pub fn check_hostname(s: &str) -> Result<(), String> {
+pub fn check_hostname(s: &str) -> Result<(), NetError> {
+    check_label(s, "host name")
+}
+
+/// Checks an RFC 1123 label; `what` names it in the error ("cluster name").
+pub fn check_label(s: &str, what: &'static str) -> Result<(), NetError> {
     let ok = !s.is_empty()
         && s.len() <= 63
         && s.chars()
@@ -151,9 +210,10 @@ pub fn check_hostname(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{s:?} is not a valid host name: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
-        ))
+        Err(NetError::Label {
+            name: s.to_string(),
+            what,
+        })
     }
 }
 
@@ -170,6 +230,7 @@ mod tests {
         assert!("10.0.0.1/24"
             .parse::<Cidr>()
             .unwrap_err()
+            .to_string()
             .contains("host bits"));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("10.0.0.0".parse::<Cidr>().is_err());

@@ -1,6 +1,7 @@
 //! Profiles and overlays: conversion of their raw form into checked layers.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -148,7 +149,7 @@ struct Conv<'a> {
 }
 
 impl Conv<'_> {
-    fn err(&mut self, span: Option<std::ops::Range<usize>>, key: &str, msg: impl Into<String>) {
+    fn err(&mut self, span: Option<std::ops::Range<usize>>, key: &str, msg: impl fmt::Display) {
         self.out.push(
             Diagnostic::error(self.file, self.text, span)
                 .key(key)

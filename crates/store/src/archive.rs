@@ -62,17 +62,20 @@ impl fmt::Display for ArchiveKind {
     }
 }
 
+/// An archive kind other than deb, tar.gz, tgz and tar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown archive kind `{0}` (expected deb, tar.gz, tgz or tar)")]
+pub struct UnknownArchiveKind(pub String);
+
 impl FromStr for ArchiveKind {
-    type Err = String;
+    type Err = UnknownArchiveKind;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "deb" => Ok(ArchiveKind::Deb),
             "tar.gz" | "tgz" => Ok(ArchiveKind::TarGz),
             "tar" => Ok(ArchiveKind::Tar),
-            other => Err(format!(
-                "unknown archive kind `{other}` (expected deb, tar.gz, tgz or tar)"
-            )),
+            other => Err(UnknownArchiveKind(other.to_string())),
         }
     }
 }

@@ -14,7 +14,7 @@ mod fetch;
 mod progress;
 mod store;
 
-pub use archive::{ArchiveKind, MemberInfo};
+pub use archive::{ArchiveKind, MemberInfo, UnknownArchiveKind};
 pub use error::StoreError;
 pub use fetch::{
     fetch_all, fetch_text, remote_size, Download, DownloadSource, FetchErrors, FetchFailure,

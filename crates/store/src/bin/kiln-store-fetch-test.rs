@@ -31,19 +31,27 @@ fn main() -> ExitCode {
             };
             fetch(root, sha, None, source)
         }
-        _ => Err("usage: see the source of kiln-store-fetch-test".to_owned()),
+        _ => {
+            eprintln!("usage: see the source of kiln-store-fetch-test");
+            return ExitCode::from(2);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", kiln_store::error_chain(&*e));
             ExitCode::FAILURE
         }
     }
 }
 
-fn fetch(root: &str, sha: &str, size: Option<u64>, source: DownloadSource) -> Result<(), String> {
-    let store = Store::open(Path::new(root)).map_err(|e| kiln_store::error_chain(&e))?;
+fn fetch(
+    root: &str,
+    sha: &str,
+    size: Option<u64>,
+    source: DownloadSource,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Store::open(Path::new(root))?;
     let (sha256, sha512) = match sha.strip_prefix("sha512:") {
         Some(h) => (None, Some(h.to_owned())),
         None => (Some(sha.to_owned()), None),
@@ -62,8 +70,7 @@ fn fetch(root: &str, sha: &str, size: Option<u64>, source: DownloadSource) -> Re
         max_backoff: Duration::from_millis(100),
         ..FetchOptions::default()
     };
-    let report = fetch_all(&store, &[download], &Mirrors::new(), &opts, &NoProgress)
-        .map_err(|e| e.to_string())?;
+    let report = fetch_all(&store, &[download], &Mirrors::new(), &opts, &NoProgress)?;
     println!("{:?}", report.items[0].outcome);
     Ok(())
 }
