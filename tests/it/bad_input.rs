@@ -437,3 +437,98 @@ fn a_config_naming_a_certificate_nobody_issues_fails_naming_both() {
         &["etcd2: /etc/kiln/etcd.env (in host etcd2) refers to /etc/kubernetes/pki/etcd/peer-typo.key"],
     );
 }
+
+/// `file:LINE:COL: error: not valid UTF-8 (byte offset N)` for a bad byte at `offset` of `bytes`.
+fn utf8_error_at(file: &str, bytes: &[u8], offset: usize) -> String {
+    let before = String::from_utf8_lossy(&bytes[..offset]);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("{file}:{line}:{col}: error: not valid UTF-8 (byte offset {offset})")
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_refused_at_their_line_column_and_offset_in_every_input() {
+    // A bad byte in a comment, in a value, a file of garbage, and a valid file followed by
+    // garbage; in cluster.toml, a profile, a template, an overlay, the catalog and kiln.lock.
+    type Edit = fn(&[u8]) -> (Vec<u8>, usize);
+    let in_comment: Edit = |t| {
+        let mut out = t.to_vec();
+        let at = out.len() + "# caf".len();
+        out.extend_from_slice(b"# caf\xe9 au lait\n");
+        (out, at)
+    };
+    let in_value: Edit = |t| {
+        let at = t
+            .windows(2)
+            .position(|w| w == b"\"\n")
+            .expect("a string value");
+        let mut out = t[..at].to_vec();
+        out.extend_from_slice(b"\xc3");
+        out.extend_from_slice(&t[at..]);
+        (out, at)
+    };
+    let garbage: Edit = |_| {
+        // 10 MB whose first bytes are fine and whose first invalid byte is at 1000.
+        let mut out = vec![b'#'; 10 << 20];
+        out[999] = b'\n';
+        out[1000] = 0xff;
+        (out, 1000)
+    };
+    let trailing: Edit = |t| {
+        let mut out = t.to_vec();
+        let at = out.len();
+        out.extend_from_slice(
+            &crate::common::noise(7, 4096)
+                .iter()
+                .map(|b| b | 0x80)
+                .collect::<Vec<_>>(),
+        );
+        (out, at)
+    };
+    let files = [
+        ("cluster.toml", in_value),
+        ("cluster.toml", garbage),
+        ("cluster.toml", trailing),
+        ("profiles/etcd/profile.toml", in_comment),
+        ("profiles/etcd/etcd.env.hbs", in_comment),
+        ("overlays/site-example/overlay.toml", in_value),
+        ("catalog/catalog.toml", trailing),
+        ("kiln.lock", in_comment),
+    ];
+    let mut failures = Vec::new();
+    for (file, edit) in files {
+        let fx = Fixture::small();
+        if file == "kiln.lock" {
+            fx.lock();
+        }
+        let path = fx.dir.join(file);
+        let (bytes, at) = edit(&fs::read(&path).unwrap());
+        fs::write(&path, &bytes).unwrap();
+        let want = utf8_error_at(file, &bytes, at);
+        let before = tree_state(&fx.dir);
+        // `check` does not read the lock.
+        let cmds: &[&str] = if file == "kiln.lock" {
+            &["build"]
+        } else {
+            &["check", "build"]
+        };
+        for cmd in cmds {
+            let out = kiln()
+                .current_dir(&fx.dir)
+                .args([cmd, "cluster.toml"])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.code() != Some(1) || !stderr.contains(&want) {
+                failures.push(format!(
+                    "{file} ({cmd}): exit {:?}, want {want:?} in:\n{stderr}",
+                    out.status.code()
+                ));
+            }
+        }
+        if tree_state(&fx.dir) != before {
+            failures.push(format!("{file}: files changed on disk"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -10,9 +10,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use kiln_spec::diag::line_col;
 use kiln_spec::project::OverlayFile;
-use kiln_spec::{Diagnostic, Diagnostics, Files, Lock, Project};
+use kiln_spec::{Diagnostic, Diagnostics, Files, Lock, NotUtf8, Project};
 
 /// Reading kiln.lock failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +21,7 @@ pub enum LoadError {
     Read {
         /// The file.
         path: PathBuf,
-        /// The cause (not valid UTF-8 is [`io::ErrorKind::InvalidData`]).
+        /// The cause.
         source: io::Error,
     },
     /// The file is not a valid lock.
@@ -60,33 +59,18 @@ pub fn lock(path: &Path) -> Result<Option<LoadedLock>, LoadError> {
             })
         }
     };
-    let text = utf8(&bytes).map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = NotUtf8::check(&bytes).map_err(|n| Diagnostics::from(n.diagnostic(path)))?;
     let lock = Lock::parse(path, text).map_err(Diagnostics::from)?;
     Ok(Some(LoadedLock { bytes, lock }))
 }
 
 /// The text of a file; bytes that are not UTF-8 are an [`io::ErrorKind::InvalidData`] error
-/// naming the line and column where they start.
+/// carrying a [`NotUtf8`] (line, column and byte offset of the first bad byte).
 pub fn read_text(path: &Path) -> io::Result<String> {
-    // One validation: the error keeps the bytes for the position.
-    String::from_utf8(fs::read(path)?).map_err(|e| not_utf8(e.as_bytes(), e.utf8_error()))
-}
-
-fn utf8(bytes: &[u8]) -> io::Result<&str> {
-    std::str::from_utf8(bytes).map_err(|e| not_utf8(bytes, e))
-}
-
-/// The error for `bytes` that stop being UTF-8 where `e` says, with that line and column.
-fn not_utf8(bytes: &[u8], e: std::str::Utf8Error) -> io::Error {
-    let good = std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid prefix");
-    let (line, col) = line_col(good, good.len());
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("not valid UTF-8 (line {line}, column {col})"),
-    )
+    let bytes = fs::read(path)?;
+    // One validation; on success the bytes become the String without a copy.
+    NotUtf8::check(&bytes).map_err(NotUtf8::into_io)?;
+    Ok(String::from_utf8(bytes).expect("checked"))
 }
 
 impl Files for Disk {

@@ -38,11 +38,17 @@ fn text_that_is_not_utf8_is_refused_at_its_line_and_column() {
     std::fs::write(&path, b"version = 1\nsource-\xffdate-epoch = 1\n").unwrap();
     let err = kiln_load::read_text(&path).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-    assert_eq!(err.to_string(), "not valid UTF-8 (line 2, column 8)");
+    assert_eq!(
+        err.to_string(),
+        "not valid UTF-8 (line 2, column 8, byte offset 19)"
+    );
     let err = kiln_load::lock(&path).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("{}: not valid UTF-8 (line 2, column 8)", path.display())
+        format!(
+            "{}:2:8: error: not valid UTF-8 (byte offset 19)",
+            path.display()
+        )
     );
     // A project file: the diagnostic names the file.
     let cluster = dir.path().join("cluster.toml");
@@ -51,7 +57,7 @@ fn text_that_is_not_utf8_is_refused_at_its_line_and_column() {
     assert_eq!(
         d.to_string(),
         format!(
-            "{}: error: cannot read: not valid UTF-8 (line 1, column 9)",
+            "{}:1:9: error: not valid UTF-8 (byte offset 8)",
             cluster.display()
         )
     );

@@ -107,6 +107,56 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+/// Where a file's bytes stop being UTF-8: 1-based line and column (in characters) and the
+/// 0-based byte offset of the first invalid byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not valid UTF-8 (line {line}, column {column}, byte offset {offset})")]
+pub struct NotUtf8 {
+    /// Line of the first invalid byte.
+    pub line: usize,
+    /// Column of the first invalid byte.
+    pub column: usize,
+    /// Byte offset of the first invalid byte.
+    pub offset: usize,
+}
+
+impl NotUtf8 {
+    /// The text of `bytes`, or where they stop being UTF-8.
+    pub fn check(bytes: &[u8]) -> Result<&str, NotUtf8> {
+        std::str::from_utf8(bytes).map_err(|e| {
+            let offset = e.valid_up_to();
+            let good = std::str::from_utf8(&bytes[..offset]).expect("valid prefix");
+            let (line, column) = line_col(good, offset);
+            NotUtf8 {
+                line,
+                column,
+                offset,
+            }
+        })
+    }
+
+    /// The `NotUtf8` an I/O error carries (as [`Files::read`](crate::Files::read) reports it).
+    pub fn of(e: &std::io::Error) -> Option<NotUtf8> {
+        e.get_ref()?.downcast_ref::<NotUtf8>().copied()
+    }
+
+    /// The error as a diagnostic at its place in `file`.
+    pub fn diagnostic(&self, file: &Path) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            file: file.to_path_buf(),
+            position: Some((self.line, self.column)),
+            key: None,
+            message: format!("not valid UTF-8 (byte offset {})", self.offset),
+        }
+    }
+
+    /// The error as [`std::io::ErrorKind::InvalidData`], for readers behind [`crate::Files`].
+    pub fn into_io(self) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, self)
+    }
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -204,6 +254,27 @@ mod tests {
         assert_eq!(line_col(t, 0), (1, 1));
         assert_eq!(line_col(t, 6), (2, 1));
         assert_eq!(line_col(t, 9), (2, 4));
+    }
+
+    #[test]
+    fn not_utf8_names_line_column_and_offset() {
+        let bytes = b"a = 1\nb = \"\xc3\xa9\xff\"\n";
+        let e = NotUtf8::check(bytes).unwrap_err();
+        assert_eq!(
+            e,
+            NotUtf8 {
+                line: 2,
+                column: 7,
+                offset: 13
+            }
+        );
+        let io = e.into_io();
+        assert_eq!(NotUtf8::of(&io), Some(e));
+        assert_eq!(
+            e.diagnostic(Path::new("c.toml")).to_string(),
+            "c.toml:2:7: error: not valid UTF-8 (byte offset 13)"
+        );
+        assert_eq!(NotUtf8::check(b"ok\n"), Ok("ok\n"));
     }
 
     #[test]

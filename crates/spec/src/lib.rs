@@ -16,7 +16,7 @@ pub mod project;
 pub mod raw;
 
 pub use catalog::{Catalog, Resolved};
-pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use diag::{Diagnostic, Diagnostics, NotUtf8, Severity};
 pub use kinds::{ImageSourceKind, KindError, Pin, SourceKind};
 pub use lock::{Lock, LockedArtifact, LockedClosure, LockedPackage};
 pub use model::*;

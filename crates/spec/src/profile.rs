@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cluster::{sysctl_strings, to_json};
-use crate::diag::{from_toml_error, Diagnostic};
+use crate::diag::{from_toml_error, Diagnostic, NotUtf8};
 use crate::model::{parse_mode, HostPath, OsId};
 use crate::raw::{RawArtifact, RawLayer, RawOverlay, RawProfile, RawTemplate, S};
 
@@ -273,11 +273,15 @@ impl Conv<'_> {
         let text = match (self.read)(&path) {
             Ok(t) => t,
             Err(e) => {
-                self.err(
-                    Some(t.src.span()),
-                    &format!("{key}.src"),
-                    format!("cannot read template {}: {e}", path.display()),
-                );
+                match NotUtf8::of(&e) {
+                    // The template's own place, not the profile's `src`.
+                    Some(n) => self.out.push(n.diagnostic(&path)),
+                    None => self.err(
+                        Some(t.src.span()),
+                        &format!("{key}.src"),
+                        format!("cannot read template {}: {e}", path.display()),
+                    ),
+                }
                 return None;
             }
         };

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::catalog::{self, Catalog};
 use crate::cluster::{self, Known};
-use crate::diag::{Diagnostic, Diagnostics, Severity};
+use crate::diag::{Diagnostic, Diagnostics, NotUtf8, Severity};
 use crate::model::Cluster;
 use crate::profile::{load_overlay, load_profile, Overlay, Profile};
 
@@ -63,7 +63,7 @@ pub type OverlayFile = (String, u32, PathBuf);
 
 /// Where a project's files come from: the disk (kiln-load) or, in tests, memory.
 pub trait Files {
-    /// The text of a file; not valid UTF-8 is an error.
+    /// The text of a file; not valid UTF-8 is an error carrying a [`NotUtf8`].
     fn read(&self, path: &Path) -> std::io::Result<String>;
     /// Whether `path` is a regular file.
     fn is_file(&self, path: &Path) -> bool;
@@ -75,9 +75,10 @@ pub trait Files {
 }
 
 fn read(files: &dyn Files, path: &Path) -> Result<String, Diagnostic> {
-    files
-        .read(path)
-        .map_err(|e| Diagnostic::error(path, "", None).msg(format!("cannot read: {e}")))
+    files.read(path).map_err(|e| match NotUtf8::of(&e) {
+        Some(n) => n.diagnostic(path),
+        None => Diagnostic::error(path, "", None).msg(format!("cannot read: {e}")),
+    })
 }
 
 fn fail(mut diags: Vec<Diagnostic>) -> Diagnostics {
