@@ -161,8 +161,9 @@ fn el_rpms_from_the_catalog_are_locked_fetched_over_http_and_bundled_dependencie
     let manifest = String::from_utf8_lossy(&files["MANIFEST"]);
     assert!(
         manifest.contains(&format!(
-            "{} 0644 packages/chrony-4.3-1.el9.x86_64.rpm",
-            sha(&chrony)
+            "{} 0644 {} packages/chrony-4.3-1.el9.x86_64.rpm",
+            sha(&chrony),
+            chrony.len()
         )),
         "{manifest}"
     );

@@ -176,14 +176,14 @@ pub enum VerifyError {
         file: PathBuf,
     },
     /// A MANIFEST line is malformed.
-    #[error("{}: MANIFEST line {line}: {reason}", file.display())]
+    #[error("{}: MANIFEST line {line}: {source}", file.display())]
     BadManifest {
         /// The archive.
         file: PathBuf,
-        /// 1-based line number.
+        /// 1-based line number (0: the whole text).
         line: usize,
         /// What is wrong.
-        reason: String,
+        source: crate::manifest::LineError,
     },
     /// An entry is not listed in MANIFEST.
     #[error("{}: entry {entry:?} is not listed in MANIFEST", file.display())]
@@ -224,6 +224,19 @@ pub enum VerifyError {
         expected: u32,
         /// Mode in the tar header.
         actual: u32,
+    },
+    /// An entry's tar header declares another size than its MANIFEST line (checked before its
+    /// content is read, so no entry makes verify inflate more than MANIFEST declares).
+    #[error("{}: entry {entry:?}: size {actual} does not match MANIFEST {expected}", file.display())]
+    SizeMismatch {
+        /// The archive.
+        file: PathBuf,
+        /// Entry path.
+        entry: String,
+        /// Size in MANIFEST.
+        expected: u64,
+        /// Size in the tar header.
+        actual: u64,
     },
     /// Bytes follow the end of the archive.
     #[error("{}: trailing data: {reason}", file.display())]

@@ -36,7 +36,7 @@ pub use folder::{
     DigestReport, HostInfo, OutputInfo, BUILD_MANIFEST_NAME,
 };
 pub use gz::{CHUNK_SIZE, COMPRESSION_LEVEL, GZIP_MEMBER_HEADER};
-pub use manifest::{normalize_mode, validate_path, MANIFEST_NAME};
+pub use manifest::{normalize_mode, validate_path, LineError, MANIFEST_NAME};
 pub use outdir::{sha256_file, verify_out_dir, write_sha256sums, SHA256SUMS_NAME};
 pub use verify::verify_bundle;
 pub use writer::{write_archive, write_bundle};

@@ -88,13 +88,57 @@ pub(crate) fn render(lines: &[ManifestLine]) -> Vec<u8> {
     let mut out = Vec::with_capacity(lines.len() * 100);
     for line in lines {
         out.extend_from_slice(
-            format!("{} {:04o} {}\n", line.sha256, line.mode, line.path).as_bytes(),
+            format!(
+                "{} {:04o} {} {}\n",
+                line.sha256, line.mode, line.size, line.path
+            )
+            .as_bytes(),
         );
     }
     out
 }
 
-/// One parsed MANIFEST line (sizes are not part of the text).
+/// What is wrong with a MANIFEST line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// The text is not UTF-8.
+    #[error("not valid UTF-8")]
+    NotUtf8,
+    /// The text does not end in a newline.
+    #[error("last line has no newline")]
+    NoNewline,
+    /// Fewer than four fields.
+    #[error("expected `<sha256> <mode> <size> <path>`")]
+    Fields,
+    /// The digest field.
+    #[error("{0:?} is not 64 lowercase hex digits")]
+    Sha256(String),
+    /// The mode field.
+    #[error("mode {0:?} is not a normalised 4-digit octal mode")]
+    Mode(String),
+    /// The size field.
+    #[error("size {0:?} is not a byte count in canonical decimal")]
+    Size(String),
+    /// The path field breaks a path rule.
+    #[error("path {path:?}: {reason}")]
+    Path {
+        /// The path.
+        path: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// MANIFEST names itself.
+    #[error("MANIFEST lists itself")]
+    ListsItself,
+    /// A path listed twice.
+    #[error("duplicate path {0:?}")]
+    Duplicate(String),
+    /// Paths out of byte order.
+    #[error("paths not sorted {0:?}")]
+    Unsorted(String),
+}
+
+/// One parsed MANIFEST line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Listed {
     /// Path inside the archive.
@@ -103,54 +147,69 @@ pub(crate) struct Listed {
     pub mode: u32,
     /// sha256, lowercase hex.
     pub sha256: String,
+    /// Content size in bytes: verify refuses an entry whose header says otherwise before
+    /// reading any of its content.
+    pub size: u64,
 }
 
-/// Parses MANIFEST text strictly; on error returns the 1-based line and the reason.
-pub(crate) fn parse(text: &[u8]) -> Result<Vec<Listed>, (usize, String)> {
-    let text = std::str::from_utf8(text).map_err(|_| (0, "not valid UTF-8".to_owned()))?;
+/// Parses MANIFEST text strictly; on error returns the 1-based line (0: the whole text) and
+/// what is wrong with it.
+pub(crate) fn parse(text: &[u8]) -> Result<Vec<Listed>, (usize, LineError)> {
+    let text = std::str::from_utf8(text).map_err(|_| (0, LineError::NotUtf8))?;
     if !text.is_empty() && !text.ends_with('\n') {
-        let line = text.lines().count();
-        return Err((line, "last line has no newline".to_owned()));
+        return Err((text.lines().count(), LineError::NoNewline));
     }
     let mut out: Vec<Listed> = Vec::new();
     for (i, line) in text.split_terminator('\n').enumerate() {
         let n = i + 1;
-        let mut fields = line.splitn(3, ' ');
-        let (Some(sha), Some(mode), Some(path)) = (fields.next(), fields.next(), fields.next())
+        let mut fields = line.splitn(4, ' ');
+        let (Some(sha), Some(mode), Some(size), Some(path)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
         else {
-            return Err((n, "expected `<sha256> <mode> <path>`".to_owned()));
+            return Err((n, LineError::Fields));
         };
         if !is_sha256_hex(sha) {
-            return Err((n, format!("{sha:?} is not 64 lowercase hex digits")));
+            return Err((n, LineError::Sha256(sha.to_owned())));
         }
         let mode_ok = mode.len() == 4 && mode.bytes().all(|b| (b'0'..=b'7').contains(&b));
         let mode_value = u32::from_str_radix(mode, 8).ok().filter(|_| mode_ok);
         let Some(mode_value) = mode_value.filter(|m| is_normalized_mode(*m)) else {
-            return Err((
-                n,
-                format!("mode {mode:?} is not a normalised 4-digit octal mode"),
-            ));
+            return Err((n, LineError::Mode(mode.to_owned())));
+        };
+        // Canonical decimal only: one spelling per size keeps MANIFEST (and the bundle) unique.
+        let size_ok = size.bytes().all(|b| b.is_ascii_digit())
+            && !size.is_empty()
+            && (size == "0" || !size.starts_with('0'));
+        let Some(size_value) = size.parse::<u64>().ok().filter(|_| size_ok) else {
+            return Err((n, LineError::Size(size.to_owned())));
         };
         if let Some(reason) = path_problem(path.as_bytes()) {
-            return Err((n, format!("path {path:?}: {reason}")));
+            return Err((
+                n,
+                LineError::Path {
+                    path: path.to_owned(),
+                    reason,
+                },
+            ));
         }
         if path == MANIFEST_NAME {
-            return Err((n, "MANIFEST lists itself".to_owned()));
+            return Err((n, LineError::ListsItself));
         }
         if let Some(prev) = out.last() {
             if prev.path.as_bytes() >= path.as_bytes() {
-                let what = if prev.path == path {
-                    "duplicate path"
+                let e = if prev.path == path {
+                    LineError::Duplicate(path.to_owned())
                 } else {
-                    "paths not sorted"
+                    LineError::Unsorted(path.to_owned())
                 };
-                return Err((n, format!("{what} {path:?}")));
+                return Err((n, e));
             }
         }
         out.push(Listed {
             path: path.to_owned(),
             mode: mode_value,
             sha256: sha.to_owned(),
+            size: size_value,
         });
     }
     Ok(out)
@@ -218,26 +277,75 @@ mod tests {
             },
         ];
         let text = render(&lines);
-        let expected = format!("{} 0755 a\n{} 0600 b/c\n", "ab".repeat(32), "01".repeat(32));
+        let expected = format!(
+            "{} 0755 1 a\n{} 0600 2 b/c\n",
+            "ab".repeat(32),
+            "01".repeat(32)
+        );
         assert_eq!(String::from_utf8(text.clone()).unwrap(), expected);
         let parsed = parse(&text).unwrap();
         assert_eq!(parsed.len(), 2);
-        assert_eq!((parsed[1].path.as_str(), parsed[1].mode), ("b/c", 0o600));
+        assert_eq!(
+            (parsed[1].path.as_str(), parsed[1].mode, parsed[1].size),
+            ("b/c", 0o600, 2)
+        );
 
         let sha = "ab".repeat(32);
-        for (bad, line) in [
-            (format!("{sha} 0755 b\n{sha} 0755 a\n"), 2),
-            (format!("{sha} 0755 a\n{sha} 0755 a\n"), 2),
-            (format!("{sha} 0777 a\n"), 1),
-            (format!("{sha} 755 a\n"), 1),
-            (format!("{} 0755 a\n", "AB".repeat(32)), 1),
-            (format!("{sha} 0755 ../a\n"), 1),
-            (format!("{sha} 0755 MANIFEST\n"), 1),
-            (format!("{sha} 0755 a"), 1),
-            (format!("{sha}  0755 a\n"), 1),
-            (format!("{sha} 0755\n"), 1),
+        for (bad, line, want) in [
+            (
+                format!("{sha} 0755 0 b\n{sha} 0755 0 a\n"),
+                2,
+                LineError::Unsorted("a".into()),
+            ),
+            (
+                format!("{sha} 0755 0 a\n{sha} 0755 0 a\n"),
+                2,
+                LineError::Duplicate("a".into()),
+            ),
+            (
+                format!("{sha} 0777 0 a\n"),
+                1,
+                LineError::Mode("0777".into()),
+            ),
+            (format!("{sha} 755 0 a\n"), 1, LineError::Mode("755".into())),
+            (
+                format!("{} 0755 0 a\n", "AB".repeat(32)),
+                1,
+                LineError::Sha256("AB".repeat(32)),
+            ),
+            (
+                format!("{sha} 0755 0 ../a\n"),
+                1,
+                LineError::Path {
+                    path: "../a".into(),
+                    reason: "`..` component",
+                },
+            ),
+            (
+                format!("{sha} 0755 0 MANIFEST\n"),
+                1,
+                LineError::ListsItself,
+            ),
+            (format!("{sha} 0755 0 a"), 1, LineError::NoNewline),
+            (format!("{sha}  0755 0 a\n"), 1, LineError::Mode("".into())),
+            (format!("{sha} 0755 a\n"), 1, LineError::Fields),
+            (
+                format!("{sha} 0755 01 a\n"),
+                1,
+                LineError::Size("01".into()),
+            ),
+            (
+                format!("{sha} 0755 -1 a\n"),
+                1,
+                LineError::Size("-1".into()),
+            ),
+            (
+                format!("{sha} 0755 18446744073709551616 a\n"),
+                1,
+                LineError::Size("18446744073709551616".into()),
+            ),
         ] {
-            assert_eq!(parse(bad.as_bytes()).unwrap_err().0, line, "{bad:?}");
+            assert_eq!(parse(bad.as_bytes()).unwrap_err(), (line, want), "{bad:?}");
         }
     }
 }

@@ -210,10 +210,10 @@ fn check_entries(stream: &mut TarStream<'_>) -> Result<(u64, u64), VerifyError> 
             let mut text = Vec::with_capacity(h.size as usize);
             stream.content(h.size, "MANIFEST", |b| text.extend_from_slice(b))?;
             let lines =
-                manifest::parse(&text).map_err(|(line, reason)| VerifyError::BadManifest {
+                manifest::parse(&text).map_err(|(line, source)| VerifyError::BadManifest {
                     file: file.clone(),
                     line,
-                    reason,
+                    source,
                 })?;
             listed = Some(lines.into_iter().map(|l| (l.path.clone(), l)).collect());
             continue;
@@ -223,6 +223,15 @@ fn check_entries(stream: &mut TarStream<'_>) -> Result<(u64, u64), VerifyError> 
         };
         if expected.mode != h.mode {
             return Err(mode_mismatch(&file, entry, expected.mode, h.mode));
+        }
+        // Before reading any content: a header cannot make verify inflate more than declared.
+        if expected.size != h.size {
+            return Err(VerifyError::SizeMismatch {
+                file,
+                entry,
+                expected: expected.size,
+                actual: h.size,
+            });
         }
         let mut hasher = Sha256::new();
         stream.content(h.size, &format!("entry {entry:?}"), |b| hasher.update(b))?;

@@ -172,7 +172,8 @@ step_extract() {
     ok "staged=$staged reused=$reused dir=$STAGING"
 }
 
-# 4. Every staged file against its archive's MANIFEST: same set of files, same digests.
+# 4. Every staged file against its archive's MANIFEST (<sha256> <mode> <size> <path>): same
+# set of files, same digests.
 step_manifest() {
     : >"$WORK/all" # lines: <sha256> <mode> <path> <archive index>
     : >"$WORK/units"
@@ -180,16 +181,16 @@ step_manifest() {
     while read -r i kind sha f; do
         d=$STAGING/$sha n=${f##*/}
         [ -f "$d/MANIFEST" ] || fail "$n: no MANIFEST"
-        bad=$(grep -Evn '^[0-9a-f]{64} 0(644|755|600|640|700|750) [^ ]+$' "$d/MANIFEST" | head -n 1)
+        bad=$(grep -Evn '^[0-9a-f]{64} 0(644|755|600|640|700|750) (0|[1-9][0-9]*) [^ ]+$' "$d/MANIFEST" | head -n 1)
         [ -z "$bad" ] || fail "$n: bad MANIFEST line $bad"
-        { echo MANIFEST && awk '{ print $3 }' "$d/MANIFEST"; } | sort >"$WORK/want"
+        { echo MANIFEST && awk '{ print $4 }' "$d/MANIFEST"; } | sort >"$WORK/want"
         (cd "$d" && find . ! -type d) | sed 's|^\./||' | sort >"$WORK/have"
         missing=$(comm -23 "$WORK/want" "$WORK/have" | head -n 1)
         extra=$(comm -13 "$WORK/want" "$WORK/have" | head -n 1)
         [ -z "$missing" ] || fail "$n: $missing is in MANIFEST but not in the archive"
         [ -z "$extra" ] || fail "$n: $extra is in the archive but not in MANIFEST"
         [ -z "$(cd "$d" && find . ! -type d ! -type f)" ] || fail "$n: staging holds a non-regular file"
-        awk '{ print $1 "  " $3 }' "$d/MANIFEST" >"$WORK/sums"
+        awk '{ print $1 "  " $4 }' "$d/MANIFEST" >"$WORK/sums"
         (cd "$d" && sha256sum -c "$WORK/sums") >"$WORK/out" 2>&1 ||
             fail "$n: digest mismatch: $(grep -v ': OK$' "$WORK/out" | head -n 1)"
         if [ "$kind" = bundle ]; then
@@ -203,7 +204,7 @@ step_manifest() {
                     fail "$n: $k=$(kv "$d/BUNDLE" $k) but this host's HOST says $k=$(kv "$WORK/HOST" $k)"
             done
             for p in $(lines "$d/IMAGES") $(lines "$d/PACKAGES"); do
-                awk '{ print $3 }' "$d/MANIFEST" | grep -qxF -e "$p" || fail "$n: $p is not in MANIFEST"
+                awk '{ print $4 }' "$d/MANIFEST" | grep -qxF -e "$p" || fail "$n: $p is not in MANIFEST"
             done
             for u in $(lines "$d/UNITS"); do
                 printf '%s\n' "$u" | grep -Eqx '[A-Za-z0-9@._:-]+' || fail "$n: bad unit name $u"
@@ -213,7 +214,7 @@ step_manifest() {
         else
             for m in HOST BUNDLES; do grep -q " $m\$" "$d/MANIFEST" || fail "$n: no $m"; done
         fi
-        sed -n "s|^\\([0-9a-f]*\\) \\([0-7]*\\) rootfs/\\(.*\\)\$|\\1 \\2 \\3 $i|p" "$d/MANIFEST" >>"$WORK/all"
+        sed -n "s|^\\([0-9a-f]*\\) \\([0-7]*\\) [0-9]* rootfs/\\(.*\\)\$|\\1 \\2 \\3 $i|p" "$d/MANIFEST" >>"$WORK/all"
     done <"$WORK/archives"
     # The same path from two archives: the later one wins (secrets last: host scope),
     # so every run installs the same bytes.
@@ -427,7 +428,7 @@ step_images() {
     while read -r i kind sha f; do
         [ "$kind" = bundle ] || continue
         for p in $(lines "$STAGING/$sha/IMAGES"); do
-            echo "$(awk -v p="$p" '$3 == p { print $1 }' "$STAGING/$sha/MANIFEST") $sha $p" >>"$WORK/images"
+            echo "$(awk -v p="$p" '$4 == p { print $1 }' "$STAGING/$sha/MANIFEST") $sha $p" >>"$WORK/images"
         done
     done <"$WORK/archives"
     if [ ! -s "$WORK/images" ]; then ok "images=0" && return 0; fi

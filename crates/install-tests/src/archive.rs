@@ -111,20 +111,21 @@ pub fn write_tar_gz(path: &Path, entries: &[RawEntry]) -> String {
 }
 
 /// The MANIFEST entry kiln writes for the regular files among `entries`
-/// (`<sha256> <mode, 4 octal digits> <path>`, sorted by path).
+/// (`<sha256> <mode, 4 octal digits> <size> <path>`, sorted by path).
 pub fn manifest_for(entries: &[RawEntry]) -> RawEntry {
     let mut lines: Vec<String> = entries
         .iter()
         .filter_map(|e| match &e.kind {
             Kind::File(c) => Some(format!(
-                "{} {:04o} {}\n",
+                "{} {:04o} {} {}\n",
                 crate::sha256_hex(c),
                 e.mode,
+                c.len(),
                 e.name
             )),
             _ => None,
         })
         .collect();
-    lines.sort_by(|a, b| a.split(' ').nth(2).cmp(&b.split(' ').nth(2)));
+    lines.sort_by(|a, b| a.split(' ').nth(3).cmp(&b.split(' ').nth(3)));
     RawEntry::file("MANIFEST", 0o644, lines.concat().as_bytes())
 }

@@ -188,7 +188,7 @@ pub fn manifest_entry(lines: &[(&str, u32, &[u8])]) -> Raw {
     lines.sort_by(|a, b| a.0.cmp(b.0));
     let text: String = lines
         .iter()
-        .map(|(p, m, c)| format!("{} {:04o} {}\n", sha256_hex(c), m, p))
+        .map(|(p, m, c)| format!("{} {:04o} {} {}\n", sha256_hex(c), m, c.len(), p))
         .collect();
     Raw::file("MANIFEST", text.as_bytes())
 }

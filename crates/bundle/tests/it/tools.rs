@@ -47,7 +47,7 @@ fn gzip_tar_and_sha256sum_accept_the_output() {
     sh(out.path(), &format!("mkdir x && tar xzf {name} -C x"));
     let checked = sh(
         &out.path().join("x"),
-        "awk '{print $1\"  \"$3}' MANIFEST | sha256sum -c",
+        "awk '{print $1\"  \"$4}' MANIFEST | sha256sum -c",
     );
     assert_eq!(
         checked.lines().filter(|l| l.ends_with(": OK")).count(),

@@ -167,10 +167,18 @@ fn removed_and_added_entries_are_rejected() {
     }
 
     let mut changed = entries.clone();
-    changed[2].1.push(b'!');
+    changed[2].1[0] ^= 1;
     let path = put(out.path(), "changed.tar.gz", &craft(&raw_entries(&changed)));
     match verify_bundle(&path) {
         Err(VerifyError::DigestMismatch { entry, .. }) => assert_eq!(entry, changed[2].0),
+        other => panic!("{other:?}"),
+    }
+
+    let mut grown = entries.clone();
+    grown[2].1.push(b'!');
+    let path = put(out.path(), "grown.tar.gz", &craft(&raw_entries(&grown)));
+    match verify_bundle(&path) {
+        Err(VerifyError::SizeMismatch { entry, .. }) => assert_eq!(entry, grown[2].0),
         other => panic!("{other:?}"),
     }
 
@@ -350,7 +358,7 @@ fn manifest_problems_are_rejected() {
 #[test]
 fn data_after_the_tar_end_marker_is_rejected() {
     let mut builder = tar::Builder::new(Vec::new());
-    let text = format!("{} 0644 a\n", sha256_hex(b"1"));
+    let text = format!("{} 0644 1 a\n", sha256_hex(b"1"));
     for (path, data) in [("MANIFEST", text.as_bytes()), ("a", &b"1"[..])] {
         let mut h = tar::Header::new_gnu();
         h.set_path(path).unwrap();
@@ -372,4 +380,53 @@ fn data_after_the_tar_end_marker_is_rejected() {
         verify_bundle(&path),
         Err(VerifyError::TrailingData { .. })
     ));
+}
+
+#[test]
+fn an_entry_larger_than_its_manifest_size_is_refused_before_its_content_is_read() {
+    // MANIFEST says 1 byte; the header says 2 GiB, and only 1 KiB follows. Were the content
+    // read first, verify would report the truncation (after inflating what there is); it must
+    // stop at the header.
+    let text = format!("{} 0644 1 big\n", sha256_hex(b"x"));
+    let mut tar = Vec::new();
+    for (path, size, data) in [
+        ("MANIFEST", text.len() as u64, text.as_bytes().to_vec()),
+        ("big", 2u64 << 30, vec![0u8; 1024]),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(path).unwrap();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_cksum();
+        tar.extend_from_slice(h.as_bytes());
+        tar.extend_from_slice(&data);
+        tar.resize(tar.len().next_multiple_of(512), 0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = put(dir.path(), "big.tar.gz", &gzip(&tar));
+    match verify_bundle(&path) {
+        Err(VerifyError::SizeMismatch {
+            entry,
+            expected,
+            actual,
+            ..
+        }) => {
+            assert_eq!(entry, "big");
+            assert_eq!(expected, 1);
+            assert_eq!(actual, 2 << 30);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A MANIFEST size that is not canonical decimal is a bad line.
+    let text = format!("{} 0644 01 a\n", sha256_hex(b"1"));
+    let crafted = craft(&[Raw::file("MANIFEST", text.as_bytes()), Raw::file("a", b"1")]);
+    let path = put(dir.path(), "zero.tar.gz", &crafted);
+    match verify_bundle(&path) {
+        Err(e @ VerifyError::BadManifest { line: 1, .. }) => {
+            assert!(e.to_string().contains("size \"01\""), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -55,7 +55,7 @@ fn headers_are_normalised_sorted_and_manifest_first() {
     expected.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let manifest_text: String = expected
         .iter()
-        .map(|(p, m, c)| format!("{} {:04o} {}\n", sha256_hex(c), m, p))
+        .map(|(p, m, c)| format!("{} {:04o} {} {}\n", sha256_hex(c), m, c.len(), p))
         .collect();
 
     let mut archive = tar::Archive::new(&tar_bytes[..]);
