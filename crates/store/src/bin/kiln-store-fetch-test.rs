@@ -58,7 +58,7 @@ fn fetch(root: &str, sha: &str, size: Option<u64>, source: DownloadSource) -> Re
     let opts = FetchOptions {
         jobs: 1,
         retries: 2,
-        read_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(10),
         max_backoff: Duration::from_millis(100),
         ..FetchOptions::default()
     };
