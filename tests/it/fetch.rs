@@ -173,6 +173,17 @@ fn stall(body: &[u8]) -> Reply {
     }
 }
 
+/// Runs `kiln fetch` in `fx`; its output and how long it took.
+fn fetch_timed(fx: &Fixture) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let out = kiln()
+        .current_dir(&fx.dir)
+        .args(["fetch", "cluster.toml"])
+        .output()
+        .unwrap();
+    (out, started.elapsed())
+}
+
 /// GET requests `server` saw for `path`, with their `Range` headers.
 fn gets(server: &Server, path: &str) -> Vec<Option<String>> {
     server
@@ -192,13 +203,7 @@ fn a_stalling_server_with_no_other_source_fails_naming_the_url_well_within_two_m
     let fx = http_etcd(&server, &url, &body, "");
 
     // Default settings: no [fetch] in cluster.toml, no flags.
-    let started = Instant::now();
-    let out = kiln()
-        .current_dir(&fx.dir)
-        .args(["fetch", "cluster.toml"])
-        .output()
-        .unwrap();
-    let took = started.elapsed();
+    let (out, took) = fetch_timed(&fx);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -236,15 +241,10 @@ fn a_stalling_source_with_a_good_mirror_behind_it_succeeds_from_the_mirror() {
     );
     let fx = http_etcd(&server, &server.url("/up/etcd"), &body, &mirrors);
 
-    let started = Instant::now();
-    let out = kiln()
-        .current_dir(&fx.dir)
-        .args(["fetch", "cluster.toml"])
-        .output()
-        .unwrap();
+    let (out, took) = fetch_timed(&fx);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(took < Duration::from_secs(30), "took {took:?}");
     assert!(
         stderr.contains(&format!(
             "skipping {}: {0}: stalled: no data for 2s after 65536 bytes",
@@ -270,58 +270,59 @@ fn a_stalling_source_with_a_good_mirror_behind_it_succeeds_from_the_mirror() {
     );
 }
 
+/// Runs `kiln CMD cluster.toml` on a small fixture whose cluster.toml ends with `fetch`
+/// (a `[fetch]` table on its last line or lines); asserts exit 1 and that stderr names
+/// each of `want` and the last line's position at `column`.
+fn refused(cmd: &str, fetch: &str, column: usize, want: &[&str]) {
+    let fx = Fixture::small();
+    fx.edit(|t| format!("{t}\n[fetch]\n{fetch}\n"));
+    let line = fs::read_to_string(fx.cluster()).unwrap().lines().count();
+    let out = kiln()
+        .current_dir(&fx.dir)
+        .args([cmd, "cluster.toml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let at = format!("cluster.toml:{line}:{column}");
+    for w in want.iter().copied().chain([at.as_str()]) {
+        assert!(stderr.contains(w), "missing {w:?} in:\n{stderr}");
+    }
+}
+
 #[test]
 fn a_bad_fetch_setting_is_refused_at_its_file_line_column_and_key() {
-    let fx = Fixture::small();
-    fx.edit(|t| format!("{t}\n[fetch]\nidle-timeout-seconds = 30\ndeadline-seconds = 0\n"));
-    let text = fs::read_to_string(fx.cluster()).unwrap();
-    let line = text.lines().count();
-    let out = kiln()
-        .current_dir(&fx.dir)
-        .args(["fetch", "cluster.toml"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    for want in [
-        format!("cluster.toml:{line}:20"),
-        "`fetch.deadline-seconds`".to_owned(),
-        "expected a number of seconds from 1 to 86400, found 0".to_owned(),
-    ] {
-        assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
-    }
-
-    // A misspelt key and a value of the wrong type are refused by the parser, with position.
-    let fx = Fixture::small();
-    fx.edit(|t| format!("{t}\n[fetch]\nidle-timeout = 30\n"));
-    let out = kiln()
-        .current_dir(&fx.dir)
-        .args(["check", "cluster.toml"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("unknown field `idle-timeout`"), "{stderr}");
-    let fx = Fixture::small();
-    fx.edit(|t| format!("{t}\n[fetch]\nidle-timeout-seconds = \"30s\"\n"));
-    let text = fs::read_to_string(fx.cluster()).unwrap();
-    let line = text.lines().count();
-    let out = kiln()
-        .current_dir(&fx.dir)
-        .args(["check", "cluster.toml"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("invalid type"), "{stderr}");
-    assert!(
-        stderr.contains(&format!("cluster.toml:{line}:24")),
-        "{stderr}"
+    refused(
+        "fetch",
+        "idle-timeout-seconds = 30\ndeadline-seconds = 0",
+        20,
+        &[
+            "`fetch.deadline-seconds`",
+            "expected a number of seconds from 1 to 86400, found 0",
+        ],
+    );
+    refused(
+        "check",
+        "idle-timeout-seconds = 60\ndeadline-seconds = 30",
+        20,
+        &["the deadline (30 s) is shorter than fetch.idle-timeout-seconds (60 s)"],
+    );
+    // A misspelt key and a value of the wrong type are the parser's to refuse.
+    refused(
+        "check",
+        "idle-timeout = 30",
+        1,
+        &["unknown field `idle-timeout`"],
+    );
+    refused(
+        "check",
+        "idle-timeout-seconds = \"30s\"",
+        24,
+        &["invalid type"],
     );
 
     // The flags are checked too (a usage error).
     kiln()
-        .current_dir(&fx.dir)
         .args(["fetch", "--idle-timeout", "0", "cluster.toml"])
         .assert()
         .code(2)
