@@ -480,3 +480,48 @@ fn print_plan(plan: &kiln_plan::Plan) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_limits_come_from_the_flag_then_cluster_toml_then_the_default() {
+        let net = |idle_timeout, deadline| NetArgs {
+            jobs: 2,
+            retries: 1,
+            idle_timeout,
+            deadline,
+        };
+        let file = FetchSettings {
+            idle_timeout: Some(Duration::from_secs(20)),
+            deadline: None,
+        };
+        let defaults = kiln_store::FetchOptions::default();
+
+        let o = fetch_options(Some(&net(None, None)), &FetchSettings::default(), true);
+        assert_eq!(
+            (o.idle_timeout, o.deadline),
+            (defaults.idle_timeout, defaults.deadline)
+        );
+        assert_eq!((o.jobs, o.retries), (2, 1));
+
+        let o = fetch_options(Some(&net(None, None)), &file, true);
+        assert_eq!(
+            (o.idle_timeout, o.deadline),
+            (Duration::from_secs(20), defaults.deadline)
+        );
+
+        let o = fetch_options(Some(&net(Some(5), Some(50))), &file, false);
+        assert_eq!(
+            (o.idle_timeout, o.deadline),
+            (Duration::from_secs(5), Duration::from_secs(50))
+        );
+        assert!(!o.allow_network);
+
+        // `kiln lock` has no flags: cluster.toml, then the defaults.
+        let o = fetch_options(None, &file, true);
+        assert_eq!((o.jobs, o.retries), (defaults.jobs, defaults.retries));
+        assert_eq!(o.idle_timeout, Duration::from_secs(20));
+    }
+}
