@@ -82,9 +82,17 @@ pub struct NetArgs {
     /// Parallel downloads.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
-    /// Retries per URL on 5xx, timeouts and resets.
+    /// Retries per URL on 5xx and resets (a stall or timeout moves to the next source).
     #[arg(long, default_value_t = 4)]
     pub retries: u32,
+    /// Seconds without a byte from a source before the try ends as a stall [default:
+    /// cluster.toml's fetch.idle-timeout-seconds, else 30].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout: Option<u64>,
+    /// Seconds one download may take over all its sources and retries [default:
+    /// cluster.toml's fetch.deadline-seconds, else 600].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub deadline: Option<u64>,
 }
 
 /// `kiln fetch`.

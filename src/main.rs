@@ -6,13 +6,14 @@ mod progress;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
 use cli::{CatalogCommand, Cli, Command, NetArgs};
 use kiln_engine::{build, fetch, lock};
-use kiln_spec::{Diagnostics, Project};
+use kiln_spec::{Diagnostics, FetchSettings, Project};
 
 fn main() -> ExitCode {
     // Behave like other Unix tools when output is piped into `head`: exit quietly on EPIPE.
@@ -65,12 +66,25 @@ fn invalid(d: Diagnostics) -> anyhow::Error {
     anyhow::anyhow!("{d}\n{n} error(s): nothing was changed")
 }
 
-fn fetch_options(net: &NetArgs, allow_network: bool) -> kiln_store::FetchOptions {
+/// The fetch options of one run: flags over cluster.toml's `[fetch]` over the defaults.
+fn fetch_options(
+    net: Option<&NetArgs>,
+    settings: &FetchSettings,
+    allow_network: bool,
+) -> kiln_store::FetchOptions {
+    let defaults = kiln_store::FetchOptions::default();
+    let secs = |flag: Option<u64>| flag.map(Duration::from_secs);
     kiln_store::FetchOptions {
-        jobs: net.jobs.max(1),
-        retries: net.retries,
+        jobs: net.map_or(defaults.jobs, |n| n.jobs.max(1)),
+        retries: net.map_or(defaults.retries, |n| n.retries),
+        idle_timeout: secs(net.and_then(|n| n.idle_timeout))
+            .or(settings.idle_timeout)
+            .unwrap_or(defaults.idle_timeout),
+        deadline: secs(net.and_then(|n| n.deadline))
+            .or(settings.deadline)
+            .unwrap_or(defaults.deadline),
         allow_network,
-        ..Default::default()
+        ..defaults
     }
 }
 
@@ -120,7 +134,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let existing = lock::read_lock(&p)?;
             let opts = lock::LockOptions {
                 offline: a.offline,
-                fetch: kiln_store::FetchOptions::default(),
+                fetch: fetch_options(None, &p.cluster.fetch, true),
                 repin_packages: a.repin_packages,
             };
             let now = std::time::SystemTime::now()
@@ -181,7 +195,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let entries = lock::locked_entries(&p, &plan, &lk)?;
             let store = fetch::open_store(&p)?;
             let bars = progress::Bars::new();
-            let opts = fetch_options(&a.net, true);
+            let opts = fetch_options(Some(&a.net), &p.cluster.fetch, true);
             let report = fetch::fetch(&p, &store, &entries, &opts, &bars)?;
             let blobs = fetch::materialize(&store, &entries)?;
             let images = kiln_engine::images::from_lock(&lk)?;
@@ -204,7 +218,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = build::BuildOptions {
                 out,
                 offline: a.offline,
-                fetch: fetch_options(&a.net, !a.offline),
+                fetch: fetch_options(Some(&a.net), &p.cluster.fetch, !a.offline),
                 source_date_epoch: source_date_epoch()?,
                 force: a.force,
                 seeds: kiln_engine::seed::SeedKinds::parse(&a.seed)
@@ -458,5 +472,50 @@ fn print_plan(plan: &kiln_plan::Plan) {
         for s in &h.secrets {
             println!("  {:04o} {}  (certificates)", s.mode, s.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_limits_come_from_the_flag_then_cluster_toml_then_the_default() {
+        let net = |idle_timeout, deadline| NetArgs {
+            jobs: 2,
+            retries: 1,
+            idle_timeout,
+            deadline,
+        };
+        let file = FetchSettings {
+            idle_timeout: Some(Duration::from_secs(20)),
+            deadline: None,
+        };
+        let defaults = kiln_store::FetchOptions::default();
+
+        let o = fetch_options(Some(&net(None, None)), &FetchSettings::default(), true);
+        assert_eq!(
+            (o.idle_timeout, o.deadline),
+            (defaults.idle_timeout, defaults.deadline)
+        );
+        assert_eq!((o.jobs, o.retries), (2, 1));
+
+        let o = fetch_options(Some(&net(None, None)), &file, true);
+        assert_eq!(
+            (o.idle_timeout, o.deadline),
+            (Duration::from_secs(20), defaults.deadline)
+        );
+
+        let o = fetch_options(Some(&net(Some(5), Some(50))), &file, false);
+        assert_eq!(
+            (o.idle_timeout, o.deadline),
+            (Duration::from_secs(5), Duration::from_secs(50))
+        );
+        assert!(!o.allow_network);
+
+        // `kiln lock` has no flags: cluster.toml, then the defaults.
+        let o = fetch_options(None, &file, true);
+        assert_eq!((o.jobs, o.retries), (defaults.jobs, defaults.retries));
+        assert_eq!(o.idle_timeout, Duration::from_secs(20));
     }
 }

@@ -175,12 +175,12 @@ impl RegistryClient {
         let mut watch = Meter::new(progress, &w.label).notes_to_log_only();
         let reference = &w.image.reference;
         let repository = reference.repository();
-        let result = self.on_endpoints(reference.registry(), &what, |endpoint| {
+        let result = self.on_endpoints(reference.registry(), &what, |endpoint, deadline| {
             let url = endpoint.url(repository, "blobs", w.digest.as_str());
             let sender = self.authorized(endpoint, repository);
             let done = self
                 .transport()
-                .download(&sender, &target, &url, &mut watch)
+                .download(&sender, &target, &url, deadline, &mut watch)
                 .map_err(|e| digest_mismatch(e, &what))?;
             tracing::info!(digest = %w.digest, url = %url, bytes = done.bytes, resumed_from = done.resumed_from, "blob stored");
             Ok(PulledBlob {

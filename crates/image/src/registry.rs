@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use kiln_store::FetchOptions;
 use kiln_transport::{
-    read_capped, try_sources, Attempt, Exhausted, Sender, Transport, TransportError,
+    read_capped, try_sources, Attempt, Deadline, Exhausted, Sender, Transport, TransportError,
 };
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -90,12 +90,12 @@ impl RegistryClient {
     }
 
     /// Runs `attempt` on each endpoint of `registry` (mirrors first) through the
-    /// transport's retry loop. The first success wins.
+    /// transport's retry loop, within its deadline. The first success wins.
     pub(crate) fn on_endpoints<T>(
         &self,
         registry: &str,
         what: &str,
-        attempt: impl FnMut(&Endpoint) -> Result<T, ImageError>,
+        attempt: impl FnMut(&Endpoint, &Deadline) -> Result<T, ImageError>,
     ) -> Result<T, ImageError> {
         if !self.opts.allow_network {
             return Err(ImageError::Offline {
@@ -131,13 +131,15 @@ impl RegistryClient {
         };
         let what = format!("manifest {wanted} of {reference}");
         let repository = reference.repository();
-        self.on_endpoints(reference.registry(), &what, |endpoint| {
+        self.on_endpoints(reference.registry(), &what, |endpoint, deadline| {
             let url = endpoint.url(repository, "manifests", &wanted);
+            let wait = deadline.wait(self.transport.options().idle_timeout);
             let response = self.authorized(endpoint, repository).send(&url, &|| {
                 self.transport
                     .client()
                     .get(&url)
                     .header(ACCEPT, manifest::ACCEPT)
+                    .timeout(wait)
             })?;
             match response.status().as_u16() {
                 200 => {}
@@ -204,11 +206,12 @@ impl RegistryClient {
         what: &str,
     ) -> Result<Vec<u8>, ImageError> {
         let repository = reference.repository();
-        self.on_endpoints(reference.registry(), what, |endpoint| {
+        self.on_endpoints(reference.registry(), what, |endpoint, deadline| {
             let url = endpoint.url(repository, "blobs", digest.as_str());
+            let wait = deadline.wait(self.transport.options().idle_timeout);
             let response = self
                 .authorized(endpoint, repository)
-                .send(&url, &|| self.transport.client().get(&url))?;
+                .send(&url, &|| self.transport.client().get(&url).timeout(wait))?;
             match response.status().as_u16() {
                 200 => {}
                 status => return Err(TransportError::HttpStatus { url, status }.into()),

@@ -213,6 +213,9 @@ pub fn validate(
         }
         mirrors.insert(prefix.clone(), repl.get_ref().clone());
     }
+    let fetch = crate::fetch::validate(&raw.fetch, &mut |span, key, msg| {
+        c.err(Some(span), key, msg)
+    });
 
     for (i, k) in raw.ssh_authorized_keys.iter().enumerate() {
         let ok = [
@@ -306,6 +309,7 @@ pub fn validate(
                 api_endpoint,
                 pki: pki.unwrap_or_else(default_pki),
                 mirrors,
+                fetch,
                 image_sources,
                 registry_mirrors: raw
                     .registry_mirrors

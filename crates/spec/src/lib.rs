@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod cluster;
 pub mod diag;
+pub mod fetch;
 pub mod images;
 pub mod kinds;
 pub mod lock;
@@ -17,6 +18,7 @@ pub mod raw;
 
 pub use catalog::{Catalog, Resolved};
 pub use diag::{Diagnostic, Diagnostics, NotUtf8, Severity};
+pub use fetch::FetchSettings;
 pub use kinds::{ImageSourceKind, KindError, Pin, SourceKind};
 pub use lock::{Lock, LockedArtifact, LockedClosure, LockedPackage};
 pub use model::*;

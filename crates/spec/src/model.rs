@@ -229,6 +229,9 @@ pub struct Cluster {
     pub pki: PkiSettings,
     /// URL prefix → replacement prefixes, tried in order before the original.
     pub mirrors: BTreeMap<String, Vec<String>>,
+    /// How long downloads may wait (`[fetch]`). Not part of what is built.
+    #[serde(skip)]
+    pub fetch: crate::fetch::FetchSettings,
     /// Image source kinds in preference order.
     pub image_sources: Vec<ImageSourceKind>,
     /// Registry host → mirror base URLs.

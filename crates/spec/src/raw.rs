@@ -32,6 +32,9 @@ pub struct RawCluster {
     pub pki: RawPki,
     #[serde(default)]
     pub mirrors: BTreeMap<String, Spanned<Vec<String>>>,
+    /// How long downloads may wait on their sources.
+    #[serde(default)]
+    pub fetch: RawFetch,
     /// Image source kinds in preference order (`registry`, `assemble`).
     #[serde(default)]
     pub image_sources: Vec<S>,
@@ -61,6 +64,14 @@ pub struct RawPaths {
     pub vendor: Option<S>,
     pub pki: Option<S>,
     pub lock: Option<S>,
+}
+
+/// `[fetch]`: how long downloads may wait on their sources, in seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawFetch {
+    pub idle_timeout_seconds: Option<Spanned<u64>>,
+    pub deadline_seconds: Option<Spanned<u64>>,
 }
 
 /// `[packages]`: how the profiles' OS packages reach the hosts.

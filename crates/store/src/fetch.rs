@@ -9,8 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use kiln_transport::{
-    error_chain, try_sources, BlobTarget, Direct, Mirrors, Pins, Transport, TransportError,
-    TransportOptions,
+    error_chain, try_sources, BlobTarget, ClientSetup, Direct, Mirrors, Pins, Transport,
+    TransportError, TransportOptions,
 };
 
 use crate::error::StoreError;
@@ -76,12 +76,15 @@ pub enum DownloadSource {
 pub struct FetchOptions {
     /// Downloads run at once (at least 1).
     pub jobs: usize,
-    /// Retries of one URL after a transient failure (5xx, timeout, broken transfer).
+    /// Retries of one URL after a transient failure (5xx, reset, broken transfer).
     pub retries: u32,
     /// Limit for establishing a connection.
     pub connect_timeout: Duration,
-    /// Limit for any single wait on the server (headers, each body read).
-    pub read_timeout: Duration,
+    /// No byte from a server for this long (headers, or the next body bytes) ends the
+    /// try as a stall and moves to the next source.
+    pub idle_timeout: Duration,
+    /// Limit for one download over all its sources, tries and backoffs.
+    pub deadline: Duration,
     /// Cap of the exponential backoff between retries.
     pub max_backoff: Duration,
     /// When false nothing is downloaded: what is missing is reported instead.
@@ -94,11 +97,21 @@ impl FetchOptions {
         TransportOptions {
             retries: self.retries,
             connect_timeout: self.connect_timeout,
-            read_timeout: self.read_timeout,
+            idle_timeout: self.idle_timeout,
+            deadline: self.deadline,
             max_backoff: self.max_backoff,
         }
     }
 }
+
+/// Default of [`FetchOptions::idle_timeout`]: long enough for a slow server's first
+/// byte, short enough that a stall costs little before the next source is tried.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default of [`FetchOptions::deadline`]: a large artifact at a slow but steady rate
+/// still fits; a source trickling just under the idle timeout does not hold a fetch
+/// for ever.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
 
 impl Default for FetchOptions {
     fn default() -> Self {
@@ -106,7 +119,8 @@ impl Default for FetchOptions {
             jobs: 4,
             retries: 4,
             connect_timeout: Duration::from_secs(15),
-            read_timeout: Duration::from_secs(60),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            deadline: DEFAULT_DEADLINE,
             max_backoff: Duration::from_secs(30),
             allow_network: true,
         }
@@ -221,15 +235,8 @@ pub fn fetch_all(
         && unique
             .iter()
             .any(|&i| matches!(downloads[i].source, DownloadSource::Http { .. }));
-    let client = if needs_client {
-        // Kept as the reason only: each download that needs it reports it.
-        Some(Transport::new(&opts.transport()).map_err(|e| match e {
-            TransportError::HttpClient { reason } => reason,
-            other => error_chain(&other),
-        }))
-    } else {
-        None
-    };
+    // A client that cannot be set up is reported by each download that needs it.
+    let client = needs_client.then(|| Transport::setup(&opts.transport()));
     let ctx = Ctx {
         store,
         mirrors,
@@ -313,7 +320,7 @@ struct Ctx<'a> {
     mirrors: &'a Mirrors,
     opts: &'a FetchOptions,
     progress: &'a dyn Progress,
-    client: Option<&'a Result<Transport, String>>,
+    client: Option<&'a Result<Transport, ClientSetup>>,
     /// Skipped sources with the index of their download, for a stable report order.
     problems: Mutex<Vec<(usize, SourceProblem)>>,
 }
@@ -444,12 +451,7 @@ impl Ctx<'_> {
         }
         let transport = match self.client {
             Some(Ok(transport)) => transport,
-            Some(Err(reason)) => {
-                return Err(TransportError::HttpClient {
-                    reason: reason.clone(),
-                }
-                .into())
-            }
+            Some(Err(setup)) => return Err(TransportError::from(setup.clone()).into()),
             None => unreachable!("a client is built whenever an http download may run"),
         };
         let candidates = self.mirrors.candidates_all(urls);
@@ -478,7 +480,7 @@ impl Ctx<'_> {
                 let msg = format!("skipping {url}: {}", error_chain(error));
                 self.progress.note(&d.label, &msg);
             },
-            |url| transport.download(&Direct, &target, url, &mut meter),
+            |url, deadline| transport.download(&Direct, &target, url, deadline, &mut meter),
         )
         .map_err(|e| e.into_error(&what))?;
         let done = success.value;

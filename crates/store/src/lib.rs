@@ -18,7 +18,7 @@ pub use archive::{ArchiveKind, MemberInfo, UnknownArchiveKind};
 pub use error::StoreError;
 pub use fetch::{
     fetch_all, fetch_text, remote_size, Download, DownloadSource, FetchErrors, FetchFailure,
-    FetchOptions, FetchReport, FetchedItem, SourceProblem,
+    FetchOptions, FetchReport, FetchedItem, SourceProblem, DEFAULT_DEADLINE, DEFAULT_IDLE_TIMEOUT,
 };
 // The transport's names the store's callers meet in its API.
 pub use kiln_transport::{error_chain, Attempt, Mirrors, TransportError, MAX_TEXT_BYTES};

@@ -5,14 +5,15 @@
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{HeaderName, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 
-use crate::error::{error_chain, Classify, TransportError};
+use crate::error::{Classify, ClientSetup, TransportError};
 use crate::mirrors::Mirrors;
-use crate::retry::try_sources;
+use crate::retry::{try_sources, Deadline};
 
 /// Largest text document [`Transport::fetch_text`] accepts.
 pub const MAX_TEXT_BYTES: u64 = 4 * 1024 * 1024;
@@ -20,12 +21,15 @@ pub const MAX_TEXT_BYTES: u64 = 4 * 1024 * 1024;
 /// How the transport behaves on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransportOptions {
-    /// Retries of one source after a transient failure (5xx, timeout, broken transfer).
+    /// Retries of one source after a transient failure (5xx, reset, broken transfer).
     pub retries: u32,
     /// Limit for establishing a connection.
     pub connect_timeout: Duration,
-    /// Limit for any single wait on the server (headers, each body read).
-    pub read_timeout: Duration,
+    /// No byte from the server for this long (waiting for the headers, or for the next
+    /// body bytes) ends the try as a stall, and the next source is tried.
+    pub idle_timeout: Duration,
+    /// Limit for one download (or document) over all its sources, tries and backoffs.
+    pub deadline: Duration,
     /// Cap of the exponential backoff between retries.
     pub max_backoff: Duration,
 }
@@ -83,18 +87,23 @@ pub enum Answer {
 }
 
 impl Transport {
-    /// Builds the client: connect and read timeouts, kiln's user agent.
+    /// Builds the client: connect and idle timeouts, kiln's user agent.
     pub fn new(opts: &TransportOptions) -> Result<Transport, TransportError> {
+        Ok(Transport::setup(opts)?)
+    }
+
+    /// [`Transport::new`] with its one possible failure as a cloneable error, for callers
+    /// that share one client between many downloads and report its failure on each.
+    pub fn setup(opts: &TransportOptions) -> Result<Transport, ClientSetup> {
         let client = Client::builder()
             .connect_timeout(opts.connect_timeout)
             // For the blocking client this bounds each wait (headers, every body read),
-            // not the whole transfer: exactly a read timeout.
-            .timeout(opts.read_timeout)
+            // not the whole transfer: exactly an idle timeout. Downloads shorten it per
+            // request when their deadline is nearer.
+            .timeout(opts.idle_timeout)
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| TransportError::HttpClient {
-                reason: error_chain(&e),
-            })?;
+            .map_err(|e| ClientSetup(Arc::new(e)))?;
         Ok(Transport {
             client,
             opts: opts.clone(),
@@ -120,14 +129,21 @@ impl Transport {
     }
 
     /// Opens `url` at byte `offset` (a `Range` request when non-zero) through `sender`;
-    /// `file://` URLs are read directly.
-    pub fn open<S: Sender>(&self, sender: &S, url: &str, offset: u64) -> Result<Answer, S::Error> {
+    /// `file://` URLs are read directly. No wait on the server (headers, each body read)
+    /// lasts longer than `wait`.
+    pub fn open<S: Sender>(
+        &self,
+        sender: &S,
+        url: &str,
+        offset: u64,
+        wait: Duration,
+    ) -> Result<Answer, S::Error> {
         if let Some(path) = url.strip_prefix("file://") {
             return Ok(open_file(url, Path::new(path), offset)?);
         }
         check_scheme(url)?;
         let response = sender.send(url, &|| {
-            let request = self.client.get(url);
+            let request = self.client.get(url).timeout(wait);
             if offset > 0 {
                 request.header(RANGE, format!("bytes={offset}-"))
             } else {
@@ -166,8 +182,9 @@ impl Transport {
     /// GETs a small text document (e.g. an upstream checksum file) through mirrors and
     /// retries, refusing more than [`MAX_TEXT_BYTES`].
     pub fn fetch_text(&self, url: &str, mirrors: &Mirrors) -> Result<String, TransportError> {
-        self.first_answer(url, mirrors, |candidate| {
-            let Answer::Body { reader, .. } = self.open(&Direct, candidate, 0)? else {
+        self.first_answer(url, mirrors, |candidate, deadline| {
+            let wait = deadline.wait(self.opts.idle_timeout);
+            let Answer::Body { reader, .. } = self.open(&Direct, candidate, 0, wait)? else {
                 unreachable!("only a range request can be rejected, and none was made")
             };
             let bytes = read_capped(reader, candidate, MAX_TEXT_BYTES)?;
@@ -182,7 +199,7 @@ impl Transport {
         &self,
         url: &str,
         mirrors: &Mirrors,
-        attempt: impl FnMut(&String) -> Result<T, TransportError>,
+        attempt: impl FnMut(&String, &Deadline) -> Result<T, TransportError>,
     ) -> Result<T, TransportError> {
         let urls = mirrors.candidates(url);
         try_sources(url, &urls, &self.opts, Clone::clone, |_, _| {}, attempt)
@@ -193,7 +210,8 @@ impl Transport {
     /// The size of the document at `url` from its `Content-Length` (HEAD, then GET
     /// headers when HEAD gives none); `None` when the server does not say.
     pub fn remote_size(&self, url: &str, mirrors: &Mirrors) -> Result<Option<u64>, TransportError> {
-        self.first_answer(url, mirrors, |candidate| {
+        self.first_answer(url, mirrors, |candidate, deadline| {
+            let wait = deadline.wait(self.opts.idle_timeout);
             if let Some(path) = candidate.strip_prefix("file://") {
                 let meta = fs::metadata(path).map_err(|source| TransportError::FileSource {
                     url: candidate.to_owned(),
@@ -202,7 +220,7 @@ impl Transport {
                 return Ok(Some(meta.len()));
             }
             check_scheme(candidate)?;
-            let head = Transport::execute(candidate, self.client.head(candidate))?;
+            let head = Transport::execute(candidate, self.client.head(candidate).timeout(wait))?;
             let status = head.status().as_u16();
             if head.status().is_success() {
                 // Read the header itself: a HEAD response's body length is always 0.
@@ -216,7 +234,7 @@ impl Transport {
                 });
             }
             // The body is never read: dropping the response closes the connection.
-            let get = Transport::execute(candidate, self.client.get(candidate))?;
+            let get = Transport::execute(candidate, self.client.get(candidate).timeout(wait))?;
             if !get.status().is_success() {
                 return Err(TransportError::HttpStatus {
                     url: candidate.to_owned(),

@@ -5,9 +5,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::client::{Answer, Sender, Transport};
-use crate::error::{file_err, TransportError};
+use crate::error::{file_err, is_timeout, TransportError};
+use crate::retry::Deadline;
 use crate::sink::{hash_file, pump, Digests, Hasher, Pins, BLOB_MODE};
 
 /// Hears a download's progress; never told a byte twice by a well-behaved meter.
@@ -68,13 +70,15 @@ impl BlobTarget<'_> {
 
 impl Transport {
     /// One attempt at one URL: resume the partial if any, stream through the hasher into
-    /// it, and on a full match rename it to its blob name. A body that breaks leaves the
-    /// partial for the next attempt (or run); wrong or surplus bytes leave nothing.
+    /// it, and on a full match rename it to its blob name. A body that breaks or stalls
+    /// leaves the partial for the next attempt, source (or run); wrong or surplus bytes
+    /// leave nothing. No wait outlasts the idle timeout or `deadline`.
     pub fn download<S: Sender>(
         &self,
         sender: &S,
         target: &BlobTarget<'_>,
         url: &str,
+        deadline: &Deadline,
         watch: &mut dyn Watch,
     ) -> Result<Done, S::Error> {
         let part = &target.partial;
@@ -98,7 +102,7 @@ impl Transport {
                 have = 0;
             }
         }
-        match self.transfer(sender, target, url, have, watch)? {
+        match self.transfer(sender, target, url, have, deadline, watch)? {
             Finished::Stored(done) => Ok(done),
             // A resumed file that does not match may owe its fault to the partial
             // (from another source or an older run), not to this URL: retry it whole.
@@ -106,7 +110,7 @@ impl Transport {
                 watch.note(&format!(
                     "{url}: resumed file did not match its pin; downloading it whole"
                 ));
-                match self.transfer(sender, target, url, 0, watch)? {
+                match self.transfer(sender, target, url, 0, deadline, watch)? {
                     Finished::Stored(done) => Ok(done),
                     Finished::Mismatch(e) => Err(e.into()),
                 }
@@ -121,13 +125,15 @@ impl Transport {
         target: &BlobTarget<'_>,
         url: &str,
         mut have: u64,
+        deadline: &Deadline,
         watch: &mut dyn Watch,
     ) -> Result<Finished, S::Error> {
         let part = &target.partial;
         if have == 0 {
             remove_if_present(part)?;
         }
-        let mut answer = self.open(sender, url, have)?;
+        let wait = deadline.wait(self.options().idle_timeout);
+        let mut answer = self.open(sender, url, have, wait)?;
         let restart = match &answer {
             Answer::RangeRejected => true,
             Answer::Body { start, .. } => *start != have,
@@ -139,7 +145,7 @@ impl Transport {
             remove_if_present(part)?;
             have = 0;
             if !matches!(&answer, Answer::Body { start: 0, .. }) {
-                answer = self.open(sender, url, 0)?;
+                answer = self.open(sender, url, 0, wait)?;
             }
         }
         let Answer::Body {
@@ -148,20 +154,50 @@ impl Transport {
         else {
             unreachable!("only a range request can be rejected, and none was made")
         };
-        Ok(receive(target, url, have, &mut reader, len, watch)?)
+        let body = Body {
+            url,
+            have,
+            len,
+            wait,
+            deadline,
+        };
+        Ok(receive(target, &body, &mut reader, watch)?)
     }
 }
 
+/// What is known of one body being received.
+struct Body<'a> {
+    url: &'a str,
+    /// Bytes already in the partial.
+    have: u64,
+    /// The body's announced length.
+    len: Option<u64>,
+    /// The longest one read may wait (the request's timeout).
+    wait: Duration,
+    deadline: &'a Deadline,
+}
+
 /// Appends the body to the partial (which holds `have` bytes), hashing old and new bytes.
+/// A read that waited `wait` for nothing is a stall; the deadline is checked as bytes
+/// arrive, so a source trickling just fast enough to dodge the idle timeout still ends.
 fn receive(
     target: &BlobTarget<'_>,
-    url: &str,
-    have: u64,
+    body: &Body<'_>,
     reader: &mut dyn Read,
-    len: Option<u64>,
     watch: &mut dyn Watch,
 ) -> Result<Finished, TransportError> {
+    let Body {
+        url,
+        have,
+        len,
+        wait,
+        deadline,
+    } = *body;
     let part = &target.partial;
+    let deadline_passed = || TransportError::DeadlineExceeded {
+        url: url.to_owned(),
+        limit: deadline.limit(),
+    };
     let too_large = |limit| TransportError::TooLarge {
         url: url.to_owned(),
         limit,
@@ -194,12 +230,27 @@ fn receive(
             file.write_all(chunk).map_err(write_err)?;
             hasher.update(chunk);
             watch.at(hasher.size());
+            if deadline.passed() {
+                return Err(deadline_passed());
+            }
             Ok(())
         },
-        |source, got| TransportError::Body {
-            url: url.to_owned(),
-            received: have + got,
-            source,
+        |source, got| {
+            if !is_timeout(&source) {
+                TransportError::Body {
+                    url: url.to_owned(),
+                    received: have + got,
+                    source,
+                }
+            } else if deadline.passed() {
+                deadline_passed()
+            } else {
+                TransportError::Stalled {
+                    url: url.to_owned(),
+                    idle: wait,
+                    received: have + got,
+                }
+            }
         },
     );
     if let Err(e) = pumped {

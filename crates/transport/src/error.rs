@@ -4,6 +4,14 @@
 use std::fmt;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The HTTP client could not be set up. Cheap to clone: every download that needed the
+/// one shared client reports the same failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot set up the HTTP client")]
+pub struct ClientSetup(#[source] pub(crate) Arc<reqwest::Error>);
 
 /// Everything that can go wrong talking to a source or landing its bytes; each names the
 /// URL, file or pin concerned.
@@ -11,11 +19,8 @@ use std::path::Path;
 #[non_exhaustive]
 pub enum TransportError {
     /// The HTTP client could not be set up.
-    #[error("cannot set up the HTTP client: {reason}")]
-    HttpClient {
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    HttpClient(#[from] ClientSetup),
     /// An HTTP status that is not a success.
     #[error("{url}: HTTP {status}")]
     HttpStatus {
@@ -41,6 +46,25 @@ pub enum TransportError {
         received: u64,
         /// The cause.
         source: io::Error,
+    },
+    /// No byte arrived for the idle timeout while the body was being read: the source
+    /// holds the connection open but sends nothing.
+    #[error("{url}: stalled: no data for {idle:?} after {received} bytes")]
+    Stalled {
+        /// The URL.
+        url: String,
+        /// How long nothing arrived.
+        idle: Duration,
+        /// Bytes of the file present when it stalled (kept for the next source to resume).
+        received: u64,
+    },
+    /// The deadline of one download (all sources, tries and backoffs) passed.
+    #[error("{url}: the deadline of {limit:?} for this download passed")]
+    DeadlineExceeded {
+        /// The URL being tried (or next in line) when it passed.
+        url: String,
+        /// The deadline.
+        limit: Duration,
     },
     /// The body ended before its announced (or pinned) length.
     #[error("{url}: body ended after {received} bytes, {expected} announced")]
@@ -149,14 +173,24 @@ impl Classify for TransportError {
                 408 | 429 | 500..=599 => Reaction::Retry,
                 _ => Reaction::NextSource,
             },
+            // A timeout (connect, or no byte for the idle timeout) is a stall: see below.
             TransportError::Request { source, .. } => {
-                if source.is_builder() || source.is_redirect() {
+                if source.is_builder() || source.is_redirect() || source.is_timeout() {
                     Reaction::NextSource
                 } else {
                     Reaction::Retry
                 }
             }
+            TransportError::Body { source, .. } if is_timeout(source) => Reaction::NextSource,
             TransportError::Body { .. } | TransportError::ShortBody { .. } => Reaction::Retry,
+            // A stalled source keeps the connection open and sends nothing: retrying it
+            // would most likely cost another full idle timeout for nothing. The next
+            // source resumes from the bytes already kept in the partial file, and the
+            // per-download deadline bounds the whole loop. A source left after its
+            // deadline passed is not tried at all.
+            TransportError::Stalled { .. } | TransportError::DeadlineExceeded { .. } => {
+                Reaction::NextSource
+            }
             TransportError::HashMismatch { .. }
             | TransportError::TooLarge { .. }
             | TransportError::SizeMismatch { .. }
@@ -169,6 +203,16 @@ impl Classify for TransportError {
             | TransportError::File(_) => Reaction::Fatal,
         }
     }
+}
+
+/// Whether a body read failed because no byte arrived in time (the client's per-wait
+/// timeout) rather than because the connection broke.
+pub(crate) fn is_timeout(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::TimedOut
+        || error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+            .is_some_and(reqwest::Error::is_timeout)
 }
 
 /// One source given up on: its URL, how often it was tried and its last error.

@@ -9,8 +9,8 @@
 //! ([`TransportError`]). A source's own request needs (a registry's credentials and
 //! challenges) plug in per request through [`Sender`].
 //!
-//! Seams for what comes next: every body byte of a download passes one loop
-//! (`download::receive`), where an idle/stall timeout belongs; an upload (registry push,
+//! Every wait on a server is bounded by the idle timeout (a stall moves to the next
+//! source) and every download by its [`Deadline`]. Seams for what comes next: an upload (registry push,
 //! `kiln serve`'s client side) builds its `PUT`/`POST` from [`Transport::client`] and sends
 //! it through the same [`Sender`] (credentials) and [`try_sources`] (retries).
 //!
@@ -28,7 +28,7 @@ pub use client::{
     header_u64, read_capped, Answer, Direct, Sender, Transport, TransportOptions, MAX_TEXT_BYTES,
 };
 pub use download::{remove_if_present, BlobTarget, Done, Watch};
-pub use error::{error_chain, Attempt, Classify, Reaction, TransportError};
+pub use error::{error_chain, Attempt, Classify, ClientSetup, Reaction, TransportError};
 pub use mirrors::Mirrors;
-pub use retry::{backoff, try_sources, Exhausted, Success};
+pub use retry::{backoff, try_sources, Deadline, Exhausted, Success};
 pub use sink::{hash_file, Digests, Hasher, Pins, Sink, BLOB_MODE, BUF_SIZE};

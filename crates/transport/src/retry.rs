@@ -1,8 +1,9 @@
 //! The try-each-source loop: sources in order, transient failures retried with capped
-//! exponential backoff, the classification of each error deciding what comes next.
+//! exponential backoff, the classification of each error deciding what comes next, and
+//! one deadline over it all.
 
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::client::TransportOptions;
 use crate::error::{error_chain, Attempt, Classify, Reaction, TransportError};
@@ -13,6 +14,45 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Delay before retry number `retry` (0-based), capped at `max`.
 pub fn backoff(retry: u32, max: Duration) -> Duration {
     FIRST_BACKOFF.saturating_mul(1u32 << retry.min(16)).min(max)
+}
+
+/// The time one download may take over all its sources, tries and backoffs; started by
+/// [`try_sources`] and handed to each attempt so no wait on a server outlasts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    start: Instant,
+    limit: Duration,
+}
+
+impl Deadline {
+    /// A deadline `limit` from now.
+    pub fn start(limit: Duration) -> Deadline {
+        Deadline {
+            start: Instant::now(),
+            limit,
+        }
+    }
+
+    /// The limit it was started with.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// Time left (zero once passed).
+    pub fn remaining(&self) -> Duration {
+        self.limit.saturating_sub(self.start.elapsed())
+    }
+
+    /// Whether it has passed.
+    pub fn passed(&self) -> bool {
+        self.remaining().is_zero()
+    }
+
+    /// The longest one wait on a server may last: `idle`, or less when the deadline is
+    /// nearer (never zero, which the client would take as "no limit").
+    pub fn wait(&self, idle: Duration) -> Duration {
+        idle.min(self.remaining()).max(Duration::from_millis(1))
+    }
 }
 
 /// A source that worked, its value, and the sources given up on before it.
@@ -52,20 +92,25 @@ impl Exhausted<TransportError> {
 /// Tries each source in turn (`name` gives its URL for logs and the attempt list),
 /// retrying transient failures with capped exponential backoff; `on_fail` hears about
 /// every source given up on as it happens. The first success wins.
-pub fn try_sources<S: Clone, T, E: Classify + std::error::Error>(
+///
+/// All of it runs within one [`Deadline`] of [`TransportOptions::deadline`], passed to each
+/// attempt: once it passes, the source being tried is given up on and the sources after
+/// it are listed as not tried ([`TransportError::DeadlineExceeded`]).
+pub fn try_sources<S: Clone, T, E: Classify + std::error::Error + From<TransportError>>(
     what: &str,
     sources: &[S],
     opts: &TransportOptions,
     name: impl Fn(&S) -> String,
     mut on_fail: impl FnMut(&S, &E),
-    mut attempt: impl FnMut(&S) -> Result<T, E>,
+    mut attempt: impl FnMut(&S, &Deadline) -> Result<T, E>,
 ) -> Result<Success<S, T, E>, Exhausted<E>> {
+    let deadline = Deadline::start(opts.deadline);
     let mut attempts = Vec::new();
-    for source in sources {
+    for (index, source) in sources.iter().enumerate() {
         let mut tries = 0;
         loop {
             tries += 1;
-            let error = match attempt(source) {
+            let error = match attempt(source, &deadline) {
                 Ok(value) => {
                     return Ok(Success {
                         source: source.clone(),
@@ -75,10 +120,35 @@ pub fn try_sources<S: Clone, T, E: Classify + std::error::Error>(
                 }
                 Err(e) => e,
             };
-            match error.reaction() {
+            let reaction = error.reaction();
+            if reaction != Reaction::Fatal && deadline.passed() {
+                tracing::warn!(url = %name(source), error = %error_chain(&error), limit = ?deadline.limit(), "{what}: deadline passed");
+                on_fail(source, &error);
+                attempts.push(Attempt {
+                    url: name(source),
+                    tries,
+                    error,
+                });
+                for left in &sources[index + 1..] {
+                    let error = E::from(TransportError::DeadlineExceeded {
+                        url: name(left),
+                        limit: deadline.limit(),
+                    });
+                    on_fail(left, &error);
+                    attempts.push(Attempt {
+                        url: name(left),
+                        tries: 0,
+                        error,
+                    });
+                }
+                return Err(Exhausted::AllFailed(attempts));
+            }
+            match reaction {
                 Reaction::Fatal => return Err(Exhausted::Fatal(error)),
                 Reaction::Retry if tries <= opts.retries => {
-                    let delay = backoff(tries - 1, opts.max_backoff);
+                    // Never sleep past the deadline: the next attempt's waits are cut to
+                    // what is left, and it ends the loop when nothing is.
+                    let delay = backoff(tries - 1, opts.max_backoff).min(deadline.remaining());
                     tracing::warn!(
                         url = %name(source),
                         tries,

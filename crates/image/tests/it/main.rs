@@ -26,7 +26,8 @@ pub fn fast_opts() -> FetchOptions {
         jobs: 2,
         retries: 2,
         connect_timeout: Duration::from_secs(5),
-        read_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(10),
+        deadline: Duration::from_secs(120),
         max_backoff: Duration::from_millis(20),
         allow_network: true,
     }

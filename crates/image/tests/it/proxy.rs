@@ -1,10 +1,12 @@
 //! A small HTTP proxy on 127.0.0.1 in front of the registry: it logs every request and can
-//! cut one response mid-body (one request per connection, `Connection: close`).
+//! cut one response mid-body, or stall it there (one request per connection,
+//! `Connection: close`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// One request the proxy relayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,8 @@ struct State {
     log: Mutex<Vec<Seen>>,
     /// Cut the next response whose path ends with this, after this many body bytes.
     cut: Mutex<Option<(String, usize)>>,
+    /// Whether that cut stalls (keeps the connection open, sends nothing) instead of closing.
+    stall: AtomicBool,
     /// Answer the next request whose path ends with this with this status, not relaying it.
     fail: Mutex<Option<(String, u16)>>,
     stop: AtomicBool,
@@ -57,6 +61,13 @@ impl Proxy {
     /// Cuts the next response to a path ending with `suffix` after `bytes` body bytes.
     pub fn cut_next(&self, suffix: &str, bytes: usize) {
         *self.state.cut.lock().unwrap() = Some((suffix.to_owned(), bytes));
+    }
+
+    /// Sends the next response to a path ending with `suffix` up to `bytes` body bytes,
+    /// then nothing while keeping the connection open (longer than any test waits).
+    pub fn stall_next(&self, suffix: &str, bytes: usize) {
+        self.state.stall.store(true, Ordering::SeqCst);
+        self.cut_next(suffix, bytes);
     }
 
     /// Answers the next request to a path ending with `suffix` with a bodiless `status`.
@@ -183,6 +194,9 @@ fn relay(client: TcpStream, upstream: &str, state: &State) -> std::io::Result<()
             *sent += room;
             if *sent >= limit {
                 client.flush()?;
+                if state.stall.swap(false, Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_secs(120));
+                }
                 let _ = client.shutdown(Shutdown::Both);
                 return Ok(());
             }

@@ -422,6 +422,52 @@ fn interrupted_blob_download_resumes_with_range_in_the_same_run_and_the_next() {
 }
 
 #[test]
+fn a_stalled_blob_moves_to_the_next_endpoint_at_once_which_resumes_it() {
+    let Some(s) = Seeded::new("a_stalled_blob_moves_to_the_next_endpoint_at_once_which_resumes_it")
+    else {
+        return;
+    };
+    let proxy = Proxy::start(&s.reg.addr);
+    let mut mirrors = RegistryMirrors::new();
+    mirrors.add(&s.reg.addr, &[&proxy.url]).unwrap();
+    let opts = kiln_store::FetchOptions {
+        idle_timeout: std::time::Duration::from_secs(1),
+        ..fast_opts()
+    };
+    let c = RegistryClient::new(mirrors, Credentials::none(), opts).unwrap();
+    let a = c.resolve(&s.r("team/a:1"), &amd64()).unwrap();
+    let big = s.images.big_layer.clone();
+    let suffix = format!("/blobs/{big}");
+
+    // The mirror sends 150000 bytes, then nothing: after the idle timeout the registry
+    // itself (the next endpoint) is asked for the rest; the mirror is not asked again.
+    proxy.stall_next(&suffix, 150_000);
+    let store = s.store("vendor");
+    let started = std::time::Instant::now();
+    let report = c
+        .pull(&store, std::slice::from_ref(&a), &NoProgress)
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(
+        proxy.gets(&suffix).len(),
+        1,
+        "the stalled mirror is not retried"
+    );
+    let pulled = report
+        .downloaded
+        .iter()
+        .find(|p| p.digest.as_str() == big)
+        .unwrap();
+    assert_eq!(pulled.resumed_from, 150_000);
+    assert!(
+        pulled.url.starts_with(&format!("http://{}/", s.reg.addr)),
+        "{}",
+        pulled.url
+    );
+    assert!(store.verify_blob(&big["sha256:".len()..]).unwrap());
+}
+
+#[test]
 fn server_errors_are_retried_and_refusals_are_not() {
     let Some(s) = Seeded::new("server_errors_are_retried_and_refusals_are_not") else {
         return;

@@ -66,7 +66,7 @@ fn fetch(
     let opts = FetchOptions {
         jobs: 1,
         retries: 2,
-        read_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(10),
         max_backoff: Duration::from_millis(100),
         ..FetchOptions::default()
     };

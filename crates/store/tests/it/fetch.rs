@@ -214,22 +214,27 @@ fn more_bytes_than_pinned_is_an_error_at_once() {
 }
 
 #[test]
-fn slow_body_hits_the_read_timeout_and_is_resumed() {
+fn a_stalled_body_hits_the_idle_timeout_and_the_next_source_resumes_it() {
     let server = Server::start();
     let body = payload(100_000, 10);
-    server.script(
+    server.always(
         "/slow",
-        vec![Reply::Stall {
+        Reply::Stall {
             body: body.clone(),
             first: 30_000,
             stall: Duration::from_secs(6),
-        }],
+        },
     );
-    server.always("/slow", Reply::Serve(body.clone()));
+    server.always("/other", Reply::Serve(body.clone()));
     let (_d, store) = store();
-    let d = http("slow", &body, vec![server.url("/slow")], true);
+    let d = http(
+        "slow",
+        &body,
+        vec![server.url("/slow"), server.url("/other")],
+        true,
+    );
     let opts = FetchOptions {
-        read_timeout: Duration::from_millis(400),
+        idle_timeout: Duration::from_millis(400),
         ..fast_opts()
     };
     let started = std::time::Instant::now();
@@ -240,17 +245,19 @@ fn slow_body_hits_the_read_timeout_and_is_resumed() {
     );
     assert!(
         matches!(
-            outcome,
+            &outcome,
             Outcome::Downloaded {
                 resumed_from: 30_000,
+                url,
                 ..
-            }
+            } if *url == server.url("/other")
         ),
         "{outcome:?}"
     );
-    let reqs = server.requests("/slow");
-    assert_eq!(reqs.len(), 2);
-    assert_eq!(reqs[1].range.as_deref(), Some("bytes=30000-"));
+    assert_eq!(server.requests("/slow").len(), 1, "a stall is not retried");
+    let reqs = server.requests("/other");
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].range.as_deref(), Some("bytes=30000-"));
     assert_store(&store, &[(d.sha256.as_deref().unwrap(), &body)], &[]);
 }
 

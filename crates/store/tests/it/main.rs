@@ -23,7 +23,8 @@ pub fn fast_opts() -> FetchOptions {
         jobs: 2,
         retries: 3,
         connect_timeout: Duration::from_secs(5),
-        read_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(5),
+        deadline: Duration::from_secs(120),
         max_backoff: Duration::from_millis(20),
         allow_network: true,
     }

@@ -1,9 +1,9 @@
 //! The transport against a real HTTP server on 127.0.0.1: retries, resume, wrong bytes,
-//! mirror order, and the per-request hook.
+//! mirror order, the per-request hook, stalls and the deadline.
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kiln_testkit::http::{Reply, Server};
 use kiln_testkit::{names, payload, sha};
@@ -13,14 +13,15 @@ use kiln_transport::{
 };
 use reqwest::blocking::{RequestBuilder, Response};
 
-fn transport() -> Transport {
-    Transport::new(&TransportOptions {
+/// Options for tests: quick backoff, short timeouts.
+fn fast() -> TransportOptions {
+    TransportOptions {
         retries: 3,
         connect_timeout: Duration::from_secs(5),
-        read_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(5),
+        deadline: Duration::from_secs(60),
         max_backoff: Duration::from_millis(20),
-    })
-    .unwrap()
+    }
 }
 
 /// A blob store layout in a temp folder: `tmp/` for partials, `sha256/` for blobs.
@@ -67,6 +68,9 @@ impl Watch for Seen {
     }
 }
 
+/// What a download through the retry loop gives.
+type Got<E> = Result<Success<String, Done, E>, Exhausted<E>>;
+
 /// Downloads `sha256` (of `size` bytes) from `urls` in order, as kiln-store does.
 fn fetch<S: Sender>(
     sender: &S,
@@ -75,8 +79,21 @@ fn fetch<S: Sender>(
     size: u64,
     urls: &[String],
     seen: &mut Seen,
-) -> Result<Success<String, Done, S::Error>, Exhausted<S::Error>> {
-    let t = transport();
+) -> Got<S::Error> {
+    fetch_with(&fast(), sender, d, sha256, size, urls, seen)
+}
+
+/// [`fetch`] with the given options.
+fn fetch_with<S: Sender>(
+    opts: &TransportOptions,
+    sender: &S,
+    d: &Dirs,
+    sha256: &str,
+    size: u64,
+    urls: &[String],
+    seen: &mut Seen,
+) -> Got<S::Error> {
+    let t = Transport::new(opts).unwrap();
     let target = BlobTarget {
         partial: d.tmp.join(format!("{sha256}.part")),
         blob_dir: d.blobs.clone(),
@@ -92,7 +109,7 @@ fn fetch<S: Sender>(
         t.options(),
         Clone::clone,
         |_, _| {},
-        |url| t.download(sender, &target, url, seen),
+        |url, deadline| t.download(sender, &target, url, deadline, seen),
     )
 }
 
@@ -226,18 +243,23 @@ fn surplus_bytes_stop_at_the_pinned_size() {
     assert!(names(&d.tmp).is_empty());
 }
 
+/// The URLs to try for `/up/{path}` with mirrors `/m1/` and `/m2/` before it.
+fn via_m1_m2(server: &Server, path: &str) -> Vec<String> {
+    let mut mirrors = Mirrors::new();
+    mirrors.add(
+        server.url("/up/"),
+        vec![server.url("/m1/"), server.url("/m2/")],
+    );
+    mirrors.candidates(&server.url(&format!("/up/{path}")))
+}
+
 #[test]
 fn mirrors_are_tried_in_order_before_the_original() {
     let server = Server::start();
     let body = payload(5_000, 8);
     server.always("/m2/dl/x.tgz", Reply::Serve(body.clone()));
     server.always("/up/dl/x.tgz", Reply::Serve(body.clone()));
-    let mut mirrors = Mirrors::new();
-    mirrors.add(
-        server.url("/up/"),
-        vec![server.url("/m1/"), server.url("/m2/")],
-    );
-    let urls = mirrors.candidates(&server.url("/up/dl/x.tgz"));
+    let urls = via_m1_m2(&server, "dl/x.tgz");
     let d = dirs();
     let got = fetch(&Direct, &d, &sha(&body), 5_000, &urls, &mut Seen::default()).unwrap();
     assert_eq!(got.source, server.url("/m2/dl/x.tgz"));
@@ -323,4 +345,142 @@ fn file_urls_are_a_transport_too() {
     .unwrap();
     assert_eq!(got.source, url);
     assert_eq!(fs::read(d.blobs.join(sha(&body))).unwrap(), body);
+}
+
+/// A server that sends the headers and 64 KiB, then nothing (for far longer than the test).
+fn stalling(server: &Server, path: &str, body: &[u8]) {
+    server.always(
+        path,
+        Reply::Stall {
+            body: body.to_vec(),
+            first: 64 * 1024,
+            stall: Duration::from_secs(60),
+        },
+    );
+}
+
+/// Downloads `body` (pinned by sha256 and size) from `urls` with `opts`; how long it took.
+fn timed(
+    opts: &TransportOptions,
+    d: &Dirs,
+    body: &[u8],
+    urls: &[String],
+) -> (Got<TransportError>, Duration) {
+    let started = Instant::now();
+    let size = body.len() as u64;
+    let got = fetch_with(
+        opts,
+        &Direct,
+        d,
+        &sha(body),
+        size,
+        urls,
+        &mut Seen::default(),
+    );
+    (got, started.elapsed())
+}
+
+/// Fast options with the given idle timeout.
+fn idle(idle_timeout: Duration) -> TransportOptions {
+    TransportOptions {
+        idle_timeout,
+        ..fast()
+    }
+}
+
+#[test]
+fn a_stalled_body_ends_the_try_after_the_idle_timeout_naming_the_url() {
+    let server = Server::start();
+    let body = payload(200_000, 11);
+    stalling(&server, "/stall", &body);
+    let d = dirs();
+    let half = Duration::from_millis(500);
+    let (got, took) = timed(&idle(half), &d, &body, &[server.url("/stall")]);
+    assert!(took < Duration::from_secs(5), "waited {took:?}");
+    let err = got.unwrap_err().into_error("blob");
+    let TransportError::AllSourcesFailed { attempts, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(attempts[0].tries, 1, "a stalled source is not retried");
+    assert!(
+        matches!(&attempts[0].error, TransportError::Stalled { url, idle, received: 65_536 }
+            if *url == server.url("/stall") && *idle == half),
+        "{err}"
+    );
+    let said = format!("{}: stalled: no data for 500ms", server.url("/stall"));
+    assert!(err.to_string().contains(&said), "{err}");
+    assert_eq!(server.requests("/stall").len(), 1);
+    // The bytes that did arrive are kept for the next source or run.
+    assert_eq!(names(&d.tmp), vec![format!("{}.part", sha(&body))]);
+}
+
+#[test]
+fn a_stall_moves_to_the_next_mirror_at_once_which_resumes_the_partial() {
+    let server = Server::start();
+    let body = payload(200_000, 12);
+    stalling(&server, "/m1/x.tgz", &body);
+    server.always("/m2/x.tgz", Reply::Serve(body.clone()));
+    server.always("/up/x.tgz", Reply::Serve(body.clone()));
+    let urls = via_m1_m2(&server, "x.tgz");
+    let d = dirs();
+    let (got, took) = timed(&idle(Duration::from_millis(500)), &d, &body, &urls);
+    assert!(took < Duration::from_secs(5), "waited {took:?}");
+    let got = got.unwrap();
+    assert_eq!(got.source, server.url("/m2/x.tgz"));
+    assert_eq!(got.value.resumed_from, 65_536);
+    let seen: Vec<(String, Option<String>)> = server
+        .all_requests()
+        .into_iter()
+        .map(|r| (r.path, r.range))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("/m1/x.tgz".to_owned(), None),
+            ("/m2/x.tgz".to_owned(), Some("bytes=65536-".to_owned())),
+        ],
+        "the stalled source is not retried before the next one"
+    );
+    assert!(matches!(
+        got.skipped[0].error,
+        TransportError::Stalled { .. }
+    ));
+    d.assert_landed(&body);
+}
+
+#[test]
+fn the_deadline_ends_a_source_that_trickles_under_the_idle_timeout() {
+    let server = Server::start();
+    let body = payload(100_000, 13);
+    server.always(
+        "/trickle",
+        Reply::Trickle {
+            body: body.clone(),
+            chunk: 1_000,
+            pause: Duration::from_millis(100),
+        },
+    );
+    server.always("/never", Reply::Serve(body.clone()));
+    let d = dirs();
+    let opts = TransportOptions {
+        deadline: Duration::from_secs(1),
+        ..idle(Duration::from_secs(2))
+    };
+    let urls = [server.url("/trickle"), server.url("/never")];
+    let (got, took) = timed(&opts, &d, &body, &urls);
+    assert!(took < Duration::from_secs(3), "waited {took:?}");
+    let err = got.unwrap_err().into_error("blob");
+    let TransportError::AllSourcesFailed { attempts, .. } = &err else {
+        panic!("{err}")
+    };
+    let tried: Vec<(&str, u32)> = attempts.iter().map(|a| (a.url.as_str(), a.tries)).collect();
+    assert_eq!(tried, vec![(urls[0].as_str(), 1), (urls[1].as_str(), 0)]);
+    for a in attempts {
+        assert!(
+            matches!(&a.error, TransportError::DeadlineExceeded { url, limit }
+                if *url == a.url && *limit == Duration::from_secs(1)),
+            "{err}"
+        );
+    }
+    assert!(server.requests("/never").is_empty());
 }
