@@ -214,7 +214,9 @@ step_preflight() {
     if has '^packages/'; then
         if [ "$family" = el ]; then need packages rpm; else need packages dpkg dpkg-deb dpkg-query; fi
     fi
-    if has '^images/' && ! command -v ctr >/dev/null 2>&1 && ! command -v docker >/dev/null 2>&1; then
+    # The runtime may come with the bundles (a file, or a package: step 9 names it if not).
+    if has '^images/' && ! command -v ctr >/dev/null 2>&1 && ! command -v docker >/dev/null 2>&1 &&
+        ! has '^(packages/|rootfs/(usr/)?(local/)?s?bin/(ctr|docker)$)'; then
         LACK="${LACK:+$LACK, }ctr or docker (images)"
     fi
     if has '^UNITS$' && use_systemctl; then need units systemctl; fi
@@ -282,7 +284,7 @@ step_extract() {
         mkdir "$part" 2>"$WORK/err" || unstage_fail "cannot create $part: $(last_line "$WORK/err")"
         if ! tar -xzf "$f" -C "$part" --no-same-owner --no-same-permissions 2>"$WORK/err"; then
             # GNU tar goes on after a failed write and ends with a summary: name the first failure.
-            why=$(sed -n -e 's/^tar: \([^ ]*\): \(Cannot [a-z]*: .*\)$/\1: \2/p' \
+            why=$(sed -n -e 's/^tar: \([^ ]*\): Cannot [a-z]*: \(.*\)$/\1: \2/p' \
                 -e 's/^tar: \([^ ]*\): \(Wrote only .*\)$/\1: \2/p' "$WORK/err" | head -n 1)
             [ -z "$why" ] || unstage_fail "${f##*/}: cannot write $part/$why"
             unstage_fail "${f##*/}: extraction failed: $(head -n 1 "$WORK/err")"
