@@ -292,10 +292,10 @@ fn clock_outside_the_certificates_validity_is_refused_with_the_dates() {
                 sb.run(Shell::Dash, &build(&sb, "gen1", 1), &[]).expect_ok();
             }
             let mut h = host(2);
+            // The typed fields `kiln build` fills from the host's certificates.
             match key {
-                // The typed field `kiln build` fills from the host's certificates.
                 "KILN_NOT_AFTER" => h.not_after = Some(value.parse().unwrap()),
-                _ => h.extra = vec![(key.into(), value.into())],
+                _ => h.not_before = Some(value.parse().unwrap()),
             }
             let b = write_build(&sb.path().join("clock"), &h, &roles(2));
             for shell in Shell::ALL {

@@ -183,7 +183,7 @@ fn preflight_refuses_a_host_the_bundles_cannot_run_on_before_any_change() {
         "after the certificates' notAfter",
     );
     let mut h = host(1);
-    h.extra = vec![("KILN_NOT_BEFORE".into(), "4102444800".into())]; // 2100-01-01
+    h.not_before = Some(4_102_444_800); // 2100-01-01
     check(
         &write_build(&sb.path().join("early"), &h, &roles(1)),
         &[],
