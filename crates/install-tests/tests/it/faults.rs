@@ -105,6 +105,29 @@ fn disk_full_while_staging_names_the_path_and_keeps_the_installed_generation() {
     assert!(done.ends_with("generation=2"), "{done}");
 }
 
+/// Staging on its own small file system (a 64 KiB tmpfs over the staging folder) that cannot
+/// hold the upgrade's bytes is refused by preflight, naming that mount and the sizes, before
+/// anything is written.
+#[test]
+fn staging_without_room_is_refused_by_preflight_before_anything_is_written() {
+    let sb = Sandbox::new();
+    sb.run(Shell::Dash, &build(&sb, "gen1", 1), &[]).expect_ok();
+    let mut roles = roles(2);
+    roles[1]
+        .files
+        .push(file("/var/lib/demo/big", 0o644, vec![b'x'; 256 * 1024]));
+    let gen2 = write_build(&sb.path().join("big"), &host(2), &roles);
+    let staging = sb.root.join("var/lib/kiln/staging");
+    let before = sb.tree();
+    let (run, left) = run_on_tmpfs(&sb, &gen2, &staging, "64k");
+    run.expect_fail(
+        "preflight",
+        &format!("KiB free on {0} (for {0}), need ", staging.display()),
+    );
+    assert_eq!(left, "", "preflight wrote into staging");
+    assert_eq!(tree_diff(&before, &sb.tree(), true), Vec::<String>::new());
+}
+
 /// The same fault where files are installed: a tmpfs over /var/lib/demo, where the upgrade's
 /// small files go. The copies are made beside their targets before any is switched in, so
 /// the first one that does not fit fails `install` naming it, the copies are removed, and no
