@@ -197,6 +197,8 @@ pub struct HostMeta {
     pub family: String,
     /// KILN_NOT_AFTER: epoch seconds when the host's first certificate expires.
     pub not_after: Option<i64>,
+    /// KILN_NOT_BEFORE: epoch seconds from when all the host's certificates are valid.
+    pub not_before: Option<i64>,
     /// Further `KEY=VALUE` lines, after the others.
     pub extra: Vec<(String, String)>,
 }
@@ -216,6 +218,9 @@ impl HostMeta {
         if let Some(n) = self.not_after {
             kv(&mut t, "KILN_NOT_AFTER", n);
         }
+        if let Some(n) = self.not_before {
+            kv(&mut t, "KILN_NOT_BEFORE", n);
+        }
         for (k, v) in &self.extra {
             kv(&mut t, k, v);
         }
@@ -231,10 +236,9 @@ impl HostMeta {
             reason: format!("{key}={v:?} is not a number"),
         };
         let generation = take(HOST, &mut p, "KILN_GENERATION")?;
-        let not_after = p
-            .iter()
-            .position(|(k, _)| k == "KILN_NOT_AFTER")
-            .map(|i| p.remove(i).1);
+        let mut optional = |key: &str| p.iter().position(|(k, _)| k == key).map(|i| p.remove(i).1);
+        let not_after = optional("KILN_NOT_AFTER");
+        let not_before = optional("KILN_NOT_BEFORE");
         Ok(Self {
             cluster: take(HOST, &mut p, "KILN_CLUSTER")?,
             host: take(HOST, &mut p, "KILN_HOST")?,
@@ -248,6 +252,9 @@ impl HostMeta {
             family: take(HOST, &mut p, "KILN_OS_FAMILY")?,
             not_after: not_after
                 .map(|v| v.parse().map_err(|_| number("KILN_NOT_AFTER", &v)))
+                .transpose()?,
+            not_before: not_before
+                .map(|v| v.parse().map_err(|_| number("KILN_NOT_BEFORE", &v)))
                 .transpose()?,
             extra: p,
         })
@@ -383,6 +390,7 @@ mod tests {
             os: "debian12".into(),
             family: "debian".into(),
             not_after,
+            not_before: not_after.map(|n| n - 1_000),
             extra: vec![],
         }
     }
@@ -404,7 +412,7 @@ mod tests {
         }
         let text = host_meta(Some(5)).render();
         assert!(text.starts_with("KILN_CLUSTER=lab\nKILN_HOST=etcd1\nKILN_IP=10.77.0.11\n"));
-        assert!(text.ends_with("KILN_OS_FAMILY=debian\nKILN_NOT_AFTER=5\n"));
+        assert!(text.ends_with("KILN_OS_FAMILY=debian\nKILN_NOT_AFTER=5\nKILN_NOT_BEFORE=-995\n"));
     }
 
     #[test]

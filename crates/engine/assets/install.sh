@@ -7,21 +7,27 @@
 # bundles its BUNDLES member names. Environment: KILN_ROOT (install under another
 # root, default /), KILN_STATE_DIR (default $KILN_ROOT/var/lib/kiln),
 # KILN_ALLOW_DOWNGRADE=1, KILN_NO_SYSTEMCTL=1, KILN_CONSOLE (a file or device that gets
-# a copy of the markers), KILN_EXPECT_HOST (instead of `uname -n`), KILN_HEALTH_WAIT /
+# a copy of the markers), KILN_EXPECT_HOST (instead of `uname -n`), KILN_LOCK_WAIT (seconds
+# to wait for another install.sh holding the lock, default 60), KILN_HEALTH_WAIT /
 # KILN_HEALTH_TRIES / KILN_HEALTH_INTERVAL / KILN_HEALTH_TIMEOUT (each role's HEALTH is
 # retried 2 s apart, 30 s each try, for up to 900 s of wall time; TRIES also caps the tries),
 # KILN_TEST_KILL_AT=<step> (tests: kill -9 ourselves right after that step's marker).
 #
 # Every step prints exactly one marker `KILN <step> ok|fail <details>`, in this order:
-# verify list extract manifest preflight prep packages install images units health state
-# done. Nothing on the host changes before preflight has passed. Every step is
+# verify list preflight extract manifest prep packages install images units health state
+# done. Nothing is written under KILN_ROOT (not even staging) before preflight has passed.
+# From extract on, one install.sh at a time holds a lock (flock on the state folder); a
+# second one waits up to KILN_LOCK_WAIT seconds, then refuses naming the holder's pid. A
+# write that fails (a full disk) fails its step naming the path, and the files of this run
+# not yet switched in are removed: the host keeps its previous files and state. Every step is
 # idempotent, files are switched by rename and the state is written last, so a run
 # killed anywhere converges when rerun; a rerun on a converged host changes nothing
 # and ends with `KILN done ok ... unchanged`.
 #
-# POSIX sh (dash, busybox sh, bash); needs coreutils, tar, gzip, sed, awk, grep and
-# systemctl; dpkg or rpm only when a bundle carries packages, ctr or docker only
-# when it carries images.
+# POSIX sh (dash, busybox sh, bash); needs coreutils, tar, gzip, sed, awk, grep, findutils
+# and flock (util-linux); systemctl when a bundle has units, timeout when it has a health
+# check, dpkg or rpm only when it carries packages, ctr or docker only when it carries
+# images. A missing tool is named by `KILN preflight fail missing tools: …`, all at once.
 set -eu
 umask 077 # staging holds keys; installed files get their MANIFEST mode explicitly
 export LC_ALL=C
@@ -45,7 +51,7 @@ ok() {
 fail() { FAILED=1; say "$STEP fail $*"; exit 1; }
 on_exit() {
     if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
-    if [ "$(cat "$STATE_DIR/lock/pid" 2>/dev/null)" = $$ ]; then rm -rf "$STATE_DIR/lock"; fi
+    if [ "$(cat "$STATE_DIR/lock.pid" 2>/dev/null)" = $$ ]; then rm -f "$STATE_DIR/lock.pid"; fi
     if [ "$1" -ne 0 ] && [ "$FAILED" = 0 ]; then say "$STEP fail unexpected error (exit $1), see the messages above"; fi
 }
 trap 'on_exit $?' EXIT
@@ -67,20 +73,47 @@ mkparents() { # creates missing parent folders of $1 with mode 0755 (umask is 07
     set -- "${1%/*}"
     if [ -n "$1" ] && [ ! -d "$1" ]; then
         mkparents "$1"
-        mkdir -m 0755 "$1" || fail "cannot create folder $1"
+        # Another install.sh may create it at the same moment (before either holds the lock).
+        mkdir -m 0755 "$1" 2>/dev/null || [ -d "$1" ] || fail "cannot create folder $1"
     fi
 }
-lock() { # one installer at a time; a lock left by a killed run is taken over
+# One installer at a time, from the first write to the end: flock(1) on the state folder,
+# released by the kernel when the holder exits or is killed, so no lock can go stale.
+# lock.pid names the holder for a waiting run; the state is read again under the lock.
+lock() {
     mkparents "$STAGING/x"
-    if ! mkdir "$STATE_DIR/lock" 2>/dev/null; then
-        # The holder must still be an installer: not a zombie, not a reused pid.
-        pid=$(cat "$STATE_DIR/lock/pid" 2>/dev/null || :)
-        if [ -n "$pid" ] && [ "$pid" != $$ ] && grep -q -e --secrets-sha256 "/proc/$pid/cmdline" 2>/dev/null; then
-            fail "another install.sh (pid $pid) holds $STATE_DIR/lock"
-        fi
+    exec 9<"$STATE_DIR"
+    if ! flock -n 9; then
+        holder=$(cat "$STATE_DIR/lock.pid" 2>/dev/null || :) wait=${KILN_LOCK_WAIT:-60}
+        echo "install.sh: waiting up to $wait s for the lock on $STATE_DIR, held by install.sh pid ${holder:-unknown}" >&2
+        flock -w "$wait" 9 ||
+            fail "another install.sh (pid ${holder:-unknown}) holds the lock on $STATE_DIR; gave up after $wait s (KILN_LOCK_WAIT)"
     fi
-    echo $$ >"$STATE_DIR/lock/pid"
-    rm -f "$STATE_DIR"/*.new # half-written state files of a killed run
+    holder=$(cat "$STATE_DIR/lock.pid" 2>/dev/null || :)
+    if [ -n "$holder" ]; then
+        echo "install.sh: install.sh pid $holder ended without releasing the lock on $STATE_DIR (killed?): taking it over" >&2
+    fi
+    echo $$ >"$STATE_DIR/lock.pid"
+    rm -rf "$STATE_DIR/lock"     # the lock folder of an install.sh before flock
+    rm -f "$STATE_DIR"/*.new     # half-written state files of a killed run
+    check_generation             # a run that held the lock may have installed a newer one
+}
+check_generation() { # rollback protection: never an older generation unless told to
+    old=$(kv "$STATE_DIR/state" KILN_GENERATION 2>/dev/null || :)
+    if [ -n "$old" ] && [ "$GENERATION" -lt "$old" ] && [ "${KILN_ALLOW_DOWNGRADE:-0}" != 1 ]; then
+        fail "generation $GENERATION is older than the installed generation $old (set KILN_ALLOW_DOWNGRADE=1 to roll back)"
+    fi
+}
+LACK='' # "tool (what needs it)" of each missing tool, for preflight
+need() { # $1 = what needs them, then tools that must all be on PATH
+    why=$1 && shift
+    for t in "$@"; do command -v "$t" >/dev/null 2>&1 || LACK="${LACK:+$LACK, }$t ($why)"; done
+}
+# `<free KiB> <mount point>` of the file system the nearest existing folder of $1 is on.
+fs_of() {
+    set -- "$1"
+    while [ ! -d "$1" ]; do set -- "${1%/*}" && set -- "${1:-/}"; done
+    df -Pk "$1/" | awk 'NR == 2 { print $4, $6 }'
 }
 
 # 1. Digests before anything else: the seed pins secrets.tar.gz, whose BUNDLES pins
@@ -121,11 +154,7 @@ step_verify() {
     [ "$n" -gt 0 ] || fail "BUNDLES lists no bundle"
     echo "$((n + 1)) secrets $SECRETS_SHA $SECRETS" >>"$WORK/archives"
 
-    # Rollback protection: never go back to an older generation unless told to.
-    old=$(kv "$STATE_DIR/state" KILN_GENERATION 2>/dev/null || :)
-    if [ -n "$old" ] && [ "$GENERATION" -lt "$old" ] && [ "${KILN_ALLOW_DOWNGRADE:-0}" != 1 ]; then
-        fail "generation $GENERATION is older than the installed generation $old (set KILN_ALLOW_DOWNGRADE=1 to roll back)"
-    fi
+    check_generation
     ok "host=$HOST build=$BUILD_ID generation=$GENERATION bundles=$n"
 }
 
@@ -148,31 +177,131 @@ step_list() {
         dup=$(awk '{ print $6 }' "$WORK/list.$i" | sort | uniq -d | head -n 1)
         [ -z "$dup" ] || fail "${f##*/}: duplicate entry $dup"
         entries=$((entries + $(wc -l <"$WORK/list.$i")))
+        if [ "$kind" = bundle ]; then cat "$WORK/list.$i" >>"$WORK/blist"; fi
     done <"$WORK/archives"
-    # Sizes for preflight: files to install and image tarballs to import.
+    # Sizes for preflight: files to install, image tarballs to import, archives to stage.
     ROOTFS_BYTES=$(cat "$WORK"/list.* | awk '$6 ~ /^rootfs\// { s += $3 } END { printf "%.0f", s }')
     IMAGE_BYTES=$(cat "$WORK"/list.* | awk '$6 ~ /^images\// { s += $3 } END { printf "%.0f", s }')
+    STAGE_BYTES=0
+    while read -r i kind sha f; do
+        [ -d "$STAGING/$sha" ] || STAGE_BYTES=$(awk -v s="$STAGE_BYTES" '{ s += $3 } END { printf "%.0f", s }' "$WORK/list.$i")
+    done <"$WORK/archives"
     ok "archives=$(wc -l <"$WORK/archives") entries=$entries"
 }
 
-# 3. Unpack each archive into staging/<its sha256>; a folder is renamed into place only
+# 3. Refuse a host the bundles cannot work on, from the listings and HOST alone: nothing is
+# written yet (a wrong clock or a missing tool must not leave half a staging behind).
+step_preflight() {
+    case $(uname -m) in x86_64) arch=amd64 ;; aarch64 | arm64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
+    want=$(kv "$WORK/HOST" KILN_ARCH)
+    [ "$arch" = "$want" ] || fail "machine is $arch, bundles are for $want"
+    osr=$R/etc/os-release
+    [ -f "$osr" ] || osr=$R/usr/lib/os-release
+    [ -f "$osr" ] || fail "no $R/etc/os-release"
+    id=$(kv "$osr" ID) like=$(kv "$osr" ID_LIKE) ver=$(kv "$osr" VERSION_ID)
+    case " $id $like " in
+    *" debian "* | *" ubuntu "*) family=debian ;;
+    *" rhel "* | *" centos "* | *" fedora "* | *" rocky "*) family=el ;;
+    *) family=$id ;;
+    esac
+    case $id in ubuntu) os=$id$(echo "$ver" | tr -d .) ;; *) os=$id${ver%%.*} ;; esac
+    want=$(kv "$WORK/HOST" KILN_OS_FAMILY)
+    [ "$family" = "$want" ] || fail "OS family is $family ($id $ver), bundles are for $want"
+    note=
+    [ "$os" = "$(kv "$WORK/HOST" KILN_OS)" ] || note=" (bundles built for $(kv "$WORK/HOST" KILN_OS))"
+    # The tools this host's roles need, all named at once (the base ones were checked at start).
+    has() { awk -v re="$1" '$6 ~ re && $3 > 0 { f = 1 } END { exit !f }' "$WORK/blist"; }
+    if has '^packages/'; then
+        if [ "$family" = el ]; then need packages rpm; else need packages dpkg dpkg-deb dpkg-query; fi
+    fi
+    # The runtime may come with the bundles (a file, or a package: step 9 names it if not).
+    if has '^images/' && ! command -v ctr >/dev/null 2>&1 && ! command -v docker >/dev/null 2>&1 &&
+        ! has '^(packages/|rootfs/(usr/)?(local/)?s?bin/(ctr|docker)$)'; then
+        LACK="${LACK:+$LACK, }ctr or docker (images)"
+    fi
+    if has '^UNITS$' && use_systemctl; then need units systemctl; fi
+    if has '^HEALTH$'; then need 'health check' timeout; fi
+    if live && ! in_container; then # containers tolerate these failing (step 6)
+        if has '^rootfs/(etc|usr/lib)/modules-load\.d/[^/]*\.conf$'; then need 'kernel modules' modprobe; fi
+        if has '^rootfs/(etc|usr/lib)/sysctl\.d/[^/]*\.conf$'; then need sysctl sysctl; fi
+        if [ "$(wc -l </proc/swaps)" -gt 1 ]; then need swap swapoff; fi
+    fi
+    [ -z "$LACK" ] || fail "missing tools: $LACK"
+    # The certificates are only valid between notBefore and notAfter (epoch seconds in HOST).
+    now=$(date +%s)
+    nb=$(kv "$WORK/HOST" KILN_NOT_BEFORE) na=$(kv "$WORK/HOST" KILN_NOT_AFTER)
+    if [ -n "$nb" ] && [ "$now" -lt "$nb" ]; then
+        fail "the clock says $(utc "$now"), before the certificates' notBefore $(utc "$nb"): set the clock (chrony, hwclock) and rerun"
+    fi
+    if [ -n "$na" ] && [ "$now" -gt "$na" ]; then
+        fail "the clock says $(utc "$now"), after the certificates' notAfter $(utc "$na"): the certificates expired or the clock is wrong"
+    fi
+    # Room for staging, the files and twice the images (tarball plus unpacked layers), + 64 MiB
+    # where the files go; staging may be elsewhere (KILN_STATE_DIR, its own mount).
+    need=$(((ROOTFS_BYTES + 2 * IMAGE_BYTES) / 1024 + 65536)) stage=$((STAGE_BYTES / 1024 + 1))
+    fs_of "$R/" >"$WORK/fs" && read -r free mnt <"$WORK/fs"
+    fs_of "$STAGING" >"$WORK/fs" && read -r sfree smnt <"$WORK/fs"
+    if [ "$smnt" = "$mnt" ]; then
+        need=$((need + stage))
+    elif [ "$sfree" -lt "$stage" ]; then
+        fail "only $sfree KiB free on $smnt (for $STAGING), need $stage KiB"
+    fi
+    [ "$free" -ge "$need" ] || fail "only $free KiB free on $mnt (for $R/), need $need KiB"
+    # The host's planned address must be up: its certificates, peers and the VIP name it, and
+    # a host whose network did not come up would otherwise install and report healthy alone.
+    addr=$(kv "$WORK/HOST" KILN_IP)
+    if live && [ -n "$addr" ] && command -v ip >/dev/null; then
+        ip -o addr show 2>/dev/null | awk -v a="$addr" '{ split($4, p, "/"); if (p[1] == a) f = 1 } END { exit !f }' ||
+            fail "address $addr (the plan's for $HOST) is on no interface: the network is not configured (check cloud-init's network-config and networking.service)"
+    fi
+    # Roles that declare KILN_NEEDS_DEFAULT_ROUTE=1 in BUNDLE (kubelet picks its node IP from
+    # it); BUNDLE is read from the archive (--occurrence: tar stops once it has it).
+    while read -r i kind sha f; do
+        [ "$kind" = bundle ] || continue
+        tar -xzOf "$f" --occurrence BUNDLE >"$WORK/BUNDLE" 2>/dev/null || fail "${f##*/}: no BUNDLE"
+        if [ "$(kv "$WORK/BUNDLE" KILN_NEEDS_DEFAULT_ROUTE)" = 1 ]; then
+            awk 'NR > 1 && $2 == "00000000" { found = 1 } END { exit !found }' /proc/net/route 2>/dev/null ||
+                grep -q '^0\{32\} 00 ' /proc/net/ipv6_route 2>/dev/null ||
+                fail "no default route, role $(kv "$WORK/BUNDLE" KILN_ROLE) needs one"
+        fi
+    done <"$WORK/archives"
+    ok "arch=$arch os=$os$note family=$family free_kib=$free"
+}
+utc() { # epoch seconds $1 as an ISO 8601 UTC date (GNU and busybox date), and the number
+    echo "$(date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo '?') ($1)"
+}
+
+# 4. Unpack each archive into staging/<its sha256>; a folder is renamed into place only
 # when complete, so an existing one is reused (and rechecked by step 4).
 step_extract() {
     lock
     staged=0 reused=0
+    : >"$WORK/staged"
     while read -r i kind sha f; do
         if [ -d "$STAGING/$sha" ]; then reused=$((reused + 1)) && continue; fi
-        rm -rf "$STAGING/$sha.part"
-        mkdir "$STAGING/$sha.part"
-        tar -xzf "$f" -C "$STAGING/$sha.part" --no-same-owner --no-same-permissions 2>"$WORK/err" ||
-            fail "${f##*/}: extraction failed: $(last_line "$WORK/err")"
-        mv "$STAGING/$sha.part" "$STAGING/$sha"
+        part=$STAGING/$sha.part
+        rm -rf "$part"
+        mkdir "$part" 2>"$WORK/err" || unstage_fail "cannot create $part: $(last_line "$WORK/err")"
+        if ! tar -xzf "$f" -C "$part" --no-same-owner --no-same-permissions 2>"$WORK/err"; then
+            # GNU tar goes on after a failed write and ends with a summary: name the first failure.
+            why=$(sed -n -e 's/^tar: \([^ ]*\): Cannot [a-z]*: \(.*\)$/\1: \2/p' \
+                -e 's/^tar: \([^ ]*\): \(Wrote only .*\)$/\1: \2/p' "$WORK/err" | head -n 1)
+            [ -z "$why" ] || unstage_fail "${f##*/}: cannot write $part/$why"
+            unstage_fail "${f##*/}: extraction failed: $(head -n 1 "$WORK/err")"
+        fi
+        mv "$part" "$STAGING/$sha"
+        echo "$STAGING/$sha" >>"$WORK/staged"
         staged=$((staged + 1))
     done <"$WORK/archives"
     ok "staged=$staged reused=$reused dir=$STAGING"
 }
+unstage_fail() { # a failed extraction leaves staging as it was (a full disk gets its space back)
+    rm -rf "$part"
+    while read -r d; do rm -rf "$d"; done <"$WORK/staged"
+    fail "$1"
+}
 
-# 4. Every staged file against its archive's MANIFEST (<sha256> <mode> <size> <path>): same
+# 5. Every staged file against its archive's MANIFEST (<sha256> <mode> <size> <path>): same
 # set of files, same digests.
 step_manifest() {
     : >"$WORK/all" # lines: <sha256> <mode> <path> <archive index>
@@ -220,56 +349,6 @@ step_manifest() {
     # so every run installs the same bytes.
     awk '{ last[$3] = $0 } END { for (p in last) print last[p] }' "$WORK/all" | sort -k 3 >"$WORK/plan"
     ok "files=$(wc -l <"$WORK/plan") roles=$ROLES"
-}
-
-# 5. Refuse a host the bundles cannot work on, before changing anything.
-step_preflight() {
-    case $(uname -m) in x86_64) arch=amd64 ;; aarch64 | arm64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
-    want=$(kv "$WORK/HOST" KILN_ARCH)
-    [ "$arch" = "$want" ] || fail "machine is $arch, bundles are for $want"
-    osr=$R/etc/os-release
-    [ -f "$osr" ] || osr=$R/usr/lib/os-release
-    [ -f "$osr" ] || fail "no $R/etc/os-release"
-    id=$(kv "$osr" ID) like=$(kv "$osr" ID_LIKE) ver=$(kv "$osr" VERSION_ID)
-    case " $id $like " in
-    *" debian "* | *" ubuntu "*) family=debian ;;
-    *" rhel "* | *" centos "* | *" fedora "* | *" rocky "*) family=el ;;
-    *) family=$id ;;
-    esac
-    case $id in ubuntu) os=$id$(echo "$ver" | tr -d .) ;; *) os=$id${ver%%.*} ;; esac
-    want=$(kv "$WORK/HOST" KILN_OS_FAMILY)
-    [ "$family" = "$want" ] || fail "OS family is $family ($id $ver), bundles are for $want"
-    note=
-    [ "$os" = "$(kv "$WORK/HOST" KILN_OS)" ] || note=" (bundles built for $(kv "$WORK/HOST" KILN_OS))"
-    # Room for the files and twice the images (tarball plus unpacked layers), + 64 MiB.
-    need=$(((ROOTFS_BYTES + 2 * IMAGE_BYTES) / 1024 + 65536))
-    free=$(df -Pk "$R/" | awk 'NR == 2 { print $4 }')
-    [ "$free" -ge "$need" ] || fail "only $free KiB free on $R/, need $need KiB"
-    # The host's planned address must be up: its certificates, peers and the VIP name it, and
-    # a host whose network did not come up would otherwise install and report healthy alone.
-    addr=$(kv "$WORK/HOST" KILN_IP)
-    if live && [ -n "$addr" ] && command -v ip >/dev/null; then
-        ip -o addr show 2>/dev/null | awk -v a="$addr" '{ split($4, p, "/"); if (p[1] == a) f = 1 } END { exit !f }' ||
-            fail "address $addr (the plan's for $HOST) is on no interface: the network is not configured (check cloud-init's network-config and networking.service)"
-    fi
-    # The certificates are only valid between notBefore and notAfter (epoch seconds).
-    now=$(date +%s)
-    nb=$(kv "$WORK/HOST" KILN_NOT_BEFORE) na=$(kv "$WORK/HOST" KILN_NOT_AFTER)
-    if [ -n "$nb" ] && [ "$now" -lt "$nb" ]; then
-        fail "clock $(date -u) is before the certificates' notBefore ($(date -u -d "@$nb" 2>/dev/null || echo "$nb")): set the clock"
-    fi
-    if [ -n "$na" ] && [ "$now" -gt "$na" ]; then
-        fail "clock $(date -u) is after the certificates' notAfter ($na): certificates expired or clock wrong"
-    fi
-    # Roles that declare KILN_NEEDS_DEFAULT_ROUTE=1 in BUNDLE (kubelet picks its node IP from it).
-    while read -r i kind sha f; do
-        if [ "$kind" = bundle ] && [ "$(kv "$STAGING/$sha/BUNDLE" KILN_NEEDS_DEFAULT_ROUTE)" = 1 ]; then
-            awk 'NR > 1 && $2 == "00000000" { found = 1 } END { exit !found }' /proc/net/route 2>/dev/null ||
-                grep -q '^0\{32\} 00 ' /proc/net/ipv6_route 2>/dev/null ||
-                fail "no default route, role $(kv "$STAGING/$sha/BUNDLE" KILN_ROLE) needs one"
-        fi
-    done <"$WORK/archives"
-    ok "arch=$arch os=$os$note family=$family free_kib=$free"
 }
 
 staged_of() { # staged path of plan entry $2 (a rootfs path) from archive index $1
@@ -355,10 +434,10 @@ step_packages() {
             # A run killed inside dpkg leaves packages half-configured: finish them first.
             dpkg --root="$R/" --configure -a >"$WORK/err" 2>&1 || :
             # --force-confold: keep conffiles that kiln's own files replaced.
-            xargs dpkg --root="$R/" --force-confdef --force-confold -i <"$WORK/pkgs" >"$WORK/err" 2>&1 ||
+            xargs dpkg --root="$R/" --force-confdef --force-confold -i <"$WORK/pkgs" >"$WORK/err" 2>&1 9<&- ||
                 fail "dpkg -i failed: $(last_line "$WORK/err")"
         else
-            xargs rpm --root="$R/" -Uvh --replacepkgs <"$WORK/pkgs" >"$WORK/err" 2>&1 ||
+            xargs rpm --root="$R/" -Uvh --replacepkgs <"$WORK/pkgs" >"$WORK/err" 2>&1 9<&- ||
                 fail "rpm -Uvh failed: $(last_line "$WORK/err")"
         fi
         CHANGED=$((CHANGED + count))
@@ -391,7 +470,7 @@ step_install() {
         tmp=${dst%/*}/.${dst##*/}.kiln-new
         echo "$tmp" >>"$STATE_DIR/switch" # recorded before it exists
         rm -f "$tmp"
-        cp "$(staged_of "$i" "$path")" "$tmp" || fail "cannot write $tmp"
+        cp "$(staged_of "$i" "$path")" "$tmp" 2>"$WORK/err" || unswitch_fail "cannot write $tmp: $(sed 's/.*: //' "$WORK/err" | head -n 1)"
         chmod "$mode" "$tmp"
         # A bundle's changed file restarts that bundle's units; a changed host file
         # (certificates, keys) restarts every unit.
@@ -417,6 +496,12 @@ step_install() {
     fi
     CHANGED=$((CHANGED + changed + modes))
     ok "files=$files changed=$changed modes=$modes"
+}
+
+unswitch_fail() { # a failed copy (a full disk) removes this run's copies: the old files stay
+    while read -r tmp; do rm -f "$tmp"; done <"$STATE_DIR/switch"
+    rm -f "$STATE_DIR/switch"
+    fail "$1"
 }
 
 # 9. Container images into the runtime the role has: IMAGES lists a bundle's archives
@@ -552,7 +637,8 @@ step_health() {
         cmd=$(lines "$STAGING/$sha/HEALTH")
         [ -n "$cmd" ] || continue
         checks=$((checks + 1)) n=1 since=$(date +%s)
-        until timeout "${KILN_HEALTH_TIMEOUT:-30}" sh -c "$cmd" >"$WORK/err" 2>&1; do
+        # 9<&-: a daemon the check starts must not hold the lock after we exit.
+        until timeout "${KILN_HEALTH_TIMEOUT:-30}" sh -c "$cmd" >"$WORK/err" 2>&1 9<&-; do
             { [ "$tries" -gt 0 ] && [ "$n" -ge "$tries" ]; } || [ $(($(date +%s) - since)) -ge "$wait" ] &&
                 fail "role=$(kv "$STAGING/$sha/BUNDLE" KILN_ROLE) unhealthy after $n tries in $(($(date +%s) - since)) s: $(last_line "$WORK/err")"
             n=$((n + 1))
@@ -601,9 +687,14 @@ while [ $# -gt 0 ]; do
     *) fail "usage: unknown argument $1 (sh install.sh --dir DIR --secrets-sha256 SHA256)" ;;
     esac
 done
+# What every run needs, before the first use (a missing tar must not read as a bad archive);
+# preflight adds what this host's roles need.
+need 'every run' awk cat chmod comm cp cut date df find flock grep gzip head mkdir mktemp mv rm \
+    sed sha256sum sleep sort stat sync tail tar tr uname uniq wc xargs
+if [ -n "$LACK" ]; then STEP=preflight && fail "missing tools: $LACK"; fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kiln-install.XXXXXX")
 
-for STEP in verify list extract manifest preflight prep packages install images units health state; do
+for STEP in verify list preflight extract manifest prep packages install images units health state; do
     "step_$STEP"
 done
 STEP='done'

@@ -79,6 +79,16 @@ pub fn host_not_after(pki: &PkiOutput, host: &str) -> Option<i64> {
         .min()
 }
 
+/// The latest notBefore of a host's certificates, in epoch seconds: install.sh refuses to
+/// install when the host's clock is before it (a dead RTC, a clock never set).
+pub fn host_not_before(pki: &PkiOutput, host: &str) -> Option<i64> {
+    pki.table
+        .iter()
+        .filter(|r| r.host == host)
+        .map(|r| r.not_before.unix_timestamp())
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +101,8 @@ mod tests {
             subject: String::new(),
             sans: Vec::new(),
             not_after: CertTime::from_unix(not_after).unwrap(),
+            // Issued a year before it expires.
+            not_before: CertTime::from_unix(not_after - 31_536_000).unwrap(),
             days_left: 0,
         }
     }
@@ -105,5 +117,7 @@ mod tests {
         assert_eq!(host_not_after(&pki, "a"), Some(951_868_800));
         assert_eq!(host_not_after(&pki, "b"), Some(0));
         assert_eq!(host_not_after(&pki, "lb1"), None);
+        assert_eq!(host_not_before(&pki, "a"), Some(1_826_842_640 - 31_536_000));
+        assert_eq!(host_not_before(&pki, "lb1"), None);
     }
 }

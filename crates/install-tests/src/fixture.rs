@@ -80,7 +80,9 @@ pub struct Host {
     pub files: Vec<HostFile>,
     /// KILN_NOT_AFTER (epoch seconds).
     pub not_after: Option<i64>,
-    /// Extra HOST lines, e.g. `("KILN_NOT_BEFORE", "…")`.
+    /// KILN_NOT_BEFORE (epoch seconds).
+    pub not_before: Option<i64>,
+    /// Extra HOST lines, e.g. `("KILN_NEEDS_X", "1")`.
     pub extra: Vec<(String, String)>,
 }
 
@@ -100,6 +102,7 @@ impl Host {
                 format!("KILN_HOST={name}\n"),
             )],
             not_after: None,
+            not_before: None,
             extra: Vec::new(),
         }
     }
@@ -159,6 +162,7 @@ pub fn host_meta(host: &Host) -> HostMeta {
         os: host.os.clone(),
         family: host.family.clone(),
         not_after: host.not_after,
+        not_before: host.not_before,
         extra: host.extra.clone(),
     }
 }

@@ -11,9 +11,9 @@ use crate::fixture::Build;
 pub const STEPS: [&str; 13] = [
     "verify",
     "list",
+    "preflight",
     "extract",
     "manifest",
-    "preflight",
     "prep",
     "packages",
     "install",
@@ -89,6 +89,16 @@ pub struct Outcome {
     pub stdout: String,
     /// Everything on stderr.
     pub stderr: String,
+}
+
+impl From<std::process::Output> for Outcome {
+    fn from(out: std::process::Output) -> Self {
+        Outcome {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
 }
 
 impl Outcome {
@@ -202,10 +212,26 @@ impl Sandbox {
 
     /// Like [`Sandbox::run`] with `--dir args[0] --secrets-sha256 args[1]`.
     pub fn run_args(&self, shell: Shell, args: &[&str; 2], env: &[(&str, &str)]) -> Outcome {
+        let out = self
+            .command(&[], shell, args, env)
+            .output()
+            .expect("run install.sh");
+        Outcome::from(out)
+    }
+
+    /// The command [`Sandbox::run_args`] runs, behind `wrapper` (a command line that ends by
+    /// running its arguments, e.g. `unshare … sh -c '…; exec "$@"' sh`), to spawn or wrap.
+    pub fn command(
+        &self,
+        wrapper: &[&str],
+        shell: Shell,
+        args: &[&str; 2],
+        env: &[(&str, &str)],
+    ) -> Command {
         shell.require();
-        let argv = shell.argv();
-        let out = Command::new(argv[0])
-            .args(&argv[1..])
+        let argv: Vec<&str> = wrapper.iter().chain(shell.argv()).copied().collect();
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..])
             .arg(crate::install_sh())
             .args(["--dir", args[0], "--secrets-sha256", args[1]])
             .env_clear()
@@ -219,14 +245,8 @@ impl Sandbox {
             .env("KILN_EXPECT_HOST", "etcd1")
             .env("KILN_HEALTH_TRIES", "2")
             .env("KILN_HEALTH_INTERVAL", "0")
-            .envs(env.iter().copied())
-            .output()
-            .expect("run install.sh");
-        Outcome {
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
+            .envs(env.iter().copied());
+        cmd
     }
 
     /// The state of every file and folder under KILN_ROOT.

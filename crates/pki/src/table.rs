@@ -19,6 +19,9 @@ pub struct CertRow {
     pub sans: Vec<String>,
     /// notAfter; shown and serialised in RFC 3339 UTC, e.g. `2027-03-01T12:00:00Z`.
     pub not_after: CertTime,
+    /// notBefore, for install.sh's clock check (`KILN_NOT_BEFORE`); not in the table.
+    #[serde(skip)]
+    pub not_before: CertTime,
     /// Whole days from now until notAfter (negative once expired).
     pub days_left: i64,
 }
@@ -83,6 +86,7 @@ pub(crate) fn row(host: &str, file: &str, info: &CertInfo, now: i64) -> CertRow 
         subject: info.subject.clone(),
         sans: info.sans.iter().map(ToString::to_string).collect(),
         not_after: CertTime(info.not_after),
+        not_before: CertTime(info.not_before),
         days_left: (info.not_after.unix_timestamp() - now).div_euclid(DAY),
     }
 }
@@ -106,6 +110,7 @@ mod tests {
             subject: String::new(),
             sans: vec![],
             not_after: CertTime::from_unix(0).unwrap(),
+            not_before: CertTime::from_unix(0).unwrap(),
             days_left,
         };
         assert!(mk(29).expires_within(30));

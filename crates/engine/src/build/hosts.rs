@@ -135,6 +135,7 @@ impl Assembly<'_> {
                 os: h.os.to_string(),
                 family: h.os.family().to_string(),
                 not_after: crate::secrets::host_not_after(self.pki, &h.name),
+                not_before: crate::secrets::host_not_before(self.pki, &h.name),
                 extra: Vec::new(),
             },
             bundles: &refs,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use kiln_install_tests::fixture::{file, write_build, Build, Host, Role};
-use kiln_install_tests::run::Sandbox;
+use kiln_install_tests::run::{tree_diff, Sandbox, Shell};
 
 /// The `common` and `etcd` roles of `generation` (only etcd's demo.conf differs).
 pub fn roles(generation: u32) -> Vec<Role> {
@@ -104,4 +104,18 @@ pub fn content_tree(sandbox: &Sandbox) -> BTreeMap<String, (char, u32, Option<St
         .into_iter()
         .map(|(p, s)| (p, (s.kind, s.mode, s.sha256)))
         .collect()
+}
+
+/// Runs `build` under each shell and asserts a refusal at `step` mentioning `needle` that left
+/// the root as it was, folder times included.
+pub fn refused(sb: &Sandbox, b: &Build, env: &[(&str, &str)], step: &str, needle: &str) {
+    for shell in Shell::ALL {
+        let before = sb.tree();
+        sb.run(shell, b, env).expect_fail(step, needle);
+        let diff = tree_diff(&before, &sb.tree(), true);
+        assert!(
+            diff.is_empty(),
+            "{shell:?}: a refused run (at {step}) changed files under KILN_ROOT: {diff:#?}"
+        );
+    }
 }

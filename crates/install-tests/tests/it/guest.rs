@@ -292,8 +292,11 @@ fn cloud_init_runcmd_installs_the_role_and_a_rerun_changes_nothing() {
     )
     .unwrap();
     let g = fx.boot(&[(seed.as_path(), "/var/lib/cloud/seed/nocloud")]);
-    // Booting waits for cloud-init's final stage, which ran install.sh.
-    let console = g.console();
+    // Booting waits for cloud-init's final stage, which ran install.sh. The getty's prompt
+    // (no newline) can land on the console just before a marker: put the marker on its line.
+    let console = g
+        .console()
+        .replace("etcd1 login: KILN ", "etcd1 login: \nKILN ");
     let m = markers(&console);
     let steps: Vec<&str> = m.iter().map(|m| m.step.as_str()).collect();
     assert!(

@@ -4,22 +4,9 @@
 
 use kiln_install_tests::archive::{manifest_for, write_tar_gz, RawEntry};
 use kiln_install_tests::fixture::{role_entries, write_build, write_secrets, Build};
-use kiln_install_tests::run::{tree_diff, Sandbox, Shell};
+use kiln_install_tests::run::{Sandbox, Shell};
 
-use crate::common::{build, host, roles};
-
-/// Runs `build` and asserts a refusal at `step` mentioning `needle` that left the root as it was.
-fn refused(sb: &Sandbox, b: &Build, env: &[(&str, &str)], step: &str, needle: &str) {
-    for shell in Shell::ALL {
-        let before = sb.tree();
-        sb.run(shell, b, env).expect_fail(step, needle);
-        let diff = tree_diff(&before, &sb.tree(), true);
-        assert!(
-            diff.is_empty(),
-            "{shell:?}: a refused run (at {step}) changed files under KILN_ROOT: {diff:#?}"
-        );
-    }
-}
+use crate::common::{build, host, refused, roles};
 
 #[test]
 fn bundle_of_another_build_under_a_listed_name_is_refused_at_verify() {
@@ -183,7 +170,7 @@ fn preflight_refuses_a_host_the_bundles_cannot_run_on_before_any_change() {
         "after the certificates' notAfter",
     );
     let mut h = host(1);
-    h.extra = vec![("KILN_NOT_BEFORE".into(), "4102444800".into())]; // 2100-01-01
+    h.not_before = Some(4_102_444_800); // 2100-01-01
     check(
         &write_build(&sb.path().join("early"), &h, &roles(1)),
         &[],
