@@ -18,9 +18,9 @@ use crate::env::{guest_image, kiln_bin, log_dir, print_timings, repo, require_e2
 const STEPS: [&str; 13] = [
     "verify",
     "list",
+    "preflight",
     "extract",
     "manifest",
-    "preflight",
     "prep",
     "packages",
     "install",
