@@ -90,7 +90,7 @@ pub struct NetArgs {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub idle_timeout: Option<u64>,
     /// Seconds one download may take over all its sources and retries [default:
-    /// cluster.toml's fetch.deadline-seconds, else 600].
+    /// cluster.toml's fetch.deadline-seconds, else 3600].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub deadline: Option<u64>,
 }

@@ -108,10 +108,10 @@ impl FetchOptions {
 /// byte, short enough that a stall costs little before the next source is tried.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Default of [`FetchOptions::deadline`]: a large artifact at a slow but steady rate
-/// still fits; a source trickling just under the idle timeout does not hold a fetch
-/// for ever.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
+/// Default of [`FetchOptions::deadline`]: a large artifact at a slow but steady rate still
+/// fits (the ~400 MB Kubernetes server tarball at 1 Mbit/s); a source trickling just under
+/// the idle timeout does not hold a fetch for ever.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3_600);
 
 impl Default for FetchOptions {
     fn default() -> Self {
