@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use crate::common::{kiln, tree_state, Fixture};
+use crate::common::{kiln, kiln_in, tree_state, Fixture};
 
 /// `cluster.toml:LINE:COL` of the last occurrence of `needle` in `text`.
 fn pos_of(text: &str, needle: &str) -> String {
@@ -263,12 +263,7 @@ fn every_bad_cluster_toml_is_refused_precisely_and_changes_nothing() {
         let text = fs::read_to_string(fx.cluster()).unwrap();
         let before = tree_state(&fx.dir);
         for cmd in ["check", "build"] {
-            let out = kiln()
-                .current_dir(&fx.dir)
-                .args([cmd, "cluster.toml"])
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
+            let (code, stderr) = kiln_in(&fx.dir, &[cmd, "cluster.toml"]);
             let mut want: Vec<String> = case.expect.iter().map(|s| s.to_string()).collect();
             if let Some(needle) = case.at {
                 want.push(pos_of(&text, needle));
@@ -277,11 +272,10 @@ fn every_bad_cluster_toml_is_refused_precisely_and_changes_nothing() {
                 .iter()
                 .filter(|w| !stderr.contains(w.as_str()))
                 .collect();
-            if out.status.code() != Some(1) || !missing.is_empty() {
+            if code != Some(1) || !missing.is_empty() {
                 failures.push(format!(
-                    "{} ({cmd}): exit {:?}, missing {missing:?} in:\n{stderr}",
-                    case.name,
-                    out.status.code()
+                    "{} ({cmd}): exit {code:?}, missing {missing:?} in:\n{stderr}",
+                    case.name
                 ));
             }
             if tree_state(&fx.dir) != before {
@@ -513,16 +507,10 @@ fn bytes_that_are_not_utf8_are_refused_at_their_line_column_and_offset_in_every_
             &["check", "build"]
         };
         for cmd in cmds {
-            let out = kiln()
-                .current_dir(&fx.dir)
-                .args([cmd, "cluster.toml"])
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if out.status.code() != Some(1) || !stderr.contains(&want) {
+            let (code, stderr) = kiln_in(&fx.dir, &[cmd, "cluster.toml"]);
+            if code != Some(1) || !stderr.contains(&want) {
                 failures.push(format!(
-                    "{file} ({cmd}): exit {:?}, want {want:?} in:\n{stderr}",
-                    out.status.code()
+                    "{file} ({cmd}): exit {code:?}, want {want:?} in:\n{stderr}"
                 ));
             }
         }

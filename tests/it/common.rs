@@ -19,6 +19,15 @@ pub fn kiln() -> Command {
     c
 }
 
+/// Runs kiln in `dir` with `args`: its exit code and stderr.
+pub fn kiln_in(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = kiln().current_dir(dir).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Copies a folder tree.
 pub fn copy_tree(from: &Path, to: &Path) {
     for e in walk(from) {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use kiln_testkit::http::{Reply, Server};
 use sha2::{Digest, Sha256};
 
-use crate::common::{kiln, noise, Fixture};
+use crate::common::{kiln, kiln_in, noise, Fixture};
 
 /// Serves `/etcd` (slowly while `slow` is set, honouring `Range`) and `/etcd.sha256`.
 fn serve(body: Vec<u8>, slow: Arc<AtomicBool>, ranges: Arc<Mutex<Vec<String>>>) -> u16 {
@@ -277,13 +277,8 @@ fn refused(cmd: &str, fetch: &str, column: usize, want: &[&str]) {
     let fx = Fixture::small();
     fx.edit(|t| format!("{t}\n[fetch]\n{fetch}\n"));
     let line = fs::read_to_string(fx.cluster()).unwrap().lines().count();
-    let out = kiln()
-        .current_dir(&fx.dir)
-        .args([cmd, "cluster.toml"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = kiln_in(&fx.dir, &[cmd, "cluster.toml"]);
+    assert_eq!(code, Some(1), "{stderr}");
     let at = format!("cluster.toml:{line}:{column}");
     for w in want.iter().copied().chain([at.as_str()]) {
         assert!(stderr.contains(w), "missing {w:?} in:\n{stderr}");
