@@ -41,6 +41,22 @@ pub use outdir::{sha256_file, verify_out_dir, write_sha256sums, SHA256SUMS_NAME}
 pub use verify::verify_bundle;
 pub use writer::{write_archive, write_bundle};
 
+/// Entry points for the fuzz harness (`crates/fuzz`) into parsers that are not public; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// MANIFEST text parsed as verify parses it: the number of lines, `None` when refused.
+    pub fn manifest(text: &[u8]) -> Option<usize> {
+        crate::manifest::parse(text).ok().map(|lines| lines.len())
+    }
+
+    /// SHA256SUMS text parsed as [`crate::verify_out_dir`] parses it: the number of files,
+    /// `None` when refused.
+    pub fn sha256sums(text: &[u8]) -> Option<usize> {
+        let file = std::path::Path::new(crate::SHA256SUMS_NAME);
+        crate::outdir::parse_sums(file, text).ok().map(|m| m.len())
+    }
+}
+
 /// One file to put in a bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

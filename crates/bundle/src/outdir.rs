@@ -129,7 +129,10 @@ pub fn verify_out_dir(dir: &Path) -> Result<OutReport, VerifyError> {
 }
 
 /// Parses SHA256SUMS strictly: `<64 lowercase hex>  <normalised relative path>` lines.
-fn parse_sums(file: &Path, text: &[u8]) -> Result<BTreeMap<String, String>, VerifyError> {
+pub(crate) fn parse_sums(
+    file: &Path,
+    text: &[u8],
+) -> Result<BTreeMap<String, String>, VerifyError> {
     let bad = |line: usize, reason: String| VerifyError::BadSumsLine {
         file: file.to_owned(),
         line,

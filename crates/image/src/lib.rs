@@ -44,3 +44,31 @@ pub use reference::{Digest, Reference, DEFAULT_REGISTRY, DEFAULT_TAG};
 pub use registry::RegistryClient;
 pub use resolve::{LockedImage, LockedLayer};
 pub use scan::{missing_images, scan_file, scan_text, ImageMention, MentionKind};
+
+/// Entry points for the fuzz harness (`crates/fuzz`) into parsers that are not public; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::{ImageError, Platform};
+
+    /// The media type of a manifest document, as resolve decides it.
+    pub fn media_type(bytes: &[u8], content_type: Option<&str>) -> String {
+        crate::manifest::media_type_of(bytes, content_type)
+    }
+
+    /// A manifest, index or manifest list of `media_type`, parsed as resolve parses it.
+    pub fn document(media_type: &str, bytes: &[u8]) -> Result<(), ImageError> {
+        let reference = "registry.example/fuzz:1";
+        crate::manifest::parse_document(reference, "manifest", media_type, bytes, None).map(|_| ())
+    }
+
+    /// The platform of an image config, as resolve reads it.
+    pub fn config(bytes: &[u8]) -> Result<Platform, ImageError> {
+        crate::manifest::config_platform("config", bytes)
+    }
+
+    /// A `WWW-Authenticate` value as the registry client parses it: the challenge's `Debug`
+    /// form, `None` when kiln cannot answer it.
+    pub fn challenge(header: &str) -> Option<String> {
+        crate::auth::parse_challenge(header).map(|c| format!("{c:?}"))
+    }
+}
