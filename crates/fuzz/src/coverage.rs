@@ -1,0 +1,103 @@
+//! Coverage feedback on stable Rust, when built with `-C instrument-coverage --cfg
+//! kiln_fuzz_coverage` (as `scripts/fuzz` does).
+//!
+//! `-C instrument-coverage` gives every code region a 64-bit counter in the ELF section
+//! `__llvm_prf_cnts`, whose bounds the linker exposes as `__start_`/`__stop_` symbols. The
+//! harness zeroes the counters before each input and reads them after it: an input that
+//! reaches a region, or a region a number of times in a new power-of-two bucket, joins the
+//! corpus. Without the cfg every method is a no-op and the harness mutates the seeds only.
+
+/// What the corpus has reached so far.
+#[derive(Debug, Default)]
+pub struct Coverage {
+    /// Per counter: the hit-count buckets seen (bit `k`: a count in `2^k..2^(k+1)`).
+    #[cfg_attr(not(kiln_fuzz_coverage), allow(dead_code))]
+    seen: Vec<u8>,
+    /// Distinct (counter, bucket) pairs seen.
+    features: usize,
+}
+
+#[cfg(kiln_fuzz_coverage)]
+mod counters {
+    extern "C" {
+        static __start___llvm_prf_cnts: u64;
+        static __stop___llvm_prf_cnts: u64;
+        fn __llvm_profile_set_filename(name: *const std::ffi::c_char);
+    }
+
+    /// The counters as a raw slice: instrumented code writes them behind Rust's back.
+    pub(super) fn region() -> (*mut u64, usize) {
+        // SAFETY: the linker defines both symbols around the section; we only take addresses.
+        unsafe {
+            let start = std::ptr::addr_of!(__start___llvm_prf_cnts) as *mut u64;
+            let stop = std::ptr::addr_of!(__stop___llvm_prf_cnts) as *mut u64;
+            (start, stop.offset_from(start) as usize)
+        }
+    }
+
+    /// Sends the profile the runtime writes at exit to /dev/null (no .profraw files).
+    pub(super) fn no_profile_file() {
+        // SAFETY: a NUL-terminated static string; the runtime copies the pattern.
+        unsafe { __llvm_profile_set_filename(c"/dev/null".as_ptr()) }
+    }
+}
+
+impl Coverage {
+    /// Whether this build collects coverage.
+    pub const ENABLED: bool = cfg!(kiln_fuzz_coverage);
+
+    /// A fresh map.
+    pub fn new() -> Self {
+        #[cfg(kiln_fuzz_coverage)]
+        {
+            counters::no_profile_file();
+            let (_, len) = counters::region();
+            Coverage {
+                seen: vec![0; len],
+                features: 0,
+            }
+        }
+        #[cfg(not(kiln_fuzz_coverage))]
+        Coverage::default()
+    }
+
+    /// Zeroes the counters before an input runs.
+    pub fn reset(&self) {
+        #[cfg(kiln_fuzz_coverage)]
+        {
+            let (start, len) = counters::region();
+            // SAFETY: the section is writable and `len` counters long.
+            unsafe { std::ptr::write_bytes(start, 0, len) };
+        }
+    }
+
+    /// Records what the last input reached; true when it reached something new.
+    pub fn novel(&mut self) -> bool {
+        #[cfg(kiln_fuzz_coverage)]
+        {
+            let (start, len) = counters::region();
+            let mut new = false;
+            for i in 0..len {
+                // SAFETY: `i < len`; a plain read of a counter no other thread is writing now.
+                let count = unsafe { start.add(i).read_volatile() };
+                if count == 0 {
+                    continue;
+                }
+                let bucket = 1u8 << (63 - count.leading_zeros()).min(7);
+                if self.seen[i] & bucket == 0 {
+                    self.seen[i] |= bucket;
+                    self.features += 1;
+                    new = true;
+                }
+            }
+            new
+        }
+        #[cfg(not(kiln_fuzz_coverage))]
+        false
+    }
+
+    /// Distinct (region, hit-count bucket) pairs reached so far.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+}
