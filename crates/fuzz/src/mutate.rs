@@ -254,7 +254,7 @@ fn tar_field(rng: &mut Rng, data: &mut [u8]) {
         }
         1 => h[156] = *rng.pick(b"0\x0012345679LKxgSDV"),
         2 => {
-            let name: &[u8] = *rng.pick(TAR_NAMES);
+            let name = *rng.pick::<&[u8]>(TAR_NAMES);
             h[..100].fill(0);
             h[..name.len()].copy_from_slice(name);
         }
