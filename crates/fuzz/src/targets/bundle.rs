@@ -141,3 +141,32 @@ pub(super) fn contract(_ctx: &Ctx, data: &[u8]) {
         drop(kiln_bundle::json_bytes(&manifest));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn seeds(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(target);
+        crate::corpus::load(&dir, usize::MAX)
+    }
+
+    /// The seeds must pass verify, or mutants never reach the checks behind the first error.
+    #[test]
+    fn bundle_seeds_verify_raw_and_rewrapped() {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, data) in seeds("bundle") {
+            let file = dir.path().join("seed.tar.gz");
+            std::fs::write(&file, &data).unwrap();
+            kiln_bundle::verify_bundle(&file).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        }
+        for (path, data) in seeds("bundle-tar") {
+            let file = dir.path().join("seed.tar.gz");
+            std::fs::write(&file, canonical_gzip(&data)).unwrap();
+            kiln_bundle::verify_bundle(&file).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        }
+    }
+}

@@ -69,6 +69,18 @@ impl MemFiles {
         }
     }
 
+    /// A file of the same name in any profile's folder: one profile.toml input can then name
+    /// the templates of every role.
+    pub fn any_profile_file(&self, path: &Path) -> io::Result<String> {
+        let profiles = self.root.join("profiles");
+        let name = path.file_name();
+        self.texts
+            .iter()
+            .find(|(p, _)| p.starts_with(&profiles) && p.file_name() == name)
+            .map(|(_, text)| text.clone())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
     /// A reader of template files, as kiln-spec's profile and overlay loaders take it.
     pub fn read(&self, path: &Path) -> io::Result<String> {
         self.get(path)

@@ -29,12 +29,12 @@ pub(super) fn cluster(ctx: &Ctx, data: &[u8]) {
     }
 }
 
-/// A profile.toml; its templates are read from the repository's profiles.
+/// A profile.toml; its templates are read from the repository's profiles (any role's).
 pub(super) fn profile(ctx: &Ctx, data: &[u8]) {
     let Some(text) = text(data) else { return };
     let files = ctx.files();
     let file = files.root().join("profiles/master/profile.toml");
-    let read = |p: &Path| files.read(p);
+    let read = |p: &Path| files.read(p).or_else(|_| files.any_profile_file(p));
     if let Err(diags) = kiln_spec::profile::load_profile("master", &file, text, &read) {
         diags.iter().for_each(|d| drop(d.to_string()));
     }
@@ -163,6 +163,22 @@ mod tests {
             let files = ctx.files().with(&path, Some(&text));
             if let Err(d) = kiln_spec::project::validate(&path, &files) {
                 panic!("{name}: {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_profile_seed_loads_with_its_templates() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let ctx = Ctx::new(root.clone(), std::env::temp_dir());
+        let files = ctx.files();
+        let file = files.root().join("profiles/master/profile.toml");
+        let read = |p: &Path| files.read(p).or_else(|_| files.any_profile_file(p));
+        for role in ["common", "etcd", "lb", "master", "node", "runtime"] {
+            let text = std::fs::read_to_string(root.join(format!("profiles/{role}/profile.toml")))
+                .unwrap();
+            if let Err(d) = kiln_spec::profile::load_profile("master", &file, &text, &read) {
+                panic!("{role}: {d:?}");
             }
         }
     }
