@@ -42,6 +42,13 @@ mod counters {
     }
 }
 
+/// Stops the profiling runtime of an instrumented build from writing a `.profraw` file at
+/// exit (in the working folder); a no-op otherwise.
+pub fn no_profile_file() {
+    #[cfg(kiln_fuzz_coverage)]
+    counters::no_profile_file();
+}
+
 impl Coverage {
     /// Whether this build collects coverage.
     pub const ENABLED: bool = cfg!(kiln_fuzz_coverage);
@@ -50,7 +57,6 @@ impl Coverage {
     pub fn new() -> Self {
         #[cfg(kiln_fuzz_coverage)]
         {
-            counters::no_profile_file();
             let (_, len) = counters::region();
             Coverage {
                 seen: vec![0; len],
@@ -76,6 +82,7 @@ impl Coverage {
         #[cfg(kiln_fuzz_coverage)]
         {
             let (start, len) = counters::region();
+            self.seen.resize(len, 0);
             // SAFETY: the section holds `len` aligned counters. Instrumented code on other
             // threads (the watchdog) bumps them without synchronisation, as it always does;
             // a value read mid-update only moves one count between buckets.

@@ -135,7 +135,7 @@ pub fn replay(target: &'static Target, opts: &Options, data: &[u8]) -> Result<()
     let current = install(target, opts);
     let scratch = tempfile::tempdir().expect("temporary folder");
     let ctx = Ctx::new(opts.root.clone(), scratch.path().to_owned());
-    run_one(target, &ctx, current, data, &mut Coverage::default()).map(|_| ())
+    run_one(target, &ctx, current, data, &mut Coverage::new()).map(|_| ())
 }
 
 /// Sets up the shared state, the panic hook, the watchdog and the memory bound once.
@@ -151,7 +151,15 @@ fn install(target: &'static Target, opts: &Options) -> &'static Current {
         index: AtomicU64::new(0),
         epoch: Instant::now(),
     });
-    panic::set_hook(Box::new(|info| {
+    let default_hook = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        // Outside a target (a bug in the harness itself) the panic is printed as usual.
+        let in_target = CURRENT
+            .get()
+            .is_some_and(|c| c.started.load(Ordering::SeqCst) != 0);
+        if !in_target {
+            return default_hook(info);
+        }
         let place = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))

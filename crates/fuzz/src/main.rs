@@ -82,6 +82,7 @@ fn list(ci_names: bool) {
 }
 
 fn main() -> ExitCode {
+    kiln_fuzz::coverage::no_profile_file();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some("list") {
         list(argv.get(1).map(String::as_str) == Some("--ci"));
