@@ -53,6 +53,9 @@ pub(super) const CONTRACT_TOKENS: &[&[u8]] = &[
     b"KILN_GENERATION=",
     b"KILN_OS_FAMILY=",
     b"KILN_NOT_AFTER=",
+    b"KILN_NOT_BEFORE=",
+    b" 0 ",
+    b" 18446744073709551615 ",
     b"=",
     b"\n",
     b"\r\n",
@@ -152,6 +155,24 @@ mod tests {
             .join("corpus")
             .join(target);
         crate::corpus::load(&dir, usize::MAX)
+    }
+
+    /// The contract seeds must be in the current formats (MANIFEST changed once already).
+    #[test]
+    fn contract_seeds_parse() {
+        for (path, data) in seeds("contract") {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            let ok = match name {
+                n if n.ends_with("MANIFEST") => kiln_bundle::fuzzing::manifest(&data).is_some(),
+                "SHA256SUMS" => kiln_bundle::fuzzing::sha256sums(&data).is_some(),
+                "BUNDLES" => contract::parse_bundles(&data).is_ok(),
+                "HOST" => HostMeta::parse(&data).is_ok(),
+                "BUNDLE" => BundleMeta::parse(&data).is_ok(),
+                "MANIFEST.json" => serde_json::from_slice::<BuildManifest>(&data).is_ok(),
+                _ => contract::parse_lines(contract::UNITS, &data).is_ok(),
+            };
+            assert!(ok, "{path:?} does not parse");
+        }
     }
 
     /// The seeds must pass verify, or mutants never reach the checks behind the first error.
