@@ -67,10 +67,7 @@ pub fn lock(path: &Path) -> Result<Option<LoadedLock>, LoadError> {
 /// The text of a file; bytes that are not UTF-8 are an [`io::ErrorKind::InvalidData`] error
 /// carrying a [`NotUtf8`] (line, column and byte offset of the first bad byte).
 pub fn read_text(path: &Path) -> io::Result<String> {
-    let bytes = fs::read(path)?;
-    // One validation; on success the bytes become the String without a copy.
-    NotUtf8::check(&bytes).map_err(NotUtf8::into_io)?;
-    Ok(String::from_utf8(bytes).expect("checked"))
+    NotUtf8::into_string(fs::read(path)?).map_err(NotUtf8::into_io)
 }
 
 impl Files for Disk {

@@ -123,16 +123,24 @@ pub struct NotUtf8 {
 impl NotUtf8 {
     /// The text of `bytes`, or where they stop being UTF-8.
     pub fn check(bytes: &[u8]) -> Result<&str, NotUtf8> {
-        std::str::from_utf8(bytes).map_err(|e| {
-            let offset = e.valid_up_to();
-            let good = std::str::from_utf8(&bytes[..offset]).expect("valid prefix");
-            let (line, column) = line_col(good, offset);
-            NotUtf8 {
-                line,
-                column,
-                offset,
-            }
-        })
+        std::str::from_utf8(bytes).map_err(|e| NotUtf8::at(bytes, e))
+    }
+
+    /// The text of `bytes`, taking them without a copy, or where they stop being UTF-8.
+    pub fn into_string(bytes: Vec<u8>) -> Result<String, NotUtf8> {
+        String::from_utf8(bytes).map_err(|e| NotUtf8::at(e.as_bytes(), e.utf8_error()))
+    }
+
+    /// Where `e` (from validating `bytes`) says they stop being UTF-8.
+    fn at(bytes: &[u8], e: std::str::Utf8Error) -> NotUtf8 {
+        let offset = e.valid_up_to();
+        let good = std::str::from_utf8(&bytes[..offset]).expect("valid prefix");
+        let (line, column) = line_col(good, offset);
+        NotUtf8 {
+            line,
+            column,
+            offset,
+        }
     }
 
     /// The `NotUtf8` an I/O error carries (as [`Files::read`](crate::Files::read) reports it).
@@ -275,6 +283,7 @@ mod tests {
             "c.toml:2:7: error: not valid UTF-8 (byte offset 13)"
         );
         assert_eq!(NotUtf8::check(b"ok\n"), Ok("ok\n"));
+        assert_eq!(NotUtf8::into_string(bytes.to_vec()), Err(e));
     }
 
     #[test]
