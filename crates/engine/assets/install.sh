@@ -1,12 +1,19 @@
 #!/bin/sh
 # kiln install.sh: installs this host's role bundles from one kiln build.
 #
-#   sh install.sh --dir DIR --secrets-sha256 SHA256
+#   sh install.sh --dir DIR --secrets-sha256 SHA256 [--source SOURCE]...
 #
 # DIR holds secrets.tar.gz (this host's, pinned by SHA256 in the seed) and the role
-# bundles its BUNDLES member names. Environment: KILN_ROOT (install under another
+# bundles its BUNDLES member names. A bundle not in DIR is taken from the first SOURCE that
+# has it with the pinned digest: `medium` (a medium labelled KILNBUNDLE holding bundles/,
+# mounted read-only), `http(s)://…` (a served out folder: <url>/bundles/<file>), or
+# `oci://host[:port]/repo` (`oci+http://` for plain HTTP: the registry's blob API by digest,
+# anonymous or with an anonymous bearer token), with curl or wget. Copies are checked before
+# they are kept, in KILN_DOWNLOAD_DIR (default $KILN_STATE_DIR/downloads), where a rerun finds
+# them: the only files written before preflight. Environment: KILN_ROOT (install under another
 # root, default /), KILN_STATE_DIR (default $KILN_ROOT/var/lib/kiln),
-# KILN_ALLOW_DOWNGRADE=1, KILN_NO_SYSTEMCTL=1, KILN_CONSOLE (a file or device that gets
+# KILN_BUNDLE_MEDIUM (a folder to use as the `medium` source instead of mounting one),
+# KILN_HTTP_CLIENT=curl|wget (default: curl if present), KILN_ALLOW_DOWNGRADE=1, KILN_NO_SYSTEMCTL=1, KILN_CONSOLE (a file or device that gets
 # a copy of the markers), KILN_EXPECT_HOST (instead of `uname -n`), KILN_LOCK_WAIT (seconds
 # to wait for another install.sh holding the lock, default 60), KILN_HEALTH_WAIT /
 # KILN_HEALTH_TRIES / KILN_HEALTH_INTERVAL / KILN_HEALTH_TIMEOUT (each role's HEALTH is
@@ -32,11 +39,12 @@ set -eu
 umask 077 # staging holds keys; installed files get their MANIFEST mode explicitly
 export LC_ALL=C
 
-STEP=verify FAILED=0 CHANGED=0 DIR='' SECRETS_SHA='' WORK=''
+STEP=verify FAILED=0 CHANGED=0 DIR='' SECRETS_SHA='' WORK='' SOURCES=''
 R=${KILN_ROOT:-/}
 R=${R%/} # "" for /, so "$R/etc" is always right
 STATE_DIR=${KILN_STATE_DIR:-$R/var/lib/kiln}
 STAGING=$STATE_DIR/staging
+DOWNLOADS=${KILN_DOWNLOAD_DIR:-$STATE_DIR/downloads}
 
 say() { # one marker line on stdout and, best effort, on the console
     printf 'KILN %s\n' "$*"
@@ -145,17 +153,119 @@ step_verify() {
         case $sha in '' | '#'*) continue ;; esac
         { is_sha "$sha" && [ -z "$extra" ] && printf '%s\n' "$name" | grep -Eqx '[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz'; } ||
             fail "BUNDLES: bad line: $sha $name $extra"
-        [ -f "$DIR/$name" ] || fail "missing bundle $DIR/$name"
-        got=$(sha_of "$DIR/$name")
-        [ "$got" = "$sha" ] || fail "$name has sha256 $got, but this host's BUNDLES pins $sha (bundle from another build?)"
+        if [ -f "$DIR/$name" ]; then
+            got=$(sha_of "$DIR/$name")
+            [ "$got" = "$sha" ] || fail "$name has sha256 $got, but this host's BUNDLES pins $sha (bundle from another build?)"
+            f=$DIR/$name
+        else
+            fetch_bundle "$sha" "$name" || fail "$WHY"
+            f=$FOUND
+        fi
         n=$((n + 1))
-        echo "$n bundle $sha $DIR/$name" >>"$WORK/archives"
+        echo "$n bundle $sha $f" >>"$WORK/archives"
     done <"$WORK/BUNDLES"
     [ "$n" -gt 0 ] || fail "BUNDLES lists no bundle"
     echo "$((n + 1)) secrets $SECRETS_SHA $SECRETS" >>"$WORK/archives"
 
     check_generation
-    ok "host=$HOST build=$BUILD_ID generation=$GENERATION bundles=$n"
+    ok "host=$HOST build=$BUILD_ID generation=$GENERATION bundles=$n${FETCHED:+ fetched=${FETCHED%,}}"
+}
+
+# A bundle that is not in DIR, from the first source that has it with the pinned digest.
+# Sets FOUND (its path in DOWNLOADS), or WHY (what each source answered) and returns 1.
+FETCHED='' # "<file>@<source>," of each bundle fetched in this run, for verify's marker
+fetch_bundle() { # $1 sha256, $2 file name
+    FOUND=$DOWNLOADS/$1.tar.gz WHY=''
+    if [ -f "$FOUND" ] && [ "$(sha_of "$FOUND")" = "$1" ]; then return 0; fi
+    if [ -z "$SOURCES" ]; then
+        WHY="missing bundle $DIR/$2 (no --source to fetch it from)" && return 1
+    fi
+    mkparents "$FOUND"
+    part=$DOWNLOADS/.$1.$$.part # per run: two install.sh must not write one file
+    for src in $SOURCES; do
+        rm -f "$part"
+        if get_from "$src" "$1" "$2" "$part" </dev/null; then
+            got=$(sha_of "$part")
+            if [ "$got" = "$1" ]; then
+                mv -f "$part" "$FOUND"
+                echo "install.sh: $2 fetched from $src" >&2
+                FETCHED="$FETCHED$2@$src,"
+                return 0
+            fi
+            why="has sha256 $got, not the pinned one"
+        else
+            why=$(last_line "$WORK/err")
+        fi
+        WHY="${WHY:+$WHY; }$src: ${why:-failed}"
+    done
+    rm -f "$part"
+    WHY="bundle $2 ($1) is not in $DIR and no source has it: $WHY"
+    return 1
+}
+get_from() { # $1 source, $2 sha256, $3 file name, $4 output; errors in $WORK/err
+    : >"$WORK/err"
+    case $1 in
+    medium) medium_mounted && cp "$MEDIUM/bundles/$3" "$4" 2>"$WORK/err" ;;
+    http://* | https://*) http_get "$1/bundles/$3" "$4" ;;
+    oci://*) oci_blob "https://${1#oci://}" "$2" "$4" ;;
+    oci+http://*) oci_blob "http://${1#oci+http://}" "$2" "$4" ;;
+    *) echo "unknown source (expected medium, http(s)://, oci:// or oci+http://)" >"$WORK/err" && return 1 ;;
+    esac
+}
+medium_mounted() { # the shared bundle medium, mounted read-only once: sets MEDIUM
+    MEDIUM=${KILN_BUNDLE_MEDIUM:-/run/kiln/bundle-medium}
+    if [ -n "${KILN_BUNDLE_MEDIUM:-}" ] || mountpoint -q "$MEDIUM" 2>/dev/null; then return 0; fi
+    if ! { mkdir -p "$MEDIUM" && { mount -o ro LABEL=KILNBUNDLE "$MEDIUM" 2>"$WORK/err" ||
+        mount -o ro /dev/disk/by-label/KILNBUNDLE "$MEDIUM" 2>"$WORK/err"; }; }; then
+        echo "no medium labelled KILNBUNDLE could be mounted: $(last_line "$WORK/err")" >"$WORK/err" && return 1
+    fi
+}
+http_client() { # curl, else wget (KILN_HTTP_CLIENT chooses)
+    if [ -n "${KILN_HTTP_CLIENT:-}" ]; then echo "$KILN_HTTP_CLIENT"
+    elif command -v curl >/dev/null 2>&1; then echo curl
+    elif command -v wget >/dev/null 2>&1; then echo wget
+    else echo none; fi
+}
+# GET $1 into $2 with an optional header $3; response headers in $WORK/headers; an error line
+# in $WORK/err. A server that sends nothing for 30 s fails the try (curl; GNU wget).
+http_get() {
+    : >"$WORK/headers"
+    set -- "$1" "$2" "${3:-X-Kiln: install.sh}"
+    case $(http_client) in
+    curl)
+        curl -fsSL --connect-timeout 10 --speed-limit 1 --speed-time 30 -H "$3" \
+            -D "$WORK/headers" -o "$2" "$1" 2>"$WORK/err" ;;
+    wget)
+        # GNU wget: bounded and terse; busybox's has neither option (nor shows a 401's headers).
+        gnu='' && if wget --version 2>/dev/null | grep -q GNU; then gnu='-nv --timeout=30 --tries=2'; fi
+        # shellcheck disable=SC2086 # $gnu is options, one word each
+        wget -S $gnu --header "$3" -O "$2" "$1" 2>"$WORK/wget" && return 0
+        # Response headers are indented lines in wget's log; its own message is the last line.
+        sed -n 's/^  *//p' "$WORK/wget" | tr -d '\r' >"$WORK/headers"
+        { grep -E '^HTTP/' "$WORK/headers" | tail -n 1 | grep . || last_line "$WORK/wget"; } >"$WORK/err"
+        return 1 ;;
+    *) echo "neither curl nor wget is installed" >"$WORK/err" && return 1 ;;
+    esac
+}
+# The blob $2 of the repository in $1 (<scheme>://host[:port]/<repo>) into $3. A registry
+# that answers 401 with a Bearer challenge (Harbor, Docker Hub-style) gets an anonymous
+# pull token from its realm first.
+oci_blob() {
+    scheme=${1%%://*} rest=${1#*://}
+    url=$scheme://${rest%%/*}/v2/${rest#*/}/blobs/sha256:$2
+    http_get "$url" "$3" && return 0
+    challenge=$(tr -d '\r' <"$WORK/headers" | sed -n 's/^[Ww][Ww][Ww]-[Aa]uthenticate: *Bearer  *//p' | tail -n 1)
+    [ -n "$challenge" ] || return 1
+    realm=$(challenge_param realm) service=$(challenge_param service)
+    [ -n "$realm" ] || { echo "401 with a Bearer challenge that names no realm" >"$WORK/err" && return 1; }
+    http_get "$realm?service=$service&scope=repository:${rest#*/}:pull" "$WORK/token" ||
+        { echo "token from $realm: $(last_line "$WORK/err")" >"$WORK/err" && return 1; }
+    token=$(tr -d '\n' <"$WORK/token" | sed -nE 's/.*"(token|access_token)"[[:space:]]*:[[:space:]]*"([^"]*)".*/\2/p')
+    [ -n "$token" ] || { echo "the token service at $realm sent no token" >"$WORK/err" && return 1; }
+    http_get "$url" "$3" "Authorization: Bearer $token"
+}
+challenge_param() { # $1="…" of the Bearer challenge in $challenge
+    printf '%s\n' "$challenge" | tr ',' '\n' | sed -n "s/^ *$1=\"\(.*\)\"\$/\1/p" | head -n 1
 }
 
 # 2. Refuse hostile archives from their listing alone, before anything is extracted:
@@ -674,17 +784,35 @@ step_state() {
         [ -e "$d" ] || continue
         awk -v s="${d##*/}" '$3 == s { found = 1 } END { exit !found }' "$WORK/archives" || rm -rf "$d"
     done
+    # So are downloads of other builds, and partial ones of runs that are gone.
+    for d in "$DOWNLOADS"/*.tar.gz "$DOWNLOADS"/.*.part; do
+        [ -e "$d" ] || continue
+        case $d in
+        *.part) pid=${d%.part} && pid=${pid##*.} && { kill -0 "$pid" 2>/dev/null || rm -f "$d"; } ;;
+        *) awk -v f="$d" '$4 == f { found = 1 } END { exit !found }' "$WORK/archives" || rm -f "$d" ;;
+        esac
+    done
     ok "$what $STATE_DIR/state"
 }
 
+add_source() { # one word each: sources are split on whitespace when tried
+    case $1 in
+    medium | http://?* | https://?* | oci://?*/?* | oci+http://?*/?*) ;;
+    *) fail "usage: --source $1: expected medium, http(s)://…, oci://host/repo or oci+http://host/repo" ;;
+    esac
+    case $1 in *[!A-Za-z0-9._~/:%+-]*) fail "usage: --source $1: unexpected character" ;; esac
+    SOURCES="${SOURCES:+$SOURCES }${1%/}"
+}
 while [ $# -gt 0 ]; do
     case $1 in
     --dir) [ $# -ge 2 ] || fail "usage: --dir needs a value"; DIR=$2 && shift 2 ;;
     --dir=*) DIR=${1#--dir=} && shift ;;
     --secrets-sha256) [ $# -ge 2 ] || fail "usage: --secrets-sha256 needs a value"; SECRETS_SHA=$2 && shift 2 ;;
     --secrets-sha256=*) SECRETS_SHA=${1#--secrets-sha256=} && shift ;;
+    --source) [ $# -ge 2 ] || fail "usage: --source needs a value"; add_source "$2" && shift 2 ;;
+    --source=*) add_source "${1#--source=}" && shift ;;
     -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d' && exit 0 ;;
-    *) fail "usage: unknown argument $1 (sh install.sh --dir DIR --secrets-sha256 SHA256)" ;;
+    *) fail "usage: unknown argument $1 (sh install.sh --dir DIR --secrets-sha256 SHA256 [--source SOURCE]...)" ;;
     esac
 done
 # What every run needs, before the first use (a missing tar must not read as a bad archive);

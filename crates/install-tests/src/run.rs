@@ -210,6 +210,24 @@ impl Sandbox {
         )
     }
 
+    /// Like [`Sandbox::run`] with `extra` arguments after `--dir` and `--secrets-sha256`
+    /// (e.g. `--source URL`).
+    pub fn run_with(
+        &self,
+        shell: Shell,
+        build: &Build,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Outcome {
+        let args = [&build.dir.display().to_string(), &build.secrets_sha256];
+        let out = self
+            .command(&[], shell, &[args[0], args[1]], env)
+            .args(extra)
+            .output()
+            .expect("run install.sh");
+        Outcome::from(out)
+    }
+
     /// Like [`Sandbox::run`] with `--dir args[0] --secrets-sha256 args[1]`.
     pub fn run_args(&self, shell: Shell, args: &[&str; 2], env: &[(&str, &str)]) -> Outcome {
         let out = self

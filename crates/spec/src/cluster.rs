@@ -216,6 +216,9 @@ pub fn validate(
     let fetch = crate::fetch::validate(&raw.fetch, &mut |span, key, msg| {
         c.err(Some(span), key, msg)
     });
+    let seeds = crate::seeds::validate(&raw.seeds, &mut |span, key, msg| {
+        c.err(Some(span), key, msg)
+    });
 
     for (i, k) in raw.ssh_authorized_keys.iter().enumerate() {
         let ok = [
@@ -310,6 +313,7 @@ pub fn validate(
                 pki: pki.unwrap_or_else(default_pki),
                 mirrors,
                 fetch,
+                seeds,
                 image_sources,
                 registry_mirrors: raw
                     .registry_mirrors

@@ -15,6 +15,7 @@ pub mod pins;
 pub mod profile;
 pub mod project;
 pub mod raw;
+pub mod seeds;
 
 pub use catalog::{Catalog, Resolved};
 pub use diag::{Diagnostic, Diagnostics, NotUtf8, Severity};
@@ -24,3 +25,4 @@ pub use lock::{Lock, LockedArtifact, LockedClosure, LockedPackage};
 pub use model::*;
 pub use profile::{ArtifactRef, FileRef, Layer, Overlay, Profile, Scope, TemplateRef};
 pub use project::{Files, Project};
+pub use seeds::{BundleSource, SeedSettings, BUNDLE_MEDIUM_LABEL};

@@ -232,6 +232,8 @@ pub struct Cluster {
     /// How long downloads may wait (`[fetch]`). Not part of what is built.
     #[serde(skip)]
     pub fetch: crate::fetch::FetchSettings,
+    /// What each host's seed carries and where install.sh finds bundles otherwise (`[seeds]`).
+    pub seeds: crate::seeds::SeedSettings,
     /// Image source kinds in preference order.
     pub image_sources: Vec<ImageSourceKind>,
     /// Registry host → mirror base URLs.

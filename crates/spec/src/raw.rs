@@ -35,6 +35,9 @@ pub struct RawCluster {
     /// How long downloads may wait on their sources.
     #[serde(default)]
     pub fetch: RawFetch,
+    /// What each host's seed carries and where its bundles come from otherwise.
+    #[serde(default)]
+    pub seeds: RawSeeds,
     /// Image source kinds in preference order (`registry`, `assemble`).
     #[serde(default)]
     pub image_sources: Vec<S>,
@@ -72,6 +75,15 @@ pub struct RawPaths {
 pub struct RawFetch {
     pub idle_timeout_seconds: Option<Spanned<u64>>,
     pub deadline_seconds: Option<Spanned<u64>>,
+}
+
+/// `[seeds]`: whether seeds carry the role bundles, and where install.sh finds them if not.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSeeds {
+    pub carry_bundles: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub bundle_sources: Vec<S>,
 }
 
 /// `[packages]`: how the profiles' OS packages reach the hosts.

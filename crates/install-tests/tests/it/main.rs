@@ -13,4 +13,5 @@ mod images;
 mod local;
 mod lock;
 mod refusals;
+mod sources;
 mod static_checks;
