@@ -129,3 +129,103 @@ fn unknown_seed_form_is_a_clear_error() {
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("unknown seed form \"floppy\""));
 }
+
+#[test]
+fn seeds_without_bundles_name_their_sources_and_the_medium_holds_every_bundle_once() {
+    let fx = Fixture::new(false);
+    fx.edit(|t| {
+        t.replacen(
+            "[network]",
+            "[seeds]\ncarry-bundles = false\nbundle-sources = [\"medium\", \"oci+http://10.77.0.1:5000/kiln/lab\"]\n\n[network]",
+            1,
+        )
+    });
+    fx.lock();
+    kiln()
+        .current_dir(&fx.dir)
+        .args(["build", "--seed", "iso,vfat,dir", "cluster.toml"])
+        .assert()
+        .success();
+    let out = fx.dir.join("out/lab");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("MANIFEST.json")).unwrap()).unwrap();
+    for host in ["etcd1", "runtime1", "lb1"] {
+        let seed = out.join(format!("hosts/{host}/seed"));
+        let mut names: Vec<String> = fs::read_dir(seed.join("kiln"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["install.sh", "secrets.tar.gz"], "{host}");
+        let ud = fs::read_to_string(seed.join("user-data")).unwrap();
+        assert!(
+            ud.contains("--source 'medium' --source 'oci+http://10.77.0.1:5000/kiln/lab'"),
+            "{host}: {ud}"
+        );
+        let r = tool("cloud-init", "cloud-init")
+            .args(["schema", "--config-file"])
+            .arg(seed.join("user-data"))
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{host}: {r:?}");
+        // The images stay small whatever the bundles weigh (2 MiB is the smallest VFAT).
+        for (img, max) in [("cidata.iso", 1 << 20), ("cidata.img", 2 << 20)] {
+            let len = fs::metadata(out.join(format!("hosts/{host}/{img}")))
+                .unwrap()
+                .len();
+            assert!(len <= max, "{host} {img}: {len} bytes");
+        }
+    }
+    // bundles.iso: labelled KILNBUNDLE, every bundle once, byte for byte.
+    let medium = out.join("bundles.iso");
+    let r = tool("blkid", "util-linux")
+        .args(["-p", "-o", "export"])
+        .arg(&medium)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&r.stdout);
+    assert!(s.contains("LABEL=KILNBUNDLE"), "{s}");
+    let bundles = manifest["bundles"].as_object().unwrap();
+    for b in bundles.values() {
+        let file = b["file"].as_str().unwrap();
+        let r = tool("isoinfo", "genisoimage")
+            .args(["-R", "-i"])
+            .arg(&medium)
+            .args(["-x", &format!("/{file}")])
+            .output()
+            .unwrap();
+        assert_eq!(r.stdout, fs::read(out.join(file)).unwrap(), "{file}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("vagrant.json")).unwrap()).unwrap();
+    assert_eq!(v["hosts"][0]["bundle_medium"], "bundles.iso");
+    kiln().arg("verify").arg(&out).assert().success();
+}
+
+#[test]
+fn seeds_settings_are_checked_at_their_key() {
+    let fx = Fixture::new(false);
+    fx.edit(|t| {
+        t.replacen(
+            "[network]",
+            "[seeds]\ncarry-bundles = false\nbundle-sources = [\"http://u:p@h/x\"]\n\n[network]",
+            1,
+        )
+    });
+    let before = crate::common::tree_state(&fx.dir);
+    let (code, stderr) = crate::common::kiln_in(&fx.dir, &["check", "cluster.toml"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let line = fs::read_to_string(fx.cluster())
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("bundle-sources"))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!(
+            "cluster.toml:{line}:19: error: `seeds.bundle-sources[0]`: \"http://u:p@h/x\": user info ('@') is not allowed in a bundle source"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(crate::common::tree_state(&fx.dir), before);
+}

@@ -87,11 +87,17 @@ pub(crate) struct Entry<'a> {
     pub len: u64,
 }
 
-/// The seed documents first, then the extra files sorted by path, so the
-/// image does not depend on the order `extra` was given in.
-pub(crate) fn entries<'a>(seed: &Seed, extra: &'a [(String, PathBuf)]) -> Result<Vec<Entry<'a>>> {
-    let mut out: Vec<Entry<'a>> = seed
-        .render()?
+/// The seed documents (if any) first, then the extra files sorted by path, so
+/// the image does not depend on the order `extra` was given in.
+pub(crate) fn entries<'a>(
+    seed: Option<&Seed>,
+    extra: &'a [(String, PathBuf)],
+) -> Result<Vec<Entry<'a>>> {
+    let documents = match seed {
+        Some(seed) => seed.render()?,
+        None => Vec::new(),
+    };
+    let mut out: Vec<Entry<'a>> = documents
         .into_iter()
         .map(|file| Entry {
             path: file.name.to_owned(),

@@ -32,6 +32,41 @@ pub fn write_iso(
     extra: &[(String, PathBuf)],
     time: Timestamp,
 ) -> Result<()> {
+    write_volume(path, VOLUME_LABEL, Some(seed), extra, time)
+}
+
+/// Writes the `files` (path inside the image, host source) as an ISO 9660 image
+/// with volume id `label` (at most 32 of `A-Z`, `0-9`, `_`) at `path`,
+/// atomically, with the same layout and reproducibility as [`write_iso`]: a
+/// data medium that is not a seed, such as kiln's shared bundle medium.
+pub fn write_data_iso(
+    path: &Path,
+    label: &str,
+    files: &[(String, PathBuf)],
+    time: Timestamp,
+) -> Result<()> {
+    let ok = !label.is_empty()
+        && label.len() <= 32
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return Err(Error::Invalid {
+            field: "ISO volume label",
+            value: label.to_owned(),
+            reason: "must be 1 to 32 of A-Z, 0-9 and _",
+        });
+    }
+    write_volume(path, label, None, files, time)
+}
+
+fn write_volume(
+    path: &Path,
+    label: &str,
+    seed: Option<&Seed>,
+    extra: &[(String, PathBuf)],
+    time: Timestamp,
+) -> Result<()> {
     let iso_err = |source| Error::Iso {
         image: path.to_owned(),
         source: Box::new(source),
@@ -47,7 +82,7 @@ pub fn write_iso(
         tree.insert(entry.path.as_bytes(), Node::file(content))
             .map_err(iso_err)?;
     }
-    let options = options(time);
+    let options = options(label, time);
     write_atomic(path, |file| {
         let handle = file
             .try_clone()
@@ -71,11 +106,11 @@ pub fn write_iso(
     })
 }
 
-/// The image options: CIDATA, level 2 primary names, Rock Ridge and Joliet,
-/// every date `time`.
-fn options(time: Timestamp) -> IsoOptions {
+/// The image options: volume id `label`, level 2 primary names, Rock Ridge
+/// and Joliet, every date `time`.
+fn options(label: &str, time: Timestamp) -> IsoOptions {
     IsoOptions::new()
-        .with_id(IsoId::Volume, VOLUME_LABEL)
+        .with_id(IsoId::Volume, label)
         .with_id(IsoId::Application, APPLICATION)
         .with_level(IsoLevel::L2)
         .with_rock_ridge()

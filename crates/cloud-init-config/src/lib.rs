@@ -19,7 +19,7 @@ mod vfat;
 
 pub use error::{Error, Result};
 pub use image::{Timestamp, VOLUME_LABEL};
-pub use iso::write_iso;
+pub use iso::{write_data_iso, write_iso};
 pub use model::{
     instance_id, CloudConfig, Encoding, ManageEtcHosts, MetaData, Ntp, RunCmd, User, WriteFile,
 };

@@ -34,7 +34,7 @@ pub fn write_vfat(
     extra: &[(String, PathBuf)],
     time: Timestamp,
 ) -> Result<()> {
-    let entries = image::entries(seed, extra)?;
+    let entries = image::entries(Some(seed), extra)?;
     let serial = volume_serial(&seed.meta_data.instance_id);
     let fat_err = |action: &'static str, inner: Option<&str>| {
         let image = path.to_owned();

@@ -7,6 +7,7 @@ use cloud_init_config::{
     Timestamp,
 };
 use kiln_plan::HostPlan;
+use kiln_spec::BundleSource;
 
 use crate::Error;
 
@@ -55,9 +56,19 @@ impl SeedKinds {
 pub struct UnknownSeedForm(pub String);
 
 /// The shell run by cloud-init: find the kiln folder (seed folder or the CIDATA medium), check
-/// install.sh against its pinned digest, and run it with the pinned secrets digest.
-pub fn runcmd_script(install_sha: &str, secrets_sha: &str, rerun: bool) -> String {
-    let run = format!("sh \"$d/install.sh\" --dir \"$d\" --secrets-sha256 {secrets_sha}");
+/// install.sh against its pinned digest, and run it with the pinned secrets digest and the
+/// cluster's bundle sources (for bundles the seed does not carry).
+pub fn runcmd_script(
+    install_sha: &str,
+    secrets_sha: &str,
+    sources: &[BundleSource],
+    rerun: bool,
+) -> String {
+    let mut run = format!("sh \"$d/install.sh\" --dir \"$d\" --secrets-sha256 {secrets_sha}");
+    for s in sources {
+        // Validated to hold no quote, space or shell metacharacter; quoted all the same.
+        run.push_str(&format!(" --source '{s}'"));
+    }
     let mut s = format!(
         "set -eu\n\
          d=/var/lib/cloud/seed/nocloud/kiln\n\
@@ -76,12 +87,13 @@ pub fn runcmd_script(install_sha: &str, secrets_sha: &str, rerun: bool) -> Strin
     s
 }
 
-/// The seed documents of one host, from its plan alone.
+/// The seed documents of one host, from its plan and the cluster's bundle sources.
 pub fn seed_for(
     host: &HostPlan,
     build_id: &str,
     install_sha: &str,
     secrets_sha: &str,
+    sources: &[BundleSource],
     rerun: bool,
 ) -> Seed {
     let net = &host.network;
@@ -106,7 +118,7 @@ pub fn seed_for(
         runcmd: vec![RunCmd::argv([
             "sh",
             "-c",
-            &runcmd_script(install_sha, secrets_sha, rerun),
+            &runcmd_script(install_sha, secrets_sha, sources, rerun),
         ])],
         final_message: Some(format!(
             "KILN cloud-init final {} after $UPTIME seconds",

@@ -49,11 +49,13 @@ impl Assembly<'_> {
             let secrets_rel = format!("hosts/{}/{}", h.name, contract::SECRETS);
             outputs.record(&secrets_rel, &w.sha256, w.size);
 
+            let settings = &self.project.cluster.seeds;
             let seed = seed::seed_for(
                 h,
                 self.build_id,
                 install_sha,
                 &w.sha256,
+                &settings.bundle_sources,
                 self.opts.seed_rerun,
             );
             let mut carry: Vec<(String, PathBuf)> = vec![
@@ -63,7 +65,8 @@ impl Assembly<'_> {
                 ),
                 (contract::SECRETS.into(), secrets_path.clone()),
             ];
-            for f in &files {
+            // Without bundles a seed is a few KiB: install.sh takes them from the sources.
+            for f in files.iter().filter(|_| settings.carry_bundles) {
                 carry.push((
                     f.trim_start_matches("bundles/").to_string(),
                     staging.join(f),
@@ -81,6 +84,7 @@ impl Assembly<'_> {
                 "name": h.name, "ip": h.ip, "mac": mac, "os": h.os, "roles": h.roles,
                 "seed_iso": self.opts.seeds.iso.then(|| format!("hosts/{}/cidata.iso", h.name)),
                 "seed_img": self.opts.seeds.vfat.then(|| format!("hosts/{}/cidata.img", h.name)),
+                "bundle_medium": settings.wants_medium().then_some(super::medium::BUNDLE_MEDIUM),
                 "memory_mb": 1024, "cpus": 1,
             }));
             out.info.insert(

@@ -6,6 +6,7 @@
 mod bundles;
 mod hosts;
 mod id;
+mod medium;
 mod outputs;
 mod swap;
 
@@ -241,6 +242,9 @@ impl Assembly<'_> {
         let mut outputs = Outputs::default();
         let images = self.images(blobs)?;
         let bundles = self.write_bundles(blobs, &images, staging, &mut outputs)?;
+        if self.project.cluster.seeds.wants_medium() {
+            medium::write_bundle_medium(staging, &bundles, self.sde, &mut outputs)?;
+        }
         let install_sha = outputs::write_install_sh(staging, &mut outputs)?;
         let hosts = self.write_hosts(blobs, &bundles, &install_sha, staging, &mut outputs)?;
         outputs::write_vagrant(staging, &self.project.cluster, hosts.vagrant, &mut outputs)?;

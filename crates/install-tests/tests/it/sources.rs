@@ -222,3 +222,84 @@ fn bundles_come_from_the_shared_medium_folder() {
         assert_installed(&sb, 1);
     }
 }
+
+/// Uploads `file` as a blob of `repo` on the registry at `addr` (the distribution API's
+/// monolithic upload, with curl), as `kiln push` leaves bundles there.
+fn upload_blob(addr: &str, repo: &str, file: &Path, sha: &str) {
+    let headers = kiln_testkit::run(std::process::Command::new("curl").args([
+        "-fsS",
+        "-X",
+        "POST",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("http://{addr}/v2/{repo}/blobs/uploads/"),
+    ]));
+    let location = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").or(l.strip_prefix("location: ")))
+        .expect("upload location")
+        .trim()
+        .to_string();
+    let location = if location.starts_with('/') {
+        format!("http://{addr}{location}")
+    } else {
+        location
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    kiln_testkit::run(std::process::Command::new("curl").args([
+        "-fsS",
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!("{location}{sep}digest=sha256:{sha}"),
+    ]));
+}
+
+#[test]
+fn bundles_come_from_a_registrys_blob_api_by_digest() {
+    kiln_install_tests::require_tool("docker-registry", "docker-registry");
+    kiln_install_tests::require_tool("curl", "curl");
+    kiln_install_tests::require_tool("wget", "wget");
+    let sb = Sandbox::new();
+    let (b, served) = build_without_bundles(&sb);
+    let registry = kiln_testkit::Registry::start(
+        &sb.path().join("registry"),
+        kiln_testkit::RegistryAuth::None,
+    );
+    for (name, sha) in &b.bundles {
+        upload_blob(&registry.addr, "kiln/lab", &served.join(name), sha);
+    }
+    let source = format!("oci+http://{}/kiln/lab", registry.addr);
+    for client in ["curl", "wget"] {
+        let sb2 = Sandbox::new();
+        let b2 = build(&sb2, "gen1", 1);
+        for (name, _) in &b2.bundles {
+            fs::remove_file(b2.dir.join(name)).unwrap();
+        }
+        let run = sb2.run_with(
+            Shell::Dash,
+            &b2,
+            &["--source", &source],
+            &[("KILN_HTTP_CLIENT", client)],
+        );
+        run.expect_ok();
+        assert!(
+            run.markers()[0].detail.contains(&format!("@{source}")),
+            "{client}: {}",
+            run.describe()
+        );
+        assert_installed(&sb2, 1);
+    }
+    // A repository without the blob: the registry's answer is named.
+    let other = format!("oci+http://{}/kiln/other", registry.addr);
+    let run = sb.run_with(Shell::Dash, &b, &["--source", &other], &[("KILN_HTTP_CLIENT", "curl")]);
+    run.expect_fail(
+        "verify",
+        &format!("{other}: curl: (22) The requested URL returned error: 404"),
+    );
+}
