@@ -40,6 +40,10 @@ pub struct LayoutHost {
     /// The VFAT seed, relative to the cluster's out folder.
     #[serde(default)]
     pub seed_img: Option<String>,
+    /// The shared bundle medium (label KILNBUNDLE) of seeds that carry no bundles, relative to
+    /// the cluster's out folder.
+    #[serde(default)]
+    pub bundle_medium: Option<String>,
     /// Guest memory in MiB.
     #[serde(default)]
     pub memory_mb: Option<u32>,
@@ -61,6 +65,8 @@ pub struct HostPlan {
     pub seed: PathBuf,
     /// The seed's user-data, if the build left the seed folder beside it.
     pub user_data: PathBuf,
+    /// The shared bundle medium to attach beside the seed, read-only.
+    pub bundle_medium: Option<PathBuf>,
     /// Guest memory in MiB.
     pub memory_mb: u32,
     /// Guest CPUs.
@@ -191,6 +197,23 @@ impl Layout {
                     hint: format!(" (host {}, {key} in {LAYOUT_FILE})", host.name),
                 });
             }
+            let bundle_medium = match &host.bundle_medium {
+                None => None,
+                Some(rel) => {
+                    check_relative(rel).map_err(|r| {
+                        bad(format!("host {}: bundle_medium {rel:?} {r}", host.name))
+                    })?;
+                    let path = dir.join(rel);
+                    if !path.is_file() {
+                        return Err(BootError::Missing {
+                            what: "bundle medium",
+                            path,
+                            hint: format!(" (host {}, bundle_medium in {LAYOUT_FILE})", host.name),
+                        });
+                    }
+                    Some(path)
+                }
+            };
             let memory_mb = memory_override
                 .or(host.memory_mb)
                 .unwrap_or(DEFAULT_MEMORY_MB);
@@ -221,6 +244,7 @@ impl Layout {
                     .join(&host.name)
                     .join("seed")
                     .join(cloud_init_config::USER_DATA),
+                bundle_medium,
                 memory_mb,
                 cpus,
             });

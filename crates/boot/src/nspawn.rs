@@ -65,6 +65,9 @@ pub(crate) struct ContainerSpec<'a> {
     pub name: &'a str,
     pub rootfs: &'a Path,
     pub seed_dir: &'a Path,
+    /// The build's `bundles/`, for seeds that carry none: where install.sh's `medium` source
+    /// finds them (`/run/kiln/bundle-medium/bundles`) as if the medium were mounted.
+    pub bundles_dir: Option<&'a Path>,
     pub interface: &'a str,
 }
 
@@ -189,7 +192,7 @@ fn own_cgroup_script(name: &str) -> String {
 /// none on the machine) to announce the veth, then nspawn itself. Stopped
 /// with SIGTERM, it halts the container cleanly.
 pub(crate) fn container_args(nspawn: &Path, c: &ContainerSpec<'_>) -> Vec<String> {
-    vec![
+    let mut args = vec![
         "--mount".into(),
         "sh".into(),
         "-c".into(),
@@ -211,7 +214,14 @@ pub(crate) fn container_args(nspawn: &Path, c: &ContainerSpec<'_>) -> Vec<String
             c.seed_dir.to_string_lossy()
         ),
         format!("--network-interface={}", c.interface),
-    ]
+    ];
+    if let Some(dir) = c.bundles_dir {
+        args.push(format!(
+            "--bind-ro={}:/run/kiln/bundle-medium/bundles",
+            dir.to_string_lossy()
+        ));
+    }
+    args
 }
 
 #[cfg(test)]
@@ -259,6 +269,7 @@ mod tests {
             name: "etcd1",
             rootfs: Path::new("/g/rootfs"),
             seed_dir: Path::new("/out/lab/hosts/etcd1/seed"),
+            bundles_dir: None,
             interface: "kc0",
         };
         let mut cmd = in_netns(Path::new("nsenter"), 42, Path::new("unshare"));

@@ -14,6 +14,8 @@ pub(crate) struct GuestSpec<'a> {
     pub kernel_args: &'a [String],
     pub overlay: &'a Path,
     pub seed: &'a Path,
+    /// The shared bundle medium, a third read-only disk.
+    pub bundle_medium: Option<&'a Path>,
     pub serial_log: &'a Path,
     pub switch_socket: &'a Path,
     pub mac: &'a str,
@@ -59,8 +61,14 @@ pub(crate) fn guest_command(qemu: &Path, g: &GuestSpec<'_>) -> Command {
         .arg(format!(
             "file={},if=virtio,format=raw,readonly=on",
             opt_path(g.seed)
-        ))
-        .arg("-netdev")
+        ));
+    if let Some(medium) = g.bundle_medium {
+        cmd.arg("-drive").arg(format!(
+            "file={},if=virtio,format=raw,readonly=on",
+            opt_path(medium)
+        ));
+    }
+    cmd.arg("-netdev")
         .arg(format!("vde,id=n0,sock={}", opt_path(g.switch_socket)))
         .arg("-device")
         .arg(format!("virtio-net-pci,netdev=n0,mac={}", g.mac));
@@ -132,6 +140,7 @@ mod tests {
             kernel_args: &extra,
             overlay: Path::new("/run/etcd1.qcow2"),
             seed: Path::new("/out/lab/hosts/etcd1/cidata,1.iso"),
+            bundle_medium: None,
             serial_log: Path::new("/out/lab/boot/etcd1.log"),
             switch_socket: Path::new("/run/vde.ctl"),
             mac: "52:54:00:77:00:11",
@@ -146,6 +155,22 @@ mod tests {
              -drive file=/out/lab/hosts/etcd1/cidata,,1.iso,if=virtio,format=raw,readonly=on \
              -netdev vde,id=n0,sock=/run/vde.ctl \
              -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:11"
+        );
+        // Seeds without bundles: the shared medium is a third read-only disk.
+        let with_medium = GuestSpec {
+            bundle_medium: Some(Path::new("/out/lab/bundles.iso")),
+            ..spec
+        };
+        let line = display(&guest_command(
+            Path::new("qemu-system-x86_64"),
+            &with_medium,
+        ));
+        assert!(
+            line.contains(
+                "-drive file=/out/lab/hosts/etcd1/cidata,,1.iso,if=virtio,format=raw,readonly=on \
+                 -drive file=/out/lab/bundles.iso,if=virtio,format=raw,readonly=on -netdev"
+            ),
+            "{line}"
         );
     }
 

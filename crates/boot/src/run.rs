@@ -143,10 +143,17 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
                 let mut veth = nspawn::in_netns(&opts.tools.nsenter, holder, Path::new("sh"));
                 veth.args(["-c", &nspawn::veth_script(index, &guest.plan.mac)]);
                 process::run(veth)?;
+                let bundles_dir = guest
+                    .plan
+                    .bundle_medium
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .map(|out| out.join("bundles"));
                 let spec = ContainerSpec {
                     name: &guest.plan.name,
                     rootfs,
                     seed_dir,
+                    bundles_dir: bundles_dir.as_deref(),
                     interface: &nspawn::veth_names(index).1,
                 };
                 let mut cmd = nspawn::in_netns(&opts.tools.nsenter, holder, &opts.tools.unshare);
@@ -167,6 +174,7 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
                     kernel_args: &opts.kernel_args,
                     overlay,
                     seed: &guest.plan.seed,
+                    bundle_medium: guest.plan.bundle_medium.as_deref(),
                     serial_log: &guest.serial_log,
                     switch_socket: &socket,
                     mac: &guest.plan.mac,

@@ -214,7 +214,8 @@ get_from() { # $1 source, $2 sha256, $3 file name, $4 output; errors in $WORK/er
 }
 medium_mounted() { # the shared bundle medium, mounted read-only once: sets MEDIUM
     MEDIUM=${KILN_BUNDLE_MEDIUM:-/run/kiln/bundle-medium}
-    if [ -n "${KILN_BUNDLE_MEDIUM:-}" ] || mountpoint -q "$MEDIUM" 2>/dev/null; then return 0; fi
+    # Given, mounted by an earlier run, or bound in (a container): nothing to mount.
+    if [ -n "${KILN_BUNDLE_MEDIUM:-}" ] || [ -d "$MEDIUM/bundles" ]; then return 0; fi
     if ! { mkdir -p "$MEDIUM" && { mount -o ro LABEL=KILNBUNDLE "$MEDIUM" 2>"$WORK/err" ||
         mount -o ro /dev/disk/by-label/KILNBUNDLE "$MEDIUM" 2>"$WORK/err"; }; }; then
         echo "no medium labelled KILNBUNDLE could be mounted: $(last_line "$WORK/err")" >"$WORK/err" && return 1

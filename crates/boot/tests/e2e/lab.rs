@@ -36,7 +36,10 @@ const CONTAINERS: [&str; 5] = ["etcd1", "etcd2", "etcd3", "lb1", "lb2"];
 
 /// The lab's cluster.toml, rewritten so its inputs are read from the
 /// checkout and its PKI state lands in `dir` (tests never write into the
-/// checkout), with the e2e probes as one more overlay.
+/// checkout), with the e2e probes as one more overlay, and with seeds that carry
+/// no bundles: every host takes them from the shared bundle medium (runtime1's
+/// QEMU guest mounts bundles.iso by its label; the containers get `bundles/`
+/// bound where the mounted medium would be).
 fn lab_in(dir: &Path) -> PathBuf {
     let r = repo();
     let overlays = dir.join("overlays");
@@ -71,7 +74,12 @@ fn lab_in(dir: &Path) -> PathBuf {
                 r.display()
             ),
         )
-        .replace("\"../../", &format!("\"{}/", r.display()));
+        .replace("\"../../", &format!("\"{}/", r.display()))
+        .replacen(
+            "[network]",
+            "[seeds]\ncarry-bundles = false\nbundle-sources = [\"medium\"]\n\n[network]",
+            1,
+        );
     let lab = dir.join("cluster.toml");
     fs::write(&lab, text).unwrap();
     lab
@@ -151,6 +159,7 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
         &lab,
     );
     let out = out_root.join("lab");
+    assert!(out.join("bundles.iso").is_file(), "no shared bundle medium");
 
     // What the build planned: every etcd member's health covers the whole
     // cluster, and the runtime's images.
@@ -201,6 +210,19 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
     let mut problems = Problems::default();
     for host in &report.hosts {
         check_host(host, &mut problems);
+        // The seeds carry no bundles: each host's first run took them all from the medium.
+        let first = runs(&host.serial_log)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        if let Some(verify) = find(&first, "verify") {
+            problems.check(verify.to_string().contains("@medium"), || {
+                format!(
+                    "{}: the bundles did not come from the medium: `{verify}`",
+                    host.name
+                )
+            });
+        }
     }
     check_runtime_images(report.host("runtime1").unwrap(), &images, &mut problems);
     let lbs = ["lb1", "lb2"].map(|h| report.host(h).unwrap());

@@ -238,7 +238,10 @@ fn upload_blob(addr: &str, repo: &str, file: &Path, sha: &str) {
     ]));
     let location = headers
         .lines()
-        .find_map(|l| l.strip_prefix("Location: ").or(l.strip_prefix("location: ")))
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or(l.strip_prefix("location: "))
+        })
         .expect("upload location")
         .trim()
         .to_string();
@@ -297,7 +300,12 @@ fn bundles_come_from_a_registrys_blob_api_by_digest() {
     }
     // A repository without the blob: the registry's answer is named.
     let other = format!("oci+http://{}/kiln/other", registry.addr);
-    let run = sb.run_with(Shell::Dash, &b, &["--source", &other], &[("KILN_HTTP_CLIENT", "curl")]);
+    let run = sb.run_with(
+        Shell::Dash,
+        &b,
+        &["--source", &other],
+        &[("KILN_HTTP_CLIENT", "curl")],
+    );
     run.expect_fail(
         "verify",
         &format!("{other}: curl: (22) The requested URL returned error: 404"),
