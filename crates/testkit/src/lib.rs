@@ -26,6 +26,7 @@ mod apt;
 mod components;
 mod fixtures;
 pub mod http;
+pub mod token;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -224,9 +224,17 @@ fn bundles_come_from_the_shared_medium_folder() {
 }
 
 /// Uploads `file` as a blob of `repo` on the registry at `addr` (the distribution API's
-/// monolithic upload, with curl), as `kiln push` leaves bundles there.
-fn upload_blob(addr: &str, repo: &str, file: &Path, sha: &str) {
+/// monolithic upload, with curl, sending `auth` as a header when given), as `kiln push`
+/// leaves bundles there.
+fn upload_blob(addr: &str, repo: &str, file: &Path, sha: &str, auth: &str) {
+    let auth = if auth.is_empty() {
+        "X-Kiln: test"
+    } else {
+        auth
+    };
     let headers = kiln_testkit::run(std::process::Command::new("curl").args([
+        "-H",
+        auth,
         "-fsS",
         "-X",
         "POST",
@@ -252,6 +260,8 @@ fn upload_blob(addr: &str, repo: &str, file: &Path, sha: &str) {
     };
     let sep = if location.contains('?') { '&' } else { '?' };
     kiln_testkit::run(std::process::Command::new("curl").args([
+        "-H",
+        auth,
         "-fsS",
         "-X",
         "PUT",
@@ -275,7 +285,7 @@ fn bundles_come_from_a_registrys_blob_api_by_digest() {
         kiln_testkit::RegistryAuth::None,
     );
     for (name, sha) in &b.bundles {
-        upload_blob(&registry.addr, "kiln/lab", &served.join(name), sha);
+        upload_blob(&registry.addr, "kiln/lab", &served.join(name), sha, "");
     }
     let source = format!("oci+http://{}/kiln/lab", registry.addr);
     for client in ["curl", "wget"] {
@@ -310,4 +320,61 @@ fn bundles_come_from_a_registrys_blob_api_by_digest() {
         "verify",
         &format!("{other}: curl: (22) The requested URL returned error: 404"),
     );
+}
+
+#[test]
+fn a_registry_that_wants_a_bearer_token_gets_an_anonymous_one() {
+    kiln_install_tests::require_tool("docker-registry", "docker-registry");
+    kiln_install_tests::require_tool("curl", "curl");
+    kiln_install_tests::require_tool("openssl", "openssl");
+    let sb = Sandbox::new();
+    let (b, served) = build_without_bundles(&sb);
+    let tokens =
+        kiln_testkit::token::TokenServer::start(&sb.path().join("tokens"), "kiln", "pw", true);
+    let registry = tokens.registry(&sb.path().join("registry"));
+    // The push side authenticates (as `kiln push` does); the host side has no credentials.
+    let token = kiln_testkit::run(std::process::Command::new("curl").args([
+        "-fsS",
+        "-u",
+        "kiln:pw",
+        &format!(
+            "{}?service={}&scope=repository:kiln/lab:pull,push",
+            tokens.realm,
+            kiln_testkit::token::SERVICE
+        ),
+    ]));
+    let token: serde_json::Value = serde_json::from_str(&token).unwrap();
+    let auth = format!("Authorization: Bearer {}", token["token"].as_str().unwrap());
+    for (name, sha) in &b.bundles {
+        upload_blob(&registry.addr, "kiln/lab", &served.join(name), sha, &auth);
+    }
+    let before = tokens.seen().len();
+    let source = format!("oci+http://{}/kiln/lab", registry.addr);
+    for client in ["curl", "wget"] {
+        let sb2 = Sandbox::new();
+        let b2 = build(&sb2, "gen1", 1);
+        for (name, _) in &b2.bundles {
+            fs::remove_file(b2.dir.join(name)).unwrap();
+        }
+        let run = sb2.run_with(
+            Shell::Dash,
+            &b2,
+            &["--source", &source],
+            &[("KILN_HTTP_CLIENT", client)],
+        );
+        run.expect_ok();
+        assert_installed(&sb2, 1);
+    }
+    // One anonymous pull token per bundle and client, for the repository, without credentials.
+    let asked = tokens.seen()[before..].to_vec();
+    assert_eq!(asked.len(), 2 * b.bundles.len(), "{asked:?}");
+    for r in &asked {
+        assert!(r.basic.is_none(), "{r:?}");
+        assert!(r.query.contains("scope=repository:kiln/lab:pull"), "{r:?}");
+        assert!(
+            r.query
+                .contains(&format!("service={}", kiln_testkit::token::SERVICE)),
+            "{r:?}"
+        );
+    }
 }
