@@ -18,6 +18,7 @@ mod archive;
 mod assemble;
 mod auth;
 mod error;
+mod layout;
 mod manifest;
 mod mirrors;
 mod platform;
@@ -41,6 +42,7 @@ pub use manifest::{
     DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_LIST, DOCKER_MANIFEST, OCI_CONFIG,
     OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST,
 };
+pub use layout::{LayoutArchive, LayoutImage, PushedImage};
 pub use mirrors::RegistryMirrors;
 pub use platform::Platform;
 pub use pull::{PullReport, PulledBlob};
