@@ -67,12 +67,13 @@ pub fn verify_pulled(dir: &Path) -> Result<PulledReport, VerifyError> {
     };
     let marker: PulledMarker =
         serde_json::from_slice(&read(PULLED_NAME)?).map_err(|e| bad(e.to_string()))?;
-    let m: BuildManifest = serde_json::from_slice(&read(BUILD_MANIFEST_NAME)?).map_err(|source| {
-        VerifyError::NotBuildManifest {
-            file: dir.join(BUILD_MANIFEST_NAME),
-            source,
-        }
-    })?;
+    let m: BuildManifest =
+        serde_json::from_slice(&read(BUILD_MANIFEST_NAME)?).map_err(|source| {
+            VerifyError::NotBuildManifest {
+                file: dir.join(BUILD_MANIFEST_NAME),
+                source,
+            }
+        })?;
     if (&marker.cluster, &marker.build_id, marker.generation)
         != (&m.cluster, &m.build_id, m.generation)
     {

@@ -77,7 +77,14 @@ impl LayoutArchive {
         let mut index = None;
         for entry in archive.entries().map_err(read_err)? {
             let mut entry = entry.map_err(read_err)?;
-            let name = entry.path().map_err(read_err)?.to_string_lossy().into_owned();
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let name = entry
+                .path()
+                .map_err(read_err)?
+                .to_string_lossy()
+                .into_owned();
             let name = name.trim_start_matches("./");
             if let Some(hex) = name.strip_prefix("blobs/sha256/") {
                 let digest = Digest::parse(&format!("sha256:{hex}"))
@@ -103,7 +110,9 @@ impl LayoutArchive {
                 .ok_or_else(|| bad(format!("index.json: {} has no name", m.digest)))?;
             let digest = Digest::parse(&m.digest)?;
             if !blobs.contains_key(&digest) {
-                return Err(bad(format!("index.json names {digest}, which is not in the archive")));
+                return Err(bad(format!(
+                    "index.json names {digest}, which is not in the archive"
+                )));
             }
             images.push(LayoutImage {
                 reference: Reference::parse(name)?,
@@ -120,14 +129,13 @@ impl LayoutArchive {
 
     /// The blob as something to push.
     fn blob(&self, digest: &Digest, label: &str) -> Result<BlobToPush, ImageError> {
-        let (offset, size) =
-            *self
-                .blobs
-                .get(digest)
-                .ok_or_else(|| ImageError::MissingBlob {
-                    reference: format!("{label} in {}", self.path.display()),
-                    digest: digest.to_string(),
-                })?;
+        let (offset, size) = *self
+            .blobs
+            .get(digest)
+            .ok_or_else(|| ImageError::MissingBlob {
+                reference: format!("{label} in {}", self.path.display()),
+                digest: digest.to_string(),
+            })?;
         Ok(BlobToPush {
             digest: digest.clone(),
             size,

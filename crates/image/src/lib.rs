@@ -38,11 +38,11 @@ pub use archive::{
 pub use assemble::{assemble, AssembleFile, AssembleSpec, ImageConfig};
 pub use auth::Credentials;
 pub use error::ImageError;
+pub use layout::{LayoutArchive, LayoutImage, PushedImage};
 pub use manifest::{
     DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_LIST, DOCKER_MANIFEST, OCI_CONFIG,
     OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST,
 };
-pub use layout::{LayoutArchive, LayoutImage, PushedImage};
 pub use mirrors::RegistryMirrors;
 pub use platform::Platform;
 pub use pull::{PullReport, PulledBlob};

@@ -73,7 +73,10 @@ pub enum PushError {
 }
 
 /// An I/O error mapper naming `op` and `path`.
-pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> PushError {
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> PushError {
     let path = path.into();
     move |source| PushError::Io { op, path, source }
 }

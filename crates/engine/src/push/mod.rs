@@ -25,8 +25,8 @@ use kiln_bundle::{BuildManifest, BUILD_MANIFEST_NAME, SHA256SUMS_NAME};
 use kiln_image::{BlobOutcome, BlobSource, BlobToPush, Digest, PushEvents, PushTarget, Pusher};
 use serde_json::{json, Value};
 
-pub use error::PushError;
 use error::io_err;
+pub use error::PushError;
 pub use pull::{pull, PullReport};
 
 /// `artifactType` of a role bundle's manifest.
@@ -112,8 +112,11 @@ impl OutFolder {
         let path = dir.join(BUILD_MANIFEST_NAME);
         let text = fs::read(&path)
             .map_err(|e| not_build(format!("cannot read {BUILD_MANIFEST_NAME}: {e}")))?;
-        let manifest: BuildManifest = serde_json::from_slice(&text)
-            .map_err(|e| not_build(format!("{BUILD_MANIFEST_NAME} is not a build manifest: {e}")))?;
+        let manifest: BuildManifest = serde_json::from_slice(&text).map_err(|e| {
+            not_build(format!(
+                "{BUILD_MANIFEST_NAME} is not a build manifest: {e}"
+            ))
+        })?;
         if !dir.join(SHA256SUMS_NAME).is_file() {
             return Err(not_build(format!("no {SHA256SUMS_NAME}")));
         }
@@ -159,10 +162,17 @@ impl OutFolder {
         let mut out = Vec::new();
         for b in self.manifest.bundles.values() {
             let file = self.dir.join(&b.file);
-            let o = self.manifest.outputs.get(&b.file).ok_or_else(|| PushError::NotABuild {
-                dir: self.dir.clone(),
-                reason: format!("{BUILD_MANIFEST_NAME} lists bundle {} without its digest", b.file),
-            })?;
+            let o = self
+                .manifest
+                .outputs
+                .get(&b.file)
+                .ok_or_else(|| PushError::NotABuild {
+                    dir: self.dir.clone(),
+                    reason: format!(
+                        "{BUILD_MANIFEST_NAME} lists bundle {} without its digest",
+                        b.file
+                    ),
+                })?;
             let meta = fs::metadata(&file).map_err(|e| PushError::OutputMismatch {
                 file: file.clone(),
                 reason: format!("cannot read it: {e}"),
@@ -170,7 +180,11 @@ impl OutFolder {
             if meta.len() != o.size {
                 return Err(PushError::OutputMismatch {
                     file,
-                    reason: format!("{} bytes but {BUILD_MANIFEST_NAME} says {}", meta.len(), o.size),
+                    reason: format!(
+                        "{} bytes but {BUILD_MANIFEST_NAME} says {}",
+                        meta.len(),
+                        o.size
+                    ),
                 });
             }
             let digest = Digest::parse(&format!("sha256:{}", o.sha256))?;

@@ -62,8 +62,8 @@ pub fn pull(
         reason,
     };
     let index = pusher.get_manifest(target, tag, OCI_INDEX)?;
-    let doc: Value = serde_json::from_slice(&index.bytes)
-        .map_err(|e| not_kiln(format!("not JSON: {e}")))?;
+    let doc: Value =
+        serde_json::from_slice(&index.bytes).map_err(|e| not_kiln(format!("not JSON: {e}")))?;
     if doc["artifactType"] != INDEX_ARTIFACT {
         return Err(not_kiln(format!(
             "artifactType {}, expected {INDEX_ARTIFACT}",
@@ -71,8 +71,14 @@ pub fn pull(
         )));
     }
     let cluster = doc["annotations"][A_CLUSTER].as_str().unwrap_or_default();
-    if cluster.is_empty() || !cluster.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(not_kiln(format!("its {A_CLUSTER} annotation {cluster:?} is not a cluster name")));
+    if cluster.is_empty()
+        || !cluster
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(not_kiln(format!(
+            "its {A_CLUSTER} annotation {cluster:?} is not a cluster name"
+        )));
     }
     let mut wanted = Vec::new();
     for d in doc["manifests"].as_array().into_iter().flatten() {
@@ -83,15 +89,23 @@ pub fn pull(
         let folder = match m["artifactType"].as_str() {
             Some(BUNDLE_ARTIFACT) => "bundles/",
             Some(BUILD_ARTIFACT) => "",
-            other => return Err(not_kiln(format!("manifest {digest} has artifactType {other:?}"))),
+            other => {
+                return Err(not_kiln(format!(
+                    "manifest {digest} has artifactType {other:?}"
+                )))
+            }
         };
         for layer in m["layers"].as_array().into_iter().flatten() {
             let title = layer["annotations"][TITLE].as_str().unwrap_or_default();
             let safe = !title.is_empty()
                 && !title.starts_with('.')
-                && title.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                && title
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
             if !safe || title == PULLED_NAME {
-                return Err(not_kiln(format!("manifest {digest} names a file {title:?}")));
+                return Err(not_kiln(format!(
+                    "manifest {digest} names a file {title:?}"
+                )));
             }
             // The folder's own SHA256SUMS covers what is pulled; the build's is not restored.
             if title == SHA256SUMS_NAME {
@@ -165,7 +179,11 @@ pub fn pull(
                 )))
             }
             None if path.starts_with("hosts/") => absent.push(path.clone()),
-            None => return Err(not_kiln(format!("{path} of its {BUILD_MANIFEST_NAME} was not pushed"))),
+            None => {
+                return Err(not_kiln(format!(
+                    "{path} of its {BUILD_MANIFEST_NAME} was not pushed"
+                )))
+            }
         }
     }
     let marker = PulledMarker {
@@ -178,7 +196,10 @@ pub fn pull(
     };
     let marker_bytes = kiln_bundle::json_bytes(&marker);
     kiln_fsio::write_atomic(&tree.join(PULLED_NAME), &marker_bytes, 0o644)?;
-    sums.push((PULLED_NAME.to_owned(), Digest::of(&marker_bytes).hex().to_owned()));
+    sums.push((
+        PULLED_NAME.to_owned(),
+        Digest::of(&marker_bytes).hex().to_owned(),
+    ));
     kiln_bundle::write_sha256sums(&tree, &sums)?;
     kiln_bundle::verify_pulled(&tree)?;
 
