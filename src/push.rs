@@ -5,14 +5,13 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_engine::push as engine;
 use kiln_image::{BlobOutcome, Credentials, PushEvents, PushTarget, Pusher};
-
-use crate::cli::NetArgs;
 
 /// `kiln push`.
 #[derive(Debug, Args)]
@@ -30,14 +29,14 @@ pub struct PushArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub net: NetArgs,
+    pub net: RegistryNet,
 }
 
 /// `kiln pull`.
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// REGISTRY/REPOSITORY[:TAG] as given to `kiln push` (default tag: the repository's
-    /// last component, which push sets to the cluster name).
+    /// REGISTRY/REPOSITORY[:TAG] as given to `kiln push`; default tag: the repository's last
+    /// component (push tags each build with its cluster name).
     #[arg(value_name = "REGISTRY/REPO", value_parser = parse_target)]
     pub source: PushTarget,
     /// Folder to pull into: the build lands in OUT/CLUSTER-NAME/.
@@ -49,19 +48,39 @@ pub struct PullArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub net: NetArgs,
+    pub net: RegistryNet,
+}
+
+/// How hard push and pull try: retries and limits of each request to the registry.
+#[derive(Debug, Args)]
+pub struct RegistryNet {
+    /// Retries of a request on 5xx and resets; an upload chunk that breaks resumes from
+    /// where the registry says it stands, this many times per blob.
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+    /// Seconds without a byte from the registry before a request ends as a stall.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout: u64,
+    /// Seconds one blob or manifest may take over all its tries and resumes.
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub deadline: u64,
 }
 
 fn parse_target(s: &str) -> Result<PushTarget, String> {
     PushTarget::parse(s).map_err(|e| e.to_string())
 }
 
-fn pusher(credentials: Option<&Path>, net: &NetArgs) -> Result<Pusher> {
+fn pusher(credentials: Option<&Path>, net: &RegistryNet) -> Result<Pusher> {
     let creds = match credentials {
         Some(path) => Credentials::load(path)?,
         None => Credentials::none(),
     };
-    let opts = crate::fetch_options(Some(net), &kiln_spec::FetchSettings::default(), true);
+    let opts = kiln_store::FetchOptions {
+        retries: net.retries,
+        idle_timeout: Duration::from_secs(net.idle_timeout),
+        deadline: Duration::from_secs(net.deadline),
+        ..kiln_store::FetchOptions::default()
+    };
     Ok(Pusher::new(creds, opts)?)
 }
 

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command as Process;
 
-use kiln_testkit::{have_tools, remote_digest, run, Registry, RegistryAuth};
+use kiln_testkit::{have_tools, remote_digest, run, Containerd, Registry, RegistryAuth};
 use serde_json::Value;
 
 use crate::common::{kiln, walk, Fixture};
@@ -68,7 +68,10 @@ fn upload_posts(reg: &Registry) -> usize {
 fn push_then_pull_round_trips_a_build_without_its_host_secrets_and_a_second_push_sends_nothing() {
     let test =
         "push_then_pull_round_trips_a_build_without_its_host_secrets_and_a_second_push_sends_nothing";
-    if !have_tools(test, &["docker-registry", "skopeo", "curl"]) {
+    if !have_tools(
+        test,
+        &["docker-registry", "skopeo", "curl", "containerd", "ctr"],
+    ) {
         return;
     }
     let (fx, out) = built();
@@ -177,6 +180,7 @@ fn push_then_pull_round_trips_a_build_without_its_host_secrets_and_a_second_push
 
     // The images the bundles carry, under their own names, with the digests the bundles pin.
     let mut seen_images = 0;
+    let mut pinned_images = Vec::new();
     for bundle in walk(&out.join("bundles")) {
         let e = entries(&bundle);
         let Some(digests) = e.iter().find(|x| x.0 == "IMAGE-DIGESTS") else {
@@ -192,9 +196,50 @@ fn push_then_pull_round_trips_a_build_without_its_host_secrets_and_a_second_push
             let info: Value = serde_json::from_str(&inspect).unwrap();
             assert_eq!(info["Digest"], digest, "{reference}: {inspect}");
             seen_images += 1;
+            pinned_images.push((name.to_owned(), digest.to_owned()));
         }
     }
     assert!(seen_images > 0, "the lab's runtime bundle carries pause");
+
+    // containerd pulls them by their own names through the README's hosts.toml mirror,
+    // and nothing else is reachable (a proxy on a closed port for anything but 127.0.0.1).
+    let ctrd = Containerd::start(&fx.dir.join("containerd"));
+    let certs = fx.dir.join("certs.d");
+    for (name, digest) in &pinned_images {
+        let (registry, _) = name.split_once('/').unwrap();
+        let hosts = certs.join(registry);
+        fs::create_dir_all(&hosts).unwrap();
+        fs::write(
+            hosts.join("hosts.toml"),
+            format!(
+                "server = \"https://{registry}\"\n\n[host.\"http://{}/v2/kiln/lab/{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n",
+                reg.addr
+            ),
+        )
+        .unwrap();
+        run(Process::new("ctr")
+            .arg("-a")
+            .arg(&ctrd.sock)
+            .args([
+                "-n",
+                "k8s.io",
+                "images",
+                "pull",
+                "--snapshotter",
+                "native",
+                "--hosts-dir",
+            ])
+            .arg(&certs)
+            .arg(name)
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.1"));
+        assert!(
+            ctrd.images().contains(&(name.clone(), digest.clone())),
+            "{name}: {:?}",
+            ctrd.images()
+        );
+    }
     assert_eq!(report["images"].as_object().unwrap().len(), seen_images);
 
     // A second push only asks: nothing uploaded.
