@@ -18,7 +18,7 @@ use kiln_image::{BlobOutcome, Credentials, PushEvents, PushTarget, Pusher};
 pub struct PushArgs {
     /// The out folder to push (out/CLUSTER-NAME, as `kiln build` wrote it).
     pub dir: PathBuf,
-    /// REGISTRY/REPOSITORY[:TAG]; `http://` first for a plain-HTTP registry, HTTPS otherwise.
+    /// REGISTRY/REPOSITORY or REGISTRY/REPOSITORY:TAG; `http://` first for a plain-HTTP registry, HTTPS otherwise.
     #[arg(value_name = "REGISTRY/REPO", value_parser = parse_target)]
     pub target: PushTarget,
     /// Registry logins: a docker config.json-style file (the same form as cluster.toml's
@@ -35,7 +35,7 @@ pub struct PushArgs {
 /// `kiln pull`.
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// REGISTRY/REPOSITORY[:TAG] as given to `kiln push`; default tag: the repository's last
+    /// REGISTRY/REPOSITORY or …:TAG as given to `kiln push`; default tag: the repository's last
     /// component (push tags each build with its cluster name).
     #[arg(value_name = "REGISTRY/REPO", value_parser = parse_target)]
     pub source: PushTarget,

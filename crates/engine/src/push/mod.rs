@@ -9,7 +9,7 @@
 //! - an index ([`INDEX_ARTIFACT`]) listing them, tagged `<cluster>-g<generation>-<build id:12>`
 //!   and `<cluster>` (or the tag the target names);
 //! - every image the bundles carry under `<repo>/<registry>/<repository>:<tag>` (see
-//!   [`images`]).
+//!   `images.rs`).
 //!
 //! Host secrets and seeds (`hosts/`) never leave the build machine.
 
@@ -92,6 +92,16 @@ impl PushReport {
     }
 }
 
+/// A role bundle of the folder, as pushed.
+struct Bundle {
+    /// Path relative to the folder (`bundles/<name>.tar.gz`).
+    file: String,
+    role: String,
+    os: String,
+    digest: Digest,
+    size: u64,
+}
+
 /// A built out folder as read for pushing: its MANIFEST.json and the files that leave it.
 struct OutFolder {
     dir: PathBuf,
@@ -156,9 +166,8 @@ impl OutFolder {
         })
     }
 
-    /// Each bundle: (file relative to the folder, role, OS, digest, size), checked to be there
-    /// with its size.
-    fn bundles(&self) -> Result<Vec<(String, String, String, Digest, u64)>, PushError> {
+    /// Each bundle, checked to be there with its size.
+    fn bundles(&self) -> Result<Vec<Bundle>, PushError> {
         let mut out = Vec::new();
         for b in self.manifest.bundles.values() {
             let file = self.dir.join(&b.file);
@@ -188,7 +197,13 @@ impl OutFolder {
                 });
             }
             let digest = Digest::parse(&format!("sha256:{}", o.sha256))?;
-            out.push((b.file.clone(), b.role.clone(), b.os.clone(), digest, o.size));
+            out.push(Bundle {
+                file: b.file.clone(),
+                role: b.role.clone(),
+                os: b.os.clone(),
+                digest,
+                size: o.size,
+            });
         }
         Ok(out)
     }
@@ -232,7 +247,14 @@ pub fn push(
     report.count(&outcome);
 
     let mut descriptors = Vec::new();
-    for (file, role, os, digest, size) in &bundles {
+    for Bundle {
+        file,
+        role,
+        os,
+        digest,
+        size,
+    } in &bundles
+    {
         let name = file.rsplit('/').next().unwrap_or(file).to_owned();
         let blob = BlobToPush {
             digest: digest.clone(),
@@ -271,8 +293,8 @@ pub fn push(
     let (d, len) = put_artifact(pusher, target, BUILD_ARTIFACT, layers, &out.annotations())?;
     descriptors.push(json!({"mediaType": OCI_MANIFEST, "artifactType": BUILD_ARTIFACT, "digest": d.to_string(), "size": len, "annotations": out.annotations()}));
 
-    for (file, ..) in &bundles {
-        images::push_bundle_images(&dir.join(file), target, pusher, events, &mut report)?;
+    for b in &bundles {
+        images::push_bundle_images(&dir.join(&b.file), target, pusher, events, &mut report)?;
     }
 
     let index = json!({
