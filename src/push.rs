@@ -21,15 +21,8 @@ pub struct PushArgs {
     /// REGISTRY/REPOSITORY or REGISTRY/REPOSITORY:TAG; `http://` first for a plain-HTTP registry, HTTPS otherwise.
     #[arg(value_name = "REGISTRY/REPO", value_parser = parse_target)]
     pub target: PushTarget,
-    /// Registry logins: a docker config.json-style file (the same form as cluster.toml's
-    /// registry-credentials); default: anonymous.
-    #[arg(long, value_name = "FILE")]
-    pub credentials: Option<PathBuf>,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
-    pub net: RegistryNet,
+    pub registry: RegistryArgs,
 }
 
 /// `kiln pull`.
@@ -41,19 +34,20 @@ pub struct PullArgs {
     pub source: PushTarget,
     /// Folder to pull into: the build lands in OUT/CLUSTER-NAME/.
     pub out: PathBuf,
-    /// Registry logins: a docker config.json-style file; default: anonymous.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// What push and pull share: credentials, output form, and how hard they try.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Registry logins: a docker config.json-style file (the same form as cluster.toml's
+    /// registry-credentials); default: anonymous.
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
-    #[command(flatten)]
-    pub net: RegistryNet,
-}
-
-/// How hard push and pull try: retries and limits of each request to the registry.
-#[derive(Debug, Args)]
-pub struct RegistryNet {
     /// Retries of a request on 5xx and resets; an upload chunk that breaks resumes from
     /// where the registry says it stands, this many times per blob.
     #[arg(long, default_value_t = 4)]
@@ -70,8 +64,8 @@ fn parse_target(s: &str) -> Result<PushTarget, String> {
     PushTarget::parse(s).map_err(|e| e.to_string())
 }
 
-fn pusher(credentials: Option<&Path>, net: &RegistryNet) -> Result<Pusher> {
-    let creds = match credentials {
+fn pusher(net: &RegistryArgs) -> Result<Pusher> {
+    let creds = match &net.credentials {
         Some(path) => Credentials::load(path)?,
         None => Credentials::none(),
     };
@@ -86,10 +80,10 @@ fn pusher(credentials: Option<&Path>, net: &RegistryNet) -> Result<Pusher> {
 
 /// Runs `kiln push`; prints the summary.
 pub fn push(a: &PushArgs) -> Result<()> {
-    let pusher = pusher(a.credentials.as_deref(), &a.net)?;
+    let pusher = pusher(&a.registry)?;
     let bars = PushBars::new();
     let r = engine::push(&a.dir, &a.target, &pusher, &bars)?;
-    if a.json {
+    if a.registry.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
@@ -112,10 +106,10 @@ pub fn push(a: &PushArgs) -> Result<()> {
 
 /// Runs `kiln pull`; prints the summary.
 pub fn pull(a: &PullArgs) -> Result<()> {
-    let pusher = pusher(a.credentials.as_deref(), &a.net)?;
+    let pusher = pusher(&a.registry)?;
     let bars = crate::progress::Bars::new();
     let r = engine::pull(&a.source, &a.out, &pusher, &bars)?;
-    if a.json {
+    if a.registry.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }

@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use kiln_store::FetchOptions;
-use kiln_transport::{
-    read_capped, try_sources, BlobTarget, Deadline, Exhausted, Pins, Sender, TransportError, Watch,
-};
+use kiln_transport::{read_capped, BlobTarget, Deadline, Pins, Sender, TransportError, Watch};
+use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 
 use crate::auth::Credentials;
@@ -270,20 +269,26 @@ impl Pusher {
         what: &str,
         attempt: impl FnMut(&Endpoint, &Deadline) -> Result<T, ImageError>,
     ) -> Result<T, ImageError> {
-        let endpoints = [target.endpoint.clone()];
-        let options = self.client.transport().options();
-        match try_sources(
-            what,
-            &endpoints,
-            options,
-            |e| e.base.clone(),
-            |_, _| {},
-            attempt,
-        ) {
-            Ok(success) => Ok(success.value),
-            Err(Exhausted::Fatal(e)) => Err(e),
-            Err(Exhausted::AllFailed(mut attempts)) => Err(attempts.remove(0).error),
-        }
+        self.client
+            .try_endpoints(what, std::slice::from_ref(&target.endpoint), attempt)
+    }
+
+    /// Sends the request `build` makes (from the client and the longest wait the deadline
+    /// allows) to `url` through the registry's authentication for `actions` on the target.
+    pub(crate) fn send(
+        &self,
+        endpoint: &Endpoint,
+        target: &PushTarget,
+        actions: &'static str,
+        deadline: &Deadline,
+        url: &str,
+        build: &dyn Fn(&Client) -> RequestBuilder,
+    ) -> Result<Response, ImageError> {
+        let wait = deadline.wait(self.client.transport().options().idle_timeout);
+        let client = self.client.transport().client();
+        self.client
+            .authorized_for(endpoint, &target.repository, actions)
+            .send(url, &|| build(client).timeout(wait))
     }
 
     /// The size of `digest` in the target's repository, `None` when it is not there.
@@ -295,12 +300,8 @@ impl Pusher {
         let what = format!("HEAD of blob {digest} in {target}");
         self.on_target(target, &what, |endpoint, deadline| {
             let url = target.blob_url(digest);
-            let wait = deadline.wait(self.client.transport().options().idle_timeout);
-            let sender = self
-                .client
-                .authorized_for(endpoint, &target.repository, PULL_PUSH);
-            let response = sender.send(&url, &|| {
-                self.client.transport().client().head(&url).timeout(wait)
+            let response = self.send(endpoint, target, PULL_PUSH, deadline, &url, &|c| {
+                c.head(&url)
             })?;
             match response.status().as_u16() {
                 200 => Ok(Some(
@@ -365,18 +366,10 @@ impl Pusher {
         let what = format!("manifest {reference} of {target}");
         self.on_target(target, &what, |endpoint, deadline| {
             let url = target.manifest_url(reference);
-            let wait = deadline.wait(self.client.transport().options().idle_timeout);
-            let sender = self
-                .client
-                .authorized_for(endpoint, &target.repository, PULL_PUSH);
-            let response = sender.send(&url, &|| {
-                self.client
-                    .transport()
-                    .client()
-                    .put(&url)
+            let response = self.send(endpoint, target, PULL_PUSH, deadline, &url, &|c| {
+                c.put(&url)
                     .header(CONTENT_TYPE, media_type)
                     .body(bytes.to_vec())
-                    .timeout(wait)
             })?;
             let status = response.status().as_u16();
             if status != 201 && status != 200 {
@@ -404,17 +397,8 @@ impl Pusher {
         let what = format!("manifest {reference} of {target}");
         self.on_target(target, &what, |endpoint, deadline| {
             let url = target.manifest_url(reference);
-            let wait = deadline.wait(self.client.transport().options().idle_timeout);
-            let sender = self
-                .client
-                .authorized_for(endpoint, &target.repository, PULL);
-            let response = sender.send(&url, &|| {
-                self.client
-                    .transport()
-                    .client()
-                    .get(&url)
-                    .header(ACCEPT, accept)
-                    .timeout(wait)
+            let response = self.send(endpoint, target, PULL, deadline, &url, &|c| {
+                c.get(&url).header(ACCEPT, accept)
             })?;
             match response.status().as_u16() {
                 200 => {}

@@ -126,10 +126,21 @@ impl RegistryClient {
             });
         }
         let endpoints = self.mirrors.endpoints(registry);
+        self.try_endpoints(what, &endpoints, attempt)
+    }
+
+    /// Runs `attempt` on each of `endpoints` through the transport's retry loop, within its
+    /// deadline; one endpoint's error as is, 404s everywhere as one, else the list.
+    pub(crate) fn try_endpoints<T>(
+        &self,
+        what: &str,
+        endpoints: &[Endpoint],
+        attempt: impl FnMut(&Endpoint, &Deadline) -> Result<T, ImageError>,
+    ) -> Result<T, ImageError> {
         let options = self.transport.options();
         match try_sources(
             what,
-            &endpoints,
+            endpoints,
             options,
             |e| e.base.clone(),
             |_, _| {},

@@ -9,16 +9,17 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::thread;
 
-use kiln_transport::{backoff, error_chain, Deadline, Sender, TransportError};
-use reqwest::blocking::Response;
+use kiln_transport::{backoff, error_chain, Deadline, TransportError};
+use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 
 use crate::error::ImageError;
+use crate::mirrors::Endpoint;
 use crate::push::{
     check_announced, error_detail, BlobOutcome, BlobSource, BlobToPush, PushEvents, PushTarget,
     Pusher,
 };
-use crate::registry::{Authorized, PULL_PUSH};
+use crate::registry::PULL_PUSH;
 
 /// `Content-Type` of uploaded bytes.
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -36,7 +37,7 @@ struct Session<'a> {
     pusher: &'a Pusher,
     target: &'a PushTarget,
     blob: &'a BlobToPush,
-    sender: &'a Authorized<'a>,
+    endpoint: &'a Endpoint,
     deadline: &'a Deadline,
     events: &'a dyn PushEvents,
     what: &'a str,
@@ -53,14 +54,11 @@ impl Pusher {
     ) -> Result<BlobOutcome, ImageError> {
         let what = format!("blob {} ({}) to {target}", blob.digest, blob.label);
         self.on_target(target, &what, |endpoint, deadline| {
-            let sender = self
-                .client
-                .authorized_for(endpoint, target.repository(), PULL_PUSH);
             Session {
                 pusher: self,
                 target,
                 blob,
-                sender: &sender,
+                endpoint,
                 deadline,
                 events,
                 what: &what,
@@ -140,9 +138,20 @@ impl Session<'_> {
         Ok(BlobOutcome::Uploaded { sent, resumes })
     }
 
-    fn wait(&self) -> std::time::Duration {
-        self.deadline
-            .wait(self.pusher.client.transport().options().idle_timeout)
+    /// Sends the request `build` makes to `url`, authenticated for pushing.
+    fn send(
+        &self,
+        url: &str,
+        build: &dyn Fn(&Client) -> RequestBuilder,
+    ) -> Result<Response, ImageError> {
+        self.pusher.send(
+            self.endpoint,
+            self.target,
+            PULL_PUSH,
+            self.deadline,
+            url,
+            build,
+        )
     }
 
     fn note(&self, msg: String) {
@@ -156,16 +165,7 @@ impl Session<'_> {
         if let Some(from) = from {
             url = format!("{url}?mount={}&from={from}", self.blob.digest);
         }
-        let wait = self.wait();
-        let response = self.sender.send(&url, &|| {
-            self.pusher
-                .client
-                .transport()
-                .client()
-                .post(&url)
-                .header(CONTENT_LENGTH, 0)
-                .timeout(wait)
-        })?;
+        let response = self.send(&url, &|c| c.post(&url).header(CONTENT_LENGTH, 0))?;
         match response.status().as_u16() {
             201 if from.is_some() => Ok(Started::Mounted),
             202 => Ok(Started::Upload(self.location(&response, &url)?)),
@@ -176,18 +176,12 @@ impl Session<'_> {
     /// Sends `bytes` as the chunk at `offset`; returns the upload's next location.
     fn patch(&self, location: &str, offset: u64, bytes: Vec<u8>) -> Result<String, ImageError> {
         let end = offset + bytes.len() as u64 - 1;
-        let wait = self.wait();
-        let response = self.sender.send(location, &|| {
-            self.pusher
-                .client
-                .transport()
-                .client()
-                .patch(location)
+        let response = self.send(location, &|c| {
+            c.patch(location)
                 .header(CONTENT_TYPE, OCTET_STREAM)
                 .header("content-range", format!("{offset}-{end}"))
                 .header(CONTENT_LENGTH, bytes.len())
                 .body(bytes.clone())
-                .timeout(wait)
         })?;
         match response.status().as_u16() {
             202 | 204 => self.location(&response, location),
@@ -199,15 +193,7 @@ impl Session<'_> {
     /// registry holds, or `None` when it no longer knows the upload. `acked` is what it
     /// acknowledged before (its `Range: 0-0` means 0 or 1 byte).
     fn status(&self, location: &str, acked: u64) -> Result<Option<(String, u64)>, ImageError> {
-        let wait = self.wait();
-        let response = self.sender.send(location, &|| {
-            self.pusher
-                .client
-                .transport()
-                .client()
-                .get(location)
-                .timeout(wait)
-        })?;
+        let response = self.send(location, &|c| c.get(location))?;
         match response.status().as_u16() {
             200 | 204 => {}
             400..=499 => return Ok(None),
@@ -248,17 +234,11 @@ impl Session<'_> {
     fn finish(&self, location: &str, bytes: Vec<u8>) -> Result<(), ImageError> {
         let separator = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{separator}digest={}", self.blob.digest);
-        let wait = self.wait();
-        let response = self.sender.send(&url, &|| {
-            self.pusher
-                .client
-                .transport()
-                .client()
-                .put(&url)
+        let response = self.send(&url, &|c| {
+            c.put(&url)
                 .header(CONTENT_TYPE, OCTET_STREAM)
                 .header(CONTENT_LENGTH, bytes.len())
                 .body(bytes.clone())
-                .timeout(wait)
         })?;
         match response.status().as_u16() {
             201 | 204 => check_announced(&response, &self.blob.digest, self.what, &url),
