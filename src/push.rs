@@ -88,13 +88,14 @@ pub fn push(a: &PushArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{}: pushed to {} as {} (index {}): {} bundle(s), {} image(s); blobs: {} pushed, {} already present, {} mounted; {} bytes sent",
+        "{}: pushed to {} as {} (index {}): {} bundle(s), {} image(s) ({} there already); blobs: {} pushed, {} already present, {} mounted; {} bytes sent",
         a.dir.display(),
         r.target,
         r.tags.join(", "),
         r.index,
         r.bundles.len(),
         r.images.len(),
+        r.images_present,
         r.blobs_pushed,
         r.blobs_present,
         r.blobs_mounted,

@@ -313,6 +313,27 @@ impl Pusher {
         })
     }
 
+    /// The digest the registry serves for manifest `reference` (a tag) of the target, `None`
+    /// when it has none (`HEAD`, accepting image manifests and indexes).
+    pub fn manifest_digest(
+        &self,
+        target: &PushTarget,
+        reference: &str,
+    ) -> Result<Option<Digest>, ImageError> {
+        let what = format!("HEAD of manifest {reference} in {target}");
+        self.on_target(target, &what, |endpoint, deadline| {
+            let url = target.manifest_url(reference);
+            let response = self.send(endpoint, target, PULL_PUSH, deadline, &url, &|c| {
+                c.head(&url).header(ACCEPT, crate::manifest::ACCEPT)
+            })?;
+            match response.status().as_u16() {
+                200 => Ok(announced_digest(&response).and_then(|d| Digest::parse(&d).ok())),
+                404 => Ok(None),
+                status => Err(TransportError::HttpStatus { url, status }.into()),
+            }
+        })
+    }
+
     /// Pushes one blob: skipped when the registry has it, mounted when this run pushed
     /// it to another repository of the same registry, else uploaded (resumably).
     pub fn push_blob(

@@ -3,7 +3,8 @@
 //! e.g. `kiln/lab/registry.k8s.io/pause:3.10.1`, with the manifest byte for byte (the
 //! digest in the bundle's `IMAGE-DIGESTS` stays valid).
 //!
-//! They are read from the bundles: each `images/*.tar` member (an OCI layout) is copied out
+//! They are read from the bundles: unless the registry already serves every image of a
+//! bundle's `IMAGE-DIGESTS` under its tag with its digest, each `images/*.tar` member (an OCI layout) is copied out
 //! of the bundle stream into a temp file once, and its blobs are pushed from their byte
 //! ranges there, so an interrupted upload can seek back to where the registry stands.
 
@@ -11,7 +12,7 @@ use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::Path;
 
-use kiln_image::{LayoutArchive, PushEvents, PushTarget, Pusher};
+use kiln_image::{Digest, LayoutArchive, PushEvents, PushTarget, Pusher, Reference};
 
 use super::{PushError, PushReport};
 
@@ -41,6 +42,16 @@ pub(crate) fn push_bundle_images(
             .map_err(member_err("(a member name)"))?
             .to_string_lossy()
             .into_owned();
+        // IMAGE-DIGESTS sorts before images/: when the registry already serves every image
+        // it names under its tag with its digest, the rest of the bundle is not even read.
+        if name == kiln_bundle::contract::IMAGE_DIGESTS {
+            let mut text = String::new();
+            io::Read::read_to_string(&mut entry, &mut text).map_err(member_err(&name))?;
+            if missing_images(&text, target, pusher, report)? == 0 {
+                return Ok(());
+            }
+            continue;
+        }
         let is_image = name
             .strip_prefix("images/")
             .is_some_and(|n| !n.contains('/') && n.ends_with(".tar"));
@@ -67,4 +78,40 @@ pub(crate) fn push_bundle_images(
         }
     }
     Ok(())
+}
+
+/// How many images of an `IMAGE-DIGESTS` text (`<path> <reference> <digest>` lines) the
+/// registry does not serve yet under their tags with their digests; those it does are
+/// counted as present in `report`.
+fn missing_images(
+    text: &str,
+    target: &PushTarget,
+    pusher: &Pusher,
+    report: &mut PushReport,
+) -> Result<usize, PushError> {
+    let mut missing = 0;
+    for line in text.lines() {
+        let mut fields = line.split(' ');
+        let (Some(_), Some(reference), Some(digest)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            missing += 1;
+            continue;
+        };
+        let (Ok(r), Ok(digest)) = (Reference::parse(reference), Digest::parse(digest)) else {
+            missing += 1;
+            continue;
+        };
+        let child = target.child(&format!("{}/{}", r.registry(), r.repository()))?;
+        let tag = r.tag().unwrap_or(digest.as_str());
+        if pusher.manifest_digest(&child, tag)? == Some(digest.clone()) {
+            report.images_present += 1;
+            report
+                .images
+                .insert(format!("{child}:{tag}"), digest.to_string());
+        } else {
+            missing += 1;
+        }
+    }
+    Ok(missing)
 }

@@ -77,6 +77,9 @@ pub struct PushReport {
     pub blobs_mounted: u64,
     /// Bytes sent in blob uploads (counting resent bytes).
     pub bytes_sent: u64,
+    /// Images the registry already served under their tags with their digests: their
+    /// bundles' image archives were not read.
+    pub images_present: u64,
 }
 
 impl PushReport {
