@@ -39,6 +39,10 @@ pub enum Command {
     Boot(BootArgs),
     /// Verify an out folder or a single bundle without extracting anything.
     Verify(VerifyArgs),
+    /// Push an out folder's bundles, top-level files and images to an OCI registry (never hosts/).
+    Push(crate::push::PushArgs),
+    /// Pull a pushed build from an OCI registry into OUT/CLUSTER-NAME/ (no host secrets).
+    Pull(crate::push::PullArgs),
     /// Maintain the catalog.
     #[command(subcommand)]
     Catalog(CatalogCommand),

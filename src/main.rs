@@ -3,6 +3,7 @@
 
 mod cli;
 mod progress;
+mod push;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -378,6 +379,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         },
+        Command::Push(a) => push::push(&a)?,
+        Command::Pull(a) => push::pull(&a)?,
         Command::Catalog(CatalogCommand::ImportChecksums { tables, out }) => {
             let imported = kiln_engine::pins::import_checksums(&tables)?;
             match out {
@@ -400,6 +403,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// Verifies an out folder (fully, or by digests only) or a single bundle; never touches the
 /// network. Returns the line to print.
 fn verify(path: &Path, digests_only: bool) -> Result<String, kiln_bundle::VerifyError> {
+    if let Some(pulled) = push::verify_pulled(path, digests_only) {
+        return pulled;
+    }
     Ok(if digests_only {
         let r = kiln_bundle::verify_digests(path)?;
         format!(

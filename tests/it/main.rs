@@ -12,6 +12,7 @@ mod lab;
 mod packages;
 mod plan_snapshots;
 mod profiles;
+mod push;
 mod registry;
 mod secrets;
 mod seeds;

@@ -355,6 +355,22 @@ pub enum VerifyError {
         /// Output path, relative to the out folder.
         path: String,
     },
+    /// A pulled folder's marker (PULLED.json) is unreadable or disagrees with MANIFEST.json.
+    #[error("{}: {reason}", file.display())]
+    PulledMarker {
+        /// The marker file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A pulled folder lacks an output that is not host-specific (only `hosts/` may be absent).
+    #[error("{}: {path} of the build is missing; a pulled folder lacks only hosts/ (secrets and seeds)", dir.display())]
+    PulledMissing {
+        /// The folder.
+        dir: PathBuf,
+        /// Output path, relative to the out folder.
+        path: String,
+    },
 }
 
 /// Why a tar header block is not one verification accepts.

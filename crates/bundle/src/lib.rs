@@ -24,6 +24,7 @@ mod inflate;
 mod manifest;
 mod outdir;
 mod pipeline;
+mod pulled;
 mod tarfmt;
 mod verify;
 mod writer;
@@ -38,6 +39,7 @@ pub use folder::{
 pub use gz::{CHUNK_SIZE, COMPRESSION_LEVEL, GZIP_MEMBER_HEADER};
 pub use manifest::{normalize_mode, validate_path, LineError, MANIFEST_NAME};
 pub use outdir::{sha256_file, verify_out_dir, write_sha256sums, SHA256SUMS_NAME};
+pub use pulled::{is_pulled, verify_pulled, PulledMarker, PulledReport, PULLED_NAME};
 pub use verify::verify_bundle;
 pub use writer::{write_archive, write_bundle};
 

@@ -9,6 +9,7 @@ pub mod images;
 pub mod lock;
 pub mod packages;
 pub mod pins;
+pub mod push;
 pub mod render;
 pub mod secrets;
 pub mod seed;

@@ -227,7 +227,7 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// Asks a token service for a pull token for `scope`; the login, when given, is sent
+/// Asks a token service for a token for `scope` (pull, or pull and push); the login, when given, is sent
 /// as basic auth. `registry` names the registry in errors.
 pub(crate) fn fetch_token(
     transport: &Transport,
@@ -243,7 +243,13 @@ pub(crate) fn fetch_token(
         realm: realm.to_owned(),
         reason,
     };
-    let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
+    // A challenge may name several scopes separated by spaces (a cross-repository mount
+    // reads the source repository too): each is its own `scope` parameter.
+    let mut query: Vec<(&str, &str)> = scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| ("scope", s))
+        .collect();
     if let Some(service) = service {
         query.push(("service", service));
     }

@@ -230,6 +230,60 @@ pub enum ImageError {
     /// A store operation failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A push or pull target that is not `[http://|https://]host[:port]/repository[:tag]`.
+    #[error("invalid registry repository `{input}`: {reason}")]
+    InvalidPushTarget {
+        /// The text given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The registry refused a blob upload (start, chunk or final `PUT`).
+    #[error(
+        "{url}: registry refused blob {digest} for repository {repository}: HTTP {status}{}",
+        detail_of(detail)
+    )]
+    UploadRefused {
+        /// The URL of the refused request.
+        url: String,
+        /// The repository pushed to.
+        repository: String,
+        /// The blob.
+        digest: String,
+        /// The status.
+        status: u16,
+        /// The registry's error codes and messages.
+        detail: String,
+    },
+    /// An upload that cannot go on (no location, no usable status).
+    #[error("{url}: upload of blob {digest} to repository {repository} lost: {reason}")]
+    UploadLost {
+        /// The upload's URL.
+        url: String,
+        /// The repository pushed to.
+        repository: String,
+        /// The blob.
+        digest: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The registry refused a manifest.
+    #[error(
+        "{url}: registry refused manifest {reference} for repository {repository}: HTTP {status}{}",
+        detail_of(detail)
+    )]
+    ManifestRejected {
+        /// The URL.
+        url: String,
+        /// The repository pushed to.
+        repository: String,
+        /// The tag or digest.
+        reference: String,
+        /// The status.
+        status: u16,
+        /// The registry's error codes and messages.
+        detail: String,
+    },
 }
 
 impl Classify for ImageError {
@@ -245,8 +299,17 @@ impl Classify for ImageError {
             | ImageError::AccessDenied { .. }
             | ImageError::Token { .. }
             | ImageError::UnsupportedChallenge { .. } => Reaction::NextSource,
+            // A lost upload is started again from its `POST`.
+            ImageError::UploadLost { .. } => Reaction::Retry,
             _ => Reaction::Fatal,
         }
+    }
+}
+
+fn detail_of(detail: &str) -> String {
+    match detail {
+        "" => String::new(),
+        d => format!(" ({d})"),
     }
 }
 

@@ -7,7 +7,9 @@
 //! each blob stored once), writes deterministic image tarballs that `ctr images import`,
 //! `docker load` and `podman load` accept ([`write_image_archive_file`]), assembles
 //! single-layer images from local files ([`assemble`]), and finds image references in
-//! rendered files ([`scan_text`]).
+//! rendered files ([`scan_text`]). [`Pusher`] pushes blobs (skipping what the registry has,
+//! mounting, resumable chunked uploads) and manifests to a [`PushTarget`], and reads them
+//! back for `kiln pull`.
 //!
 //! This library never prints: it returns values and emits `tracing` events.
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
@@ -16,15 +18,18 @@ mod archive;
 mod assemble;
 mod auth;
 mod error;
+mod layout;
 mod manifest;
 mod mirrors;
 mod platform;
 mod pull;
+mod push;
 mod reference;
 mod registry;
 mod resolve;
 mod scan;
 mod storeio;
+mod upload;
 
 pub use archive::{
     image_file_name, write_image_archive, write_image_archive_file, WrittenImageArchive,
@@ -33,6 +38,7 @@ pub use archive::{
 pub use assemble::{assemble, AssembleFile, AssembleSpec, ImageConfig};
 pub use auth::Credentials;
 pub use error::ImageError;
+pub use layout::{LayoutArchive, LayoutImage, PushedImage};
 pub use manifest::{
     DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_LIST, DOCKER_MANIFEST, OCI_CONFIG,
     OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST,
@@ -40,6 +46,10 @@ pub use manifest::{
 pub use mirrors::RegistryMirrors;
 pub use platform::Platform;
 pub use pull::{PullReport, PulledBlob};
+pub use push::{
+    BlobOutcome, BlobSource, BlobToPush, NoPushEvents, PushEvents, PushTarget, Pusher,
+    RemoteManifest, DEFAULT_CHUNK,
+};
 pub use reference::{Digest, Reference, DEFAULT_REGISTRY, DEFAULT_TAG};
 pub use registry::RegistryClient;
 pub use resolve::{LockedImage, LockedLayer};

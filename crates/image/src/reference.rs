@@ -284,7 +284,7 @@ fn split_registry(name: &str) -> (&str, &str) {
     }
 }
 
-fn check_tag(tag: &str) -> Result<(), &'static str> {
+pub(crate) fn check_tag(tag: &str) -> Result<(), &'static str> {
     let mut bytes = tag.bytes();
     let first_ok = bytes
         .next()
@@ -298,7 +298,7 @@ fn check_tag(tag: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn check_registry(registry: &str) -> Result<(), &'static str> {
+pub(crate) fn check_registry(registry: &str) -> Result<(), &'static str> {
     const MSG: &str = "the registry must be a host name or IP with an optional :port";
     let (host, port) = if let Some(rest) = registry.strip_prefix('[') {
         // [IPv6] or [IPv6]:port
@@ -336,7 +336,7 @@ fn check_registry(registry: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn check_repository(repository: &str) -> Result<(), &'static str> {
+pub(crate) fn check_repository(repository: &str) -> Result<(), &'static str> {
     if repository.len() > MAX_NAME_LEN {
         return Err("the repository name is longer than 255 characters");
     }

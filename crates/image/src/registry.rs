@@ -24,9 +24,18 @@ pub struct RegistryClient {
     mirrors: RegistryMirrors,
     credentials: Credentials,
     opts: FetchOptions,
-    /// `Authorization` values that worked, by (endpoint base, repository on it).
-    auth: Mutex<BTreeMap<(String, String), String>>,
+    /// `Authorization` values that worked, by (endpoint base, repository on it, actions).
+    auth: Mutex<BTreeMap<AuthKey, String>>,
 }
+
+/// (endpoint base, repository on it, actions): a token for `pull` does not push.
+type AuthKey = (String, String, &'static str);
+
+/// Token scope actions for reading a repository.
+pub(crate) const PULL: &str = "pull";
+
+/// Token scope actions for writing one (a push also reads: `HEAD` of blobs, mounts).
+pub(crate) const PULL_PUSH: &str = "pull,push";
 
 /// Sends requests for one repository on one endpoint: the registry's authentication
 /// flow (anonymous, basic, bearer token) as the transport's per-request hook.
@@ -34,6 +43,8 @@ pub(crate) struct Authorized<'a> {
     client: &'a RegistryClient,
     endpoint: &'a Endpoint,
     repository: &'a str,
+    /// The scope actions a bearer token is asked for when the challenge names none.
+    actions: &'static str,
 }
 
 /// A manifest or index exactly as the registry sent it.
@@ -78,14 +89,26 @@ impl RegistryClient {
         endpoint: &'a Endpoint,
         repository: &'a str,
     ) -> Authorized<'a> {
+        self.authorized_for(endpoint, repository, PULL)
+    }
+
+    /// The sender for `repository` on `endpoint` with tokens for `actions` ([`PULL`] or
+    /// [`PULL_PUSH`]).
+    pub(crate) fn authorized_for<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        repository: &'a str,
+        actions: &'static str,
+    ) -> Authorized<'a> {
         Authorized {
             client: self,
             endpoint,
             repository,
+            actions,
         }
     }
 
-    fn lock_auth(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), String>> {
+    fn lock_auth(&self) -> std::sync::MutexGuard<'_, BTreeMap<AuthKey, String>> {
         self.auth.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -103,10 +126,21 @@ impl RegistryClient {
             });
         }
         let endpoints = self.mirrors.endpoints(registry);
+        self.try_endpoints(what, &endpoints, attempt)
+    }
+
+    /// Runs `attempt` on each of `endpoints` through the transport's retry loop, within its
+    /// deadline; one endpoint's error as is, 404s everywhere as one, else the list.
+    pub(crate) fn try_endpoints<T>(
+        &self,
+        what: &str,
+        endpoints: &[Endpoint],
+        attempt: impl FnMut(&Endpoint, &Deadline) -> Result<T, ImageError>,
+    ) -> Result<T, ImageError> {
         let options = self.transport.options();
         match try_sources(
             what,
-            &endpoints,
+            endpoints,
             options,
             |e| e.base.clone(),
             |_, _| {},
@@ -267,7 +301,11 @@ impl Sender for Authorized<'_> {
     /// one authentication challenge; a 403 is access denied. Returns any other response.
     fn send(&self, url: &str, build: &dyn Fn() -> RequestBuilder) -> Result<Response, ImageError> {
         let (client, endpoint) = (self.client, self.endpoint);
-        let key = (endpoint.base.clone(), endpoint.repository(self.repository));
+        let key = (
+            endpoint.base.clone(),
+            endpoint.repository(self.repository),
+            self.actions,
+        );
         let cached = client.lock_auth().get(&key).cloned();
         let send = |authorization: Option<&str>| {
             let request = match authorization {
@@ -330,7 +368,8 @@ impl Authorized<'_> {
                 service,
                 scope,
             }) => {
-                let scope = scope.unwrap_or_else(|| format!("repository:{repository}:pull"));
+                let actions = self.actions;
+                let scope = scope.unwrap_or_else(|| format!("repository:{repository}:{actions}"));
                 let token = fetch_token(
                     &self.client.transport,
                     &endpoint.host,

@@ -9,6 +9,7 @@ mod assemble;
 mod auth;
 mod proxy;
 mod pull;
+mod push;
 mod scan;
 mod token;
 

@@ -1,6 +1,6 @@
 //! A small HTTP proxy on 127.0.0.1 in front of the registry: it logs every request and can
-//! cut one response mid-body, or stall it there (one request per connection,
-//! `Connection: close`).
+//! cut one response mid-body, or stall it there, or cut one request mid-body (an upload
+//! whose connection resets) (one request per connection, `Connection: close`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -25,6 +25,9 @@ struct State {
     stall: AtomicBool,
     /// Answer the next request whose path ends with this with this status, not relaying it.
     fail: Mutex<Option<(String, u16)>>,
+    /// Reset the connection of a request with this method after this many body bytes,
+    /// relaying nothing of it, once this many such requests have passed.
+    cut_request: Mutex<Option<(String, usize, usize)>>,
     stop: AtomicBool,
 }
 
@@ -73,6 +76,17 @@ impl Proxy {
     /// Answers the next request to a path ending with `suffix` with a bodiless `status`.
     pub fn fail_next(&self, suffix: &str, status: u16) {
         *self.state.fail.lock().unwrap() = Some((suffix.to_owned(), status));
+    }
+
+    /// Lets `skip` requests with `method` pass, then reads `bytes` of the next one's body
+    /// and resets its connection without relaying any of it.
+    pub fn cut_request(&self, method: &str, skip: usize, bytes: usize) {
+        *self.state.cut_request.lock().unwrap() = Some((method.to_owned(), skip, bytes));
+    }
+
+    /// Requests with `method` seen so far (a cut one included).
+    pub fn count(&self, method: &str) -> usize {
+        self.seen().iter().filter(|s| s.method == method).count()
     }
 
     /// Requests relayed so far.
@@ -125,6 +139,33 @@ fn relay(client: TcpStream, upstream: &str, state: &State) -> std::io::Result<()
         head.push_str(&line);
     }
     head.push_str("Connection: close\r\n\r\n");
+    let cut_request = {
+        let mut cut = state.cut_request.lock().unwrap();
+        match cut.as_mut() {
+            Some((m, skip, _)) if *m == method && *skip > 0 => {
+                *skip -= 1;
+                None
+            }
+            Some((m, _, n)) if *m == method => {
+                let n = *n;
+                *cut = None;
+                Some(n)
+            }
+            _ => None,
+        }
+    };
+    if let Some(n) = cut_request {
+        let mut part = vec![0u8; n.min(body_len)];
+        reader.read_exact(&mut part)?;
+        state.log.lock().unwrap().push(Seen {
+            method,
+            path,
+            range,
+        });
+        // The client sees its request break: no answer, the rest of its body refused.
+        let _ = client.shutdown(Shutdown::Both);
+        return Ok(());
+    }
     let mut body = vec![0u8; body_len];
     reader.read_exact(&mut body)?;
     state.log.lock().unwrap().push(Seen {

@@ -12,7 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use kiln_image::{Credentials, ImageError, Platform, Reference, RegistryClient, RegistryMirrors};
+use kiln_image::{
+    BlobSource, BlobToPush, Credentials, Digest, ImageError, NoPushEvents, Platform, PushTarget,
+    Pusher, Reference, RegistryClient, RegistryMirrors,
+};
 use kiln_store::{NoProgress, Store};
 
 use crate::fixtures::{build_images, push, Registry, RegistryAuth};
@@ -255,4 +258,26 @@ fn bearer_token_auth_through_a_token_service_reuses_the_token_and_names_a_refusa
     let c = RegistryClient::new(RegistryMirrors::new(), Credentials::none(), fast_opts()).unwrap();
     let msg = c.resolve(&reference, &amd64).unwrap_err().to_string();
     assert!(msg.contains("requires authentication"), "{msg}");
+
+    // A push asks for a token scoped pull,push and gets its blob and manifest in.
+    let before = tokens.seen().len();
+    let mut creds = Credentials::none();
+    creds.insert(&reg.addr, USER, PASSWORD);
+    let pusher = Pusher::new(creds, fast_opts()).unwrap();
+    let target = PushTarget::parse(&format!("http://{}/team/pushed", reg.addr)).unwrap();
+    let blob = BlobToPush {
+        digest: Digest::of(b"{}"),
+        size: 2,
+        source: BlobSource::Bytes(b"{}".to_vec()),
+        label: "empty".into(),
+    };
+    pusher.push_blob(&target, &blob, &NoPushEvents).unwrap();
+    assert!(reg.blob_data(blob.digest.hex()).exists());
+    let ours: Vec<TokenRequest> = tokens.seen()[before..].to_vec();
+    assert!(
+        ours.iter().any(|t| t
+            .query
+            .contains("scope=repository%3Ateam%2Fpushed%3Apull%2Cpush")),
+        "{ours:#?}"
+    );
 }
