@@ -1,7 +1,9 @@
 //! The out folder's top-level files: install.sh, vagrant.json, MANIFEST.json and SHA256SUMS,
 //! and the record of every output's digest that MANIFEST.json lists.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use kiln_bundle::{contract, BuildManifest, OutputInfo, BUILD_MANIFEST_NAME};
@@ -10,27 +12,96 @@ use super::id::sha256_hex;
 use crate::{io_err, write_atomic, Error};
 
 /// Every output written so far (path relative to the out folder → digest and size).
+///
+/// A file that is another name of an output already recorded (a seed folder's hard link of a
+/// bundle, install.sh or the secrets archive) takes that output's digest without being read
+/// again: every host's seed would otherwise hash the same bundles once more.
 #[derive(Debug, Default)]
-pub(super) struct Outputs(pub(super) BTreeMap<String, OutputInfo>);
+pub(super) struct Outputs {
+    /// Path → digest and size: MANIFEST.json's `outputs` and SHA256SUMS.
+    files: BTreeMap<String, OutputInfo>,
+    /// Outputs recorded since the inode index was last brought up to date.
+    unindexed: Vec<String>,
+    /// (device, inode) → the recorded path holding it and its record.
+    by_inode: HashMap<(u64, u64), (String, OutputInfo)>,
+}
 
 impl Outputs {
     /// Records an output whose digest is known.
     pub(super) fn record(&mut self, rel: &str, sha256: &str, size: u64) {
-        self.0.insert(
+        self.files.insert(
             rel.to_string(),
             OutputInfo {
                 sha256: sha256.to_string(),
                 size,
             },
         );
+        self.unindexed.push(rel.to_string());
     }
 
-    /// Records `staging/rel`, hashing it.
+    /// Records `staging/rel`: a link to an output already recorded takes its digest, anything
+    /// else is hashed.
     pub(super) fn record_file(&mut self, staging: &Path, rel: &str) -> Result<(), Error> {
         let full = staging.join(rel);
+        let md = fs::metadata(&full).map_err(io_err(&full))?;
+        if let Some(info) = self.same_file(staging, &md)? {
+            self.files.insert(rel.to_string(), info);
+            return Ok(());
+        }
         let (sha, size) = kiln_bundle::sha256_file(&full).map_err(io_err(&full))?;
         self.record(rel, &sha, size);
         Ok(())
+    }
+
+    /// The record of the output that `md` (a file's metadata) is another name of, if any.
+    fn same_file(&mut self, staging: &Path, md: &fs::Metadata) -> Result<Option<OutputInfo>, Error> {
+        self.index(staging)?;
+        let Some((rel, info)) = self.by_inode.get(&(md.dev(), md.ino())) else {
+            return Ok(None);
+        };
+        // The recorded path must still be that inode (outputs are replaced by rename, never
+        // written in place), so an inode number reused by a newer file cannot match.
+        let full = staging.join(rel);
+        let still = fs::metadata(&full).is_ok_and(|m| (m.dev(), m.ino()) == (md.dev(), md.ino()));
+        Ok(still.then(|| info.clone()))
+    }
+
+    /// Brings the inode index up to date with the outputs recorded since.
+    fn index(&mut self, staging: &Path) -> Result<(), Error> {
+        for rel in std::mem::take(&mut self.unindexed) {
+            let full = staging.join(&rel);
+            let m = fs::metadata(&full).map_err(io_err(&full))?;
+            let info = self.files[&rel].clone();
+            self.by_inode.insert((m.dev(), m.ino()), (rel, info));
+        }
+        Ok(())
+    }
+
+    /// Empty outputs that know this one's files by inode: one host's, written on its own
+    /// thread and then [merged](Outputs::merge) back.
+    pub(super) fn branch(&mut self, staging: &Path) -> Result<Outputs, Error> {
+        self.index(staging)?;
+        Ok(self.fork())
+    }
+
+    /// Empty outputs with this one's inode index as it stands.
+    pub(super) fn fork(&self) -> Outputs {
+        Outputs {
+            files: BTreeMap::new(),
+            unindexed: Vec::new(),
+            by_inode: self.by_inode.clone(),
+        }
+    }
+
+    /// Takes in the outputs a [branch](Outputs::branch) recorded.
+    pub(super) fn merge(&mut self, branch: Outputs) {
+        self.unindexed.extend(branch.files.keys().cloned());
+        self.files.extend(branch.files);
+    }
+
+    /// Every output recorded, for MANIFEST.json.
+    pub(super) fn into_map(self) -> BTreeMap<String, OutputInfo> {
+        self.files
     }
 
     /// Writes `staging/rel` and records it.
