@@ -54,7 +54,11 @@ impl Outputs {
     }
 
     /// The record of the output that `md` (a file's metadata) is another name of, if any.
-    fn same_file(&mut self, staging: &Path, md: &fs::Metadata) -> Result<Option<OutputInfo>, Error> {
+    fn same_file(
+        &mut self,
+        staging: &Path,
+        md: &fs::Metadata,
+    ) -> Result<Option<OutputInfo>, Error> {
         self.index(staging)?;
         let Some((rel, info)) = self.by_inode.get(&(md.dev(), md.ino())) else {
             return Ok(None);
@@ -150,4 +154,59 @@ pub(super) fn write_manifest_and_sums(
     sums.push((BUILD_MANIFEST_NAME.into(), sha256_hex(&mbytes)));
     kiln_bundle::write_sha256sums(staging, &sums)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(o: &Outputs, rel: &str) -> (String, u64) {
+        let i = &o.files[rel];
+        (i.sha256.clone(), i.size)
+    }
+
+    #[test]
+    fn links_take_the_recorded_digest_and_copies_are_hashed() {
+        let t = tempfile::tempdir().unwrap();
+        let staging = t.path();
+        fs::create_dir_all(staging.join("bundles")).unwrap();
+        fs::create_dir_all(staging.join("hosts/h1/seed/kiln")).unwrap();
+        let mut o = Outputs::default();
+        o.write(staging, "bundles/b.tar.gz", b"bundle bytes")
+            .unwrap();
+        fs::hard_link(
+            staging.join("bundles/b.tar.gz"),
+            staging.join("hosts/h1/seed/kiln/b.tar.gz"),
+        )
+        .unwrap();
+        fs::copy(
+            staging.join("bundles/b.tar.gz"),
+            staging.join("hosts/h1/copy"),
+        )
+        .unwrap();
+        let mut branch = o.branch(staging).unwrap().fork();
+        branch
+            .record_file(staging, "hosts/h1/seed/kiln/b.tar.gz")
+            .unwrap();
+        branch.record_file(staging, "hosts/h1/copy").unwrap();
+        o.merge(branch);
+        let expected = (sha256_hex(b"bundle bytes"), 12);
+        assert_eq!(info(&o, "bundles/b.tar.gz"), expected);
+        assert_eq!(info(&o, "hosts/h1/seed/kiln/b.tar.gz"), expected);
+        assert_eq!(info(&o, "hosts/h1/copy"), expected);
+    }
+
+    #[test]
+    fn a_file_replaced_after_recording_is_hashed_again() {
+        let t = tempfile::tempdir().unwrap();
+        let staging = t.path();
+        let mut o = Outputs::default();
+        o.write(staging, "a", b"first").unwrap();
+        o.index(staging).unwrap();
+        // Replaced by rename: a new inode, so the old record must not be taken for it.
+        write_atomic(&staging.join("a"), b"second!").unwrap();
+        fs::hard_link(staging.join("a"), staging.join("b")).unwrap();
+        o.record_file(staging, "b").unwrap();
+        assert_eq!(info(&o, "b"), (sha256_hex(b"second!"), 7));
+    }
 }

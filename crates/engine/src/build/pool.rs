@@ -58,6 +58,9 @@ mod tests {
         assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
         let err = map(&items, 3, |&i| if i % 10 == 9 { Err(i) } else { Ok(i) }).unwrap_err();
         assert_eq!(err, 9);
-        assert_eq!(map(&[] as &[u32], 4, |&i| Ok::<_, ()>(i)).unwrap(), Vec::<u32>::new());
+        assert_eq!(
+            map(&[] as &[u32], 4, |&i| Ok::<_, ()>(i)).unwrap(),
+            Vec::<u32>::new()
+        );
     }
 }
