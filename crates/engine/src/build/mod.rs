@@ -127,20 +127,22 @@ pub fn build(
         "dir={} iso={} vfat={} rerun={}",
         opts.seeds.dir, opts.seeds.iso, opts.seeds.vfat, opts.seed_rerun
     );
-    let (build_id, inputs) = timed("build id", || build_id(
-        project,
-        &lock_bytes,
-        sde,
-        &[
-            ("(pki state)", pki_digest),
-            ("(seed options)", sha256_hex(seeds.as_bytes())),
-            (
-                "(image archives)",
-                sha256_hex(opts.images.as_str().as_bytes()),
-            ),
-            ("(install.sh)", sha256_hex(crate::INSTALL_SH.as_bytes())),
-        ],
-    ))?;
+    let (build_id, inputs) = timed("build id", || {
+        build_id(
+            project,
+            &lock_bytes,
+            sde,
+            &[
+                ("(pki state)", pki_digest),
+                ("(seed options)", sha256_hex(seeds.as_bytes())),
+                (
+                    "(image archives)",
+                    sha256_hex(opts.images.as_str().as_bytes()),
+                ),
+                ("(install.sh)", sha256_hex(crate::INSTALL_SH.as_bytes())),
+            ],
+        )
+    })?;
     let dir = opts.out.join(&project.cluster.name);
     if !opts.force {
         if let Some(manifest) = timed("up to date", || up_to_date(&dir, &build_id)) {
@@ -234,7 +236,9 @@ impl Assembly<'_> {
     /// Writes the whole build into a staging folder and swaps it in; nothing is left behind
     /// on failure.
     fn assemble(&self) -> Result<BuildManifest, Error> {
-        let blobs = timed("materialize", || fetch::materialize(self.store, self.entries))?;
+        let blobs = timed("materialize", || {
+            fetch::materialize(self.store, self.entries)
+        })?;
         let staging = swap::staging_for(self.dir)?;
         // Nothing in the staging folder is visible before the swap: it is made durable once,
         // as a whole, rather than by an fsync per file.
