@@ -76,12 +76,15 @@ fn managed(p: &str) -> bool {
         .any(|m| p.starts_with(m) || *m == format!("{p}/"))
 }
 
+/// What decides a host's misses in its bundles' files: its bundle ids and its own paths.
+type Shape<'a> = (Vec<&'a str>, Vec<&'a str>);
+
 /// Checks every host of the plan; returns every miss, sorted.
 pub fn check(bundles: &[BundlePlan], hosts: &[HostPlan]) -> Vec<Miss> {
     let mut misses = BTreeSet::new();
     // Hosts with the same bundles and the same own paths miss the same things in their bundles'
     // files: those are looked for once per such shape, not once per host.
-    let mut by_shape: HashMap<(Vec<&str>, Vec<&str>), Vec<(String, String)>> = HashMap::new();
+    let mut by_shape: HashMap<Shape<'_>, Vec<(String, String)>> = HashMap::new();
     for h in hosts {
         let mine: Vec<&BundlePlan> = h
             .bundles
