@@ -230,6 +230,17 @@ fn content(path: &str, mode: u32, origin: String, bytes: Vec<u8>) -> PlannedFile
     }
 }
 
+/// A template rendered with `ctx`, as the file it becomes.
+fn rendered(t: &kiln_spec::TemplateRef, ctx: &serde_json::Value) -> Result<PlannedFile, PlanError> {
+    let out = kiln_render::render(&t.origin, &t.text, ctx)?;
+    Ok(content(
+        t.dest.as_str(),
+        t.mode,
+        t.origin.clone(),
+        out.into_bytes(),
+    ))
+}
+
 /// Builds the plan.
 pub fn plan(project: &Project) -> Result<Plan, PlanError> {
     let cluster = &project.cluster;
@@ -284,15 +295,7 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
                         },
                     });
                 }
-                Item::Template(t) if t.scope == Scope::Role => {
-                    let out = kiln_render::render(&t.origin, &t.text, &ctx)?;
-                    files.push(content(
-                        t.dest.as_str(),
-                        t.mode,
-                        t.origin.clone(),
-                        out.into_bytes(),
-                    ));
-                }
+                Item::Template(t) if t.scope == Scope::Role => files.push(rendered(t, &ctx)?),
                 Item::Template(_) => {}
                 Item::File(f) => files.push(PlannedFile {
                     path: f.dest.to_string(),
@@ -397,13 +400,7 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
             }
             let ctx = context::host_context_from(&role_ctx[id], h);
             for t in templates {
-                let out = kiln_render::render(&t.origin, &t.text, &ctx)?;
-                files.push(content(
-                    t.dest.as_str(),
-                    t.mode,
-                    t.origin.clone(),
-                    out.into_bytes(),
-                ));
+                files.push(rendered(t, &ctx)?);
             }
         }
         if !h.sysctl.is_empty() {
