@@ -190,7 +190,14 @@ impl<'a> Plan<'a> {
         mtime: u64,
         output: &Path,
     ) -> Result<(String, u64), BundleError> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // An archive of one chunk (a host's secrets) is one member: more workers only cost
+        // their start-up, a thousand times over for a large cluster.
+        let input: u64 = self.items.iter().map(|i| i.size + 1024).sum();
+        let threads = if input < crate::gz::CHUNK_SIZE as u64 {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
         let file = temp.path().to_owned();
         let mut hasher = Sha256::new();
         let mut size = 0u64;

@@ -115,11 +115,18 @@ impl TempFile {
     /// Fsyncs the content, renames the file onto `dest` (replacing it) and fsyncs `dest`'s
     /// folder so the rename survives a crash.
     ///
-    /// A folder fsync the filesystem does not support (`EINVAL`, `ENOTSUP`) is skipped.
+    /// A folder fsync the filesystem does not support (`EINVAL`, `ENOTSUP`) is skipped. Under a
+    /// [`Staging`](crate::Staging) folder both fsyncs are left to its one final sync.
     pub fn commit(mut self, dest: &Path) -> Result<(), Error> {
-        self.file.sync_all().map_err(err("fsync", &self.path))?;
+        let deferred = crate::staging::deferred(dest);
+        if !deferred {
+            self.file.sync_all().map_err(err("fsync", &self.path))?;
+        }
         fs::rename(&self.path, dest).map_err(err("rename a temp file onto", dest))?;
         self.committed = true;
+        if deferred {
+            return Ok(());
+        }
         sync_folder(folder_of(dest))
     }
 }

@@ -5,6 +5,8 @@
 #![warn(missing_docs)]
 
 mod atomic;
+mod staging;
 pub mod tarw;
 
 pub use atomic::{rename_into, write_atomic, Error, TempFile};
+pub use staging::Staging;

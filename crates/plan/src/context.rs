@@ -70,7 +70,13 @@ pub fn role_context(project: &Project, role: &str, os: OsId, api_url: Option<&st
 
 /// Context for host-scope templates: the role context plus `host`, with host vars layered on top.
 pub fn host_context(project: &Project, role: &str, host: &Host, api_url: Option<&str>) -> Value {
-    let mut v = role_context(project, role, host.os, api_url);
+    host_context_from(&role_context(project, role, host.os, api_url), host)
+}
+
+/// [`host_context`] from the host's role context, built once per bundle rather than per host
+/// (the context lists every host, so rebuilding it per host is quadratic in the cluster size).
+pub fn host_context_from(role_ctx: &Value, host: &Host) -> Value {
+    let mut v = role_ctx.clone();
     let obj = v.as_object_mut().expect("object");
     if let Some(Value::Object(vars)) = obj.get_mut("vars") {
         for (k, val) in &host.vars {

@@ -230,6 +230,17 @@ fn content(path: &str, mode: u32, origin: String, bytes: Vec<u8>) -> PlannedFile
     }
 }
 
+/// A template rendered with `ctx`, as the file it becomes.
+fn rendered(t: &kiln_spec::TemplateRef, ctx: &serde_json::Value) -> Result<PlannedFile, PlanError> {
+    let out = kiln_render::render(&t.origin, &t.text, ctx)?;
+    Ok(content(
+        t.dest.as_str(),
+        t.mode,
+        t.origin.clone(),
+        out.into_bytes(),
+    ))
+}
+
 /// Builds the plan.
 pub fn plan(project: &Project) -> Result<Plan, PlanError> {
     let cluster = &project.cluster;
@@ -251,12 +262,14 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
     let api_url = pki_input.api_endpoint();
     let mut bundles = Vec::new();
     let mut merged_by_id: BTreeMap<String, Merged> = BTreeMap::new();
+    let mut role_ctx: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut needs = BTreeSet::new();
     for ((role, os), hosts) in &pairs {
         let profile = &project.profiles[role];
         let m = merge(profile, *os, &project.overlays);
         let ctx = context::role_context(project, role, *os, api_url.as_deref());
         let id = format!("{role}-{os}");
+        role_ctx.insert(id.clone(), ctx.clone());
         let mut files = Vec::new();
         for item in m.items.values() {
             match item {
@@ -282,15 +295,7 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
                         },
                     });
                 }
-                Item::Template(t) if t.scope == Scope::Role => {
-                    let out = kiln_render::render(&t.origin, &t.text, &ctx)?;
-                    files.push(content(
-                        t.dest.as_str(),
-                        t.mode,
-                        t.origin.clone(),
-                        out.into_bytes(),
-                    ));
-                }
+                Item::Template(t) if t.scope == Scope::Role => files.push(rendered(t, &ctx)?),
                 Item::Template(_) => {}
                 Item::File(f) => files.push(PlannedFile {
                     path: f.dest.to_string(),
@@ -379,20 +384,23 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
             }
         }
         let mut files = Vec::new();
-        for (role, id) in roles.iter().zip(&ids) {
-            let ctx = context::host_context(project, role, h, api_url.as_deref());
-            for item in merged_by_id[id].items.values() {
-                if let Item::Template(t) = item {
-                    if t.scope == Scope::Host {
-                        let out = kiln_render::render(&t.origin, &t.text, &ctx)?;
-                        files.push(content(
-                            t.dest.as_str(),
-                            t.mode,
-                            t.origin.clone(),
-                            out.into_bytes(),
-                        ));
-                    }
-                }
+        for id in &ids {
+            let templates: Vec<_> = merged_by_id[id]
+                .items
+                .values()
+                .filter_map(|item| match item {
+                    Item::Template(t) if t.scope == Scope::Host => Some(t),
+                    _ => None,
+                })
+                .collect();
+            // The host context copies every host's facts: build it only for a role that has
+            // host-scope templates.
+            if templates.is_empty() {
+                continue;
+            }
+            let ctx = context::host_context_from(&role_ctx[id], h);
+            for t in templates {
+                files.push(rendered(t, &ctx)?);
             }
         }
         if !h.sysctl.is_empty() {

@@ -11,7 +11,7 @@ use kiln_plan::HostPlan;
 
 use super::bundles::{entries_for, Written};
 use super::outputs::Outputs;
-use super::Assembly;
+use super::{pool, Assembly};
 use crate::fetch::Blob;
 use crate::{io_err, seed, Error};
 
@@ -34,8 +34,12 @@ impl Assembly<'_> {
         staging: &Path,
         outputs: &mut Outputs,
     ) -> Result<Hosts, Error> {
-        let mut out = Hosts::default();
-        for h in &self.plan.hosts {
+        // Hosts are written in parallel (each waits mostly on the disk), each into outputs of
+        // its own, then recorded in the plan's order: the out folder is the same either way.
+        let shared = outputs.branch(staging)?;
+        let per_host = pool::map(&self.plan.hosts, pool::io_threads(), |h| {
+            let mut outputs = shared.fork();
+            let mut out = Hosts::default();
             let hdir = staging.join("hosts").join(&h.name);
             fs::create_dir_all(&hdir).map_err(io_err(&hdir))?;
             let files: Vec<String> = h
@@ -97,8 +101,15 @@ impl Assembly<'_> {
                     seeds,
                 },
             );
+            Ok::<_, Error>((out, outputs))
+        })?;
+        let mut all = Hosts::default();
+        for (out, host_outputs) in per_host {
+            outputs.merge(host_outputs);
+            all.info.extend(out.info);
+            all.vagrant.extend(out.vagrant);
         }
-        Ok(out)
+        Ok(all)
     }
 
     /// A host's secrets archive: its own files, its certificates and keys, HOST and BUNDLES.

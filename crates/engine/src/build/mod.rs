@@ -8,6 +8,7 @@ mod hosts;
 mod id;
 mod medium;
 mod outputs;
+mod pool;
 mod swap;
 
 use std::collections::BTreeMap;
@@ -71,7 +72,7 @@ pub fn build(
     opts: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<BuildOutcome, Error> {
-    let plan = crate::images::full_plan(project)?;
+    let plan = timed("plan", || crate::images::full_plan(project))?;
     let lock_path = &project.cluster.paths.lock;
     let Some(kiln_load::LoadedLock {
         bytes: lock_bytes,
@@ -98,9 +99,11 @@ pub fn build(
         });
     }
     let store = fetch::open_store(project)?;
-    let missing = fetch::missing(&store, &entries);
+    let missing = timed("store check", || fetch::missing(&store, &entries));
     let locked_images = crate::images::from_lock(&lock)?;
-    let missing_images = crate::images::missing(project, &plan, &store, &locked_images)?;
+    let missing_images = timed("image check", || {
+        crate::images::missing(project, &plan, &store, &locked_images)
+    })?;
     if opts.offline && !(missing.is_empty() && missing_images.is_empty()) {
         let mut all = missing;
         all.extend(
@@ -115,29 +118,35 @@ pub fn build(
     }
 
     // The PKI is state beside cluster.toml: created once, reused, and part of the build's inputs.
-    let pki = crate::secrets::ensure_planned(&plan, &project.cluster.paths.pki, opts.rotate_ca)?;
-    let pki_digest = crate::secrets::state_digest(&project.cluster.paths.pki)?;
+    let pki = timed("pki", || {
+        crate::secrets::ensure_planned(&plan, &project.cluster.paths.pki, opts.rotate_ca)
+    })?;
+    let pki_digest = timed("pki digest", || {
+        crate::secrets::state_digest(&project.cluster.paths.pki)
+    })?;
     let seeds = format!(
         "dir={} iso={} vfat={} rerun={}",
         opts.seeds.dir, opts.seeds.iso, opts.seeds.vfat, opts.seed_rerun
     );
-    let (build_id, inputs) = build_id(
-        project,
-        &lock_bytes,
-        sde,
-        &[
-            ("(pki state)", pki_digest),
-            ("(seed options)", sha256_hex(seeds.as_bytes())),
-            (
-                "(image archives)",
-                sha256_hex(opts.images.as_str().as_bytes()),
-            ),
-            ("(install.sh)", sha256_hex(crate::INSTALL_SH.as_bytes())),
-        ],
-    )?;
+    let (build_id, inputs) = timed("build id", || {
+        build_id(
+            project,
+            &lock_bytes,
+            sde,
+            &[
+                ("(pki state)", pki_digest),
+                ("(seed options)", sha256_hex(seeds.as_bytes())),
+                (
+                    "(image archives)",
+                    sha256_hex(opts.images.as_str().as_bytes()),
+                ),
+                ("(install.sh)", sha256_hex(crate::INSTALL_SH.as_bytes())),
+            ],
+        )
+    })?;
     let dir = opts.out.join(&project.cluster.name);
     if !opts.force {
-        if let Some(manifest) = up_to_date(&dir, &build_id) {
+        if let Some(manifest) = timed("up to date", || up_to_date(&dir, &build_id)) {
             tracing::info!(dir = %dir.display(), "up to date");
             return Ok(BuildOutcome {
                 dir,
@@ -201,6 +210,14 @@ pub fn build(
     })
 }
 
+/// Runs one build step, logging its wall time at debug level (`scripts/bench` reads these).
+fn timed<T>(step: &str, f: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let out = f();
+    tracing::debug!(step, ms = start.elapsed().as_secs_f64() * 1e3, "build step");
+    out
+}
+
 /// Everything assembly reads.
 struct Assembly<'a> {
     project: &'a Project,
@@ -220,10 +237,20 @@ impl Assembly<'_> {
     /// Writes the whole build into a staging folder and swaps it in; nothing is left behind
     /// on failure.
     fn assemble(&self) -> Result<BuildManifest, Error> {
-        let blobs = fetch::materialize(self.store, self.entries)?;
+        let blobs = timed("materialize", || {
+            fetch::materialize(self.store, self.entries)
+        })?;
         let staging = swap::staging_for(self.dir)?;
+        // Nothing in the staging folder is visible before the swap: it is made durable once,
+        // as a whole, rather than by an fsync per file.
+        let staged = kiln_fsio::Staging::begin(&staging);
         let result = self.write_outputs(&blobs, &staging).and_then(|m| {
-            swap::swap_in(&staging, self.dir)?;
+            timed("sync", || staged.sync()).map_err(|source| Error::Write {
+                path: staging.clone(),
+                source,
+            })?;
+            drop(staged);
+            timed("swap", || swap::swap_in(&staging, self.dir))?;
             Ok(m)
         });
         if result.is_err() {
@@ -240,14 +267,21 @@ impl Assembly<'_> {
         staging: &Path,
     ) -> Result<BuildManifest, Error> {
         let mut outputs = Outputs::default();
-        let images = self.images(blobs)?;
-        let bundles = self.write_bundles(blobs, &images, staging, &mut outputs)?;
+        let images = timed("images", || self.images(blobs))?;
+        let bundles = timed("bundles", || {
+            self.write_bundles(blobs, &images, staging, &mut outputs)
+        })?;
         if self.project.cluster.seeds.wants_medium() {
-            medium::write_bundle_medium(staging, &bundles, self.sde, &mut outputs)?;
+            timed("bundle medium", || {
+                medium::write_bundle_medium(staging, &bundles, self.sde, &mut outputs)
+            })?;
         }
-        let install_sha = outputs::write_install_sh(staging, &mut outputs)?;
-        let hosts = self.write_hosts(blobs, &bundles, &install_sha, staging, &mut outputs)?;
-        outputs::write_vagrant(staging, &self.project.cluster, hosts.vagrant, &mut outputs)?;
+        let hosts = timed("hosts", || -> Result<_, Error> {
+            let install_sha = outputs::write_install_sh(staging, &mut outputs)?;
+            let hosts = self.write_hosts(blobs, &bundles, &install_sha, staging, &mut outputs)?;
+            outputs::write_vagrant(staging, &self.project.cluster, hosts.vagrant, &mut outputs)?;
+            Ok(hosts.info)
+        })?;
         let manifest = BuildManifest {
             kiln: env!("CARGO_PKG_VERSION").to_string(),
             cluster: self.plan.cluster.clone(),
@@ -256,10 +290,12 @@ impl Assembly<'_> {
             source_date_epoch: self.sde,
             inputs: self.inputs.clone(),
             bundles: bundles.info,
-            hosts: hosts.info,
-            outputs: outputs.0,
+            hosts,
+            outputs: outputs.into_map(),
         };
-        outputs::write_manifest_and_sums(staging, &manifest)?;
+        timed("manifest", || {
+            outputs::write_manifest_and_sums(staging, &manifest)
+        })?;
         Ok(manifest)
     }
 

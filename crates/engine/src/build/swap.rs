@@ -39,9 +39,33 @@ pub(super) fn swap_in(staging: &Path, dir: &Path) -> Result<(), Error> {
         });
     }
     if had_old {
-        fs::remove_dir_all(&old).map_err(io_err(&old))?;
+        remove_tree(&old)?;
     }
     Ok(())
+}
+
+/// Removes a whole out folder: its entries two levels down (each host's folder, each bundle)
+/// in parallel, as each unlink mostly waits on the disk, then what is left.
+fn remove_tree(dir: &Path) -> Result<(), Error> {
+    let mut entries = Vec::new();
+    for top in fs::read_dir(dir).map_err(io_err(dir))? {
+        let top = top.map_err(io_err(dir))?;
+        let path = top.path();
+        if top.file_type().map_err(io_err(&path))?.is_dir() {
+            for e in fs::read_dir(&path).map_err(io_err(&path))? {
+                entries.push(e.map_err(io_err(&path))?.path());
+            }
+        }
+    }
+    super::pool::map(&entries, super::pool::io_threads(), |p| {
+        let md = fs::symlink_metadata(p).map_err(io_err(p))?;
+        if md.is_dir() {
+            fs::remove_dir_all(p).map_err(io_err(p))
+        } else {
+            fs::remove_file(p).map_err(io_err(p))
+        }
+    })?;
+    fs::remove_dir_all(dir).map_err(io_err(dir))
 }
 
 #[cfg(test)]
@@ -64,5 +88,18 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["lab"]);
+    }
+
+    #[test]
+    fn remove_tree_removes_nested_folders_files_and_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("old");
+        fs::create_dir_all(dir.join("hosts/h1/seed/kiln")).unwrap();
+        fs::write(dir.join("hosts/h1/seed/kiln/a"), "a").unwrap();
+        fs::write(dir.join("hosts/h1/b"), "b").unwrap();
+        fs::write(dir.join("top"), "t").unwrap();
+        std::os::unix::fs::symlink("/nonexistent", dir.join("hosts/link")).unwrap();
+        remove_tree(&dir).unwrap();
+        assert!(!dir.exists());
     }
 }
