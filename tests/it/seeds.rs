@@ -130,16 +130,18 @@ fn unknown_seed_form_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("unknown seed form \"floppy\""));
 }
 
+/// The lab fixture with a `[seeds]` table of `body`.
+fn with_seeds(body: &str) -> Fixture {
+    let fx = Fixture::new(false);
+    fx.edit(|t| t.replacen("[network]", &format!("[seeds]\n{body}\n\n[network]"), 1));
+    fx
+}
+
 #[test]
 fn seeds_without_bundles_name_their_sources_and_the_medium_holds_every_bundle_once() {
-    let fx = Fixture::new(false);
-    fx.edit(|t| {
-        t.replacen(
-            "[network]",
-            "[seeds]\ncarry-bundles = false\nbundle-sources = [\"medium\", \"oci+http://10.77.0.1:5000/kiln/lab\"]\n\n[network]",
-            1,
-        )
-    });
+    let fx = with_seeds(
+        "carry-bundles = false\nbundle-sources = [\"medium\", \"oci+http://10.77.0.1:5000/kiln/lab\"]",
+    );
     fx.lock();
     kiln()
         .current_dir(&fx.dir)
@@ -204,14 +206,7 @@ fn seeds_without_bundles_name_their_sources_and_the_medium_holds_every_bundle_on
 
 #[test]
 fn seeds_settings_are_checked_at_their_key() {
-    let fx = Fixture::new(false);
-    fx.edit(|t| {
-        t.replacen(
-            "[network]",
-            "[seeds]\ncarry-bundles = false\nbundle-sources = [\"http://u:p@h/x\"]\n\n[network]",
-            1,
-        )
-    });
+    let fx = with_seeds("carry-bundles = false\nbundle-sources = [\"http://u:p@h/x\"]");
     let before = crate::common::tree_state(&fx.dir);
     let (code, stderr) = crate::common::kiln_in(&fx.dir, &["check", "cluster.toml"]);
     assert_eq!(code, Some(1), "{stderr}");

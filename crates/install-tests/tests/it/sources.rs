@@ -273,6 +273,29 @@ fn upload_blob(addr: &str, repo: &str, file: &Path, sha: &str, auth: &str) {
     ]));
 }
 
+/// A fresh host installs the fixture build, whose bundles are not beside install.sh, from
+/// `source` with `client`; its verify marker names the source of each bundle.
+fn install_from(source: &str, client: &str) {
+    let sb = Sandbox::new();
+    let b = build(&sb, "gen1", 1);
+    for (name, _) in &b.bundles {
+        fs::remove_file(b.dir.join(name)).unwrap();
+    }
+    let run = sb.run_with(
+        Shell::Dash,
+        &b,
+        &["--source", source],
+        &[("KILN_HTTP_CLIENT", client)],
+    );
+    run.expect_ok();
+    assert!(
+        run.markers()[0].detail.contains(&format!("@{source}")),
+        "{client}: {}",
+        run.describe()
+    );
+    assert_installed(&sb, 1);
+}
+
 #[test]
 fn bundles_come_from_a_registrys_blob_api_by_digest() {
     kiln_install_tests::require_tool("docker-registry", "docker-registry");
@@ -289,24 +312,7 @@ fn bundles_come_from_a_registrys_blob_api_by_digest() {
     }
     let source = format!("oci+http://{}/kiln/lab", registry.addr);
     for client in ["curl", "wget"] {
-        let sb2 = Sandbox::new();
-        let b2 = build(&sb2, "gen1", 1);
-        for (name, _) in &b2.bundles {
-            fs::remove_file(b2.dir.join(name)).unwrap();
-        }
-        let run = sb2.run_with(
-            Shell::Dash,
-            &b2,
-            &["--source", &source],
-            &[("KILN_HTTP_CLIENT", client)],
-        );
-        run.expect_ok();
-        assert!(
-            run.markers()[0].detail.contains(&format!("@{source}")),
-            "{client}: {}",
-            run.describe()
-        );
-        assert_installed(&sb2, 1);
+        install_from(&source, client);
     }
     // A repository without the blob: the registry's answer is named.
     let other = format!("oci+http://{}/kiln/other", registry.addr);
@@ -351,19 +357,7 @@ fn a_registry_that_wants_a_bearer_token_gets_an_anonymous_one() {
     let before = tokens.seen().len();
     let source = format!("oci+http://{}/kiln/lab", registry.addr);
     for client in ["curl", "wget"] {
-        let sb2 = Sandbox::new();
-        let b2 = build(&sb2, "gen1", 1);
-        for (name, _) in &b2.bundles {
-            fs::remove_file(b2.dir.join(name)).unwrap();
-        }
-        let run = sb2.run_with(
-            Shell::Dash,
-            &b2,
-            &["--source", &source],
-            &[("KILN_HTTP_CLIENT", client)],
-        );
-        run.expect_ok();
-        assert_installed(&sb2, 1);
+        install_from(&source, client);
     }
     // One anonymous pull token per bundle and client, for the repository, without credentials.
     let asked = tokens.seen()[before..].to_vec();
