@@ -19,16 +19,21 @@ fn tool(name: &str, pkg: &str) -> Command {
     Command::new(name)
 }
 
-#[test]
-fn seeds_are_valid_and_pin_the_installer_and_secrets() {
-    let fx = Fixture::new(false);
+/// Locks and builds `fx` with every seed form; returns `out/lab`.
+fn build_every_seed_form(fx: &Fixture) -> std::path::PathBuf {
     fx.lock();
     kiln()
         .current_dir(&fx.dir)
         .args(["build", "--seed", "iso,vfat,dir", "cluster.toml"])
         .assert()
         .success();
-    let out = fx.dir.join("out/lab");
+    fx.dir.join("out/lab")
+}
+
+#[test]
+fn seeds_are_valid_and_pin_the_installer_and_secrets() {
+    let fx = Fixture::new(false);
+    let out = build_every_seed_form(&fx);
     let sums = fs::read_to_string(out.join("SHA256SUMS")).unwrap();
     let digest_of = |rel: &str| {
         sums.lines()
@@ -142,13 +147,7 @@ fn seeds_without_bundles_name_their_sources_and_the_medium_holds_every_bundle_on
     let fx = with_seeds(
         "carry-bundles = false\nbundle-sources = [\"medium\", \"oci+http://10.77.0.1:5000/kiln/lab\"]",
     );
-    fx.lock();
-    kiln()
-        .current_dir(&fx.dir)
-        .args(["build", "--seed", "iso,vfat,dir", "cluster.toml"])
-        .assert()
-        .success();
-    let out = fx.dir.join("out/lab");
+    let out = build_every_seed_form(&fx);
     let manifest: serde_json::Value =
         serde_json::from_slice(&fs::read(out.join("MANIFEST.json")).unwrap()).unwrap();
     for host in ["etcd1", "runtime1", "lb1"] {
