@@ -4,8 +4,6 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
@@ -99,7 +97,9 @@ pub fn verify_out_dir(dir: &Path) -> Result<OutReport, VerifyError> {
         .collect();
     // Largest first, so the pool does not end waiting on one big file.
     jobs.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(b.0)));
-    let results = run_pool(&jobs, |(path, sha, _)| check_file(dir, path, sha));
+    let results = kiln_fsio::pool::run(&jobs, kiln_fsio::pool::cores(), |(path, sha, _)| {
+        check_file(dir, path, sha)
+    });
 
     let mut bundles = Vec::new();
     let mut first_error: Option<(&String, VerifyError)> = None;
@@ -240,41 +240,6 @@ fn check_file(dir: &Path, path: &str, sha: &str) -> Result<Option<BundleReport>,
         });
     }
     Ok(Some(report))
-}
-
-/// Runs `check` over `jobs` on up to `available_parallelism` threads; after the first
-/// failure the remaining jobs are skipped (`None`).
-fn run_pool<J: Sync, R: Send>(
-    jobs: &[J],
-    check: impl Fn(&J) -> Result<R, VerifyError> + Sync,
-) -> Vec<Option<Result<R, VerifyError>>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs.len())
-        .max(1);
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Vec<Mutex<Option<Result<R, VerifyError>>>> =
-        jobs.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= jobs.len() || failed.load(Ordering::Relaxed) {
-                    return;
-                }
-                let result = check(&jobs[i]);
-                if result.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                *results[i].lock().expect("no panic while held") = Some(result);
-            });
-        }
-    });
-    results
-        .into_iter()
-        .map(|m| m.into_inner().expect("no panic while held"))
-        .collect()
 }
 
 #[cfg(test)]

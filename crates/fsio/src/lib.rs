@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod atomic;
+pub mod pool;
 mod staging;
 pub mod tarw;
 
