@@ -349,6 +349,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             opts.memory_mb = a.memory;
             opts.keep = a.keep;
             opts.containers = a.containers.clone();
+            opts.link_address = a.link_address;
+            opts.link_services = a.link_service.clone();
             // A failed host comes back as an error carrying the report: its Display names the host,
             // the reason and the last console lines; guests kept with --keep must still be stoppable.
             let report = match kiln_boot::boot(&opts, &progress::BootTable::new()) {

@@ -162,6 +162,13 @@ impl kiln_boot::BootEvents for BootTable {
         );
     }
 
+    fn link_service_ready(&self, service: &str, pid: u32) {
+        eprintln!(
+            "{:>5.0?} link service {service} ready (pid {pid})",
+            self.start.elapsed()
+        );
+    }
+
     fn stopping(&self, hosts: &[String]) {
         eprintln!("stopping {}", hosts.join(", "));
     }

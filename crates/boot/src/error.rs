@@ -54,6 +54,12 @@ pub enum BootError {
         /// Every host of the cluster.
         known: Vec<String>,
     },
+    /// `--link-address`/`--link-service` options that cannot work together or with the hosts.
+    #[error("{reason}")]
+    LinkOption {
+        /// What is wrong.
+        reason: String,
+    },
     /// An input file the boot needs is not there.
     #[error("{what} {} does not exist{hint}", path.display())]
     Missing {

@@ -70,6 +70,11 @@ pub trait BootEvents {
         let _ = socket;
     }
 
+    /// A link service (`PORT=COMMAND`) runs as `pid` and accepts connections.
+    fn link_service_ready(&self, service: &str, pid: u32) {
+        let _ = (service, pid);
+    }
+
     /// `host`'s QEMU runs as `pid`, its console going to `serial_log`.
     fn host_started(&self, host: &str, pid: u32, serial_log: &Path) {
         let _ = (host, pid, serial_log);

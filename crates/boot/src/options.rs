@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::link::{LinkAddress, LinkService};
+
 /// Which seed image each guest gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SeedKind {
@@ -129,6 +131,12 @@ pub struct BootOptions {
     pub containers: Vec<String>,
     /// The root tree containers boot; default `rootfs` beside the image.
     pub rootfs: Option<PathBuf>,
+    /// This machine's address on the private link (on the bridge of the private namespace,
+    /// which is then started even without containers), for `link_services`.
+    pub link_address: Option<LinkAddress>,
+    /// Programs run in the private namespace before the hosts start, each listening on the
+    /// link address (a registry or HTTP server the seeds name as a bundle source).
+    pub link_services: Vec<LinkService>,
     /// The programs to run.
     pub tools: Tools,
 }
@@ -152,6 +160,8 @@ impl BootOptions {
             run_parent: None,
             containers: Vec::new(),
             rootfs: None,
+            link_address: None,
+            link_services: Vec::new(),
             tools: Tools::default(),
         }
     }

@@ -140,6 +140,8 @@ pub struct Kept {
     pub switch_pid: u32,
     /// The pid holding the containers' network namespace, if any host is a container.
     pub netns_pid: Option<u32>,
+    /// Each link service (`PORT=COMMAND`) and its pid.
+    pub services: Vec<(String, u32)>,
     /// The run folder (overlays, switch socket), to remove after stopping.
     pub run_dir: PathBuf,
     /// The guests that are systemd-nspawn containers (each has a cgroup of its own).
@@ -155,6 +157,7 @@ impl Kept {
             .iter()
             .map(|(_, pid)| pid.to_string())
             .chain([self.switch_pid.to_string()])
+            .chain(self.services.iter().map(|(_, p)| p.to_string()))
             .chain(self.netns_pid.map(|p| p.to_string()))
             .collect();
         format!(
@@ -172,6 +175,7 @@ impl Kept {
             .iter()
             .map(|(_, pid)| *pid)
             .chain([self.switch_pid])
+            .chain(self.services.iter().map(|(_, p)| *p))
             .chain(self.netns_pid)
             .collect();
         let alive = |pid: &u32| std::path::Path::new(&format!("/proc/{pid}")).exists();

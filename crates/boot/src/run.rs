@@ -10,6 +10,7 @@ use crate::error::BootError;
 use crate::events::{BootEvents, HostPhase, HostStatus};
 use crate::follow::Follower;
 use crate::layout::{cluster_dir, HostPlan, Layout};
+use crate::link;
 use crate::marker::FinalMessage;
 use crate::monitor::Monitor;
 use crate::nspawn::{self, ContainerSpec};
@@ -53,6 +54,7 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
     )?;
     let kernel = existing("kernel", &opts.kernel_path(), " (set the kernel option)")?;
     let initrd = existing("initrd", &opts.initrd_path(), " (set the initrd option)")?;
+    link::check(opts, &layout)?;
     let unknown: Vec<String> = opts
         .containers
         .iter()
@@ -125,14 +127,22 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
         guests.push(Guest::new(host, Kind::Qemu(overlay), &log_dir)?);
     }
 
-    let mut netns = match rootfs {
-        Some(_) => Some(start_netns(opts, run_dir.path(), lifetime)?),
-        None => None,
+    let mut netns = match rootfs.is_some() || link::wanted(opts) {
+        true => Some(start_netns(opts, run_dir.path(), lifetime)?),
+        false => None,
     };
     let netns_pid = netns.as_ref().map(Guard::pid_of);
     let mut switch = start_switch(opts, &socket, run_dir.path(), lifetime, netns_pid)?;
     tracing::info!(socket = %socket.display(), "switch started");
     events.switch_started(&socket);
+    // The machine's services on the link answer before any host looks for them.
+    let mut services = match (opts.link_address, netns_pid) {
+        (Some(address), Some(holder)) => link::start(opts, address, holder, &log_dir, lifetime)?,
+        _ => Vec::new(),
+    };
+    for (service, guard) in &services {
+        events.link_service_ready(service, guard.pid_of());
+    }
 
     let mut guards = Vec::with_capacity(guests.len());
     for (index, guest) in guests.iter_mut().enumerate() {
@@ -209,6 +219,9 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
             g.disarm();
         }
         switch.disarm();
+        for (_, g) in &mut services {
+            g.disarm();
+        }
         if let Some(n) = &mut netns {
             n.disarm();
         }
@@ -220,6 +233,10 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
                 .collect(),
             switch_pid: switch.pid_of(),
             netns_pid,
+            services: services
+                .iter()
+                .map(|(s, guard)| (s.clone(), guard.pid_of()))
+                .collect(),
             containers: guests
                 .iter()
                 .filter(|g| matches!(g.kind, Kind::Container(_)))
@@ -239,6 +256,8 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
                 .map(|(g, guard)| (g.plan.name.as_str(), guard.pid_of())),
         );
         switch.stop();
+        let mut service_guards: Vec<Guard> = services.drain(..).map(|(_, g)| g).collect();
+        stop_all(&mut service_guards);
         if let Some(n) = &mut netns {
             n.stop();
         }

@@ -140,6 +140,9 @@ impl BootEvents for Recorder {
     fn switch_started(&self, _socket: &Path) {
         self.0.borrow_mut().push("switch".into());
     }
+    fn link_service_ready(&self, service: &str, _pid: u32) {
+        self.0.borrow_mut().push(format!("link {service}"));
+    }
     fn host_started(&self, host: &str, _pid: u32, serial_log: &Path) {
         assert!(serial_log.ends_with(format!("boot/{host}.log")));
         self.0.borrow_mut().push(format!("{host} started"));
@@ -416,5 +419,83 @@ fn a_missing_qemu_names_its_package_and_stops_the_switch() {
         err.contains("install the Debian package qemu-system-x86"),
         "{err}"
     );
+    assert!(rig.run_dirs().is_empty());
+}
+
+/// A link service that records the namespace it runs in and its pid, then listens with python3.
+const LINK_SERVICE: &str = r#"#!/bin/sh
+set -eu
+here=$(dirname "$0")
+echo "$$" > "$here/service.pid"
+ip -o -4 addr show > "$here/service.addrs"
+exec python3 -m http.server --bind "$1" "$2"
+"#;
+
+#[test]
+fn a_link_service_listens_on_the_private_link_only_and_stops_with_the_boot() {
+    let rig = Rig::new(&[("etcd1", &script(&["KILN done ok", FINAL]))]);
+    let service = rig.fake.join("service");
+    std::fs::write(&service, LINK_SERVICE).unwrap();
+    chmod_x(&service);
+    let mut opts = rig.options();
+    opts.link_address = Some("10.77.0.250/24".parse().unwrap());
+    let port = kiln_testkit::free_port();
+    opts.link_services = vec![format!("{port}={} 10.77.0.250 {port}", service.display())
+        .parse()
+        .unwrap()];
+    let events = Recorder::default();
+    let report = boot(&opts, &events).unwrap();
+    assert_eq!(report.hosts[0].phase, HostPhase::Ready);
+
+    // It ran where the bridge has the link address, which this namespace does not have.
+    let addrs = std::fs::read_to_string(rig.fake.join("service.addrs")).unwrap();
+    assert!(
+        addrs
+            .lines()
+            .any(|l| l.contains("kiln0") && l.contains("10.77.0.250/24")),
+        "{addrs}"
+    );
+    let here = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&here.stdout).contains("10.77.0.250"));
+    // The hosts started only once it answered; it was stopped with them.
+    let events = events.0.into_inner();
+    let ready = events
+        .iter()
+        .position(|e| e.starts_with("link "))
+        .expect("a link event");
+    let started = events.iter().position(|e| e == "etcd1 started").unwrap();
+    assert!(ready < started, "{events:?}");
+    assert!(
+        events[ready].contains(&format!("link {port}=")),
+        "{events:?}"
+    );
+    let pid: u32 = std::fs::read_to_string(rig.fake.join("service.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!running(pid), "the link service outlived the boot");
+    let log = std::fs::read_to_string(rig.out.join(format!("boot/link-{port}.log"))).unwrap();
+    assert!(log.contains("Serving HTTP on 10.77.0.250"), "{log}");
+    assert!(rig.run_dirs().is_empty());
+}
+
+#[test]
+fn a_link_service_that_exits_fails_the_boot_with_its_output_and_starts_no_host() {
+    let rig = Rig::new(&[("etcd1", &script(&["KILN done ok", FINAL]))]);
+    let mut opts = rig.options();
+    opts.link_address = Some("10.77.0.250/24".parse().unwrap());
+    opts.link_services = vec!["5000=sh -c echo_no_registry_here;exit_3".parse().unwrap()];
+    let err = boot(&opts, &()).unwrap_err().to_string();
+    assert!(
+        err.contains("sh -c 'echo_no_registry_here;exit_3'"),
+        "{err}"
+    );
+    assert!(err.contains("exit status: 127"), "{err}");
+    assert!(err.contains("echo_no_registry_here: not found"), "{err}");
+    assert!(!rig.fake.join("etcd1.pid").exists(), "a host started");
     assert!(rig.run_dirs().is_empty());
 }

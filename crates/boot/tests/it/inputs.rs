@@ -198,3 +198,23 @@ fn the_layout_keeps_unknown_keys_working() {
         Err(BootError::OutFolder { .. })
     ));
 }
+
+#[test]
+fn link_options_are_checked_against_each_other_and_the_hosts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = BootOptions::new(cluster(tmp.path()), guest(tmp.path()));
+    opts.link_services = vec!["5000=docker-registry serve c.yml".parse().unwrap()];
+    assert_eq!(
+        err(&opts),
+        "link services need an address on the link: give --link-address ADDRESS/PREFIX"
+    );
+    opts.link_address = Some("10.77.0.12/24".parse().unwrap());
+    assert_eq!(
+        err(&opts),
+        "the link address 10.77.0.12/24 is host etcd2's address; choose a free one"
+    );
+    opts.link_address = Some("10.77.0.250/24".parse().unwrap());
+    opts.link_services
+        .push("5000=python3 -m http.server".parse().unwrap());
+    assert_eq!(err(&opts), "two link services listen on port 5000");
+}
