@@ -1,6 +1,7 @@
 #!/bin/bash
 # Builds the Debian 12 guest image kiln's tests boot (and users may boot): a plain
-# systemd + cloud-init (NoCloud only) system with a cloud kernel, no role payload —
+# systemd + cloud-init (NoCloud only) system with a cloud kernel and curl (as most installs
+# have; install.sh fetches bundles with it from a `bundle-sources` server), no role payload —
 # everything role-specific must arrive through kiln's bundles.
 #
 # Usage: tests/e2e/guest-image.sh [OUTDIR]    (or KILN_GUEST_DIR=OUTDIR)
@@ -80,7 +81,7 @@ build_rootfs() {
     rm -rf --one-file-system "$dest"
     # shellcheck disable=SC2016 # the hooks are run by mmdebstrap, with $1 = the tree
     mmdebstrap --mode=root --variant=minbase --architectures="$arch" \
-        --include="systemd,systemd-sysv,udev,dbus,iproute2,cloud-init,linux-image-cloud-$arch,initramfs-tools,ifupdown,isc-dhcp-client,procps,openssl,tar,gzip,coreutils" \
+        --include="systemd,systemd-sysv,udev,dbus,iproute2,cloud-init,linux-image-cloud-$arch,initramfs-tools,ifupdown,isc-dhcp-client,procps,openssl,tar,gzip,coreutils,curl" \
         --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-include=/usr/share/doc/*/copyright' \

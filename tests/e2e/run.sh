@@ -6,7 +6,9 @@
 #      lab example is built with `kiln build --seed-rerun` and its six hosts
 #      are booted together, runtime1 as a QEMU guest from its ISO seed and the
 #      3 etcd and 2 lb hosts as systemd-nspawn containers of the same image
-#      on the same link (`kiln boot --containers`), from their seed folders;
+#      on the same link (`kiln boot --containers`), from their seed folders,
+#      which carry no bundles: a docker-registry on the link (`--link-service`)
+#      serves them, but for the runtime bundle, which comes from the shared medium;
 #      every host must report its role healthy, a second install.sh run must
 #      change nothing, and the lb hosts' VIP must answer and move when the
 #      keepalived holding it stops;

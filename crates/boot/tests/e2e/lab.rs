@@ -34,12 +34,17 @@ const STEPS: [&str; 13] = [
 /// The lab hosts booted as containers: all but runtime1.
 const CONTAINERS: [&str; 5] = ["etcd1", "etcd2", "etcd3", "lb1", "lb2"];
 
+/// This machine's address on the lab's private link, where the test's registry listens.
+const LINK_ADDRESS: &str = "10.77.0.250";
+/// The registry on the link, as the seeds name it.
+const REGISTRY_SOURCE: &str = "oci+http://10.77.0.250:5000/kiln/lab";
+
 /// The lab's cluster.toml, rewritten so its inputs are read from the
 /// checkout and its PKI state lands in `dir` (tests never write into the
 /// checkout), with the e2e probes as one more overlay, and with seeds that carry
-/// no bundles: every host takes them from the shared bundle medium (runtime1's
-/// QEMU guest mounts bundles.iso by its label; the containers get `bundles/`
-/// bound where the mounted medium would be).
+/// no bundles: every host takes each bundle from the registry on the link, else from
+/// the shared bundle medium (runtime1's QEMU guest mounts bundles.iso by its label;
+/// the containers get `bundles/` bound where the mounted medium would be).
 fn lab_in(dir: &Path) -> PathBuf {
     let r = repo();
     let overlays = dir.join("overlays");
@@ -77,7 +82,7 @@ fn lab_in(dir: &Path) -> PathBuf {
         .replace("\"../../", &format!("\"{}/", r.display()))
         .replacen(
             "[network]",
-            "[seeds]\ncarry-bundles = false\nbundle-sources = [\"medium\"]\n\n[network]",
+            &format!("[seeds]\ncarry-bundles = false\nbundle-sources = [\"{REGISTRY_SOURCE}\", \"medium\"]\n\n[network]"),
             1,
         );
     let lab = dir.join("cluster.toml");
@@ -160,6 +165,7 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
     );
     let out = out_root.join("lab");
     assert!(out.join("bundles.iso").is_file(), "no shared bundle medium");
+    let (link_service, from_medium) = registry_on_link(&out, &tmp.path().join("registry"));
 
     // What the build planned: every etcd member's health covers the whole
     // cluster, and the runtime's images.
@@ -200,6 +206,8 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
     // the same image on the same link, and runtime1, whose role needs a kernel of its
     // own (modules, sysctls, containerd's snapshots), stays a QEMU guest.
     opts.containers = CONTAINERS.map(String::from).to_vec();
+    opts.link_address = Some(format!("{LINK_ADDRESS}/24").parse().unwrap());
+    opts.link_services = vec![link_service];
     opts.timeout = Duration::from_secs(30 * 60);
     opts.log_dir = Some(log_dir("lab"));
     // Kept running after the boot: the VIP probes go on once every host is ready.
@@ -210,18 +218,32 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
     let mut problems = Problems::default();
     for host in &report.hosts {
         check_host(host, &mut problems);
-        // The seeds carry no bundles: each host's first run took them all from the medium.
+        // The seeds carry no bundles: each host's first run took each from the registry on
+        // the link, but the one the registry lacks from the medium.
         let first = runs(&host.serial_log)
             .into_iter()
             .next()
             .unwrap_or_default();
         if let Some(verify) = find(&first, "verify") {
-            problems.check(verify.to_string().contains("@medium"), || {
-                format!(
-                    "{}: the bundles did not come from the medium: `{verify}`",
-                    host.name
-                )
+            let text = verify.to_string();
+            let fetched: Vec<&str> = text
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("fetched="))
+                .map(|list| list.split(',').collect())
+                .unwrap_or_default();
+            problems.check(!fetched.is_empty(), || {
+                format!("{}: no bundle was fetched: `{verify}`", host.name)
             });
+            for entry in fetched {
+                let (file, source) = entry.split_once('@').unwrap_or((entry, ""));
+                let want = match file == from_medium {
+                    true => "medium",
+                    false => REGISTRY_SOURCE,
+                };
+                problems.check(source == want, || {
+                    format!("{}: {file} came from {source:?}, not {want}", host.name)
+                });
+            }
         }
     }
     check_runtime_images(report.host("runtime1").unwrap(), &images, &mut problems);
@@ -237,6 +259,65 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
         report.log_dir.display(),
         problems.0.join("\n- ")
     );
+}
+
+/// Pushes the build in `out` to a registry on 127.0.0.1 (storage in `dir`), deletes the
+/// runtime bundle from it (a source that lacks a bundle: install.sh must take that one from the
+/// next source), and returns the link service serving that storage on the hosts' link and the
+/// file name of the deleted bundle.
+fn registry_on_link(out: &Path, dir: &Path) -> (kiln_boot::LinkService, String) {
+    use kiln_testkit::{Registry, RegistryAuth};
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("MANIFEST.json")).unwrap()).unwrap();
+    let (file, sha) = manifest["bundles"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|b| b["role"] == "runtime")
+        .map(|b| {
+            let file = b["file"].as_str().unwrap();
+            let sha = manifest["outputs"][file]["sha256"].as_str().unwrap();
+            (file.to_owned(), sha.to_owned())
+        })
+        .expect("a runtime bundle in MANIFEST.json");
+    let storage = {
+        let registry = Registry::start(dir, RegistryAuth::None);
+        let target = format!("http://{}/kiln/lab", registry.addr);
+        let push = Command::new(kiln_bin())
+            .args(["push", out.to_str().unwrap(), &target])
+            .output()
+            .unwrap();
+        assert!(
+            push.status.success(),
+            "kiln push {target} failed:\n{}",
+            String::from_utf8_lossy(&push.stderr)
+        );
+        let url = format!("http://{}/v2/kiln/lab/blobs/sha256:{sha}", registry.addr);
+        let delete = Command::new("curl")
+            .args(["-fsS", "-X", "DELETE", &url])
+            .output()
+            .unwrap();
+        assert!(
+            delete.status.success(),
+            "DELETE {url}: {}",
+            String::from_utf8_lossy(&delete.stderr)
+        );
+        registry.storage.clone()
+    };
+    let config = dir.join("link.yml");
+    fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {LINK_ADDRESS}:5000\n",
+            storage.display()
+        ),
+    )
+    .unwrap();
+    let service = format!("5000=docker-registry serve {}", config.display())
+        .parse()
+        .unwrap();
+    let name = Path::new(&file).file_name().unwrap().to_str().unwrap();
+    (service, name.to_owned())
 }
 
 /// Boots with `opts` (which keep the guests), prints the timings, and
