@@ -241,13 +241,13 @@ pub struct BootArgs {
     /// kernel at native speed, for control-plane hosts that software emulation makes slow.
     #[arg(long, value_delimiter = ',')]
     pub containers: Vec<String>,
-    /// This machine's address on the private link, ADDRESS/PREFIX (a free address of the
+    /// This machine's address on the private link, ADDR/LEN (a free address of the
     /// cluster's network), for --link-service.
-    #[arg(long, value_name = "ADDRESS/PREFIX")]
+    #[arg(long, value_name = "ADDR/LEN")]
     pub link_address: Option<kiln_boot::LinkAddress>,
-    /// Run PROGRAM ARG… on the private link before the hosts start, and wait until it accepts
+    /// Run CMD (PROGRAM ARG…) on the private link before the hosts start, and wait until it accepts
     /// connections on --link-address's PORT (repeatable; split on spaces, no shell): e.g. a
     /// registry or HTTP server that the seeds' `bundle-sources` name.
-    #[arg(long, value_name = "PORT=PROGRAM ARG…")]
+    #[arg(long, value_name = "PORT=CMD")]
     pub link_service: Vec<kiln_boot::LinkService>,
 }
