@@ -26,7 +26,12 @@
 # From extract on, one install.sh at a time holds a lock (flock on the state folder); a
 # second one waits up to KILN_LOCK_WAIT seconds, then refuses naming the holder's pid. A
 # write that fails (a full disk) fails its step naming the path, and the files of this run
-# not yet switched in are removed: the host keeps its previous files and state. Every step is
+# not yet switched in are removed: the host keeps its previous files and state. The state
+# folder lists the files and units each generation installed: the next one stops and disables
+# the units it no longer has and removes such files (`KILN install ok … removed=N
+# retired=UNIT,…`). The inputs of the converged generation and of the one before it are kept
+# in $KILN_STATE_DIR/kept/<build id>/; an upgrade whose health check fails reinstalls the
+# installed generation from there (`KILN rollback ok|fail …`) and exits 1. Every step is
 # idempotent, files are switched by rename and the state is written last, so a run
 # killed anywhere converges when rerun; a rerun on a converged host changes nothing
 # and ends with `KILN done ok ... unchanged`.
@@ -605,8 +610,61 @@ step_install() {
         changed=$(wc -l <"$STATE_DIR/switch")
         rm -f "$STATE_DIR/switch"
     fi
-    CHANGED=$((CHANGED + changed + modes))
-    ok "files=$files changed=$changed modes=$modes"
+    retire
+    CHANGED=$((CHANGED + changed + modes + REMOVED + RETIRED_N))
+    extra=''
+    [ "$REMOVED" = 0 ] || extra=" removed=$REMOVED"
+    ok "files=$files changed=$changed modes=$modes$extra${RETIRED:+ retired=${RETIRED%,}}"
+}
+
+# What the installed generation had and this one does not (its lists in the state folder): its
+# units are stopped and disabled, then its files removed, then this generation's lists replace
+# them. Reruns redo it until the new lists are written, so a kill anywhere converges.
+REMOVED=0 RETIRED='' RETIRED_N=0
+retire() {
+    awk '{ print $3 }' "$WORK/plan" | sort >"$WORK/paths"
+    sort "$WORK/units" >"$WORK/units.sorted"
+    if [ -f "$STATE_DIR/units" ]; then
+        sort "$STATE_DIR/units" | comm -23 - "$WORK/units.sorted" >"$WORK/retired"
+        while read -r u; do
+            printf '%s\n' "$u" | grep -Eqx '[A-Za-z0-9@._:-]+' || fail "$STATE_DIR/units: bad unit name $u"
+            if use_systemctl && command -v systemctl >/dev/null; then
+                if live; then
+                    systemctl disable --now "$u" >"$WORK/err" 2>&1 || ! unit_file_exists "$u" ||
+                        fail "stop and disable $u (gone from this generation): $(last_line "$WORK/err")"
+                else
+                    systemctl --root="$R" disable "$u" >"$WORK/err" 2>&1 || ! unit_file_exists "$u" ||
+                        fail "disable $u (gone from this generation): $(last_line "$WORK/err")"
+                fi
+            fi
+            RETIRED="$RETIRED$u," RETIRED_N=$((RETIRED_N + 1))
+        done <"$WORK/retired"
+    fi
+    : >"$WORK/stale"
+    [ ! -f "$STATE_DIR/files" ] || sort "$STATE_DIR/files" | comm -23 - "$WORK/paths" >"$WORK/stale"
+    while read -r p; do
+        case /$p/ in */../* | */./* | *//*) fail "$STATE_DIR/files: bad path $p" ;; esac
+        [ -f "$R/$p" ] || [ -L "$R/$p" ] || continue
+        rm -f "$R/$p" 2>"$WORK/err" || fail "cannot remove $R/$p (gone from this generation): $(last_line "$WORK/err")"
+        REMOVED=$((REMOVED + 1))
+    done <"$WORK/stale"
+    # Then this generation's lists: a later run (an upgrade, a rollback, a downgrade by hand)
+    # retires from them what it does not have.
+    for l in files units; do
+        if [ "$l" = files ]; then cp "$WORK/paths" "$STATE_DIR/$l.new"; else cp "$WORK/units.sorted" "$STATE_DIR/$l.new"; fi
+        if [ -f "$STATE_DIR/$l" ] && [ "$(sha_of "$STATE_DIR/$l.new")" = "$(sha_of "$STATE_DIR/$l")" ]; then
+            rm -f "$STATE_DIR/$l.new"
+        else
+            chmod 0644 "$STATE_DIR/$l.new"
+            replace_file "$STATE_DIR/$l.new" "$STATE_DIR/$l"
+        fi
+    done
+}
+unit_file_exists() { # $1 a unit name: is its file in one of systemd's folders under $R?
+    for d in etc/systemd/system usr/lib/systemd/system lib/systemd/system; do
+        [ ! -e "$R/$d/$1" ] || return 0
+    done
+    return 1
 }
 
 unswitch_fail() { # a failed copy (a full disk) removes this run's copies: the old files stay
@@ -751,7 +809,7 @@ step_health() {
         # 9<&-: a daemon the check starts must not hold the lock after we exit.
         until timeout "${KILN_HEALTH_TIMEOUT:-30}" sh -c "$cmd" >"$WORK/err" 2>&1 9<&-; do
             { [ "$tries" -gt 0 ] && [ "$n" -ge "$tries" ]; } || [ $(($(date +%s) - since)) -ge "$wait" ] &&
-                fail "role=$(kv "$STAGING/$sha/BUNDLE" KILN_ROLE) unhealthy after $n tries in $(($(date +%s) - since)) s: $(last_line "$WORK/err")"
+                unhealthy "role=$(kv "$STAGING/$sha/BUNDLE" KILN_ROLE) unhealthy after $n tries in $(($(date +%s) - since)) s: $(last_line "$WORK/err")"
             n=$((n + 1))
             sleep "${KILN_HEALTH_INTERVAL:-2}"
         done
@@ -759,8 +817,63 @@ step_health() {
     ok "role=$ROLES checks=$checks"
 }
 
+# A failed health check of an upgrade (the state names another build) rolls the host back to
+# the installed generation: its install.sh runs again from the copy kept when it converged,
+# its markers in between, then `KILN rollback ok|fail …`; the run still fails.
+unhealthy() {
+    old_build=$(kv "$STATE_DIR/state" KILN_BUILD_ID 2>/dev/null || :)
+    if [ -z "$old_build" ] || [ "$old_build" = "$BUILD_ID" ]; then fail "$1"; fi
+    old_gen=$(kv "$STATE_DIR/state" KILN_GENERATION)
+    FAILED=1 && say "$STEP fail $1"
+    STEP=rollback k=$KEPT/$old_build
+    if [ ! -f "$k/SECRETS_SHA256" ] || [ ! -f "$k/install.sh" ]; then
+        say "rollback fail no copy of generation $old_gen (build $old_build) is kept in $k: the host keeps generation $GENERATION's files"
+        exit 1
+    fi
+    echo "install.sh: generation $GENERATION is unhealthy: rolling back to generation $old_gen (build $old_build) from $k" >&2
+    # The rollback run takes the lock itself.
+    rm -f "$STATE_DIR/lock.pid" && exec 9<&-
+    if sh "$k/install.sh" --dir "$k" --secrets-sha256 "$(cat "$k/SECRETS_SHA256")" 9<&-; then
+        say "rollback ok generation=$old_gen build=$old_build (generation $GENERATION build $BUILD_ID was unhealthy)"
+    else
+        say "rollback fail generation $old_gen (build $old_build) did not install again: see its markers above"
+    fi
+    exit 1
+}
+
+# The inputs of each generation that converged (install.sh, the secrets and the bundles), kept
+# for rollback. When the state was just written ($1), the one it named before ($2) stays beside
+# it and older ones go; an unchanged rerun keeps what there is.
+KEPT=$STATE_DIR/kept
+keep_generation() {
+    k=$KEPT/$BUILD_ID
+    if [ ! -f "$k/SECRETS_SHA256" ]; then
+        rm -rf "$k.part" && mkdir -p "$k.part" # 0700 (umask): the secrets are in it
+        while read -r i kind sha f; do
+            # Under the names BUNDLES gives (a download is named by its digest).
+            n=secrets.tar.gz
+            [ "$kind" = secrets ] || n=$(awk -v s="$sha" '$1 == s { print $2; exit }' "$WORK/BUNDLES")
+            ln -f "$f" "$k.part/$n" 2>/dev/null || cp "$f" "$k.part/$n" 2>"$WORK/err" || break
+        done <"$WORK/archives"
+        # The host converged either way: without room for the copy it only cannot come back here.
+        if [ "$(find "$k.part" -type f | wc -l)" = "$(wc -l <"$WORK/archives")" ] &&
+            cp "$0" "$k.part/install.sh" 2>"$WORK/err" && echo "$SECRETS_SHA" >"$k.part/SECRETS_SHA256"; then
+            sync && mv "$k.part" "$k"
+        else
+            echo "install.sh: cannot keep generation $GENERATION in $k for rollback: $(last_line "$WORK/err")" >&2
+            rm -rf "$k.part"
+        fi
+    fi
+    [ "$1" = written ] || return 0
+    for d in "$KEPT"/*; do
+        [ -e "$d" ] || continue
+        case ${d##*/} in "$BUILD_ID" | "$2") ;; *) rm -rf "$d" ;; esac
+    done
+}
+
 # 12. The state, written last and atomically: what converged, for reruns and rollback checks.
 step_state() {
+    before=$(kv "$STATE_DIR/state" KILN_BUILD_ID 2>/dev/null || :)
     bundles=$(awk '$2 == "bundle" { n = $4; sub(/.*\//, "", n); printf "%s%s:%s", s, $3, n; s = "," }' "$WORK/archives")
     {
         echo "KILN_CLUSTER=$(kv "$WORK/HOST" KILN_CLUSTER)"
@@ -780,6 +893,7 @@ step_state() {
         sync
         CHANGED=$((CHANGED + 1)) what=written
     fi
+    keep_generation "$what" "$before"
     # Staging of other builds is no longer needed (bundles can be large).
     for d in "$STAGING"/*; do
         [ -e "$d" ] || continue

@@ -45,6 +45,12 @@ const ELSEWHERE_UNIT: &str =
 ConditionPathExists=/kiln-nowhere\n\n[Service]\nType=oneshot\nExecStart=/bin/true\n\n\
 [Install]\nWantedBy=multi-user.target\n";
 
+/// A unit only generation 1 has: an upgrade to 2 must stop and disable it and remove its file.
+const RETIRED_UNIT: &str =
+    "[Unit]\nDescription=kiln install.sh test service of generation 1 only\n\n\
+[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n\n\
+[Install]\nWantedBy=multi-user.target\n";
+
 /// A tiny real .deb of `version`.
 fn deb(dir: &Path, version: &str) -> Vec<u8> {
     require_tool("dpkg-deb", "dpkg");
@@ -77,7 +83,9 @@ fn deb(dir: &Path, version: &str) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
-/// The roles of `generation`: only demo.conf and the package version change.
+/// The roles of `generation`: demo.conf and the package version change, generation 1
+/// alone has a unit (kiln-demo-old.service) and a file (legacy.conf), and generation 3 is
+/// broken (its health check fails) and alone has gen3.conf.
 fn roles(dir: &Path, generation: u32) -> Vec<Role> {
     let mut common = Role::new("common");
     common.files = vec![
@@ -112,16 +120,43 @@ fn roles(dir: &Path, generation: u32) -> Vec<Role> {
             format!("generation={generation}\n"),
         ),
     ];
+    if generation == 1 {
+        demo.files.extend([
+            file(
+                "/etc/kiln-demo/legacy.conf",
+                0o644,
+                "gone in generation 2\n",
+            ),
+            file(
+                "/etc/systemd/system/kiln-demo-old.service",
+                0o644,
+                RETIRED_UNIT,
+            ),
+        ]);
+        demo.units.push("kiln-demo-old.service".into());
+    }
     let version = format!("{generation}.0");
     demo.packages = vec![(
         format!("kiln-demo-pkg_{version}_all.deb"),
         deb(dir, &version),
     )];
-    demo.units = vec![
-        "kiln-demo.service".into(),
-        "kiln-demo-elsewhere.service".into(),
-    ];
+    demo.units.splice(
+        0..0,
+        [
+            "kiln-demo.service".into(),
+            "kiln-demo-elsewhere.service".into(),
+        ],
+    );
     demo.health = "/usr/local/bin/kiln-demo-health".into();
+    if generation == 3 {
+        // A broken generation: its health check fails, so install.sh rolls back.
+        demo.files.push(file(
+            "/etc/kiln-demo/gen3.conf",
+            0o644,
+            "only in generation 3\n",
+        ));
+        demo.health = "echo generation 3 is broken >&2; false".into();
+    }
     vec![common, demo]
 }
 
@@ -132,7 +167,7 @@ fn host(generation: u32) -> Host {
     h
 }
 
-/// Generations 1 and 2 of the demo build, bound read-only at /kiln in the guest.
+/// Generations 1 to 3 of the demo build, bound read-only at /kiln in the guest.
 struct Fixture {
     tmp: tempfile::TempDir,
     builds: Vec<Build>,
@@ -142,7 +177,7 @@ impl Fixture {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let kiln = tmp.path().join("kiln");
-        let builds = (1..=2)
+        let builds = (1..=3)
             .map(|g| {
                 write_build(
                     &kiln.join(format!("gen{g}")),
@@ -179,25 +214,32 @@ impl Fixture {
     /// What `probe` prints on a host converged to `generation`.
     fn expected(&self, generation: u32) -> String {
         let b = &self.builds[generation as usize - 1];
-        let mut files: Vec<(String, u32, String)> = roles(self.tmp.path(), generation)
+        let files: std::collections::BTreeMap<String, String> = roles(self.tmp.path(), generation)
             .iter()
             .flat_map(|r| r.files.clone())
             .chain(host(generation).files)
-            .map(|f| (f.path, f.mode, sha256_hex(&f.content)))
+            .map(|f| (f.path, format!("{:o} {}", f.mode, sha256_hex(&f.content))))
             .collect();
-        files.sort();
-        let mut s: String = files
+        let mut s: String = self
+            .paths()
             .iter()
-            .map(|(p, m, h)| format!("file {p} {m:o} {h}\n"))
+            .map(|p| match files.get(p) {
+                Some(f) => format!("file {p} {f}\n"),
+                None => format!("file {p} absent\n"),
+            })
             .collect();
         s += "unit enabled active\n";
+        s += match generation {
+            1 => "old-unit wanted active\n",
+            _ => "old-unit unwanted inactive\n",
+        };
         s += &format!(
             "served {}\n",
             sha256_hex(format!("generation={generation}\n").as_bytes())
         );
         s += &format!("pkg ii {generation}.0\n");
         s += &format!("loaded {}\n", sha256_hex(IMAGE));
-        s += "statedir images staging state\n";
+        s += "statedir files images kept staging state units\n";
         let mut staging: Vec<&String> = b
             .bundles
             .iter()
@@ -226,18 +268,28 @@ impl Fixture {
         s
     }
 
+    /// Every file path of every generation, sorted.
+    fn paths(&self) -> Vec<String> {
+        let paths: std::collections::BTreeSet<String> = [1, 2, 3]
+            .into_iter()
+            .flat_map(|g| {
+                roles(self.tmp.path(), g)
+                    .into_iter()
+                    .flat_map(|r| r.files)
+                    .chain(host(g).files)
+                    .map(|f| f.path)
+            })
+            .collect();
+        paths.into_iter().collect()
+    }
+
     /// The converged state of the guest, in the form of [`Fixture::expected`].
     fn probe(&self, g: &Guest) -> String {
-        let mut paths: Vec<String> = roles(self.tmp.path(), 1)
-            .iter()
-            .flat_map(|r| r.files.clone())
-            .chain(host(1).files)
-            .map(|f| f.path)
-            .collect();
-        paths.sort();
         g.sh(&format!(
-            r#"for p in {}; do printf 'file %s %s %s\n' "$p" "$(stat -c %a "$p")" "$(sha256sum <"$p" | cut -c1-64)"; done
+            r#"for p in {}; do if [ -e "$p" ]; then printf 'file %s %s %s\n' "$p" "$(stat -c %a "$p")" "$(sha256sum <"$p" | cut -c1-64)"; else printf 'file %s absent\n' "$p"; fi; done
 printf 'unit %s %s\n' "$(systemctl is-enabled kiln-demo.service)" "$(systemctl is-active kiln-demo.service)"
+w=unwanted; [ ! -L /etc/systemd/system/multi-user.target.wants/kiln-demo-old.service ] || w=wanted
+printf 'old-unit %s %s\n' "$w" "$(systemctl is-active kiln-demo-old.service || :)"
 printf 'served %s\n' "$(python3 -c 'import hashlib, urllib.request; print(hashlib.sha256(urllib.request.urlopen("http://127.0.0.1:8080/index.html", timeout=2).read()).hexdigest())' 2>/dev/null || echo none)"
 printf 'pkg %s\n' "$(dpkg-query -W -f='${{db:Status-Abbrev}}${{Version}}' kiln-demo-pkg 2>/dev/null)"
 sort -u /var/lib/fake-docker/loaded | sed 's/^/loaded /'
@@ -247,7 +299,7 @@ sed 's/^/state /' /var/lib/kiln/state
 sed 's/^/images /' /var/lib/kiln/images
 find /etc /usr/local /var/lib -xdev -name '*.kiln-new' | sed 's/^/leftover /'
 true"#,
-            paths.join(" ")
+            self.paths().join(" ")
         ))
     }
 }
@@ -306,7 +358,8 @@ fn cloud_init_runcmd_installs_the_role_and_a_rerun_changes_nothing() {
     assert!(m[10].detail.starts_with("role=common,demo"), "{:?}", m[10]);
     assert!(
         m[9].detail.ends_with(
-            " started=1 restarted=0 started-units=kiln-demo.service(inactive) \
+            " started=2 restarted=0 \
+             started-units=kiln-demo.service(inactive),kiln-demo-old.service(inactive) \
              condition-skipped=kiln-demo-elsewhere.service"
         ),
         "{:?}",
@@ -321,7 +374,7 @@ fn cloud_init_runcmd_installs_the_role_and_a_rerun_changes_nothing() {
     assert!(assert_ok(&again).ends_with(" unchanged"), "{}", again.1);
     assert!(
         again.1.contains(
-            "KILN units ok units=kiln-demo.service,kiln-demo-elsewhere.service \
+            "KILN units ok units=kiln-demo.service,kiln-demo-elsewhere.service,kiln-demo-old.service \
                  enabled=0 started=0 restarted=0 condition-skipped=kiln-demo-elsewhere.service\n"
         ),
         "{}",
@@ -347,6 +400,159 @@ fn cloud_init_runcmd_installs_the_role_and_a_rerun_changes_nothing() {
         (g.sh(pid), g.sh(mtimes)),
         before,
         "the refused run changed something"
+    );
+}
+
+#[test]
+fn an_upgrade_retires_the_units_and_files_the_new_generation_dropped() {
+    let fx = Fixture::new();
+    let g = fx.boot(&[]);
+    assert_ok(&install(&g, &fx.command(1), ""));
+    assert_eq!(fx.probe(&g), fx.expected(1));
+
+    let up = install(&g, &fx.command(2), "");
+    assert_ok(&up);
+    let install_marker = &markers(&up.1)[7];
+    assert!(
+        install_marker
+            .detail
+            .ends_with(" removed=2 retired=kiln-demo-old.service"),
+        "{install_marker:?}"
+    );
+    assert_eq!(fx.probe(&g), fx.expected(2), "{}", up.1);
+    let again = install(&g, &fx.command(2), "");
+    assert!(assert_ok(&again).ends_with(" unchanged"), "{}", again.1);
+
+    // Back to 1 by hand: what 2 dropped comes back, and what 2 alone had (nothing here) goes.
+    let down = install(&g, &fx.command(1), "KILN_ALLOW_DOWNGRADE=1");
+    assert_ok(&down);
+    assert!(
+        !markers(&down.1)[7].detail.contains("removed="),
+        "{}",
+        down.1
+    );
+    assert_eq!(fx.probe(&g), fx.expected(1), "{}", down.1);
+}
+
+/// The builds kept for rollback in the guest, sorted.
+fn kept(g: &Guest) -> Vec<String> {
+    let mut k: Vec<String> = g
+        .sh("ls /var/lib/kiln/kept")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    k.sort();
+    k
+}
+
+/// Checks an unhealthy generation 3's run: it failed its health check, generation 2 installed
+/// again (its markers in between), and `KILN rollback ok` came last.
+fn assert_rolled_back((code, text): &(i32, String)) {
+    let m = markers(text);
+    let steps: Vec<String> = m
+        .iter()
+        .map(|m| format!("{} {}", m.step, m.status))
+        .collect();
+    let health = steps.iter().position(|s| s == "health fail");
+    assert!(
+        *code == 1 && health.is_some() && steps.last().map(String::as_str) == Some("rollback ok"),
+        "expected a rollback:\n{text}"
+    );
+    let again: Vec<&str> = m[health.unwrap() + 1..m.len() - 1]
+        .iter()
+        .map(|m| m.step.as_str())
+        .collect();
+    assert_eq!(again, STEPS, "generation 2's run between:\n{text}");
+    let last = &m[m.len() - 1].detail;
+    assert!(
+        last.starts_with(&format!("generation=2 build={} ", host(2).build_id)),
+        "{last}"
+    );
+    assert!(text.contains("generation 3 is broken"), "{text}");
+}
+
+#[test]
+fn an_unhealthy_upgrade_rolls_back_to_the_installed_generation_on_its_own() {
+    let fx = Fixture::new();
+    let g = fx.boot(&[]);
+    assert_ok(&install(&g, &fx.command(1), ""));
+    assert_ok(&install(&g, &fx.command(2), ""));
+    // Both converged generations are kept for rollback.
+    assert_eq!(kept(&g), {
+        let mut k = vec![host(1).build_id, host(2).build_id];
+        k.sort();
+        k
+    });
+
+    let broken = install(&g, &fx.command(3), "KILN_HEALTH_WAIT=5");
+    assert_rolled_back(&broken);
+    // Generation 3's own file is gone again, 2's state stands, and nothing of 3 is kept.
+    assert_eq!(fx.probe(&g), fx.expected(2), "{}", broken.1);
+    assert_eq!(kept(&g).len(), 2);
+    let again = install(&g, &fx.command(2), "");
+    assert!(assert_ok(&again).ends_with(" unchanged"), "{}", again.1);
+}
+
+#[test]
+fn a_rollback_without_a_kept_generation_says_so_and_keeps_the_new_files() {
+    let fx = Fixture::new();
+    let g = fx.boot(&[]);
+    assert_ok(&install(&g, &fx.command(2), ""));
+    g.sh("rm -rf /var/lib/kiln/kept");
+    let (code, text) = install(&g, &fx.command(3), "KILN_HEALTH_WAIT=5");
+    let last = markers(&text).pop().unwrap();
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(
+        (last.step.as_str(), last.status.as_str()),
+        ("rollback", "fail"),
+        "{text}"
+    );
+    assert!(
+        last.detail.starts_with(&format!(
+            "no copy of generation 2 (build {}) is kept in /var/lib/kiln/kept/",
+            host(2).build_id
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn random_kills_during_an_unhealthy_upgrade_and_its_rollback_then_rerun_converges() {
+    let fx = Fixture::new();
+    let g = fx.boot(&[]);
+    assert_ok(&install(&g, &fx.command(2), ""));
+    let env = "KILN_HEALTH_WAIT=5";
+    let t = Instant::now();
+    assert_rolled_back(&install(&g, &fx.command(3), env));
+    let full = t.elapsed().as_millis() as u64;
+    let seed = std::env::var("KILN_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x726f_6c6c);
+    let mut rng = Rng(seed);
+    let mut kills = 0;
+    for trial in 0..trials() {
+        let ms = rng.below(full);
+        let run = install(
+            &g,
+            &format!(
+                "timeout -s KILL {}.{:03} {}",
+                ms / 1000,
+                ms % 1000,
+                fx.command(3)
+            ),
+            env,
+        );
+        kills += u32::from(run.0 == 137);
+        // The seed's runcmd runs generation 3 again: it fails and rolls back again.
+        let rerun = install(&g, &fx.command(3), env);
+        let context = format!("seed {seed}, trial {trial}: killed at {ms} ms of {full}");
+        assert_rolled_back(&rerun);
+        assert_eq!(fx.probe(&g), fx.expected(2), "{context}:\n{}", rerun.1);
+    }
+    assert!(
+        kills >= trials() / 2,
+        "seed {seed}: only {kills} runs were killed"
     );
 }
 
