@@ -428,3 +428,122 @@ fn kiln_sbom_prints_and_copies_and_refuses_what_is_not_a_build() {
         "{e}"
     );
 }
+
+/// An EL bundle (which the examples with a filled store do not have): rpm purls with their
+/// epoch, an artifact pinned only by sha512 with its download URL, a registry image. The
+/// document still validates.
+#[test]
+fn an_el_bundle_sbom_has_rpm_purls_sha512_pins_and_download_urls() {
+    use kiln_engine::sbom::{self, ArtifactItem, BuildRef, BundleSbom, ImageItem};
+    use kiln_spec::{LockedArtifact, LockedPackage, OsId, SourceKind};
+    if !kiln_testkit::have_tools(
+        "an_el_bundle_sbom_has_rpm_purls_sha512_pins_and_download_urls",
+        &["pyspdxtools"],
+    ) {
+        return;
+    }
+    let sha512 = "ab".repeat(64);
+    let url = "https://dl.k8s.io/v1.34.4/kubernetes-server-linux-amd64.tar.gz";
+    let kubelet = LockedArtifact {
+        name: "kubelet".into(),
+        version: "1.34.4".into(),
+        arch: "amd64".into(),
+        source: SourceKind::Https,
+        urls: vec![url.into()],
+        package: None,
+        package_version: None,
+        archive: "tar.gz".into(),
+        member: Some("kubernetes/server/bin/kubelet".into()),
+        sha256: None,
+        sha512: Some(sha512.clone()),
+        size: None,
+    };
+    let rpm = |name: &str, version: &str| LockedPackage {
+        os: "centos7".into(),
+        name: name.into(),
+        version: version.into(),
+        arch: "x86_64".into(),
+        source: SourceKind::Https,
+        urls: vec![format!("https://mirror.example.com/centos/7/{name}.rpm")],
+        filename: format!("{name}-{version}.x86_64.rpm"),
+        sha256: "cd".repeat(32),
+        size: Some(1),
+    };
+    let packages = [
+        rpm("libnl3", "3.2.28-4.el7"),
+        rpm("net-snmp-libs", "1:5.7.2-49.el7"),
+    ];
+    let image: kiln_image::LockedImage = serde_json::from_value(serde_json::json!({
+        "reference": "registry.k8s.io/pause:3.10.1",
+        "manifest-digest": format!("sha256:{}", "ef".repeat(32)),
+        "manifest-size": 1,
+        "media-type": "application/vnd.oci.image.manifest.v1+json",
+        "config-digest": format!("sha256:{}", "01".repeat(32)),
+        "config-size": 1,
+        "layers": [],
+        "platform": "linux/amd64",
+    }))
+    .unwrap();
+    let doc = sbom::document(&BundleSbom {
+        build: BuildRef {
+            cluster: "prod",
+            build_id: &"9".repeat(64),
+            generation: 3,
+            source_date_epoch: 1_700_000_000,
+        },
+        id: "node-centos7",
+        role: "node",
+        os: OsId::Centos7,
+        arch: "amd64",
+        file_name: "node-centos7-0123456789abcdef.tar.gz",
+        sha256: &"0123456789abcdef".repeat(4),
+        artifacts: vec![ArtifactItem {
+            locked: &kubelet,
+            installed: vec![("/usr/local/bin/kubelet".into(), "23".repeat(32))],
+        }],
+        packages: &packages,
+        images: vec![ImageItem {
+            image: &image,
+            assembled: false,
+        }],
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("node-centos7.spdx.json");
+    fs::write(&file, &doc).unwrap();
+    validate(&file);
+    let v: Value = serde_json::from_slice(&doc).unwrap();
+    assert_eq!(v["creationInfo"]["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(
+        v["documentNamespace"],
+        format!(
+            "https://kiln.invalid/spdx/prod/{}/node-centos7",
+            "9".repeat(64)
+        )
+    );
+    let a = items(&v, "Artifact")[0];
+    assert_eq!(a["downloadLocation"], url);
+    assert_eq!(checksum(a, "SHA512").unwrap(), sha512);
+    assert_eq!(checksum(a, "SHA256"), None);
+    let p = items(&v, "Package");
+    assert_eq!(
+        purl(p[0]),
+        "pkg:rpm/centos/libnl3@3.2.28-4.el7?arch=x86_64&distro=centos-7"
+    );
+    assert_eq!(
+        purl(p[1]),
+        "pkg:rpm/centos/net-snmp-libs@5.7.2-49.el7?arch=x86_64&distro=centos-7&epoch=1"
+    );
+    assert_eq!(
+        p[1]["downloadLocation"],
+        "https://mirror.example.com/centos/7/net-snmp-libs.rpm"
+    );
+    let i = items(&v, "Image")[0];
+    assert_eq!(
+        purl(i),
+        format!(
+            "pkg:oci/pause@sha256:{}?arch=amd64&repository_url=registry.k8s.io/pause&tag=3.10.1",
+            "ef".repeat(32)
+        )
+    );
+    assert_eq!(i["sourceInfo"], "pulled from its registry by digest");
+}
