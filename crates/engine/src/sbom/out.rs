@@ -30,7 +30,7 @@ pub enum SbomError {
         known: Vec<String>,
     },
     /// The build's MANIFEST.json records no SBOM for a bundle.
-    #[error("{dir}/{BUILD_MANIFEST_NAME} records no SBOM {file} for bundle {bundle} (built by a kiln without SBOMs? build again)")]
+    #[error("{dir}/{BUILD_MANIFEST_NAME} records no SBOM {file} for bundle {bundle} (built by a kiln without SBOMs: `kiln build --force` writes them)")]
     NoSbom {
         /// The out folder.
         dir: PathBuf,
