@@ -39,6 +39,8 @@ pub enum Command {
     Boot(BootArgs),
     /// Verify an out folder or a single bundle without extracting anything.
     Verify(VerifyArgs),
+    /// Print or copy the SPDX SBOM of each role bundle of an out folder.
+    Sbom(SbomArgs),
     /// Push an out folder's bundles, top-level files and images to an OCI registry (never hosts/).
     Push(crate::push::PushArgs),
     /// Pull a pushed build from an OCI registry into OUT/CLUSTER-NAME/ (no host secrets).
@@ -183,6 +185,20 @@ pub struct VerifyArgs {
     /// archives (the quick check after copying; the default also checks every bundle's contents).
     #[arg(long)]
     pub digests: bool,
+}
+
+/// `kiln sbom`.
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    /// An out folder (out/CLUSTER-NAME).
+    pub out: PathBuf,
+    /// Only this bundle (its id, ROLE-OS, as MANIFEST.json names it): print its SPDX JSON
+    /// document (without --bundle and --output: list every bundle's SBOM).
+    #[arg(long, value_name = "NAME")]
+    pub bundle: Option<String>,
+    /// Write the SBOMs (or --bundle's) into DIR as BUNDLE.spdx.json instead of printing.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
 /// `kiln catalog …`.

@@ -381,6 +381,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         },
+        Command::Sbom(a) => sbom(&a)?,
         Command::Push(a) => push::push(&a)?,
         Command::Pull(a) => push::pull(&a)?,
         Command::Catalog(CatalogCommand::ImportChecksums { tables, out }) => {
@@ -435,6 +436,32 @@ fn verify(path: &Path, digests_only: bool) -> Result<String, kiln_bundle::Verify
             r.sha256
         )
     })
+}
+
+/// `kiln sbom`: one bundle's document on stdout, copies into a folder, or the list of them.
+fn sbom(a: &cli::SbomArgs) -> Result<()> {
+    use std::io::Write;
+    let files = kiln_engine::sbom::out::read(&a.out, a.bundle.as_deref())?;
+    if let Some(dir) = &a.output {
+        for path in kiln_engine::sbom::out::export(&files, dir)? {
+            println!("{}", path.display());
+        }
+    } else if a.bundle.is_some() {
+        std::io::stdout().write_all(&files[0].bytes)?;
+    } else {
+        for f in &files {
+            let s = f.summary()?;
+            println!(
+                "{}  {}  {} artifacts, {} packages, {} images",
+                f.bundle,
+                f.path.display(),
+                s.artifacts,
+                s.packages,
+                s.images
+            );
+        }
+    }
+    Ok(())
 }
 
 fn print_plan(plan: &kiln_plan::Plan) {

@@ -14,5 +14,6 @@ mod plan_snapshots;
 mod profiles;
 mod push;
 mod registry;
+mod sbom;
 mod secrets;
 mod seeds;

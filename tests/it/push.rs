@@ -250,11 +250,12 @@ fn push_then_pull_round_trips_a_build_without_its_host_secrets_and_a_second_push
     assert_eq!(again["blobs_pushed"], 0, "{again}");
     assert_eq!(again["bytes_sent"], 0, "{again}");
     assert_eq!(again["index"], report["index"]);
-    // Every bundle, the empty config and the 4 top-level files were asked for; the images
-    // were found by their tags, so their archives were not even read out of the bundles.
+    // Every bundle, the empty config, the 4 top-level files and each bundle's SBOM were asked
+    // for; the images were found by their tags, so their archives were not even read out of
+    // the bundles.
     assert_eq!(
         again["blobs_present"].as_u64().unwrap(),
-        (bundles.len() + 5) as u64,
+        (2 * bundles.len() + 5) as u64,
         "{again}"
     );
     assert_eq!(again["images_present"], seen_images, "{again}");

@@ -11,6 +11,7 @@ pub mod packages;
 pub mod pins;
 pub mod push;
 pub mod render;
+pub mod sbom;
 pub mod secrets;
 pub mod seed;
 

@@ -9,6 +9,7 @@ mod id;
 mod medium;
 mod outputs;
 mod pool;
+mod sbom;
 mod swap;
 
 use std::collections::BTreeMap;
@@ -259,7 +260,7 @@ impl Assembly<'_> {
         result
     }
 
-    /// Every output, in order: bundles, install.sh, hosts (secrets and seeds), vagrant.json,
+    /// Every output, in order: bundles, their SBOMs, install.sh, hosts (secrets and seeds), vagrant.json,
     /// then MANIFEST.json and SHA256SUMS over all of them.
     fn write_outputs(
         &self,
@@ -270,6 +271,9 @@ impl Assembly<'_> {
         let images = timed("images", || self.images(blobs))?;
         let bundles = timed("bundles", || {
             self.write_bundles(blobs, &images, staging, &mut outputs)
+        })?;
+        timed("sbom", || {
+            self.write_sboms(blobs, &bundles, &images, staging, &mut outputs)
         })?;
         if self.project.cluster.seeds.wants_medium() {
             timed("bundle medium", || {
