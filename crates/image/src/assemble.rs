@@ -279,7 +279,7 @@ fn plan_items(spec: &AssembleSpec) -> Result<BTreeMap<String, Item<'_>>, ImageEr
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (UTC).
-pub(crate) fn rfc3339(secs: u64) -> String {
+pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Howard Hinnant's civil-from-days.
@@ -308,6 +308,7 @@ mod tests {
     fn rfc3339_dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(951_825_599), "2000-02-29T11:59:59Z");
         assert_eq!(rfc3339(1_795_305_576), "2026-11-21T23:59:36Z");
     }
 

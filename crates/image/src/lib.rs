@@ -35,7 +35,7 @@ pub use archive::{
     image_file_name, write_image_archive, write_image_archive_file, WrittenImageArchive,
     ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME,
 };
-pub use assemble::{assemble, AssembleFile, AssembleSpec, ImageConfig};
+pub use assemble::{assemble, rfc3339, AssembleFile, AssembleSpec, ImageConfig};
 pub use auth::Credentials;
 pub use error::ImageError;
 pub use layout::{LayoutArchive, LayoutImage, PushedImage};

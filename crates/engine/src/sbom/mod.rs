@@ -15,8 +15,8 @@ use kiln_image::LockedImage;
 use kiln_spec::{LockedArtifact, LockedPackage, OsId, SourceKind};
 
 use spdx::{
-    purl, spdx_id, utc_timestamp, Checksum, CreationInfo, Document, ExternalRef, Package,
-    Relationship, DOCUMENT_ID, NOASSERTION,
+    purl, spdx_id, Checksum, CreationInfo, Document, ExternalRef, Package, Relationship,
+    DOCUMENT_ID, NOASSERTION,
 };
 
 pub use out::{SbomError, SbomFile, SbomSummary};
@@ -130,7 +130,7 @@ pub fn document(b: &BundleSbom<'_>) -> Vec<u8> {
             build.cluster, build.build_id, b.id
         ),
         creation_info: CreationInfo {
-            created: utc_timestamp(build.source_date_epoch),
+            created: kiln_image::rfc3339(build.source_date_epoch),
             creators: vec![format!("Tool: kiln-{}", env!("CARGO_PKG_VERSION"))],
             comment: format!(
                 "Role bundle {} of cluster {}, generation {}, build {}; created at the build's source date epoch.",

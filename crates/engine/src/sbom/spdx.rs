@@ -150,44 +150,9 @@ pub(super) fn purl(
     s
 }
 
-/// `YYYY-MM-DDThh:mm:ssZ` of a Unix time (SPDX's `created` form).
-pub(super) fn utc_timestamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day number since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_utc_dates() {
-        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
-        // `date -u -d @1795305576 +%FT%TZ`, the lab lock's source-date-epoch.
-        assert_eq!(utc_timestamp(1_795_305_576), "2026-11-21T23:59:36Z");
-        assert_eq!(utc_timestamp(951_825_599), "2000-02-29T11:59:59Z");
-    }
 
     #[test]
     fn purls_encode_what_the_spec_reserves() {
