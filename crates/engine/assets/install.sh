@@ -571,6 +571,7 @@ step_install() {
         rm -f "$STATE_DIR/switch"
     fi
     : >"$WORK/restart"
+    : >"$WORK/changed" # lines: <path> <archive index>, of the files this run replaces
     files=0 modes=0
     while read -r sha mode path i; do
         files=$((files + 1))
@@ -588,14 +589,9 @@ step_install() {
         rm -f "$tmp"
         cp "$(staged_of "$i" "$path")" "$tmp" 2>"$WORK/err" || unswitch_fail "cannot write $tmp: $(sed 's/.*: //' "$WORK/err" | head -n 1)"
         chmod "$mode" "$tmp"
-        # A bundle's changed file restarts that bundle's units; a changed host file
-        # (certificates, keys) restarts every unit.
-        if [ "$(awk -v i="$i" '$1 == i { print $2 }' "$WORK/archives")" = secrets ]; then
-            cat "$WORK/units" >>"$WORK/restart"
-        else
-            lines "$STAGING/$(awk -v i="$i" '$1 == i { print $3 }' "$WORK/archives")/UNITS" >>"$WORK/restart"
-        fi
+        echo "$path $i" >>"$WORK/changed"
     done <"$WORK/plan"
+    [ ! -s "$WORK/changed" ] || restarts >>"$WORK/restart"
     if [ -s "$WORK/restart" ]; then
         cat "$STATE_DIR/pending-restart" "$WORK/restart" 2>/dev/null | sort -u >"$STATE_DIR/pending-restart.new"
         replace_file "$STATE_DIR/pending-restart.new" "$STATE_DIR/pending-restart"
@@ -665,6 +661,47 @@ unit_file_exists() { # $1 a unit name: is its file in one of systemd's folders u
         [ ! -e "$R/$d/$1" ] || return 0
     done
     return 1
+}
+
+# The units to restart for the changed files: each unit whose files lead to one (its unit file
+# and drop-ins, the plan's files they name, the plan's files those name, and so on, through
+# text files). A changed file that no unit leads to restarts its bundle's units, or every unit
+# for a host file (certificates, keys), as the safe default. Units not yet running are started
+# by the units step whatever this says.
+restarts() {
+    # The absolute paths each staged text file names (one grep over all: grep -I skips binaries),
+    # kept when they are the plan's: lines <path> <plan path its text names>.
+    awk -v s="$STAGING" 'FILENAME == ARGV[1] { dir[$1] = $3; next } { print s "/" dir[$4] "/rootfs/" $3 }' \
+        "$WORK/archives" "$WORK/plan" | tr '\n' '\0' |
+        xargs -0 grep -IHoE '/[A-Za-z0-9._@+-][A-Za-z0-9._/@+-]*' >"$WORK/named" 2>/dev/null || :
+    # A staged file is <STAGING>/<64 hex>/rootfs/<plan path>: the plan path starts after that.
+    awk -v skip=$((${#STAGING} + 74)) 'FILENAME == ARGV[1] { plan[$3] = 1; next }
+        { f = $0; sub(/:.*/, "", f); m = substr($0, length(f) + 3)
+          if (m in plan) print substr(f, skip), m }' "$WORK/plan" "$WORK/named" | sort -u >"$WORK/mentions"
+    awk 'FILENAME == ARGV[1] { unit[$1] = 1; next }
+        { n = split($3, p, "/"); base = p[n]; dropin = (n > 1) ? p[n - 1] : "" }
+        $3 ~ /(^|\/)systemd\/system\// && (base in unit) { print base, $3 }
+        $3 ~ /(^|\/)systemd\/system\/[^\/]+\.d\/[^\/]+$/ && (substr(dropin, 1, length(dropin) - 2) in unit) {
+            print substr(dropin, 1, length(dropin) - 2), $3 }' "$WORK/units" "$WORK/plan" >"$WORK/unitfiles"
+    # Every plan path each unit leads to (breadth first over the mentions).
+    awk 'FILENAME == ARGV[1] { adj[$1] = adj[$1] " " $2; next }
+        { u = $1; split("", seen); n = 1; q[1] = $2; seen[$2] = 1
+          for (k = 1; k <= n; k++) {
+              print u, q[k]; c = split(adj[q[k]], a, " ")
+              for (j = 1; j <= c; j++) if (!(a[j] in seen)) { seen[a[j]] = 1; q[++n] = a[j] }
+          } }' "$WORK/mentions" "$WORK/unitfiles" | sort -u >"$WORK/reach"
+    while read -r path i; do
+        found=$(awk -v p="$path" '$2 == p { print $1 }' "$WORK/reach")
+        if [ -z "$found" ]; then
+            if [ "$(awk -v i="$i" '$1 == i { print $2 }' "$WORK/archives")" = secrets ]; then
+                found=$(cat "$WORK/units")
+            else
+                found=$(lines "$STAGING/$(awk -v i="$i" '$1 == i { print $3 }' "$WORK/archives")/UNITS")
+            fi
+        fi
+        [ -z "$found" ] || echo "install.sh: /$path changed: restart $(echo "$found" | tr '\n' ' ')if running" >&2
+        echo "$found"
+    done <"$WORK/changed"
 }
 
 unswitch_fail() { # a failed copy (a full disk) removes this run's copies: the old files stay

@@ -45,6 +45,11 @@ const ELSEWHERE_UNIT: &str =
 ConditionPathExists=/kiln-nowhere\n\n[Service]\nType=oneshot\nExecStart=/bin/true\n\n\
 [Install]\nWantedBy=multi-user.target\n";
 
+/// A unit every generation has whose files never change: an upgrade must not restart it.
+const IDLE_UNIT: &str = "[Unit]\nDescription=kiln install.sh test service that never changes\n\n\
+[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n\n\
+[Install]\nWantedBy=multi-user.target\n";
+
 /// A unit only generation 1 has: an upgrade to 2 must stop and disable it and remove its file.
 const RETIRED_UNIT: &str =
     "[Unit]\nDescription=kiln install.sh test service of generation 1 only\n\n\
@@ -115,6 +120,11 @@ fn roles(dir: &Path, generation: u32) -> Vec<Role> {
             ELSEWHERE_UNIT,
         ),
         file(
+            "/etc/systemd/system/kiln-demo-idle.service",
+            0o644,
+            IDLE_UNIT,
+        ),
+        file(
             "/etc/kiln-demo/demo.conf",
             0o644,
             format!("generation={generation}\n"),
@@ -145,6 +155,7 @@ fn roles(dir: &Path, generation: u32) -> Vec<Role> {
         [
             "kiln-demo.service".into(),
             "kiln-demo-elsewhere.service".into(),
+            "kiln-demo-idle.service".into(),
         ],
     );
     demo.health = "/usr/local/bin/kiln-demo-health".into();
@@ -358,8 +369,9 @@ fn cloud_init_runcmd_installs_the_role_and_a_rerun_changes_nothing() {
     assert!(m[10].detail.starts_with("role=common,demo"), "{:?}", m[10]);
     assert!(
         m[9].detail.ends_with(
-            " started=2 restarted=0 \
-             started-units=kiln-demo.service(inactive),kiln-demo-old.service(inactive) \
+            " started=3 restarted=0 \
+             started-units=kiln-demo.service(inactive),kiln-demo-idle.service(inactive),\
+             kiln-demo-old.service(inactive) \
              condition-skipped=kiln-demo-elsewhere.service"
         ),
         "{:?}",
@@ -374,7 +386,8 @@ fn cloud_init_runcmd_installs_the_role_and_a_rerun_changes_nothing() {
     assert!(assert_ok(&again).ends_with(" unchanged"), "{}", again.1);
     assert!(
         again.1.contains(
-            "KILN units ok units=kiln-demo.service,kiln-demo-elsewhere.service,kiln-demo-old.service \
+            "KILN units ok units=kiln-demo.service,kiln-demo-elsewhere.service,kiln-demo-idle.service,\
+             kiln-demo-old.service \
                  enabled=0 started=0 restarted=0 condition-skipped=kiln-demo-elsewhere.service\n"
         ),
         "{}",
@@ -410,8 +423,19 @@ fn an_upgrade_retires_the_units_and_files_the_new_generation_dropped() {
     assert_ok(&install(&g, &fx.command(1), ""));
     assert_eq!(fx.probe(&g), fx.expected(1));
 
+    let idle = "systemctl show -p InvocationID --value kiln-demo-idle.service";
+    let idle_before = g.sh(idle);
     let up = install(&g, &fx.command(2), "");
     assert_ok(&up);
+    // Only the unit whose files lead to the changed demo.conf restarts (through the script its
+    // ExecStart names); the idle one of the same bundle keeps running.
+    let units_marker = &markers(&up.1)[9];
+    assert!(
+        units_marker.detail.contains(" restarted=1 "),
+        "{units_marker:?}\n{}",
+        up.1
+    );
+    assert_eq!(g.sh(idle), idle_before, "the idle unit was restarted");
     let install_marker = &markers(&up.1)[7];
     assert!(
         install_marker
@@ -525,10 +549,7 @@ fn random_kills_during_an_unhealthy_upgrade_and_its_rollback_then_rerun_converge
     let t = Instant::now();
     assert_rolled_back(&install(&g, &fx.command(3), env));
     let full = t.elapsed().as_millis() as u64;
-    let seed = std::env::var("KILN_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x726f_6c6c);
+    let seed = test_seed(0x726f_6c6c);
     let mut rng = Rng(seed);
     let mut kills = 0;
     for trial in 0..trials() {
@@ -624,11 +645,10 @@ impl Rng {
     }
 }
 
-/// `trials` rounds of one or two SIGKILLs at random times during runs of either generation
-/// (rollbacks allowed), each round followed by a complete rerun that must converge.
-/// KILN_TEST_SEED=<n> replays a failure.
-fn random_kills(default_seed: u64, trials: u32) {
-    let seed = std::env::var("KILN_TEST_SEED")
+/// KILN_TEST_SEED, else `default_seed` mixed with the time (each run tries other kill times;
+/// a failure prints its seed).
+fn test_seed(default_seed: u64) -> u64 {
+    std::env::var("KILN_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
@@ -636,7 +656,14 @@ fn random_kills(default_seed: u64, trials: u32) {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap();
             default_seed ^ now.as_nanos() as u64 | 1
-        });
+        })
+}
+
+/// `trials` rounds of one or two SIGKILLs at random times during runs of either generation
+/// (rollbacks allowed), each round followed by a complete rerun that must converge.
+/// KILN_TEST_SEED=<n> replays a failure.
+fn random_kills(default_seed: u64, trials: u32) {
+    let seed = test_seed(default_seed);
     let fx = Fixture::new();
     let g = fx.boot(&[]);
     let env = "KILN_ALLOW_DOWNGRADE=1";
