@@ -31,10 +31,41 @@ fn image_digests() {
     let time = Timestamp::from_unix(1_700_000_000).unwrap();
     let img = dir.path().join("cidata.img");
     let iso = dir.path().join("cidata.iso");
-    write_vfat(&img, &seed(), &extra, time).unwrap();
-    write_iso(&iso, &seed(), &extra, time).unwrap();
+    let img_digest = write_vfat(&img, &seed(), &extra, time).unwrap();
+    let iso_digest = write_iso(&iso, &seed(), &extra, time).unwrap();
+    // The digests the writers take while writing are those of the files' bytes.
+    for (digest, path) in [(img_digest, &img), (iso_digest, &iso)] {
+        assert_eq!(digest.sha256, sha256(path), "{}", path.display());
+        assert_eq!(digest.size, std::fs::metadata(path).unwrap().len());
+    }
     insta::assert_snapshot!(
         "image_digests",
         format!("cidata.img {}\ncidata.iso {}\n", sha256(&img), sha256(&iso))
     );
+}
+
+/// Images too large to build in memory (a seed carrying its bundles) are built in their file
+/// and hashed from it: the digest returned is still the file's.
+#[test]
+fn large_image_digests_are_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let mut bytes = Vec::with_capacity(17 << 20);
+    let mut x: u32 = 1;
+    while bytes.len() < 17 << 20 {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(&bundle, &bytes).unwrap();
+    let extra = [("kiln/node-0123abcd.tar.gz".to_owned(), bundle)];
+    let time = Timestamp::from_unix(1_700_000_000).unwrap();
+    let img = dir.path().join("cidata.img");
+    let iso = dir.path().join("cidata.iso");
+    let img_digest = write_vfat(&img, &seed(), &extra, time).unwrap();
+    let iso_digest = write_iso(&iso, &seed(), &extra, time).unwrap();
+    for (digest, path) in [(img_digest, &img), (iso_digest, &iso)] {
+        assert_eq!(digest.sha256, sha256(path), "{}", path.display());
+        assert_eq!(digest.size, std::fs::metadata(path).unwrap().len());
+        assert!(digest.size > 17 << 20);
+    }
 }
