@@ -26,7 +26,10 @@ const APPLICATION: &str = "KILN CLOUD-INIT-CONFIG";
 /// The volume id is `CIDATA`; every volume and record date is `time`; Rock
 /// Ridge records mode 0644 for files, 0755 for folders and owner 0, whatever
 /// the host files have. The same seed, files and time give the same bytes.
-/// Extra files are streamed, never held in memory.
+/// An image of up to 8 MiB of files is built in memory and written with holes
+/// for its zero blocks; a larger one streams its extra files into the file,
+/// never holding them in memory. Returns the image's sha256 and size, taken
+/// as it is written.
 pub fn write_iso(
     path: &Path,
     seed: &Seed,

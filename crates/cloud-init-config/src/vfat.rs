@@ -28,8 +28,9 @@ const COPY_BUF: usize = 1 << 20;
 /// the boot sector and in the root folder, and every date in it is `time`.
 /// Its volume serial is derived from the seed's instance id, so the bytes
 /// depend only on the arguments: the same seed, files and time give the
-/// same image. Extra files are streamed, never held in memory (an image up to
-/// 16 MiB is built in memory and written with holes for its zero blocks).
+/// same image. An image up to 16 MiB is built in memory and written with
+/// holes for its zero blocks; a larger one (extra files such as bundles) is
+/// built in the file, its extra files streamed, never held in memory.
 /// Returns the image's sha256 and size, taken as it is written.
 pub fn write_vfat(
     path: &Path,
@@ -40,12 +41,7 @@ pub fn write_vfat(
     let entries = image::entries(Some(seed), extra)?;
     let serial = volume_serial(&seed.meta_data.instance_id);
     let size = image_size(&entries);
-    let written = |source| Error::Fat {
-        action: "write",
-        inner: None,
-        image: path.to_owned(),
-        source,
-    };
+    let written = Error::io("write", path.to_owned());
     write_atomic(path, |file| {
         if size <= sink::IN_MEMORY {
             let mut volume = io::Cursor::new(Vec::new());
