@@ -4,7 +4,7 @@
 //! its file and hashed from it before it is committed.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 
 use sha2::{Digest as _, Sha256};
@@ -15,9 +15,6 @@ pub(crate) const IN_MEMORY: u64 = 16 << 20;
 
 /// The granularity of holes: the page and filesystem block size.
 const BLOCK: usize = 4096;
-
-/// Bytes read per call when hashing a large image back.
-const READ_BUF: usize = 1 << 20;
 
 /// The sha256 and size of a written image, as MANIFEST.json and SHA256SUMS record it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,18 +61,7 @@ pub(crate) fn write_sparse(file: &File, bytes: &[u8]) -> io::Result<ImageDigest>
 pub(crate) fn hash_file(file: &mut File) -> io::Result<ImageDigest> {
     file.seek(SeekFrom::Start(0))?;
     let mut hash = Sha256::new();
-    let mut buf = vec![0u8; READ_BUF];
-    let mut size = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hash.update(&buf[..n]);
-        size += n as u64;
-    }
+    let size = io::copy(file, &mut hash)?;
     Ok(ImageDigest {
         sha256: format!("{:x}", hash.finalize()),
         size,

@@ -210,7 +210,7 @@ fn blobs_go_up_concurrently_up_to_jobs_with_outcomes_in_list_order() {
     for b in &blobs {
         assert_eq!(pusher.blob_size(&target, &b.digest).unwrap(), Some(b.size));
         let hex = b.digest.hex();
-        assert_eq!(fs::read(reg.blob_data(&hex)).unwrap().len() as u64, b.size);
+        assert_eq!(fs::read(reg.blob_data(hex)).unwrap().len() as u64, b.size);
     }
 
     // One at a time: the same outcomes, never two uploads at once.
