@@ -23,6 +23,10 @@ pub struct PushArgs {
     pub target: PushTarget,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Blobs uploaded at a time (bundles, top-level files, an image's config and layers); the
+    /// summary is the same for any N.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
 }
 
 /// `kiln pull`.
@@ -64,7 +68,8 @@ fn parse_target(s: &str) -> Result<PushTarget, String> {
     PushTarget::parse(s).map_err(|e| e.to_string())
 }
 
-fn pusher(net: &RegistryArgs) -> Result<Pusher> {
+/// A pusher from the shared arguments; `jobs`: blobs pushed at a time.
+fn pusher(net: &RegistryArgs, jobs: usize) -> Result<Pusher> {
     let creds = match &net.credentials {
         Some(path) => Credentials::load(path)?,
         None => Credentials::none(),
@@ -73,6 +78,7 @@ fn pusher(net: &RegistryArgs) -> Result<Pusher> {
         retries: net.retries,
         idle_timeout: Duration::from_secs(net.idle_timeout),
         deadline: Duration::from_secs(net.deadline),
+        jobs,
         ..kiln_store::FetchOptions::default()
     };
     Ok(Pusher::new(creds, opts)?)
@@ -80,7 +86,7 @@ fn pusher(net: &RegistryArgs) -> Result<Pusher> {
 
 /// Runs `kiln push`; prints the summary.
 pub fn push(a: &PushArgs) -> Result<()> {
-    let pusher = pusher(&a.registry)?;
+    let pusher = pusher(&a.registry, usize::from(a.jobs))?;
     let bars = PushBars::new();
     let r = engine::push(&a.dir, &a.target, &pusher, &bars)?;
     if a.registry.json {
@@ -107,7 +113,7 @@ pub fn push(a: &PushArgs) -> Result<()> {
 
 /// Runs `kiln pull`; prints the summary.
 pub fn pull(a: &PullArgs) -> Result<()> {
-    let pusher = pusher(&a.registry)?;
+    let pusher = pusher(&a.registry, kiln_store::FetchOptions::default().jobs)?;
     let bars = crate::progress::Bars::new();
     let r = engine::pull(&a.source, &a.out, &pusher, &bars)?;
     if a.registry.json {

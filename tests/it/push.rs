@@ -93,6 +93,14 @@ fn push_then_pull_round_trips_a_build_without_its_host_secrets_and_a_second_push
         "{report}"
     );
 
+    // One blob at a time (`--jobs 1`) to a second registry: the same summary, the same index.
+    let reg1 = Registry::start(&fx.dir.join("registry-jobs1"), RegistryAuth::None);
+    let target1 = format!("http://{}/kiln/lab", reg1.addr);
+    let (code, stdout1, stderr) = kiln_run(&["push", &out_s, &target1, "--json", "--jobs", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let same = |s: &str, target: &str| s.replace(target, "TARGET");
+    assert_eq!(same(&stdout1, &target1), same(&stdout, &target));
+
     // The index, as the registry serves it, names kiln's artifacts; skopeo agrees on its digest.
     let index = report["index"].as_str().unwrap();
     assert_eq!(remote_digest(&format!("{}/kiln/lab:lab", reg.addr)), index);

@@ -13,15 +13,16 @@ const SEED_FILE_MODE: u32 = 0o600;
 /// Writes `path` through `fill`, so that `path` is either absent/unchanged
 /// or complete: `fill` writes a temporary file next to it (mode 0600), which
 /// is synced and renamed over `path`, and the folder is synced. On error the
-/// temporary file is removed and `path` is left as it was.
-pub(crate) fn write_atomic(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+/// temporary file is removed and `path` is left as it was. Returns what `fill` returned.
+pub(crate) fn write_atomic<T>(path: &Path, fill: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {
     let write_err = |source| Error::Write {
         path: path.to_owned(),
         source,
     };
     let mut temp = TempFile::beside(path, SEED_FILE_MODE).map_err(write_err)?;
-    fill(temp.file_mut())?;
-    temp.commit(path).map_err(write_err)
+    let out = fill(temp.file_mut())?;
+    temp.commit(path).map_err(write_err)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -36,7 +37,7 @@ mod tests {
         std::fs::write(&target, b"old").unwrap();
         let err = write_atomic(&target, |f| {
             f.write_all(b"partial").unwrap();
-            Err(Error::io("write", "/x")(std::io::Error::other("boom")))
+            Err::<(), _>(Error::io("write", "/x")(std::io::Error::other("boom")))
         })
         .unwrap_err();
         assert!(err.to_string().contains("/x"), "{err}");

@@ -12,7 +12,6 @@
 //! fatfs also labels only the boot sector; [`write_label`] adds the
 //! volume-label record to the root folder, which Linux and `blkid` read.
 
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 const SLOT: usize = 32;
@@ -37,7 +36,7 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn read(file: &mut File) -> io::Result<Self> {
+    fn read<F: Read + Write + Seek>(file: &mut F) -> io::Result<Self> {
         let boot = read_at(file, 0, 512)?;
         let u16_at = |at: usize| u64::from(u16::from_le_bytes([boot[at], boot[at + 1]]));
         let u32_at = |at: usize| u32::from_le_bytes(boot[at..at + 4].try_into().expect("4 bytes"));
@@ -93,7 +92,7 @@ impl Geometry {
     }
 
     /// The FAT entry of `cluster` (first FAT).
-    fn next(&self, file: &mut File, cluster: u32) -> io::Result<u32> {
+    fn next<F: Read + Write + Seek>(&self, file: &mut F, cluster: u32) -> io::Result<u32> {
         let c = u64::from(cluster);
         Ok(match self.fat_bits {
             12 => {
@@ -117,7 +116,7 @@ impl Geometry {
     }
 
     /// The clusters of the chain starting at `first`.
-    fn chain(&self, file: &mut File, first: u32) -> io::Result<Vec<u32>> {
+    fn chain<F: Read + Write + Seek>(&self, file: &mut F, first: u32) -> io::Result<Vec<u32>> {
         let end = match self.fat_bits {
             12 => 0xff8,
             16 => 0xfff8,
@@ -145,8 +144,8 @@ impl Geometry {
 /// Writes a volume-label record named `label` into the first slot of the
 /// root folder of the freshly formatted image in `file`, dated by the DOS
 /// `date` and `time` words.
-pub(crate) fn write_label(
-    file: &mut File,
+pub(crate) fn write_label<F: Read + Write + Seek>(
+    file: &mut F,
     label: &[u8; 11],
     date: u16,
     time: u16,
@@ -168,7 +167,7 @@ pub(crate) fn write_label(
 }
 
 /// Repairs every folder of the FAT image in `file` as the module docs say.
-pub(crate) fn fix_dot_entries(file: &mut File) -> io::Result<()> {
+pub(crate) fn fix_dot_entries<F: Read + Write + Seek>(file: &mut F) -> io::Result<()> {
     let geo = Geometry::read(file)?;
     // (first cluster, whether the parent is the root) of folders to visit.
     let mut todo: Vec<(u32, bool)> = Vec::new();
@@ -189,7 +188,7 @@ pub(crate) fn fix_dot_entries(file: &mut File) -> io::Result<()> {
 /// Records the free-cluster count and next-free hint in the FAT32 FSInfo
 /// sector, which fatfs leaves "unknown" (fsck.vfat reports it); no-op on
 /// FAT12/16, which have no FSInfo.
-pub(crate) fn write_fs_info(file: &mut File) -> io::Result<()> {
+pub(crate) fn write_fs_info<F: Read + Write + Seek>(file: &mut F) -> io::Result<()> {
     let geo = Geometry::read(file)?;
     if geo.fat_bits != 32 || geo.fs_info_sector == 0 {
         return Ok(());
@@ -213,7 +212,11 @@ pub(crate) fn write_fs_info(file: &mut File) -> io::Result<()> {
 }
 
 /// The bytes of the folder whose chain starts at `cluster`.
-fn read_dir(file: &mut File, geo: &Geometry, cluster: u32) -> io::Result<Vec<u8>> {
+fn read_dir<F: Read + Write + Seek>(
+    file: &mut F,
+    geo: &Geometry,
+    cluster: u32,
+) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     for c in geo.chain(file, cluster)? {
         out.extend(read_at(
@@ -249,7 +252,12 @@ fn subfolders(dir: &[u8], in_root: bool, todo: &mut Vec<(u32, bool)>) {
 }
 
 /// Rewrites the first four slots of one folder if fatfs 0.3.6 laid them out.
-fn fix_one(file: &mut File, geo: &Geometry, cluster: u32, parent_is_root: bool) -> io::Result<()> {
+fn fix_one<F: Read + Write + Seek>(
+    file: &mut F,
+    geo: &Geometry,
+    cluster: u32,
+    parent_is_root: bool,
+) -> io::Result<()> {
     let at = geo.cluster_offset(cluster);
     let slots = read_at(file, at, 4 * SLOT)?;
     let slot = |i: usize| &slots[i * SLOT..(i + 1) * SLOT];
@@ -278,7 +286,7 @@ fn fix_one(file: &mut File, geo: &Geometry, cluster: u32, parent_is_root: bool) 
     file.write_all(&fixed)
 }
 
-fn read_at(file: &mut File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+fn read_at<F: Read + Write + Seek>(file: &mut F, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     file.seek(SeekFrom::Start(offset))?;
     file.read_exact(&mut buf)?;

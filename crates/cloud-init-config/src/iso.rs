@@ -15,6 +15,7 @@ use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::image::{self, Source, Timestamp, VOLUME_LABEL};
 use crate::render::Seed;
+use crate::sink::{self, ImageDigest};
 
 /// The application id recorded in the volume descriptor.
 const APPLICATION: &str = "KILN CLOUD-INIT-CONFIG";
@@ -25,13 +26,16 @@ const APPLICATION: &str = "KILN CLOUD-INIT-CONFIG";
 /// The volume id is `CIDATA`; every volume and record date is `time`; Rock
 /// Ridge records mode 0644 for files, 0755 for folders and owner 0, whatever
 /// the host files have. The same seed, files and time give the same bytes.
-/// Extra files are streamed, never held in memory.
+/// An image of up to 8 MiB of files is built in memory and written with holes
+/// for its zero blocks; a larger one streams its extra files into the file,
+/// never holding them in memory. Returns the image's sha256 and size, taken
+/// as it is written.
 pub fn write_iso(
     path: &Path,
     seed: &Seed,
     extra: &[(String, PathBuf)],
     time: Timestamp,
-) -> Result<()> {
+) -> Result<ImageDigest> {
     write_volume(path, VOLUME_LABEL, Some(seed), extra, time)
 }
 
@@ -44,7 +48,7 @@ pub fn write_data_iso(
     label: &str,
     files: &[(String, PathBuf)],
     time: Timestamp,
-) -> Result<()> {
+) -> Result<ImageDigest> {
     let ok = !label.is_empty()
         && label.len() <= 32
         && label
@@ -66,13 +70,15 @@ fn write_volume(
     seed: Option<&Seed>,
     extra: &[(String, PathBuf)],
     time: Timestamp,
-) -> Result<()> {
+) -> Result<ImageDigest> {
     let iso_err = |source| Error::Iso {
         image: path.to_owned(),
         source: Box::new(source),
     };
     let mut tree = Tree::new();
+    let mut content_len = 0;
     for entry in image::entries(seed, extra)? {
+        content_len += entry.len;
         let content = match entry.source {
             Source::Bytes(bytes) => Content::bytes(bytes),
             Source::Host(src) => hadris_fs::host::file(src).map_err(iso_err)?,
@@ -84,26 +90,39 @@ fn write_volume(
     }
     let options = options(label, time);
     write_atomic(path, |file| {
+        // The volume's own records are a few KiB per file and folder.
+        if content_len <= sink::IN_MEMORY / 2 {
+            let mut device: Vec<u8> = Vec::new();
+            let report = hadris_iso::sync::write(&mut device, &tree, &options).map_err(iso_err)?;
+            check_report(&report).map_err(iso_err)?;
+            return sink::write_sparse(file, &device).map_err(Error::io("write", path.to_owned()));
+        }
         let handle = file
             .try_clone()
             .map_err(Error::io("reopen", path.to_owned()))?;
         let mut device =
             FileDevice::new(handle).map_err(Error::io("open as a device", path.to_owned()))?;
         let report = hadris_iso::sync::write(&mut device, &tree, &options).map_err(iso_err)?;
-        // Names are checked up front to fit Joliet and Rock Ridge unchanged;
-        // only the primary tree's 8.3-style names may be mapped.
-        if let Some(warning) = report
-            .warnings()
-            .iter()
-            .find(|w| matches!(w.kind(), WarningKind::Skipped | WarningKind::Dropped(_)))
-        {
-            return Err(iso_err(
-                hadris_fs::PathError::new(hadris_fs::ErrorKind::Unsupported, warning.message())
-                    .with_path(warning.path().unwrap_or_default()),
-            ));
-        }
-        Ok(())
+        check_report(&report).map_err(iso_err)?;
+        sink::hash_file(file).map_err(Error::io("write", path.to_owned()))
     })
+}
+
+/// Names are checked up front to fit Joliet and Rock Ridge unchanged; only the primary
+/// tree's 8.3-style names may be mapped, so a file skipped or dropped is an error.
+fn check_report(report: &hadris_fs::Report) -> Result<(), hadris_fs::PathError> {
+    match report
+        .warnings()
+        .iter()
+        .find(|w| matches!(w.kind(), WarningKind::Skipped | WarningKind::Dropped(_)))
+    {
+        Some(warning) => Err(hadris_fs::PathError::new(
+            hadris_fs::ErrorKind::Unsupported,
+            warning.message(),
+        )
+        .with_path(warning.path().unwrap_or_default())),
+        None => Ok(()),
+    }
 }
 
 /// The image options: volume id `label`, level 2 primary names, Rock Ridge

@@ -15,6 +15,7 @@ mod iso;
 mod model;
 mod network;
 mod render;
+mod sink;
 mod vfat;
 
 pub use error::{Error, Result};
@@ -28,4 +29,5 @@ pub use render::{
     render_meta_data, render_network_config, render_user_data, write_seed_dir, Seed, SeedFile,
     CLOUD_CONFIG_HEADER, META_DATA, NETWORK_CONFIG, USER_DATA,
 };
+pub use sink::ImageDigest;
 pub use vfat::write_vfat;

@@ -11,6 +11,7 @@ use crate::fat_raw;
 use crate::image::{self, Entry, Source, Timestamp, VOLUME_LABEL};
 use crate::model::Fnv64;
 use crate::render::Seed;
+use crate::sink::{self, ImageDigest};
 
 /// Cluster size for every image: FAT12 below 16 MiB, FAT16 below 256 MiB,
 /// FAT32 above; small enough to waste little on small files.
@@ -27,15 +28,65 @@ const COPY_BUF: usize = 1 << 20;
 /// the boot sector and in the root folder, and every date in it is `time`.
 /// Its volume serial is derived from the seed's instance id, so the bytes
 /// depend only on the arguments: the same seed, files and time give the
-/// same image. Extra files are streamed, never held in memory.
+/// same image. An image up to 16 MiB is built in memory and written with
+/// holes for its zero blocks; a larger one (extra files such as bundles) is
+/// built in the file, its extra files streamed, never held in memory.
+/// Returns the image's sha256 and size, taken as it is written.
 pub fn write_vfat(
     path: &Path,
     seed: &Seed,
     extra: &[(String, PathBuf)],
     time: Timestamp,
-) -> Result<()> {
+) -> Result<ImageDigest> {
     let entries = image::entries(Some(seed), extra)?;
     let serial = volume_serial(&seed.meta_data.instance_id);
+    let size = image_size(&entries);
+    let written = Error::io("write", path.to_owned());
+    write_atomic(path, |file| {
+        if size <= sink::IN_MEMORY {
+            let mut volume = io::Cursor::new(Vec::new());
+            build(path, &mut volume, size, serial, &entries, time)?;
+            sink::write_sparse(file, volume.get_ref()).map_err(written)
+        } else {
+            build(path, file, size, serial, &entries, time)?;
+            sink::hash_file(file).map_err(written)
+        }
+    })
+}
+
+/// Something a FAT volume can be built in: the image file, or memory.
+trait Volume: Read + Write + Seek {
+    /// Makes it `len` zero bytes.
+    fn zeroed(&mut self, len: u64) -> io::Result<()>;
+}
+
+impl Volume for File {
+    fn zeroed(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(0)?;
+        self.set_len(len)
+    }
+}
+
+impl Volume for io::Cursor<Vec<u8>> {
+    fn zeroed(&mut self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::FileTooLarge, "image too large"))?;
+        let v = self.get_mut();
+        v.clear();
+        v.resize(len, 0);
+        Ok(())
+    }
+}
+
+/// Formats `volume` (at least `size` bytes), labels it and copies the entries in.
+fn build(
+    path: &Path,
+    volume: &mut impl Volume,
+    size: u64,
+    serial: u32,
+    entries: &[Entry<'_>],
+    time: Timestamp,
+) -> Result<()> {
     let fat_err = |action: &'static str, inner: Option<&str>| {
         let image = path.to_owned();
         let inner = inner.map(str::to_owned);
@@ -46,32 +97,30 @@ pub fn write_vfat(
             source,
         }
     };
-    write_atomic(path, |file| {
-        let size = format(file, image_size(&entries), serial)
-            .map_err(fat_err("format the volume", None))?;
-        let (date, clock) = dos_date_time(time);
-        fat_raw::write_label(file, &label(), date, clock)
-            .map_err(fat_err("write the volume label", None))?;
-        file.seek(SeekFrom::Start(0))
-            .map_err(fat_err("rewind", None))?;
-        FIXED_NOW.with(|now| now.set(fat_time(time)));
-        let options = fatfs::FsOptions::new()
-            .update_accessed_date(false)
-            .time_provider(&FIXED_TIME);
-        let fs = fatfs::FileSystem::new(&mut *file, options)
-            .map_err(fat_err("open the new volume", None))?;
-        for entry in &entries {
-            copy_entry(&fs, entry).map_err(|source| match source {
-                CopyError::Image(source) => fat_err("write", Some(&entry.path))(source),
-                CopyError::Host(path, source) => Error::io("read", path)(source),
-            })?;
-        }
-        fs.unmount().map_err(fat_err("finish the volume", None))?;
-        fat_raw::fix_dot_entries(file).map_err(fat_err("repair folder records", None))?;
-        fat_raw::write_fs_info(file).map_err(fat_err("write FSInfo", None))?;
-        debug_assert_eq!(file.metadata().map(|m| m.len()).ok(), Some(size));
-        Ok(())
-    })
+    let size = format(volume, size, serial).map_err(fat_err("format the volume", None))?;
+    let (date, clock) = dos_date_time(time);
+    fat_raw::write_label(volume, &label(), date, clock)
+        .map_err(fat_err("write the volume label", None))?;
+    volume
+        .seek(SeekFrom::Start(0))
+        .map_err(fat_err("rewind", None))?;
+    FIXED_NOW.with(|now| now.set(fat_time(time)));
+    let options = fatfs::FsOptions::new()
+        .update_accessed_date(false)
+        .time_provider(&FIXED_TIME);
+    let fs = fatfs::FileSystem::new(&mut *volume, options)
+        .map_err(fat_err("open the new volume", None))?;
+    for entry in entries {
+        copy_entry(&fs, entry).map_err(|source| match source {
+            CopyError::Image(source) => fat_err("write", Some(&entry.path))(source),
+            CopyError::Host(path, source) => Error::io("read", path)(source),
+        })?;
+    }
+    fs.unmount().map_err(fat_err("finish the volume", None))?;
+    fat_raw::fix_dot_entries(volume).map_err(fat_err("repair folder records", None))?;
+    fat_raw::write_fs_info(volume).map_err(fat_err("write FSInfo", None))?;
+    debug_assert_eq!(volume.seek(SeekFrom::End(0)).ok(), Some(size));
+    Ok(())
 }
 
 /// The volume serial: a hash of the instance id, so two hosts' seeds differ
@@ -112,14 +161,13 @@ fn image_size(entries: &[Entry<'_>]) -> u64 {
 /// Formats `file` as FAT of at least `size` bytes labelled CIDATA and
 /// returns the final size. Some sizes fit no FAT type's cluster-count
 /// rules; those grow by 1 MiB until one fits.
-fn format(file: &mut File, mut size: u64, serial: u32) -> io::Result<u64> {
+fn format(file: &mut impl Volume, mut size: u64, serial: u32) -> io::Result<u64> {
     let label = label();
     let mut last = None;
     for _ in 0..16 {
         let sectors = u32::try_from(size / SECTOR)
             .map_err(|_| io::Error::new(io::ErrorKind::FileTooLarge, "image over 2 TiB"))?;
-        file.set_len(0)?;
-        file.set_len(size)?;
+        file.zeroed(size)?;
         file.seek(SeekFrom::Start(0))?;
         let options = fatfs::FormatVolumeOptions::new()
             .bytes_per_cluster(CLUSTER as u32)
@@ -196,7 +244,10 @@ enum CopyError {
 }
 
 /// Creates the entry's parent folders and the file, and streams its bytes.
-fn copy_entry(fs: &fatfs::FileSystem<&mut File>, entry: &Entry<'_>) -> Result<(), CopyError> {
+fn copy_entry<V: Volume>(
+    fs: &fatfs::FileSystem<&mut V>,
+    entry: &Entry<'_>,
+) -> Result<(), CopyError> {
     let root = fs.root_dir();
     if let Some((parent, _)) = entry.path.rsplit_once('/') {
         let mut at = 0;

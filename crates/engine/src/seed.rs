@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use cloud_init_config::{
-    CloudConfig, Ethernet, ManageEtcHosts, MetaData, Nameservers, NetworkConfig, RunCmd, Seed,
-    Timestamp,
+    CloudConfig, Ethernet, ImageDigest, ManageEtcHosts, MetaData, Nameservers, NetworkConfig,
+    RunCmd, Seed, Timestamp,
 };
 use kiln_plan::HostPlan;
 use kiln_spec::BundleSource;
@@ -137,14 +137,15 @@ pub fn seed_for(
 }
 
 /// Writes the requested seed forms into `host_dir`; `carry` are (name in `kiln/`, source) files.
-/// Returns the written files (relative to `host_dir`).
+/// Returns the written files (relative to `host_dir`), each image with the digest its writer
+/// took while writing it (the seed folder's files are links or a few bytes: hashed later).
 pub fn write_seeds(
     host_dir: &Path,
     seed: &Seed,
     carry: &[(String, PathBuf)],
     kinds: SeedKinds,
     time: u64,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<(String, Option<ImageDigest>)>, Error> {
     let mut out = Vec::new();
     let extra: Vec<(String, PathBuf)> = carry
         .iter()
@@ -155,7 +156,7 @@ pub fn write_seeds(
         let dir = host_dir.join("seed");
         cloud_init_config::write_seed_dir(&dir, seed).map_err(Error::Seed)?;
         for f in cloud_init_config::Seed::render(seed).map_err(Error::Seed)? {
-            out.push(format!("seed/{}", f.name));
+            out.push((format!("seed/{}", f.name), None));
         }
         let kdir = dir.join("kiln");
         std::fs::create_dir_all(&kdir).map_err(crate::io_err(&kdir))?;
@@ -165,18 +166,18 @@ pub fn write_seeds(
             if std::fs::hard_link(src, &dest).is_err() {
                 std::fs::copy(src, &dest).map_err(crate::io_err(&dest))?;
             }
-            out.push(format!("seed/kiln/{name}"));
+            out.push((format!("seed/kiln/{name}"), None));
         }
     }
     if kinds.iso {
-        cloud_init_config::write_iso(&host_dir.join("cidata.iso"), seed, &extra, ts)
+        let d = cloud_init_config::write_iso(&host_dir.join("cidata.iso"), seed, &extra, ts)
             .map_err(Error::Seed)?;
-        out.push("cidata.iso".into());
+        out.push(("cidata.iso".into(), Some(d)));
     }
     if kinds.vfat {
-        cloud_init_config::write_vfat(&host_dir.join("cidata.img"), seed, &extra, ts)
+        let d = cloud_init_config::write_vfat(&host_dir.join("cidata.img"), seed, &extra, ts)
             .map_err(Error::Seed)?;
-        out.push("cidata.img".into());
+        out.push(("cidata.img".into(), Some(d)));
     }
     Ok(out)
 }

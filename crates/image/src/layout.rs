@@ -204,14 +204,18 @@ impl Pusher {
             });
         }
         let document = manifest::parse_manifest(&reference.to_string(), &what, &bytes)?;
-        let mut blobs = Vec::new();
         let name = reference.without_digest().to_string();
+        let mut wanted = Vec::new();
         for d in std::iter::once(&document.config).chain(&document.layers) {
-            let digest = Digest::parse(&d.digest)?;
-            let blob = archive.blob(&digest, &name)?;
-            let outcome = self.push_blob(&target, &blob, events)?;
-            blobs.push((digest, blob.size, outcome));
+            wanted.push(archive.blob(&Digest::parse(&d.digest)?, &name)?);
         }
+        // Config and layers go up side by side (up to `jobs`), the manifest after them all.
+        let outcomes = self.push_blobs(&target, &wanted, events)?;
+        let blobs = wanted
+            .into_iter()
+            .zip(outcomes)
+            .map(|(b, o)| (b.digest, b.size, o))
+            .collect();
         let tag = reference.tag().unwrap_or(image.digest.as_str());
         let pushed = self.push_manifest(&target, tag, &image.media_type, &bytes)?;
         if pushed != image.digest {

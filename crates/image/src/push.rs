@@ -374,6 +374,55 @@ impl Pusher {
         result
     }
 
+    /// Pushes `blobs` to `target` as [`push_blob`](Pusher::push_blob) does, up to the fetch
+    /// options' `jobs` at a time; each outcome in its blob's place, so what a push reports does
+    /// not depend on which upload finished first. A digest listed twice is pushed once and
+    /// reported present the second time, as one blob after the other would be. On failure,
+    /// the blobs not yet started are skipped and the first error in list order is returned.
+    pub fn push_blobs(
+        &self,
+        target: &PushTarget,
+        blobs: &[BlobToPush],
+        events: &dyn PushEvents,
+    ) -> Result<Vec<BlobOutcome>, ImageError> {
+        let mut first: BTreeMap<&Digest, usize> = BTreeMap::new();
+        let mut distinct = Vec::new();
+        for (i, b) in blobs.iter().enumerate() {
+            first.entry(&b.digest).or_insert_with(|| {
+                distinct.push(b);
+                i
+            });
+        }
+        let jobs = self.client.options().jobs.max(1);
+        let results = kiln_fsio::pool::run(&distinct, jobs, |b| self.push_blob(target, b, events));
+        let mut outcomes = BTreeMap::new();
+        let mut failure = None;
+        for (b, r) in distinct.iter().zip(results) {
+            match r {
+                Some(Ok(o)) => {
+                    outcomes.insert(&b.digest, o);
+                }
+                Some(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                None => {}
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let mut out = Vec::with_capacity(blobs.len());
+        for (i, b) in blobs.iter().enumerate() {
+            if first[&b.digest] == i {
+                out.push(outcomes[&b.digest].clone());
+            } else {
+                events.finish(&b.label, &BlobOutcome::Present);
+                out.push(BlobOutcome::Present);
+            }
+        }
+        Ok(out)
+    }
+
     /// Puts a manifest (or index) under `reference` (a tag or its digest) with
     /// `media_type`; returns its digest after checking the one the registry announces.
     pub fn push_manifest(

@@ -78,9 +78,13 @@ impl Assembly<'_> {
             }
             let seed_files = seed::write_seeds(&hdir, &seed, &carry, self.opts.seeds, self.sde)?;
             let mut seeds = Vec::new();
-            for rel in seed_files {
+            for (rel, digest) in seed_files {
                 let rel = format!("hosts/{}/{rel}", h.name);
-                outputs.record_file(staging, &rel)?;
+                match digest {
+                    // Images were hashed as they were written: never read back.
+                    Some(d) => outputs.record(&rel, &d.sha256, d.size),
+                    None => outputs.record_file(staging, &rel)?,
+                }
                 seeds.push(rel);
             }
             let mac = h.mac.to_string();

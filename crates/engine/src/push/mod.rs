@@ -240,14 +240,32 @@ pub fn push(
         target: target.to_string(),
         ..PushReport::default()
     };
-    let empty = BlobToPush {
+    // Every blob of the build's own artifacts first, side by side (up to the pusher's `jobs`),
+    // then their manifests in a fixed order: the registry ends up the same either way.
+    let mut blobs = vec![BlobToPush {
         digest: Digest::of(b"{}"),
         size: 2,
         source: BlobSource::Bytes(b"{}".to_vec()),
         label: "empty config".to_owned(),
+    }];
+    let file_blob = |rel: &str, digest: &Digest, size: u64| BlobToPush {
+        digest: digest.clone(),
+        size,
+        source: BlobSource::File {
+            path: dir.join(rel),
+            offset: 0,
+        },
+        label: rel.rsplit('/').next().unwrap_or(rel).to_owned(),
     };
-    let outcome = pusher.push_blob(target, &empty, events)?;
-    report.count(&outcome);
+    blobs.extend(
+        bundles
+            .iter()
+            .map(|b| file_blob(&b.file, &b.digest, b.size)),
+    );
+    blobs.extend(out.top.iter().map(|(n, d, s)| file_blob(n, d, *s)));
+    for outcome in pusher.push_blobs(target, &blobs, events)? {
+        report.count(&outcome);
+    }
 
     let mut descriptors = Vec::new();
     for Bundle {
@@ -259,16 +277,6 @@ pub fn push(
     } in &bundles
     {
         let name = file.rsplit('/').next().unwrap_or(file).to_owned();
-        let blob = BlobToPush {
-            digest: digest.clone(),
-            size: *size,
-            source: BlobSource::File {
-                path: dir.join(file),
-                offset: 0,
-            },
-            label: name.clone(),
-        };
-        report.count(&pusher.push_blob(target, &blob, events)?);
         let mut annotations = out.annotations();
         annotations.insert(A_ROLE.to_owned(), role.clone());
         annotations.insert(A_OS.to_owned(), os.clone());
@@ -279,20 +287,11 @@ pub fn push(
         descriptors.push(json!({"mediaType": OCI_MANIFEST, "artifactType": BUNDLE_ARTIFACT, "digest": d.to_string(), "size": len, "annotations": annotations}));
     }
 
-    let mut layers = Vec::new();
-    for (name, digest, size) in &out.top {
-        let blob = BlobToPush {
-            digest: digest.clone(),
-            size: *size,
-            source: BlobSource::File {
-                path: dir.join(name),
-                offset: 0,
-            },
-            label: name.clone(),
-        };
-        report.count(&pusher.push_blob(target, &blob, events)?);
-        layers.push(json!({"mediaType": FILE_LAYER, "digest": digest.to_string(), "size": size, "annotations": {TITLE: name}}));
-    }
+    let layers = out
+        .top
+        .iter()
+        .map(|(name, digest, size)| json!({"mediaType": FILE_LAYER, "digest": digest.to_string(), "size": size, "annotations": {TITLE: name}}))
+        .collect();
     let (d, len) = put_artifact(pusher, target, BUILD_ARTIFACT, layers, &out.annotations())?;
     descriptors.push(json!({"mediaType": OCI_MANIFEST, "artifactType": BUILD_ARTIFACT, "digest": d.to_string(), "size": len, "annotations": out.annotations()}));
 

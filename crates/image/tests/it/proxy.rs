@@ -1,12 +1,13 @@
 //! A small HTTP proxy on 127.0.0.1 in front of the registry: it logs every request and can
 //! cut one response mid-body, or stall it there, or cut one request mid-body (an upload
-//! whose connection resets) (one request per connection, `Connection: close`).
+//! whose connection resets) (one request per connection, `Connection: close`); it counts the
+//! uploads in flight at once, and can hold uploads until several are.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// One request the proxy relayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +29,18 @@ struct State {
     /// Reset the connection of a request with this method after this many body bytes,
     /// relaying nothing of it, once this many such requests have passed.
     cut_request: Mutex<Option<(String, usize, usize)>>,
+    /// Uploads (a `PUT` or `PATCH` of blob bytes) in flight: now, the most at once, and how
+    /// many to hold them for (0: none).
+    uploads: Mutex<Uploads>,
+    upload_changed: Condvar,
     stop: AtomicBool,
+}
+
+#[derive(Default)]
+struct Uploads {
+    now: usize,
+    peak: usize,
+    hold_for: usize,
 }
 
 /// A running proxy; stops accepting when dropped.
@@ -82,6 +94,19 @@ impl Proxy {
     /// and resets its connection without relaying any of it.
     pub fn cut_request(&self, method: &str, skip: usize, bytes: usize) {
         *self.state.cut_request.lock().unwrap() = Some((method.to_owned(), skip, bytes));
+    }
+
+    /// Holds each upload (`PUT`/`PATCH` of blob bytes) before relaying it until `n` are in
+    /// flight at once (then lets every one through), or 5 s pass (below the tests' idle
+    /// timeout): a client that uploads one
+    /// blob after the other never gets there.
+    pub fn hold_uploads_until(&self, n: usize) {
+        self.state.uploads.lock().unwrap().hold_for = n;
+    }
+
+    /// The most uploads that were in flight through the proxy at once.
+    pub fn peak_uploads(&self) -> usize {
+        self.state.uploads.lock().unwrap().peak
     }
 
     /// Requests with `method` seen so far (a cut one included).
@@ -169,7 +194,7 @@ fn relay(client: TcpStream, upstream: &str, state: &State) -> std::io::Result<()
     let mut body = vec![0u8; body_len];
     reader.read_exact(&mut body)?;
     state.log.lock().unwrap().push(Seen {
-        method,
+        method: method.clone(),
         path: path.clone(),
         range,
     });
@@ -203,9 +228,49 @@ fn relay(client: TcpStream, upstream: &str, state: &State) -> std::io::Result<()
         }
     };
 
+    let upload = (method == "PUT" || method == "PATCH") && path.contains("/blobs/uploads/");
+    if upload {
+        upload_begins(state);
+    }
+    let relayed = respond(client, upstream, &head, &body, cut_after, state);
+    if upload {
+        state.uploads.lock().unwrap().now -= 1;
+        state.upload_changed.notify_all();
+    }
+    relayed
+}
+
+/// Counts an upload in flight and holds it while a hold asks for more at once.
+fn upload_begins(state: &State) {
+    let mut u = state.uploads.lock().unwrap();
+    u.now += 1;
+    u.peak = u.peak.max(u.now);
+    if u.hold_for > 0 && u.now >= u.hold_for {
+        u.hold_for = 0;
+    }
+    state.upload_changed.notify_all();
+    let until = Instant::now() + Duration::from_secs(5);
+    while u.hold_for > 0 && Instant::now() < until {
+        u = state
+            .upload_changed
+            .wait_timeout(u, Duration::from_millis(100))
+            .unwrap()
+            .0;
+    }
+}
+
+/// Relays one request to `upstream` and its response back, cut after `cut_after` body bytes.
+fn respond(
+    client: TcpStream,
+    upstream: &str,
+    head: &str,
+    body: &[u8],
+    cut_after: Option<usize>,
+    state: &State,
+) -> std::io::Result<()> {
     let mut up = TcpStream::connect(upstream)?;
     up.write_all(head.as_bytes())?;
-    up.write_all(&body)?;
+    up.write_all(body)?;
     let mut client = client;
     let mut buf = [0u8; 16 * 1024];
     let mut seen_head = Vec::new();

@@ -156,6 +156,76 @@ fn blobs_are_skipped_when_present_mounted_across_repositories_and_resumed_after_
     assert!(!into.join(small.digest.hex()).exists(), "{err}");
 }
 
+/// `jobs` blobs go up at once: the proxy holds each upload until two are at the registry's
+/// door together, which blobs pushed one after the other never are; the outcomes come back in
+/// list order, a digest listed twice goes up once, and the registry serves every blob.
+#[test]
+fn blobs_go_up_concurrently_up_to_jobs_with_outcomes_in_list_order() {
+    let test = "blobs_go_up_concurrently_up_to_jobs_with_outcomes_in_list_order";
+    if !have_tools(test, &["docker-registry"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let reg = Registry::start(&dir.join("registry"), RegistryAuth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let target = PushTarget::parse(&format!("{}/kiln/lab", proxy.url)).unwrap();
+    let mut blobs: Vec<BlobToPush> = (0..4u8)
+        .map(|i| {
+            file_blob(
+                dir,
+                &format!("b{i}"),
+                &payload(200_000 + usize::from(i), u32::from(i)),
+            )
+        })
+        .collect();
+    blobs.push(BlobToPush {
+        label: "b1 again".to_owned(),
+        ..blobs[1].clone()
+    });
+
+    proxy.hold_uploads_until(2);
+    let opts = kiln_store::FetchOptions {
+        jobs: 3,
+        ..fast_opts()
+    };
+    let pusher = Pusher::new(Credentials::none(), opts).unwrap();
+    let outcomes = pusher.push_blobs(&target, &blobs, &NoPushEvents).unwrap();
+    assert!(
+        proxy.peak_uploads() >= 2,
+        "uploads were never concurrent: {:?}",
+        proxy.seen()
+    );
+    assert!(proxy.peak_uploads() <= 3, "more than jobs at once");
+    let sent: Vec<u64> = outcomes
+        .iter()
+        .map(|o| match o {
+            BlobOutcome::Uploaded { sent, resumes: 0 } => *sent,
+            BlobOutcome::Present => 0,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sent, [200_000, 200_001, 200_002, 200_003, 0]);
+    assert_eq!(proxy.count("POST"), 4, "{:?}", proxy.seen());
+    for b in &blobs {
+        assert_eq!(pusher.blob_size(&target, &b.digest).unwrap(), Some(b.size));
+        let hex = b.digest.hex();
+        assert_eq!(fs::read(reg.blob_data(hex)).unwrap().len() as u64, b.size);
+    }
+
+    // One at a time: the same outcomes, never two uploads at once.
+    let proxy1 = Proxy::start(&reg.addr);
+    let other = PushTarget::parse(&format!("{}/kiln/one", proxy1.url)).unwrap();
+    let opts = kiln_store::FetchOptions {
+        jobs: 1,
+        ..fast_opts()
+    };
+    let one = Pusher::new(Credentials::none(), opts).unwrap();
+    let outcomes1 = one.push_blobs(&other, &blobs, &NoPushEvents).unwrap();
+    assert_eq!(outcomes1, outcomes);
+    assert_eq!(proxy1.peak_uploads(), 1);
+}
+
 #[test]
 fn a_blob_the_registry_already_has_is_not_sent_and_a_wrong_digest_is_refused_by_name() {
     let test = "a_blob_the_registry_already_has_is_not_sent_and_a_wrong_digest_is_refused_by_name";
