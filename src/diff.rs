@@ -165,8 +165,8 @@ pub fn render(d: &Diff) -> String {
             word(h.change),
             h.roles.join(", ")
         );
-        if let Some((o, n)) = &h.ip {
-            let _ = writeln!(s, "  address {o} → {n}");
+        if let Some(ip) = &h.ip {
+            let _ = writeln!(s, "  address {} → {}", ip.old, ip.new);
         }
         for b in &h.bundles {
             let _ = writeln!(s, "  bundle {} {}", sign(b.change), b.id);
@@ -174,9 +174,7 @@ pub fn render(d: &Diff) -> String {
         files(&mut s, &h.files);
         for c in &h.certificates {
             let id = |i: &Option<kiln_engine::diff::CertIdentity>| {
-                i.as_ref()
-                    .map(|i| format!("serial {}", i.serial))
-                    .unwrap_or_default()
+                i.as_ref().map(|i| i.serial.clone()).unwrap_or_default()
             };
             let (what, ids) = match c.change {
                 Change::Added => ("added", id(&c.new)),
@@ -190,7 +188,7 @@ pub fn render(d: &Diff) -> String {
                 .map(|i| i.subject.as_str());
             let _ = writeln!(
                 s,
-                "  certificate {what} {} ({}): {ids}",
+                "  certificate {what} {} ({}): serial {ids}",
                 c.path,
                 subject.unwrap_or_default()
             );

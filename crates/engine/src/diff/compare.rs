@@ -10,7 +10,7 @@ use super::side::Side;
 use super::units::{unit_changes, View};
 use super::{
     ArchiveRef, BuildRef, BundleDiff, CertChange, Change, Diff, DiffError, FileChange, FileState,
-    HostBundleChange, HostDiff, ImageChange, PackageChange, SCHEMA,
+    HostBundleChange, HostDiff, ImageChange, Moved, PackageChange, SCHEMA,
 };
 
 /// Members of a secrets archive that say which build it belongs to: they differ whenever the
@@ -345,7 +345,10 @@ fn host_diff(a: &Side, b: &Side, name: &str) -> Result<Option<HostDiff>, DiffErr
         &view(b, new, new_s.map(|s| s.1))?,
     );
     let ip = match (old, new) {
-        (Some(o), Some(n)) if o.ip != n.ip => Some((o.ip.clone(), n.ip.clone())),
+        (Some(o), Some(n)) if o.ip != n.ip => Some(Moved {
+            old: o.ip.clone(),
+            new: n.ip.clone(),
+        }),
         _ => None,
     };
     let change = match (old, new) {

@@ -213,7 +213,7 @@ pub struct HostDiff {
     /// Roles (the new build's bundles; the old build's when removed).
     pub roles: Vec<String>,
     /// Old and new address, when it changed.
-    pub ip: Option<(String, String)>,
+    pub ip: Option<Moved>,
     /// Bundles it installs that were added, removed or changed, by id.
     pub bundles: Vec<HostBundleChange>,
     /// Its own files (secrets archive under `rootfs/`), by path; keys are listed by digest only.
@@ -224,6 +224,16 @@ pub struct HostDiff {
     pub units: Vec<UnitChange>,
     /// Whether its secrets archives were compared (not when either side is a pulled folder).
     pub secrets_compared: bool,
+}
+
+/// A value that changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Moved {
+    /// Before.
+    pub old: String,
+    /// After.
+    pub new: String,
 }
 
 /// A bundle a host installs that differs.
