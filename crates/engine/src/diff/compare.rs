@@ -455,3 +455,70 @@ fn cert_changes(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_names_and_versions_come_from_deb_and_rpm_file_names() {
+        let id = |f: &str| package_id(f);
+        assert_eq!(
+            id("nginx_1.22.1-9+deb12u12_amd64.deb"),
+            (
+                "nginx".into(),
+                "amd64".into(),
+                Some("1.22.1-9+deb12u12".into())
+            )
+        );
+        assert_eq!(
+            id("libc6_2%3a2.36-9_amd64.deb"),
+            ("libc6".into(), "amd64".into(), Some("2:2.36-9".into()))
+        );
+        assert_eq!(
+            id("net-snmp-libs-5.7.2-49.el7.x86_64.rpm"),
+            (
+                "net-snmp-libs".into(),
+                "x86_64".into(),
+                Some("5.7.2-49.el7".into())
+            )
+        );
+        assert_eq!(id("odd.bin"), ("odd.bin".into(), String::new(), None));
+    }
+
+    fn line(path: &str, mode: u32, sha: char, size: u64) -> ManifestLine {
+        ManifestLine {
+            path: path.into(),
+            mode,
+            sha256: sha.to_string().repeat(64),
+            size,
+        }
+    }
+
+    #[test]
+    fn a_mode_change_alone_is_a_change_and_equal_entries_are_left_out() {
+        let old = [
+            line("a", 0o644, 'a', 1),
+            line("b", 0o755, 'b', 2),
+            line("c", 0o644, 'c', 3),
+        ];
+        let new = [
+            line("a", 0o644, 'a', 1),
+            line("b", 0o750, 'b', 2),
+            line("d", 0o600, 'd', 4),
+        ];
+        let got = file_changes(old.iter(), new.iter());
+        let summary: Vec<(&str, Change)> =
+            got.iter().map(|f| (f.path.as_str(), f.change)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("b", Change::Changed),
+                ("c", Change::Removed),
+                ("d", Change::Added)
+            ]
+        );
+        assert_eq!(got[0].old.as_ref().unwrap().mode, "0755");
+        assert_eq!(got[0].new.as_ref().unwrap().mode, "0750");
+    }
+}

@@ -154,13 +154,16 @@ fn stem(unit: &str) -> &str {
     unit.rsplit_once('.').map_or(unit, |(s, _)| s)
 }
 
-/// Absolute paths in a text: runs of path characters that start with `/`.
+/// Absolute paths in a text: runs of path characters that start with `/` (after systemd's
+/// `-`, `+`, `@` prefixes).
 fn paths_in(bytes: &[u8]) -> BTreeSet<String> {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return BTreeSet::new();
     };
     let is_path = |c: char| c.is_ascii_alphanumeric() || "/._-+@".contains(c);
     text.split(|c: char| !is_path(c))
+        // systemd's prefixes: `EnvironmentFile=-/…` (optional), `ExecStart=+/…`, `@`, `-`.
+        .map(|t| t.trim_start_matches(['-', '+', '@']))
         .filter(|t| t.starts_with('/') && !t.starts_with("//") && t.len() > 1)
         .map(|t| t.trim_end_matches(['/', '.']).to_owned())
         .collect()
