@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use kiln_engine::diff::{Change, Diff, FileChange, UnitChange};
+use kiln_engine::diff::{Change, Diff, FileChange, UnitChange, UpgradePlan};
 
 /// `kiln diff`.
 #[derive(Debug, Args)]
@@ -18,10 +18,17 @@ pub struct DiffArgs {
     /// Print the differences as JSON (schema `kiln-diff/1`, see README).
     #[arg(long)]
     pub json: bool,
+    /// Print the upgrade plan instead: which hosts change, which units stop, start or restart
+    /// in what order, and which hosts go one at a time (JSON schema `kiln-upgrade-plan/1`).
+    #[arg(long)]
+    pub plan: bool,
 }
 
 /// Runs `kiln diff`: exit 0 when identical, 1 when different, 2 when either folder is refused.
 pub fn run(a: &DiffArgs) -> ExitCode {
+    if a.plan {
+        return run_plan(a);
+    }
     match kiln_engine::diff::diff(&a.old, &a.new) {
         Ok(d) => {
             if a.json {
@@ -39,6 +46,106 @@ pub fn run(a: &DiffArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `kiln diff --plan`: the same exit codes (0: nothing to do).
+fn run_plan(a: &DiffArgs) -> ExitCode {
+    match kiln_engine::diff::upgrade_plan(&a.old, &a.new) {
+        Ok(p) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&p).expect("a plan serialises")
+                );
+            } else {
+                print!("{}", render_plan(&p));
+            }
+            let nothing = p.hosts.is_empty()
+                && p.removed_hosts.is_empty()
+                && p.old.build_id == p.new.build_id;
+            ExitCode::from(if nothing { 0 } else { 1 })
+        }
+        Err(e) => {
+            eprintln!("error: {:#}", anyhow::Error::from(e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The upgrade plan for people: the steps in order, each host's unit actions in order.
+pub fn render_plan(p: &UpgradePlan) -> String {
+    let mut s = String::new();
+    let generation = if p.old.generation == p.new.generation {
+        format!("generation {}", p.new.generation)
+    } else {
+        format!("generation {} → {}", p.old.generation, p.new.generation)
+    };
+    let total = p.hosts.len() + p.unchanged_hosts.len();
+    let _ = writeln!(
+        s,
+        "{}: upgrade to {generation}, build {} → {}: {} of {total} host(s) change",
+        p.cluster,
+        short(&p.old.build_id),
+        short(&p.new.build_id),
+        p.hosts.len()
+    );
+    let by_name: std::collections::BTreeMap<&str, &kiln_engine::diff::HostUpgrade> =
+        p.hosts.iter().map(|h| (h.host.as_str(), h)).collect();
+    for step in &p.steps {
+        let how = match &step.one_at_a_time {
+            Some(role) => format!("{role}, one at a time"),
+            None => "together".to_owned(),
+        };
+        let _ = writeln!(
+            s,
+            "
+step {}: {} ({how})",
+            step.number,
+            step.hosts.join(", ")
+        );
+        for name in &step.hosts {
+            let Some(h) = by_name.get(name.as_str()) else {
+                continue;
+            };
+            let mut parts = Vec::new();
+            if h.change == Change::Added {
+                parts.push("new host".to_owned());
+            } else {
+                if !h.bundles.is_empty() {
+                    parts.push(format!("bundles {}", h.bundles.join(", ")));
+                }
+                if !h.files.is_empty() {
+                    parts.push(format!("{} own file(s)", h.files.len()));
+                }
+            }
+            let what = parts.join(", ");
+            if h.units.is_empty() {
+                let _ = writeln!(s, "  {name}: {what}; no unit restarts");
+                continue;
+            }
+            let _ = writeln!(s, "  {name}: {what}");
+            let mut lines = String::new();
+            units(&mut lines, &h.units);
+            for l in lines.lines() {
+                let _ = writeln!(s, "  {}", l.trim_start().strip_prefix("unit ").unwrap_or(l));
+            }
+        }
+    }
+    if !p.removed_hosts.is_empty() {
+        let _ = writeln!(
+            s,
+            "
+removed (retire, not upgraded): {}",
+            p.removed_hosts.join(", ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "
+unchanged: {} host(s)",
+        p.unchanged_hosts.len()
+    );
+    s
 }
 
 fn short(id: &str) -> &str {

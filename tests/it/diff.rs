@@ -104,6 +104,22 @@ fn diff(args: &[&Path], json: bool) -> (i32, String, String) {
     )
 }
 
+/// `kiln diff --plan`: exit code, stdout, stderr.
+fn diff_plan(old: &Path, new: &Path) -> (i32, String, String) {
+    let out = kiln()
+        .arg("diff")
+        .arg("--plan")
+        .arg(old)
+        .arg(new)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
 fn build_id(out: &Path) -> String {
     let m: Value = serde_json::from_slice(&fs::read(out.join("MANIFEST.json")).unwrap()).unwrap();
     m["build-id"].as_str().unwrap().to_owned()
@@ -197,6 +213,11 @@ fn diff_of_the_lab_reports_each_kind_of_change_exactly() {
             "nginx/nginx_1.22.1-9+deb12u13_amd64.deb",
         );
         replace_in(
+            &d.join("profiles/lb/profile.toml"),
+            "dest = \"/etc/keepalived/check-nginx.sh\"\nmode = \"0755\"",
+            "dest = \"/etc/keepalived/check-nginx.sh\"\nmode = \"0750\"",
+        );
+        replace_in(
             &d.join("catalog/images.toml"),
             "pause image assembled by kiln from catatonit",
             "pause image assembled by kiln from catatonit, generation 2",
@@ -223,6 +244,18 @@ fn diff_of_the_lab_reports_each_kind_of_change_exactly() {
     assert_eq!(etcd.units[0].action, UnitAction::Restart);
     assert_eq!(etcd.units[0].because[0].how, "unit-file");
     let lb = &d.bundles[1];
+    let check = lb
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("check-nginx.sh"))
+        .unwrap();
+    assert_eq!(check.change, Change::Changed);
+    assert_eq!(check.old.as_ref().unwrap().mode, "0755");
+    assert_eq!(check.new.as_ref().unwrap().mode, "0750");
+    assert_eq!(
+        check.old.as_ref().unwrap().sha256,
+        check.new.as_ref().unwrap().sha256
+    );
     assert_eq!(lb.packages.len(), 1);
     assert_eq!(lb.packages[0].name, "nginx");
     assert_eq!(
@@ -275,6 +308,46 @@ fn diff_of_the_lab_reports_each_kind_of_change_exactly() {
         .unwrap();
     assert_eq!(etcd4["change"], "added");
     assert_eq!(etcd4["certificates"].as_array().unwrap().len(), 4);
+
+    // The upgrade plan of that change: etcd members one at a time, then lb, then the rest.
+    let (code, plan, err) = diff_plan(&base, &host);
+    assert_eq!(code, 1, "{err}");
+    let plan = plan
+        .replace(&build_id(&base)[..12], "<old build>")
+        .replace(&build_id(&host)[..12], "<new build>");
+    insta::assert_snapshot!("diff_plan_lab_added_host", plan);
+    let p = kiln_engine::diff::upgrade_plan(&base, &host).unwrap();
+    let steps: Vec<(Vec<String>, Option<String>)> = p
+        .steps
+        .iter()
+        .map(|s| (s.hosts.clone(), s.one_at_a_time.clone()))
+        .collect();
+    let one = |h: &str, r: &str| (vec![h.to_owned()], Some(r.to_owned()));
+    assert_eq!(
+        steps,
+        [
+            one("etcd1", "etcd"),
+            one("etcd2", "etcd"),
+            one("etcd3", "etcd"),
+            one("etcd4", "etcd"),
+            one("lb1", "lb"),
+            one("lb2", "lb"),
+            (vec!["runtime1".to_owned()], None),
+        ]
+    );
+    let etcd4 = p.hosts.iter().find(|h| h.host == "etcd4").unwrap();
+    let units: Vec<&str> = etcd4.units.iter().map(|u| u.unit.as_str()).collect();
+    // install.sh's order: the common bundle's units, then etcd's.
+    assert_eq!(
+        units,
+        [
+            "chrony.service",
+            "kiln-firewall-reload.service",
+            "etcd.service"
+        ]
+    );
+    let (code, _, _) = diff_plan(&base, &copy);
+    assert_eq!(code, 0);
 
     // Certificates reissued: every leaf falls in the renewal window.
     let certs = lab.variant("certs", |d| {
@@ -355,4 +428,84 @@ fn diff_of_the_lab_reports_each_kind_of_change_exactly() {
         err.contains(&format!("{}: not a folder", missing.display())),
         "{err}"
     );
+}
+
+#[test]
+fn diff_compares_a_pulled_folder_by_its_bundles() {
+    let test = "diff_compares_a_pulled_folder_by_its_bundles";
+    if !kiln_testkit::have_tools(test, &["docker-registry"]) {
+        return;
+    }
+    let fx = crate::common::Fixture::new(false);
+    fx.lock();
+    let build = || {
+        kiln()
+            .current_dir(&fx.dir)
+            .args(["build", "--seed", "none", "cluster.toml"])
+            .assert()
+            .success();
+    };
+    build();
+    let built = fx.dir.join("out/lab");
+    let reg =
+        kiln_testkit::Registry::start(&fx.dir.join("registry"), kiln_testkit::RegistryAuth::None);
+    let target = format!("http://{}/kiln/lab", reg.addr);
+    kiln()
+        .arg("push")
+        .arg(&built)
+        .arg(&target)
+        .assert()
+        .success();
+    let pulled_out = fx.dir.join("pulled");
+    kiln()
+        .arg("pull")
+        .arg(&target)
+        .arg(&pulled_out)
+        .assert()
+        .success();
+    let pulled = pulled_out.join("lab");
+
+    // The same build, pulled: nothing differs.
+    let (code, text, err) = diff(&[&pulled, &built], false);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains(": no differences"), "{text}");
+
+    // A rebuilt etcd bundle: the pulled side has no hosts/, so hosts are compared by bundles.
+    let old_built = fx.dir.join("old-built");
+    copy_tree(&built, &old_built);
+    replace_in(
+        &fx.dir.join("profiles/etcd/etcd.service.hbs"),
+        "RestartSec=5",
+        "RestartSec=7",
+    );
+    build();
+    let (code, json, err) = diff(&[&pulled, &built], true);
+    assert_eq!(code, 1, "{err}");
+    let d: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(d["old"]["pulled"], true);
+    assert_eq!(d["new"]["pulled"], false);
+    let bundles: Vec<&str> = d["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(bundles, ["etcd-debian12"]);
+    let hosts: Vec<(&str, &Value)> = d["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["host"].as_str().unwrap(), &h["secrets-compared"]))
+        .collect();
+    let f = Value::Bool(false);
+    assert_eq!(hosts, [("etcd1", &f), ("etcd2", &f), ("etcd3", &f)]);
+    // Against the build folder it was pulled from, the same bundles differ, and host files too.
+    let (code, text, _) = diff(&[&old_built, &built], false);
+    assert_eq!(code, 1);
+    let (_, pulled_text, _) = diff(&[&pulled, &built], false);
+    assert!(
+        pulled_text.contains("(a pulled folder has no hosts/"),
+        "{pulled_text}"
+    );
+    assert!(text.contains("bundle etcd-debian12 (changed;"), "{text}");
 }

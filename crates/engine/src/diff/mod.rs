@@ -8,6 +8,7 @@
 
 mod compare;
 mod error;
+mod plan;
 mod side;
 mod units;
 
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 pub use error::DiffError;
 pub use kiln_pki::CertIdentity;
+pub use plan::{upgrade_plan, HostUpgrade, Step, UpgradePlan, ONE_AT_A_TIME, PLAN_SCHEMA};
 
 /// The JSON form's name and version: a consumer checks it before reading further.
 pub const SCHEMA: &str = "kiln-diff/1";

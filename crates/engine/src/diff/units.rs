@@ -55,6 +55,11 @@ impl<'a> View<'a> {
         Ok(v)
     }
 
+    /// The units of the view, in the order install.sh enables them.
+    pub fn units(&self) -> &[String] {
+        &self.units
+    }
+
     /// Adds a role bundle (its files, UNITS and packages).
     fn add_bundle(&mut self, side: &'a Side, file: &str) -> Result<(), DiffError> {
         let c = side.archive(file)?;
