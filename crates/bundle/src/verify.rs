@@ -126,7 +126,7 @@ pub(crate) struct Keep<'a> {
 /// [`check_archive`], also filling `keep` when given (same single streaming read).
 pub(crate) fn check_archive_keeping(
     path: &Path,
-    mut keep: Option<&mut Keep<'_>>,
+    keep: Option<&mut Keep<'_>>,
 ) -> Result<BundleReport, VerifyError> {
     let ((files, content_bytes), summary) = with_inflated(path, |inflated| {
         check_entries(
@@ -134,7 +134,7 @@ pub(crate) fn check_archive_keeping(
                 inflated,
                 file: path,
             },
-            keep.as_deref_mut(),
+            keep,
         )
     })?;
     Ok(BundleReport {
