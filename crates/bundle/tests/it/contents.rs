@@ -4,15 +4,15 @@ use kiln_bundle::{read_archive, write_bundle, VerifyError};
 
 use crate::common::*;
 
+/// A fixture bundle written into `out` (sources in `src`).
+fn written(out: &std::path::Path, src: &std::path::Path) -> kiln_bundle::WrittenBundle {
+    write_bundle(out, "master", &fixture_spec(src, false, 0o644, 0)).unwrap()
+}
+
 #[test]
 fn read_archive_keeps_only_the_chosen_members_and_lists_every_entry() {
     let (out, src) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let written = write_bundle(
-        out.path(),
-        "master",
-        &fixture_spec(src.path(), false, 0o644, 0),
-    )
-    .unwrap();
+    let written = written(out.path(), src.path());
     let small = |l: &kiln_bundle::ManifestLine| l.size < 1000 && l.path.starts_with("rootfs/");
     let got = read_archive(&written.path, &small).unwrap();
     assert_eq!(got.manifest, written.manifest);
@@ -37,12 +37,7 @@ fn read_archive_keeps_only_the_chosen_members_and_lists_every_entry() {
 #[test]
 fn read_archive_refuses_what_verify_refuses() {
     let (out, src) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let written = write_bundle(
-        out.path(),
-        "master",
-        &fixture_spec(src.path(), false, 0o644, 0),
-    )
-    .unwrap();
+    let written = written(out.path(), src.path());
     let mut bytes = std::fs::read(&written.path).unwrap();
     let n = bytes.len();
     bytes[n / 2] ^= 0x40;

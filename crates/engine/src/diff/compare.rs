@@ -144,23 +144,34 @@ pub(crate) fn file_changes<'a>(
 ) -> Vec<FileChange> {
     let old: BTreeMap<&str, &ManifestLine> = old.map(|l| (l.path.as_str(), l)).collect();
     let new: BTreeMap<&str, &ManifestLine> = new.map(|l| (l.path.as_str(), l)).collect();
-    let paths: BTreeSet<&str> = old.keys().chain(new.keys()).copied().collect();
-    paths
+    changed(&old, &new, |o, n| o.sha256 == n.sha256 && o.mode == n.mode)
         .into_iter()
-        .filter_map(|p| {
-            let (o, n) = (old.get(p), new.get(p));
+        .map(|(p, change, o, n)| FileChange {
+            path: (*p).to_owned(),
+            change,
+            old: o.map(|l| state(l)),
+            new: n.map(|l| state(l)),
+        })
+        .collect()
+}
+
+/// Every key of either map whose entries are not `same`, with how it differs, sorted by key.
+fn changed<'m, K: Ord, V>(
+    old: &'m BTreeMap<K, V>,
+    new: &'m BTreeMap<K, V>,
+    same: impl Fn(&V, &V) -> bool,
+) -> Vec<(&'m K, Change, Option<&'m V>, Option<&'m V>)> {
+    let keys: BTreeSet<&K> = old.keys().chain(new.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (o, n) = (old.get(k), new.get(k));
             let change = match (o, n) {
-                (Some(o), Some(n)) if o.sha256 == n.sha256 && o.mode == n.mode => return None,
+                (Some(o), Some(n)) if same(o, n) => return None,
                 (Some(_), Some(_)) => Change::Changed,
                 (None, _) => Change::Added,
                 (Some(_), None) => Change::Removed,
             };
-            Some(FileChange {
-                path: p.to_owned(),
-                change,
-                old: o.map(|l| state(l)),
-                new: n.map(|l| state(l)),
-            })
+            Some((k, change, o, n))
         })
         .collect()
 }
@@ -205,23 +216,14 @@ fn package_changes(
     old: &BTreeMap<(String, String), Option<String>>,
     new: &BTreeMap<(String, String), Option<String>>,
 ) -> Vec<PackageChange> {
-    let keys: BTreeSet<&(String, String)> = old.keys().chain(new.keys()).collect();
-    keys.into_iter()
-        .filter_map(|k| {
-            let (o, n) = (old.get(k), new.get(k));
-            let change = match (o, n) {
-                (Some(o), Some(n)) if o == n => return None,
-                (Some(_), Some(_)) => Change::Changed,
-                (None, _) => Change::Added,
-                (Some(_), None) => Change::Removed,
-            };
-            Some(PackageChange {
-                name: k.0.clone(),
-                arch: k.1.clone(),
-                change,
-                old_version: o.cloned().flatten(),
-                new_version: n.cloned().flatten(),
-            })
+    changed(old, new, |o, n| o == n)
+        .into_iter()
+        .map(|(k, change, o, n)| PackageChange {
+            name: k.0.clone(),
+            arch: k.1.clone(),
+            change,
+            old_version: o.cloned().flatten(),
+            new_version: n.cloned().flatten(),
         })
         .collect()
 }
@@ -268,22 +270,13 @@ fn image_changes(
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,
 ) -> Vec<ImageChange> {
-    let refs: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-    refs.into_iter()
-        .filter_map(|r| {
-            let (o, n) = (old.get(r), new.get(r));
-            let change = match (o, n) {
-                (Some(o), Some(n)) if o == n => return None,
-                (Some(_), Some(_)) => Change::Changed,
-                (None, _) => Change::Added,
-                (Some(_), None) => Change::Removed,
-            };
-            Some(ImageChange {
-                reference: r.clone(),
-                change,
-                old_digest: o.cloned(),
-                new_digest: n.cloned(),
-            })
+    changed(old, new, |o, n| o == n)
+        .into_iter()
+        .map(|(r, change, o, n)| ImageChange {
+            reference: r.clone(),
+            change,
+            old_digest: o.cloned(),
+            new_digest: n.cloned(),
         })
         .collect()
 }
@@ -306,24 +299,14 @@ fn host_diff(a: &Side, b: &Side, name: &str) -> Result<Option<HostDiff>, DiffErr
     let empty = BTreeMap::new();
     let old_b = old.map_or_else(|| empty.clone(), |h| host_bundles(&a.manifest, &h.bundles));
     let new_b = new.map_or_else(|| empty.clone(), |h| host_bundles(&b.manifest, &h.bundles));
-    let ids: BTreeSet<&String> = old_b.keys().chain(new_b.keys()).collect();
     let sha = |side: &Side, f: &String| archive_ref(&side.manifest, f).sha256;
-    let bundles: Vec<HostBundleChange> = ids
+    let bundles: Vec<HostBundleChange> = changed(&old_b, &new_b, |o, n| sha(a, o) == sha(b, n))
         .into_iter()
-        .filter_map(|id| {
-            let (o, n) = (old_b.get(id), new_b.get(id));
-            let change = match (o, n) {
-                (Some(o), Some(n)) if sha(a, o) == sha(b, n) => return None,
-                (Some(_), Some(_)) => Change::Changed,
-                (None, _) => Change::Added,
-                (Some(_), None) => Change::Removed,
-            };
-            Some(HostBundleChange {
-                id: id.clone(),
-                change,
-                old_file: o.cloned(),
-                new_file: n.cloned(),
-            })
+        .map(|(id, change, o, n)| HostBundleChange {
+            id: id.clone(),
+            change,
+            old_file: o.cloned(),
+            new_file: n.cloned(),
         })
         .collect();
     let secrets_compared = !a.pulled && !b.pulled;
