@@ -79,7 +79,13 @@ fn verified(dir: &Path) -> Result<(BuildManifest, bool), DiffError> {
 /// once (an archive with the same digest on both sides is read once for both).
 pub(crate) fn load_pair(old: &Path, new: &Path) -> Result<(Side, Side), DiffError> {
     let (old_m, old_pulled) = verified(old)?;
-    let (new_m, new_pulled) = verified(new)?;
+    // The same folder twice (by its real path) is verified once.
+    let same = matches!((old.canonicalize(), new.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    let (new_m, new_pulled) = if same {
+        (old_m.clone(), old_pulled)
+    } else {
+        verified(new)?
+    };
     if old_m.cluster != new_m.cluster {
         return Err(DiffError::OtherCluster {
             old: old.to_owned(),
