@@ -45,6 +45,9 @@ pub enum Command {
     Push(crate::push::PushArgs),
     /// Pull a pushed build from an OCI registry into OUT/CLUSTER-NAME/ (no host secrets).
     Pull(crate::push::PullArgs),
+    /// Compare two out folders of one cluster: per bundle and host, files, packages, images,
+    /// certificates and units (exit 0 identical, 1 different, 2 error).
+    Diff(crate::diff::DiffArgs),
     /// Maintain the catalog.
     #[command(subcommand)]
     Catalog(CatalogCommand),

@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod cli;
+mod diff;
 mod progress;
 mod push;
 
@@ -384,6 +385,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sbom(a) => sbom(&a)?,
         Command::Push(a) => push::push(&a)?,
         Command::Pull(a) => push::pull(&a)?,
+        Command::Diff(a) => return Ok(diff::run(&a)),
         Command::Catalog(CatalogCommand::ImportChecksums { tables, out }) => {
             let imported = kiln_engine::pins::import_checksums(&tables)?;
             match out {

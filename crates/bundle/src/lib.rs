@@ -15,6 +15,7 @@
 //   the bytes never depend on the core count and any gunzip reads them;
 // - verification reads only that canonical form (see `gz::StrictGzReader`).
 
+mod contents;
 pub mod contract;
 mod error;
 mod folder;
@@ -31,6 +32,7 @@ mod writer;
 
 use std::path::PathBuf;
 
+pub use contents::{read_archive, ArchiveContents};
 pub use error::{BundleError, HeaderError, VerifyError};
 pub use folder::{
     json_bytes, read_build_manifest, verify_digests, verify_folder, BuildManifest, BundleInfo,

@@ -109,11 +109,33 @@ impl TarStream<'_> {
 
 /// Everything [`verify_bundle`] checks except the name.
 pub(crate) fn check_archive(path: &Path) -> Result<BundleReport, VerifyError> {
+    check_archive_keeping(path, None)
+}
+
+/// What a verifying read keeps besides checking: MANIFEST's lines and the contents of the
+/// entries `want` picks (after they were checked against MANIFEST).
+pub(crate) struct Keep<'a> {
+    /// Picks the entries whose contents to keep, by their MANIFEST line.
+    pub want: &'a dyn Fn(&Listed) -> bool,
+    /// MANIFEST's lines, in its order.
+    pub manifest: Vec<Listed>,
+    /// The kept contents by entry path.
+    pub contents: BTreeMap<String, Vec<u8>>,
+}
+
+/// [`check_archive`], also filling `keep` when given (same single streaming read).
+pub(crate) fn check_archive_keeping(
+    path: &Path,
+    keep: Option<&mut Keep<'_>>,
+) -> Result<BundleReport, VerifyError> {
     let ((files, content_bytes), summary) = with_inflated(path, |inflated| {
-        check_entries(&mut TarStream {
-            inflated,
-            file: path,
-        })
+        check_entries(
+            &mut TarStream {
+                inflated,
+                file: path,
+            },
+            keep,
+        )
     })?;
     Ok(BundleReport {
         path: path.to_owned(),
@@ -130,7 +152,10 @@ fn lossy(path: &[u8]) -> String {
 }
 
 /// Walks every header of the tar stream and then its end; returns (files, content bytes).
-fn check_entries(stream: &mut TarStream<'_>) -> Result<(u64, u64), VerifyError> {
+fn check_entries(
+    stream: &mut TarStream<'_>,
+    mut keep: Option<&mut Keep<'_>>,
+) -> Result<(u64, u64), VerifyError> {
     let file: PathBuf = stream.file.to_owned();
     let mut listed: Option<BTreeMap<String, Listed>> = None;
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
@@ -215,6 +240,9 @@ fn check_entries(stream: &mut TarStream<'_>) -> Result<(u64, u64), VerifyError> 
                     line,
                     source,
                 })?;
+            if let Some(k) = keep.as_deref_mut() {
+                k.manifest = lines.clone();
+            }
             listed = Some(lines.into_iter().map(|l| (l.path.clone(), l)).collect());
             continue;
         };
@@ -234,7 +262,16 @@ fn check_entries(stream: &mut TarStream<'_>) -> Result<(u64, u64), VerifyError> 
             });
         }
         let mut hasher = Sha256::new();
-        stream.content(h.size, &format!("entry {entry:?}"), |b| hasher.update(b))?;
+        let mut kept = keep
+            .as_deref()
+            .filter(|k| (k.want)(&expected))
+            .map(|_| Vec::with_capacity(h.size as usize));
+        stream.content(h.size, &format!("entry {entry:?}"), |b| {
+            hasher.update(b);
+            if let Some(v) = kept.as_mut() {
+                v.extend_from_slice(b);
+            }
+        })?;
         let actual = hex::encode(hasher.finalize());
         if actual != expected.sha256 {
             return Err(VerifyError::DigestMismatch {
@@ -243,6 +280,9 @@ fn check_entries(stream: &mut TarStream<'_>) -> Result<(u64, u64), VerifyError> 
                 expected: expected.sha256,
                 actual,
             });
+        }
+        if let (Some(k), Some(v)) = (keep.as_deref_mut(), kept) {
+            k.contents.insert(entry, v);
         }
         files += 1;
         content_bytes += h.size;

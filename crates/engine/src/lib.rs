@@ -3,6 +3,7 @@
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 pub mod build;
+pub mod diff;
 mod error;
 pub mod fetch;
 pub mod images;

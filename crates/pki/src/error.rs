@@ -157,6 +157,9 @@ pub enum CertError {
     /// An IP address SAN of neither 4 nor 16 bytes.
     #[error("malformed IP address SAN ({0} bytes)")]
     IpSan(usize),
+    /// A kubeconfig's `client-certificate-data` is not base64.
+    #[error("client-certificate-data is not base64")]
+    NotBase64,
 }
 
 /// Why bytes are not a usable PEM private key.

@@ -26,6 +26,7 @@ mod authority;
 mod certinfo;
 mod clock;
 mod error;
+mod identify;
 mod issue;
 mod keys;
 mod kubeconfig;
@@ -39,6 +40,7 @@ use time::OffsetDateTime;
 
 pub use clock::{Clock, FixedClock, PkiOptions, SystemClock};
 pub use error::{CertError, KeyError, PkiError, Result, Unusable};
+pub use identify::{identify_kubeconfig, identify_pem, CertIdentity};
 pub use kiln_pki_layout::{
     role, KeyType, KubeletAuth, Layout, Lifetimes, PkiHost, PkiInput, BOOTSTRAP_GROUP,
     BOOTSTRAP_USER, KUBELET_PKI_DIR, KUBE_DIR, MODE_PUBLIC, MODE_SECRET, PKI_DIR,
