@@ -27,12 +27,14 @@ pub(super) fn write_bundle_medium(
         .collect();
     let ts = cloud_init_config::Timestamp::from_unix(time.max(315_532_800) as i64)
         .map_err(Error::Seed)?;
-    cloud_init_config::write_data_iso(
+    // Hashed as it is written: the bundles it holds are not read a second time.
+    let digest = cloud_init_config::write_data_iso(
         &staging.join(BUNDLE_MEDIUM),
         BUNDLE_MEDIUM_LABEL,
         &files,
         ts,
     )
     .map_err(Error::Seed)?;
-    outputs.record_file(staging, BUNDLE_MEDIUM)
+    outputs.record(BUNDLE_MEDIUM, &digest.sha256, digest.size);
+    Ok(())
 }
