@@ -44,7 +44,7 @@ set -eu
 umask 077 # staging holds keys; installed files get their MANIFEST mode explicitly
 export LC_ALL=C
 
-STEP=verify FAILED=0 CHANGED=0 DIR='' SECRETS_SHA='' WORK='' SOURCES=''
+STEP=verify FAILED=0 CHANGED=0 DIR='' SECRETS_SHA='' WORK='' SOURCES='' ROOM_KIB=0
 R=${KILN_ROOT:-/}
 R=${R%/} # "" for /, so "$R/etc" is always right
 STATE_DIR=${KILN_STATE_DIR:-$R/var/lib/kiln}
@@ -363,6 +363,7 @@ step_preflight() {
         fail "only $sfree KiB free on $smnt (for $STAGING), need $stage KiB"
     fi
     [ "$free" -ge "$need" ] || fail "only $free KiB free on $mnt (for $R/), need $need KiB"
+    ROOM_KIB=$need # what a rerun of this generation needs: a copy kept for rollback leaves it
     # The host's planned address must be up: its certificates, peers and the VIP name it, and
     # a host whose network did not come up would otherwise install and report healthy alone.
     addr=$(kv "$WORK/HOST" KILN_IP)
@@ -890,7 +891,15 @@ keep_generation() {
             # Under the names BUNDLES gives (a download is named by its digest).
             n=secrets.tar.gz
             [ "$kind" = secrets ] || n=$(awk -v s="$sha" '$1 == s { print $2; exit }' "$WORK/BUNDLES")
-            ln -f "$f" "$k.part/$n" 2>/dev/null || cp "$f" "$k.part/$n" 2>"$WORK/err" || break
+            ln -f "$f" "$k.part/$n" 2>/dev/null && continue
+            # A copy (the bundles are on a seed medium) must leave room for a rerun.
+            kib=$(($(wc -c <"$f") / 1024 + 1))
+            fs_of "$KEPT" >"$WORK/fs" && read -r kfree kmnt <"$WORK/fs"
+            if [ $((kfree - kib)) -lt "$ROOM_KIB" ]; then
+                echo "only $kfree KiB free on $kmnt: a copy of $n ($kib KiB) would leave less than a rerun needs ($ROOM_KIB KiB)" >"$WORK/err"
+                break
+            fi
+            cp "$f" "$k.part/$n" 2>"$WORK/err" || break
         done <"$WORK/archives"
         # The host converged either way: without room for the copy it only cannot come back here.
         if [ "$(find "$k.part" -type f | wc -l)" = "$(wc -l <"$WORK/archives")" ] &&

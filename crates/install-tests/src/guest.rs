@@ -160,7 +160,8 @@ impl Guest {
 
     /// Runs `script` inside the guest, asserts it succeeded and returns its stdout.
     pub fn sh(&self, script: &str) -> String {
-        let out = self.exec(script, 120);
+        // Generous: a whole install.sh run on a loaded 2-core machine can take a minute or more.
+        let out = self.exec(script, 300);
         assert!(
             out.status.success(),
             "in the guest: `{script}` failed ({})\n{}{}",

@@ -332,3 +332,32 @@ fn clock_outside_the_certificates_validity_is_refused_with_the_dates() {
         }
     }
 }
+
+/// The copy of a converged generation kept for rollback never takes the room a rerun needs:
+/// with the kept folder on a small file system (a 64 KiB tmpfs, where the bundles cannot be
+/// hard-linked), the install succeeds, says on stderr why nothing was kept, and leaves the
+/// tmpfs empty; on the host's own file system the next run keeps it (by hard links).
+#[test]
+fn a_kept_copy_without_room_is_skipped_and_the_install_still_succeeds() {
+    let sb = Sandbox::new();
+    let gen1 = build(&sb, "gen1", 1);
+    let kept = sb.root.join("var/lib/kiln/kept");
+    std::fs::create_dir_all(&kept).unwrap();
+    let (run, left) = run_on_tmpfs(&sb, &gen1, &kept, "64k");
+    let done = run.expect_ok();
+    assert!(done.ends_with("generation=1"), "{done}");
+    assert!(
+        run.stderr
+            .contains("install.sh: cannot keep generation 1 in ")
+            && run.stderr.contains("would leave less than a rerun needs"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(left, "", "a partial copy was left on the small file system");
+    sb.run(Shell::Dash, &gen1, &[]).expect_ok();
+    let builds: Vec<String> = std::fs::read_dir(&kept)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(builds, [host(1).build_id], "{builds:?}");
+}
