@@ -647,15 +647,20 @@ retire() {
     done <"$WORK/stale"
     # Then this generation's lists: a later run (an upgrade, a rollback, a downgrade by hand)
     # retires from them what it does not have.
-    for l in files units; do
-        if [ "$l" = files ]; then cp "$WORK/paths" "$STATE_DIR/$l.new"; else cp "$WORK/units.sorted" "$STATE_DIR/$l.new"; fi
-        if [ -f "$STATE_DIR/$l" ] && [ "$(sha_of "$STATE_DIR/$l.new")" = "$(sha_of "$STATE_DIR/$l")" ]; then
-            rm -f "$STATE_DIR/$l.new"
-        else
-            chmod 0644 "$STATE_DIR/$l.new"
-            replace_file "$STATE_DIR/$l.new" "$STATE_DIR/$l"
-        fi
-    done
+    cp "$WORK/paths" "$STATE_DIR/files.new"
+    cp "$WORK/units.sorted" "$STATE_DIR/units.new"
+    state_file files || :
+    state_file units || :
+}
+# Switches $STATE_DIR/$1.new in as $STATE_DIR/$1 (mode 0644) unless it says the same; returns 1
+# (and removes the .new) when unchanged.
+state_file() {
+    if [ -f "$STATE_DIR/$1" ] && [ "$(sha_of "$STATE_DIR/$1.new")" = "$(sha_of "$STATE_DIR/$1")" ]; then
+        rm -f "$STATE_DIR/$1.new"
+        return 1
+    fi
+    chmod 0644 "$STATE_DIR/$1.new"
+    replace_file "$STATE_DIR/$1.new" "$STATE_DIR/$1"
 }
 unit_file_exists() { # $1 a unit name: is its file in one of systemd's folders under $R?
     for d in etc/systemd/system usr/lib/systemd/system lib/systemd/system; do
@@ -930,14 +935,11 @@ step_state() {
         echo "KILN_SECRETS_SHA256=$SECRETS_SHA"
         echo "KILN_BUNDLES=$bundles"
     } >"$STATE_DIR/state.new"
-    if [ -f "$STATE_DIR/state" ] && [ "$(sha_of "$STATE_DIR/state.new")" = "$(sha_of "$STATE_DIR/state")" ]; then
-        rm -f "$STATE_DIR/state.new"
-        what=unchanged
-    else
-        chmod 0644 "$STATE_DIR/state.new"
-        replace_file "$STATE_DIR/state.new" "$STATE_DIR/state"
+    if state_file state; then
         sync
         CHANGED=$((CHANGED + 1)) what=written
+    else
+        what=unchanged
     fi
     keep_generation "$what" "$before"
     # Staging of other builds is no longer needed (bundles can be large).
