@@ -13,11 +13,18 @@ use crate::model::Fnv64;
 use crate::render::Seed;
 use crate::sink::{self, ImageDigest};
 
-/// Cluster size for every image: FAT12 below 16 MiB, FAT16 below 256 MiB,
+/// Cluster size of an image with bundles in it: FAT12 below 16 MiB, FAT16 below 256 MiB,
 /// FAT32 above; small enough to waste little on small files.
 const CLUSTER: u64 = 4096;
+/// Cluster size of a tiny seed (documents and secrets only, up to [`SMALL`]): one sector, so
+/// its few small files share blocks instead of taking 4 KiB each (FAT12 up to 2 MiB).
+const SMALL_CLUSTER: u64 = 512;
+/// The most content an image with [`SMALL_CLUSTER`]s holds.
+const SMALL: u64 = 512 << 10;
 const SECTOR: u64 = 512;
-const MIB: u64 = 1 << 20;
+/// The image grows in steps of this size: small, because every tiny seed is hashed whole (a
+/// 1,000-host build hashes each of them), and enough headroom for FAT's own rounding.
+const GRAIN: u64 = 64 << 10;
 /// Bytes streamed per write into the image.
 const COPY_BUF: usize = 1 << 20;
 
@@ -40,15 +47,16 @@ pub fn write_vfat(
 ) -> Result<ImageDigest> {
     let entries = image::entries(Some(seed), extra)?;
     let serial = volume_serial(&seed.meta_data.instance_id);
-    let size = image_size(&entries);
+    let cluster = cluster_size(&entries);
+    let size = image_size(&entries, cluster);
     let written = Error::io("write", path.to_owned());
     write_atomic(path, |file| {
         if size <= sink::IN_MEMORY {
             let mut volume = io::Cursor::new(Vec::new());
-            build(path, &mut volume, size, serial, &entries, time)?;
+            build(path, &mut volume, size, cluster, serial, &entries, time)?;
             sink::write_sparse(file, volume.get_ref()).map_err(written)
         } else {
-            build(path, file, size, serial, &entries, time)?;
+            build(path, file, size, cluster, serial, &entries, time)?;
             sink::hash_file(file).map_err(written)
         }
     })
@@ -83,6 +91,7 @@ fn build(
     path: &Path,
     volume: &mut impl Volume,
     size: u64,
+    cluster: u64,
     serial: u32,
     entries: &[Entry<'_>],
     time: Timestamp,
@@ -97,7 +106,7 @@ fn build(
             source,
         }
     };
-    let size = format(volume, size, serial).map_err(fat_err("format the volume", None))?;
+    let size = format(volume, size, cluster, serial).map_err(fat_err("format the volume", None))?;
     let (date, clock) = dos_date_time(time);
     fat_raw::write_label(volume, &label(), date, clock)
         .map_err(fat_err("write the volume label", None))?;
@@ -133,16 +142,24 @@ fn volume_serial(instance_id: &str) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
-/// An image size that holds `entries`: their clusters, their folders, two
-/// FATs, a reserved area, plus 1/64 and 1 MiB of headroom, in whole MiB.
-fn image_size(entries: &[Entry<'_>]) -> u64 {
+/// The cluster size for `entries`: [`SMALL_CLUSTER`] when their content fits [`SMALL`].
+fn cluster_size(entries: &[Entry<'_>]) -> u64 {
+    match entries.iter().map(|e| e.len).sum::<u64>() <= SMALL {
+        true => SMALL_CLUSTER,
+        false => CLUSTER,
+    }
+}
+
+/// An image size that holds `entries` in clusters of `cluster` bytes: their clusters, their
+/// folders, two FATs, a reserved area, plus 1/64 and [`GRAIN`] of headroom, in whole grains.
+fn image_size(entries: &[Entry<'_>], cluster: u64) -> u64 {
     let round = |n: u64, to: u64| n.div_ceil(to) * to;
     // Each (folder, name) pair once: a short entry plus one long-name entry
     // per 13 characters; each folder also holds `.` and `..`.
     let mut names = std::collections::BTreeSet::new();
     let mut data = 0;
     for entry in entries {
-        data += round(entry.len, CLUSTER);
+        data += round(entry.len, cluster);
         let parts: Vec<&str> = entry.path.split('/').collect();
         for i in 0..parts.len() {
             names.insert((parts[..i].join("/"), parts[i]));
@@ -152,25 +169,25 @@ fn image_size(entries: &[Entry<'_>]) -> u64 {
     for (parent, name) in names {
         *dirs.entry(parent).or_insert(2) += 1 + (name.chars().count() as u64).div_ceil(13);
     }
-    data += dirs.values().map(|n| round(n * 32, CLUSTER)).sum::<u64>();
-    let fats = 2 * 4 * (data / CLUSTER + 2);
+    data += dirs.values().map(|n| round(n * 32, cluster)).sum::<u64>();
+    let fats = 2 * 4 * (data / cluster + 2);
     let fixed = 64 * SECTOR + 512 * 32; // reserved sectors and a FAT12/16 root folder
-    round(data + fats + fixed + data / 64 + MIB, MIB)
+    round(data + fats + fixed + data / 64 + GRAIN, GRAIN)
 }
 
-/// Formats `file` as FAT of at least `size` bytes labelled CIDATA and
+/// Formats `file` as FAT of at least `size` bytes in clusters of `cluster` bytes, labelled CIDATA, and
 /// returns the final size. Some sizes fit no FAT type's cluster-count
-/// rules; those grow by 1 MiB until one fits.
-fn format(file: &mut impl Volume, mut size: u64, serial: u32) -> io::Result<u64> {
+/// rules; those grow by [`GRAIN`] until one fits.
+fn format(file: &mut impl Volume, mut size: u64, cluster: u64, serial: u32) -> io::Result<u64> {
     let label = label();
     let mut last = None;
-    for _ in 0..16 {
+    for _ in 0..256 {
         let sectors = u32::try_from(size / SECTOR)
             .map_err(|_| io::Error::new(io::ErrorKind::FileTooLarge, "image over 2 TiB"))?;
         file.zeroed(size)?;
         file.seek(SeekFrom::Start(0))?;
         let options = fatfs::FormatVolumeOptions::new()
-            .bytes_per_cluster(CLUSTER as u32)
+            .bytes_per_cluster(cluster as u32)
             .total_sectors(sectors)
             .volume_id(serial)
             .volume_label(label);
@@ -178,7 +195,7 @@ fn format(file: &mut impl Volume, mut size: u64, serial: u32) -> io::Result<u64>
             Ok(()) => return Ok(size),
             Err(err) => last = Some(err),
         }
-        size += MIB;
+        size += GRAIN;
     }
     Err(last.expect("loop ran"))
 }
