@@ -65,9 +65,10 @@ pub(crate) struct ContainerSpec<'a> {
     pub name: &'a str,
     pub rootfs: &'a Path,
     pub seed_dir: &'a Path,
-    /// The build's `bundles/`, for seeds that carry none: where install.sh's `medium` source
-    /// finds them (`/run/kiln/bundle-medium/bundles`) as if the medium were mounted.
-    pub bundles_dir: Option<&'a Path>,
+    /// The out folder of a build whose seeds carry no bundles: its `bundles/` and install.sh
+    /// are bound where the `medium` source finds them (`/run/kiln/bundle-medium/`) as if the
+    /// medium were mounted (not the whole folder: `hosts/` holds every host's secrets).
+    pub medium_from: Option<&'a Path>,
     pub interface: &'a str,
 }
 
@@ -215,11 +216,13 @@ pub(crate) fn container_args(nspawn: &Path, c: &ContainerSpec<'_>) -> Vec<String
         ),
         format!("--network-interface={}", c.interface),
     ];
-    if let Some(dir) = c.bundles_dir {
-        args.push(format!(
-            "--bind-ro={}:/run/kiln/bundle-medium/bundles",
-            dir.to_string_lossy()
-        ));
+    if let Some(out) = c.medium_from {
+        for name in ["bundles", "install.sh"] {
+            args.push(format!(
+                "--bind-ro={}:/run/kiln/bundle-medium/{name}",
+                out.join(name).to_string_lossy()
+            ));
+        }
     }
     args
 }
@@ -269,7 +272,7 @@ mod tests {
             name: "etcd1",
             rootfs: Path::new("/g/rootfs"),
             seed_dir: Path::new("/out/lab/hosts/etcd1/seed"),
-            bundles_dir: None,
+            medium_from: None,
             interface: "kc0",
         };
         let mut cmd = in_netns(Path::new("nsenter"), 42, Path::new("unshare"));

@@ -153,17 +153,12 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
                 let mut veth = nspawn::in_netns(&opts.tools.nsenter, holder, Path::new("sh"));
                 veth.args(["-c", &nspawn::veth_script(index, &guest.plan.mac)]);
                 process::run(veth)?;
-                let bundles_dir = guest
-                    .plan
-                    .bundle_medium
-                    .as_deref()
-                    .and_then(Path::parent)
-                    .map(|out| out.join("bundles"));
+                let medium_from = guest.plan.bundle_medium.as_deref().and_then(Path::parent);
                 let spec = ContainerSpec {
                     name: &guest.plan.name,
                     rootfs,
                     seed_dir,
-                    bundles_dir: bundles_dir.as_deref(),
+                    medium_from,
                     interface: &nspawn::veth_names(index).1,
                 };
                 let mut cmd = nspawn::in_netns(&opts.tools.nsenter, holder, &opts.tools.unshare);

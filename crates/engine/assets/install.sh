@@ -177,13 +177,18 @@ step_verify() {
 }
 
 # A bundle that is not in DIR, from the first source that has it with the pinned digest.
-# Sets FOUND (its path in DOWNLOADS), or WHY (what each source answered) and returns 1.
-FETCHED='' # "<file>@<source>," of each bundle fetched in this run, for verify's marker
+FETCHED='' # "<file>@<source>," of each file fetched in this run, for verify's marker
 fetch_bundle() { # $1 sha256, $2 file name
-    FOUND=$DOWNLOADS/$1.tar.gz WHY=''
+    fetch_file "$1" "bundles/$2" "$1.tar.gz" bundle
+}
+# A file of an out folder, by its digest: sets FOUND (its path in DOWNLOADS), or WHY (what each
+# source answered) and returns 1. A seed without install.sh runs this function (and those it
+# calls) on its own to take install.sh from the sources: keep them free of other state.
+fetch_file() { # $1 sha256, $2 its path in an out folder, $3 its name in DOWNLOADS, $4 what it is
+    FOUND=$DOWNLOADS/$3 WHY=''
     if [ -f "$FOUND" ] && [ "$(sha_of "$FOUND")" = "$1" ]; then return 0; fi
     if [ -z "$SOURCES" ]; then
-        WHY="missing bundle $DIR/$2 (no --source to fetch it from)" && return 1
+        WHY="missing $4 $DIR/${2##*/} (no --source to fetch it from)" && return 1
     fi
     mkparents "$FOUND"
     part=$DOWNLOADS/.$1.$$.part # per run: two install.sh must not write one file
@@ -193,8 +198,8 @@ fetch_bundle() { # $1 sha256, $2 file name
             got=$(sha_of "$part")
             if [ "$got" = "$1" ]; then
                 mv -f "$part" "$FOUND"
-                echo "install.sh: $2 fetched from $src" >&2
-                FETCHED="$FETCHED$2@$src,"
+                echo "install.sh: ${2##*/} fetched from $src" >&2
+                FETCHED="$FETCHED${2##*/}@$src,"
                 return 0
             fi
             why="has sha256 $got, not the pinned one"
@@ -204,14 +209,14 @@ fetch_bundle() { # $1 sha256, $2 file name
         WHY="${WHY:+$WHY; }$src: ${why:-failed}"
     done
     rm -f "$part"
-    WHY="bundle $2 ($1) is not in $DIR and no source has it: $WHY"
+    WHY="$4 ${2##*/} ($1) is not in $DIR and no source has it: $WHY"
     return 1
 }
-get_from() { # $1 source, $2 sha256, $3 file name, $4 output; errors in $WORK/err
+get_from() { # $1 source, $2 sha256, $3 path in an out folder, $4 output; errors in $WORK/err
     : >"$WORK/err"
     case $1 in
-    medium) medium_mounted && cp "$MEDIUM/bundles/$3" "$4" 2>"$WORK/err" ;;
-    http://* | https://*) http_get "$1/bundles/$3" "$4" ;;
+    medium) medium_mounted && cp "$MEDIUM/$3" "$4" 2>"$WORK/err" ;;
+    http://* | https://*) http_get "$1/$3" "$4" ;;
     oci://*) oci_blob "https://${1#oci://}" "$2" "$4" ;;
     oci+http://*) oci_blob "http://${1#oci+http://}" "$2" "$4" ;;
     *) echo "unknown source (expected medium, http(s)://, oci:// or oci+http://)" >"$WORK/err" && return 1 ;;
@@ -948,10 +953,13 @@ step_state() {
         awk -v s="${d##*/}" '$3 == s { found = 1 } END { exit !found }' "$WORK/archives" || rm -rf "$d"
     done
     # So are downloads of other builds, and partial ones of runs that are gone.
-    for d in "$DOWNLOADS"/*.tar.gz "$DOWNLOADS"/.*.part; do
+    # An install.sh a seed fetched is named by its digest: this one's stays for the seed's rerun.
+    self=$DOWNLOADS/$(sha_of "$0").sh
+    for d in "$DOWNLOADS"/*.tar.gz "$DOWNLOADS"/*.sh "$DOWNLOADS"/.*.part; do
         [ -e "$d" ] || continue
         case $d in
         *.part) pid=${d%.part} && pid=${pid##*.} && { kill -0 "$pid" 2>/dev/null || rm -f "$d"; } ;;
+        *.sh) [ "$d" = "$self" ] || rm -f "$d" ;;
         *) awk -v f="$d" '$4 == f { found = 1 } END { exit !found }' "$WORK/archives" || rm -f "$d" ;;
         esac
     done

@@ -57,29 +57,41 @@ pub struct UnknownSeedForm(pub String);
 
 /// The shell run by cloud-init: find the kiln folder (seed folder or the CIDATA medium), check
 /// install.sh against its pinned digest, and run it with the pinned secrets digest and the
-/// cluster's bundle sources (for bundles the seed does not carry).
+/// cluster's bundle sources (for bundles the seed does not carry). A seed that carries no
+/// bundles carries no install.sh either (`carried` false): the script takes it by its digest
+/// from the same sources, with install.sh's own fetch functions.
 pub fn runcmd_script(
     install_sha: &str,
     secrets_sha: &str,
     sources: &[BundleSource],
+    carried: bool,
     rerun: bool,
 ) -> String {
-    let mut run = format!("sh \"$d/install.sh\" --dir \"$d\" --secrets-sha256 {secrets_sha}");
-    for s in sources {
-        // Validated to hold no quote, space or shell metacharacter; quoted all the same.
-        run.push_str(&format!(" --source '{s}'"));
+    // Validated to hold no quote, space or shell metacharacter; quoted all the same.
+    let quoted: Vec<String> = sources.iter().map(|s| format!("'{s}'")).collect();
+    let mut run = format!("sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha}");
+    for s in &quoted {
+        run.push_str(&format!(" --source {s}"));
     }
     let mut s = format!(
         "set -eu\n\
          d=/var/lib/cloud/seed/nocloud/kiln\n\
-         if [ ! -f \"$d/install.sh\" ]; then\n\
+         if [ ! -f \"$d/{secrets}\" ]; then\n\
          \x20 m=/run/kiln/seed; mkdir -p \"$m\"\n\
          \x20 mountpoint -q \"$m\" || mount -o ro LABEL=CIDATA \"$m\" || mount -o ro /dev/disk/by-label/CIDATA \"$m\"\n\
          \x20 d=\"$m/kiln\"\n\
          fi\n\
-         echo \"{install_sha}  $d/install.sh\" | sha256sum -c --quiet || {{ echo 'KILN seed fail install.sh digest mismatch'; exit 1; }}\n\
-         {run}\n"
+         i=\"$d/install.sh\"\n",
+        secrets = kiln_bundle::contract::SECRETS,
     );
+    if !carried {
+        let words: Vec<String> = sources.iter().map(ToString::to_string).collect();
+        s.push_str(&fetch_install_sh(install_sha, &words.join(" ")));
+    }
+    s.push_str(&format!(
+        "echo \"{install_sha}  $i\" | sha256sum -c --quiet || {{ echo 'KILN seed fail install.sh digest mismatch'; exit 1; }}\n\
+         {run}\n"
+    ));
     if rerun {
         // Test aid: a second run must report `unchanged`.
         s.push_str(&format!("{run}\n"));
@@ -87,13 +99,81 @@ pub fn runcmd_script(
     s
 }
 
-/// The seed documents of one host, from its plan and the cluster's bundle sources.
+/// install.sh's functions that take a file of an out folder by its digest from the sources,
+/// in the order the seed's script defines them.
+const FETCH_FUNCTIONS: [&str; 10] = [
+    "sha_of",
+    "last_line",
+    "mkparents",
+    "fetch_file",
+    "get_from",
+    "medium_mounted",
+    "http_client",
+    "http_get",
+    "oci_blob",
+    "challenge_param",
+];
+
+/// The part of the seed's script that takes install.sh (`$i`) from `sources` (words)
+/// when the seed does not carry it: install.sh's own [`FETCH_FUNCTIONS`], so the seed tries
+/// the sources exactly as install.sh does for bundles, and keeps the copy by its digest in
+/// `/var/lib/kiln/downloads`, where a rerun finds it.
+fn fetch_install_sh(install_sha: &str, sources: &str) -> String {
+    let mut s = String::from(
+        "if [ ! -f \"$i\" ]; then\n\
+         # This seed carries no install.sh: take it by its digest from the sources.\n",
+    );
+    for name in FETCH_FUNCTIONS {
+        let f = shell_function(crate::INSTALL_SH, name)
+            .unwrap_or_else(|| panic!("install.sh has no function {name}()"));
+        s.push_str(&f);
+    }
+    s.push_str(&format!(
+        "fail() {{ rm -rf \"$WORK\"; echo \"KILN seed fail $*\"; exit 1; }}\n\
+         umask 077\n\
+         DIR=$d DOWNLOADS=/var/lib/kiln/downloads SOURCES='{sources}' FETCHED='' WORK=$(mktemp -d)\n\
+         fetch_file {install_sha} install.sh {install_sha}.sh file || fail \"$WHY\"\n\
+         rm -rf \"$WORK\"\n\
+         i=$FOUND\n\
+         fi\n"
+    ));
+    s
+}
+
+/// The definition of function `name` in the shell script `script`: from its `name() {` line
+/// through the `}` that closes it (the line itself for a one-line function), without its
+/// comment lines other than shellcheck's directives.
+fn shell_function(script: &str, name: &str) -> Option<String> {
+    let head = format!("{name}() {{");
+    let mut lines = script.lines().skip_while(|l| !l.starts_with(&head));
+    let first = lines.next()?;
+    let mut out = format!("{first}\n");
+    if first.trim_end().ends_with('}') {
+        return Some(out);
+    }
+    for line in lines {
+        let t = line.trim_start();
+        if t.starts_with('#') && !t.starts_with("# shellcheck") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line == "}" {
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// The seed documents of one host, from its plan and the cluster's bundle sources; `carried`:
+/// the seed carries install.sh and the bundles.
 pub fn seed_for(
     host: &HostPlan,
     build_id: &str,
     install_sha: &str,
     secrets_sha: &str,
     sources: &[BundleSource],
+    carried: bool,
     rerun: bool,
 ) -> Seed {
     let net = &host.network;
@@ -118,7 +198,7 @@ pub fn seed_for(
         runcmd: vec![RunCmd::argv([
             "sh",
             "-c",
-            &runcmd_script(install_sha, secrets_sha, sources, rerun),
+            &runcmd_script(install_sha, secrets_sha, sources, carried, rerun),
         ])],
         final_message: Some(format!(
             "KILN cloud-init final {} after $UPTIME seconds",

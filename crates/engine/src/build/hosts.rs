@@ -60,16 +60,17 @@ impl Assembly<'_> {
                 install_sha,
                 &w.sha256,
                 &settings.bundle_sources,
+                settings.carry_bundles,
                 self.opts.seed_rerun,
             );
-            let mut carry: Vec<(String, PathBuf)> = vec![
-                (
-                    contract::INSTALL_SH.into(),
-                    staging.join(contract::INSTALL_SH),
-                ),
-                (contract::SECRETS.into(), secrets_path.clone()),
-            ];
-            // Without bundles a seed is a few KiB: install.sh takes them from the sources.
+            // Without bundles a seed is a few KiB: install.sh takes the bundles from the sources,
+            // and the seed's runcmd takes install.sh itself from them.
+            let mut carry: Vec<(String, PathBuf)> = Vec::new();
+            if settings.carry_bundles {
+                let install_sh = contract::INSTALL_SH;
+                carry.push((install_sh.into(), staging.join(install_sh)));
+            }
+            carry.push((contract::SECRETS.into(), secrets_path.clone()));
             for f in files.iter().filter(|_| settings.carry_bundles) {
                 carry.push((
                     f.trim_start_matches("bundles/").to_string(),

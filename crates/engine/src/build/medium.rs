@@ -1,5 +1,5 @@
 //! The shared bundle medium: one ISO 9660 image, labelled `KILNBUNDLE`, holding every role
-//! bundle of the build under `bundles/`, for seeds that carry no bundles
+//! bundle of the build under `bundles/` and install.sh, for seeds that carry neither
 //! (`[seeds] bundle-sources = ["medium"]`). Written once per build, whatever the host count.
 
 use std::path::{Path, PathBuf};
@@ -13,17 +13,20 @@ use crate::Error;
 /// The medium's path in the out folder.
 pub(super) const BUNDLE_MEDIUM: &str = "bundles.iso";
 
-/// Writes `staging/bundles.iso` with every bundle of `bundles`, dated `time`.
+/// Writes `staging/bundles.iso` with every bundle of `bundles` and install.sh (written to
+/// `staging` before), dated `time`.
 pub(super) fn write_bundle_medium(
     staging: &Path,
     bundles: &Written,
     time: u64,
     outputs: &mut Outputs,
 ) -> Result<(), Error> {
+    let install_sh = kiln_bundle::contract::INSTALL_SH;
     let files: Vec<(String, PathBuf)> = bundles
         .files
         .values()
         .map(|(rel, _)| (rel.clone(), staging.join(rel)))
+        .chain([(install_sh.to_owned(), staging.join(install_sh))])
         .collect();
     let ts = cloud_init_config::Timestamp::from_unix(time.max(315_532_800) as i64)
         .map_err(Error::Seed)?;

@@ -275,13 +275,14 @@ impl Assembly<'_> {
         timed("sbom", || {
             self.write_sboms(blobs, &bundles, &images, staging, &mut outputs)
         })?;
+        // Before the medium: a seed without install.sh takes it from there too.
+        let install_sha = outputs::write_install_sh(staging, &mut outputs)?;
         if self.project.cluster.seeds.wants_medium() {
             timed("bundle medium", || {
                 medium::write_bundle_medium(staging, &bundles, self.sde, &mut outputs)
             })?;
         }
         let hosts = timed("hosts", || -> Result<_, Error> {
-            let install_sha = outputs::write_install_sh(staging, &mut outputs)?;
             let hosts = self.write_hosts(blobs, &bundles, &install_sha, staging, &mut outputs)?;
             outputs::write_vagrant(staging, &self.project.cluster, hosts.vagrant, &mut outputs)?;
             Ok(hosts.info)
