@@ -21,10 +21,15 @@ fn tool(name: &str, pkg: &str) -> Command {
 
 /// Locks and builds `fx` with every seed form; returns `out/lab`.
 fn build_every_seed_form(fx: &Fixture) -> std::path::PathBuf {
+    build_seeds(fx, "iso,vfat,dir")
+}
+
+/// Locks and builds `fx` with the seed forms `forms`; returns `out/lab`.
+fn build_seeds(fx: &Fixture, forms: &str) -> std::path::PathBuf {
     fx.lock();
     kiln()
         .current_dir(&fx.dir)
-        .args(["build", "--seed", "iso,vfat,dir", "cluster.toml"])
+        .args(["build", "--seed", forms, "cluster.toml"])
         .assert()
         .success();
     fx.dir.join("out/lab")
@@ -322,13 +327,7 @@ fn a_seed_without_install_sh_takes_it_from_a_source_by_its_digest_and_keeps_it()
     let fx = with_seeds(&format!(
         "carry-bundles = false\nbundle-sources = [\"{source}\"]"
     ));
-    fx.lock();
-    kiln()
-        .current_dir(&fx.dir)
-        .args(["build", "--seed", "dir", "cluster.toml"])
-        .assert()
-        .success();
-    let out = fx.dir.join("out/lab");
+    let out = build_seeds(&fx, "dir");
     let install_sh = fs::read(out.join("install.sh")).unwrap();
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&install_sh));
     for e in fs::read_dir(out.join("bundles")).unwrap() {
