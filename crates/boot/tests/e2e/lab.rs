@@ -218,6 +218,12 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
     let mut problems = Problems::default();
     for host in &report.hosts {
         check_host(host, &mut problems);
+        // Nor install.sh: each seed's runcmd took it from the registry on the link first.
+        let console = fs::read_to_string(&host.serial_log).unwrap_or_default();
+        let fetched_install_sh = format!("install.sh: install.sh fetched from {REGISTRY_SOURCE}");
+        problems.check(console.contains(&fetched_install_sh), || {
+            format!("{}: no `{fetched_install_sh}` on the console", host.name)
+        });
         // The seeds carry no bundles: each host's first run took each from the registry on
         // the link, but the one the registry lacks from the medium.
         let first = runs(&host.serial_log)
