@@ -51,7 +51,9 @@ fn cases() -> Vec<Case> {
                 )
             },
             at: Some("\"one\""),
-            expect: &["invalid type"],
+            expect: &[
+                "`generation`: invalid type: string \"one\", expected a whole number from 0 to",
+            ],
         },
         Case {
             name: "invalid IP",
@@ -380,6 +382,19 @@ fn bad_mode_in_profile_is_refused() {
         "dest = \"/etc/crictl.yaml\"",
         "dest = \"/etc/crictl.yaml\"\nmode = \"0855\"",
         &["`template[2].mode`", "octal file mode"],
+    );
+}
+
+#[test]
+fn wrong_type_in_profile_names_its_key() {
+    profile_case(
+        "profiles/runtime/profile.toml",
+        "dest = \"/etc/crictl.yaml\"",
+        "dest = \"/etc/crictl.yaml\"\nmode = 644",
+        &[
+            "profiles/runtime/profile.toml:",
+            "`template[2].mode`: invalid type",
+        ],
     );
 }
 

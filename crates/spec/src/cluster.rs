@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::diag::{from_toml_error, Diagnostic};
+use crate::diag::{from_toml_error_keyed, Diagnostic};
 use crate::kinds::{ImageSourceKind, SourceKind};
 use crate::model::*;
 use crate::net::{check_hostname, check_label, parse_mac, Cidr};
@@ -21,7 +21,7 @@ pub struct Known<'a> {
 
 /// Parses cluster.toml text into its raw form.
 pub fn parse(file: &Path, text: &str) -> Result<RawCluster, Diagnostic> {
-    toml::from_str(text).map_err(|e| from_toml_error(file, text, &e))
+    toml::from_str(text).map_err(|e| from_toml_error_keyed(file, text, &e))
 }
 
 struct Ctx<'a> {

@@ -177,8 +177,25 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Turns a TOML parse error into a diagnostic with its position.
 pub fn from_toml_error(file: &Path, text: &str, err: &toml::de::Error) -> Diagnostic {
-    let message = err.message().trim().to_string();
+    let message = plain_numbers(err.message().trim());
     Diagnostic::error(file, text, err.span()).msg(message)
+}
+
+/// serde's `expected u32` (and the other integer types) said as people write numbers.
+fn plain_numbers(message: &str) -> String {
+    const RANGES: [(&str, &str); 5] = [
+        ("u8", "0 to 255"),
+        ("u16", "0 to 65535"),
+        ("u32", "0 to 4294967295"),
+        ("u64", "0 to 18446744073709551615"),
+        ("i64", "-9223372036854775808 to 9223372036854775807"),
+    ];
+    for (ty, range) in RANGES {
+        if let Some(head) = message.strip_suffix(&format!("expected {ty}")) {
+            return format!("{head}expected a whole number from {range}");
+        }
+    }
+    message.to_string()
 }
 
 /// Like [`from_toml_error`], and when the error is about a value (a bad kind or pin, a wrong

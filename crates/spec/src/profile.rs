@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cluster::{sysctl_strings, to_json};
-use crate::diag::{from_toml_error, Diagnostic, NotUtf8};
+use crate::diag::{from_toml_error_keyed, Diagnostic, NotUtf8};
 use crate::model::{parse_mode, HostPath, OsId};
 use crate::raw::{RawArtifact, RawLayer, RawOverlay, RawProfile, RawTemplate, S};
 
@@ -304,7 +304,7 @@ pub fn load_profile(
     read: ReadText<'_>,
 ) -> Result<Profile, Vec<Diagnostic>> {
     let raw: RawProfile =
-        toml::from_str(text).map_err(|e| vec![from_toml_error(file, text, &e)])?;
+        toml::from_str(text).map_err(|e| vec![from_toml_error_keyed(file, text, &e)])?;
     let dir = file.parent().unwrap_or(Path::new("."));
     let mut c = Conv {
         file,
@@ -375,7 +375,7 @@ pub fn load_overlay(
     files: Vec<(String, u32, PathBuf)>,
 ) -> Result<Overlay, Vec<Diagnostic>> {
     let raw: RawOverlay =
-        toml::from_str(text).map_err(|e| vec![from_toml_error(file, text, &e)])?;
+        toml::from_str(text).map_err(|e| vec![from_toml_error_keyed(file, text, &e)])?;
     let dir = file.parent().unwrap_or(Path::new("."));
     let mut c = Conv {
         file,
