@@ -140,6 +140,10 @@ pub struct BuildArgs {
     /// combined (one images/ROLE.tar with all of them, each shared layer once).
     #[arg(long, value_enum, default_value_t = ImagesForm::PerImage)]
     pub images: ImagesForm,
+    /// A base build (out/CLUSTER or a `kiln pull` folder, verified first): beside each role
+    /// bundle that changed since it, write a delta bundle that hosts holding the base install from.
+    #[arg(long, value_name = "OLD_OUT")]
+    pub delta_from: Option<PathBuf>,
     #[command(flatten)]
     pub net: NetArgs,
 }

@@ -228,6 +228,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 seed_rerun: a.seed_rerun,
                 rotate_ca: a.rotate_ca,
                 images: a.images.to_lib(),
+                delta_from: a.delta_from.clone(),
             };
             let bars = progress::Bars::new();
             let res = build::build(&p, &opts, &bars)?;
@@ -251,6 +252,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         b.file,
                         o.size,
                         b.hosts.join(", ")
+                    );
+                }
+                for (id, d) in &res.manifest.deltas {
+                    let full = &res.manifest.outputs[&res.manifest.bundles[id].file];
+                    println!(
+                        "  {:<48} {:>12} bytes  delta from {} ({} bytes in full)",
+                        d.file, res.manifest.outputs[&d.file].size, d.base_file, full.size
                     );
                 }
             }

@@ -1,6 +1,7 @@
 //! The host contract: names and formats of the members install.sh reads from a role bundle
 //! (`BUNDLE`, `UNITS`, `IMAGES`, `IMAGE-DIGESTS`, `PACKAGES`, `HEALTH`, `install.sh`, `MANIFEST`)
-//! and from a host's secrets archive (`HOST`, `BUNDLES`), with one writer and one parser each.
+//! and from a host's secrets archive (`HOST`, `BUNDLES`), with one writer and one parser each,
+//! and the members of a delta bundle (`DELTA`, `REMOVED`, `NEW-MANIFEST`, `tree/`).
 //!
 //! `kiln build` writes bundles through [`RoleMembers::entries`] and [`HostMembers::entries`];
 //! the install.sh test fixtures do too, so the installer is tested against what the build
@@ -28,6 +29,17 @@ pub const INSTALL_SH: &str = "install.sh";
 pub const HOST: &str = "HOST";
 /// Secrets archive member: `<sha256> <bundle file>` lines in install order.
 pub const BUNDLES: &str = "BUNDLES";
+/// BUNDLES line prefix of a delta: `#delta <bundle sha256> <delta sha256> <delta file> <base
+/// sha256>`. The `#` makes it a comment to an install.sh that knows no deltas.
+pub const DELTA_LINE: &str = "#delta";
+/// Delta bundle member: `KEY=VALUE` lines naming the bundle id, the base and the bundle it makes.
+pub const DELTA: &str = "DELTA";
+/// Delta bundle member: paths of the base bundle that the new one no longer has, one per line.
+pub const DELTA_REMOVED: &str = "REMOVED";
+/// Delta bundle member: the new bundle's MANIFEST, byte for byte.
+pub const DELTA_MANIFEST: &str = "NEW-MANIFEST";
+/// Delta bundle folder: the new bundle's added and changed entries, at their paths under it.
+pub const DELTA_TREE: &str = "tree";
 /// A host's secrets archive (mode 0600) in `hosts/<host>/` and in its seed.
 pub const SECRETS: &str = "secrets.tar.gz";
 /// Folder of the files installed under `/` on the host, in bundles and secrets archives.
@@ -270,21 +282,74 @@ pub struct BundleRef {
     pub file: String,
 }
 
+/// One delta line of BUNDLES: a smaller way to the bundle `for_sha256` for a host holding the
+/// base bundle `base_sha256`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaRef {
+    /// sha256 of the full bundle the delta rebuilds (a `BundleRef` of the same BUNDLES).
+    pub for_sha256: String,
+    /// sha256 of the delta file.
+    pub sha256: String,
+    /// The delta's file name (no folder).
+    pub file: String,
+    /// sha256 of the base bundle the delta applies to.
+    pub base_sha256: String,
+}
+
+impl DeltaRef {
+    fn line(&self) -> String {
+        format!(
+            "{DELTA_LINE} {} {} {} {}",
+            self.for_sha256, self.sha256, self.file, self.base_sha256
+        )
+    }
+}
+
 /// Renders the BUNDLES member.
 pub fn render_bundles(bundles: &[BundleRef]) -> Vec<u8> {
+    render_bundles_with_deltas(bundles, &[])
+}
+
+/// Renders the BUNDLES member: the full bundles' lines, then one [`DELTA_LINE`] per delta.
+pub fn render_bundles_with_deltas(bundles: &[BundleRef], deltas: &[DeltaRef]) -> Vec<u8> {
     render_lines(
         &bundles
             .iter()
             .map(|b| format!("{} {}", b.sha256, b.file))
+            .chain(deltas.iter().map(DeltaRef::line))
             .collect::<Vec<_>>(),
     )
 }
 
-/// Parses the BUNDLES member.
+/// Parses the delta lines of the BUNDLES member.
+pub fn parse_deltas(bytes: &[u8]) -> Result<Vec<DeltaRef>, ContractError> {
+    parse_lines(BUNDLES, bytes)?
+        .into_iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with(&format!("{DELTA_LINE} ")))
+        .map(|(i, l)| match l.split(' ').collect::<Vec<_>>()[..] {
+            [_, for_sha256, sha256, file, base_sha256] => Ok(DeltaRef {
+                for_sha256: for_sha256.to_owned(),
+                sha256: sha256.to_owned(),
+                file: file.to_owned(),
+                base_sha256: base_sha256.to_owned(),
+            }),
+            _ => Err(ContractError::BadLine {
+                member: BUNDLES,
+                line: i + 1,
+                reason: format!("not `{DELTA_LINE} <sha256> <delta sha256> <file> <base sha256>`"),
+            }),
+        })
+        .collect()
+}
+
+/// Parses the full-bundle lines of the BUNDLES member (comment lines, deltas among them, are
+/// skipped as install.sh skips them).
 pub fn parse_bundles(bytes: &[u8]) -> Result<Vec<BundleRef>, ContractError> {
     parse_lines(BUNDLES, bytes)?
         .into_iter()
         .enumerate()
+        .filter(|(_, l)| !l.starts_with('#'))
         .map(|(i, l)| {
             l.split_once(' ')
                 .map(|(sha256, file)| BundleRef {
@@ -353,6 +418,8 @@ pub struct HostMembers<'a> {
     pub meta: HostMeta,
     /// BUNDLES, in install order.
     pub bundles: &'a [BundleRef],
+    /// BUNDLES' delta lines (after the bundles).
+    pub deltas: &'a [DeltaRef],
 }
 
 impl HostMembers<'_> {
@@ -360,7 +427,11 @@ impl HostMembers<'_> {
     pub fn entries(&self) -> Vec<Entry> {
         vec![
             meta(HOST, META_MODE, self.meta.render()),
-            meta(BUNDLES, META_MODE, render_bundles(self.bundles)),
+            meta(
+                BUNDLES,
+                META_MODE,
+                render_bundles_with_deltas(self.bundles, self.deltas),
+            ),
         ]
     }
 }
@@ -457,6 +528,38 @@ mod tests {
         assert_eq!(parse_lines(UNITS, &render_lines(&units)).unwrap(), units);
         assert_eq!(render_lines(&[]), b"");
         assert_eq!(parse_lines(UNITS, b"").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn delta_lines_are_comments_to_the_full_bundle_parser() {
+        let b = vec![BundleRef {
+            sha256: "a".repeat(64),
+            file: "etcd-debian12-aaaaaaaaaaaaaaaa.tar.gz".into(),
+        }];
+        let d = vec![DeltaRef {
+            for_sha256: "a".repeat(64),
+            sha256: "d".repeat(64),
+            file: "etcd-debian12-delta-dddddddddddddddd.tar.gz".into(),
+            base_sha256: "c".repeat(64),
+        }];
+        let text = render_bundles_with_deltas(&b, &d);
+        let second = String::from_utf8(text.clone()).unwrap();
+        assert_eq!(
+            second.lines().nth(1).unwrap(),
+            format!(
+                "#delta {} {} etcd-debian12-delta-dddddddddddddddd.tar.gz {}",
+                "a".repeat(64),
+                "d".repeat(64),
+                "c".repeat(64)
+            )
+        );
+        assert_eq!(parse_bundles(&text).unwrap(), b);
+        assert_eq!(parse_deltas(&text).unwrap(), d);
+        assert_eq!(render_bundles_with_deltas(&b, &[]), render_bundles(&b));
+        assert!(matches!(
+            parse_deltas(b"#delta a b\n"),
+            Err(ContractError::BadLine { line: 1, .. })
+        ));
     }
 
     #[test]

@@ -28,6 +28,14 @@ pub enum BundleError {
         /// The malformed digest.
         sha256: String,
     },
+    /// A delta would carry an entry the new bundle's entries do not hold.
+    #[error("delta for {bundle}: entry {path:?} is in its MANIFEST but not among its entries")]
+    DeltaEntryMissing {
+        /// The new bundle's file name.
+        bundle: String,
+        /// The entry's path.
+        path: String,
+    },
     /// The bundle stem cannot be used in a file name.
     #[error("invalid bundle stem {stem:?}: {reason}")]
     InvalidStem {

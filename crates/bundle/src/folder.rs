@@ -35,6 +35,23 @@ pub struct BuildManifest {
     pub hosts: BTreeMap<String, HostInfo>,
     /// Every other file of the out folder → digest and size.
     pub outputs: BTreeMap<String, OutputInfo>,
+    /// Delta bundles by the id of the role bundle each rebuilds (`kiln build --delta-from`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deltas: BTreeMap<String, DeltaInfo>,
+}
+
+/// A delta bundle in MANIFEST.json: the role bundle of the same id, rebuilt from a base.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct DeltaInfo {
+    /// Path of the delta relative to the out folder (`bundles/<id>-delta-<16 hex>.tar.gz`).
+    pub file: String,
+    /// The base bundle's file name in the base build.
+    pub base_file: String,
+    /// The base bundle's sha256.
+    pub base_sha256: String,
+    /// The base build's id.
+    pub base_build_id: String,
 }
 
 /// A role bundle in MANIFEST.json.

@@ -17,6 +17,7 @@
 
 mod contents;
 pub mod contract;
+mod delta;
 mod error;
 mod folder;
 mod fsutil;
@@ -33,10 +34,11 @@ mod writer;
 use std::path::PathBuf;
 
 pub use contents::{read_archive, ArchiveContents};
+pub use delta::{write_delta, DeltaBase, DeltaPlan, WrittenDelta};
 pub use error::{BundleError, HeaderError, VerifyError};
 pub use folder::{
     json_bytes, read_build_manifest, verify_digests, verify_folder, BuildManifest, BundleInfo,
-    DigestReport, HostInfo, OutputInfo, BUILD_MANIFEST_NAME,
+    DeltaInfo, DigestReport, HostInfo, OutputInfo, BUILD_MANIFEST_NAME,
 };
 pub use gz::{CHUNK_SIZE, COMPRESSION_LEVEL, GZIP_MEMBER_HEADER};
 pub use manifest::{normalize_mode, validate_path, LineError, MANIFEST_NAME};

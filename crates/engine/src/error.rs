@@ -149,6 +149,9 @@ pub enum Error {
     /// A seed could not be written.
     #[error("seed")]
     Seed(#[source] cloud_init_config::Error),
+    /// The `--delta-from` base build cannot be used.
+    #[error(transparent)]
+    Delta(#[from] crate::build::DeltaError),
     /// An output file could not be written (created, synced or renamed into place).
     #[error("cannot write {}", path.display())]
     Write {

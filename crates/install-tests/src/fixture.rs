@@ -218,6 +218,7 @@ pub fn secrets_entries(host: &Host, bundles: &[(String, String)]) -> Vec<Plain> 
     let members = HostMembers {
         meta: host_meta(host),
         bundles: &refs,
+        deltas: &[],
     };
     let mut e: Vec<Plain> = members.entries().into_iter().map(plain).collect();
     e.extend(rootfs(&host.files));

@@ -22,6 +22,8 @@ pub(super) struct Written {
     pub(super) files: BTreeMap<String, (String, String)>,
     /// Bundle id → its MANIFEST.json entry.
     pub(super) info: BTreeMap<String, BundleInfo>,
+    /// Deltas from the `--delta-from` base, by bundle id.
+    pub(super) deltas: super::delta::Deltas,
 }
 
 /// Archive entries of planned files (`rootfs/…`), with artifacts taken from their blobs.
@@ -85,6 +87,11 @@ impl Assembly<'_> {
             let w = kiln_bundle::write_bundle(&bundles_dir, &b.id, &spec)?;
             let rel = format!("bundles/{}", w.file_name);
             outputs.record(&rel, &w.sha256, w.size);
+            if let Some(base) = self.base {
+                let (id, sde) = (&b.id, self.sde);
+                let d = &mut written.deltas;
+                d.write(base, &bundles_dir, id, &w, &spec.entries, sde, outputs)?;
+            }
             written
                 .files
                 .insert(b.id.clone(), (rel.clone(), w.sha256.clone()));

@@ -144,6 +144,11 @@ impl Assembly<'_> {
                 }
             })
             .collect();
+        let deltas: Vec<_> = h
+            .bundles
+            .iter()
+            .filter_map(|id| bundles.deltas.refs.get(id).cloned())
+            .collect();
         let members = HostMembers {
             meta: HostMeta {
                 cluster: cluster.name.clone(),
@@ -159,6 +164,7 @@ impl Assembly<'_> {
                 extra: Vec::new(),
             },
             bundles: &refs,
+            deltas: &deltas,
         };
         entries.extend(members.entries());
         Ok(BundleSpec {

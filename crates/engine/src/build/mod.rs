@@ -4,6 +4,7 @@
 //! beside the final one and swaps it in when everything is complete.
 
 mod bundles;
+mod delta;
 mod hosts;
 mod id;
 mod medium;
@@ -47,6 +48,9 @@ pub struct BuildOptions {
     pub rotate_ca: bool,
     /// How each bundle carries its images.
     pub images: crate::images::ImageArchives,
+    /// A base build (`out/<cluster>` or a `kiln pull` folder): write a delta bundle beside
+    /// each role bundle that changed since it.
+    pub delta_from: Option<PathBuf>,
 }
 
 /// What a build did.
@@ -64,6 +68,7 @@ pub struct BuildOutcome {
     pub fetched: Option<FetchReport>,
 }
 
+pub use delta::DeltaError;
 pub use id::build_id;
 pub use kiln_bundle::{BuildManifest, BundleInfo, HostInfo, OutputInfo};
 
@@ -85,6 +90,13 @@ pub fn build(
         });
     };
     let entries = lock::locked_entries(project, &plan, &lock)?;
+    // The base is verified before anything is written (the store, the PKI, the out folder).
+    let base = match &opts.delta_from {
+        Some(dir) => Some(timed("delta base", || {
+            delta::load_base(dir, &project.cluster.name)
+        })?),
+        None => None,
+    };
     let sde = opts.source_date_epoch.unwrap_or(lock.source_date_epoch);
 
     let vendor = &project.cluster.paths.vendor;
@@ -129,6 +141,8 @@ pub fn build(
         "dir={} iso={} vfat={} rerun={}",
         opts.seeds.dir, opts.seeds.iso, opts.seeds.vfat, opts.seed_rerun
     );
+    // Deltas change the outputs (and each host's BUNDLES): their base is an input.
+    let delta_input = base.as_ref().map(|b| ("(delta base)", b.build_id.clone()));
     let (build_id, inputs) = timed("build id", || {
         build_id(
             project,
@@ -142,7 +156,10 @@ pub fn build(
                     sha256_hex(opts.images.as_str().as_bytes()),
                 ),
                 ("(install.sh)", sha256_hex(crate::INSTALL_SH.as_bytes())),
-            ],
+            ]
+            .into_iter()
+            .chain(delta_input)
+            .collect::<Vec<_>>(),
         )
     })?;
     let dir = opts.out.join(&project.cluster.name);
@@ -183,6 +200,7 @@ pub fn build(
         sde,
         pki: &pki,
         opts,
+        base: base.as_ref(),
     };
     // A store entry that fails its hash while being bundled is removed and the assembly retried once.
     let manifest = match ctx.assemble() {
@@ -232,6 +250,8 @@ struct Assembly<'a> {
     sde: u64,
     pki: &'a kiln_pki::PkiOutput,
     opts: &'a BuildOptions,
+    /// The base build of `--delta-from`.
+    base: Option<&'a delta::Base>,
 }
 
 impl Assembly<'_> {
@@ -295,6 +315,7 @@ impl Assembly<'_> {
             source_date_epoch: self.sde,
             inputs: self.inputs.clone(),
             bundles: bundles.info,
+            deltas: bundles.deltas.info,
             hosts,
             outputs: outputs.into_map(),
         };

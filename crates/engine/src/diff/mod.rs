@@ -19,6 +19,7 @@ use serde::Serialize;
 pub use error::DiffError;
 pub use kiln_pki::CertIdentity;
 pub use plan::{upgrade_plan, HostUpgrade, Step, UpgradePlan, ONE_AT_A_TIME, PLAN_SCHEMA};
+pub(crate) use side::verified;
 
 /// The JSON form's name and version: a consumer checks it before reading further.
 pub const SCHEMA: &str = "kiln-diff/1";

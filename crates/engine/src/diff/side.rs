@@ -46,7 +46,7 @@ fn keep(line: &ManifestLine) -> bool {
 }
 
 /// Checks `dir` as `kiln verify` does (a pulled folder by its marker) and reads its MANIFEST.json.
-fn verified(dir: &Path) -> Result<(BuildManifest, bool), DiffError> {
+pub(crate) fn verified(dir: &Path) -> Result<(BuildManifest, bool), DiffError> {
     if !dir.is_dir() {
         return Err(DiffError::NotAFolder {
             dir: dir.to_owned(),

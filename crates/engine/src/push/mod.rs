@@ -103,6 +103,8 @@ struct Bundle {
     os: String,
     digest: Digest,
     size: u64,
+    /// A delta bundle (`kiln build --delta-from`): pushed like a bundle, holds no image to push.
+    delta: bool,
 }
 
 /// A built out folder as read for pushing: its MANIFEST.json and the files that leave it.
@@ -172,17 +174,27 @@ impl OutFolder {
     /// Each bundle, checked to be there with its size.
     fn bundles(&self) -> Result<Vec<Bundle>, PushError> {
         let mut out = Vec::new();
-        for b in self.manifest.bundles.values() {
-            let file = self.dir.join(&b.file);
+        // A delta goes as its bundle's role and OS, so a host can fetch it by digest too.
+        let deltas = self.manifest.deltas.iter().filter_map(|(id, d)| {
+            let b = self.manifest.bundles.get(id)?;
+            Some((d.file.clone(), b, true))
+        });
+        let full = self
+            .manifest
+            .bundles
+            .values()
+            .map(|b| (b.file.clone(), b, false));
+        for (rel, b, delta) in full.chain(deltas) {
+            let file = self.dir.join(&rel);
             let o = self
                 .manifest
                 .outputs
-                .get(&b.file)
+                .get(&rel)
                 .ok_or_else(|| PushError::NotABuild {
                     dir: self.dir.clone(),
                     reason: format!(
                         "{BUILD_MANIFEST_NAME} lists bundle {} without its digest",
-                        b.file
+                        rel
                     ),
                 })?;
             let meta = fs::metadata(&file).map_err(|e| PushError::OutputMismatch {
@@ -201,11 +213,12 @@ impl OutFolder {
             }
             let digest = Digest::parse(&format!("sha256:{}", o.sha256))?;
             out.push(Bundle {
-                file: b.file.clone(),
+                file: rel.clone(),
                 role: b.role.clone(),
                 os: b.os.clone(),
                 digest,
                 size: o.size,
+                delta,
             });
         }
         Ok(out)
@@ -274,6 +287,7 @@ pub fn push(
         os,
         digest,
         size,
+        ..
     } in &bundles
     {
         let name = file.rsplit('/').next().unwrap_or(file).to_owned();
@@ -295,7 +309,7 @@ pub fn push(
     let (d, len) = put_artifact(pusher, target, BUILD_ARTIFACT, layers, &out.annotations())?;
     descriptors.push(json!({"mediaType": OCI_MANIFEST, "artifactType": BUILD_ARTIFACT, "digest": d.to_string(), "size": len, "annotations": out.annotations()}));
 
-    for b in &bundles {
+    for b in bundles.iter().filter(|b| !b.delta) {
         images::push_bundle_images(&dir.join(&b.file), target, pusher, events, &mut report)?;
     }
 
