@@ -158,14 +158,7 @@ step_verify() {
         case $sha in '' | '#'*) continue ;; esac
         { is_sha "$sha" && [ -z "$extra" ] && printf '%s\n' "$name" | grep -Eqx '[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz'; } ||
             fail "BUNDLES: bad line: $sha $name $extra"
-        if [ -f "$DIR/$name" ]; then
-            got=$(sha_of "$DIR/$name")
-            [ "$got" = "$sha" ] || fail "$name has sha256 $got, but this host's BUNDLES pins $sha (bundle from another build?)"
-            f=$DIR/$name
-        else
-            fetch_bundle "$sha" "$name" || fail "$WHY"
-            f=$FOUND
-        fi
+        locate_bundle "$sha" "$name" && f=$FOUND
         n=$((n + 1))
         echo "$n bundle $sha $f" >>"$WORK/archives"
     done <"$WORK/BUNDLES"
@@ -173,7 +166,7 @@ step_verify() {
     echo "$((n + 1)) secrets $SECRETS_SHA $SECRETS" >>"$WORK/archives"
 
     check_generation
-    ok "host=$HOST build=$BUILD_ID generation=$GENERATION bundles=$n${FETCHED:+ fetched=${FETCHED%,}}"
+    ok "host=$HOST build=$BUILD_ID generation=$GENERATION bundles=$n${FETCHED:+ fetched=${FETCHED%,}}${DELTAS:+ deltas=${DELTAS%,}}"
 }
 
 # A bundle that is not in DIR, from the first source that has it with the pinned digest.
@@ -279,6 +272,112 @@ challenge_param() { # $1="…" of the Bearer challenge in $challenge
     printf '%s\n' "$challenge" | tr ',' '\n' | sed -n "s/^ *$1=\"\(.*\)\"\$/\1/p" | head -n 1
 }
 
+# Delta bundles (`kiln build --delta-from`). BUNDLES may follow a bundle's line with
+# `#delta <bundle sha256> <delta sha256> <delta file> <base sha256>` (a comment to an older
+# install.sh). A bundle comes from DIR, else from a download, else from its delta when this
+# host holds the base (in DIR, in the kept copy of the generation it runs, or downloaded),
+# else from a source. An unchanged bundle is taken from the kept copy too. $WORK/deltas lines: <bundle sha256> <base file> <base name> of each
+# delta used.
+DELTAS='' # "<bundle>:<delta|refused>," for verify's marker
+locate_bundle() { # $1 sha256, $2 file name: sets FOUND (the bundle, or the delta rebuilding it)
+    FOUND=$DIR/$2
+    if [ -f "$FOUND" ]; then
+        got=$(sha_of "$FOUND")
+        [ "$got" = "$1" ] || fail "$2 has sha256 $got, but this host's BUNDLES pins $1 (bundle from another build?)"
+        return 0
+    fi
+    ran=$(kv "$STATE_DIR/state" KILN_BUILD_ID 2>/dev/null || :)
+    for FOUND in "$DOWNLOADS/$1.tar.gz" "$KEPT/${ran:-none}/$2"; do
+        if [ -f "$FOUND" ] && [ "$(sha_of "$FOUND")" = "$1" ]; then return 0; fi
+    done
+    DELTA_WHY=''
+    if grep -q "^#delta $1 " "$WORK/BUNDLES"; then
+        # shellcheck disable=SC2046 # the delta line's fields, one word each (checked in use_delta)
+        if use_delta "$1" "$2" $(awk -v s="$1" '$1 == "#delta" && $2 == s { print $3, $4, $5; exit }' "$WORK/BUNDLES"); then
+            DELTAS="$DELTAS$2:delta,"
+            return 0
+        fi
+        echo "install.sh: $DELTA_WHY; trying the full bundle $2" >&2
+        DELTAS="$DELTAS$2:refused,"
+    fi
+    fetch_bundle "$1" "$2" && return 0
+    fail "${DELTA_WHY:+$DELTA_WHY; and }$WHY"
+}
+use_delta() { # $1 bundle sha256, $2 its file, $3 delta sha256, $4 delta file, $5 base sha256
+    { is_sha "${3:-}" && is_sha "${5:-}" && printf '%s\n' "${4:-}" | grep -Eqx '[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz'; } ||
+        fail "BUNDLES: bad line: #delta $1 ${3:-} ${4:-} ${5:-}"
+    id=${2%-*} base_name=${2%-*}-$(printf '%.16s' "$5").tar.gz installed=''
+    ran=$(kv "$STATE_DIR/state" KILN_BUILD_ID 2>/dev/null || :)
+    base=''
+    for c in "$DIR/$base_name" "$KEPT/${ran:-none}/$base_name" "$DOWNLOADS/$5.tar.gz"; do
+        if [ -f "$c" ] && [ "$(sha_of "$c")" = "$5" ]; then base=$c && break; fi
+    done
+    if [ -z "$base" ]; then
+        # What the host runs: the installed generation's bundle of this id, from its kept BUNDLES.
+        [ -z "$ran" ] || installed=$(tar -xzOf "$KEPT/$ran/secrets.tar.gz" BUNDLES 2>/dev/null |
+            awk -v id="$id" 'substr($2, 1, length(id) + 1) == id "-" && $2 !~ /-delta-/ { print $1; exit }')
+        DELTA_WHY="delta $4 of $2 is for base sha256 $5, this host has ${installed:-none}"
+        [ "$installed" != "$5" ] || DELTA_WHY="$DELTA_WHY but keeps no copy of it"
+        return 1
+    fi
+    if [ -f "$DIR/$4" ] && [ "$(sha_of "$DIR/$4")" = "$3" ]; then
+        FOUND=$DIR/$4
+    elif fetch_bundle "$3" "$4"; then :; else
+        DELTA_WHY="delta $4 of $2: $WHY" && return 1
+    fi
+    # The delta names its base and its bundle too: both must be those BUNDLES pins.
+    tar -xzOf "$FOUND" DELTA >"$WORK/DELTA" 2>/dev/null || { DELTA_WHY="delta $4 has no DELTA" && return 1; }
+    for k in KILN_DELTA_BASE_SHA256 KILN_DELTA_FOR_SHA256; do
+        if [ $k = KILN_DELTA_BASE_SHA256 ]; then want=$5; else want=$1; fi
+        [ "$(kv "$WORK/DELTA" $k)" = "$want" ] ||
+            { DELTA_WHY="delta $4 names $k=$(kv "$WORK/DELTA" $k), BUNDLES pins $want" && return 1; }
+    done
+    echo "$1 $base $base_name" >>"$WORK/deltas"
+}
+delta_base() { # the base file of the delta rebuilding bundle $1, if one is used
+    [ -f "$WORK/deltas" ] && awk -v s="$1" '$1 == s { print $2; exit }' "$WORK/deltas"
+}
+delta_listing() { # $1 sha256, $2 archive, $3 its listing: a delta's becomes the bundle's, from NEW-MANIFEST
+    [ -n "$(delta_base "$1")" ] || return 0
+    { tar -xzOf "$2" NEW-MANIFEST 2>/dev/null || fail "${2##*/}: a delta without NEW-MANIFEST"; } |
+        awk '{ print "-rw-r--r-- root/root " $3 " 1970-01-01 00:00 " $4 } END { print "-rw-r--r-- root/root 0 1970-01-01 00:00 MANIFEST" }' >"$3"
+}
+member_of() { # $1 sha256, $2 archive, $3 member: its content, from a delta's tree/ or its base
+    base=$(delta_base "$1")
+    if [ -z "$base" ]; then tar -xzOf "$2" --occurrence "$3" && return; fi
+    tar -xzOf "$2" --occurrence "tree/$3" 2>/dev/null || tar -xzOf "$base" --occurrence "$3"
+}
+stage_delta() { # $1 sha256, $2 delta, $3 empty staging folder: the base, less REMOVED, plus tree/
+    base=$(delta_base "$1") n=${2##*/}
+    tar -xzf "$base" -C "$3" --no-same-owner --no-same-permissions 2>"$WORK/err" ||
+        { WHY="$n: cannot extract its base ${base##*/}: $(head -n 1 "$WORK/err")" && return 1; }
+    tar -xzOf "$2" REMOVED >"$WORK/removed" 2>"$WORK/err" || { WHY="$n: no REMOVED" && return 1; }
+    bad=$(grep -Evx '[A-Za-z0-9._+@:,=%~/-]+' "$WORK/removed" | head -n 1)
+    [ -n "$bad" ] || bad=$(grep -E '(^|/)\.{0,2}(/|$)' "$WORK/removed" | head -n 1)
+    [ -z "$bad" ] || { WHY="$n: REMOVED names $bad" && return 1; }
+    while read -r p; do rm -f "$3/$p"; done <"$WORK/removed"
+    if tar -tzf "$2" | grep -q '^tree/'; then
+        tar -xzf "$2" -C "$3" --strip-components=1 --no-same-owner --no-same-permissions tree 2>"$WORK/err" ||
+            { WHY="$n: cannot write into $3: $(head -n 1 "$WORK/err")" && return 1; }
+    fi
+    # The bundle's MANIFEST: step 5 checks every file of the rebuilt tree against it.
+    tar -xzOf "$2" NEW-MANIFEST >"$3/MANIFEST" 2>"$WORK/err" || { WHY="$n: cannot write $3/MANIFEST: $(head -n 1 "$WORK/err")" && return 1; }
+}
+kept_name() { # $1 sha256, $2 archive: the name it is kept under (BUNDLES' name, a delta's own)
+    if [ -n "$(delta_base "$1")" ]; then
+        awk -v s="$1" '$1 == "#delta" && $2 == s { print $4; exit }' "$WORK/BUNDLES"
+    else
+        awk -v s="$1" '$1 == s { print $2; exit }' "$WORK/BUNDLES"
+    fi
+}
+keep_delta_bases() { # $1 a kept generation: the bases of its deltas beside them (for a rollback)
+    [ -f "$WORK/deltas" ] || return 0
+    while read -r sha base n; do
+        ln -f "$base" "$1/$n" 2>/dev/null || cp "$base" "$1/$n" 2>/dev/null ||
+            echo "install.sh: cannot keep $n beside generation $GENERATION: a rollback to it needs the full bundles" >&2
+    done <"$WORK/deltas"
+}
+
 # 2. Refuse hostile archives from their listing alone, before anything is extracted:
 # only regular files with plain relative names, each once.
 step_list() {
@@ -297,6 +396,7 @@ step_list() {
         [ -z "$bad" ] || fail "${f##*/}: $bad"
         dup=$(awk '{ print $6 }' "$WORK/list.$i" | sort | uniq -d | head -n 1)
         [ -z "$dup" ] || fail "${f##*/}: duplicate entry $dup"
+        delta_listing "$sha" "$f" "$WORK/list.$i"
         entries=$((entries + $(wc -l <"$WORK/list.$i")))
         if [ "$kind" = bundle ]; then cat "$WORK/list.$i" >>"$WORK/blist"; fi
     done <"$WORK/archives"
@@ -380,7 +480,7 @@ step_preflight() {
     # it); BUNDLE is read from the archive (--occurrence: tar stops once it has it).
     while read -r i kind sha f; do
         [ "$kind" = bundle ] || continue
-        tar -xzOf "$f" --occurrence BUNDLE >"$WORK/BUNDLE" 2>/dev/null || fail "${f##*/}: no BUNDLE"
+        member_of "$sha" "$f" BUNDLE >"$WORK/BUNDLE" 2>/dev/null || fail "${f##*/}: no BUNDLE"
         if [ "$(kv "$WORK/BUNDLE" KILN_NEEDS_DEFAULT_ROUTE)" = 1 ]; then
             awk 'NR > 1 && $2 == "00000000" { found = 1 } END { exit !found }' /proc/net/route 2>/dev/null ||
                 grep -q '^0\{32\} 00 ' /proc/net/ipv6_route 2>/dev/null ||
@@ -404,7 +504,9 @@ step_extract() {
         part=$STAGING/$sha.part
         rm -rf "$part"
         mkdir "$part" 2>"$WORK/err" || unstage_fail "cannot create $part: $(last_line "$WORK/err")"
-        if ! tar -xzf "$f" -C "$part" --no-same-owner --no-same-permissions 2>"$WORK/err"; then
+        if [ -n "$(delta_base "$sha")" ]; then
+            stage_delta "$sha" "$f" "$part" || unstage_fail "$WHY"
+        elif ! tar -xzf "$f" -C "$part" --no-same-owner --no-same-permissions 2>"$WORK/err"; then
             # GNU tar goes on after a failed write and ends with a summary: name the first failure.
             why=$(sed -n -e 's/^tar: \([^ ]*\): Cannot [a-z]*: \(.*\)$/\1: \2/p' \
                 -e 's/^tar: \([^ ]*\): \(Wrote only .*\)$/\1: \2/p' "$WORK/err" | head -n 1)
@@ -900,7 +1002,7 @@ keep_generation() {
         while read -r i kind sha f; do
             # Under the names BUNDLES gives (a download is named by its digest).
             n=secrets.tar.gz
-            [ "$kind" = secrets ] || n=$(awk -v s="$sha" '$1 == s { print $2; exit }' "$WORK/BUNDLES")
+            [ "$kind" = secrets ] || n=$(kept_name "$sha" "$f")
             ln -f "$f" "$k.part/$n" 2>/dev/null && continue
             # A copy (the bundles are on a seed medium) must leave room for a rerun.
             kib=$(($(wc -c <"$f") / 1024 + 1))
@@ -914,7 +1016,7 @@ keep_generation() {
         # The host converged either way: without room for the copy it only cannot come back here.
         if [ "$(find "$k.part" -type f | wc -l)" = "$(wc -l <"$WORK/archives")" ] &&
             cp "$0" "$k.part/install.sh" 2>"$WORK/err" && echo "$SECRETS_SHA" >"$k.part/SECRETS_SHA256"; then
-            sync && mv "$k.part" "$k"
+            sync && mv "$k.part" "$k" && keep_delta_bases "$k"
         else
             echo "install.sh: cannot keep generation $GENERATION in $k for rollback: $(last_line "$WORK/err")" >&2
             rm -rf "$k.part"

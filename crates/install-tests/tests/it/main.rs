@@ -6,6 +6,7 @@
 
 mod common;
 mod contract;
+mod delta;
 mod faults;
 mod guest;
 mod hostile;

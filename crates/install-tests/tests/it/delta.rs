@@ -1,0 +1,245 @@
+//! Delta bundles (`kiln build --delta-from`) under dash and busybox sh: a host holding the base
+//! rebuilds the new bundle from the delta and ends with the files a full install gives; a host
+//! whose base differs refuses the delta and takes the full bundle (or fails naming both); a
+//! delta whose files do not match the new MANIFEST is refused.
+
+use std::path::{Path, PathBuf};
+
+use kiln_bundle::contract::{self, BundleRef, DeltaRef};
+use kiln_bundle::{BundleSpec, DeltaBase, Entry, Source, WrittenBundle};
+use kiln_install_tests::fixture::{role_entries, secrets_entries, write_build, Build, Host, Plain};
+use kiln_install_tests::run::{Sandbox, Shell};
+
+use crate::common::{assert_installed, build, content_tree, host, roles};
+
+fn entries(plain: Vec<Plain>) -> Vec<Entry> {
+    plain
+        .into_iter()
+        .map(|(path, mode, content)| Entry {
+            path,
+            mode,
+            source: Source::Bytes(content),
+        })
+        .collect()
+}
+
+/// Role `index` of `roles` as kiln writes it into `dir`, with its entries.
+fn role_bundle(
+    dir: &Path,
+    roles: &[kiln_install_tests::fixture::Role],
+    index: usize,
+    h: &Host,
+) -> (WrittenBundle, Vec<Entry>) {
+    let e = entries(role_entries(&roles[index], h));
+    let stem = format!("{}-{}", roles[index].name, h.os);
+    let spec = BundleSpec {
+        entries: e.clone(),
+        mtime: 0,
+    };
+    (kiln_bundle::write_bundle(dir, &stem, &spec).unwrap(), e)
+}
+
+/// The secrets archive of `h` in `dir` pinning `bundles` and `deltas`; returns its sha256.
+fn secrets(dir: &Path, h: &Host, bundles: &[(String, String)], deltas: &[DeltaRef]) -> String {
+    let refs: Vec<BundleRef> = bundles
+        .iter()
+        .map(|(file, sha256)| BundleRef {
+            sha256: sha256.clone(),
+            file: file.clone(),
+        })
+        .collect();
+    let mut plain = secrets_entries(h, bundles);
+    for e in &mut plain {
+        if e.0 == contract::BUNDLES {
+            e.2 = contract::render_bundles_with_deltas(&refs, deltas);
+        }
+    }
+    let spec = BundleSpec {
+        entries: entries(plain),
+        mtime: 0,
+    };
+    kiln_bundle::write_archive(&dir.join(contract::SECRETS), 0o600, &spec, true)
+        .unwrap()
+        .sha256
+}
+
+/// Generation 2 as a delta over generation 1's etcd bundle: `<sb>/gen2-delta` holds only the
+/// secrets and the delta (common is unchanged: the host keeps it); `<sb>/medium/bundles` the
+/// full bundles of generation 2, for a fallback. `tamper` may change the delta's entries.
+struct DeltaBuild {
+    build: Build,
+    delta_file: String,
+    base_sha: String,
+    medium: PathBuf,
+}
+
+fn delta_build(sb: &Sandbox, gen1: &Build, tamper: impl FnOnce(&mut Vec<Entry>)) -> DeltaBuild {
+    let (h1, h2) = (host(1), host(2));
+    let scratch = sb.path().join("scratch");
+    let (base, _) = role_bundle(&scratch.join("1"), &roles(1), 1, &h1);
+    assert_eq!(
+        gen1.bundles[1],
+        (base.file_name.clone(), base.sha256.clone())
+    );
+    let medium = sb.path().join("medium");
+    let full = write_build(&medium.join("bundles"), &h2, &roles(2));
+    let (new, new_entries) = role_bundle(&scratch.join("2"), &roles(2), 1, &h2);
+    assert_eq!(full.bundles[1].1, new.sha256);
+    let from = DeltaBase {
+        file: &base.file_name,
+        sha256: &base.sha256,
+        manifest: &base.manifest,
+    };
+    let dir = sb.path().join("gen2-delta");
+    let mut d = kiln_bundle::write_delta(&dir, "etcd-debian12", &from, &new, &new_entries, 0)
+        .unwrap()
+        .expect("etcd changed");
+    assert_eq!(d.plan.changed, ["rootfs/etc/demo/demo.conf"]);
+    // Every member of this delta is mode 0644, so it can be written again from its contents.
+    let mut e: Vec<Entry> = kiln_bundle::read_archive(&d.path, &|_| true)
+        .unwrap()
+        .members
+        .into_iter()
+        .map(|(path, content)| Entry {
+            path,
+            mode: 0o644,
+            source: Source::Bytes(content),
+        })
+        .collect();
+    let before = e.clone();
+    tamper(&mut e);
+    if e != before {
+        std::fs::remove_file(&d.path).unwrap();
+        let spec = BundleSpec {
+            entries: e,
+            mtime: 0,
+        };
+        let w = kiln_bundle::write_bundle(&dir, "etcd-debian12-delta", &spec).unwrap();
+        (d.file_name, d.sha256) = (w.file_name, w.sha256);
+    }
+    let delta = DeltaRef {
+        for_sha256: new.sha256.clone(),
+        sha256: d.sha256.clone(),
+        file: d.file_name.clone(),
+        base_sha256: base.sha256.clone(),
+    };
+    let secrets_sha256 = secrets(&dir, &h2, &full.bundles, &[delta]);
+    DeltaBuild {
+        build: Build {
+            dir,
+            secrets_sha256,
+            bundles: full.bundles,
+        },
+        delta_file: d.file_name,
+        base_sha: base.sha256,
+        medium,
+    }
+}
+
+/// The tree under KILN_ROOT without kiln's own state (names of what was kept differ).
+fn installed(sb: &Sandbox) -> Vec<(String, (char, u32, Option<String>))> {
+    content_tree(sb)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("var/lib/kiln"))
+        .collect()
+}
+
+#[test]
+fn a_host_holding_the_base_installs_the_delta_and_ends_as_a_full_install_does() {
+    for shell in Shell::ALL {
+        let sb = Sandbox::new();
+        let gen1 = build(&sb, "gen1", 1);
+        sb.run(shell, &gen1, &[]).expect_ok();
+        let d = delta_build(&sb, &gen1, |_| {});
+        let names: Vec<String> = std::fs::read_dir(&d.build.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "only the secrets and the delta: {names:?}");
+        let run = sb.run(shell, &d.build, &[]);
+        run.expect_ok();
+        let verify = &run.markers()[0].detail;
+        assert!(
+            verify.contains(&format!("deltas={}:delta", d.build.bundles[1].0)),
+            "{shell:?}: {verify}"
+        );
+        assert_installed(&sb, 2);
+        // The same files as a host that installed generation 2's full bundles.
+        let full = Sandbox::new();
+        full.run(shell, &build(&full, "gen1", 1), &[]).expect_ok();
+        let full2 = write_build(&full.path().join("gen2"), &host(2), &roles(2));
+        full.run(shell, &full2, &[]).expect_ok();
+        assert_eq!(installed(&sb), installed(&full), "{shell:?}");
+        // Converged: a rerun changes nothing, and the delta and its base are kept for rollback.
+        assert!(sb
+            .run(shell, &d.build, &[])
+            .expect_ok()
+            .ends_with(" unchanged"));
+        let kept = sb.root.join("var/lib/kiln/kept").join(&host(2).build_id);
+        assert!(kept.join(&d.delta_file).is_file(), "{shell:?}");
+        assert!(kept.join(&gen1.bundles[1].0).is_file(), "{shell:?}");
+    }
+}
+
+#[test]
+fn a_host_with_another_base_refuses_the_delta_and_takes_the_full_bundle() {
+    for shell in Shell::ALL {
+        let sb = Sandbox::new();
+        let gen1 = build(&sb, "gen1", 1);
+        // The host runs another generation-1 build: its etcd bundle is not the delta's base.
+        let other = write_build(&sb.path().join("other"), &host(1), &roles(7));
+        sb.run(shell, &other, &[]).expect_ok();
+        let d = delta_build(&sb, &gen1, |_| {});
+        let why = format!(
+            "delta {} of {} is for base sha256 {}, this host has {}",
+            d.delta_file, d.build.bundles[1].0, d.base_sha, other.bundles[1].1
+        );
+        // No full bundle anywhere: refused, naming the delta and the full bundle.
+        let before = sb.tree();
+        let run = sb.run(shell, &d.build, &[]);
+        run.expect_fail("verify", &why);
+        run.expect_fail(
+            "verify",
+            &format!(
+                "missing bundle {}/{}",
+                d.build.dir.display(),
+                d.build.bundles[1].0
+            ),
+        );
+        assert!(kiln_install_tests::run::tree_diff(&before, &sb.tree(), false).is_empty());
+        // With a source holding the full bundles, the delta is passed over for them.
+        let medium = d.medium.display().to_string();
+        let run = sb.run_with(
+            shell,
+            &d.build,
+            &["--source", "medium"],
+            &[("KILN_BUNDLE_MEDIUM", &medium)],
+        );
+        run.expect_ok();
+        assert!(run.stderr.contains(&why), "{shell:?}: {}", run.describe());
+        assert!(run.markers()[0]
+            .detail
+            .contains(&format!("deltas={}:refused", d.build.bundles[1].0)));
+        assert_installed(&sb, 2);
+    }
+}
+
+#[test]
+fn a_delta_whose_files_do_not_match_the_new_manifest_is_refused() {
+    for shell in Shell::ALL {
+        let sb = Sandbox::new();
+        let gen1 = build(&sb, "gen1", 1);
+        sb.run(shell, &gen1, &[]).expect_ok();
+        let d = delta_build(&sb, &gen1, |e| {
+            let conf = e
+                .iter_mut()
+                .find(|e| e.path == "tree/rootfs/etc/demo/demo.conf")
+                .unwrap();
+            conf.source = Source::Bytes(b"generation=666\n".to_vec());
+        });
+        let run = sb.run(shell, &d.build, &[]);
+        run.expect_fail("manifest", &format!("{}: digest mismatch", d.delta_file));
+        // The host keeps generation 1's files.
+        assert_installed(&sb, 1);
+    }
+}
