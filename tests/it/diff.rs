@@ -11,13 +11,13 @@ use crate::common::{copy_tree, kiln, repo};
 
 /// The lab in a temp folder: its own copies of profiles, catalog, lock and PKI state, so one
 /// scenario can change any of them; artifacts from the set-up's vendor store.
-struct Lab {
+pub(crate) struct Lab {
     tmp: tempfile::TempDir,
 }
 
 impl Lab {
     /// Writes the base project into `<tmp>/base`.
-    fn new() -> Lab {
+    pub(crate) fn new() -> Lab {
         let lab_lock = fs::read_to_string(repo().join("examples/lab/kiln.lock")).unwrap();
         let store = repo().join("examples/lab/vendor/sha256");
         let filled = lab_lock
@@ -53,12 +53,12 @@ impl Lab {
         Lab { tmp }
     }
 
-    fn dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn dir(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
     }
 
     /// Builds project `name` into `<tmp>/<name>/out/lab`.
-    fn build(&self, name: &str) -> PathBuf {
+    pub(crate) fn build(&self, name: &str) -> PathBuf {
         let dir = self.dir(name);
         kiln()
             .current_dir(&dir)
@@ -71,6 +71,12 @@ impl Lab {
     /// A copy of the base project (with the base build's PKI state, so nothing is reissued
     /// unless the change asks for it), changed by `edit`, then built.
     fn variant(&self, name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+        self.prepare(name, edit);
+        self.build(name)
+    }
+
+    /// The copy of the base project `variant` builds, changed by `edit`, not built.
+    pub(crate) fn prepare(&self, name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
         let (base, dir) = (self.dir("base"), self.dir(name));
         for sub in ["profiles", "catalog", "pki"] {
             copy_tree(&base.join(sub), &dir.join(sub));
@@ -79,11 +85,11 @@ impl Lab {
             fs::copy(base.join(f), dir.join(f)).unwrap();
         }
         edit(&dir);
-        self.build(name)
+        dir
     }
 }
 
-fn replace_in(file: &Path, from: &str, to: &str) {
+pub(crate) fn replace_in(file: &Path, from: &str, to: &str) {
     let t = fs::read_to_string(file).unwrap();
     assert!(t.contains(from), "{} has no {from:?}", file.display());
     fs::write(file, t.replacen(from, to, 1)).unwrap();

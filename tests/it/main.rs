@@ -5,6 +5,7 @@ mod build;
 mod catalog;
 mod cli_help;
 mod common;
+mod delta;
 mod diff;
 mod fetch;
 mod images;
