@@ -142,7 +142,7 @@ pub struct BuildArgs {
     pub images: ImagesForm,
     /// A base build (out/CLUSTER or a `kiln pull` folder, verified first): beside each role
     /// bundle that changed since it, write a delta bundle that hosts holding the base install from.
-    #[arg(long, value_name = "OLD_OUT")]
+    #[arg(long, value_name = "BASE")]
     pub delta_from: Option<PathBuf>,
     #[command(flatten)]
     pub net: NetArgs,
