@@ -24,9 +24,9 @@ pub enum DeltaError {
     Base {
         /// The folder given.
         dir: PathBuf,
-        /// What the verification found.
+        /// What the verification found (boxed: it is large, and rare).
         #[source]
-        source: DiffError,
+        source: Box<DiffError>,
     },
     /// The folder is a build of another cluster.
     #[error("--delta-from {}: a build of cluster {found:?}, but cluster.toml builds {expected:?}: a delta applies only to a build of the same cluster", dir.display())]
@@ -63,7 +63,7 @@ pub(crate) struct Base {
 pub(crate) fn load_base(dir: &Path, cluster: &str) -> Result<Base, DeltaError> {
     let base = |source| DeltaError::Base {
         dir: dir.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let (manifest, _pulled) = crate::diff::verified(dir).map_err(base)?;
     if manifest.cluster != cluster {

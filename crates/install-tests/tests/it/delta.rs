@@ -3,6 +3,7 @@
 //! whose base differs refuses the delta and takes the full bundle (or fails naming both); a
 //! delta whose files do not match the new MANIFEST is refused.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kiln_bundle::contract::{self, BundleRef, DeltaRef};
@@ -137,11 +138,10 @@ fn delta_build(sb: &Sandbox, gen1: &Build, tamper: impl FnOnce(&mut Vec<Entry>))
 }
 
 /// The tree under KILN_ROOT without kiln's own state (names of what was kept differ).
-fn installed(sb: &Sandbox) -> Vec<(String, (char, u32, Option<String>))> {
-    content_tree(sb)
-        .into_iter()
-        .filter(|(p, _)| !p.starts_with("var/lib/kiln"))
-        .collect()
+fn installed(sb: &Sandbox) -> BTreeMap<String, (char, u32, Option<String>)> {
+    let mut tree = content_tree(sb);
+    tree.retain(|p, _| !p.starts_with("var/lib/kiln"));
+    tree
 }
 
 #[test]
