@@ -208,6 +208,15 @@ pub fn role_entries(role: &Role, host: &Host) -> Vec<Plain> {
 
 /// Every entry of `host`'s secrets.tar.gz except MANIFEST; `bundles` are (file name, sha256).
 pub fn secrets_entries(host: &Host, bundles: &[(String, String)]) -> Vec<Plain> {
+    secrets_entries_with_deltas(host, bundles, &[])
+}
+
+/// [`secrets_entries`] whose BUNDLES also has `deltas`' lines.
+pub fn secrets_entries_with_deltas(
+    host: &Host,
+    bundles: &[(String, String)],
+    deltas: &[contract::DeltaRef],
+) -> Vec<Plain> {
     let refs: Vec<BundleRef> = bundles
         .iter()
         .map(|(file, sha256)| BundleRef {
@@ -218,7 +227,7 @@ pub fn secrets_entries(host: &Host, bundles: &[(String, String)]) -> Vec<Plain> 
     let members = HostMembers {
         meta: host_meta(host),
         bundles: &refs,
-        deltas: &[],
+        deltas,
     };
     let mut e: Vec<Plain> = members.entries().into_iter().map(plain).collect();
     e.extend(rootfs(&host.files));

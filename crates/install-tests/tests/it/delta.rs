@@ -6,9 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kiln_bundle::contract::{self, BundleRef, DeltaRef};
+use kiln_bundle::contract::{self, DeltaRef};
 use kiln_bundle::{BundleSpec, DeltaBase, Entry, Source, WrittenBundle};
-use kiln_install_tests::fixture::{role_entries, secrets_entries, write_build, Build, Host, Plain};
+use kiln_install_tests::fixture::{
+    role_entries, secrets_entries_with_deltas, write_build, Build, Host, Plain,
+};
 use kiln_install_tests::run::{Sandbox, Shell};
 
 use crate::common::{assert_installed, build, content_tree, host, roles};
@@ -42,21 +44,8 @@ fn role_bundle(
 
 /// The secrets archive of `h` in `dir` pinning `bundles` and `deltas`; returns its sha256.
 fn secrets(dir: &Path, h: &Host, bundles: &[(String, String)], deltas: &[DeltaRef]) -> String {
-    let refs: Vec<BundleRef> = bundles
-        .iter()
-        .map(|(file, sha256)| BundleRef {
-            sha256: sha256.clone(),
-            file: file.clone(),
-        })
-        .collect();
-    let mut plain = secrets_entries(h, bundles);
-    for e in &mut plain {
-        if e.0 == contract::BUNDLES {
-            e.2 = contract::render_bundles_with_deltas(&refs, deltas);
-        }
-    }
     let spec = BundleSpec {
-        entries: entries(plain),
+        entries: entries(secrets_entries_with_deltas(h, bundles, deltas)),
         mtime: 0,
     };
     kiln_bundle::write_archive(&dir.join(contract::SECRETS), 0o600, &spec, true)
