@@ -127,6 +127,10 @@ pub(super) fn contract(_ctx: &Ctx, data: &[u8]) {
         Ok(refs) => drop(contract::render_bundles(&refs)),
         Err(e) => drop(e.to_string()),
     }
+    match contract::parse_deltas(data) {
+        Ok(deltas) => drop(contract::render_bundles_with_deltas(&[], &deltas)),
+        Err(e) => drop(e.to_string()),
+    }
     match HostMeta::parse(data) {
         Ok(host) => drop(host.render()),
         Err(e) => drop(e.to_string()),
