@@ -1,16 +1,19 @@
 //! `kiln build --delta-from`: the lab built again with a changed template and a removed file
 //! writes a delta for exactly the bundles that changed, each holding only what changed, the
 //! removal list and the new MANIFEST, pinned in the hosts' BUNDLES; a base that is not an out
-//! folder, or is a build of another cluster, is refused before anything is written.
+//! folder, or is a build of another cluster, is refused before anything is written; deltas go
+//! through push and pull, and a pulled folder is a base.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::process::Command as Process;
 
 use kiln_bundle::contract::{self, DELTA, DELTA_MANIFEST, DELTA_REMOVED};
 use kiln_bundle::{BuildManifest, ManifestLine};
+use kiln_testkit::{have_tools, Registry, RegistryAuth};
 
-use crate::common::{kiln, tree_state};
+use crate::common::{copy_tree, kiln, tree_state, Fixture};
 use crate::diff::{replace_in, Lab};
 
 fn manifest(out: &Path) -> BuildManifest {
@@ -197,4 +200,73 @@ fn a_base_that_is_not_an_out_folder_or_of_another_cluster_is_refused_before_any_
     // Nothing was written: no out folder, no PKI change.
     assert_eq!(tree_state(&dir), before);
     assert!(!dir.join("out").exists());
+}
+
+#[test]
+fn a_build_with_deltas_goes_through_push_and_pull_and_the_pulled_folder_is_a_base() {
+    let test = "a_build_with_deltas_goes_through_push_and_pull_and_the_pulled_folder_is_a_base";
+    if !have_tools(test, &["docker-registry", "curl"]) {
+        return;
+    }
+    let fx = Fixture::new(false);
+    fx.lock();
+    let build = |args: &[&str]| {
+        kiln()
+            .current_dir(&fx.dir)
+            .args(["build", "--seed", "none", "cluster.toml"])
+            .args(args)
+            .assert()
+            .success();
+    };
+    build(&[]);
+    let base = fx.dir.join("base/lab");
+    copy_tree(&fx.dir.join("out/lab"), &base);
+    let unit = fx.dir.join("profiles/etcd/etcd.service.hbs");
+    replace_in(&unit, "RestartSec=5", "RestartSec=10");
+    build(&["--delta-from", &base.display().to_string()]);
+    let out = fx.dir.join("out/lab");
+    let m = manifest(&out);
+    let delta = &m.deltas["etcd-debian12"];
+
+    // Pushed like a bundle (a host fetches it by digest), pulled back, verified.
+    let reg = Registry::start(&fx.dir.join("registry"), RegistryAuth::None);
+    let target = format!("http://{}/kiln/lab", reg.addr);
+    kiln()
+        .args(["push"])
+        .arg(&out)
+        .arg(&target)
+        .assert()
+        .success();
+    let sha = &m.outputs[&delta.file].sha256;
+    let blob = Process::new("curl")
+        .args([
+            "-fsS",
+            &format!("http://{}/v2/kiln/lab/blobs/sha256:{sha}", reg.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(blob.status.success());
+    assert_eq!(blob.stdout, fs::read(out.join(&delta.file)).unwrap());
+    let pulled = fx.dir.join("pulled");
+    kiln()
+        .arg("pull")
+        .arg(&target)
+        .arg(&pulled)
+        .assert()
+        .success();
+    kiln()
+        .arg("verify")
+        .arg(pulled.join("lab"))
+        .assert()
+        .success();
+
+    // The pulled folder serves as the next build's base.
+    replace_in(&unit, "RestartSec=10", "RestartSec=20");
+    build(&["--delta-from", &pulled.join("lab").display().to_string()]);
+    let next = manifest(&out);
+    assert_eq!(next.deltas["etcd-debian12"].base_build_id, m.build_id);
+    assert_eq!(
+        next.deltas["etcd-debian12"].base_sha256,
+        m.outputs[&m.bundles["etcd-debian12"].file].sha256
+    );
 }
