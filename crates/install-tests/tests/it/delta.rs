@@ -1,15 +1,16 @@
 //! Delta bundles (`kiln build --delta-from`) under dash and busybox sh: a host holding the base
 //! rebuilds the new bundle from the delta and ends with the files a full install gives; a host
 //! whose base differs refuses the delta and takes the full bundle (or fails naming both); a
-//! delta whose files do not match the new MANIFEST is refused.
+//! delta whose files do not match the new MANIFEST is refused. In a systemd-nspawn guest, an
+//! upgrade from a delta restarts what changed and a rollback to it rebuilds it from what was kept.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kiln_bundle::contract::{self, DeltaRef};
-use kiln_bundle::{BundleSpec, DeltaBase, Entry, Source, WrittenBundle};
+use kiln_bundle::{BundleSpec, DeltaBase, Entry, Source, WrittenBundle, WrittenDelta};
 use kiln_install_tests::fixture::{
-    role_entries, secrets_entries_with_deltas, write_build, Build, Host, Plain,
+    role_entries, secrets_entries_with_deltas, write_build, Build, Host, Plain, Role,
 };
 use kiln_install_tests::run::{Sandbox, Shell};
 
@@ -26,20 +27,32 @@ fn entries(plain: Vec<Plain>) -> Vec<Entry> {
         .collect()
 }
 
-/// Role `index` of `roles` as kiln writes it into `dir`, with its entries.
-fn role_bundle(
-    dir: &Path,
-    roles: &[kiln_install_tests::fixture::Role],
-    index: usize,
-    h: &Host,
-) -> (WrittenBundle, Vec<Entry>) {
-    let e = entries(role_entries(&roles[index], h));
-    let stem = format!("{}-{}", roles[index].name, h.os);
-    let spec = BundleSpec {
-        entries: e.clone(),
-        mtime: 0,
+/// A bundle written by kiln_bundle, as `write_bundle` described it (read back strictly).
+fn written(path: &Path) -> WrittenBundle {
+    let read = kiln_bundle::read_archive(path, &|_| false).unwrap();
+    WrittenBundle {
+        path: path.to_owned(),
+        file_name: path.file_name().unwrap().to_str().unwrap().to_owned(),
+        sha256: read.report.sha256,
+        size: read.report.size,
+        manifest: read.manifest,
+    }
+}
+
+/// The delta in `dir` from bundle file `base` to bundle file `new`, whose entries are those
+/// of `role` for `h`, as `kiln build --delta-from` writes it.
+fn delta_between(dir: &Path, base: &Path, new: &Path, role: &Role, h: &Host) -> WrittenDelta {
+    let (base, new) = (written(base), written(new));
+    let from = DeltaBase {
+        file: &base.file_name,
+        sha256: &base.sha256,
+        manifest: &base.manifest,
     };
-    (kiln_bundle::write_bundle(dir, &stem, &spec).unwrap(), e)
+    let id = format!("{}-{}", role.name, h.os);
+    let new_entries = entries(role_entries(role, h));
+    kiln_bundle::write_delta(dir, &id, &from, &new, &new_entries, 0)
+        .unwrap()
+        .expect("the bundle changed")
 }
 
 /// The secrets archive of `h` in `dir` pinning `bundles` and `deltas`; returns its sha256.
@@ -64,26 +77,13 @@ struct DeltaBuild {
 }
 
 fn delta_build(sb: &Sandbox, gen1: &Build, tamper: impl FnOnce(&mut Vec<Entry>)) -> DeltaBuild {
-    let (h1, h2) = (host(1), host(2));
-    let scratch = sb.path().join("scratch");
-    let (base, _) = role_bundle(&scratch.join("1"), &roles(1), 1, &h1);
-    assert_eq!(
-        gen1.bundles[1],
-        (base.file_name.clone(), base.sha256.clone())
-    );
+    let h2 = host(2);
     let medium = sb.path().join("medium");
     let full = write_build(&medium.join("bundles"), &h2, &roles(2));
-    let (new, new_entries) = role_bundle(&scratch.join("2"), &roles(2), 1, &h2);
-    assert_eq!(full.bundles[1].1, new.sha256);
-    let from = DeltaBase {
-        file: &base.file_name,
-        sha256: &base.sha256,
-        manifest: &base.manifest,
-    };
     let dir = sb.path().join("gen2-delta");
-    let mut d = kiln_bundle::write_delta(&dir, "etcd-debian12", &from, &new, &new_entries, 0)
-        .unwrap()
-        .expect("etcd changed");
+    let base = gen1.dir.join(&gen1.bundles[1].0);
+    let new = medium.join("bundles").join(&full.bundles[1].0);
+    let mut d = delta_between(&dir, &base, &new, &roles(2)[1], &h2);
     assert_eq!(d.plan.changed, ["rootfs/etc/demo/demo.conf"]);
     // Every member of this delta is mode 0644, so it can be written again from its contents.
     let mut e: Vec<Entry> = kiln_bundle::read_archive(&d.path, &|_| true)
@@ -108,10 +108,10 @@ fn delta_build(sb: &Sandbox, gen1: &Build, tamper: impl FnOnce(&mut Vec<Entry>))
         (d.file_name, d.sha256) = (w.file_name, w.sha256);
     }
     let delta = DeltaRef {
-        for_sha256: new.sha256.clone(),
+        for_sha256: full.bundles[1].1.clone(),
         sha256: d.sha256.clone(),
         file: d.file_name.clone(),
-        base_sha256: base.sha256.clone(),
+        base_sha256: gen1.bundles[1].1.clone(),
     };
     let secrets_sha256 = secrets(&dir, &h2, &full.bundles, &[delta]);
     DeltaBuild {
@@ -121,7 +121,7 @@ fn delta_build(sb: &Sandbox, gen1: &Build, tamper: impl FnOnce(&mut Vec<Entry>))
             bundles: full.bundles,
         },
         delta_file: d.file_name,
-        base_sha: base.sha256,
+        base_sha: gen1.bundles[1].1.clone(),
         medium,
     }
 }
@@ -231,4 +231,76 @@ fn a_delta_whose_files_do_not_match_the_new_manifest_is_refused() {
         // The host keeps generation 1's files.
         assert_installed(&sb, 1);
     }
+}
+
+#[test]
+fn in_a_guest_an_upgrade_from_a_delta_converges_and_a_rollback_to_it_rebuilds_it() {
+    use crate::guest::{assert_ok, assert_rolled_back, install, Fixture};
+    let fx = Fixture::new();
+    // Generation 2 as the secrets and the demo bundle's delta over generation 1's, nothing else.
+    let (gen1, gen2) = (&fx.builds[0], &fx.builds[1]);
+    let dir = fx.kiln().join("gen2d");
+    let h2 = crate::guest::host(2);
+    let d = delta_between(
+        &dir,
+        &gen1.dir.join(&gen1.bundles[1].0),
+        &gen2.dir.join(&gen2.bundles[1].0),
+        &crate::guest::roles(fx.tmp.path(), 2)[1],
+        &h2,
+    );
+    let delta = DeltaRef {
+        for_sha256: gen2.bundles[1].1.clone(),
+        sha256: d.sha256.clone(),
+        file: d.file_name.clone(),
+        base_sha256: gen1.bundles[1].1.clone(),
+    };
+    let secrets_sha256 = secrets(&dir, &h2, &gen2.bundles, &[delta]);
+    let command =
+        format!("sh /kiln/install.sh --dir /kiln/gen2d --secrets-sha256 {secrets_sha256}");
+    // What a host converged to generation 2 shows, its state naming the delta it came from
+    // and these secrets (their BUNDLES has the delta line).
+    let expected = fx
+        .expected(2)
+        .replace(
+            &format!("{}:{}", gen2.bundles[1].1, gen2.bundles[1].0),
+            &format!("{}:{}", gen2.bundles[1].1, d.file_name),
+        )
+        .replace(&gen2.secrets_sha256, &secrets_sha256);
+    // (The staging lines are sorted by digest, and the secrets' digest changed.)
+    let lines = |s: String| {
+        let mut l: Vec<String> = s.lines().map(str::to_owned).collect();
+        l.sort();
+        l
+    };
+    let expected = lines(expected);
+
+    let g = fx.boot(&[]);
+    assert_ok(&install(&g, &fx.command(1), ""));
+    let up = install(&g, &command, "");
+    assert_ok(&up);
+    let m = kiln_install_tests::run::markers(&up.1);
+    assert!(
+        m[0].detail
+            .contains(&format!("deltas={}:delta", gen2.bundles[1].0)),
+        "{}",
+        up.1
+    );
+    // The service whose configuration changed restarts, as after a full upgrade.
+    assert!(m[9].detail.contains(" restarted=1 "), "{}", up.1);
+    assert_eq!(lines(fx.probe(&g)), expected, "{}", up.1);
+    assert!(assert_ok(&install(&g, &command, "")).ends_with(" unchanged"));
+
+    // A broken generation 3 rolls back to 2, rebuilt from the kept delta and its base.
+    let broken = install(&g, &fx.command(3), "KILN_HEALTH_WAIT=5");
+    assert_rolled_back(&broken);
+    let rerun = kiln_install_tests::run::markers(&broken.1);
+    let verify = rerun.iter().rfind(|m| m.step == "verify").unwrap();
+    assert!(
+        verify
+            .detail
+            .contains(&format!("deltas={}:delta", gen2.bundles[1].0)),
+        "{}",
+        broken.1
+    );
+    assert_eq!(lines(fx.probe(&g)), expected, "{}", broken.1);
 }

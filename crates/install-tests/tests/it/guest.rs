@@ -91,7 +91,7 @@ fn deb(dir: &Path, version: &str) -> Vec<u8> {
 /// The roles of `generation`: demo.conf and the package version change, generation 1
 /// alone has a unit (kiln-demo-old.service) and a file (legacy.conf), and generation 3 is
 /// broken (its health check fails) and alone has gen3.conf.
-fn roles(dir: &Path, generation: u32) -> Vec<Role> {
+pub(crate) fn roles(dir: &Path, generation: u32) -> Vec<Role> {
     let mut common = Role::new("common");
     common.files = vec![
         file("/etc/kiln-demo/common.conf", 0o644, "common\n"),
@@ -171,7 +171,7 @@ fn roles(dir: &Path, generation: u32) -> Vec<Role> {
     vec![common, demo]
 }
 
-fn host(generation: u32) -> Host {
+pub(crate) fn host(generation: u32) -> Host {
     let mut h = Host::new("etcd1", generation);
     h.files
         .push(file("/etc/kiln-demo/token", 0o600, "not a real token\n"));
@@ -179,13 +179,13 @@ fn host(generation: u32) -> Host {
 }
 
 /// Generations 1 to 3 of the demo build, bound read-only at /kiln in the guest.
-struct Fixture {
-    tmp: tempfile::TempDir,
-    builds: Vec<Build>,
+pub(crate) struct Fixture {
+    pub(crate) tmp: tempfile::TempDir,
+    pub(crate) builds: Vec<Build>,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let kiln = tmp.path().join("kiln");
         let builds = (1..=3)
@@ -201,11 +201,11 @@ impl Fixture {
         Self { tmp, builds }
     }
 
-    fn kiln(&self) -> PathBuf {
+    pub(crate) fn kiln(&self) -> PathBuf {
         self.tmp.path().join("kiln")
     }
 
-    fn boot(&self, extra: &[(&Path, &str)]) -> Guest {
+    pub(crate) fn boot(&self, extra: &[(&Path, &str)]) -> Guest {
         let kiln = self.kiln();
         let mut binds = vec![(kiln.as_path(), "/kiln")];
         binds.extend_from_slice(extra);
@@ -217,13 +217,13 @@ impl Fixture {
     }
 
     /// The command line the seed's runcmd runs for `generation`.
-    fn command(&self, generation: u32) -> String {
+    pub(crate) fn command(&self, generation: u32) -> String {
         let sha = &self.builds[generation as usize - 1].secrets_sha256;
         format!("sh /kiln/install.sh --dir /kiln/gen{generation} --secrets-sha256 {sha}")
     }
 
     /// What `probe` prints on a host converged to `generation`.
-    fn expected(&self, generation: u32) -> String {
+    pub(crate) fn expected(&self, generation: u32) -> String {
         let b = &self.builds[generation as usize - 1];
         let files: std::collections::BTreeMap<String, String> = roles(self.tmp.path(), generation)
             .iter()
@@ -295,7 +295,7 @@ impl Fixture {
     }
 
     /// The converged state of the guest, in the form of [`Fixture::expected`].
-    fn probe(&self, g: &Guest) -> String {
+    pub(crate) fn probe(&self, g: &Guest) -> String {
         g.sh(&format!(
             r#"for p in {}; do if [ -e "$p" ]; then printf 'file %s %s %s\n' "$p" "$(stat -c %a "$p")" "$(sha256sum <"$p" | cut -c1-64)"; else printf 'file %s absent\n' "$p"; fi; done
 printf 'unit %s %s\n' "$(systemctl is-enabled kiln-demo.service)" "$(systemctl is-active kiln-demo.service)"
@@ -316,7 +316,7 @@ true"#,
 }
 
 /// One install.sh run in the guest: (exit code, markers and messages).
-fn install(g: &Guest, command: &str, env: &str) -> (i32, String) {
+pub(crate) fn install(g: &Guest, command: &str, env: &str) -> (i32, String) {
     let out = g.sh(&format!(
         "{env} KILN_HEALTH_INTERVAL=0.2 {command} 2>&1; echo \"EXIT=$?\""
     ));
@@ -325,7 +325,7 @@ fn install(g: &Guest, command: &str, env: &str) -> (i32, String) {
 }
 
 /// Asserts a complete, successful run and returns its `done` detail.
-fn assert_ok((code, text): &(i32, String)) -> String {
+pub(crate) fn assert_ok((code, text): &(i32, String)) -> String {
     let m = markers(text);
     let steps: Vec<&str> = m.iter().map(|m| m.step.as_str()).collect();
     assert!(
@@ -471,7 +471,7 @@ fn kept(g: &Guest) -> Vec<String> {
 
 /// Checks an unhealthy generation 3's run: it failed its health check, generation 2 installed
 /// again (its markers in between), and `KILN rollback ok` came last.
-fn assert_rolled_back((code, text): &(i32, String)) {
+pub(crate) fn assert_rolled_back((code, text): &(i32, String)) {
     let m = markers(text);
     let steps: Vec<String> = m
         .iter()
