@@ -12,7 +12,7 @@ use kiln_bundle::{BundleSpec, DeltaBase, Entry, Source, WrittenBundle, WrittenDe
 use kiln_install_tests::fixture::{
     role_entries, secrets_entries_with_deltas, write_build, Build, Host, Plain, Role,
 };
-use kiln_install_tests::run::{Sandbox, Shell};
+use kiln_install_tests::run::{Sandbox, Shell, STEPS};
 
 use crate::common::{assert_installed, build, content_tree, host, roles};
 
@@ -230,6 +230,31 @@ fn a_delta_whose_files_do_not_match_the_new_manifest_is_refused() {
         run.expect_fail("manifest", &format!("{}: digest mismatch", d.delta_file));
         // The host keeps generation 1's files.
         assert_installed(&sb, 1);
+    }
+}
+
+#[test]
+fn a_delta_upgrade_killed_after_every_step_marker_converges_on_rerun() {
+    let shell = Shell::Dash;
+    let reference = Sandbox::new();
+    let gen1 = build(&reference, "gen1", 1);
+    reference.run(shell, &gen1, &[]).expect_ok();
+    let d = delta_build(&reference, &gen1, |_| {});
+    reference.run(shell, &d.build, &[]).expect_ok();
+    let state = |sb: &Sandbox| std::fs::read_to_string(sb.root.join("var/lib/kiln/state")).unwrap();
+    for step in STEPS {
+        let sb = Sandbox::new();
+        sb.run(shell, &gen1, &[]).expect_ok();
+        let killed = sb.run(shell, &d.build, &[("KILN_TEST_KILL_AT", step)]);
+        let last = killed.markers().pop().expect("a marker before the kill");
+        assert!(
+            killed.status.code().is_none() && last.step == step && last.status == "ok",
+            "expected a kill right after `KILN {step} ok`\n{}",
+            killed.describe()
+        );
+        sb.run(shell, &d.build, &[]).expect_ok();
+        assert_eq!(installed(&sb), installed(&reference), "killed after {step}");
+        assert_eq!(state(&sb), state(&reference), "killed after {step}");
     }
 }
 
