@@ -276,8 +276,8 @@ challenge_param() { # $1="…" of the Bearer challenge in $challenge
 # `#delta <bundle sha256> <delta sha256> <delta file> <base sha256>` (a comment to an older
 # install.sh). A bundle comes from DIR, else from a download, else from its delta when this
 # host holds the base (in DIR, in the kept copy of the generation it runs, or downloaded),
-# else from a source. An unchanged bundle is taken from the kept copy too. $WORK/deltas lines: <bundle sha256> <base file> <base name> of each
-# delta used.
+# else from a source. An unchanged bundle is taken from the kept copy too. $WORK/deltas has a
+# line `<bundle sha256> <base file> <base name>` for each delta used.
 DELTAS='' # "<bundle>:<delta|refused>," for verify's marker
 locate_bundle() { # $1 sha256, $2 file name: sets FOUND (the bundle, or the delta rebuilding it)
     FOUND=$DIR/$2
