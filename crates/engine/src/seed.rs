@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use cloud_init_config::{
     CloudConfig, Ethernet, ImageDigest, ManageEtcHosts, MetaData, Nameservers, NetworkConfig,
-    RunCmd, Seed, Timestamp,
+    RunCmd, Seed, Timestamp, WriteFile,
 };
 use kiln_plan::HostPlan;
 use kiln_spec::BundleSource;
@@ -55,11 +55,15 @@ impl SeedKinds {
 #[error("unknown seed form {0:?}; expected iso, vfat, dir or none")]
 pub struct UnknownSeedForm(pub String);
 
+/// Where the seed's `write_files` puts the cluster's public signing key on the host; install.sh
+/// checks the build's signatures with it (and uses it by default on later runs by hand).
+pub const HOST_SIGNING_KEY: &str = "/etc/kiln/signing.pub";
+
 /// The shell run by cloud-init: find the kiln folder (seed folder or the CIDATA medium), check
-/// install.sh against its pinned digest, and run it with the pinned secrets digest and the
-/// cluster's bundle sources (for bundles the seed does not carry). A seed that carries no
-/// bundles carries no install.sh either (`carried` false): the script takes it by its digest
-/// from the same sources, with install.sh's own fetch functions.
+/// install.sh against its pinned digest, and run it with the pinned secrets digest, the public
+/// key the seed placed and the cluster's bundle sources (for bundles the seed does not carry).
+/// A seed that carries no bundles carries no install.sh either (`carried` false): the script
+/// takes it by its digest from the same sources, with install.sh's own fetch functions.
 pub fn runcmd_script(
     install_sha: &str,
     secrets_sha: &str,
@@ -69,7 +73,9 @@ pub fn runcmd_script(
 ) -> String {
     // Validated to hold no quote, space or shell metacharacter; quoted all the same.
     let quoted: Vec<String> = sources.iter().map(|s| format!("'{s}'")).collect();
-    let mut run = format!("sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha}");
+    let mut run = format!(
+        "sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha} --signing-key {HOST_SIGNING_KEY}"
+    );
     for s in &quoted {
         run.push_str(&format!(" --source {s}"));
     }
@@ -165,8 +171,9 @@ fn shell_function(script: &str, name: &str) -> Option<String> {
     None
 }
 
-/// The seed documents of one host, from its plan and the cluster's bundle sources; `carried`:
-/// the seed carries install.sh and the bundles.
+/// The seed documents of one host, from its plan, the cluster's bundle sources and its public
+/// signing key (`signing_pub`, PEM: user-data carries it, so the seed is its only authority);
+/// `carried`: the seed carries install.sh and the bundles.
 pub fn seed_for(
     host: &HostPlan,
     build_id: &str,
@@ -175,6 +182,7 @@ pub fn seed_for(
     sources: &[BundleSource],
     carried: bool,
     rerun: bool,
+    signing_pub: &[u8],
 ) -> Seed {
     let net = &host.network;
     let mut eth = Ethernet::static_by_mac(
@@ -195,6 +203,9 @@ pub fn seed_for(
         hostname: Some(host.name.clone()),
         manage_etc_hosts: Some(ManageEtcHosts::Disabled),
         ssh_authorized_keys: host.ssh_authorized_keys.clone(),
+        write_files: vec![WriteFile::new(HOST_SIGNING_KEY, signing_pub)
+            .with_mode(0o644)
+            .with_owner("root:root")],
         runcmd: vec![RunCmd::argv([
             "sh",
             "-c",

@@ -83,6 +83,15 @@ impl BuildVerifier {
             .map_err(SignatureError::BadPublicKey)
     }
 
+    /// The DER SubjectPublicKeyInfo (its sha256 is the key's fingerprint, as
+    /// `openssl pkey -pubin -outform DER | sha256sum` prints it).
+    pub fn spki_der(&self) -> Vec<u8> {
+        self.0
+            .to_public_key_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default()
+    }
+
     /// Checks `sig` (DER) over `msg`.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> std::result::Result<(), SignatureError> {
         let sig = Signature::from_der(sig).map_err(|_| SignatureError::BadSignature)?;
