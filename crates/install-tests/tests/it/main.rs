@@ -13,5 +13,6 @@ mod images;
 mod local;
 mod lock;
 mod refusals;
+mod sign;
 mod sources;
 mod static_checks;
