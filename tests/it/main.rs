@@ -18,3 +18,4 @@ mod registry;
 mod sbom;
 mod secrets;
 mod seeds;
+mod signed;

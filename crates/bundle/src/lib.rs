@@ -36,8 +36,7 @@ pub use contents::{read_archive, ArchiveContents};
 pub use error::{BundleError, HeaderError, VerifyError};
 pub use folder::{
     json_bytes, read_build_manifest, verify_digests, verify_folder, BuildManifest, BundleInfo,
-    DigestReport, HostInfo, OutputInfo, BUILD_MANIFEST_NAME,
-    BUILD_MANIFEST_SIG_NAME,
+    DigestReport, HostInfo, OutputInfo, BUILD_MANIFEST_NAME, BUILD_MANIFEST_SIG_NAME,
 };
 pub use gz::{CHUNK_SIZE, COMPRESSION_LEVEL, GZIP_MEMBER_HEADER};
 pub use manifest::{normalize_mode, validate_path, LineError, MANIFEST_NAME};

@@ -142,18 +142,20 @@ pub fn check(dir: &Path, key: Option<&Path>) -> Result<Signatures, SignatureChec
         file: key_file.clone(),
         source,
     })?;
-    let verifier =
-        BuildVerifier::from_pem(&pem).map_err(|source| SignatureCheckError::BadKey {
-            file: key_file.clone(),
-            source,
-        })?;
+    let verifier = BuildVerifier::from_pem(&pem).map_err(|source| SignatureCheckError::BadKey {
+        file: key_file.clone(),
+        source,
+    })?;
     let read = |file: PathBuf| {
         std::fs::read(&file).map_err(|source| SignatureCheckError::Read { file, source })
     };
     let mpath = dir.join(BUILD_MANIFEST_NAME);
     let manifest_bytes = read(mpath.clone())?;
-    let manifest: BuildManifest = serde_json::from_slice(&manifest_bytes)
-        .map_err(|_| SignatureCheckError::NotBuildManifest { file: mpath.clone() })?;
+    let manifest: BuildManifest = serde_json::from_slice(&manifest_bytes).map_err(|_| {
+        SignatureCheckError::NotBuildManifest {
+            file: mpath.clone(),
+        }
+    })?;
     let sig_path = dir.join(BUILD_MANIFEST_SIG_NAME);
     if !sig_path.exists() {
         return Err(SignatureCheckError::Unsigned {
@@ -193,11 +195,12 @@ fn check_host(
     key_file: &Path,
 ) -> Result<(), SignatureCheckError> {
     let wanted = [HOST, BUNDLES, BUNDLES_SIG];
-    let archive = kiln_bundle::read_archive(file, &|l| wanted.contains(&l.path.as_str()))
-        .map_err(|source| SignatureCheckError::Archive {
+    let archive = kiln_bundle::read_archive(file, &|l| wanted.contains(&l.path.as_str())).map_err(
+        |source| SignatureCheckError::Archive {
             file: file.to_owned(),
             source,
-        })?;
+        },
+    )?;
     let member = |name: &str| archive.members.get(name);
     let in_archive = |name: &str| PathBuf::from(format!("{}:{name}", file.display()));
     let (Some(host), Some(bundles)) = (member(HOST), member(BUNDLES)) else {
@@ -227,7 +230,8 @@ fn check_host(
         line: 0,
         expected: "a complete HOST member",
     })?;
-    if (meta.build_id.as_str(), meta.generation) != (manifest.build_id.as_str(), manifest.generation)
+    if (meta.build_id.as_str(), meta.generation)
+        != (manifest.build_id.as_str(), manifest.generation)
     {
         return Err(SignatureCheckError::OtherBuild {
             file: file.to_owned(),
@@ -296,7 +300,9 @@ mod tests {
         signed_form(f, host, bundles.as_bytes()).unwrap();
         // A BUNDLES line moved to the end of HOST (dropping a bundle) is refused.
         let moved = format!("KILN_HOST=etcd1\n{sha} etcd-debian12-aaaa.tar.gz\n");
-        let e = signed_form(f, moved.as_bytes(), b"").unwrap_err().to_string();
+        let e = signed_form(f, moved.as_bytes(), b"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("HOST line 2 is not KILN_<KEY>=<value>"), "{e}");
         // And a HOST line moved into BUNDLES.
         let e = signed_form(f, b"KILN_HOST=etcd1\n", b"KILN_GENERATION=2\n")

@@ -270,7 +270,9 @@ impl Sandbox {
     /// A PATH holding every command of the system folders but `missing` (and the sandbox's
     /// stub ctr unless `ctr` is missing).
     pub fn path_without(&self, missing: &[&str]) -> String {
-        let bin = self.path().join(format!("bin-without-{}", missing.join("-")));
+        let bin = self
+            .path()
+            .join(format!("bin-without-{}", missing.join("-")));
         std::fs::create_dir_all(&bin).unwrap();
         let dirs = [
             self.stubs.as_path(),

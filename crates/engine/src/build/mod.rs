@@ -66,8 +66,8 @@ pub struct BuildOutcome {
 }
 
 pub use id::build_id;
-pub use sign::SIGNING_PUB_OUT;
 pub use kiln_bundle::{BuildManifest, BundleInfo, HostInfo, OutputInfo};
+pub use sign::SIGNING_PUB_OUT;
 
 /// Runs the build.
 pub fn build(

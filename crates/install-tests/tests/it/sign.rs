@@ -96,7 +96,10 @@ fn signed_build(sb: &Sandbox, name: &str, generation: u32, signer: &BuildSigner)
     };
     let sig = signer.sign(&members.signed_text());
     let secrets_sha256 = write_secrets_with(&b.dir, &h, &b.bundles, None, Some(sig));
-    Build { secrets_sha256, ..b }
+    Build {
+        secrets_sha256,
+        ..b
+    }
 }
 
 fn needs_openssl() {
@@ -115,7 +118,8 @@ fn a_signed_build_installs_with_the_key_the_seed_placed_and_reruns_unchanged() {
         let run = sb.run_with(shell, &b, &["--signing-key", &key], &[]);
         run.expect_ok();
         assert!(
-            run.stderr.contains(&format!("HOST and BUNDLES signed by {key}")),
+            run.stderr
+                .contains(&format!("HOST and BUNDLES signed by {key}")),
             "{}",
             run.describe()
         );
@@ -123,8 +127,16 @@ fn a_signed_build_installs_with_the_key_the_seed_placed_and_reruns_unchanged() {
         // A run by hand without the flag takes the seed's key from /etc/kiln/signing.pub.
         place_key(&sb, &public);
         let again = sb.run(shell, &b, &[]);
-        assert!(again.expect_ok().ends_with("unchanged"), "{}", again.describe());
-        assert!(again.stderr.contains("etc/kiln/signing.pub"), "{}", again.describe());
+        assert!(
+            again.expect_ok().ends_with("unchanged"),
+            "{}",
+            again.describe()
+        );
+        assert!(
+            again.stderr.contains("etc/kiln/signing.pub"),
+            "{}",
+            again.describe()
+        );
     }
 }
 
@@ -166,7 +178,10 @@ fn an_unsigned_build_is_refused_where_a_key_is_expected() {
         &["--signing-key", "/nonexistent/signing.pub"],
         &[],
     );
-    run.expect_fail("verify", "signing key /nonexistent/signing.pub does not exist");
+    run.expect_fail(
+        "verify",
+        "signing key /nonexistent/signing.pub does not exist",
+    );
 }
 
 #[test]
@@ -202,8 +217,7 @@ fn altered_bundles_signed_again_by_another_key_are_refused() {
     // The same alteration keeping our signature fails the same way.
     let (host_text, list) = members_of(&h, &b.bundles);
     let ours_sig = ours.sign(&contract::signed_host_text(&host_text, &list));
-    let secrets_sha256 =
-        write_secrets_with(&b.dir, &h, &resigned.bundles, None, Some(ours_sig));
+    let secrets_sha256 = write_secrets_with(&b.dir, &h, &resigned.bundles, None, Some(ours_sig));
     let kept_sig = Build {
         secrets_sha256,
         ..resigned
@@ -236,7 +250,10 @@ fn a_bundle_line_moved_into_host_is_refused_although_the_signed_bytes_are_the_sa
     place_key(&sb, &public);
     refused(
         &sb,
-        &Build { secrets_sha256, ..b },
+        &Build {
+            secrets_sha256,
+            ..b
+        },
         &[],
         "verify",
         &format!("signature: HOST line {moved_line} is not KILN_<KEY>=<value>"),
@@ -312,5 +329,6 @@ fn a_missing_openssl_is_named_like_the_other_tools() {
     }
     // Without a key nothing is expected of the host: an unsigned host needs no openssl.
     std::fs::remove_file(sb.root.join("etc/kiln/signing.pub")).unwrap();
-    sb.run(Shell::Dash, &b, &[("PATH", path.as_str())]).expect_ok();
+    sb.run(Shell::Dash, &b, &[("PATH", path.as_str())])
+        .expect_ok();
 }
