@@ -290,6 +290,115 @@ fn signed_form(file: &Path, host: &[u8], bundles: &[u8]) -> Result<(), Signature
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_bundle::contract::{BundleRef, HostMembers, HostMeta};
+    use kiln_bundle::{BundleSpec, HostInfo};
+    use kiln_pki::BuildSigner;
+
+    /// An out folder of one host, `etcd1`: MANIFEST.json (build `b`, generation 2) signed by
+    /// `manifest_key`, and secrets whose HOST says `generation`, signed by `host_key` (or not).
+    fn folder(
+        dir: &Path,
+        manifest_key: &BuildSigner,
+        host_key: Option<&BuildSigner>,
+        generation: u64,
+    ) {
+        let build_id = "b".repeat(64);
+        let mut manifest = BuildManifest {
+            kiln: "test".into(),
+            cluster: "lab".into(),
+            build_id: build_id.clone(),
+            generation: 2,
+            source_date_epoch: 0,
+            inputs: Default::default(),
+            bundles: Default::default(),
+            hosts: Default::default(),
+            outputs: Default::default(),
+        };
+        manifest.hosts.insert(
+            "etcd1".into(),
+            HostInfo {
+                ip: "10.77.0.11".into(),
+                mac: "52:54:00:00:00:01".into(),
+                bundles: Vec::new(),
+                secrets: "hosts/etcd1/secrets.tar.gz".into(),
+                seeds: Vec::new(),
+            },
+        );
+        let bytes = kiln_bundle::json_bytes(&manifest);
+        std::fs::write(dir.join(BUILD_MANIFEST_NAME), &bytes).unwrap();
+        std::fs::write(dir.join(BUILD_MANIFEST_SIG_NAME), manifest_key.sign(&bytes)).unwrap();
+        let refs = [BundleRef {
+            sha256: "a".repeat(64),
+            file: "etcd-debian12-aaaa.tar.gz".into(),
+        }];
+        let members = HostMembers {
+            meta: HostMeta {
+                cluster: "lab".into(),
+                host: "etcd1".into(),
+                ip: "10.77.0.11".into(),
+                build_id,
+                generation,
+                arch: "amd64".into(),
+                os: "debian12".into(),
+                family: "debian".into(),
+                not_after: None,
+                not_before: None,
+                extra: Vec::new(),
+            },
+            bundles: &refs,
+        };
+        let mut entries = members.entries();
+        if let Some(k) = host_key {
+            entries.push(HostMembers::signature_entry(k.sign(&members.signed_text())));
+        }
+        let hdir = dir.join("hosts/etcd1");
+        std::fs::create_dir_all(&hdir).unwrap();
+        let spec = BundleSpec { entries, mtime: 0 };
+        kiln_bundle::write_archive(&hdir.join(contract::SECRETS), 0o600, &spec, true).unwrap();
+    }
+
+    #[test]
+    fn every_hosts_bundles_signature_is_checked_with_the_key() {
+        let t = tempfile::tempdir().unwrap();
+        let ours = kiln_pki::ensure_signing_key(&t.path().join("ours")).unwrap();
+        let theirs = kiln_pki::ensure_signing_key(&t.path().join("theirs")).unwrap();
+        let key = t.path().join("ours/signing.pub");
+        let dir = t.path().join("out");
+        std::fs::create_dir_all(&dir).unwrap();
+
+        folder(&dir, &ours, Some(&ours), 2);
+        let Signatures::Verified {
+            hosts, key: source, ..
+        } = check(&dir, Some(&key)).unwrap()
+        else {
+            panic!("not verified")
+        };
+        assert_eq!((hosts, source), (1, KeySource::Given(key.clone())));
+
+        // Another cluster's (or an attacker's) signature on one host's HOST and BUNDLES.
+        folder(&dir, &ours, Some(&theirs), 2);
+        let e = check(&dir, Some(&key)).unwrap_err().to_string();
+        assert!(
+            e.contains("secrets.tar.gz:BUNDLES.sig does not verify with"),
+            "{e}"
+        );
+        // No signature at all.
+        folder(&dir, &ours, None, 2);
+        let e = check(&dir, Some(&key)).unwrap_err().to_string();
+        assert!(
+            e.contains("is not signed: no") && e.contains("BUNDLES.sig"),
+            "{e}"
+        );
+        // Validly signed, but of another generation than the manifest says.
+        folder(&dir, &ours, Some(&ours), 1);
+        let e = check(&dir, Some(&key)).unwrap_err().to_string();
+        assert!(
+            e.contains("HOST names build") && e.contains("generation 1, MANIFEST.json"),
+            "{e}"
+        );
+        // Without --key and without signing.pub in the folder: nothing to check against.
+        assert_eq!(check(&dir, None).unwrap(), Signatures::Unsigned);
+    }
 
     #[test]
     fn signed_members_allow_one_split_only() {
