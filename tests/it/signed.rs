@@ -147,7 +147,7 @@ fn verify_key_proves_origin_and_refuses_another_key_and_an_unsigned_folder() {
         .arg("verify")
         .arg(&out)
         .arg("--key")
-        .arg(&fx.cluster())
+        .arg(fx.cluster())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&r.stderr);

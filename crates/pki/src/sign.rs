@@ -61,7 +61,7 @@ impl BuildSigner {
 pub enum SignatureError {
     /// The public key file is not a P-256 SubjectPublicKeyInfo PEM.
     #[error("not an ECDSA P-256 public key in PEM (-----BEGIN PUBLIC KEY-----): {0}")]
-    BadPublicKey(p256::pkcs8::spki::Error),
+    BadPublicKey(Box<p256::pkcs8::spki::Error>),
     /// The signature is not DER `ECDSA-Sig-Value`.
     #[error("not a DER ECDSA signature")]
     BadSignature,
@@ -80,7 +80,7 @@ impl BuildVerifier {
         let text = String::from_utf8_lossy(pem);
         VerifyingKey::from_public_key_pem(text.trim())
             .map(BuildVerifier)
-            .map_err(SignatureError::BadPublicKey)
+            .map_err(|e| SignatureError::BadPublicKey(Box::new(e)))
     }
 
     /// The DER SubjectPublicKeyInfo (its sha256 is the key's fingerprint, as
