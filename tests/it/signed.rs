@@ -33,6 +33,22 @@ fn member(archive: &Path, name: &str) -> Vec<u8> {
     out.stdout
 }
 
+/// `kiln verify OUT --key KEY`: (exit code, stdout, stderr).
+fn verify_with(out: &Path, key: &Path) -> (Option<i32>, String, String) {
+    let r = kiln()
+        .arg("verify")
+        .arg(out)
+        .arg("--key")
+        .arg(key)
+        .output()
+        .unwrap();
+    (
+        r.status.code(),
+        String::from_utf8_lossy(&r.stdout).into_owned(),
+        String::from_utf8_lossy(&r.stderr).into_owned(),
+    )
+}
+
 fn built() -> Fixture {
     let fx = Fixture::new(false);
     fx.lock();
@@ -98,15 +114,8 @@ fn verify_key_proves_origin_and_refuses_another_key_and_an_unsigned_folder() {
     let fx = built();
     let out = fx.dir.join("out/lab");
     let public = fx.dir.join("pki/signing.pub");
-    let ok = kiln()
-        .arg("verify")
-        .arg(&out)
-        .arg("--key")
-        .arg(&public)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&ok.stdout);
-    assert!(ok.status.success(), "{text}");
+    let (code, text, err) = verify_with(&out, &public);
+    assert_eq!(code, Some(0), "{err}");
     assert!(
         text.contains("signatures verified: MANIFEST.json and 6 hosts' BUNDLES signed by"),
         "{text}"
@@ -128,31 +137,17 @@ fn verify_key_proves_origin_and_refuses_another_key_and_an_unsigned_folder() {
         .status()
         .unwrap();
     assert!(made.success());
-    let r = kiln()
-        .arg("verify")
-        .arg(&out)
-        .arg("--key")
-        .arg(&other)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert_eq!(r.status.code(), Some(1), "{err}");
+    let (code, _, err) = verify_with(&out, &other);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("MANIFEST.json.sig does not verify with"),
         "{err}"
     );
 
     // A key that is not one: named.
-    let r = kiln()
-        .arg("verify")
-        .arg(&out)
-        .arg("--key")
-        .arg(fx.cluster())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&r.stderr);
+    let (code, _, err) = verify_with(&out, &fx.cluster());
     assert!(
-        r.status.code() == Some(1) && err.contains("not an ECDSA P-256 public key"),
+        code == Some(1) && err.contains("not an ECDSA P-256 public key"),
         "{err}"
     );
 
@@ -165,15 +160,8 @@ fn verify_key_proves_origin_and_refuses_another_key_and_an_unsigned_folder() {
         .map(|l| format!("{l}\n"))
         .collect();
     fs::write(out.join("SHA256SUMS"), sums).unwrap();
-    let r = kiln()
-        .arg("verify")
-        .arg(&out)
-        .arg("--key")
-        .arg(&public)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert_eq!(r.status.code(), Some(1), "{err}");
+    let (code, _, err) = verify_with(&out, &public);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("is not signed: no") && err.contains("MANIFEST.json.sig"),
         "{err}"

@@ -6,9 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_bundle::contract::{self, BundleRef, HostMembers};
+use kiln_bundle::contract::{self, HostMembers};
 use kiln_bundle::{BundleSpec, Entry, Source};
-use kiln_install_tests::fixture::{host_meta, secrets_entries, write_build, Build, Host};
+use kiln_install_tests::fixture::{
+    bundle_refs, host_meta, secrets_entries, write_build, Build, Host,
+};
 use kiln_install_tests::require_tool;
 use kiln_install_tests::run::{Sandbox, Shell};
 use kiln_pki::{ensure_signing_key, BuildSigner, SIGNING_PUB};
@@ -64,16 +66,9 @@ fn write_secrets_with(
 
 /// The HOST and BUNDLES members kiln writes for `h` and `bundles`.
 fn members_of(h: &Host, bundles: &[(String, String)]) -> (Vec<u8>, Vec<u8>) {
-    let refs: Vec<BundleRef> = bundles
-        .iter()
-        .map(|(file, sha256)| BundleRef {
-            sha256: sha256.clone(),
-            file: file.clone(),
-        })
-        .collect();
     (
         host_meta(h).render().into_bytes(),
-        contract::render_bundles(&refs),
+        contract::render_bundles(&bundle_refs(bundles)),
     )
 }
 
@@ -85,14 +80,7 @@ fn signed_build(sb: &Sandbox, name: &str, generation: u32, signer: &BuildSigner)
 /// `b` (written for `h`) with its secrets signed by `signer` as kiln signs them (through the
 /// contract's [`HostMembers::signed_text`]).
 fn sign_build(b: Build, h: &Host, signer: &BuildSigner) -> Build {
-    let refs: Vec<BundleRef> = b
-        .bundles
-        .iter()
-        .map(|(file, sha256)| BundleRef {
-            sha256: sha256.clone(),
-            file: file.clone(),
-        })
-        .collect();
+    let refs = bundle_refs(&b.bundles);
     let members = HostMembers {
         meta: host_meta(h),
         bundles: &refs,
