@@ -182,8 +182,8 @@ step_verify() {
 
 # Signed builds: HOST then BUNDLES must be signed (BUNDLES.sig, DER ECDSA-SHA256 in the
 # secrets archive) by the cluster's public key, checked by openssl before either is used: the
-# key the seed placed (--signing-key; by default $R/etc/kiln/signing.pub when it exists, so a
-# run by hand on a seeded host checks too). The signed text holds the build id and generation,
+# key the seed's write_files placed at $R/etc/kiln/signing.pub (runs by hand check too), or
+# --signing-key. The signed text holds the build id and generation,
 # so an older generation cannot pass as a newer one. No key: nothing is expected. A kept
 # generation (a rollback) was checked when it first converged, perhaps under a key since rotated.
 SIGNING_KEY=''

@@ -55,13 +55,14 @@ impl SeedKinds {
 #[error("unknown seed form {0:?}; expected iso, vfat, dir or none")]
 pub struct UnknownSeedForm(pub String);
 
-/// Where the seed's `write_files` puts the cluster's public signing key on the host; install.sh
-/// checks the build's signatures with it (and uses it by default on later runs by hand).
+/// Where the seed's `write_files` puts the cluster's public signing key on the host: install.sh's
+/// default key, which it checks every build's signatures with (runs by hand included).
 pub const HOST_SIGNING_KEY: &str = "/etc/kiln/signing.pub";
 
 /// The shell run by cloud-init: find the kiln folder (seed folder or the CIDATA medium), check
-/// install.sh against its pinned digest, and run it with the pinned secrets digest, the public
-/// key the seed placed and the cluster's bundle sources (for bundles the seed does not carry).
+/// install.sh against its pinned digest, and run it with the pinned secrets digest and the
+/// cluster's bundle sources (for bundles the seed does not carry); install.sh finds the public
+/// key the seed placed at [`HOST_SIGNING_KEY`].
 /// A seed that carries no bundles carries no install.sh either (`carried` false): the script
 /// takes it by its digest from the same sources, with install.sh's own fetch functions.
 pub fn runcmd_script(
@@ -73,9 +74,9 @@ pub fn runcmd_script(
 ) -> String {
     // Validated to hold no quote, space or shell metacharacter; quoted all the same.
     let quoted: Vec<String> = sources.iter().map(|s| format!("'{s}'")).collect();
-    let mut run = format!(
-        "sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha} --signing-key {HOST_SIGNING_KEY}"
-    );
+    // install.sh takes the key from HOST_SIGNING_KEY, where write_files put it (under
+    // KILN_ROOT too, so the script runs the same against a test root).
+    let mut run = format!("sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha}");
     for s in &quoted {
         run.push_str(&format!(" --source {s}"));
     }
