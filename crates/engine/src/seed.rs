@@ -61,10 +61,9 @@ pub const HOST_SIGNING_KEY: &str = "/etc/kiln/signing.pub";
 
 /// The shell run by cloud-init: find the kiln folder (seed folder or the CIDATA medium), check
 /// install.sh against its pinned digest, and run it with the pinned secrets digest and the
-/// cluster's bundle sources (for bundles the seed does not carry); install.sh finds the public
-/// key the seed placed at [`HOST_SIGNING_KEY`].
-/// A seed that carries no bundles carries no install.sh either (`carried` false): the script
-/// takes it by its digest from the same sources, with install.sh's own fetch functions.
+/// cluster's bundle sources (for bundles the seed does not carry). A seed that carries no
+/// bundles carries no install.sh either (`carried` false): the script takes it by its digest
+/// from the same sources, with install.sh's own fetch functions.
 pub fn runcmd_script(
     install_sha: &str,
     secrets_sha: &str,
@@ -74,8 +73,6 @@ pub fn runcmd_script(
 ) -> String {
     // Validated to hold no quote, space or shell metacharacter; quoted all the same.
     let quoted: Vec<String> = sources.iter().map(|s| format!("'{s}'")).collect();
-    // install.sh takes the key from HOST_SIGNING_KEY, where write_files put it (under
-    // KILN_ROOT too, so the script runs the same against a test root).
     let mut run = format!("sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha}");
     for s in &quoted {
         run.push_str(&format!(" --source {s}"));
@@ -172,9 +169,8 @@ fn shell_function(script: &str, name: &str) -> Option<String> {
     None
 }
 
-/// The seed documents of one host, from its plan, the cluster's bundle sources and its public
-/// signing key (`signing_pub`, PEM: user-data carries it, so the seed is its only authority);
-/// `carried`: the seed carries install.sh and the bundles.
+/// The seed documents of one host, from its plan and the cluster's bundle sources; `carried`:
+/// the seed carries install.sh and the bundles.
 pub fn seed_for(
     host: &HostPlan,
     build_id: &str,
@@ -183,7 +179,6 @@ pub fn seed_for(
     sources: &[BundleSource],
     carried: bool,
     rerun: bool,
-    signing_pub: &[u8],
 ) -> Seed {
     let net = &host.network;
     let mut eth = Ethernet::static_by_mac(
@@ -204,9 +199,6 @@ pub fn seed_for(
         hostname: Some(host.name.clone()),
         manage_etc_hosts: Some(ManageEtcHosts::Disabled),
         ssh_authorized_keys: host.ssh_authorized_keys.clone(),
-        write_files: vec![WriteFile::new(HOST_SIGNING_KEY, signing_pub)
-            .with_mode(0o644)
-            .with_owner("root:root")],
         runcmd: vec![RunCmd::argv([
             "sh",
             "-c",
@@ -226,6 +218,17 @@ pub fn seed_for(
         },
         network_config: Some(NetworkConfig { ethernets }),
     }
+}
+
+/// `seed` with the cluster's public signing key (PEM) placed at [`HOST_SIGNING_KEY`] by its
+/// user-data's `write_files`: user-data carries it, so the seed is its only authority.
+pub fn with_signing_key(mut seed: Seed, signing_pub: &[u8]) -> Seed {
+    seed.user_data.write_files.push(
+        WriteFile::new(HOST_SIGNING_KEY, signing_pub)
+            .with_mode(0o644)
+            .with_owner("root:root"),
+    );
+    seed
 }
 
 /// Writes the requested seed forms into `host_dir`; `carry` are (name in `kiln/`, source) files.

@@ -63,8 +63,8 @@ impl Assembly<'_> {
                 &settings.bundle_sources,
                 settings.carry_bundles,
                 self.opts.seed_rerun,
-                self.signer.public_pem(),
             );
+            let seed = seed::with_signing_key(seed, self.signer.public_pem());
             // Without bundles a seed is a few KiB: install.sh takes the bundles from the sources,
             // and the seed's runcmd takes install.sh itself from them.
             let mut carry: Vec<(String, PathBuf)> = Vec::new();
