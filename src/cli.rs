@@ -192,6 +192,11 @@ pub struct VerifyArgs {
     /// archives (the quick check after copying; the default also checks every bundle's contents).
     #[arg(long)]
     pub digests: bool,
+    /// Out folder only: check MANIFEST.json's signature and every host's BUNDLES signature with
+    /// this public key (PEM, the cluster's pki/signing.pub). Only a key you hold proves who built
+    /// the folder; without --key, a folder's own signing.pub is used, which shows consistency.
+    #[arg(long, value_name = "PUB.pem")]
+    pub key: Option<PathBuf>,
 }
 
 /// `kiln sbom`.

@@ -5,6 +5,7 @@ mod cli;
 mod diff;
 mod progress;
 mod push;
+mod verify;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -383,10 +384,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 report.log_dir.display()
             );
         }
-        Command::Verify(a) => match verify(&a.path, a.digests) {
+        Command::Verify(a) => match verify::run(&a) {
             Ok(msg) => println!("{msg}"),
             Err(e) => {
-                eprintln!("verification failed: {:#}", anyhow::Error::from(e));
+                eprintln!("verification failed: {e:#}");
                 return Ok(ExitCode::from(1));
             }
         },
@@ -411,41 +412,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Verifies an out folder (fully, or by digests only) or a single bundle; never touches the
-/// network. Returns the line to print.
-fn verify(path: &Path, digests_only: bool) -> Result<String, kiln_bundle::VerifyError> {
-    if let Some(pulled) = push::verify_pulled(path, digests_only) {
-        return pulled;
-    }
-    Ok(if digests_only {
-        let r = kiln_bundle::verify_digests(path)?;
-        format!(
-            "{}: {} files, {} bytes match SHA256SUMS",
-            path.display(),
-            r.files,
-            r.bytes
-        )
-    } else if path.is_dir() {
-        let r = kiln_bundle::verify_folder(path)?;
-        format!(
-            "{}: {} files, {} bundles, {} bytes verified",
-            path.display(),
-            r.files,
-            r.bundles.len(),
-            r.bytes
-        )
-    } else {
-        let r = kiln_bundle::verify_bundle(path)?;
-        format!(
-            "{}: {} files, {} content bytes verified (sha256 {})",
-            path.display(),
-            r.files,
-            r.content_bytes,
-            r.sha256
-        )
-    })
 }
 
 /// `kiln sbom`: one bundle's document on stdout, copies into a folder, or the list of them.

@@ -19,3 +19,4 @@ mod registry;
 mod sbom;
 mod secrets;
 mod seeds;
+mod signed;

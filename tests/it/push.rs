@@ -258,12 +258,13 @@ fn push_then_pull_round_trips_a_build_without_its_host_secrets_and_a_second_push
     assert_eq!(again["blobs_pushed"], 0, "{again}");
     assert_eq!(again["bytes_sent"], 0, "{again}");
     assert_eq!(again["index"], report["index"]);
-    // Every bundle, the empty config, the 4 top-level files and each bundle's SBOM were asked
-    // for; the images were found by their tags, so their archives were not even read out of
-    // the bundles.
+    // Every bundle, the empty config, the 6 top-level files (install.sh, MANIFEST.json and its
+    // signature, signing.pub, SHA256SUMS, vagrant.json) and each bundle's SBOM were asked for;
+    // the images were found by their tags, so their archives were not even read out of the
+    // bundles.
     assert_eq!(
         again["blobs_present"].as_u64().unwrap(),
-        (2 * bundles.len() + 5) as u64,
+        (2 * bundles.len() + 7) as u64,
         "{again}"
     );
     assert_eq!(again["images_present"], seen_images, "{again}");
@@ -283,7 +284,13 @@ fn push_then_pull_round_trips_a_build_without_its_host_secrets_and_a_second_push
             fs::read(out.join(file)).unwrap()
         );
     }
-    for f in ["MANIFEST.json", "install.sh", "vagrant.json"] {
+    for f in [
+        "MANIFEST.json",
+        "MANIFEST.json.sig",
+        "signing.pub",
+        "install.sh",
+        "vagrant.json",
+    ] {
         assert_eq!(
             fs::read(p.join(f)).unwrap(),
             fs::read(out.join(f)).unwrap(),
@@ -292,6 +299,14 @@ fn push_then_pull_round_trips_a_build_without_its_host_secrets_and_a_second_push
     }
     assert!(!p.join("hosts").exists());
     let p_s = p.display().to_string();
+    // The signature came along: the cluster's key proves where the pulled build came from.
+    let key = fx.dir.join("pki/signing.pub").display().to_string();
+    let (code, stdout, stderr) = kiln_run(&["verify", &p_s, "--key", &key]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("signatures verified: MANIFEST.json signed by"),
+        "{stdout}"
+    );
     let (code, stdout, stderr) = kiln_run(&["verify", &p_s]);
     assert_eq!(code, 0, "{stderr}");
     assert!(

@@ -1,7 +1,7 @@
 //! The host contract: names and formats of the members install.sh reads from a role bundle
 //! (`BUNDLE`, `UNITS`, `IMAGES`, `IMAGE-DIGESTS`, `PACKAGES`, `HEALTH`, `install.sh`, `MANIFEST`)
-//! and from a host's secrets archive (`HOST`, `BUNDLES`), with one writer and one parser each,
-//! and the members of a delta bundle (`DELTA`, `REMOVED`, `NEW-MANIFEST`, `tree/`).
+//! and from a host's secrets archive (`HOST`, `BUNDLES`, `BUNDLES.sig`), with one writer and one
+//! parser each, and the members of a delta bundle (`DELTA`, `REMOVED`, `NEW-MANIFEST`, `tree/`).
 //!
 //! `kiln build` writes bundles through [`RoleMembers::entries`] and [`HostMembers::entries`];
 //! the install.sh test fixtures do too, so the installer is tested against what the build
@@ -40,6 +40,9 @@ pub const DELTA_REMOVED: &str = "REMOVED";
 pub const DELTA_MANIFEST: &str = "NEW-MANIFEST";
 /// Delta bundle folder: the new bundle's added and changed entries, at their paths under it.
 pub const DELTA_TREE: &str = "tree";
+/// Secrets archive member: the DER ECDSA-SHA256 signature, by the cluster's signing key, of
+/// [`signed_host_text`] (HOST then BUNDLES), which install.sh checks before using either.
+pub const BUNDLES_SIG: &str = "BUNDLES.sig";
 /// A host's secrets archive (mode 0600) in `hosts/<host>/` and in its seed.
 pub const SECRETS: &str = "secrets.tar.gz";
 /// Folder of the files installed under `/` on the host, in bundles and secrets archives.
@@ -365,6 +368,16 @@ pub fn parse_bundles(bytes: &[u8]) -> Result<Vec<BundleRef>, ContractError> {
         .collect()
 }
 
+/// What [`BUNDLES_SIG`] signs: the HOST member's bytes followed by the BUNDLES member's, so the
+/// signature covers the cluster, host, build id and generation as well as every bundle digest.
+///
+/// The split is unambiguous because install.sh (and `kiln verify`) accept, in a signed archive,
+/// only `KILN_…=` lines in HOST and only `<sha256> <file>` lines in BUNDLES: no line can move
+/// from one member to the other and leave the signed bytes the same.
+pub fn signed_host_text(host: &[u8], bundles: &[u8]) -> Vec<u8> {
+    [host, bundles].concat()
+}
+
 fn meta(path: &str, mode: u32, bytes: impl Into<Vec<u8>>) -> Entry {
     Entry {
         path: path.into(),
@@ -433,6 +446,19 @@ impl HostMembers<'_> {
                 render_bundles_with_deltas(self.bundles, self.deltas),
             ),
         ]
+    }
+
+    /// The bytes [`BUNDLES_SIG`] signs for these members.
+    pub fn signed_text(&self) -> Vec<u8> {
+        signed_host_text(
+            self.meta.render().as_bytes(),
+            &render_bundles_with_deltas(self.bundles, self.deltas),
+        )
+    }
+
+    /// The BUNDLES.sig entry for a signature over [`HostMembers::signed_text`].
+    pub fn signature_entry(signature: Vec<u8>) -> Entry {
+        meta(BUNDLES_SIG, META_MODE, signature)
     }
 }
 

@@ -12,6 +12,9 @@ use crate::{sha256_file, verify_out_dir, OutReport, VerifyError};
 
 /// Name of the build's manifest at the top of an out folder.
 pub const BUILD_MANIFEST_NAME: &str = "MANIFEST.json";
+/// The build's signature of MANIFEST.json beside it (DER ECDSA-SHA256, `openssl dgst -verify`
+/// reads it): listed in SHA256SUMS, not in MANIFEST.json, which cannot name its own signature.
+pub const BUILD_MANIFEST_SIG_NAME: &str = "MANIFEST.json.sig";
 
 /// MANIFEST.json at the top of the out folder.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -100,6 +103,12 @@ pub fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
     b
 }
 
+/// Whether `path` is MANIFEST.json or its signature: files SHA256SUMS lists that MANIFEST.json
+/// cannot.
+pub(crate) fn is_build_file(path: &str) -> bool {
+    path == BUILD_MANIFEST_NAME || path == BUILD_MANIFEST_SIG_NAME
+}
+
 /// Reads `<dir>/MANIFEST.json`, or `None` when it is missing or not a build manifest.
 pub fn read_build_manifest(dir: &Path) -> Option<BuildManifest> {
     let text = fs::read(dir.join(BUILD_MANIFEST_NAME)).ok()?;
@@ -143,7 +152,7 @@ pub fn verify_folder(dir: &Path) -> Result<OutReport, VerifyError> {
     }
     if let Some(extra) = sums
         .keys()
-        .find(|p| **p != BUILD_MANIFEST_NAME && !m.outputs.contains_key(**p))
+        .find(|p| !is_build_file(p) && !m.outputs.contains_key(**p))
     {
         return Err(VerifyError::NotInBuildManifest {
             path: extra.to_string(),

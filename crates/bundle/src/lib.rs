@@ -38,7 +38,7 @@ pub use delta::{write_delta, DeltaBase, DeltaPlan, WrittenDelta};
 pub use error::{BundleError, HeaderError, VerifyError};
 pub use folder::{
     json_bytes, read_build_manifest, verify_digests, verify_folder, BuildManifest, BundleInfo,
-    DeltaInfo, DigestReport, HostInfo, OutputInfo, BUILD_MANIFEST_NAME,
+    DeltaInfo, DigestReport, HostInfo, OutputInfo, BUILD_MANIFEST_NAME, BUILD_MANIFEST_SIG_NAME,
 };
 pub use gz::{CHUNK_SIZE, COMPRESSION_LEVEL, GZIP_MEMBER_HEADER};
 pub use manifest::{normalize_mode, validate_path, LineError, MANIFEST_NAME};

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::folder::{BuildManifest, BUILD_MANIFEST_NAME};
+use crate::folder::{is_build_file, BuildManifest, BUILD_MANIFEST_NAME};
 use crate::outdir::{parse_sums, verify_out_dir, SHA256SUMS_NAME};
 use crate::{OutReport, VerifyError};
 
@@ -113,7 +113,7 @@ pub fn verify_pulled(dir: &Path) -> Result<PulledReport, VerifyError> {
     }
     if let Some(extra) = sums
         .keys()
-        .find(|p| *p != BUILD_MANIFEST_NAME && *p != PULLED_NAME && !m.outputs.contains_key(*p))
+        .find(|p| !is_build_file(p) && *p != PULLED_NAME && !m.outputs.contains_key(*p))
     {
         return Err(VerifyError::NotInBuildManifest {
             path: extra.clone(),

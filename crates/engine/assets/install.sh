@@ -1,7 +1,10 @@
 #!/bin/sh
 # kiln install.sh: installs this host's role bundles from one kiln build.
 #
-#   sh install.sh --dir DIR --secrets-sha256 SHA256 [--source SOURCE]...
+#   sh install.sh --dir DIR --secrets-sha256 SHA256 [--source SOURCE]... [--signing-key PUB]
+#
+# PUB (default /etc/kiln/signing.pub under KILN_ROOT, if present; the seed places it) is the
+# cluster's public key: the secrets archive's HOST and BUNDLES must carry its signature.
 #
 # DIR holds secrets.tar.gz (this host's, pinned by SHA256 in the seed) and the role
 # bundles its BUNDLES member names. A bundle not in DIR is taken from the first SOURCE that
@@ -141,6 +144,7 @@ step_verify() {
     # Read HOST and BUNDLES to stdout: nothing of the archive is written yet.
     tar -xzOf "$SECRETS" HOST >"$WORK/HOST" 2>/dev/null || fail "secrets.tar.gz has no HOST"
     tar -xzOf "$SECRETS" BUNDLES >"$WORK/BUNDLES" 2>/dev/null || fail "secrets.tar.gz has no BUNDLES"
+    verify_signature
     HOST=$(kv "$WORK/HOST" KILN_HOST) BUILD_ID=$(kv "$WORK/HOST" KILN_BUILD_ID)
     GENERATION=$(kv "$WORK/HOST" KILN_GENERATION)
     [ -n "$HOST" ] || fail "HOST has no KILN_HOST"
@@ -167,6 +171,36 @@ step_verify() {
 
     check_generation
     ok "host=$HOST build=$BUILD_ID generation=$GENERATION bundles=$n${FETCHED:+ fetched=${FETCHED%,}}${DELTAS:+ deltas=${DELTAS%,}}"
+}
+
+# Signed builds: HOST then BUNDLES must be signed (BUNDLES.sig, DER ECDSA-SHA256 in the
+# secrets archive) by the cluster's public key, checked by openssl before either is used: the
+# key the seed's write_files placed at $R/etc/kiln/signing.pub (runs by hand check too), or
+# --signing-key. The signed text holds the build id and generation,
+# so an older generation cannot pass as a newer one. No key: nothing is expected. A kept
+# generation (a rollback) was checked when it first converged, perhaps under a key since rotated.
+SIGNING_KEY=''
+verify_signature() {
+    key=${SIGNING_KEY:-$R/etc/kiln/signing.pub}
+    if [ -z "$SIGNING_KEY" ] && [ ! -f "$key" ]; then return 0; fi
+    case $DIR in "$KEPT"/*) return 0 ;; esac
+    [ -f "$key" ] || fail "signing key $key does not exist (the seed's write_files places it)"
+    need 'signed builds' openssl
+    if [ -n "$LACK" ]; then STEP=preflight && fail "missing tools: $LACK"; fi
+    { tar -xzOf "$SECRETS" BUNDLES.sig >"$WORK/BUNDLES.sig" 2>/dev/null && [ -s "$WORK/BUNDLES.sig" ]; } ||
+        fail "signature missing: secrets.tar.gz has no BUNDLES.sig, but this host takes only builds signed by $key (an unsigned build, or one by an older kiln)"
+    # One split only: HOST holds only KILN_ lines, BUNDLES only bundle and delta lines (no line
+    # can move).
+    bad=$(grep -nvx 'KILN_[A-Z0-9_]*=.*' "$WORK/HOST" | head -n 1 | cut -d : -f 1)
+    [ -z "$bad" ] || fail "signature: HOST line $bad is not KILN_<KEY>=<value>"
+    bad=$(grep -nvxE -e '[0-9a-f]{64} [A-Za-z0-9][A-Za-z0-9._-]*' \
+        -e '#delta [0-9a-f]{64} [0-9a-f]{64} [A-Za-z0-9][A-Za-z0-9._-]* [0-9a-f]{64}' \
+        "$WORK/BUNDLES" | head -n 1 | cut -d : -f 1)
+    [ -z "$bad" ] || fail "signature: BUNDLES line $bad is not <sha256> <file> (or a #delta line)"
+    cat "$WORK/HOST" "$WORK/BUNDLES" >"$WORK/signed"
+    openssl dgst -sha256 -verify "$key" -signature "$WORK/BUNDLES.sig" "$WORK/signed" >"$WORK/err" 2>&1 ||
+        fail "signature of HOST and BUNDLES does not verify with $key (signed by another key: another cluster's build, or altered and signed again): $(head -n 1 "$WORK/err")"
+    echo "install.sh: HOST and BUNDLES signed by $key" >&2
 }
 
 # A bundle that is not in DIR, from the first source that has it with the pinned digest.
@@ -1082,6 +1116,8 @@ while [ $# -gt 0 ]; do
     --dir=*) DIR=${1#--dir=} && shift ;;
     --secrets-sha256) [ $# -ge 2 ] || fail "usage: --secrets-sha256 needs a value"; SECRETS_SHA=$2 && shift 2 ;;
     --secrets-sha256=*) SECRETS_SHA=${1#--secrets-sha256=} && shift ;;
+    --signing-key) [ $# -ge 2 ] || fail "usage: --signing-key needs a value"; SIGNING_KEY=$2 && shift 2 ;;
+    --signing-key=*) SIGNING_KEY=${1#--signing-key=} && shift ;;
     --source) [ $# -ge 2 ] || fail "usage: --source needs a value"; add_source "$2" && shift 2 ;;
     --source=*) add_source "${1#--source=}" && shift ;;
     -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d' && exit 0 ;;

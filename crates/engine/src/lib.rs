@@ -15,6 +15,7 @@ pub mod render;
 pub mod sbom;
 pub mod secrets;
 pub mod seed;
+pub mod signatures;
 
 /// The on-host installer shipped in every role bundle and seed.
 pub const INSTALL_SH: &str = include_str!("../assets/install.sh");

@@ -10,10 +10,13 @@ use kiln_spec::Project;
 
 use crate::{io_err, Error};
 
-/// Creates or reuses the PKI state beside cluster.toml and returns every host's secret files
-/// (for `kiln certs`, which needs no full plan).
+/// Creates or reuses the PKI state beside cluster.toml (the signing key included) and returns
+/// every host's secret files (for `kiln certs`, which needs no full plan).
 pub fn ensure_pki(project: &Project, rotate_ca: bool) -> Result<PkiOutput, Error> {
     let input = kiln_plan::certs::pki_input(project);
+    // The build signing key is PKI state like the CAs: `kiln certs` makes it too, so a state
+    // made by certs and copied elsewhere signs builds the same way.
+    kiln_pki::ensure_signing_key(&project.cluster.paths.pki)?;
     Ok(kiln_pki::ensure(
         &project.cluster.paths.pki,
         &input,

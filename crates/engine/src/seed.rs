@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use cloud_init_config::{
     CloudConfig, Ethernet, ImageDigest, ManageEtcHosts, MetaData, Nameservers, NetworkConfig,
-    RunCmd, Seed, Timestamp,
+    RunCmd, Seed, Timestamp, WriteFile,
 };
 use kiln_plan::HostPlan;
 use kiln_spec::BundleSource;
@@ -54,6 +54,10 @@ impl SeedKinds {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown seed form {0:?}; expected iso, vfat, dir or none")]
 pub struct UnknownSeedForm(pub String);
+
+/// Where the seed's `write_files` puts the cluster's public signing key on the host: install.sh's
+/// default key, which it checks every build's signatures with (runs by hand included).
+pub const HOST_SIGNING_KEY: &str = "/etc/kiln/signing.pub";
 
 /// The shell run by cloud-init: find the kiln folder (seed folder or the CIDATA medium), check
 /// install.sh against its pinned digest, and run it with the pinned secrets digest and the
@@ -214,6 +218,17 @@ pub fn seed_for(
         },
         network_config: Some(NetworkConfig { ethernets }),
     }
+}
+
+/// `seed` with the cluster's public signing key (PEM) placed at [`HOST_SIGNING_KEY`] by its
+/// user-data's `write_files`: user-data carries it, so the seed is its only authority.
+pub fn with_signing_key(mut seed: Seed, signing_pub: &[u8]) -> Seed {
+    seed.user_data.write_files.push(
+        WriteFile::new(HOST_SIGNING_KEY, signing_pub)
+            .with_mode(0o644)
+            .with_owner("root:root"),
+    );
+    seed
 }
 
 /// Writes the requested seed forms into `host_dir`; `carry` are (name in `kiln/`, source) files.

@@ -206,6 +206,17 @@ pub fn role_entries(role: &Role, host: &Host) -> Vec<Plain> {
     e
 }
 
+/// BUNDLES lines of `bundles`, (file name, sha256) pairs.
+pub fn bundle_refs(bundles: &[(String, String)]) -> Vec<BundleRef> {
+    bundles
+        .iter()
+        .map(|(file, sha256)| BundleRef {
+            sha256: sha256.clone(),
+            file: file.clone(),
+        })
+        .collect()
+}
+
 /// Every entry of `host`'s secrets.tar.gz except MANIFEST; `bundles` are (file name, sha256).
 pub fn secrets_entries(host: &Host, bundles: &[(String, String)]) -> Vec<Plain> {
     secrets_entries_with_deltas(host, bundles, &[])
@@ -217,13 +228,7 @@ pub fn secrets_entries_with_deltas(
     bundles: &[(String, String)],
     deltas: &[contract::DeltaRef],
 ) -> Vec<Plain> {
-    let refs: Vec<BundleRef> = bundles
-        .iter()
-        .map(|(file, sha256)| BundleRef {
-            sha256: sha256.clone(),
-            file: file.clone(),
-        })
-        .collect();
+    let refs = bundle_refs(bundles);
     let members = HostMembers {
         meta: host_meta(host),
         bundles: &refs,

@@ -267,6 +267,35 @@ impl Sandbox {
         cmd
     }
 
+    /// A PATH holding every command of the system folders but `missing` (and the sandbox's
+    /// stub ctr unless `ctr` is missing).
+    pub fn path_without(&self, missing: &[&str]) -> String {
+        let bin = self
+            .path()
+            .join(format!("bin-without-{}", missing.join("-")));
+        std::fs::create_dir_all(&bin).unwrap();
+        let dirs = [
+            self.stubs.as_path(),
+            Path::new("/usr/local/sbin"),
+            Path::new("/usr/local/bin"),
+            Path::new("/usr/sbin"),
+            Path::new("/usr/bin"),
+            Path::new("/sbin"),
+            Path::new("/bin"),
+        ];
+        for dir in dirs {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let link = bin.join(&name);
+                if missing.contains(&name.as_str()) || link.symlink_metadata().is_ok() {
+                    continue;
+                }
+                std::os::unix::fs::symlink(e.path(), link).unwrap();
+            }
+        }
+        bin.display().to_string()
+    }
+
     /// The state of every file and folder under KILN_ROOT.
     pub fn tree(&self) -> Tree {
         tree(&self.root)

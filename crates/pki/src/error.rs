@@ -71,6 +71,22 @@ pub enum PkiError {
         path: PathBuf,
     },
 
+    /// `signing.pub` is in the state but `signing.key` is gone: hosts trust that public key, so
+    /// a new key is a rotation, never made silently.
+    #[error(
+        "{} is missing but {} exists: hosts verify builds with that public key; restore \
+         signing.key from a backup, or rotate the key by moving signing.pub aside too (hosts \
+         then need new seeds with the new public key)",
+        path.display(),
+        public.display()
+    )]
+    SigningKeyLost {
+        /// Where the private key should be.
+        path: PathBuf,
+        /// The public key that is still there.
+        public: PathBuf,
+    },
+
     /// Key generation or signing failed in the crypto backend.
     #[error("{what}: {source}")]
     Crypto {
@@ -134,6 +150,9 @@ pub enum Unusable {
     /// A leaf's key does not parse.
     #[error("key unreadable: {0}")]
     LeafKey(KeyError),
+    /// The build signing key does not parse as an ECDSA P-256 PKCS#8 key.
+    #[error("{0}")]
+    SigningKey(String),
     /// The bootstrap token file holds something else.
     #[error("not a bootstrap token of the form [a-z0-9]{{6}}.[a-z0-9]{{16}}")]
     Token,

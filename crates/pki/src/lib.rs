@@ -7,7 +7,7 @@
 //! leaf certificate (`issued/<host>/...`). [`ensure`] creates what is missing,
 //! re-issues leaves only when they no longer match the input or are due for renewal,
 //! and returns per host the exact files it needs in kubeadm's layout. [`table`]
-//! reads the state without changing it.
+//! reads the state without changing it. [`ensure_signing_key`] keeps the key that signs builds.
 //!
 //! Choices where the Kubernetes PKI guide and kubeadm differ:
 //! - `apiserver-kubelet-client` and `admin.conf` use `O=system:masters` (the guide; kubeadm ≥ 1.29
@@ -30,6 +30,7 @@ mod identify;
 mod issue;
 mod keys;
 mod kubeconfig;
+mod sign;
 mod state;
 mod table;
 
@@ -44,6 +45,9 @@ pub use identify::{identify_kubeconfig, identify_pem, CertIdentity};
 pub use kiln_pki_layout::{
     role, KeyType, KubeletAuth, Layout, Lifetimes, PkiHost, PkiInput, BOOTSTRAP_GROUP,
     BOOTSTRAP_USER, KUBELET_PKI_DIR, KUBE_DIR, MODE_PUBLIC, MODE_SECRET, PKI_DIR,
+};
+pub use sign::{
+    ensure_signing_key, BuildSigner, BuildVerifier, SignatureError, SIGNING_KEY, SIGNING_PUB,
 };
 pub use table::{CertRow, CertTime};
 

@@ -1,4 +1,5 @@
-//! Per host: the secrets archive (HOST, BUNDLES, its own files and certificates) and its seeds,
+//! Per host: the secrets archive (HOST, BUNDLES, BUNDLES.sig, its own files and certificates)
+//! and its seeds,
 //! in `hosts/<host>/`.
 
 use std::collections::BTreeMap;
@@ -63,6 +64,7 @@ impl Assembly<'_> {
                 settings.carry_bundles,
                 self.opts.seed_rerun,
             );
+            let seed = seed::with_signing_key(seed, self.signer.public_pem());
             // Without bundles a seed is a few KiB: install.sh takes the bundles from the sources,
             // and the seed's runcmd takes install.sh itself from them.
             let mut carry: Vec<(String, PathBuf)> = Vec::new();
@@ -167,6 +169,7 @@ impl Assembly<'_> {
             deltas: &deltas,
         };
         entries.extend(members.entries());
+        entries.push(super::sign::host_signature(self.signer, &members));
         Ok(BundleSpec {
             entries,
             mtime: self.sde,

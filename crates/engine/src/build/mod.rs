@@ -11,6 +11,7 @@ mod medium;
 mod outputs;
 mod pool;
 mod sbom;
+mod sign;
 mod swap;
 
 use std::collections::BTreeMap;
@@ -71,6 +72,7 @@ pub struct BuildOutcome {
 pub use delta::DeltaError;
 pub use id::build_id;
 pub use kiln_bundle::{BuildManifest, BundleInfo, HostInfo, OutputInfo};
+pub use sign::SIGNING_PUB_OUT;
 
 /// Runs the build.
 pub fn build(
@@ -133,6 +135,10 @@ pub fn build(
     // The PKI is state beside cluster.toml: created once, reused, and part of the build's inputs.
     let pki = timed("pki", || {
         crate::secrets::ensure_planned(&plan, &project.cluster.paths.pki, opts.rotate_ca)
+    })?;
+    // The signing key is PKI state too: made once, and part of the build id through the digest.
+    let signer = timed("signing key", || {
+        kiln_pki::ensure_signing_key(&project.cluster.paths.pki)
     })?;
     let pki_digest = timed("pki digest", || {
         crate::secrets::state_digest(&project.cluster.paths.pki)
@@ -199,6 +205,7 @@ pub fn build(
         inputs: &inputs,
         sde,
         pki: &pki,
+        signer: &signer,
         opts,
         base: base.as_ref(),
     };
@@ -249,6 +256,7 @@ struct Assembly<'a> {
     inputs: &'a BTreeMap<String, String>,
     sde: u64,
     pki: &'a kiln_pki::PkiOutput,
+    signer: &'a kiln_pki::BuildSigner,
     opts: &'a BuildOptions,
     /// The base build of `--delta-from`.
     base: Option<&'a delta::Base>,
@@ -280,8 +288,8 @@ impl Assembly<'_> {
         result
     }
 
-    /// Every output, in order: bundles, their SBOMs, install.sh, hosts (secrets and seeds), vagrant.json,
-    /// then MANIFEST.json and SHA256SUMS over all of them.
+    /// Every output, in order: bundles, their SBOMs, signing.pub, install.sh, hosts (secrets and
+    /// seeds), vagrant.json, then MANIFEST.json, its signature and SHA256SUMS over all of them.
     fn write_outputs(
         &self,
         blobs: &BTreeMap<String, Blob>,
@@ -302,6 +310,7 @@ impl Assembly<'_> {
                 medium::write_bundle_medium(staging, &bundles, self.sde, &mut outputs)
             })?;
         }
+        sign::write_public_key(staging, self.signer, &mut outputs)?;
         let hosts = timed("hosts", || -> Result<_, Error> {
             let hosts = self.write_hosts(blobs, &bundles, &install_sha, staging, &mut outputs)?;
             outputs::write_vagrant(staging, &self.project.cluster, hosts.vagrant, &mut outputs)?;
@@ -320,7 +329,7 @@ impl Assembly<'_> {
             outputs: outputs.into_map(),
         };
         timed("manifest", || {
-            outputs::write_manifest_and_sums(staging, &manifest)
+            outputs::write_manifest_and_sums(staging, &manifest, self.signer)
         })?;
         Ok(manifest)
     }

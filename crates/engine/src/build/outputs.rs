@@ -1,4 +1,5 @@
-//! The out folder's top-level files: install.sh, vagrant.json, MANIFEST.json and SHA256SUMS,
+//! The out folder's top-level files: install.sh, vagrant.json, MANIFEST.json (and its signature)
+//! and SHA256SUMS,
 //! and the record of every output's digest that MANIFEST.json lists.
 
 use std::collections::{BTreeMap, HashMap};
@@ -139,19 +140,23 @@ pub(super) fn write_vagrant(
     Ok(())
 }
 
-/// MANIFEST.json, then SHA256SUMS listing every output and MANIFEST.json.
+/// MANIFEST.json and its signature, then SHA256SUMS listing every output, MANIFEST.json and
+/// MANIFEST.json.sig.
 pub(super) fn write_manifest_and_sums(
     staging: &Path,
     manifest: &BuildManifest,
+    signer: &kiln_pki::BuildSigner,
 ) -> Result<(), Error> {
     let mbytes = kiln_bundle::json_bytes(manifest);
     write_atomic(&staging.join(BUILD_MANIFEST_NAME), &mbytes)?;
+    let signature = super::sign::write_manifest_signature(staging, signer, &mbytes)?;
     let mut sums: Vec<(String, String)> = manifest
         .outputs
         .iter()
         .map(|(p, o)| (p.clone(), o.sha256.clone()))
         .collect();
     sums.push((BUILD_MANIFEST_NAME.into(), sha256_hex(&mbytes)));
+    sums.push(signature);
     kiln_bundle::write_sha256sums(staging, &sums)?;
     Ok(())
 }

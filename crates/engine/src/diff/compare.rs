@@ -15,7 +15,12 @@ use super::{
 
 /// Members of a secrets archive that say which build it belongs to: they differ whenever the
 /// build id does, and the bundles and the generation are reported on their own.
-const HOST_META: [&str; 3] = [contract::HOST, contract::BUNDLES, contract::MANIFEST];
+const HOST_META: [&str; 4] = [
+    contract::HOST,
+    contract::BUNDLES,
+    contract::BUNDLES_SIG,
+    contract::MANIFEST,
+];
 
 /// Compares two loaded sides.
 pub(crate) fn compare(a: &Side, b: &Side) -> Result<Diff, DiffError> {

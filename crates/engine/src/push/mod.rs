@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use kiln_bundle::{BuildManifest, BUILD_MANIFEST_NAME, SHA256SUMS_NAME};
+use kiln_bundle::{BuildManifest, BUILD_MANIFEST_NAME, BUILD_MANIFEST_SIG_NAME, SHA256SUMS_NAME};
 use kiln_image::{BlobOutcome, BlobSource, BlobToPush, Digest, PushEvents, PushTarget, Pusher};
 use serde_json::{json, Value};
 
@@ -144,6 +144,10 @@ impl OutFolder {
             .filter(|p| !p.contains('/'))
             .collect();
         names.extend([BUILD_MANIFEST_NAME, SHA256SUMS_NAME]);
+        // The build's signature travels with it (a build by an older kiln has none).
+        if dir.join(BUILD_MANIFEST_SIG_NAME).is_file() {
+            names.push(BUILD_MANIFEST_SIG_NAME);
+        }
         names.sort_unstable();
         names.dedup();
         for name in names {

@@ -164,33 +164,6 @@ fn disk_full_while_installing_names_the_file_and_switches_nothing() {
     assert!(state.contains("KILN_GENERATION=1\n"), "{state}");
 }
 
-/// A PATH holding every command of the system folders but `missing` (and the sandbox's
-/// stub ctr unless `ctr` is missing).
-fn path_without(sb: &Sandbox, missing: &[&str]) -> String {
-    let bin = sb.path().join(format!("bin-without-{}", missing.join("-")));
-    std::fs::create_dir_all(&bin).unwrap();
-    let dirs = [
-        sb.stubs.as_path(),
-        Path::new("/usr/local/sbin"),
-        Path::new("/usr/local/bin"),
-        Path::new("/usr/sbin"),
-        Path::new("/usr/bin"),
-        Path::new("/sbin"),
-        Path::new("/bin"),
-    ];
-    for dir in dirs {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let link = bin.join(&name);
-            if missing.contains(&name.as_str()) || link.symlink_metadata().is_ok() {
-                continue;
-            }
-            std::os::unix::fs::symlink(e.path(), link).unwrap();
-        }
-    }
-    bin.display().to_string()
-}
-
 /// Generation 2 with images (ctr or docker), units (systemctl) and a health check (timeout),
 /// plus `packages` (dpkg) in the etcd role.
 fn needy_build(sb: &Sandbox, name: &str, packages: bool) -> Build {
@@ -237,7 +210,7 @@ fn missing_tools_are_all_named_by_preflight_before_anything_is_written() {
                 sb.run(Shell::Dash, &build(&sb, "gen1", 1), &[]).expect_ok();
             }
             let b = needy_build(&sb, "needy", packages);
-            let path = path_without(&sb, &missing);
+            let path = sb.path_without(&missing);
             let env = [("PATH", path.as_str()), ("KILN_NO_SYSTEMCTL", "0")];
             refused(&sb, &b, &env, "preflight", want);
         }
@@ -250,7 +223,7 @@ fn missing_tools_are_all_named_by_preflight_before_anything_is_written() {
 fn missing_base_tools_are_named_before_the_archives_are_read() {
     let sb = Sandbox::new();
     let b = build(&sb, "gen1", 1);
-    let path = path_without(&sb, &["flock", "sha256sum", "tar"]);
+    let path = sb.path_without(&["flock", "sha256sum", "tar"]);
     for shell in Shell::ALL {
         let before = sb.tree();
         let run = sb.run(shell, &b, &[("PATH", path.as_str())]);

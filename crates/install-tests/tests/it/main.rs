@@ -14,5 +14,6 @@ mod images;
 mod local;
 mod lock;
 mod refusals;
+mod sign;
 mod sources;
 mod static_checks;

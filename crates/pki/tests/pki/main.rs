@@ -5,4 +5,5 @@ mod common;
 
 mod files;
 mod openssl;
+mod signing;
 mod state;
