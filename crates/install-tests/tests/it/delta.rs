@@ -71,6 +71,8 @@ fn secrets(dir: &Path, h: &Host, bundles: &[(String, String)], deltas: &[DeltaRe
 /// full bundles of generation 2, for a fallback. `tamper` may change the delta's entries.
 struct DeltaBuild {
     build: Build,
+    /// Its BUNDLES' delta line.
+    delta: DeltaRef,
     delta_file: String,
     base_sha: String,
     medium: PathBuf,
@@ -113,13 +115,14 @@ fn delta_build(sb: &Sandbox, gen1: &Build, tamper: impl FnOnce(&mut Vec<Entry>))
         file: d.file_name.clone(),
         base_sha256: gen1.bundles[1].1.clone(),
     };
-    let secrets_sha256 = secrets(&dir, &h2, &full.bundles, &[delta]);
+    let secrets_sha256 = secrets(&dir, &h2, &full.bundles, std::slice::from_ref(&delta));
     DeltaBuild {
         build: Build {
             dir,
             secrets_sha256,
             bundles: full.bundles,
         },
+        delta,
         delta_file: d.file_name,
         base_sha: gen1.bundles[1].1.clone(),
         medium,
@@ -328,4 +331,68 @@ fn in_a_guest_an_upgrade_from_a_delta_converges_and_a_rollback_to_it_rebuilds_it
         broken.1
     );
     assert_eq!(lines(fx.probe(&g)), expected, "{}", broken.1);
+}
+
+#[test]
+fn a_signed_build_with_a_delta_line_installs_from_the_delta_and_an_altered_line_is_refused() {
+    crate::sign::needs_openssl();
+    let sb = Sandbox::new();
+    let gen1 = build(&sb, "gen1", 1);
+    sb.run(Shell::Dash, &gen1, &[]).expect_ok();
+    // From generation 2 on the host takes only builds signed by its cluster's key.
+    let (signer, public) = crate::sign::cluster_key(&sb, "demo");
+    crate::sign::place_key(&sb, &public);
+    let d = delta_build(&sb, &gen1, |_| {});
+    let h2 = host(2);
+    let refs = kiln_install_tests::fixture::bundle_refs(&d.build.bundles);
+    // Signs `deltas` as kiln does (HOST, then BUNDLES as written) but writes `written` ones.
+    let signed_secrets = |deltas: &[DeltaRef], written: &[DeltaRef]| {
+        let members = contract::HostMembers {
+            meta: kiln_install_tests::fixture::host_meta(&h2),
+            bundles: &refs,
+            deltas,
+        };
+        let mut e = entries(secrets_entries_with_deltas(&h2, &d.build.bundles, written));
+        e.push(contract::HostMembers::signature_entry(
+            signer.sign(&members.signed_text()),
+        ));
+        let spec = BundleSpec {
+            entries: e,
+            mtime: 0,
+        };
+        let path = d.build.dir.join(contract::SECRETS);
+        kiln_bundle::write_archive(&path, 0o600, &spec, true)
+            .unwrap()
+            .sha256
+    };
+    // A delta line whose base was changed after signing: refused before anything is used.
+    let mut altered = d.delta.clone();
+    altered.base_sha256 = "0".repeat(64);
+    let tampered = Build {
+        secrets_sha256: signed_secrets(std::slice::from_ref(&d.delta), &[altered]),
+        ..d.build.clone()
+    };
+    sb.run(Shell::Dash, &tampered, &[])
+        .expect_fail("verify", "signature of HOST and BUNDLES does not verify");
+    // As signed: verified, then installed from the delta.
+    let signed = Build {
+        secrets_sha256: signed_secrets(
+            std::slice::from_ref(&d.delta),
+            std::slice::from_ref(&d.delta),
+        ),
+        ..d.build.clone()
+    };
+    let run = sb.run(Shell::Dash, &signed, &[]);
+    run.expect_ok();
+    let verify = &run.markers()[0].detail;
+    assert!(
+        verify.contains(&format!("deltas={}:delta", d.build.bundles[1].0)),
+        "{verify}"
+    );
+    assert!(
+        run.stderr.contains("HOST and BUNDLES signed by"),
+        "{}",
+        run.describe()
+    );
+    assert_installed(&sb, 2);
 }

@@ -18,14 +18,14 @@ use kiln_pki::{ensure_signing_key, BuildSigner, SIGNING_PUB};
 use crate::common::{build, host, refused, roles};
 
 /// A cluster's signing key, made by kiln in its own PKI state folder under the sandbox.
-fn cluster_key(sb: &Sandbox, cluster: &str) -> (BuildSigner, PathBuf) {
+pub(crate) fn cluster_key(sb: &Sandbox, cluster: &str) -> (BuildSigner, PathBuf) {
     let state = sb.path().join(format!("pki-{cluster}"));
     let signer = ensure_signing_key(&state).expect("signing key");
     (signer, state.join(SIGNING_PUB))
 }
 
 /// Puts `public` where the seed's write_files puts it on the host: install.sh's default key.
-fn place_key(sb: &Sandbox, public: &Path) {
+pub(crate) fn place_key(sb: &Sandbox, public: &Path) {
     let dest = sb.root.join("etc/kiln/signing.pub");
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
     std::fs::copy(public, dest).unwrap();
@@ -94,7 +94,7 @@ fn sign_build(b: Build, h: &Host, signer: &BuildSigner) -> Build {
     }
 }
 
-fn needs_openssl() {
+pub(crate) fn needs_openssl() {
     require_tool("openssl", "openssl");
 }
 
