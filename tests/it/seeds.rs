@@ -277,11 +277,13 @@ fn runcmd_of(user_data: &std::path::Path) -> String {
 }
 
 /// Runs a seed's runcmd `script` twice as cloud-init would, in a mount namespace of its own
-/// where `seed` is the NoCloud seed folder and `/var/lib` is empty; install.sh installs under
+/// where `seed` is the NoCloud seed folder, `/var/lib` is empty and `/etc/kiln/signing.pub` is
+/// `key` (as write_files places it; `/etc` is an overlay there); install.sh installs under
 /// `root` and stops after its first step. Returns stdout and stderr of both runs.
 fn run_seed_script(
     script: &str,
     seed: &std::path::Path,
+    key: &std::path::Path,
     root: &std::path::Path,
     host: &str,
 ) -> String {
@@ -295,6 +297,9 @@ fn run_seed_script(
     let inner = r#"set -u
 mount -t tmpfs kiln /var/lib && mkdir -p /var/lib/cloud/seed/nocloud &&
 mount --bind "$1" /var/lib/cloud/seed/nocloud || exit 99
+mkdir -p "$3/upper" "$3/work" &&
+mount -t overlay kiln -o "lowerdir=/etc,upperdir=$3/upper,workdir=$3/work" /etc &&
+mkdir -p /etc/kiln && cp "$4" /etc/kiln/signing.pub || exit 98
 for run in 1 2; do dash -c "$2" 2>&1; echo "run $run: exit $?"; done
 ls /var/lib/kiln/downloads"#;
     let r = Command::new("unshare")
@@ -309,6 +314,8 @@ ls /var/lib/kiln/downloads"#;
         ])
         .arg(seed)
         .arg(script)
+        .arg(root.with_extension("etc"))
+        .arg(key)
         .env("KILN_ROOT", root)
         .env("KILN_EXPECT_HOST", host)
         .env("KILN_NO_SYSTEMCTL", "1")
@@ -342,7 +349,7 @@ fn a_seed_without_install_sh_takes_it_from_a_source_by_its_digest_and_keeps_it()
     server.always("/out/install.sh", Reply::Serve(b"echo pwned\n".to_vec()));
     let root = fx.dir.join("root");
     fs::create_dir_all(&root).unwrap();
-    let text = run_seed_script(&script, &seed, &root, "etcd1");
+    let text = run_seed_script(&script, &seed, &out.join("signing.pub"), &root, "etcd1");
     let want = format!(
         "KILN seed fail file install.sh ({sha}) is not in /var/lib/cloud/seed/nocloud/kiln and no source has it: {source}: has sha256 "
     );
@@ -356,7 +363,7 @@ fn a_seed_without_install_sh_takes_it_from_a_source_by_its_digest_and_keeps_it()
     // The real one: fetched once, kept by its digest, run; the second run finds it kept.
     server.always("/out/install.sh", Reply::Serve(install_sh));
     let before = server.requests("/out/install.sh").len();
-    let text = run_seed_script(&script, &seed, &root, "etcd1");
+    let text = run_seed_script(&script, &seed, &out.join("signing.pub"), &root, "etcd1");
     assert!(
         text.contains(&format!("install.sh: install.sh fetched from {source}")),
         "{text}"
@@ -371,6 +378,10 @@ fn a_seed_without_install_sh_takes_it_from_a_source_by_its_digest_and_keeps_it()
         .filter(|l| l.starts_with("KILN verify ok host=etcd1 "))
         .collect();
     assert_eq!(verify.len(), 2, "{text}");
+    assert!(
+        text.contains("install.sh: HOST and BUNDLES signed by /etc/kiln/signing.pub"),
+        "{text}"
+    );
     assert!(verify[0].contains(&format!("@{source}")), "{text}");
     assert!(text.lines().any(|l| l == format!("{sha}.sh")), "{text}");
 }

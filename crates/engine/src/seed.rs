@@ -59,21 +59,42 @@ pub struct UnknownSeedForm(pub String);
 /// default key, which it checks every build's signatures with (runs by hand included).
 pub const HOST_SIGNING_KEY: &str = "/etc/kiln/signing.pub";
 
+/// How a seed's runcmd runs install.sh.
+#[derive(Debug, Clone, Copy)]
+pub struct InstallRun<'a> {
+    /// install.sh's sha256, pinned in user-data.
+    pub install_sha: &'a str,
+    /// The host's secrets.tar.gz sha256, pinned in user-data.
+    pub secrets_sha: &'a str,
+    /// Where bundles (and install.sh) the seed does not carry come from.
+    pub sources: &'a [BundleSource],
+    /// The seed carries install.sh and the bundles.
+    pub carried: bool,
+    /// Test aid: run install.sh a second time (it must report `unchanged`).
+    pub rerun: bool,
+}
+
 /// The shell run by cloud-init: find the kiln folder (seed folder or the CIDATA medium), check
 /// install.sh against its pinned digest, and run it with the pinned secrets digest and the
-/// cluster's bundle sources (for bundles the seed does not carry). A seed that carries no
+/// cluster's bundle sources (for bundles the seed does not carry) and the cluster's public
+/// signing key at [`HOST_SIGNING_KEY`]. A seed that carries no
 /// bundles carries no install.sh either (`carried` false): the script takes it by its digest
 /// from the same sources, with install.sh's own fetch functions.
-pub fn runcmd_script(
-    install_sha: &str,
-    secrets_sha: &str,
-    sources: &[BundleSource],
-    carried: bool,
-    rerun: bool,
-) -> String {
+pub fn runcmd_script(run: &InstallRun<'_>) -> String {
+    let InstallRun {
+        install_sha,
+        secrets_sha,
+        sources,
+        carried,
+        rerun,
+    } = *run;
     // Validated to hold no quote, space or shell metacharacter; quoted all the same.
     let quoted: Vec<String> = sources.iter().map(|s| format!("'{s}'")).collect();
-    let mut run = format!("sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha}");
+    // The key write_files placed: install.sh then refuses a build it does not verify (without
+    // the flag, a host where the key is missing would take unsigned builds).
+    let mut run = format!(
+        "sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha} --signing-key {HOST_SIGNING_KEY}"
+    );
     for s in &quoted {
         run.push_str(&format!(" --source {s}"));
     }
@@ -169,17 +190,10 @@ fn shell_function(script: &str, name: &str) -> Option<String> {
     None
 }
 
-/// The seed documents of one host, from its plan and the cluster's bundle sources; `carried`:
-/// the seed carries install.sh and the bundles.
-pub fn seed_for(
-    host: &HostPlan,
-    build_id: &str,
-    install_sha: &str,
-    secrets_sha: &str,
-    sources: &[BundleSource],
-    carried: bool,
-    rerun: bool,
-) -> Seed {
+/// The seed documents of one host, from its plan and how its runcmd runs install.sh; `signing_pub`: the cluster's public signing key
+/// (PEM), placed at [`HOST_SIGNING_KEY`] by user-data's `write_files` (user-data carries it, so
+/// the seed is its only authority) and required by the runcmd's install.sh.
+pub fn seed_for(host: &HostPlan, build_id: &str, run: &InstallRun<'_>, signing_pub: &[u8]) -> Seed {
     let net = &host.network;
     let mut eth = Ethernet::static_by_mac(
         host.mac.as_str(),
@@ -199,11 +213,10 @@ pub fn seed_for(
         hostname: Some(host.name.clone()),
         manage_etc_hosts: Some(ManageEtcHosts::Disabled),
         ssh_authorized_keys: host.ssh_authorized_keys.clone(),
-        runcmd: vec![RunCmd::argv([
-            "sh",
-            "-c",
-            &runcmd_script(install_sha, secrets_sha, sources, carried, rerun),
-        ])],
+        write_files: vec![WriteFile::new(HOST_SIGNING_KEY, signing_pub)
+            .with_mode(0o644)
+            .with_owner("root:root")],
+        runcmd: vec![RunCmd::argv(["sh", "-c", &runcmd_script(run)])],
         final_message: Some(format!(
             "KILN cloud-init final {} after $UPTIME seconds",
             host.name
@@ -218,17 +231,6 @@ pub fn seed_for(
         },
         network_config: Some(NetworkConfig { ethernets }),
     }
-}
-
-/// `seed` with the cluster's public signing key (PEM) placed at [`HOST_SIGNING_KEY`] by its
-/// user-data's `write_files`: user-data carries it, so the seed is its only authority.
-pub fn with_signing_key(mut seed: Seed, signing_pub: &[u8]) -> Seed {
-    seed.user_data.write_files.push(
-        WriteFile::new(HOST_SIGNING_KEY, signing_pub)
-            .with_mode(0o644)
-            .with_owner("root:root"),
-    );
-    seed
 }
 
 /// Writes the requested seed forms into `host_dir`; `carry` are (name in `kiln/`, source) files.

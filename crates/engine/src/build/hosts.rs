@@ -55,16 +55,14 @@ impl Assembly<'_> {
             outputs.record(&secrets_rel, &w.sha256, w.size);
 
             let settings = &self.project.cluster.seeds;
-            let seed = seed::seed_for(
-                h,
-                self.build_id,
+            let run = seed::InstallRun {
                 install_sha,
-                &w.sha256,
-                &settings.bundle_sources,
-                settings.carry_bundles,
-                self.opts.seed_rerun,
-            );
-            let seed = seed::with_signing_key(seed, self.signer.public_pem());
+                secrets_sha: &w.sha256,
+                sources: &settings.bundle_sources,
+                carried: settings.carry_bundles,
+                rerun: self.opts.seed_rerun,
+            };
+            let seed = seed::seed_for(h, self.build_id, &run, self.signer.public_pem());
             // Without bundles a seed is a few KiB: install.sh takes the bundles from the sources,
             // and the seed's runcmd takes install.sh itself from them.
             let mut carry: Vec<(String, PathBuf)> = Vec::new();
