@@ -11,7 +11,10 @@
 #      serves them, but for the runtime bundle, which comes from the shared medium;
 #      every host must report its role healthy, a second install.sh run must
 #      change nothing, and the lb hosts' VIP must answer and move when the
-#      keepalived holding it stops;
+#      keepalived holding it stops; then day 2 on the same hosts: generation 2 (a template and
+#      a package changed) rolled out in `kiln diff --plan`'s order, each host shut down and
+#      started again on its own disk with its new seed, and a generation 3 whose etcd health
+#      fails, rolled back by install.sh on its first host, which stops the upgrade;
 #   3. the k8s example (seed 001's shape) the same way: master01, master02, lb01 and lb02 as
 #      containers (the three etcd members among them), node01 and node02 as QEMU guests; the
 #      nodes join by TLS bootstrap and go Ready, two pods on two nodes reach each other over
@@ -23,7 +26,7 @@
 # Usage: tests/e2e/run.sh [TEST-NAME-FILTER]
 # Environment: KILN_GUEST (a guest image folder; default: built or reused by
 # tests/e2e/guest-image.sh), CARGO_TARGET_DIR.
-# Budget: about 30 minutes on a 2-core machine (the lab: 10 min, most of it runtime1's TCG guest;
+# Budget: about 40 minutes on a 2-core machine (the lab: 18 min, most of it runtime1's TCG guest, twice;
 # the k8s cluster: 15 min, most of it the nodes' TCG guests).
 set -eu
 cd "$(dirname "$0")/../.."

@@ -3,7 +3,8 @@
 //! container runtime as a QEMU guest) on their private link, and check on each serial console that the role came up and that
 //! rerunning install.sh changed nothing; then that the load balancers' VIP
 //! answers and moves to the other lb host when the keepalived holding it
-//! stops (probes from `probe/`, added as an overlay, report it).
+//! stops (probes from `probe/`, added as an overlay, report it); then day 2
+//! on the same hosts (`upgrade.rs`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -143,7 +144,7 @@ pub(crate) fn find<'a>(run: &'a [Marker], step: &str) -> Option<&'a Marker> {
 }
 
 #[test]
-#[ignore = "VM test (about 10 min): run tests/e2e/run.sh"]
+#[ignore = "VM test (about 25 min: the lab, then day 2): run tests/e2e/run.sh"]
 fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() {
     require_e2e();
     let image = guest_image();
@@ -256,8 +257,12 @@ fn lab_hosts_reach_their_roles_a_rerun_changes_nothing_and_the_vip_fails_over() 
     let lbs = ["lb1", "lb2"].map(|h| report.host(h).unwrap());
     let client = report.host("runtime1").unwrap();
     let probes = follow_probes(&lbs, client, &macs, Duration::from_secs(20 * 60));
-    drop(guests);
     check_failover(["lb1", "lb2"], &probes, &macs, &mut problems);
+    // Day 2 on the same hosts (their disks kept): generation 2 rolling, generation 3 rolled back.
+    let mut guests = guests;
+    let kept = guests.0.as_mut().expect("the boot kept its hosts");
+    crate::upgrade::day_two(&lab, &out, &opts, kept, &mut problems);
+    drop(guests);
     assert!(
         problems.0.is_empty(),
         "{} problem(s) on the consoles (logs in {}):\n- {}",

@@ -11,3 +11,4 @@ mod env;
 mod fake;
 mod k8s;
 mod lab;
+mod upgrade;
