@@ -185,6 +185,9 @@ pub enum PlanError {
     /// The PKI input is invalid.
     #[error("certificates: {0}")]
     Pki(#[from] kiln_pki_layout::InvalidInput),
+    /// `bootstrap = "kubeadm"` with a Kubernetes release whose kubeadm kiln does not know.
+    #[error("versions.kubernetes: {0}")]
+    Kubeadm(#[from] kiln_kubeadm::UnsupportedRelease),
     /// A host's address lies in none of the host networks, so it has no prefix length.
     #[error("host {host}: {ip} is outside every network in network.host-cidrs")]
     OutsideHostNetworks {
@@ -259,6 +262,9 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
     }
 
     let pki_input = certs::pki_input(project);
+    if let Some(k) = &pki_input.kubeadm {
+        kiln_kubeadm::Release::of(&k.kubernetes_version)?;
+    }
     let api_url = pki_input.api_endpoint();
     let mut bundles = Vec::new();
     let mut merged_by_id: BTreeMap<String, Merged> = BTreeMap::new();
