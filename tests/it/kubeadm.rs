@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use kiln_pki::{PkiOptions, SecretFile, SystemClock};
 
-use crate::common::{repo, walk};
+use crate::common::{kiln_in, repo, walk};
 
 /// The example's cluster.toml with its input paths made absolute, its PKI state in `tmp`.
 fn cluster_in(tmp: &Path, edit: impl FnOnce(String) -> String) -> PathBuf {
@@ -349,4 +349,98 @@ fn kubeadm_finds_stacked_etcd_clusters_pki_complete_and_lists_kilns_images() {
         stacked,
         true,
     );
+}
+
+/// `cluster.toml:LINE:COL` of the last occurrence of `needle` in `text`.
+fn pos_of(text: &str, needle: &str) -> String {
+    let off = text
+        .rfind(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the edited file"));
+    let line = text[..off].matches('\n').count() + 1;
+    let col = off - text[..off].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    format!("cluster.toml:{line}:{col}")
+}
+
+#[test]
+fn bad_bootstrap_settings_are_refused_at_their_key_and_change_nothing() {
+    type Edit = fn(String) -> String;
+    let cases: [(&str, Edit, &str, &[&str]); 6] = [
+        (
+            "unknown bootstrap",
+            |t| t.replace("bootstrap = \"kubeadm\"", "bootstrap = \"kubeadmm\""),
+            "\"kubeadmm\"",
+            &[
+                "`bootstrap`",
+                "unknown bootstrap \"kubeadmm\"; expected one of binary, kubeadm",
+            ],
+        ),
+        (
+            "kubeadm at another version",
+            |t| {
+                t.replace(
+                    "kubernetes = \"1.34.4\"\n",
+                    "kubernetes = \"1.34.4\"\nkubeadm = \"1.34.3\"\n",
+                )
+            },
+            "\"1.34.3\"",
+            &[
+                "`versions.kubeadm`",
+                "runs kubeadm at the cluster's Kubernetes version \"1.34.4\", found \"1.34.3\"",
+            ],
+        ),
+        (
+            "kubelet at another version",
+            |t| {
+                t.replace(
+                    "kubernetes = \"1.34.4\"\n",
+                    "kubernetes = \"1.34.4\"\nkubelet = \"1.33.0\"\n",
+                )
+            },
+            "\"1.33.0\"",
+            &["`versions.kubelet`", "found \"1.33.0\""],
+        ),
+        (
+            "two masters without an endpoint",
+            |t| t.replace("[lb]\nvip = \"10.78.0.100\"\nport = 6443\n", ""),
+            "\"kubeadm\"",
+            &[
+                "`bootstrap`",
+                "with 2 masters needs one controlPlaneEndpoint",
+            ],
+        ),
+        (
+            "no etcd host",
+            |t| t.replace(", \"etcd\"]", "]"),
+            "\"kubeadm\"",
+            &["`bootstrap`", "needs etcd hosts"],
+        ),
+        (
+            "misspelt key",
+            |t| t.replace("bootstrap = ", "bootstarp = "),
+            "bootstarp",
+            &["unknown field `bootstarp`"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, edit, at, expect) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let cluster = cluster_in(tmp.path(), edit);
+        let text = fs::read_to_string(&cluster).unwrap();
+        let (code, stderr) = kiln_in(tmp.path(), &["check", "cluster.toml"]);
+        let mut want: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
+        want.push(pos_of(&text, at));
+        let missing: Vec<&String> = want
+            .iter()
+            .filter(|w| !stderr.contains(w.as_str()))
+            .collect();
+        if code != Some(1) || !missing.is_empty() {
+            failures.push(format!(
+                "{name}: exit {code:?}, missing {missing:?} in:\n{stderr}"
+            ));
+        }
+        if tmp.path().join("pki").exists() {
+            failures.push(format!("{name}: a PKI state was created"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
