@@ -8,6 +8,8 @@
 
 mod api;
 mod release;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 
@@ -64,6 +66,8 @@ pub struct Settings {
     pub kube_proxy_mode: String,
     /// CoreDNS version kiln's image carries (tag `v<version>`), or kubeadm's own.
     pub coredns_version: Option<String>,
+    /// kubeadm's name of the PKI's key algorithm (`RSA-2048`, `ECDSA-P256`).
+    pub encryption_algorithm: &'static str,
     /// Extra API server SANs (kubeadm checks the pre-issued certificate has them).
     pub cert_sans: Vec<String>,
     /// Stacked or external etcd.
@@ -205,8 +209,7 @@ fn cluster_document(s: &Settings) -> ClusterConfiguration<'_> {
         control_plane_endpoint: &s.control_plane_endpoint,
         certificates_dir: "/etc/kubernetes/pki",
         image_repository: IMAGE_REPOSITORY,
-        // kiln's PKI issues RSA-2048 by default; kubeadm only uses this for keys it makes.
-        encryption_algorithm: "RSA-2048",
+        encryption_algorithm: s.encryption_algorithm,
         networking: Networking {
             pod_subnet: &s.pod_subnet,
             service_subnet: &s.service_subnet,

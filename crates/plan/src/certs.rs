@@ -83,6 +83,10 @@ fn kubeadm_settings(project: &Project, input: &PkiInput) -> kiln_kubeadm::Settin
         cluster_dns: c.network.cluster_dns,
         kube_proxy_mode: c.network.kube_proxy_mode.clone(),
         coredns_version: c.versions.get("coredns").cloned(),
+        encryption_algorithm: match c.pki.key_type {
+            SpecKey::Rsa2048 => "RSA-2048",
+            SpecKey::EcdsaP256 => "ECDSA-P256",
+        },
         cert_sans: c.pki.extra_sans.clone(),
         etcd,
     }
