@@ -20,6 +20,12 @@
 //! - The bootstrap token is a static `token.csv` line for `--token-auth-file` (user
 //!   `kubelet-bootstrap`, group `system:bootstrappers`), not a bootstrap-token Secret, so it works
 //!   before anything is applied to the API.
+//!
+//! With kubeadm settings in the input ([`PkiInput::kubeadm`]) the layout follows kubeadm instead:
+//! masters get every CA key kubeadm expects, `admin.conf` is `O=kubeadm:cluster-admins`, the
+//! token is a bootstrap-token Secret that `kubeadm init` creates, and each kubeadm host's
+//! `/etc/kiln/kubeadm.yaml` is rendered here (it needs the token and the CA's public-key pin,
+//! [`ca_cert_hash`]).
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod authority;
