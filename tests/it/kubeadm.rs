@@ -37,6 +37,10 @@ fn stacked(text: String) -> String {
 /// A planned and issued cluster: the plan's kubeadm settings and every host's secret files.
 struct Issued {
     settings: kiln_kubeadm::Settings,
+    /// The plan's kubeadm images.
+    images: Vec<String>,
+    /// containerd's configuration in the runtime bundle.
+    containerd: String,
     hosts: BTreeMap<String, Vec<SecretFile>>,
     ips: BTreeMap<String, std::net::IpAddr>,
 }
@@ -51,7 +55,25 @@ fn issue(tmp: &Path, edit: impl FnOnce(String) -> String) -> Issued {
         &PkiOptions::default(),
     )
     .unwrap();
+    let containerd = plan
+        .bundles
+        .iter()
+        .find(|b| b.id == "runtime-debian12")
+        .and_then(|b| {
+            b.files
+                .iter()
+                .find(|f| f.path == "/etc/containerd/config.toml")
+        })
+        .map(|f| match &f.source {
+            kiln_plan::FileSource::Content { bytes, .. } => {
+                String::from_utf8(bytes.clone()).unwrap()
+            }
+            other => panic!("containerd's configuration is {other:?}"),
+        })
+        .expect("the runtime bundle's /etc/containerd/config.toml");
     Issued {
+        images: plan.kubeadm_images.clone(),
+        containerd,
         settings: plan.pki.input().kubeadm.clone().expect("kubeadm settings"),
         hosts: out.hosts,
         ips: plan.hosts.iter().map(|h| (h.name.clone(), h.ip)).collect(),
@@ -281,8 +303,20 @@ fn kubeadm_accepts(test: &str, edit: fn(String) -> String, stacked_etcd: bool) {
         .lines()
         .filter(|l| l.starts_with(kiln_kubeadm::IMAGE_REPOSITORY))
         .collect();
-    let kiln_list = kiln_kubeadm::images(&issued.settings).unwrap();
-    assert_eq!(listed, kiln_list, "kubeadm's image list against kiln's");
+    let kiln_list = &issued.images;
+    assert_eq!(
+        &listed, kiln_list,
+        "kubeadm's image list against kiln's plan"
+    );
+    // The runtime's sandbox is the pause image kubeadm checks for.
+    let pause = kiln_list.iter().find(|i| i.contains("/pause:")).unwrap();
+    assert!(
+        issued
+            .containerd
+            .contains(&format!("sandbox_image = \"{pause}\"")),
+        "containerd's sandbox_image is not {pause}:\n{}",
+        issued.containerd
+    );
     assert_eq!(
         kiln_list.iter().any(|i| i.contains("/etcd:")),
         stacked_etcd,
