@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 
 use kiln_pki::{PkiOptions, SecretFile, SystemClock};
 
+use crate::bad_input::pos_of;
 use crate::common::{kiln_in, repo, walk};
 
 /// The example's cluster.toml with its input paths made absolute, its PKI state in `tmp`.
@@ -383,16 +384,6 @@ fn kubeadm_finds_stacked_etcd_clusters_pki_complete_and_lists_kilns_images() {
         stacked,
         true,
     );
-}
-
-/// `cluster.toml:LINE:COL` of the last occurrence of `needle` in `text`.
-fn pos_of(text: &str, needle: &str) -> String {
-    let off = text
-        .rfind(needle)
-        .unwrap_or_else(|| panic!("{needle:?} not in the edited file"));
-    let line = text[..off].matches('\n').count() + 1;
-    let col = off - text[..off].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    format!("cluster.toml:{line}:{col}")
 }
 
 #[test]

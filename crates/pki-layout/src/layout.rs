@@ -20,6 +20,8 @@ pub const BOOTSTRAP_USER: &str = "kubelet-bootstrap";
 pub const BOOTSTRAP_GROUP: &str = "system:bootstrappers";
 /// Group with full access, hard-wired in the apiserver (needs no RBAC binding).
 const MASTERS_GROUP: &str = "system:masters";
+/// Group of every kubelet's identity.
+const NODES_GROUP: &str = "system:nodes";
 /// The group of kubeadm's `admin.conf`, bound to cluster-admin by `kubeadm init` (≥ 1.29).
 const KUBEADM_ADMINS_GROUP: &str = "kubeadm:cluster-admins";
 
@@ -176,6 +178,19 @@ impl Builder<'_> {
             Source::LeafCert(i),
         );
         self.file(format!("{dir}/{name}.key"), MODE_SECRET, Source::LeafKey(i));
+    }
+
+    /// The kubelet's serving certificate in its cert-dir, for the node's name and address.
+    fn kubelet_serving(&mut self) {
+        let host = self.host;
+        let serving = Want {
+            ca: CaId::Cluster,
+            cn: &format!("system:node:{}", host.name),
+            org: Some(NODES_GROUP),
+            sans: sans([San::Dns(host.name.clone()), San::Ip(host.ip)]),
+            usage: Usage::Server,
+        };
+        self.leaf_files(KUBELET_PKI_DIR, "kubelet", serving);
     }
 
     fn ca_key(&mut self, id: CaId) {
@@ -361,7 +376,7 @@ pub(crate) fn hosts(input: &PkiInput) -> Vec<HostLayout> {
         } else if host.has(role::NODE) {
             b.ca_cert(CaId::Cluster);
             let node_user = format!("system:node:{}", host.name);
-            let nodes = Some("system:nodes");
+            let nodes = Some(NODES_GROUP);
             if bootstrap {
                 let source = Source::Kubeconfig {
                     user: BOOTSTRAP_USER.into(),
@@ -382,14 +397,7 @@ pub(crate) fn hosts(input: &PkiInput) -> Vec<HostLayout> {
                     &endpoint,
                 );
             }
-            let serving = Want {
-                ca: CaId::Cluster,
-                cn: &node_user,
-                org: nodes,
-                sans: sans([San::Dns(host.name.clone()), San::Ip(host.ip)]),
-                usage: Usage::Server,
-            };
-            b.leaf_files(KUBELET_PKI_DIR, "kubelet", serving);
+            b.kubelet_serving();
             let proxy = "system:kube-proxy";
             b.kubeconfig("kube-proxy.conf", "kube-proxy", proxy, None, &endpoint);
         }
@@ -427,7 +435,6 @@ fn kubeadm_host(b: &mut Builder<'_>, input: &PkiInput) {
     );
     let endpoint = input.api_endpoint().unwrap_or_default();
     let node_user = format!("system:node:{}", host.name);
-    let nodes = Some("system:nodes");
     if role == kiln_kubeadm::Role::Init {
         let sa = "kubernetes-super-admin";
         let masters = Some(MASTERS_GROUP);
@@ -436,17 +443,10 @@ fn kubeadm_host(b: &mut Builder<'_>, input: &PkiInput) {
             "kubelet.conf",
             "kubelet-client",
             &node_user,
-            nodes,
+            Some(NODES_GROUP),
             &endpoint,
         );
     }
     // The kubelet serves with cert-dir's kubelet.crt when it exists (else it signs its own).
-    let serving = Want {
-        ca: CaId::Cluster,
-        cn: &node_user,
-        org: nodes,
-        sans: sans([San::Dns(host.name.clone()), San::Ip(host.ip)]),
-        usage: Usage::Server,
-    };
-    b.leaf_files(KUBELET_PKI_DIR, "kubelet", serving);
+    b.kubelet_serving();
 }
