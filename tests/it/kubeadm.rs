@@ -281,6 +281,39 @@ fn kubeadm_accepts(test: &str, edit: fn(String) -> String, stacked_etcd: bool) {
         );
         configs.insert(host, path);
     }
+    // Nodes pin the cluster CA as kubeadm's documentation computes it with openssl, and join
+    // with the token the first master's InitConfiguration creates.
+    let ca = tmp.path().join("ca.crt");
+    fs::write(&ca, issued.file("master01", "/etc/kubernetes/pki/ca.crt")).unwrap();
+    let pin = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "openssl x509 -pubkey -noout -in \"$1\" | openssl pkey -pubin -outform der | sha256sum",
+        )
+        .arg("sh")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    let pin = ok(&pin, "openssl's CA pin");
+    let pin = format!("sha256:{}", pin.split_whitespace().next().unwrap());
+    let init =
+        String::from_utf8(issued.file("master01", kiln_kubeadm::CONFIG_PATH).to_vec()).unwrap();
+    let token = init
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- token: "))
+        .expect("a bootstrap token in the InitConfiguration");
+    for host in ["master02", "node01", "node02"] {
+        let join =
+            String::from_utf8(issued.file(host, kiln_kubeadm::CONFIG_PATH).to_vec()).unwrap();
+        assert!(
+            join.contains(&format!("    - {pin}\n")),
+            "{host}: no {pin} in\n{join}"
+        );
+        assert!(
+            join.contains(&format!("    token: {token}\n")),
+            "{host}: another token in\n{join}"
+        );
+    }
     for lb in ["lb01", "lb02"] {
         assert!(issued.hosts[lb].is_empty(), "{lb} has secrets");
     }
