@@ -5,7 +5,7 @@ use std::fs;
 use crate::common::{kiln, kiln_in, tree_state, Fixture};
 
 /// `cluster.toml:LINE:COL` of the last occurrence of `needle` in `text`.
-fn pos_of(text: &str, needle: &str) -> String {
+pub(crate) fn pos_of(text: &str, needle: &str) -> String {
     let off = text
         .rfind(needle)
         .unwrap_or_else(|| panic!("{needle:?} not in the edited file"));

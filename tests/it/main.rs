@@ -10,6 +10,7 @@ mod diff;
 mod fetch;
 mod images;
 mod k8s;
+mod kubeadm;
 mod lab;
 mod packages;
 mod plan_snapshots;

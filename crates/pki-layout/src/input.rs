@@ -44,6 +44,9 @@ pub struct PkiInput {
     pub kubelet_auth: KubeletAuth,
     /// Certificate lifetimes and renewal window.
     pub lifetimes: Lifetimes,
+    /// kubeadm's settings when kubeadm brings the cluster up (the layout then follows
+    /// kubeadm's files exactly and every kubeadm host gets its kubeadm configuration).
+    pub kubeadm: Option<kiln_kubeadm::Settings>,
 }
 
 /// One host as the PKI sees it.
@@ -293,11 +296,16 @@ impl PkiInput {
         if let Some(vip) = self.vip {
             return Some(https_url(vip, self.api_port));
         }
+        self.init_master().map(|m| https_url(m.ip, self.api_port))
+    }
+
+    /// The master that runs `kubeadm init`: the one whose name sorts first (the same master
+    /// [`PkiInput::api_endpoint`] falls back to).
+    pub fn init_master(&self) -> Option<&PkiHost> {
         self.hosts
             .iter()
             .filter(|h| h.has(role::MASTER))
             .min_by(|a, b| a.name.cmp(&b.name))
-            .map(|m| https_url(m.ip, self.api_port))
     }
 
     /// URL control-plane components on a master use: the local apiserver.
@@ -355,6 +363,7 @@ mod tests {
             key_type: KeyType::default(),
             kubelet_auth: KubeletAuth::default(),
             lifetimes: Lifetimes::default(),
+            kubeadm: None,
         }
     }
 

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::ca::CaId;
-use crate::input::{role, url_host, KubeletAuth, PkiHost, PkiInput, San};
+use crate::input::{https_url, role, url_host, KubeletAuth, PkiHost, PkiInput, San};
 use crate::{ISSUED, MODE_PUBLIC, MODE_SECRET};
 
 /// kubeadm's certificate folder.
@@ -20,6 +20,10 @@ pub const BOOTSTRAP_USER: &str = "kubelet-bootstrap";
 pub const BOOTSTRAP_GROUP: &str = "system:bootstrappers";
 /// Group with full access, hard-wired in the apiserver (needs no RBAC binding).
 const MASTERS_GROUP: &str = "system:masters";
+/// Group of every kubelet's identity.
+const NODES_GROUP: &str = "system:nodes";
+/// The group of kubeadm's `admin.conf`, bound to cluster-admin by `kubeadm init` (≥ 1.29).
+const KUBEADM_ADMINS_GROUP: &str = "kubeadm:cluster-admins";
 
 /// Credential of a kubeconfig.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +60,8 @@ pub enum Source {
     },
     /// The apiserver's `--token-auth-file` holding the bootstrap token.
     TokenCsv,
+    /// The host's kubeadm configuration (it holds the bootstrap token and the CA's pin).
+    KubeadmConfig(kiln_kubeadm::Role),
 }
 
 /// One file on a host.
@@ -174,6 +180,27 @@ impl Builder<'_> {
         self.file(format!("{dir}/{name}.key"), MODE_SECRET, Source::LeafKey(i));
     }
 
+    /// The kubelet's serving certificate in its cert-dir, for the node's name and address.
+    fn kubelet_serving(&mut self) {
+        let host = self.host;
+        let serving = Want {
+            ca: CaId::Cluster,
+            cn: &format!("system:node:{}", host.name),
+            org: Some(NODES_GROUP),
+            sans: sans([San::Dns(host.name.clone()), San::Ip(host.ip)]),
+            usage: Usage::Server,
+        };
+        self.leaf_files(KUBELET_PKI_DIR, "kubelet", serving);
+    }
+
+    fn ca_key(&mut self, id: CaId) {
+        self.file(
+            format!("{PKI_DIR}/{}", id.key_rel()),
+            MODE_SECRET,
+            Source::CaKey(id),
+        );
+    }
+
     fn ca_cert(&mut self, id: CaId) {
         self.file(
             format!("{PKI_DIR}/{}", id.cert_rel()),
@@ -245,6 +272,11 @@ pub(crate) fn hosts(input: &PkiInput) -> Vec<HostLayout> {
     let endpoint = input.api_endpoint().unwrap_or_default();
     let local = input.local_endpoint();
     let bootstrap = input.kubelet_auth == KubeletAuth::BootstrapToken;
+    let kubeadm = input.kubeadm.as_ref();
+    let stacked = matches!(
+        kubeadm.map(|k| &k.etcd),
+        Some(kiln_kubeadm::Etcd::Stacked { .. })
+    );
     let mut hosts: Vec<&PkiHost> = input.hosts.iter().collect();
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = Vec::new();
@@ -279,7 +311,15 @@ pub(crate) fn hosts(input: &PkiInput) -> Vec<HostLayout> {
         if host.has(role::MASTER) {
             let c = CaId::Cluster;
             b.ca_cert(c);
-            if bootstrap {
+            if kubeadm.is_some() {
+                // kubeadm's shared control-plane material: every master signs with ca.key
+                // (kubelet CSRs) and holds the other CAs' keys as `kubeadm join` expects them.
+                b.ca_key(c);
+                b.ca_key(CaId::FrontProxy);
+                if stacked {
+                    b.ca_key(CaId::Etcd);
+                }
+            } else if bootstrap {
                 // kube-controller-manager signs the kubelets' CSRs with ca.key.
                 let key = format!("{PKI_DIR}/{}", c.key_rel());
                 b.file(key, MODE_SECRET, Source::CaKey(c));
@@ -311,23 +351,32 @@ pub(crate) fn hosts(input: &PkiInput) -> Vec<HostLayout> {
                 Some(MASTERS_GROUP),
             );
             b.leaf_files(PKI_DIR, "apiserver-etcd-client", etcd);
-            let admin = Some(MASTERS_GROUP);
+            let admin = Some(if kubeadm.is_some() {
+                KUBEADM_ADMINS_GROUP
+            } else {
+                MASTERS_GROUP
+            });
             b.kubeconfig("admin.conf", "admin", "kubernetes-admin", admin, &endpoint);
+            // kubeadm points the components at their own master's advertised address.
+            let own = https_url(host.ip, kubeadm.map_or(input.api_port, |k| k.bind_port));
+            let local = if kubeadm.is_some() { &own } else { &local };
             let cm = "system:kube-controller-manager";
             b.kubeconfig(
                 "controller-manager.conf",
                 "controller-manager",
                 cm,
                 None,
-                &local,
+                local,
             );
             let sched = "system:kube-scheduler";
-            b.kubeconfig("scheduler.conf", "scheduler", sched, None, &local);
+            b.kubeconfig("scheduler.conf", "scheduler", sched, None, local);
         }
-        if host.has(role::NODE) {
+        if kubeadm.is_some() {
+            kubeadm_host(&mut b, input);
+        } else if host.has(role::NODE) {
             b.ca_cert(CaId::Cluster);
             let node_user = format!("system:node:{}", host.name);
-            let nodes = Some("system:nodes");
+            let nodes = Some(NODES_GROUP);
             if bootstrap {
                 let source = Source::Kubeconfig {
                     user: BOOTSTRAP_USER.into(),
@@ -348,14 +397,7 @@ pub(crate) fn hosts(input: &PkiInput) -> Vec<HostLayout> {
                     &endpoint,
                 );
             }
-            let serving = Want {
-                ca: CaId::Cluster,
-                cn: &node_user,
-                org: nodes,
-                sans: sans([San::Dns(host.name.clone()), San::Ip(host.ip)]),
-                usage: Usage::Server,
-            };
-            b.leaf_files(KUBELET_PKI_DIR, "kubelet", serving);
+            b.kubelet_serving();
             let proxy = "system:kube-proxy";
             b.kubeconfig("kube-proxy.conf", "kube-proxy", proxy, None, &endpoint);
         }
@@ -366,4 +408,45 @@ pub(crate) fn hosts(input: &PkiInput) -> Vec<HostLayout> {
         });
     }
     out
+}
+
+/// What kubeadm needs on a master or node beyond the control-plane certificates: its
+/// configuration, the first master's kubelet and super-admin kubeconfigs, and every kubelet's
+/// serving certificate.
+///
+/// Joining hosts get no `kubelet.conf` and no `ca.crt` of their own: `kubeadm join` refuses to
+/// run where they exist and writes them itself through TLS bootstrapping.
+fn kubeadm_host(b: &mut Builder<'_>, input: &PkiInput) {
+    let host = b.host;
+    let role = if input.init_master().is_some_and(|m| m.name == host.name) {
+        kiln_kubeadm::Role::Init
+    } else if host.has(role::MASTER) {
+        kiln_kubeadm::Role::JoinControlPlane
+    } else if host.has(role::NODE) {
+        kiln_kubeadm::Role::Node
+    } else {
+        // An etcd or lb host outside the Kubernetes cluster.
+        return;
+    };
+    b.file(
+        kiln_kubeadm::CONFIG_PATH.to_string(),
+        MODE_SECRET,
+        Source::KubeadmConfig(role),
+    );
+    let endpoint = input.api_endpoint().unwrap_or_default();
+    let node_user = format!("system:node:{}", host.name);
+    if role == kiln_kubeadm::Role::Init {
+        let sa = "kubernetes-super-admin";
+        let masters = Some(MASTERS_GROUP);
+        b.kubeconfig("super-admin.conf", "super-admin", sa, masters, &endpoint);
+        b.kubeconfig(
+            "kubelet.conf",
+            "kubelet-client",
+            &node_user,
+            Some(NODES_GROUP),
+            &endpoint,
+        );
+    }
+    // The kubelet serves with cert-dir's kubelet.crt when it exists (else it signs its own).
+    b.kubelet_serving();
 }

@@ -8,6 +8,8 @@
 
 mod ca;
 mod input;
+#[cfg(test)]
+mod kubeadm_tests;
 mod layout;
 
 pub use ca::CaId;

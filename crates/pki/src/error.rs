@@ -87,6 +87,10 @@ pub enum PkiError {
         public: PathBuf,
     },
 
+    /// A host's kubeadm configuration could not be written.
+    #[error(transparent)]
+    Kubeadm(#[from] kiln_kubeadm::RenderError),
+
     /// Key generation or signing failed in the crypto backend.
     #[error("{what}: {source}")]
     Crypto {

@@ -20,6 +20,12 @@
 //! - The bootstrap token is a static `token.csv` line for `--token-auth-file` (user
 //!   `kubelet-bootstrap`, group `system:bootstrappers`), not a bootstrap-token Secret, so it works
 //!   before anything is applied to the API.
+//!
+//! With kubeadm settings in the input ([`PkiInput::kubeadm`]) the layout follows kubeadm instead:
+//! masters get every CA key kubeadm expects, `admin.conf` is `O=kubeadm:cluster-admins`, the
+//! token is a bootstrap-token Secret that `kubeadm init` creates, and each kubeadm host's
+//! `/etc/kiln/kubeadm.yaml` is rendered here (it needs the token and the CA's public-key pin,
+//! [`ca_cert_hash`]).
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
 mod authority;
@@ -127,9 +133,12 @@ pub fn ensure_layout(
     let state = State::create(state_dir)?;
     let mut written = Vec::new();
     let auth = authority::ensure(&state, input, now, opts, &mut written)?;
-    let token = match input.kubelet_auth {
-        KubeletAuth::BootstrapToken => Some(ensure_token(&state, &mut written)?),
-        KubeletAuth::Certificates => None,
+    // kubeadm's nodes join with the token whatever kubelet_auth says.
+    let token = match (input.kubelet_auth, &input.kubeadm) {
+        (KubeletAuth::BootstrapToken, _) | (_, Some(_)) => {
+            Some(ensure_token(&state, &mut written)?)
+        }
+        (KubeletAuth::Certificates, None) => None,
     };
     let mut hosts = BTreeMap::new();
     let mut rows = Vec::new();
@@ -143,7 +152,7 @@ pub fn ensure_layout(
             })
             .collect::<Result<Vec<_>>>()?;
         rows.extend(rows_of(plan, &auth, &leaves, now));
-        let files = files_of(plan, input, &auth, &leaves, token.as_deref());
+        let files = files_of(plan, input, &auth, &leaves, token.as_deref())?;
         hosts.insert(plan.name.clone(), files);
     }
     Ok(PkiOutput {
@@ -201,8 +210,9 @@ fn files_of(
     auth: &Authorities,
     leaves: &[Leaf],
     token: Option<&str>,
-) -> Vec<SecretFile> {
+) -> Result<Vec<SecretFile>> {
     let cluster_ca = &auth.ca(kiln_pki_layout::CaId::Cluster).cert_pem;
+    let ca_hash = ca_cert_hash(&auth.ca(kiln_pki_layout::CaId::Cluster).info.spki);
     plan.files
         .iter()
         .map(|f| {
@@ -234,14 +244,44 @@ fn files_of(
                     };
                     kubeconfig::render(&input.cluster_name, server, cluster_ca, user, auth)
                 }
+                Source::KubeadmConfig(role) => {
+                    let settings = input
+                        .kubeadm
+                        .as_ref()
+                        .expect("a kubeadm configuration is only planned with kubeadm settings");
+                    let ip = input
+                        .hosts
+                        .iter()
+                        .find(|h| h.name == plan.name)
+                        .expect("a layout host is an input host")
+                        .ip;
+                    let member = kiln_kubeadm::Member {
+                        name: &plan.name,
+                        ip,
+                        role: *role,
+                    };
+                    let secrets = kiln_kubeadm::JoinSecrets {
+                        token: token.expect("kubeadm always has a token"),
+                        ca_cert_hash: &ca_hash,
+                    };
+                    kiln_kubeadm::render(settings, &member, &secrets)?
+                }
             };
-            SecretFile {
+            Ok(SecretFile {
                 path: f.path.clone(),
                 mode: f.mode,
                 bytes,
-            }
+            })
         })
         .collect()
+}
+
+/// kubeadm's pin of a CA: `sha256:` and the hex sha256 of its DER SubjectPublicKeyInfo
+/// (what `kubeadm token create --print-join-command` prints).
+pub fn ca_cert_hash(spki_der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki_der);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// A row for every certificate file and client-certificate kubeconfig of `plan`.

@@ -171,6 +171,10 @@ pub struct Plan {
     pub hosts: Vec<HostPlan>,
     /// Artifacts needed, sorted.
     pub artifacts: Vec<ArtifactNeed>,
+    /// With `bootstrap = "kubeadm"`: every image kubeadm runs, as `kubeadm config images list`
+    /// prints them for the first master's configuration.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kubeadm_images: Vec<String>,
     /// The PKI's validated input and every host's certificates and files, built once here.
     #[serde(skip)]
     pub pki: kiln_pki_layout::Layout,
@@ -185,6 +189,9 @@ pub enum PlanError {
     /// The PKI input is invalid.
     #[error("certificates: {0}")]
     Pki(#[from] kiln_pki_layout::InvalidInput),
+    /// `bootstrap = "kubeadm"` with a Kubernetes release whose kubeadm kiln does not know.
+    #[error("versions.kubernetes: {0}")]
+    Kubeadm(#[from] kiln_kubeadm::UnsupportedRelease),
     /// A host's address lies in none of the host networks, so it has no prefix length.
     #[error("host {host}: {ip} is outside every network in network.host-cidrs")]
     OutsideHostNetworks {
@@ -259,6 +266,10 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
     }
 
     let pki_input = certs::pki_input(project);
+    let kubeadm_images = match &pki_input.kubeadm {
+        Some(k) => kiln_kubeadm::images(k)?,
+        None => Vec::new(),
+    };
     let api_url = pki_input.api_endpoint();
     let mut bundles = Vec::new();
     let mut merged_by_id: BTreeMap<String, Merged> = BTreeMap::new();
@@ -483,6 +494,7 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
         bundles,
         hosts,
         artifacts: needs.into_iter().collect(),
+        kubeadm_images,
         pki,
     })
 }

@@ -191,6 +191,7 @@ pub fn validate(
     let hosts = validate_hosts(&mut c, raw, os, known);
     let lb = validate_lb(&mut c, raw, network.as_ref(), &hosts);
     let pki = validate_pki(&mut c, raw);
+    let bootstrap = validate_bootstrap(&mut c, raw);
 
     let mut mirrors = BTreeMap::new();
     for (prefix, repl) in &raw.mirrors {
@@ -307,6 +308,7 @@ pub fn validate(
                 overlays,
                 sources,
                 versions,
+                bootstrap,
                 network,
                 lb,
                 api_endpoint,
@@ -727,6 +729,93 @@ fn validate_lb(
             .map(|p| *p.get_ref())
             .unwrap_or(6443),
     })
+}
+
+/// The role whose hosts kubeadm makes control-plane members.
+const MASTER_ROLE: &str = "master";
+/// The role whose hosts run etcd members.
+const ETCD_ROLE: &str = "etcd";
+
+/// `bootstrap`: kubeadm needs a Kubernetes version, the kubeadm and kubelet it runs at that
+/// same version, and one API endpoint (`[lb]`, `[api]` or a single master).
+fn validate_bootstrap(c: &mut Ctx<'_>, raw: &RawCluster) -> Bootstrap {
+    let Some(b) = &raw.bootstrap else {
+        return Bootstrap::Binary;
+    };
+    let Some(bootstrap) = Bootstrap::parse(b.get_ref()) else {
+        c.err(
+            Some(b.span()),
+            "bootstrap",
+            format!(
+                "unknown bootstrap {:?}; expected one of {}",
+                b.get_ref(),
+                Bootstrap::NAMES.join(", ")
+            ),
+        );
+        return Bootstrap::Binary;
+    };
+    if bootstrap == Bootstrap::Binary {
+        return bootstrap;
+    }
+    match raw.versions.get("kubernetes") {
+        None => c.err(
+            Some(b.span()),
+            "bootstrap",
+            "bootstrap = \"kubeadm\" needs versions.kubernetes",
+        ),
+        Some(k8s) => {
+            for key in ["kubeadm", "kubelet"] {
+                if let Some(v) = raw.versions.get(key) {
+                    if v.get_ref() != k8s.get_ref() {
+                        c.err(
+                            Some(v.span()),
+                            &format!("versions.{key}"),
+                            format!(
+                                "kubeadm bootstrap runs {key} at the cluster's Kubernetes version {:?}, found {:?}",
+                                k8s.get_ref(),
+                                v.get_ref()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let has = |role: &'static str| {
+        raw.hosts.iter().filter(move |h| {
+            h.get_ref()
+                .roles
+                .get_ref()
+                .iter()
+                .any(|r| r.get_ref() == role)
+        })
+    };
+    if has(ETCD_ROLE).next().is_none() {
+        c.err(
+            Some(b.span()),
+            "bootstrap",
+            "bootstrap = \"kubeadm\" needs etcd hosts whose certificates kiln issues: give the \
+             masters role \"etcd\" (stacked etcd) or other hosts (external etcd)",
+        );
+    }
+    let masters = has(MASTER_ROLE).count();
+    if masters == 0 {
+        c.err(
+            Some(b.span()),
+            "bootstrap",
+            "bootstrap = \"kubeadm\" needs a host with role \"master\" to run `kubeadm init`",
+        );
+    } else if masters > 1 && raw.lb.is_none() && raw.api.is_none() {
+        c.err(
+            Some(b.span()),
+            "bootstrap",
+            format!(
+                "bootstrap = \"kubeadm\" with {masters} masters needs one controlPlaneEndpoint: \
+                 an [lb] VIP or an [api] endpoint in front of them"
+            ),
+        );
+    }
+    bootstrap
 }
 
 fn default_pki() -> PkiSettings {

@@ -219,6 +219,8 @@ pub struct Cluster {
     pub sources: Vec<SourceKind>,
     /// Component versions, by key (`kubernetes`, `etcd`, …).
     pub versions: BTreeMap<String, String>,
+    /// How Kubernetes is brought up on the hosts.
+    pub bootstrap: Bootstrap,
     /// Networks and addresses.
     pub network: Network,
     /// Load balancer, when there is one.
@@ -272,6 +274,31 @@ pub struct Paths {
     pub pki: PathBuf,
     /// kiln.lock.
     pub lock: PathBuf,
+}
+
+/// How the cluster's Kubernetes is brought up (`bootstrap` in cluster.toml).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bootstrap {
+    /// Seed 001's path: kiln's units run the binaries, kiln issues every credential.
+    #[default]
+    Binary,
+    /// `kubeadm init`/`join` from kiln's configuration, on kiln's pre-issued PKI.
+    Kubeadm,
+}
+
+impl Bootstrap {
+    /// All names as written.
+    pub const NAMES: &'static [&'static str] = &["binary", "kubeadm"];
+
+    /// Parses `binary` or `kubeadm`.
+    pub fn parse(s: &str) -> Option<Bootstrap> {
+        match s {
+            "binary" => Some(Bootstrap::Binary),
+            "kubeadm" => Some(Bootstrap::Kubeadm),
+            _ => None,
+        }
+    }
 }
 
 /// `[network]`, validated.

@@ -25,6 +25,8 @@ pub struct RawCluster {
     pub paths: RawPaths,
     #[serde(default)]
     pub versions: BTreeMap<String, S>,
+    /// How Kubernetes is brought up: `binary` (default) or `kubeadm`.
+    pub bootstrap: Option<S>,
     pub network: RawNetwork,
     pub lb: Option<RawLb>,
     pub api: Option<RawApi>,

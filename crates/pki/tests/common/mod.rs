@@ -55,6 +55,7 @@ pub fn input_with(hosts: Vec<PkiHost>) -> PkiInput {
         key_type: KeyType::Rsa2048,
         kubelet_auth: KubeletAuth::Certificates,
         lifetimes: Lifetimes::default(),
+        kubeadm: None,
     }
 }
 
