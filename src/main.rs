@@ -5,6 +5,7 @@ mod cli;
 mod diff;
 mod progress;
 mod push;
+mod serve;
 mod verify;
 
 use std::path::Path;
@@ -384,6 +385,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 report.log_dir.display()
             );
         }
+        Command::Serve(a) => serve::run(&a)?,
         Command::Verify(a) => match verify::run(&a) {
             Ok(msg) => println!("{msg}"),
             Err(e) => {

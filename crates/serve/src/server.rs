@@ -1,0 +1,561 @@
+//! The HTTP server: hyper 1 (HTTP/1.1) on tokio, routing, bodies that count what they hand to
+//! the connection, and one [`Access`] record per request, given to the caller's logger.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use cloud_init_config::RunCmd;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::{Digest, Sha256};
+
+use crate::ipxe::{self, Netboot};
+use crate::site::{Mac, Site};
+use crate::tokens::{Claim, Tokens};
+use crate::Error;
+
+/// One request as the access log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// When the request arrived.
+    pub time: SystemTime,
+    /// The client's address.
+    pub client: IpAddr,
+    /// The client's MAC, when the request names it or an earlier `/ipxe/<mac>` from the same
+    /// address did.
+    pub mac: Option<Mac>,
+    /// The host the request was for, when known.
+    pub host: Option<String>,
+    /// `GET`, `HEAD`, ….
+    pub method: String,
+    /// The path, with tokens cut to their first 8 digits (the log must not hand them out).
+    pub path: String,
+    /// The status sent.
+    pub status: u16,
+    /// Body bytes handed to the connection.
+    pub bytes: u64,
+    /// Whether the whole body was.
+    pub complete: bool,
+    /// What happened, for requests worth a word (a refused secrets URL, an unknown MAC, …).
+    pub note: Option<String>,
+}
+
+/// What the server shares between connections.
+pub(crate) struct Shared {
+    pub(crate) site: Site,
+    pub(crate) tokens: Tokens,
+    pub(crate) netboot: Option<Netboot>,
+    pub(crate) log: Box<dyn Fn(&Access) + Send + Sync>,
+    /// MACs learnt from `/ipxe/<mac>` requests, by client address, for the log.
+    macs: Mutex<HashMap<IpAddr, Mac>>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        site: Site,
+        tokens: Tokens,
+        netboot: Option<Netboot>,
+        log: Box<dyn Fn(&Access) + Send + Sync>,
+    ) -> Shared {
+        Shared {
+            site,
+            tokens,
+            netboot,
+            log,
+            macs: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// A running server.
+pub struct Running {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<Result<(), Error>>,
+}
+
+impl Running {
+    /// The address it listens on (the port the OS chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until the process ends (or the server fails).
+    pub fn wait(self) -> Result<(), Error> {
+        let Running { stop, thread, .. } = self;
+        let r = join(thread);
+        drop(stop);
+        r
+    }
+
+    /// Stops accepting and ends the server.
+    pub fn stop(self) -> Result<(), Error> {
+        let _ = self.stop.send(());
+        join(self.thread)
+    }
+}
+
+fn join(t: std::thread::JoinHandle<Result<(), Error>>) -> Result<(), Error> {
+    t.join().unwrap_or_else(|_| {
+        Err(Error::Runtime {
+            source: std::io::Error::other("the server thread panicked"),
+        })
+    })
+}
+
+/// Binds `listen` and serves `shared` on a thread of its own.
+pub(crate) fn start(shared: Shared, listen: SocketAddr) -> Result<Running, Error> {
+    let listen_err = |source| Error::Listen {
+        addr: listen,
+        source,
+    };
+    let listener = std::net::TcpListener::bind(listen).map_err(listen_err)?;
+    listener.set_nonblocking(true).map_err(listen_err)?;
+    let addr = listener.local_addr().map_err(listen_err)?;
+    // Two workers: the work is file reads and small scripts, and the machine is shared.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Runtime { source })?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shared = Arc::new(shared);
+    let thread = std::thread::spawn(move || {
+        let r = rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            tokio::spawn(accept(listener, shared));
+            let _ = stopped.await;
+            Ok(())
+        });
+        rt.shutdown_timeout(Duration::from_secs(1));
+        r.map_err(|source| Error::Runtime { source })
+    });
+    Ok(Running { addr, stop, thread })
+}
+
+async fn accept(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        let sh = shared.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| handle(sh.clone(), local, peer, req));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                // A client that never finishes its headers does not hold a connection forever.
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+}
+
+/// What a body is made of.
+enum Payload {
+    Bytes(Bytes),
+    File(Arc<File>, u64),
+}
+
+impl Payload {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::File(_, n) => *n,
+        }
+    }
+}
+
+/// A response before it is sent.
+struct Reply {
+    status: StatusCode,
+    payload: Payload,
+    content_type: &'static str,
+    /// Seeds and secrets: never cached by a proxy.
+    no_store: bool,
+    host: Option<String>,
+    mac: Option<Mac>,
+    note: Option<String>,
+    /// Run once the whole body went out; may add to the note.
+    on_complete: Option<Box<dyn FnOnce() -> Option<String> + Send>>,
+}
+
+impl Reply {
+    fn new(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+        Reply {
+            status,
+            payload: Payload::Bytes(body.into()),
+            content_type,
+            no_store: false,
+            host: None,
+            mac: None,
+            note: None,
+            on_complete: None,
+        }
+    }
+    fn text(status: StatusCode, body: impl Into<String>) -> Reply {
+        Reply::new(status, "text/plain; charset=utf-8", body.into())
+    }
+    fn not_found(note: Option<String>) -> Reply {
+        Reply::text(StatusCode::NOT_FOUND, "not found\n").note(note)
+    }
+    fn ipxe(script: String) -> Reply {
+        Reply::new(StatusCode::OK, "text/plain; charset=utf-8", script)
+    }
+    fn file(file: &Arc<File>, size: u64) -> Reply {
+        let mut r = Reply::new(StatusCode::OK, "application/octet-stream", Bytes::new());
+        r.payload = Payload::File(file.clone(), size);
+        r
+    }
+    fn note(mut self, note: Option<String>) -> Reply {
+        self.note = note;
+        self
+    }
+    fn host(mut self, host: &str, mac: Mac) -> Reply {
+        self.host = Some(host.to_owned());
+        self.mac = Some(mac);
+        self
+    }
+}
+
+/// A response body that counts the bytes it hands to the connection and reports them (and
+/// whether that was all) once, when the connection is done with it.
+pub(crate) struct Counted {
+    payload: Payload,
+    pos: u64,
+    len: u64,
+    finish: Option<Box<dyn FnOnce(u64, bool) + Send>>,
+}
+
+/// Bytes read from a file per frame.
+const CHUNK: u64 = 256 << 10;
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        if this.pos >= this.len {
+            return Poll::Ready(None);
+        }
+        let chunk = match &this.payload {
+            Payload::Bytes(b) => b.slice(this.pos as usize..this.len as usize),
+            Payload::File(f, _) => {
+                let n = CHUNK.min(this.len - this.pos);
+                let mut buf = vec![0u8; n as usize];
+                // A local file: a short blocking read, on a worker of the runtime.
+                if let Err(e) = f.read_exact_at(&mut buf, this.pos) {
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Bytes::from(buf)
+            }
+        };
+        this.pos += chunk.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pos >= self.len
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len - self.pos)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(f) = self.finish.take() {
+            f(self.pos, self.pos >= self.len);
+        }
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The server's URL as the client reached it: the connection's own address.
+fn base_url(local: SocketAddr) -> String {
+    let ip = local.ip().to_canonical();
+    format!("http://{}", SocketAddr::new(ip, local.port()))
+}
+
+/// `path` with the token of `/seed/<token>/…` and `/secrets/<token>` cut to 8 digits.
+fn redact(path: &str) -> String {
+    let mut parts: Vec<String> = path.split('/').map(str::to_owned).collect();
+    if matches!(parts.get(1).map(String::as_str), Some("seed" | "secrets")) {
+        if let Some(t) = parts.get_mut(2) {
+            if t.len() > 8 {
+                let cut: String = t.chars().take(8).collect();
+                *t = format!("{cut}…");
+            }
+        }
+    }
+    parts.join("/")
+}
+
+async fn handle(
+    sh: Arc<Shared>,
+    local: SocketAddr,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Counted>, Infallible> {
+    let time = SystemTime::now();
+    let client = peer.ip().to_canonical();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let base = base_url(local);
+    let reply = route(&sh, &base, client, &method, &path, time);
+    let mac = reply
+        .mac
+        .or_else(|| lock(&sh.macs).get(&client).copied());
+    let len = reply.payload.len();
+    let head = method == Method::HEAD;
+    let mut record = Access {
+        time,
+        client,
+        mac,
+        host: reply.host,
+        method: method.to_string(),
+        path: redact(&path),
+        status: reply.status.as_u16(),
+        bytes: 0,
+        complete: false,
+        note: reply.note,
+    };
+    let on_complete = reply.on_complete;
+    let sh2 = sh.clone();
+    let finish = move |sent: u64, complete: bool| {
+        if complete {
+            if let Some(more) = on_complete.and_then(|f| f()) {
+                record.note = Some(match record.note.take() {
+                    Some(n) => format!("{n}; {more}"),
+                    None => more,
+                });
+            }
+        }
+        record.bytes = sent;
+        record.complete = complete;
+        (sh2.log)(&record);
+    };
+    let body = Counted {
+        payload: if head {
+            Payload::Bytes(Bytes::new())
+        } else {
+            reply.payload
+        },
+        pos: 0,
+        len: if head { 0 } else { len },
+        finish: Some(Box::new(finish)),
+    };
+    let mut b = Response::builder()
+        .status(reply.status)
+        .header(CONTENT_TYPE, reply.content_type)
+        .header(CONTENT_LENGTH, len);
+    if reply.no_store {
+        b = b.header(CACHE_CONTROL, "no-store");
+    }
+    Ok(b.body(body).expect("valid response parts"))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn route(sh: &Arc<Shared>, base: &str, client: IpAddr, method: &Method, path: &str, now: SystemTime) -> Reply {
+    if method != Method::GET && method != Method::HEAD {
+        return Reply::text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+    }
+    let segs: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let site = &sh.site;
+    match segs.as_slice() {
+        ["boot.ipxe"] => Reply::ipxe(ipxe::boot_script(base)),
+        ["ipxe", mac] => ipxe_for(sh, base, client, mac),
+        ["seed", token, doc] => seed(sh, base, token, doc),
+        ["secrets", token] if method == Method::GET => secrets(sh, client, token, now),
+        ["secrets", _] => Reply::text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n"),
+        ["blobs", "sha256", hex] => match site.blobs.get(*hex) {
+            Some(b) => Reply::file(&b.file, b.size),
+            None => Reply::not_found(None),
+        },
+        ["install.sh"] | ["bundles", _] => {
+            match site.names.get(&path[1..]).and_then(|sha| site.blobs.get(sha)) {
+                Some(b) => Reply::file(&b.file, b.size),
+                None => Reply::not_found(None),
+            }
+        }
+        ["netboot", name] => match sh.netboot.as_ref().and_then(|n| n.files.get(*name)) {
+            Some((f, size)) => Reply::file(f, *size),
+            None => Reply::not_found(None),
+        },
+        _ => Reply::not_found(None),
+    }
+}
+
+fn ipxe_for(sh: &Shared, base: &str, client: IpAddr, mac: &str) -> Reply {
+    let Ok(mac) = mac.parse::<Mac>() else {
+        return Reply::text(
+            StatusCode::BAD_REQUEST,
+            "expected /ipxe/<MAC> as six hex octets (iPXE's ${netX/mac:hexhyp})\n",
+        );
+    };
+    lock(&sh.macs).insert(client, mac);
+    let site = &sh.site;
+    let cluster = &site.manifest.cluster;
+    let Some(host) = site.by_mac.get(&mac).and_then(|n| site.hosts.get(n)) else {
+        let mut r = Reply::ipxe(ipxe::unknown_mac_script(base, &mac, cluster)).note(Some(format!(
+            "unknown MAC {}: no host of cluster {cluster} has it; sent a script that stops with a message",
+            mac.hexhyp()
+        )));
+        r.mac = Some(mac);
+        return r;
+    };
+    let Some((seed_token, _, served)) = sh.tokens.of(&host.name) else {
+        return Reply::not_found(None);
+    };
+    if let Some(s) = served {
+        let at = kiln_image::rfc3339(s.at);
+        return Reply::ipxe(ipxe::used_script(host, &s, &at))
+            .note(Some(format!(
+                "{}'s one-time secrets URL was used at {at} by {}: sent a script that stops (restart with --reissue {} to provision it again)",
+                host.name, s.client, host.name
+            )))
+            .host(&host.name, mac);
+    }
+    match &sh.netboot {
+        Some(nb) => Reply::ipxe(ipxe::host_script(base, host, &seed_token, cluster, nb)),
+        None => Reply::ipxe(ipxe::no_netboot_script(host))
+            .note(Some("no --netboot: sent a script that stops".into())),
+    }
+    .host(&host.name, mac)
+}
+
+fn seed(sh: &Shared, base: &str, token: &str, doc: &str) -> Reply {
+    let Some(host) = sh.tokens.seed_host(token).and_then(|n| sh.site.hosts.get(n)) else {
+        return Reply::not_found(Some("no host has this seed token".into()));
+    };
+    let ok = |bytes: Vec<u8>| Reply::new(StatusCode::OK, "text/plain; charset=utf-8", bytes);
+    let mut r = match doc {
+        cloud_init_config::META_DATA => ok(host.meta_data.clone()),
+        cloud_init_config::NETWORK_CONFIG => match &host.network_config {
+            Some(nc) => ok(nc.clone()),
+            None => Reply::not_found(None),
+        },
+        cloud_init_config::USER_DATA => match net_user_data(sh, base, &host.name) {
+            Ok(bytes) => ok(bytes),
+            Err(e) => Reply::text(StatusCode::INTERNAL_SERVER_ERROR, "cannot render user-data\n")
+                .note(Some(e.to_string())),
+        },
+        // cloud-init asks for it too; kiln has none.
+        "vendor-data" => ok(Vec::new()),
+        _ => Reply::not_found(None),
+    };
+    r.no_store = true;
+    r.host(&host.name, host.mac)
+}
+
+/// The user-data a network-booted host gets: the disk seed's, with a runcmd that takes the
+/// secrets from the host's one-time URL and install.sh and the bundles from this server.
+fn net_user_data(sh: &Shared, base: &str, host: &str) -> Result<Vec<u8>, Error> {
+    let h = &sh.site.hosts[host];
+    let (_, secrets_token, _) = sh.tokens.of(host).unwrap_or_default();
+    let secrets_base = format!("{base}/secrets");
+    let script = kiln_engine::seed::net_runcmd_script(&kiln_engine::seed::NetInstallRun {
+        install_sha: &sh.site.install_sha,
+        secrets_sha: &h.secrets_sha,
+        secrets_base: &secrets_base,
+        secrets_token: &secrets_token,
+        server: base,
+    });
+    let mut ud = h.user_data.clone();
+    ud.runcmd = vec![RunCmd::argv(["sh", "-c", &script])];
+    cloud_init_config::render_user_data(&ud).map_err(|source| Error::Render {
+        host: host.to_owned(),
+        source,
+    })
+}
+
+fn secrets(sh: &Arc<Shared>, client: IpAddr, token: &str, now: SystemTime) -> Reply {
+    let Some(host) = sh.tokens.secrets_host(token).and_then(|n| sh.site.hosts.get(n)) else {
+        return Reply::not_found(Some(
+            "no host has this secrets token (a guessed or stale URL): nothing sent".into(),
+        ));
+    };
+    let fail = |e: Error| {
+        Reply::text(StatusCode::INTERNAL_SERVER_ERROR, "secrets unavailable\n")
+            .note(Some(e.to_string()))
+            .host(&host.name, host.mac)
+    };
+    // Read and checked before the URL is used, so a failure here does not burn it.
+    let bytes = match std::fs::read(&host.secrets) {
+        Ok(b) => b,
+        Err(source) => {
+            return fail(Error::Read {
+                file: host.secrets.clone(),
+                source,
+            })
+        }
+    };
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if actual != host.secrets_sha {
+        return fail(Error::Changed {
+            file: host.secrets.clone(),
+            expected: host.secrets_sha.clone(),
+            actual,
+        });
+    }
+    match sh.tokens.claim(&host.name, client, unix(now)) {
+        Err(e) => fail(e),
+        Ok(Claim::Used(s)) => Reply::text(StatusCode::GONE, "this one-time URL was used\n")
+            .note(Some(format!(
+                "refused: {}'s one-time secrets URL was already used at {} by {}",
+                host.name,
+                kiln_image::rfc3339(s.at),
+                s.client
+            )))
+            .host(&host.name, host.mac),
+        Ok(Claim::Granted) => {
+            let mut r = Reply::new(StatusCode::OK, "application/gzip", bytes).host(&host.name, host.mac);
+            r.no_store = true;
+            r.note = Some(format!(
+                "{}'s one-time secrets URL used: refused from now on",
+                host.name
+            ));
+            let (sh, name) = (sh.clone(), host.name.clone());
+            r.on_complete = Some(Box::new(move || {
+                sh.tokens
+                    .completed(&name)
+                    .err()
+                    .map(|e| format!("the complete download could not be recorded: {e}"))
+            }));
+            r
+        }
+    }
+}
