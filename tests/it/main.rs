@@ -19,4 +19,5 @@ mod registry;
 mod sbom;
 mod secrets;
 mod seeds;
+mod serve;
 mod signed;

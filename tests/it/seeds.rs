@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::common::{kiln, Fixture};
 
-fn tool(name: &str, pkg: &str) -> Command {
+pub(crate) fn tool(name: &str, pkg: &str) -> Command {
     assert!(
         Command::new("sh")
             .arg("-c")
@@ -257,7 +257,7 @@ fn seeds_settings_are_checked_at_their_key() {
 }
 
 /// The shell of a seed's runcmd (`sh -c <script>`): user-data's `- |` block.
-fn runcmd_of(user_data: &std::path::Path) -> String {
+pub(crate) fn runcmd_of(user_data: &std::path::Path) -> String {
     let text = fs::read_to_string(user_data).unwrap();
     let block: Vec<&str> = text
         .lines()
@@ -280,7 +280,7 @@ fn runcmd_of(user_data: &std::path::Path) -> String {
 /// where `seed` is the NoCloud seed folder, `/var/lib` is empty and `/etc/kiln/signing.pub` is
 /// `key` (as write_files places it; `/etc` is an overlay there); install.sh installs under
 /// `root` and stops after its first step. Returns stdout and stderr of both runs.
-fn run_seed_script(
+pub(crate) fn run_seed_script(
     script: &str,
     seed: &std::path::Path,
     key: &std::path::Path,

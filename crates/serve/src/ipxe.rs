@@ -129,8 +129,9 @@ fn stop_script(lines: &[String]) -> String {
 pub fn unknown_mac_script(base: &str, mac: &Mac, cluster: &str) -> String {
     stop_script(&[
         format!("kiln serve: no host of cluster {cluster} has MAC {}.", mac.hexhyp()),
+        // No quotes: iPXE's command line would take them as quoting.
         format!(
-            "Give the host this MAC in cluster.toml ([[host]] mac = \"{mac}\"), rebuild, restart kiln serve,"
+            "Set mac = {mac} in its [[host]] table of cluster.toml, rebuild and restart kiln serve,"
         ),
         format!("then type: chain {base}/boot.ipxe"),
     ])

@@ -1,0 +1,438 @@
+//! `kiln serve`: a real server on 127.0.0.1 (port 0) over a built lab fixture, asked with curl.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::common::{kiln, noise, Fixture};
+use crate::seeds::{run_seed_script, runcmd_of, tool};
+
+/// A `kiln serve --json` process; killed when dropped.
+struct Serve {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    /// `http://127.0.0.1:<port>`.
+    url: String,
+}
+
+impl Serve {
+    /// Starts `kiln serve OUT --listen 127.0.0.1:0 --json --state STATE ARGS…` and reads the
+    /// bound address from its status line.
+    fn start(out: &Path, state: &Path, args: &[&str]) -> Serve {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("kiln"))
+            .arg("serve")
+            .arg(out)
+            .args(["--listen", "127.0.0.1:0", "--json", "--state"])
+            .arg(state)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        if line.is_empty() {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("kiln serve ended: {:?}: {err}", child.wait());
+        }
+        let status: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(status["event"], "listening", "{line}");
+        let url = status["url"].as_str().unwrap().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        assert_ne!(url, "http://127.0.0.1:0", "{line}");
+        Serve { child, stdout, url }
+    }
+
+    /// Stops the server; returns its access log records.
+    fn stop(mut self) -> Vec<Value> {
+        // A record is written when its response is done, just after the client has its bytes.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        rest.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET `url` with curl: the status and the body.
+fn get(url: &str) -> (u16, Vec<u8>) {
+    let body = tempfile::NamedTempFile::new().unwrap();
+    let out = tool("curl", "curl")
+        .args(["-sS", "--max-time", "30", "-o"])
+        .arg(body.path())
+        .args(["-w", "%{http_code}", url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl {url}: {out:?}");
+    let code = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    (code, fs::read(body.path()).unwrap())
+}
+
+fn get_text(url: &str) -> (u16, String) {
+    let (code, body) = get(url);
+    (code, String::from_utf8(body).unwrap())
+}
+
+fn sha256(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// The first `<prefix><64 hex>` in `text`: a token in a URL.
+fn token_after(text: &str, prefix: &str) -> String {
+    let at = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+        + prefix.len();
+    let t: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    assert_eq!(t.len(), 64, "{text}");
+    t
+}
+
+/// Whether `text` holds a run of 64 hex digits (a token).
+fn has_token(text: &str) -> bool {
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c.is_ascii_hexdigit() { run + 1 } else { 0 };
+        if run >= 64 {
+            return true;
+        }
+    }
+    false
+}
+
+/// Locks and builds the lab fixture (every seed form); returns `out/lab`.
+fn built(fx: &Fixture) -> PathBuf {
+    fx.lock();
+    kiln()
+        .current_dir(&fx.dir)
+        .args(["build", "cluster.toml"])
+        .assert()
+        .success();
+    fx.dir.join("out/lab")
+}
+
+fn manifest(out: &Path) -> Value {
+    serde_json::from_slice(&fs::read(out.join("MANIFEST.json")).unwrap()).unwrap()
+}
+
+fn hexhyp(mac: &Value) -> String {
+    mac.as_str().unwrap().replace(':', "-")
+}
+
+/// A netboot folder: a kernel and an initrd to serve (their bytes are never booted here).
+fn netboot(dir: &Path) -> PathBuf {
+    let nb = dir.join("netboot");
+    fs::create_dir_all(&nb).unwrap();
+    fs::write(nb.join("vmlinuz"), noise(7, 70_000)).unwrap();
+    fs::write(nb.join("initrd.img"), noise(8, 90_000)).unwrap();
+    nb
+}
+
+#[test]
+fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_restarts() {
+    let fx = Fixture::new(false);
+    let out = built(&fx);
+    let m = manifest(&out);
+    let state = fx.dir.join("serve-state");
+    let nb = netboot(&fx.dir);
+    let nb_arg = nb.to_str().unwrap();
+    let s = Serve::start(
+        &out,
+        &state,
+        &["--netboot", nb_arg, "--kernel-arg", "console=ttyS0,115200n8", "--kernel-arg", "kiln.url={url}"],
+    );
+    let url = s.url.clone();
+
+    // Every bundle, delta and install.sh by digest, and under the plain names http sources use.
+    let mut listed: Vec<String> = m["bundles"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|b| b["file"].as_str().unwrap().to_string())
+        .collect();
+    listed.push("install.sh".into());
+    for file in &listed {
+        let sha = m["outputs"][file]["sha256"].as_str().unwrap();
+        let (code, body) = get(&format!("{url}/blobs/sha256/{sha}"));
+        assert_eq!((code, sha256(&body)), (200, sha.to_string()), "{file}");
+        let (code, body) = get(&format!("{url}/{file}"));
+        assert_eq!((code, sha256(&body)), (200, sha.to_string()), "{file}");
+    }
+    // Anything the MANIFEST does not list for serving is not there: host files, seeds by path,
+    // other outputs by digest, made-up names.
+    let secrets_sha = m["outputs"]["hosts/etcd1/secrets.tar.gz"]["sha256"].as_str().unwrap();
+    let user_data_sha = m["outputs"]["hosts/etcd1/seed/user-data"]["sha256"].as_str().unwrap();
+    for path in [
+        format!("/blobs/sha256/{secrets_sha}"),
+        format!("/blobs/sha256/{user_data_sha}"),
+        "/blobs/sha256/".to_string(),
+        "/hosts/etcd1/secrets.tar.gz".into(),
+        "/hosts/etcd1/seed/user-data".into(),
+        "/bundles/../hosts/etcd1/secrets.tar.gz".into(),
+        "/bundles/nothing.tar.gz".into(),
+        "/MANIFEST.json".into(),
+        "/SHA256SUMS".into(),
+        "/signing.pub".into(),
+        "/netboot/../serve-state/tokens.json".into(),
+        "/".into(),
+    ] {
+        assert_eq!(get(&format!("{url}{path}")).0, 404, "{path}");
+    }
+
+    // /boot.ipxe chains to the per-MAC script by the booting interface's MAC.
+    let (code, boot) = get_text(&format!("{url}/boot.ipxe"));
+    assert_eq!(code, 200);
+    assert!(boot.starts_with("#!ipxe\n"), "{boot}");
+    assert!(
+        boot.contains(&format!("chain {url}/ipxe/${{netX/mac:hexhyp}} || goto failed")),
+        "{boot}"
+    );
+
+    // A known MAC: kernel, initrd, and the seed URL in the kernel arguments.
+    let etcd1_mac = hexhyp(&m["hosts"]["etcd1"]["mac"]);
+    let (code, script) = get_text(&format!("{url}/ipxe/{etcd1_mac}"));
+    assert_eq!(code, 200);
+    let seed_token = token_after(&script, &format!("ds=nocloud-net;s={url}/seed/"));
+    assert!(
+        script.contains(&format!(
+            "kernel {url}/netboot/vmlinuz initrd=initrd.img ds=nocloud-net;s={url}/seed/{seed_token}/ console=ttyS0,115200n8 kiln.url={url}\n"
+        )),
+        "{script}"
+    );
+    assert!(script.contains(&format!("initrd {url}/netboot/initrd.img\nboot\n")), "{script}");
+    // The same MAC in upper case with colons is the same host.
+    let (_, again) = get_text(&format!("{url}/ipxe/{}", etcd1_mac.to_uppercase().replace('-', ":")));
+    assert_eq!(again, script);
+    assert_eq!(get(&format!("{url}/netboot/vmlinuz")).1, fs::read(nb.join("vmlinuz")).unwrap());
+
+    // An unknown MAC: a script that says so and stops in the shell, and no token.
+    let (code, unknown) = get_text(&format!("{url}/ipxe/02-00-00-00-00-01"));
+    assert_eq!(code, 200);
+    assert!(
+        unknown.contains("echo kiln serve: no host of cluster lab has MAC 02-00-00-00-00-01.")
+            && unknown.ends_with("shell\n")
+            && !unknown.lines().any(|l| l.starts_with("chain "))
+            && !has_token(&unknown),
+        "{unknown}"
+    );
+    assert_eq!(get(&format!("{url}/ipxe/not-a-mac")).0, 400);
+
+    // The seed: the disk seed's meta-data and network-config; user-data that takes the secrets
+    // from the one-time URL.
+    let seed = out.join("hosts/etcd1/seed");
+    for doc in ["meta-data", "network-config"] {
+        let (code, body) = get(&format!("{url}/seed/{seed_token}/{doc}"));
+        assert_eq!((code, body), (200, fs::read(seed.join(doc)).unwrap()), "{doc}");
+    }
+    let (code, ud) = get_text(&format!("{url}/seed/{seed_token}/user-data"));
+    assert_eq!(code, 200);
+    let ud_file = fx.dir.join("net-user-data");
+    fs::write(&ud_file, &ud).unwrap();
+    let r = tool("cloud-init", "cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(&ud_file)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    let secrets_token = token_after(&ud, &format!("fetch_file {secrets_sha} '"));
+    assert!(ud.contains(&format!("SOURCES='{url}/secrets'")), "{ud}");
+    assert!(ud.contains("/etc/kiln/signing.pub"), "{ud}");
+    assert!(ud.contains("hostname: etcd1"), "{ud}");
+    let script_file = fx.dir.join("net-runcmd.sh");
+    fs::write(&script_file, runcmd_of(&ud_file)).unwrap();
+    let r = tool("shellcheck", "shellcheck")
+        .args(["-s", "sh"])
+        .arg(&script_file)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "shellcheck: {r:?}");
+    // Another host's seed names its own secrets URL, never etcd1's.
+    let (_, etcd2) = get_text(&format!("{url}/ipxe/{}", hexhyp(&m["hosts"]["etcd2"]["mac"])));
+    let etcd2_seed = token_after(&etcd2, &format!("s={url}/seed/"));
+    let (_, etcd2_ud) = get_text(&format!("{url}/seed/{etcd2_seed}/user-data"));
+    assert!(!etcd2_ud.contains(&secrets_token) && !etcd2.contains(&secrets_token));
+    assert!(!script.contains(&secrets_token), "the iPXE script carries only the seed URL");
+
+    // A guessed seed or secrets token gets nothing.
+    let guess = sha256(b"guess");
+    assert_eq!(get(&format!("{url}/seed/{guess}/user-data")).0, 404);
+    assert_eq!(get(&format!("{url}/secrets/{guess}")).0, 404);
+    assert_eq!(get(&format!("{url}/secrets/{}", &secrets_token[..32])).0, 404);
+    assert_eq!(get(&format!("{url}/seed/{secrets_token}/user-data")).0, 404);
+
+    // The secrets URL: once, byte for byte; then refused.
+    let (code, body) = get(&format!("{url}/secrets/{secrets_token}"));
+    assert_eq!(code, 200);
+    assert_eq!(body, fs::read(out.join("hosts/etcd1/secrets.tar.gz")).unwrap());
+    let (code, body) = get(&format!("{url}/secrets/{secrets_token}"));
+    assert_eq!(code, 410);
+    assert!(!body.starts_with(&[0x1f, 0x8b]));
+    let log = s.stop();
+
+    // The access log: a record per request, with client, MAC when known, status and bytes;
+    // no token in it.
+    let all = serde_json::to_string(&log).unwrap();
+    assert!(!all.contains(&secrets_token) && !all.contains(&seed_token), "{all}");
+    let find = |f: &dyn Fn(&Value) -> bool| -> Vec<&Value> { log.iter().filter(|r| f(r)).collect() };
+    let ipxe = find(&|r| r["path"] == format!("/ipxe/{etcd1_mac}"));
+    assert_eq!(ipxe[0]["mac"], etcd1_mac.as_str(), "{ipxe:?}");
+    assert_eq!((ipxe[0]["status"].as_u64(), ipxe[0]["host"].as_str()), (Some(200), Some("etcd1")));
+    assert_eq!(ipxe[0]["client"], "127.0.0.1");
+    assert_eq!(ipxe[0]["bytes"].as_u64(), Some(script.len() as u64));
+    let unknown_rec = find(&|r| r["path"] == "/ipxe/02-00-00-00-00-01");
+    assert!(unknown_rec[0]["note"].as_str().unwrap().starts_with("unknown MAC 02-00-00-00-00-01"), "{unknown_rec:?}");
+    let secrets: Vec<&Value> = find(&|r| r["path"].as_str().unwrap().starts_with("/secrets/"));
+    let statuses: Vec<u64> = secrets.iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [404, 404, 200, 410], "{secrets:?}");
+    assert_eq!(secrets[2]["path"], format!("/secrets/{}…", &secrets_token[..8]));
+    assert_eq!(secrets[2]["complete"], true);
+    assert!(secrets[3]["note"].as_str().unwrap().starts_with("refused: etcd1's one-time secrets URL was already used at "), "{secrets:?}");
+    // A blob fetched from the address that asked for etcd1's script carries the MAC learnt last.
+    let blob = find(&|r| r["path"].as_str().unwrap().starts_with("/blobs/sha256/") && r["status"] == 200);
+    assert!(blob[0]["mac"].is_null(), "asked before any /ipxe/ request: {blob:?}");
+
+    // A restart remembers the use and keeps the other hosts' URLs.
+    let s = Serve::start(&out, &state, &["--netboot", nb_arg]);
+    let url = s.url.clone();
+    assert_eq!(get(&format!("{url}/secrets/{secrets_token}")).0, 410);
+    let (_, used) = get_text(&format!("{url}/ipxe/{etcd1_mac}"));
+    assert!(used.contains("its one-time secrets URL was used at ") && used.contains("--reissue etcd1") && !has_token(&used), "{used}");
+    let (_, etcd2_again) = get_text(&format!("{url}/ipxe/{}", hexhyp(&m["hosts"]["etcd2"]["mac"])));
+    assert_eq!(token_after(&etcd2_again, &format!("s={url}/seed/")), etcd2_seed);
+    drop(s);
+
+    // --reissue: new URLs for etcd1, once again; the old ones are gone.
+    let s = Serve::start(&out, &state, &["--netboot", nb_arg, "--reissue", "etcd1"]);
+    let url = s.url.clone();
+    let (_, fresh) = get_text(&format!("{url}/ipxe/{etcd1_mac}"));
+    let fresh_seed = token_after(&fresh, &format!("s={url}/seed/"));
+    assert_ne!(fresh_seed, seed_token);
+    assert_eq!(get(&format!("{url}/seed/{seed_token}/user-data")).0, 404);
+    let (_, ud) = get_text(&format!("{url}/seed/{fresh_seed}/user-data"));
+    let fresh_secrets = token_after(&ud, &format!("fetch_file {secrets_sha} '"));
+    assert_eq!(get(&format!("{url}/secrets/{secrets_token}")).0, 404);
+    assert_eq!(get(&format!("{url}/secrets/{fresh_secrets}")).0, 200);
+    assert_eq!(get(&format!("{url}/secrets/{fresh_secrets}")).0, 410);
+    drop(s);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(state.join("tokens.json")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn a_network_seed_takes_its_secrets_once_and_install_sh_and_bundles_from_kiln_serve_by_digest() {
+    let fx = Fixture::new(false);
+    let out = built(&fx);
+    let m = manifest(&out);
+    let state = fx.dir.join("serve-state");
+    let s = Serve::start(&out, &state, &["--netboot", netboot(&fx.dir).to_str().unwrap()]);
+    let url = s.url.clone();
+    let (_, script) = get_text(&format!("{url}/ipxe/{}", hexhyp(&m["hosts"]["etcd1"]["mac"])));
+    let seed_token = token_after(&script, &format!("s={url}/seed/"));
+    let ud_file = fx.dir.join("user-data");
+    let (code, ud) = get(&format!("{url}/seed/{seed_token}/user-data"));
+    assert_eq!(code, 200);
+    fs::write(&ud_file, ud).unwrap();
+    let runcmd = runcmd_of(&ud_file);
+
+    // No seed medium: the runcmd finds nothing at cloud-init's seed folder.
+    let empty = fx.dir.join("no-seed");
+    fs::create_dir_all(&empty).unwrap();
+    let root = fx.dir.join("root");
+    fs::create_dir_all(&root).unwrap();
+    let text = run_seed_script(&runcmd, &empty, &out.join("signing.pub"), &root, "etcd1");
+    let verify: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("KILN verify ok host=etcd1 "))
+        .collect();
+    // Both runs verify: the second finds the secrets kept by their digest (the URL would refuse).
+    assert_eq!(verify.len(), 2, "{text}");
+    assert!(!text.contains("KILN seed fail"), "{text}");
+    assert!(text.contains(&format!("install.sh: install.sh fetched from {url}\n")), "{text}");
+    assert!(text.contains("install.sh: HOST and BUNDLES signed by /etc/kiln/signing.pub"), "{text}");
+    let bundles = m["hosts"]["etcd1"]["bundles"].as_array().unwrap();
+    for b in bundles {
+        let name = b.as_str().unwrap().trim_start_matches("bundles/");
+        assert!(verify[0].contains(&format!("{name}@{url}")), "{name}: {text}");
+    }
+    assert!(!verify[1].contains("fetched="), "the second run fetches nothing: {text}");
+    let install_sha = m["outputs"]["install.sh"]["sha256"].as_str().unwrap();
+    assert!(text.lines().any(|l| l == format!("{install_sha}.sh")), "{text}");
+    let log = s.stop();
+    let secrets: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().starts_with("/secrets/"))
+        .collect();
+    assert_eq!(secrets.len(), 1, "{secrets:?}");
+    assert_eq!((secrets[0]["status"].as_u64(), secrets[0]["complete"].as_bool()), (Some(200), Some(true)));
+    // install.sh and every bundle went out of kiln serve by the plain names http sources use.
+    let mut served: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &log {
+        if r["status"] == 200 {
+            *served.entry(r["path"].as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(served.get("/install.sh"), Some(&1), "{served:?}");
+    for b in bundles {
+        assert_eq!(served.get(&format!("/{}", b.as_str().unwrap())), Some(&1), "{served:?}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_broken_build_and_a_bad_netboot_folder() {
+    let fx = Fixture::new(false);
+    let out = built(&fx);
+    let m = manifest(&out);
+    let state = fx.dir.join("serve-state");
+    let run = |args: &[&str]| {
+        kiln()
+            .arg("serve")
+            .arg(&out)
+            .args(["--listen", "127.0.0.1:0", "--state"])
+            .arg(&state)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let nb = fx.dir.join("half-netboot");
+    fs::create_dir_all(&nb).unwrap();
+    fs::write(nb.join("vmlinuz"), b"kernel").unwrap();
+    let r = run(&["--netboot", nb.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains(&format!("netboot folder {}: no initrd.img", nb.display())), "{err}");
+    let r = run(&["--reissue", "etcd9"]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("--reissue etcd9: the build has no host etcd9 (hosts: etcd1, etcd2"), "{err}");
+
+    // One byte changed in a bundle: refused before anything listens, naming the file.
+    let file = m["bundles"].as_object().unwrap().values().next().unwrap()["file"].as_str().unwrap().to_string();
+    let path = out.join(&file);
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&path, bytes).unwrap();
+    let r = run(&[]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains(&format!("{} fails verification, refusing to serve it", out.display())), "{err}");
+    assert!(err.contains(&file), "{err}");
+    assert!(r.stdout.is_empty());
+}
