@@ -375,13 +375,31 @@ fn a_network_seed_takes_its_secrets_once_and_install_sh_and_bundles_from_kiln_se
     assert!(!verify[1].contains("fetched="), "the second run fetches nothing: {text}");
     let install_sha = m["outputs"]["install.sh"]["sha256"].as_str().unwrap();
     assert!(text.lines().any(|l| l == format!("{install_sha}.sh")), "{text}");
+
+    // The same runcmd on another machine (nothing kept in /var/lib): the used URL refuses it,
+    // and the runcmd stops before install.sh runs.
+    let r = tool("unshare", "util-linux")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs kiln /var/lib || exit 99; dash -c \"$1\" 2>&1; echo \"exit $?\"")
+        .args(["-", &runcmd])
+        .output()
+        .unwrap();
+    let replay = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        replay.contains("KILN seed fail secrets ")
+            && replay.contains("410")
+            && replay.ends_with("exit 1\n")
+            && !replay.contains("KILN verify"),
+        "{replay}"
+    );
     let log = s.stop();
     let secrets: Vec<&Value> = log
         .iter()
         .filter(|r| r["path"].as_str().unwrap().starts_with("/secrets/"))
         .collect();
-    assert_eq!(secrets.len(), 1, "{secrets:?}");
+    assert_eq!(secrets.len(), 2, "{secrets:?}");
     assert_eq!((secrets[0]["status"].as_u64(), secrets[0]["complete"].as_bool()), (Some(200), Some(true)));
+    assert_eq!(secrets[1]["status"].as_u64(), Some(410));
     // install.sh and every bundle went out of kiln serve by the plain names http sources use.
     let mut served: BTreeMap<String, u64> = BTreeMap::new();
     for r in &log {

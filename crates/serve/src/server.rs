@@ -559,3 +559,71 @@ fn secrets(sh: &Arc<Shared>, client: IpAddr, token: &str, now: SystemTime) -> Re
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_cut_from_logged_paths_and_nothing_else_is() {
+        let t = "ab".repeat(32);
+        assert_eq!(redact(&format!("/secrets/{t}")), "/secrets/abababab…");
+        assert_eq!(redact(&format!("/seed/{t}/user-data")), "/seed/abababab…/user-data");
+        assert_eq!(redact(&format!("/blobs/sha256/{t}")), format!("/blobs/sha256/{t}"));
+        assert_eq!(redact("/secrets/short"), "/secrets/short");
+    }
+
+    #[test]
+    fn the_base_url_is_the_address_the_client_reached() {
+        assert_eq!(base_url("127.0.0.1:8080".parse().unwrap()), "http://127.0.0.1:8080");
+        assert_eq!(base_url("[::1]:80".parse().unwrap()), "http://[::1]:80");
+        // An IPv4 client on a dual-stack socket.
+        assert_eq!(base_url("[::ffff:10.0.0.1]:80".parse().unwrap()), "http://10.0.0.1:80");
+    }
+
+    /// Polls `body` to its end, or for `frames` frames; returns the bytes it gave.
+    fn drain(body: &mut Counted, frames: usize) -> Vec<u8> {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut out = Vec::new();
+        for _ in 0..frames {
+            match Pin::new(&mut *body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(f))) => out.extend_from_slice(&f.into_data().unwrap()),
+                Poll::Ready(None) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_body_reports_what_it_handed_out_and_whether_that_was_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let data: Vec<u8> = (0..(CHUNK as usize * 2 + 100)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        let report = Arc::new(Mutex::new(Vec::new()));
+        let body = |report: &Arc<Mutex<Vec<(u64, bool)>>>| {
+            let r = report.clone();
+            Counted {
+                payload: Payload::File(file.clone(), data.len() as u64),
+                pos: 0,
+                len: data.len() as u64,
+                finish: Some(Box::new(move |n, all| lock(&r).push((n, all)))),
+            }
+        };
+        let mut whole = body(&report);
+        assert_eq!(whole.size_hint().exact(), Some(data.len() as u64));
+        assert_eq!(drain(&mut whole, 10), data);
+        assert!(whole.is_end_stream());
+        drop(whole);
+        let mut part = body(&report);
+        assert_eq!(drain(&mut part, 1), data[..CHUNK as usize]);
+        drop(part);
+        assert_eq!(
+            *lock(&report),
+            [(data.len() as u64, true), (CHUNK, false)]
+        );
+    }
+}
