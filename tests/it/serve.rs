@@ -39,7 +39,12 @@ impl Serve {
         stdout.read_line(&mut line).unwrap();
         if line.is_empty() {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             panic!("kiln serve ended: {:?}: {err}", child.wait());
         }
         let status: Value = serde_json::from_str(&line).unwrap();
@@ -58,7 +63,9 @@ impl Serve {
         self.child.wait().unwrap();
         let mut rest = String::new();
         self.stdout.read_to_string(&mut rest).unwrap();
-        rest.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        rest.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
 
@@ -157,7 +164,14 @@ fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_rest
     let s = Serve::start(
         &out,
         &state,
-        &["--netboot", nb_arg, "--kernel-arg", "console=ttyS0,115200n8", "--kernel-arg", "kiln.url={url}"],
+        &[
+            "--netboot",
+            nb_arg,
+            "--kernel-arg",
+            "console=ttyS0,115200n8",
+            "--kernel-arg",
+            "kiln.url={url}",
+        ],
     );
     let url = s.url.clone();
 
@@ -178,8 +192,12 @@ fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_rest
     }
     // Anything the MANIFEST does not list for serving is not there: host files, seeds by path,
     // other outputs by digest, made-up names.
-    let secrets_sha = m["outputs"]["hosts/etcd1/secrets.tar.gz"]["sha256"].as_str().unwrap();
-    let user_data_sha = m["outputs"]["hosts/etcd1/seed/user-data"]["sha256"].as_str().unwrap();
+    let secrets_sha = m["outputs"]["hosts/etcd1/secrets.tar.gz"]["sha256"]
+        .as_str()
+        .unwrap();
+    let user_data_sha = m["outputs"]["hosts/etcd1/seed/user-data"]["sha256"]
+        .as_str()
+        .unwrap();
     for path in [
         format!("/blobs/sha256/{secrets_sha}"),
         format!("/blobs/sha256/{user_data_sha}"),
@@ -202,7 +220,9 @@ fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_rest
     assert_eq!(code, 200);
     assert!(boot.starts_with("#!ipxe\n"), "{boot}");
     assert!(
-        boot.contains(&format!("chain {url}/ipxe/${{netX/mac:hexhyp}} || goto failed")),
+        boot.contains(&format!(
+            "chain {url}/ipxe/${{netX/mac:hexhyp}} || goto failed"
+        )),
         "{boot}"
     );
 
@@ -217,11 +237,20 @@ fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_rest
         )),
         "{script}"
     );
-    assert!(script.contains(&format!("initrd {url}/netboot/initrd.img\nboot\n")), "{script}");
+    assert!(
+        script.contains(&format!("initrd {url}/netboot/initrd.img\nboot\n")),
+        "{script}"
+    );
     // The same MAC in upper case with colons is the same host.
-    let (_, again) = get_text(&format!("{url}/ipxe/{}", etcd1_mac.to_uppercase().replace('-', ":")));
+    let (_, again) = get_text(&format!(
+        "{url}/ipxe/{}",
+        etcd1_mac.to_uppercase().replace('-', ":")
+    ));
     assert_eq!(again, script);
-    assert_eq!(get(&format!("{url}/netboot/vmlinuz")).1, fs::read(nb.join("vmlinuz")).unwrap());
+    assert_eq!(
+        get(&format!("{url}/netboot/vmlinuz")).1,
+        fs::read(nb.join("vmlinuz")).unwrap()
+    );
 
     // An unknown MAC: a script that says so and stops in the shell, and no token.
     let (code, unknown) = get_text(&format!("{url}/ipxe/02-00-00-00-00-01"));
@@ -240,7 +269,11 @@ fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_rest
     let seed = out.join("hosts/etcd1/seed");
     for doc in ["meta-data", "network-config"] {
         let (code, body) = get(&format!("{url}/seed/{seed_token}/{doc}"));
-        assert_eq!((code, body), (200, fs::read(seed.join(doc)).unwrap()), "{doc}");
+        assert_eq!(
+            (code, body),
+            (200, fs::read(seed.join(doc)).unwrap()),
+            "{doc}"
+        );
     }
     let (code, ud) = get_text(&format!("{url}/seed/{seed_token}/user-data"));
     assert_eq!(code, 200);
@@ -265,23 +298,35 @@ fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_rest
         .unwrap();
     assert!(r.status.success(), "shellcheck: {r:?}");
     // Another host's seed names its own secrets URL, never etcd1's.
-    let (_, etcd2) = get_text(&format!("{url}/ipxe/{}", hexhyp(&m["hosts"]["etcd2"]["mac"])));
+    let (_, etcd2) = get_text(&format!(
+        "{url}/ipxe/{}",
+        hexhyp(&m["hosts"]["etcd2"]["mac"])
+    ));
     let etcd2_seed = token_after(&etcd2, &format!("s={url}/seed/"));
     let (_, etcd2_ud) = get_text(&format!("{url}/seed/{etcd2_seed}/user-data"));
     assert!(!etcd2_ud.contains(&secrets_token) && !etcd2.contains(&secrets_token));
-    assert!(!script.contains(&secrets_token), "the iPXE script carries only the seed URL");
+    assert!(
+        !script.contains(&secrets_token),
+        "the iPXE script carries only the seed URL"
+    );
 
     // A guessed seed or secrets token gets nothing.
     let guess = sha256(b"guess");
     assert_eq!(get(&format!("{url}/seed/{guess}/user-data")).0, 404);
     assert_eq!(get(&format!("{url}/secrets/{guess}")).0, 404);
-    assert_eq!(get(&format!("{url}/secrets/{}", &secrets_token[..32])).0, 404);
+    assert_eq!(
+        get(&format!("{url}/secrets/{}", &secrets_token[..32])).0,
+        404
+    );
     assert_eq!(get(&format!("{url}/seed/{secrets_token}/user-data")).0, 404);
 
     // The secrets URL: once, byte for byte; then refused.
     let (code, body) = get(&format!("{url}/secrets/{secrets_token}"));
     assert_eq!(code, 200);
-    assert_eq!(body, fs::read(out.join("hosts/etcd1/secrets.tar.gz")).unwrap());
+    assert_eq!(
+        body,
+        fs::read(out.join("hosts/etcd1/secrets.tar.gz")).unwrap()
+    );
     let (code, body) = get(&format!("{url}/secrets/{secrets_token}"));
     assert_eq!(code, 410);
     assert!(!body.starts_with(&[0x1f, 0x8b]));
@@ -290,33 +335,73 @@ fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_rest
     // The access log: a record per request, with client, MAC when known, status and bytes;
     // no token in it.
     let all = serde_json::to_string(&log).unwrap();
-    assert!(!all.contains(&secrets_token) && !all.contains(&seed_token), "{all}");
-    let find = |f: &dyn Fn(&Value) -> bool| -> Vec<&Value> { log.iter().filter(|r| f(r)).collect() };
+    assert!(
+        !all.contains(&secrets_token) && !all.contains(&seed_token),
+        "{all}"
+    );
+    let find =
+        |f: &dyn Fn(&Value) -> bool| -> Vec<&Value> { log.iter().filter(|r| f(r)).collect() };
     let ipxe = find(&|r| r["path"] == format!("/ipxe/{etcd1_mac}"));
     assert_eq!(ipxe[0]["mac"], etcd1_mac.as_str(), "{ipxe:?}");
-    assert_eq!((ipxe[0]["status"].as_u64(), ipxe[0]["host"].as_str()), (Some(200), Some("etcd1")));
+    assert_eq!(
+        (ipxe[0]["status"].as_u64(), ipxe[0]["host"].as_str()),
+        (Some(200), Some("etcd1"))
+    );
     assert_eq!(ipxe[0]["client"], "127.0.0.1");
     assert_eq!(ipxe[0]["bytes"].as_u64(), Some(script.len() as u64));
     let unknown_rec = find(&|r| r["path"] == "/ipxe/02-00-00-00-00-01");
-    assert!(unknown_rec[0]["note"].as_str().unwrap().starts_with("unknown MAC 02-00-00-00-00-01"), "{unknown_rec:?}");
+    assert!(
+        unknown_rec[0]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown MAC 02-00-00-00-00-01"),
+        "{unknown_rec:?}"
+    );
     let secrets: Vec<&Value> = find(&|r| r["path"].as_str().unwrap().starts_with("/secrets/"));
-    let statuses: Vec<u64> = secrets.iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    let statuses: Vec<u64> = secrets
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
     assert_eq!(statuses, [404, 404, 200, 410], "{secrets:?}");
-    assert_eq!(secrets[2]["path"], format!("/secrets/{}…", &secrets_token[..8]));
+    assert_eq!(
+        secrets[2]["path"],
+        format!("/secrets/{}…", &secrets_token[..8])
+    );
     assert_eq!(secrets[2]["complete"], true);
-    assert!(secrets[3]["note"].as_str().unwrap().starts_with("refused: etcd1's one-time secrets URL was already used at "), "{secrets:?}");
+    assert!(
+        secrets[3]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused: etcd1's one-time secrets URL was already used at "),
+        "{secrets:?}"
+    );
     // A blob fetched from the address that asked for etcd1's script carries the MAC learnt last.
-    let blob = find(&|r| r["path"].as_str().unwrap().starts_with("/blobs/sha256/") && r["status"] == 200);
-    assert!(blob[0]["mac"].is_null(), "asked before any /ipxe/ request: {blob:?}");
+    let blob =
+        find(&|r| r["path"].as_str().unwrap().starts_with("/blobs/sha256/") && r["status"] == 200);
+    assert!(
+        blob[0]["mac"].is_null(),
+        "asked before any /ipxe/ request: {blob:?}"
+    );
 
     // A restart remembers the use and keeps the other hosts' URLs.
     let s = Serve::start(&out, &state, &["--netboot", nb_arg]);
     let url = s.url.clone();
     assert_eq!(get(&format!("{url}/secrets/{secrets_token}")).0, 410);
     let (_, used) = get_text(&format!("{url}/ipxe/{etcd1_mac}"));
-    assert!(used.contains("its one-time secrets URL was used at ") && used.contains("--reissue etcd1") && !has_token(&used), "{used}");
-    let (_, etcd2_again) = get_text(&format!("{url}/ipxe/{}", hexhyp(&m["hosts"]["etcd2"]["mac"])));
-    assert_eq!(token_after(&etcd2_again, &format!("s={url}/seed/")), etcd2_seed);
+    assert!(
+        used.contains("its one-time secrets URL was used at ")
+            && used.contains("--reissue etcd1")
+            && !has_token(&used),
+        "{used}"
+    );
+    let (_, etcd2_again) = get_text(&format!(
+        "{url}/ipxe/{}",
+        hexhyp(&m["hosts"]["etcd2"]["mac"])
+    ));
+    assert_eq!(
+        token_after(&etcd2_again, &format!("s={url}/seed/")),
+        etcd2_seed
+    );
     drop(s);
 
     // --reissue: new URLs for etcd1, once again; the old ones are gone.
@@ -332,7 +417,11 @@ fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_rest
     assert_eq!(get(&format!("{url}/secrets/{fresh_secrets}")).0, 200);
     assert_eq!(get(&format!("{url}/secrets/{fresh_secrets}")).0, 410);
     drop(s);
-    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(state.join("tokens.json")).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &fs::metadata(state.join("tokens.json"))
+            .unwrap()
+            .permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -342,9 +431,16 @@ fn a_network_seed_takes_its_secrets_once_and_install_sh_and_bundles_from_kiln_se
     let out = built(&fx);
     let m = manifest(&out);
     let state = fx.dir.join("serve-state");
-    let s = Serve::start(&out, &state, &["--netboot", netboot(&fx.dir).to_str().unwrap()]);
+    let s = Serve::start(
+        &out,
+        &state,
+        &["--netboot", netboot(&fx.dir).to_str().unwrap()],
+    );
     let url = s.url.clone();
-    let (_, script) = get_text(&format!("{url}/ipxe/{}", hexhyp(&m["hosts"]["etcd1"]["mac"])));
+    let (_, script) = get_text(&format!(
+        "{url}/ipxe/{}",
+        hexhyp(&m["hosts"]["etcd1"]["mac"])
+    ));
     let seed_token = token_after(&script, &format!("s={url}/seed/"));
     let ud_file = fx.dir.join("user-data");
     let (code, ud) = get(&format!("{url}/seed/{seed_token}/user-data"));
@@ -365,16 +461,31 @@ fn a_network_seed_takes_its_secrets_once_and_install_sh_and_bundles_from_kiln_se
     // Both runs verify: the second finds the secrets kept by their digest (the URL would refuse).
     assert_eq!(verify.len(), 2, "{text}");
     assert!(!text.contains("KILN seed fail"), "{text}");
-    assert!(text.contains(&format!("install.sh: install.sh fetched from {url}\n")), "{text}");
-    assert!(text.contains("install.sh: HOST and BUNDLES signed by /etc/kiln/signing.pub"), "{text}");
+    assert!(
+        text.contains(&format!("install.sh: install.sh fetched from {url}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("install.sh: HOST and BUNDLES signed by /etc/kiln/signing.pub"),
+        "{text}"
+    );
     let bundles = m["hosts"]["etcd1"]["bundles"].as_array().unwrap();
     for b in bundles {
         let name = b.as_str().unwrap().trim_start_matches("bundles/");
-        assert!(verify[0].contains(&format!("{name}@{url}")), "{name}: {text}");
+        assert!(
+            verify[0].contains(&format!("{name}@{url}")),
+            "{name}: {text}"
+        );
     }
-    assert!(!verify[1].contains("fetched="), "the second run fetches nothing: {text}");
+    assert!(
+        !verify[1].contains("fetched="),
+        "the second run fetches nothing: {text}"
+    );
     let install_sha = m["outputs"]["install.sh"]["sha256"].as_str().unwrap();
-    assert!(text.lines().any(|l| l == format!("{install_sha}.sh")), "{text}");
+    assert!(
+        text.lines().any(|l| l == format!("{install_sha}.sh")),
+        "{text}"
+    );
 
     // The same runcmd on another machine (nothing kept in /var/lib): the used URL refuses it,
     // and the runcmd stops before install.sh runs.
@@ -398,18 +509,30 @@ fn a_network_seed_takes_its_secrets_once_and_install_sh_and_bundles_from_kiln_se
         .filter(|r| r["path"].as_str().unwrap().starts_with("/secrets/"))
         .collect();
     assert_eq!(secrets.len(), 2, "{secrets:?}");
-    assert_eq!((secrets[0]["status"].as_u64(), secrets[0]["complete"].as_bool()), (Some(200), Some(true)));
+    assert_eq!(
+        (
+            secrets[0]["status"].as_u64(),
+            secrets[0]["complete"].as_bool()
+        ),
+        (Some(200), Some(true))
+    );
     assert_eq!(secrets[1]["status"].as_u64(), Some(410));
     // install.sh and every bundle went out of kiln serve by the plain names http sources use.
     let mut served: BTreeMap<String, u64> = BTreeMap::new();
     for r in &log {
         if r["status"] == 200 {
-            *served.entry(r["path"].as_str().unwrap().to_string()).or_default() += 1;
+            *served
+                .entry(r["path"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
     }
     assert_eq!(served.get("/install.sh"), Some(&1), "{served:?}");
     for b in bundles {
-        assert_eq!(served.get(&format!("/{}", b.as_str().unwrap())), Some(&1), "{served:?}");
+        assert_eq!(
+            served.get(&format!("/{}", b.as_str().unwrap())),
+            Some(&1),
+            "{served:?}"
+        );
     }
 }
 
@@ -435,13 +558,22 @@ fn serve_refuses_a_broken_build_and_a_bad_netboot_folder() {
     let r = run(&["--netboot", nb.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains(&format!("netboot folder {}: no initrd.img", nb.display())), "{err}");
+    assert!(
+        err.contains(&format!("netboot folder {}: no initrd.img", nb.display())),
+        "{err}"
+    );
     let r = run(&["--reissue", "etcd9"]);
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("--reissue etcd9: the build has no host etcd9 (hosts: etcd1, etcd2"), "{err}");
+    assert!(
+        err.contains("--reissue etcd9: the build has no host etcd9 (hosts: etcd1, etcd2"),
+        "{err}"
+    );
 
     // One byte changed in a bundle: refused before anything listens, naming the file.
-    let file = m["bundles"].as_object().unwrap().values().next().unwrap()["file"].as_str().unwrap().to_string();
+    let file = m["bundles"].as_object().unwrap().values().next().unwrap()["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let path = out.join(&file);
     let mut bytes = fs::read(&path).unwrap();
     let last = bytes.len() - 1;
@@ -450,7 +582,13 @@ fn serve_refuses_a_broken_build_and_a_bad_netboot_folder() {
     let r = run(&[]);
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains(&format!("{} fails verification, refusing to serve it", out.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} fails verification, refusing to serve it",
+            out.display()
+        )),
+        "{err}"
+    );
     assert!(err.contains(&file), "{err}");
     assert!(r.stdout.is_empty());
 }

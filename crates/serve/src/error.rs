@@ -21,18 +21,18 @@ pub enum Error {
     Verify {
         /// The folder.
         dir: PathBuf,
-        /// What `kiln verify` found.
+        /// What `kiln verify` found (boxed: it is large, and rare).
         #[source]
-        source: kiln_bundle::VerifyError,
+        source: Box<kiln_bundle::VerifyError>,
     },
     /// A signature of the folder does not hold.
     #[error("{}: signatures do not verify, refusing to serve it: {source}", dir.display())]
     Signatures {
         /// The folder.
         dir: PathBuf,
-        /// What failed.
+        /// What failed (boxed: it is large, and rare).
         #[source]
-        source: kiln_engine::signatures::SignatureCheckError,
+        source: Box<kiln_engine::signatures::SignatureCheckError>,
     },
     /// MANIFEST.json lacks an output a served file needs.
     #[error("{}: MANIFEST.json lists no output {path}", dir.display())]
@@ -69,18 +69,18 @@ pub enum Error {
     UserData {
         /// The user-data file.
         file: PathBuf,
-        /// The YAML error.
+        /// The YAML error (boxed: it is large).
         #[source]
-        source: serde_saphyr::Error,
+        source: Box<serde_saphyr::Error>,
     },
     /// A host's seed document could not be rendered again.
     #[error("host {host}: cannot render its network user-data: {source}")]
     Render {
         /// The host.
         host: String,
-        /// The error.
+        /// The error (boxed: it is large).
         #[source]
-        source: cloud_init_config::Error,
+        source: Box<cloud_init_config::Error>,
     },
     /// A file of the folder (or the netboot folder, or the state) cannot be read.
     #[error("cannot read {}: {source}", file.display())]

@@ -95,7 +95,13 @@ pub fn boot_script(base: &str) -> String {
 
 /// A known host's script: kernel and initrd from `/netboot/`, its seed URL in the kernel
 /// arguments (cloud-init's `ds=nocloud-net;s=<url>/`).
-pub fn host_script(base: &str, host: &Host, seed_token: &str, cluster: &str, nb: &Netboot) -> String {
+pub fn host_script(
+    base: &str,
+    host: &Host,
+    seed_token: &str,
+    cluster: &str,
+    nb: &Netboot,
+) -> String {
     let mut args = vec![
         format!("initrd={INITRD}"),
         format!("ds=nocloud-net;s={base}/seed/{seed_token}/"),
@@ -128,7 +134,10 @@ fn stop_script(lines: &[String]) -> String {
 /// The script for a MAC no host of the build has.
 pub fn unknown_mac_script(base: &str, mac: &Mac, cluster: &str) -> String {
     stop_script(&[
-        format!("kiln serve: no host of cluster {cluster} has MAC {}.", mac.hexhyp()),
+        format!(
+            "kiln serve: no host of cluster {cluster} has MAC {}.",
+            mac.hexhyp()
+        ),
         // No quotes: iPXE's command line would take them as quoting.
         format!(
             "Set mac = {mac} in its [[host]] table of cluster.toml, rebuild and restart kiln serve,"

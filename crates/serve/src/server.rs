@@ -333,9 +333,7 @@ async fn handle(
     let path = req.uri().path().to_owned();
     let base = base_url(local);
     let reply = route(&sh, &base, client, &method, &path, time);
-    let mac = reply
-        .mac
-        .or_else(|| lock(&sh.macs).get(&client).copied());
+    let mac = reply.mac.or_else(|| lock(&sh.macs).get(&client).copied());
     let len = reply.payload.len();
     let head = method == Method::HEAD;
     let mut record = Access {
@@ -389,7 +387,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn route(sh: &Arc<Shared>, base: &str, client: IpAddr, method: &Method, path: &str, now: SystemTime) -> Reply {
+fn route(
+    sh: &Arc<Shared>,
+    base: &str,
+    client: IpAddr,
+    method: &Method,
+    path: &str,
+    now: SystemTime,
+) -> Reply {
     if method != Method::GET && method != Method::HEAD {
         return Reply::text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
@@ -406,7 +411,11 @@ fn route(sh: &Arc<Shared>, base: &str, client: IpAddr, method: &Method, path: &s
             None => Reply::not_found(None),
         },
         ["install.sh"] | ["bundles", _] => {
-            match site.names.get(&path[1..]).and_then(|sha| site.blobs.get(sha)) {
+            match site
+                .names
+                .get(&path[1..])
+                .and_then(|sha| site.blobs.get(sha))
+            {
                 Some(b) => Reply::file(&b.file, b.size),
                 None => Reply::not_found(None),
             }
@@ -458,7 +467,11 @@ fn ipxe_for(sh: &Shared, base: &str, client: IpAddr, mac: &str) -> Reply {
 }
 
 fn seed(sh: &Shared, base: &str, token: &str, doc: &str) -> Reply {
-    let Some(host) = sh.tokens.seed_host(token).and_then(|n| sh.site.hosts.get(n)) else {
+    let Some(host) = sh
+        .tokens
+        .seed_host(token)
+        .and_then(|n| sh.site.hosts.get(n))
+    else {
         return Reply::not_found(Some("no host has this seed token".into()));
     };
     let ok = |bytes: Vec<u8>| Reply::new(StatusCode::OK, "text/plain; charset=utf-8", bytes);
@@ -470,8 +483,11 @@ fn seed(sh: &Shared, base: &str, token: &str, doc: &str) -> Reply {
         },
         cloud_init_config::USER_DATA => match net_user_data(sh, base, &host.name) {
             Ok(bytes) => ok(bytes),
-            Err(e) => Reply::text(StatusCode::INTERNAL_SERVER_ERROR, "cannot render user-data\n")
-                .note(Some(e.to_string())),
+            Err(e) => Reply::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot render user-data\n",
+            )
+            .note(Some(e.to_string())),
         },
         // cloud-init asks for it too; kiln has none.
         "vendor-data" => ok(Vec::new()),
@@ -498,12 +514,16 @@ fn net_user_data(sh: &Shared, base: &str, host: &str) -> Result<Vec<u8>, Error> 
     ud.runcmd = vec![RunCmd::argv(["sh", "-c", &script])];
     cloud_init_config::render_user_data(&ud).map_err(|source| Error::Render {
         host: host.to_owned(),
-        source,
+        source: Box::new(source),
     })
 }
 
 fn secrets(sh: &Arc<Shared>, client: IpAddr, token: &str, now: SystemTime) -> Reply {
-    let Some(host) = sh.tokens.secrets_host(token).and_then(|n| sh.site.hosts.get(n)) else {
+    let Some(host) = sh
+        .tokens
+        .secrets_host(token)
+        .and_then(|n| sh.site.hosts.get(n))
+    else {
         return Reply::not_found(Some(
             "no host has this secrets token (a guessed or stale URL): nothing sent".into(),
         ));
@@ -542,7 +562,8 @@ fn secrets(sh: &Arc<Shared>, client: IpAddr, token: &str, now: SystemTime) -> Re
             )))
             .host(&host.name, host.mac),
         Ok(Claim::Granted) => {
-            let mut r = Reply::new(StatusCode::OK, "application/gzip", bytes).host(&host.name, host.mac);
+            let mut r =
+                Reply::new(StatusCode::OK, "application/gzip", bytes).host(&host.name, host.mac);
             r.no_store = true;
             r.note = Some(format!(
                 "{}'s one-time secrets URL used: refused from now on",
@@ -568,17 +589,29 @@ mod tests {
     fn tokens_are_cut_from_logged_paths_and_nothing_else_is() {
         let t = "ab".repeat(32);
         assert_eq!(redact(&format!("/secrets/{t}")), "/secrets/abababab…");
-        assert_eq!(redact(&format!("/seed/{t}/user-data")), "/seed/abababab…/user-data");
-        assert_eq!(redact(&format!("/blobs/sha256/{t}")), format!("/blobs/sha256/{t}"));
+        assert_eq!(
+            redact(&format!("/seed/{t}/user-data")),
+            "/seed/abababab…/user-data"
+        );
+        assert_eq!(
+            redact(&format!("/blobs/sha256/{t}")),
+            format!("/blobs/sha256/{t}")
+        );
         assert_eq!(redact("/secrets/short"), "/secrets/short");
     }
 
     #[test]
     fn the_base_url_is_the_address_the_client_reached() {
-        assert_eq!(base_url("127.0.0.1:8080".parse().unwrap()), "http://127.0.0.1:8080");
+        assert_eq!(
+            base_url("127.0.0.1:8080".parse().unwrap()),
+            "http://127.0.0.1:8080"
+        );
         assert_eq!(base_url("[::1]:80".parse().unwrap()), "http://[::1]:80");
         // An IPv4 client on a dual-stack socket.
-        assert_eq!(base_url("[::ffff:10.0.0.1]:80".parse().unwrap()), "http://10.0.0.1:80");
+        assert_eq!(
+            base_url("[::ffff:10.0.0.1]:80".parse().unwrap()),
+            "http://10.0.0.1:80"
+        );
     }
 
     /// Polls `body` to its end, or for `frames` frames; returns the bytes it gave.
@@ -600,7 +633,9 @@ mod tests {
     fn a_body_reports_what_it_handed_out_and_whether_that_was_all() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blob");
-        let data: Vec<u8> = (0..(CHUNK as usize * 2 + 100)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(CHUNK as usize * 2 + 100))
+            .map(|i| (i % 251) as u8)
+            .collect();
         std::fs::write(&path, &data).unwrap();
         let file = Arc::new(File::open(&path).unwrap());
         let report = Arc::new(Mutex::new(Vec::new()));
@@ -621,9 +656,6 @@ mod tests {
         let mut part = body(&report);
         assert_eq!(drain(&mut part, 1), data[..CHUNK as usize]);
         drop(part);
-        assert_eq!(
-            *lock(&report),
-            [(data.len() as u64, true), (CHUNK, false)]
-        );
+        assert_eq!(*lock(&report), [(data.len() as u64, true), (CHUNK, false)]);
     }
 }

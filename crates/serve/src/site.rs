@@ -116,17 +116,18 @@ impl Site {
         }
         kiln_bundle::verify_folder(dir).map_err(|source| Error::Verify {
             dir: dir.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         let signatures = signatures::check(dir, key).map_err(|source| Error::Signatures {
             dir: dir.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         // verify_folder read and checked it; a folder it accepts has one.
-        let manifest = kiln_bundle::read_build_manifest(dir).ok_or_else(|| Error::MissingOutput {
-            dir: dir.to_owned(),
-            path: kiln_bundle::BUILD_MANIFEST_NAME.into(),
-        })?;
+        let manifest =
+            kiln_bundle::read_build_manifest(dir).ok_or_else(|| Error::MissingOutput {
+                dir: dir.to_owned(),
+                path: kiln_bundle::BUILD_MANIFEST_NAME.into(),
+            })?;
         let output = |path: &str| {
             manifest
                 .outputs
@@ -180,11 +181,12 @@ impl Site {
                 std::fs::read(&file).map_err(|source| Error::Read { file, source })
             };
             let ud_file = seed.join(cloud_init_config::USER_DATA);
-            let ud_text = String::from_utf8_lossy(&read(cloud_init_config::USER_DATA)?).into_owned();
+            let ud_text =
+                String::from_utf8_lossy(&read(cloud_init_config::USER_DATA)?).into_owned();
             let user_data: CloudConfig =
                 serde_saphyr::from_str(&ud_text).map_err(|source| Error::UserData {
                     file: ud_file,
-                    source,
+                    source: Box::new(source),
                 })?;
             let network_config = if seed.join(cloud_init_config::NETWORK_CONFIG).is_file() {
                 Some(read(cloud_init_config::NETWORK_CONFIG)?)
@@ -227,7 +229,14 @@ mod tests {
         let m: Mac = "52-54-00-AB-cd-0f".parse().unwrap();
         assert_eq!(m, "52:54:00:ab:cd:0f".parse().unwrap());
         assert_eq!(m.hexhyp(), "52-54-00-ab-cd-0f");
-        for bad in ["", "52-54-00-ab-cd", "52-54-00-ab-cd-0f-11", "5-254-00-ab-cd-0f", "zz-54-00-ab-cd-0f", "+5-54-00-ab-cd-0f"] {
+        for bad in [
+            "",
+            "52-54-00-ab-cd",
+            "52-54-00-ab-cd-0f-11",
+            "5-254-00-ab-cd-0f",
+            "zz-54-00-ab-cd-0f",
+            "+5-54-00-ab-cd-0f",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }
     }

@@ -100,7 +100,11 @@ impl Tokens {
     /// Opens (or creates) the state in `dir` for `site`'s hosts: a host keeps its tokens while
     /// its secrets archive is the same, gets new ones otherwise or when named in `reissue`.
     /// Hosts the build no longer has are dropped.
-    pub fn open(dir: &Path, site: &Site, reissue: &[String]) -> Result<(Tokens, Vec<Issued>), Error> {
+    pub fn open(
+        dir: &Path,
+        site: &Site,
+        reissue: &[String],
+    ) -> Result<(Tokens, Vec<Issued>), Error> {
         for r in reissue {
             if !site.hosts.contains_key(r) {
                 return Err(Error::UnknownHost {
@@ -128,7 +132,8 @@ impl Tokens {
                     file: file.clone(),
                     reason,
                 };
-                let s: StateFile = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+                let s: StateFile =
+                    serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
                 if s.schema != SCHEMA {
                     return Err(bad(format!("schema {:?}, expected {SCHEMA:?}", s.schema)));
                 }
@@ -143,7 +148,9 @@ impl Tokens {
                     .iter()
                     .find(|(_, t)| !is_token(&t.seed_token) || !is_token(&t.secrets_token))
                 {
-                    return Err(bad(format!("host {h}: a token is not 64 lowercase hex digits")));
+                    return Err(bad(format!(
+                        "host {h}: a token is not 64 lowercase hex digits"
+                    )));
                 }
                 s.hosts
             }
@@ -217,9 +224,13 @@ impl Tokens {
     /// `host`'s seed token, secrets token and the use of its secrets URL.
     pub fn of(&self, host: &str) -> Option<(String, String, Option<Served>)> {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.hosts
-            .get(host)
-            .map(|t| (t.seed_token.clone(), t.secrets_token.clone(), t.served.clone()))
+        s.hosts.get(host).map(|t| {
+            (
+                t.seed_token.clone(),
+                t.secrets_token.clone(),
+                t.served.clone(),
+            )
+        })
     }
 
     /// Uses `host`'s secrets URL for `client`, unless it was used: the use is written to the
