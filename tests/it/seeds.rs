@@ -20,7 +20,7 @@ pub(crate) fn tool(name: &str, pkg: &str) -> Command {
 }
 
 /// Locks and builds `fx` with every seed form; returns `out/lab`.
-fn build_every_seed_form(fx: &Fixture) -> std::path::PathBuf {
+pub(crate) fn build_every_seed_form(fx: &Fixture) -> std::path::PathBuf {
     build_seeds(fx, "iso,vfat,dir")
 }
 

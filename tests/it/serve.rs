@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::common::{kiln, noise, Fixture};
-use crate::seeds::{run_seed_script, runcmd_of, tool};
+use crate::seeds::{build_every_seed_form, run_seed_script, runcmd_of, tool};
 
 /// A `kiln serve --json` process; killed when dropped.
 struct Serve {
@@ -24,10 +24,15 @@ impl Serve {
     /// Starts `kiln serve OUT --listen 127.0.0.1:0 --json --state STATE ARGS…` and reads the
     /// bound address from its status line.
     fn start(out: &Path, state: &Path, args: &[&str]) -> Serve {
+        Serve::start_on("127.0.0.1:0", out, state, args)
+    }
+
+    /// [`Serve::start`] on `listen`.
+    fn start_on(listen: &str, out: &Path, state: &Path, args: &[&str]) -> Serve {
         let mut child = Command::new(assert_cmd::cargo::cargo_bin("kiln"))
             .arg("serve")
             .arg(out)
-            .args(["--listen", "127.0.0.1:0", "--json", "--state"])
+            .args(["--listen", listen, "--json", "--state"])
             .arg(state)
             .args(args)
             .stdout(Stdio::piped())
@@ -51,6 +56,7 @@ impl Serve {
         assert_eq!(status["event"], "listening", "{line}");
         let url = status["url"].as_str().unwrap().to_string();
         assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        assert!(listen.ends_with(":0") || url.ends_with(listen), "{line}");
         assert_ne!(url, "http://127.0.0.1:0", "{line}");
         Serve { child, stdout, url }
     }
@@ -125,17 +131,6 @@ fn has_token(text: &str) -> bool {
     false
 }
 
-/// Locks and builds the lab fixture (every seed form); returns `out/lab`.
-fn built(fx: &Fixture) -> PathBuf {
-    fx.lock();
-    kiln()
-        .current_dir(&fx.dir)
-        .args(["build", "cluster.toml"])
-        .assert()
-        .success();
-    fx.dir.join("out/lab")
-}
-
 fn manifest(out: &Path) -> Value {
     serde_json::from_slice(&fs::read(out.join("MANIFEST.json")).unwrap()).unwrap()
 }
@@ -156,7 +151,7 @@ fn netboot(dir: &Path) -> PathBuf {
 #[test]
 fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_restarts() {
     let fx = Fixture::new(false);
-    let out = built(&fx);
+    let out = build_every_seed_form(&fx);
     let m = manifest(&out);
     let state = fx.dir.join("serve-state");
     let nb = netboot(&fx.dir);
@@ -428,7 +423,7 @@ fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_rest
 #[test]
 fn a_network_seed_takes_its_secrets_once_and_install_sh_and_bundles_from_kiln_serve_by_digest() {
     let fx = Fixture::new(false);
-    let out = built(&fx);
+    let out = build_every_seed_form(&fx);
     let m = manifest(&out);
     let state = fx.dir.join("serve-state");
     let s = Serve::start(
@@ -539,7 +534,7 @@ fn a_network_seed_takes_its_secrets_once_and_install_sh_and_bundles_from_kiln_se
 #[test]
 fn serve_refuses_a_broken_build_and_a_bad_netboot_folder() {
     let fx = Fixture::new(false);
-    let out = built(&fx);
+    let out = build_every_seed_form(&fx);
     let m = manifest(&out);
     let state = fx.dir.join("serve-state");
     let run = |args: &[&str]| {
@@ -591,4 +586,146 @@ fn serve_refuses_a_broken_build_and_a_bad_netboot_folder() {
     );
     assert!(err.contains(&file), "{err}");
     assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn the_text_log_has_a_line_per_request_with_time_client_mac_path_status_and_bytes() {
+    let fx = Fixture::new(false);
+    let out = build_every_seed_form(&fx);
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("kiln"))
+        .arg("serve")
+        .arg(&out)
+        .args(["--listen", "127.0.0.1:0", "--state"])
+        .arg(fx.dir.join("state"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut status = String::new();
+    for _ in 0..3 {
+        stdout.read_line(&mut status).unwrap();
+    }
+    assert!(
+        status.starts_with(&format!(
+            "kiln serve: {} (cluster lab, build ",
+            out.display()
+        )),
+        "{status}"
+    );
+    assert!(status.contains("6 hosts, "), "{status}");
+    assert!(
+        status.contains("(new URLs: etcd1, etcd2, etcd3, lb1, lb2, runtime1; reissued: none)"),
+        "{status}"
+    );
+    let url = status
+        .lines()
+        .find_map(|l| l.strip_prefix("kiln serve: listening on "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("{status}"))
+        .to_string();
+    let (_, boot) = get(&format!("{url}/boot.ipxe"));
+    assert_eq!(get(&format!("{url}/ipxe/02-00-00-00-00-01")).0, 200);
+    assert_eq!(get(&format!("{url}/nothing")).0, 404);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut log = String::new();
+    stdout.read_to_string(&mut log).unwrap();
+    let lines: Vec<Vec<&str>> = log.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    // time client mac method path status bytes …
+    assert_eq!(lines[0][0].len(), "2026-01-01T00:00:00Z".len(), "{log}");
+    assert_eq!(
+        lines[0][1..7],
+        [
+            "127.0.0.1",
+            "-",
+            "GET",
+            "/boot.ipxe",
+            "200",
+            &boot.len().to_string()
+        ],
+        "{log}"
+    );
+    assert_eq!(
+        lines[1][1..6],
+        [
+            "127.0.0.1",
+            "02-00-00-00-00-01",
+            "GET",
+            "/ipxe/02-00-00-00-00-01",
+            "200"
+        ]
+    );
+    assert!(
+        log.lines()
+            .nth(1)
+            .unwrap()
+            .contains("(unknown MAC 02-00-00-00-00-01: no host of cluster lab has it"),
+        "{log}"
+    );
+    // The address asked for a MAC's script before: the MAC stays with it.
+    assert_eq!(
+        lines[2][1..6],
+        ["127.0.0.1", "02-00-00-00-00-01", "GET", "/nothing", "404"]
+    );
+}
+
+#[test]
+fn a_disk_seed_whose_bundle_source_is_kiln_serve_installs_from_it_unchanged() {
+    // A port the OS chose, free again for kiln serve: the build must name it in the seeds.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let source = format!("http://127.0.0.1:{port}");
+    let fx = Fixture::new(false);
+    fx.edit(|t| {
+        t.replacen(
+            "[network]",
+            &format!(
+                "[seeds]\ncarry-bundles = false\nbundle-sources = [\"{source}\"]\n\n[network]"
+            ),
+            1,
+        )
+    });
+    let out = build_every_seed_form(&fx);
+    let s = Serve::start_on(
+        &format!("127.0.0.1:{port}"),
+        &out,
+        &fx.dir.join("state"),
+        &[],
+    );
+    assert_eq!(s.url, source);
+    let seed = out.join("hosts/etcd1/seed");
+    let root = fx.dir.join("root");
+    fs::create_dir_all(&root).unwrap();
+    let text = run_seed_script(
+        &runcmd_of(&seed.join("user-data")),
+        &seed,
+        &out.join("signing.pub"),
+        &root,
+        "etcd1",
+    );
+    assert!(
+        text.contains(&format!("install.sh: install.sh fetched from {source}\n")),
+        "{text}"
+    );
+    let verify = text
+        .lines()
+        .find(|l| l.starts_with("KILN verify ok host=etcd1 "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let m = manifest(&out);
+    for b in m["hosts"]["etcd1"]["bundles"].as_array().unwrap() {
+        let name = b.as_str().unwrap().trim_start_matches("bundles/");
+        assert!(
+            verify.contains(&format!("{name}@{source}")),
+            "{name}: {text}"
+        );
+    }
+    let log = s.stop();
+    assert!(log
+        .iter()
+        .all(|r| !r["path"].as_str().unwrap().starts_with("/secrets/")));
 }
