@@ -8,6 +8,7 @@
 
 mod error;
 pub mod ipxe;
+mod routes;
 mod server;
 pub mod site;
 pub mod tokens;
