@@ -283,7 +283,7 @@ fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_rest
 }
 
 #[test]
-fn serve_refuses_a_broken_build_and_a_bad_netboot_folder() {
+fn serve_refuses_a_broken_build_a_wrong_key_a_seedless_or_pulled_folder_and_a_bad_netboot_folder() {
     let fx = Fixture::new(false);
     let out = build_every_seed_form(&fx);
     let m = manifest(&out);
@@ -315,6 +315,51 @@ fn serve_refuses_a_broken_build_and_a_bad_netboot_folder() {
         "{err}"
     );
 
+    // Signed by another key than the one given.
+    let other = fx.dir.join("other.pub");
+    let r = tool("sh", "dash")
+        .arg("-c")
+        .arg("openssl ecparam -genkey -name prime256v1 | openssl ec -pubout -out \"$1\"")
+        .args(["-", other.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    let r = run(&["--key", other.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}: signatures do not verify, refusing to serve it",
+            out.display()
+        )),
+        "{err}"
+    );
+
+    // A build without seed folders has nothing to hand a network-booted host.
+    kiln()
+        .current_dir(&fx.dir)
+        .args([
+            "build",
+            "--seed",
+            "iso",
+            "--out",
+            "iso-only",
+            "cluster.toml",
+        ])
+        .assert()
+        .success();
+    let r = kiln()
+        .arg("serve")
+        .arg(fx.dir.join("iso-only/lab"))
+        .args(["--listen", "127.0.0.1:0", "--state"])
+        .arg(fx.dir.join("iso-state"))
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("host etcd1 has no seed folder"), "{err}");
+    assert!(err.contains("build with --seed including dir"), "{err}");
+
     // One byte changed in a bundle: refused before anything listens, naming the file.
     let file = m["bundles"].as_object().unwrap().values().next().unwrap()["file"]
         .as_str()
@@ -337,6 +382,18 @@ fn serve_refuses_a_broken_build_and_a_bad_netboot_folder() {
     );
     assert!(err.contains(&file), "{err}");
     assert!(r.stdout.is_empty());
+
+    // A `kiln pull` folder (its marker) has no hosts to serve.
+    fs::write(out.join("PULLED.json"), b"{}").unwrap();
+    let r = run(&[]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}: a `kiln pull` folder has no hosts/",
+            out.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
