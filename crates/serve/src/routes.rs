@@ -216,15 +216,17 @@ fn secrets(sh: &Arc<Shared>, client: IpAddr, token: &str, now: SystemTime) -> Re
             .host(&host.name, host.mac)
     };
     // Read and checked before the URL is used, so a failure here does not burn it.
-    let bytes = match std::fs::read(&host.secrets) {
-        Ok(b) => b,
+    let (file, size) = &host.secrets_file;
+    let mut bytes = vec![0u8; *size as usize];
+    match std::os::unix::fs::FileExt::read_exact_at(&**file, &mut bytes, 0) {
+        Ok(()) => {}
         Err(source) => {
             return fail(Error::Read {
                 file: host.secrets.clone(),
                 source,
             })
         }
-    };
+    }
     let actual = hex::encode(Sha256::digest(&bytes));
     if actual != host.secrets_sha {
         return fail(Error::Changed {

@@ -73,6 +73,8 @@ pub struct Host {
     pub mac: Mac,
     /// The host's secrets.tar.gz in the out folder.
     pub secrets: PathBuf,
+    /// That file, opened when it was verified, and its size.
+    pub secrets_file: (Arc<File>, u64),
     /// Its sha256 (MANIFEST.json's).
     pub secrets_sha: String,
     /// The disk seed's `meta-data`, byte for byte.
@@ -193,12 +195,20 @@ impl Site {
             } else {
                 None
             };
+            let secrets_path = dir.join(&h.secrets);
             hosts.insert(
                 name.clone(),
                 Host {
                     name: name.clone(),
                     mac,
-                    secrets: dir.join(&h.secrets),
+                    secrets: secrets_path.clone(),
+                    secrets_file: (
+                        Arc::new(File::open(&secrets_path).map_err(|source| Error::Read {
+                            file: secrets_path,
+                            source,
+                        })?),
+                        output(&h.secrets)?.size,
+                    ),
                     secrets_sha: output(&h.secrets)?.sha256.clone(),
                     meta_data: read(cloud_init_config::META_DATA)?,
                     network_config,

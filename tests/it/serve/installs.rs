@@ -22,6 +22,10 @@ fn a_network_seed_takes_its_secrets_once_and_install_sh_and_bundles_from_kiln_se
         &["--netboot", netboot(&fx.dir).to_str().unwrap()],
     );
     let url = s.url.clone();
+    // kiln serve hands out what it verified, even once the folder is gone (a rebuild swaps it).
+    let key = fx.dir.join("signing.pub");
+    fs::copy(out.join("signing.pub"), &key).unwrap();
+    fs::remove_dir_all(&out).unwrap();
     let (_, script) = get_text(&format!(
         "{url}/ipxe/{}",
         hexhyp(&m["hosts"]["etcd1"]["mac"])
@@ -38,7 +42,7 @@ fn a_network_seed_takes_its_secrets_once_and_install_sh_and_bundles_from_kiln_se
     fs::create_dir_all(&empty).unwrap();
     let root = fx.dir.join("root");
     fs::create_dir_all(&root).unwrap();
-    let text = run_seed_script(&runcmd, &empty, &out.join("signing.pub"), &root, "etcd1");
+    let text = run_seed_script(&runcmd, &empty, &key, &root, "etcd1");
     let verify: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("KILN verify ok host=etcd1 "))
