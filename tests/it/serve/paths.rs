@@ -273,6 +273,30 @@ fn serve_hands_out_blobs_scripts_and_seeds_and_each_secrets_url_once_across_rest
     assert_eq!(get(&format!("{url}/secrets/{secrets_token}")).0, 404);
     assert_eq!(get(&format!("{url}/secrets/{fresh_secrets}")).0, 200);
     assert_eq!(get(&format!("{url}/secrets/{fresh_secrets}")).0, 410);
+
+    // Eight requests for one unused URL at once: one gets the secrets, the others nothing.
+    let (_, etcd3) = get_text(&format!(
+        "{url}/ipxe/{}",
+        hexhyp(&m["hosts"]["etcd3"]["mac"])
+    ));
+    let etcd3_seed = token_after(&etcd3, &format!("s={url}/seed/"));
+    let (_, ud) = get_text(&format!("{url}/seed/{etcd3_seed}/user-data"));
+    let etcd3_secrets = m["outputs"]["hosts/etcd3/secrets.tar.gz"]["sha256"]
+        .as_str()
+        .unwrap();
+    let secrets_url = format!(
+        "{url}/secrets/{}",
+        token_after(&ud, &format!("fetch_file {etcd3_secrets} '"))
+    );
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let u = secrets_url.clone();
+            std::thread::spawn(move || get(&u))
+        })
+        .collect();
+    let mut codes: Vec<u16> = racers.into_iter().map(|t| t.join().unwrap().0).collect();
+    codes.sort();
+    assert_eq!(codes, [200, 410, 410, 410, 410, 410, 410, 410]);
     drop(s);
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &fs::metadata(state.join("tokens.json"))
