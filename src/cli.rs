@@ -281,4 +281,10 @@ pub struct BootArgs {
     /// registry or HTTP server that the seeds' `bundle-sources` name.
     #[arg(long, value_name = "PORT=CMD")]
     pub link_service: Vec<kiln_boot::LinkService>,
+    /// Once every host is ready, upgrade them to the build in this out folder
+    /// (OUT/<cluster>) in `kiln diff --plan`'s steps, then the unchanged hosts: each host is
+    /// shut down and started again on its own disk with its new seed; a host that fails (or
+    /// that install.sh rolls back) stops the upgrade.
+    #[arg(long, value_name = "NEW_OUT")]
+    pub upgrade_to: Option<PathBuf>,
 }

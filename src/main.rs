@@ -1,6 +1,7 @@
 //! kiln: turns one cluster description into verified, reproducible offline bundles.
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
+mod boot;
 mod cli;
 mod diff;
 mod progress;
@@ -353,37 +354,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(|| p.cluster.paths.base.join("out"))
                 .join(&p.cluster.name);
-            let mut opts = kiln_boot::BootOptions::new(&out, &a.image);
-            opts.hosts = a.hosts.clone();
-            opts.seed = a.seed.parse().context("--seed")?;
-            opts.timeout = std::time::Duration::from_secs(a.timeout);
-            opts.memory_mb = a.memory;
-            opts.keep = a.keep;
-            opts.containers = a.containers.clone();
-            opts.link_address = a.link_address;
-            opts.link_services = a.link_service.clone();
-            // A failed host comes back as an error carrying the report: its Display names the host,
-            // the reason and the last console lines; guests kept with --keep must still be stoppable.
-            let report = match kiln_boot::boot(&opts, &progress::BootTable::new()) {
-                Ok(r) => r,
-                Err(kiln_boot::BootError::HostFailed { failure, report }) => {
-                    eprintln!("error: {failure}");
-                    if let Some(k) = &report.kept {
-                        eprintln!("guests left running; stop them with: {}", k.stop_command());
-                    }
-                    return Ok(ExitCode::from(1));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if let Some(k) = &report.kept {
-                println!("guests left running; stop them with: {}", k.stop_command());
-            }
-            println!(
-                "{}: every host reached its role in {:.0?} (logs in {})",
-                report.cluster,
-                report.elapsed,
-                report.log_dir.display()
-            );
+            return boot::run(&a, &out);
         }
         Command::Serve(a) => serve::run(&a)?,
         Command::Verify(a) => match verify::run(&a) {

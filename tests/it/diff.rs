@@ -515,3 +515,39 @@ fn diff_compares_a_pulled_folder_by_its_bundles() {
     );
     assert!(text.contains("bundle etcd-debian12 (changed;"), "{text}");
 }
+
+/// `kiln boot --upgrade-to` plans the upgrade before anything boots: a folder that is not a
+/// build of the cluster is refused naming it, and no guest, run folder or log is made.
+#[test]
+fn boot_upgrade_to_a_folder_that_is_not_a_build_is_refused_before_booting() {
+    let lab = Lab::new();
+    let out = lab.build("base");
+    let image = lab.dir("guest.qcow2");
+    fs::write(&image, "not booted").unwrap();
+    let bogus = lab.dir("not-a-build");
+    fs::create_dir_all(&bogus).unwrap();
+    let before = crate::common::tree_state(&out);
+    let o = kiln()
+        .current_dir(lab.dir("base"))
+        .args(["boot", "cluster.toml", "--image"])
+        .arg(&image)
+        .arg("--upgrade-to")
+        .arg(&bogus)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "planning the upgrade from out/lab to {0}: {0}: not an out folder",
+            bogus.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        crate::common::tree_state(&out),
+        before,
+        "the out folder changed"
+    );
+    assert!(!out.join("boot").exists());
+}

@@ -256,6 +256,37 @@ fn seeds_settings_are_checked_at_their_key() {
     assert_eq!(crate::common::tree_state(&fx.dir), before);
 }
 
+/// `health-wait-seconds` reaches install.sh through every seed's runcmd (and only when set);
+/// a value outside 1..=86400 is refused at its key and nothing is written.
+#[test]
+fn health_wait_reaches_install_sh_through_the_runcmd() {
+    let fx = with_seeds("health-wait-seconds = 120");
+    let out = build_seeds(&fx, "dir");
+    for host in ["etcd1", "runtime1", "lb1"] {
+        let script = runcmd_of(&out.join(format!("hosts/{host}/seed/user-data")));
+        assert!(
+            script.contains("KILN_HEALTH_WAIT=120 sh \"$i\" --dir \"$d\""),
+            "{host}: {script}"
+        );
+    }
+    let default = Fixture::new(false);
+    let plain = build_seeds(&default, "dir");
+    let script = runcmd_of(&plain.join("hosts/etcd1/seed/user-data"));
+    assert!(!script.contains("KILN_HEALTH_WAIT"), "{script}");
+
+    let fx = with_seeds("health-wait-seconds = 0");
+    let before = crate::common::tree_state(&fx.dir);
+    let (code, stderr) = crate::common::kiln_in(&fx.dir, &["check", "cluster.toml"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "`seeds.health-wait-seconds`: expected a number of seconds from 1 to 86400, found 0"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(crate::common::tree_state(&fx.dir), before);
+}
+
 /// The shell of a seed's runcmd (`sh -c <script>`): user-data's `- |` block.
 pub(crate) fn runcmd_of(user_data: &std::path::Path) -> String {
     let text = fs::read_to_string(user_data).unwrap();

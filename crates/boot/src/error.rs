@@ -46,6 +46,16 @@ pub enum BootError {
         /// What was expected there.
         reason: String,
     },
+    /// A host failed during an upgrade; later steps were not started.
+    #[error("upgrade step {step}: {failure}")]
+    UpgradeFailed {
+        /// The step (1-based) the host was in.
+        step: usize,
+        /// The host and why.
+        failure: Box<HostFailure>,
+        /// Every step that ran, with the failed one.
+        report: Box<crate::upgrade::UpgradeReport>,
+    },
     /// Hosts asked for that the cluster does not have.
     #[error("unknown host(s) {}; the cluster has {}", unknown.join(", "), known.join(", "))]
     UnknownHosts {

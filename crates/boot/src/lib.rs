@@ -37,6 +37,7 @@ mod process;
 mod qemu;
 mod report;
 mod run;
+mod upgrade;
 
 pub use error::BootError;
 pub use events::{BootEvents, HostPhase, HostStatus};
@@ -46,3 +47,4 @@ pub use marker::{clean_line, FinalMessage, Marker, Status, CLOUD_INIT_FINAL_DEFA
 pub use options::{BootOptions, SeedKind, Tools, UnknownSeedKind, DEFAULT_TIMEOUT, GUEST_DISK};
 pub use report::{BootReport, FailReason, HostFailure, HostReport, Kept, TAIL_LINES};
 pub use run::boot;
+pub use upgrade::{upgrade, UpgradeOptions, UpgradeReport, DEFAULT_STOP_TIMEOUT};

@@ -11,6 +11,9 @@ use crate::events::HostPhase;
 use crate::marker::{clean_line, is_cloud_final_failure, is_kernel_panic, FinalMessage, Marker};
 use crate::report::{FailReason, TAIL_LINES};
 
+/// The step of install.sh's `KILN rollback ok|fail …` marker.
+pub(crate) const ROLLBACK_STEP: &str = "rollback";
+
 /// What one line changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Update {
@@ -29,6 +32,10 @@ pub(crate) struct Monitor {
     tail: VecDeque<String>,
     done_seen: bool,
     failure: Option<FailReason>,
+    /// An upgrade's run: a fail marker is followed by install.sh's rollback, which ends it.
+    awaits_rollback: bool,
+    /// The fail marker of such a run, until its rollback marker.
+    pending: Option<Marker>,
 }
 
 impl Monitor {
@@ -41,7 +48,16 @@ impl Monitor {
             tail: VecDeque::with_capacity(TAIL_LINES),
             done_seen: false,
             failure: None,
+            awaits_rollback: false,
+            pending: None,
         }
+    }
+
+    /// A host installing an upgrade: after a `KILN … fail` marker it waits for install.sh's
+    /// `KILN rollback ok|fail` (the host fails with both), or for the end of cloud-init.
+    pub fn awaiting_rollback(mut self) -> Self {
+        self.awaits_rollback = true;
+        self
     }
 
     pub fn phase(&self) -> HostPhase {
@@ -75,11 +91,16 @@ impl Monitor {
         }
     }
 
-    /// Marks the host failed, unless it already reached a final phase.
+    /// Marks the host failed, unless it already reached a final phase; a fail marker still
+    /// waiting for its rollback is the reason instead of `reason`.
     pub fn fail(&mut self, reason: FailReason) -> bool {
         if self.phase.is_final() {
             return false;
         }
+        let reason = match self.pending.take() {
+            Some(m) => FailReason::Marker(m),
+            None => reason,
+        };
         self.phase = HostPhase::Failed;
         self.failure = Some(reason);
         true
@@ -105,13 +126,21 @@ impl Monitor {
         // (`KILN cloud-init final …`).
         if self.final_message.matches(&line) {
             update.changed = true;
-            if self.done_seen {
+            if self.done_seen && self.pending.is_none() {
                 self.phase = HostPhase::Ready;
             } else {
                 self.fail(FailReason::NoDoneMarker);
             }
         } else if let Some(marker) = &marker {
-            if marker.is_fail() {
+            if marker.step == ROLLBACK_STEP {
+                let failed = self.pending.take().unwrap_or_else(|| marker.clone());
+                self.fail(FailReason::RolledBack {
+                    failed,
+                    rollback: marker.clone(),
+                });
+            } else if marker.is_fail() && self.awaits_rollback {
+                self.pending.get_or_insert_with(|| marker.clone());
+            } else if marker.is_fail() {
                 self.fail(FailReason::Marker(marker.clone()));
             } else if marker.is_done() {
                 self.done_seen = true;
@@ -225,6 +254,44 @@ mod tests {
         assert!(
             matches!(m.failure(), Some(FailReason::CloudInitFailed(l)) if l.contains("cloud-final"))
         );
+    }
+
+    #[test]
+    fn an_upgrade_fails_at_its_rollback_marker_not_at_the_health_failure() {
+        let health = "KILN health fail role=etcd unhealthy after 3 tries in 10 s: refused";
+        let rollback =
+            "KILN rollback ok generation=2 build=b2 (generation 3 build b3 was unhealthy)";
+        let mut m = Monitor::new(FinalMessage::default()).awaiting_rollback();
+        m.started();
+        m.line("KILN units ok units=etcd.service restarted=1");
+        m.line(health);
+        assert_eq!(
+            m.phase(),
+            HostPhase::Installing,
+            "the rollback is still to come"
+        );
+        // The rollback run's own markers come in between.
+        m.line("KILN verify ok role=etcd");
+        m.line("KILN health ok role=etcd");
+        m.line(rollback);
+        assert_eq!(
+            m.failure(),
+            Some(&FailReason::RolledBack {
+                failed: Marker::parse(health).unwrap(),
+                rollback: Marker::parse(rollback).unwrap(),
+            })
+        );
+        // cloud-init ending first: the fail marker is the reason.
+        let mut m = Monitor::new(FinalMessage::default()).awaiting_rollback();
+        m.line(health);
+        m.line(FINAL);
+        assert_eq!(
+            m.failure(),
+            Some(&FailReason::Marker(Marker::parse(health).unwrap()))
+        );
+        // A first boot does not wait.
+        let m = feed(&[health]);
+        assert_eq!(m.phase(), HostPhase::Failed);
     }
 
     #[test]

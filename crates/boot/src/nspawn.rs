@@ -1,7 +1,9 @@
 //! Hosts booted as `systemd-nspawn` containers on the guests' switch.
 //!
-//! A container boots the guest image's root tree (never written:
-//! `--volatile=overlay` keeps its changes in memory) with the host's seed
+//! A container boots the guest image's root tree (never written: an
+//! overlay mount keeps its changes in the run folder, `<run>/<host>/upper`,
+//! so a container stopped and started again, as an upgrade does, finds its
+//! disk as it left it) with the host's seed
 //! folder where cloud-init's NoCloud source reads it, so the same seed and
 //! install.sh run as in a QEMU guest, at native speed. Its kernel is the
 //! machine's: module loading and most sysctls are not the host's to change.
@@ -50,11 +52,13 @@ pub(crate) fn veth_names(index: usize) -> (String, String) {
 }
 
 /// The `sh -c` script creating container `index`'s veth pair, the
-/// container's end with `mac`, the other end up on the bridge.
+/// container's end with `mac`, the other end up on the bridge; a pair left
+/// from the container's last start (restarted by an upgrade) goes first.
 pub(crate) fn veth_script(index: usize, mac: &str) -> String {
     let (outer, inner) = veth_names(index);
     format!(
-        "set -e; ip link add {outer} type veth peer name {inner} address {mac}; \
+        "set -e; ip link del {outer} 2>/dev/null || :; \
+         ip link add {outer} type veth peer name {inner} address {mac}; \
          ip link set {outer} master {BRIDGE}; ip link set {outer} up"
     )
 }
@@ -64,6 +68,9 @@ pub(crate) fn veth_script(index: usize, mac: &str) -> String {
 pub(crate) struct ContainerSpec<'a> {
     pub name: &'a str,
     pub rootfs: &'a Path,
+    /// The container's own folder in the run folder: `upper/` and `work/` of its overlay over
+    /// `rootfs`, mounted on `root/`.
+    pub state: &'a Path,
     pub seed_dir: &'a Path,
     /// The out folder of a build whose seeds carry no bundles: its `bundles/` and install.sh
     /// are bound where the `medium` source finds them (`/run/kiln/bundle-medium/`) as if the
@@ -187,6 +194,26 @@ fn own_cgroup_script(name: &str) -> String {
     )
 }
 
+/// Mounts `state/root`: an overlay of `rootfs` (read-only) with `state/upper` (created on the
+/// first start, kept after) holding what the container wrote. The mount lives in the
+/// container's private mount namespace and goes with it.
+fn overlay_script(rootfs: &Path, state: &Path) -> String {
+    let q = |p: &Path| crate::process::shell_quote(&p.to_string_lossy());
+    let (upper, work, root) = (state.join("upper"), state.join("work"), state.join("root"));
+    format!(
+        "mkdir -p {u} {w} {r} && mount -t overlay overlay -o {opts} {r}",
+        u = q(&upper),
+        w = q(&work),
+        r = q(&root),
+        opts = crate::process::shell_quote(&format!(
+            "lowerdir={},upperdir={},workdir={}",
+            rootfs.to_string_lossy(),
+            upper.to_string_lossy(),
+            work.to_string_lossy()
+        )),
+    )
+}
+
 /// The container's command, to run through [`in_netns`] with `unshare` as
 /// the program: its own cgroup ([`cgroup_name`]), a private mount namespace
 /// where `/sys` is read-only, so nspawn does not wait for a udev (there is
@@ -198,18 +225,18 @@ pub(crate) fn container_args(nspawn: &Path, c: &ContainerSpec<'_>) -> Vec<String
         "sh".into(),
         "-c".into(),
         format!(
-            "{} && mount -o remount,bind,ro /sys && exec \"$0\" \"$@\"",
-            own_cgroup_script(c.name)
+            "{} && mount -o remount,bind,ro /sys && {} && exec \"$0\" \"$@\"",
+            own_cgroup_script(c.name),
+            overlay_script(c.rootfs, c.state)
         ),
         nspawn.to_string_lossy().into_owned(),
         "--quiet".into(),
         "--register=no".into(),
         "--keep-unit".into(),
-        "--volatile=overlay".into(),
         "--console=read-only".into(),
         "--boot".into(),
         format!("--machine={}", c.name),
-        format!("--directory={}", c.rootfs.to_string_lossy()),
+        format!("--directory={}", c.state.join("root").to_string_lossy()),
         format!(
             "--bind-ro={}:/var/lib/cloud/seed/nocloud",
             c.seed_dir.to_string_lossy()
@@ -271,6 +298,7 @@ mod tests {
         let spec = ContainerSpec {
             name: "etcd1",
             rootfs: Path::new("/g/rootfs"),
+            state: Path::new("/run/k/etcd1"),
             seed_dir: Path::new("/out/lab/hosts/etcd1/seed"),
             medium_from: None,
             interface: "kc0",
@@ -279,16 +307,26 @@ mod tests {
         cmd.args(container_args(Path::new("systemd-nspawn"), &spec));
         let shown = display(&cmd);
         let script = format!(
-            "{} && mount -o remount,bind,ro /sys && exec \"$0\" \"$@\"",
-            own_cgroup_script("etcd1")
+            "{} && mount -o remount,bind,ro /sys && {} && exec \"$0\" \"$@\"",
+            own_cgroup_script("etcd1"),
+            overlay_script(Path::new("/g/rootfs"), Path::new("/run/k/etcd1"))
         );
         assert!(script.starts_with("g=kiln-etcd1-$$; "), "{script}");
+        assert!(
+            script.contains(
+                "mkdir -p /run/k/etcd1/upper /run/k/etcd1/work /run/k/etcd1/root && \
+                 mount -t overlay overlay -o \
+                 lowerdir=/g/rootfs,upperdir=/run/k/etcd1/upper,workdir=/run/k/etcd1/work \
+                 /run/k/etcd1/root && exec"
+            ),
+            "{script}"
+        );
         assert_eq!(
             shown.replace(&crate::process::shell_quote(&script), "SCRIPT"),
             "nsenter --net=/proc/42/ns/net unshare --mount sh -c \
              SCRIPT systemd-nspawn --quiet \
-             --register=no --keep-unit --volatile=overlay --console=read-only --boot \
-             --machine=etcd1 --directory=/g/rootfs \
+             --register=no --keep-unit --console=read-only --boot \
+             --machine=etcd1 --directory=/run/k/etcd1/root \
              --bind-ro=/out/lab/hosts/etcd1/seed:/var/lib/cloud/seed/nocloud \
              --network-interface=kc0"
         );
@@ -308,7 +346,8 @@ mod tests {
     fn veth_and_holder_scripts() {
         assert_eq!(
             veth_script(3, "52:54:00:77:00:11"),
-            "set -e; ip link add kb3 type veth peer name kc3 address 52:54:00:77:00:11; \
+            "set -e; ip link del kb3 2>/dev/null || :; \
+             ip link add kb3 type veth peer name kc3 address 52:54:00:77:00:11; \
              ip link set kb3 master kiln0; ip link set kb3 up"
         );
         let holder = display(&holder_command(Path::new("unshare")));

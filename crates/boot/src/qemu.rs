@@ -18,6 +18,8 @@ pub(crate) struct GuestSpec<'a> {
     pub bundle_medium: Option<&'a Path>,
     pub serial_log: &'a Path,
     pub switch_socket: &'a Path,
+    /// QEMU's human monitor, where an orderly stop asks for `system_powerdown`.
+    pub monitor: &'a Path,
     pub mac: &'a str,
 }
 
@@ -45,6 +47,8 @@ pub(crate) fn guest_command(qemu: &Path, g: &GuestSpec<'_>) -> Command {
         .args(["-accel", "tcg,thread=multi", "-cpu", "qemu64"])
         .args(["-smp", &g.cpus.to_string(), "-m", &g.memory_mb.to_string()])
         .args(["-display", "none", "-no-reboot"])
+        .arg("-monitor")
+        .arg(format!("unix:{},server=on,wait=off", opt_path(g.monitor)))
         .arg("-serial")
         .arg(format!("file:{}", g.serial_log.to_string_lossy()))
         .arg("-kernel")
@@ -73,6 +77,18 @@ pub(crate) fn guest_command(qemu: &Path, g: &GuestSpec<'_>) -> Command {
         .arg("-device")
         .arg(format!("virtio-net-pci,netdev=n0,mac={}", g.mac));
     cmd
+}
+
+/// Asks the guest behind QEMU's human monitor socket `monitor` to power down (an ACPI power
+/// button press; systemd shuts the guest down and, with `-no-reboot`, QEMU exits).
+pub(crate) fn system_powerdown(monitor: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut socket = std::os::unix::net::UnixStream::connect(monitor)?;
+    socket.write_all(b"system_powerdown\n")?;
+    socket.flush()?;
+    // The monitor reads the command before the connection closes.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    Ok(())
 }
 
 /// `qemu-img create` of a copy-on-write overlay on `base` (absolute, so
@@ -143,13 +159,14 @@ mod tests {
             bundle_medium: None,
             serial_log: Path::new("/out/lab/boot/etcd1.log"),
             switch_socket: Path::new("/run/vde.ctl"),
+            monitor: Path::new("/run/etcd1.mon"),
             mac: "52:54:00:77:00:11",
         };
         assert_eq!(
             display(&guest_command(Path::new("qemu-system-x86_64"), &spec)),
             "qemu-system-x86_64 -name etcd1 -nodefaults -no-user-config \
              -accel tcg,thread=multi -cpu qemu64 -smp 1 -m 1024 -display none -no-reboot \
-             -serial file:/out/lab/boot/etcd1.log -kernel /g/vmlinuz -initrd /g/initrd.img \
+             -monitor unix:/run/etcd1.mon,server=on,wait=off -serial file:/out/lab/boot/etcd1.log -kernel /g/vmlinuz -initrd /g/initrd.img \
              -append 'root=/dev/vda ro console=ttyS0 quiet' \
              -drive file=/run/etcd1.qcow2,if=virtio,format=qcow2 \
              -drive file=/out/lab/hosts/etcd1/cidata,,1.iso,if=virtio,format=raw,readonly=on \

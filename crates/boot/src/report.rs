@@ -59,6 +59,14 @@ pub struct HostReport {
 pub enum FailReason {
     /// install.sh printed `KILN <step> fail …`.
     Marker(Marker),
+    /// An upgrade failed (`failed`) and install.sh rolled the host back to the generation it
+    /// had (`KILN rollback ok …`) or could not (`KILN rollback fail …`).
+    RolledBack {
+        /// The marker of the step that failed.
+        failed: Marker,
+        /// install.sh's `rollback` marker.
+        rollback: Marker,
+    },
     /// cloud-init finished but install.sh never printed `KILN done ok`.
     NoDoneMarker,
     /// The guest kernel panicked (the line).
@@ -80,6 +88,9 @@ impl fmt::Display for FailReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Marker(m) => write!(f, "install.sh reported `{m}`"),
+            Self::RolledBack { failed, rollback } => {
+                write!(f, "install.sh reported `{failed}`, then `{rollback}`")
+            }
             Self::NoDoneMarker => {
                 f.write_str("cloud-init finished but install.sh never printed `KILN done ok`")
             }
@@ -146,6 +157,8 @@ pub struct Kept {
     pub run_dir: PathBuf,
     /// The guests that are systemd-nspawn containers (each has a cgroup of its own).
     pub containers: Vec<String>,
+    /// The cluster booted (an upgrade must be a build of the same one).
+    pub cluster: String,
 }
 
 impl Kept {

@@ -115,16 +115,21 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
     let mut guests = Vec::with_capacity(hosts.len());
     for (host, seed_dir) in hosts.iter().zip(seed_dirs) {
         if let Some(seed_dir) = seed_dir {
-            guests.push(Guest::new(host, Kind::Container(seed_dir), &log_dir)?);
+            guests.push(Guest::new(
+                host,
+                Kind::Container(seed_dir),
+                &log_dir,
+                &host.name,
+            )?);
             continue;
         }
-        let overlay = run_dir.path().join(format!("{}.qcow2", host.name));
+        let overlay = overlay_path(run_dir.path(), &host.name);
         process::run(qemu::overlay_command(
             &opts.tools.qemu_img,
             &image,
             &overlay,
         ))?;
-        guests.push(Guest::new(host, Kind::Qemu(overlay), &log_dir)?);
+        guests.push(Guest::new(host, Kind::Qemu(overlay), &log_dir, &host.name)?);
     }
 
     let mut netns = match rootfs.is_some() || link::wanted(opts) {
@@ -144,66 +149,19 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
         events.link_service_ready(service, guard.pid_of());
     }
 
+    let launcher = Launcher {
+        opts,
+        kernel: &kernel,
+        initrd: &initrd,
+        rootfs: rootfs.as_deref(),
+        netns: netns_pid,
+        socket: &socket,
+        run_dir: run_dir.path(),
+        lifetime,
+    };
     let mut guards = Vec::with_capacity(guests.len());
     for (index, guest) in guests.iter_mut().enumerate() {
-        let stderr =
-            File::create(&guest.qemu_log).map_err(BootError::io("create", &guest.qemu_log))?;
-        let (mut cmd, label) = match (&guest.kind, netns_pid, &rootfs) {
-            (Kind::Container(seed_dir), Some(holder), Some(rootfs)) => {
-                let mut veth = nspawn::in_netns(&opts.tools.nsenter, holder, Path::new("sh"));
-                veth.args(["-c", &nspawn::veth_script(index, &guest.plan.mac)]);
-                process::run(veth)?;
-                let medium_from = guest.plan.bundle_medium.as_deref().and_then(Path::parent);
-                let spec = ContainerSpec {
-                    name: &guest.plan.name,
-                    rootfs,
-                    seed_dir,
-                    medium_from,
-                    interface: &nspawn::veth_names(index).1,
-                };
-                let mut cmd = nspawn::in_netns(&opts.tools.nsenter, holder, &opts.tools.unshare);
-                cmd.args(nspawn::container_args(&opts.tools.nspawn, &spec));
-                // The container's console is nspawn's output: the same markers a serial console shows.
-                let console = File::create(&guest.serial_log)
-                    .map_err(BootError::io("create", &guest.serial_log))?;
-                cmd.stdout(console);
-                (cmd, "systemd-nspawn")
-            }
-            (Kind::Qemu(overlay), ..) => {
-                let spec = GuestSpec {
-                    name: &guest.plan.name,
-                    memory_mb: guest.plan.memory_mb,
-                    cpus: guest.plan.cpus,
-                    kernel: &kernel,
-                    initrd: &initrd,
-                    kernel_args: &opts.kernel_args,
-                    overlay,
-                    seed: &guest.plan.seed,
-                    bundle_medium: guest.plan.bundle_medium.as_deref(),
-                    serial_log: &guest.serial_log,
-                    switch_socket: &socket,
-                    mac: &guest.plan.mac,
-                };
-                let mut cmd = qemu::guest_command(&opts.tools.qemu, &spec);
-                let stdout = stderr
-                    .try_clone()
-                    .map_err(BootError::io("open", &guest.qemu_log))?;
-                cmd.stdout(stdout);
-                (cmd, "qemu")
-            }
-            (Kind::Container(_), ..) => unreachable!("containers start the namespace holder"),
-        };
-        cmd.stdin(Stdio::null()).stderr(stderr);
-        set_lifetime(&mut cmd, lifetime);
-        let child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
-        guest.command = process::display(&cmd);
-        guest.started = Instant::now();
-        guest.monitor.started();
-        let pid = child.id();
-        tracing::info!(host = %guest.plan.name, pid, command = %guest.command, "guest started");
-        events.host_started(&guest.plan.name, pid, &guest.serial_log);
-        events.host_status(&guest.plan.name, &guest.status());
-        guards.push(Guard::child(child, format!("{label} {}", guest.plan.name)));
+        guards.push(launcher.start(index, guest, events)?);
     }
 
     let failed = follow(&mut guests, &mut guards, opts.timeout, events);
@@ -237,6 +195,7 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
                 .filter(|g| matches!(g.kind, Kind::Container(_)))
                 .map(|g| g.plan.name.clone())
                 .collect(),
+            cluster: layout.cluster.clone(),
             run_dir: run_dir.keep(),
         })
     } else {
@@ -288,8 +247,109 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
     }
 }
 
+/// The qcow2 overlay of QEMU guest `host` in the run folder.
+pub(crate) fn overlay_path(run_dir: &Path, host: &str) -> PathBuf {
+    run_dir.join(format!("{host}.qcow2"))
+}
+
+/// QEMU guest `host`'s monitor socket in the run folder.
+pub(crate) fn monitor_path(run_dir: &Path, host: &str) -> PathBuf {
+    run_dir.join(format!("{host}.mon"))
+}
+
+/// Container `host`'s folder in the run folder (its overlay's upper and work folders).
+pub(crate) fn state_path(run_dir: &Path, host: &str) -> PathBuf {
+    run_dir.join(host)
+}
+
+/// What starting any guest needs, the same for a first boot and a restart.
+pub(crate) struct Launcher<'a> {
+    pub opts: &'a BootOptions,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub rootfs: Option<&'a Path>,
+    pub netns: Option<u32>,
+    pub socket: &'a Path,
+    pub run_dir: &'a Path,
+    pub lifetime: Lifetime,
+}
+
+impl Launcher<'_> {
+    /// Starts `guest`, the `index`th host of the boot (its veth pair's number), and says so.
+    pub(crate) fn start(
+        &self,
+        index: usize,
+        guest: &mut Guest<'_>,
+        events: &dyn BootEvents,
+    ) -> Result<Guard, BootError> {
+        let opts = self.opts;
+        let stderr =
+            File::create(&guest.qemu_log).map_err(BootError::io("create", &guest.qemu_log))?;
+        let (mut cmd, label) = match (&guest.kind, self.netns, self.rootfs) {
+            (Kind::Container(seed_dir), Some(holder), Some(rootfs)) => {
+                let mut veth = nspawn::in_netns(&opts.tools.nsenter, holder, Path::new("sh"));
+                veth.args(["-c", &nspawn::veth_script(index, &guest.plan.mac)]);
+                process::run(veth)?;
+                let medium_from = guest.plan.bundle_medium.as_deref().and_then(Path::parent);
+                let state = state_path(self.run_dir, &guest.plan.name);
+                let spec = ContainerSpec {
+                    name: &guest.plan.name,
+                    rootfs,
+                    state: &state,
+                    seed_dir,
+                    medium_from,
+                    interface: &nspawn::veth_names(index).1,
+                };
+                let mut cmd = nspawn::in_netns(&opts.tools.nsenter, holder, &opts.tools.unshare);
+                cmd.args(nspawn::container_args(&opts.tools.nspawn, &spec));
+                // The container's console is nspawn's output: the same markers a serial console shows.
+                let console = File::create(&guest.serial_log)
+                    .map_err(BootError::io("create", &guest.serial_log))?;
+                cmd.stdout(console);
+                (cmd, "systemd-nspawn")
+            }
+            (Kind::Qemu(overlay), ..) => {
+                let monitor = monitor_path(self.run_dir, &guest.plan.name);
+                let spec = GuestSpec {
+                    name: &guest.plan.name,
+                    memory_mb: guest.plan.memory_mb,
+                    cpus: guest.plan.cpus,
+                    kernel: self.kernel,
+                    initrd: self.initrd,
+                    kernel_args: &opts.kernel_args,
+                    overlay,
+                    seed: &guest.plan.seed,
+                    bundle_medium: guest.plan.bundle_medium.as_deref(),
+                    serial_log: &guest.serial_log,
+                    switch_socket: self.socket,
+                    monitor: &monitor,
+                    mac: &guest.plan.mac,
+                };
+                let mut cmd = qemu::guest_command(&opts.tools.qemu, &spec);
+                let stdout = stderr
+                    .try_clone()
+                    .map_err(BootError::io("open", &guest.qemu_log))?;
+                cmd.stdout(stdout);
+                (cmd, "qemu")
+            }
+            (Kind::Container(_), ..) => unreachable!("containers start the namespace holder"),
+        };
+        cmd.stdin(Stdio::null()).stderr(stderr);
+        set_lifetime(&mut cmd, self.lifetime);
+        let child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
+        guest.command = process::display(&cmd);
+        guest.started = Instant::now();
+        guest.monitor.started();
+        let pid = child.id();
+        tracing::info!(host = %guest.plan.name, pid, command = %guest.command, "guest started");
+        events.host_started(&guest.plan.name, pid, &guest.serial_log);
+        events.host_status(&guest.plan.name, &guest.status());
+        Ok(Guard::child(child, format!("{label} {}", guest.plan.name)))
+    }
+}
+
 /// `path` made absolute, if it is a file.
-fn existing(what: &'static str, path: &Path, hint: &str) -> Result<PathBuf, BootError> {
+pub(crate) fn existing(what: &'static str, path: &Path, hint: &str) -> Result<PathBuf, BootError> {
     if !path.is_file() {
         return Err(BootError::Missing {
             what,
@@ -301,7 +361,7 @@ fn existing(what: &'static str, path: &Path, hint: &str) -> Result<PathBuf, Boot
 }
 
 /// The container host's seed folder (`hosts/<host>/seed`, beside its seed images).
-fn seed_dir(host: &HostPlan) -> Result<PathBuf, BootError> {
+pub(crate) fn seed_dir(host: &HostPlan) -> Result<PathBuf, BootError> {
     // `existing` makes the user-data path absolute; its folder is the seed folder.
     let user_data = existing(
         "seed user-data",
@@ -424,7 +484,7 @@ fn read_tail(path: &Path) -> String {
 }
 
 /// How a host runs.
-enum Kind {
+pub(crate) enum Kind {
     /// A QEMU guest on this copy-on-write overlay.
     Qemu(PathBuf),
     /// A systemd-nspawn container booting from this seed folder.
@@ -432,27 +492,34 @@ enum Kind {
 }
 
 /// One guest while it runs.
-struct Guest<'a> {
-    plan: &'a HostPlan,
-    kind: Kind,
-    serial_log: PathBuf,
+pub(crate) struct Guest<'a> {
+    pub(crate) plan: &'a HostPlan,
+    pub(crate) kind: Kind,
+    pub(crate) serial_log: PathBuf,
     qemu_log: PathBuf,
     command: String,
     follower: Follower,
-    monitor: Monitor,
+    pub(crate) monitor: Monitor,
     started: Instant,
     done_after: Option<Duration>,
     ready_after: Option<Duration>,
 }
 
 impl<'a> Guest<'a> {
-    fn new(plan: &'a HostPlan, kind: Kind, log_dir: &Path) -> Result<Self, BootError> {
-        let serial_log = log_dir.join(format!("{}.log", plan.name));
+    /// A guest whose console goes to `<log_dir>/<log_name>.log` (and its QEMU's or nspawn's
+    /// own messages to `<log_name>.qemu.log` or `.nspawn.log`).
+    pub(crate) fn new(
+        plan: &'a HostPlan,
+        kind: Kind,
+        log_dir: &Path,
+        log_name: &str,
+    ) -> Result<Self, BootError> {
+        let serial_log = log_dir.join(format!("{log_name}.log"));
         let program = match kind {
             Kind::Qemu(_) => "qemu",
             Kind::Container(_) => "nspawn",
         };
-        let qemu_log = log_dir.join(format!("{}.{program}.log", plan.name));
+        let qemu_log = log_dir.join(format!("{log_name}.{program}.log"));
         // A stale log from an earlier boot must not be mistaken for this one's.
         for stale in [&serial_log, &qemu_log] {
             match std::fs::remove_file(stale) {
@@ -522,7 +589,7 @@ impl<'a> Guest<'a> {
         }
     }
 
-    fn report(&self) -> HostReport {
+    pub(crate) fn report(&self) -> HostReport {
         HostReport {
             name: self.plan.name.clone(),
             roles: self.plan.roles.clone(),
@@ -538,7 +605,7 @@ impl<'a> Guest<'a> {
 
 /// What ends a host's boot on its console: the seed's own `final_message`
 /// when its user-data sets one, else cloud-init's default.
-fn final_message(plan: &HostPlan) -> FinalMessage {
+pub(crate) fn final_message(plan: &HostPlan) -> FinalMessage {
     let template = std::fs::read_to_string(&plan.user_data)
         .ok()
         .and_then(|text| serde_saphyr::from_str::<cloud_init_config::CloudConfig>(&text).ok())
@@ -548,7 +615,7 @@ fn final_message(plan: &HostPlan) -> FinalMessage {
 
 /// Follows every guest until all are ready or one fails; the index of the
 /// first failed guest.
-fn follow(
+pub(crate) fn follow(
     guests: &mut [Guest<'_>],
     guards: &mut [Guard],
     timeout: Duration,

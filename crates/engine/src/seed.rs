@@ -72,6 +72,8 @@ pub struct InstallRun<'a> {
     pub carried: bool,
     /// Test aid: run install.sh a second time (it must report `unchanged`).
     pub rerun: bool,
+    /// `[seeds] health-wait-seconds`: install.sh's `KILN_HEALTH_WAIT`, if set.
+    pub health_wait: Option<u64>,
 }
 
 /// The shell run by cloud-init: find the kiln folder (seed folder or the CIDATA medium), check
@@ -87,13 +89,18 @@ pub fn runcmd_script(run: &InstallRun<'_>) -> String {
         sources,
         carried,
         rerun,
+        health_wait,
     } = *run;
     // Validated to hold no quote, space or shell metacharacter; quoted all the same.
     let quoted: Vec<String> = sources.iter().map(|s| format!("'{s}'")).collect();
     // The key write_files placed: install.sh then refuses a build it does not verify (without
     // the flag, a host where the key is missing would take unsigned builds).
+    let wait = match health_wait {
+        Some(n) => format!("KILN_HEALTH_WAIT={n} "),
+        None => String::new(),
+    };
     let mut run = format!(
-        "sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha} --signing-key {HOST_SIGNING_KEY}"
+        "{wait}sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha} --signing-key {HOST_SIGNING_KEY}"
     );
     for s in &quoted {
         run.push_str(&format!(" --source {s}"));

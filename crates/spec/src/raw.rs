@@ -84,6 +84,7 @@ pub struct RawSeeds {
     pub carry_bundles: Option<Spanned<bool>>,
     #[serde(default)]
     pub bundle_sources: Vec<S>,
+    pub health_wait_seconds: Option<Spanned<u64>>,
 }
 
 /// `[packages]`: how the profiles' OS packages reach the hosts.

@@ -174,13 +174,24 @@ pub struct SeedSettings {
     pub carry_bundles: bool,
     /// `bundle-sources`: where install.sh takes bundles its seed does not carry, in order.
     pub bundle_sources: Vec<BundleSource>,
+    /// `health-wait-seconds`: how long install.sh, run by the seed, retries each role's
+    /// health check before the run fails (and an upgrade rolls back); `None`: install.sh's
+    /// default, [`DEFAULT_HEALTH_WAIT_SECONDS`].
+    pub health_wait_seconds: Option<u64>,
 }
+
+/// install.sh's own wait for each role's health (`KILN_HEALTH_WAIT`), in seconds.
+pub const DEFAULT_HEALTH_WAIT_SECONDS: u64 = 900;
+
+/// Largest `health-wait-seconds`: a day.
+pub const MAX_HEALTH_WAIT_SECONDS: u64 = 86_400;
 
 impl Default for SeedSettings {
     fn default() -> Self {
         SeedSettings {
             carry_bundles: true,
             bundle_sources: Vec::new(),
+            health_wait_seconds: None,
         }
     }
 }
@@ -218,9 +229,24 @@ pub(crate) fn validate(
             );
         }
     }
+    let health_wait_seconds = raw.health_wait_seconds.as_ref().and_then(|v| {
+        let n = *v.get_ref();
+        if n == 0 || n > MAX_HEALTH_WAIT_SECONDS {
+            err(
+                v.span(),
+                "seeds.health-wait-seconds",
+                format!(
+                    "expected a number of seconds from 1 to {MAX_HEALTH_WAIT_SECONDS}, found {n}"
+                ),
+            );
+            return None;
+        }
+        Some(n)
+    });
     SeedSettings {
         carry_bundles,
         bundle_sources: sources,
+        health_wait_seconds,
     }
 }
 
@@ -296,6 +322,21 @@ mod tests {
                 "\"medium\": seeds.bundle-sources[8]: \"medium\" is listed twice",
             ]
         );
+    }
+
+    #[test]
+    fn health_wait_is_a_number_of_seconds_within_a_day() {
+        let (s, errors) = check("health-wait-seconds = 120\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(s.health_wait_seconds, Some(120));
+        for bad in ["0", "86401"] {
+            let (s, errors) = check(&format!("health-wait-seconds = {bad}\n"));
+            assert_eq!(s.health_wait_seconds, None);
+            assert_eq!(
+                errors,
+                [format!("{bad}: seeds.health-wait-seconds: expected a number of seconds from 1 to 86400, found {bad}")]
+            );
+        }
     }
 
     #[test]

@@ -14,16 +14,18 @@ use crate::support::{fake_out, FakeHost};
 
 /// The stand-in for `qemu-system-x86_64`: checks the switch socket it was
 /// given exists, records its arguments, then runs `<dir>/<name>.sh` with
-/// `say LINE` appending to the serial log. It stays up like a VM would.
-const FAKE_QEMU: &str = r#"#!/bin/sh
+/// `say LINE` appending to the serial log (and `$seed`, the seed image it
+/// was given). It stays up like a VM would.
+pub(crate) const FAKE_QEMU: &str = r#"#!/bin/sh
 set -eu
 here=$(dirname "$0")
-name= log= sock=
+name= log= sock= seed=
 while [ $# -gt 0 ]; do
     case $1 in
         -name) name=$2; shift ;;
         -serial) log=${2#file:}; shift ;;
         -netdev) sock=${2##*sock=}; shift ;;
+        -drive) case $2 in *cidata*) seed=${2#file=}; seed=${seed%%,if=*} ;; esac; shift ;;
     esac
     shift
 done
@@ -35,19 +37,19 @@ say() { printf '%s\r\n' "$*" >> "$log"; }
 exec sleep 300
 "#;
 
-const FINAL: &str = "[   40.10] cloud-init[501]: Cloud-init v. 22.4.2 finished at Thu, 01 Jan 2026 00:00:40 +0000. Datasource DataSourceNoCloud.  Up 40.10 seconds";
+pub(crate) const FINAL: &str = "[   40.10] cloud-init[501]: Cloud-init v. 22.4.2 finished at Thu, 01 Jan 2026 00:00:40 +0000. Datasource DataSourceNoCloud.  Up 40.10 seconds";
 
-struct Rig {
-    tmp: tempfile::TempDir,
-    out: PathBuf,
-    fake: PathBuf,
-    image: PathBuf,
+pub(crate) struct Rig {
+    pub(crate) tmp: tempfile::TempDir,
+    pub(crate) out: PathBuf,
+    pub(crate) fake: PathBuf,
+    pub(crate) image: PathBuf,
 }
 
 impl Rig {
     /// A fake cluster out folder and a guest whose console each host's
     /// script (shell, with `say`) writes.
-    fn new(hosts: &[(&str, &str)]) -> Self {
+    pub(crate) fn new(hosts: &[(&str, &str)]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let fakes: Vec<FakeHost> = hosts
             .iter()
@@ -83,7 +85,7 @@ impl Rig {
         }
     }
 
-    fn options(&self) -> BootOptions {
+    pub(crate) fn options(&self) -> BootOptions {
         let mut o = BootOptions::new(&self.out, &self.image);
         o.tools = Tools {
             qemu: self.fake.join("qemu-system-x86_64"),
@@ -94,7 +96,7 @@ impl Rig {
         o
     }
 
-    fn qemu_pid(&self, host: &str) -> u32 {
+    pub(crate) fn qemu_pid(&self, host: &str) -> u32 {
         std::fs::read_to_string(self.fake.join(format!("{host}.pid")))
             .unwrap()
             .trim()
@@ -122,7 +124,7 @@ fn chmod_x(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn running(pid: u32) -> bool {
+pub(crate) fn running(pid: u32) -> bool {
     // A zombie is as good as gone; /proc/PID/stat's third field is the state.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
@@ -163,7 +165,7 @@ impl BootEvents for Recorder {
     }
 }
 
-fn script(lines: &[&str]) -> String {
+pub(crate) fn script(lines: &[&str]) -> String {
     lines
         .iter()
         .map(|l| format!("say '{l}'; sleep 0.05\n"))

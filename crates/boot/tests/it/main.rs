@@ -6,3 +6,4 @@ mod support;
 
 mod flow;
 mod inputs;
+mod upgrade;

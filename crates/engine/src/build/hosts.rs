@@ -61,6 +61,7 @@ impl Assembly<'_> {
                 sources: &settings.bundle_sources,
                 carried: settings.carry_bundles,
                 rerun: self.opts.seed_rerun,
+                health_wait: settings.health_wait_seconds,
             };
             let seed = seed::seed_for(h, self.build_id, &run, self.signer.public_pem());
             // Without bundles a seed is a few KiB: install.sh takes the bundles from the sources,
