@@ -95,10 +95,7 @@ pub fn runcmd_script(run: &InstallRun<'_>) -> String {
     let quoted: Vec<String> = sources.iter().map(|s| format!("'{s}'")).collect();
     // The key write_files placed: install.sh then refuses a build it does not verify (without
     // the flag, a host where the key is missing would take unsigned builds).
-    let wait = match health_wait {
-        Some(n) => format!("KILN_HEALTH_WAIT={n} "),
-        None => String::new(),
-    };
+    let wait = health_wait_prefix(health_wait);
     let mut run = format!(
         "{wait}sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha} --signing-key {HOST_SIGNING_KEY}"
     );
@@ -129,6 +126,27 @@ pub fn runcmd_script(run: &InstallRun<'_>) -> String {
         s.push_str(&format!("{run}\n"));
     }
     s
+}
+
+/// The runcmd's `KILN_HEALTH_WAIT=N ` before install.sh (nothing when not set).
+fn health_wait_prefix(health_wait: Option<u64>) -> String {
+    match health_wait {
+        Some(n) => format!("{HEALTH_WAIT_VAR}={n} "),
+        None => String::new(),
+    }
+}
+
+const HEALTH_WAIT_VAR: &str = "KILN_HEALTH_WAIT";
+
+/// The `[seeds] health-wait-seconds` a runcmd script of [`runcmd_script`] passes to install.sh,
+/// read back from its text (what `kiln serve` has of it: the build's disk seeds).
+pub fn health_wait_of(script: &str) -> Option<u64> {
+    let at = script.find(&format!("{HEALTH_WAIT_VAR}="))? + HEALTH_WAIT_VAR.len() + 1;
+    let digits: String = script[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// install.sh's functions that take a file of an out folder by its digest from the sources,
@@ -196,6 +214,8 @@ pub struct NetInstallRun<'a> {
     pub secrets_token: &'a str,
     /// The server's base URL: the one source of install.sh and the bundles.
     pub server: &'a str,
+    /// install.sh's `KILN_HEALTH_WAIT` (the disk seed's, [`health_wait_of`]), if set.
+    pub health_wait: Option<u64>,
 }
 
 /// The shell a network seed's runcmd runs: the secrets from their one-time URL (kept by their
@@ -209,6 +229,7 @@ pub fn net_runcmd_script(run: &NetInstallRun<'_>) -> String {
         secrets_base,
         secrets_token,
         server,
+        health_wait,
     } = *run;
     let mut s = String::from("set -eu\n");
     s.push_str(&fetch_functions());
@@ -223,8 +244,9 @@ pub fn net_runcmd_script(run: &NetInstallRun<'_>) -> String {
          rm -rf \"$WORK\"\n\
          i=$FOUND\n\
          echo \"{install_sha}  $i\" | sha256sum -c --quiet || {{ echo 'KILN seed fail install.sh digest mismatch'; exit 1; }}\n\
-         sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha} --signing-key {HOST_SIGNING_KEY} --source '{server}'\n",
+         {wait}sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha} --signing-key {HOST_SIGNING_KEY} --source '{server}'\n",
         secrets = kiln_bundle::contract::SECRETS,
+        wait = health_wait_prefix(health_wait),
     ));
     s
 }

@@ -13,6 +13,13 @@ use crate::seeds::{build_every_seed_form, run_seed_script, runcmd_of, tool};
 #[test]
 fn a_network_seed_takes_its_secrets_once_and_install_sh_and_bundles_from_kiln_serve_by_digest() {
     let fx = Fixture::new(false);
+    fx.edit(|t| {
+        t.replacen(
+            "[network]",
+            "[seeds]\nhealth-wait-seconds = 77\n\n[network]",
+            1,
+        )
+    });
     let out = build_every_seed_form(&fx);
     let m = manifest(&out);
     let state = fx.dir.join("serve-state");
@@ -36,6 +43,11 @@ fn a_network_seed_takes_its_secrets_once_and_install_sh_and_bundles_from_kiln_se
     assert_eq!(code, 200);
     fs::write(&ud_file, ud).unwrap();
     let runcmd = runcmd_of(&ud_file);
+    // The disk seed's health wait goes with it.
+    assert!(
+        runcmd.contains("KILN_HEALTH_WAIT=77 sh \"$i\" --dir \"$d\""),
+        "{runcmd}"
+    );
 
     // No seed medium: the runcmd finds nothing at cloud-init's seed folder.
     let empty = fx.dir.join("no-seed");
