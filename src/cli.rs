@@ -48,6 +48,9 @@ pub enum Command {
     /// Compare two out folders of one cluster: per bundle and host, files, packages, images,
     /// certificates and units (exit 0 identical, 1 different, 2 error).
     Diff(crate::diff::DiffArgs),
+    /// Serve an out folder over HTTP for network boot: iPXE scripts per MAC, NoCloud seeds,
+    /// bundles by digest, each host's secrets under a one-time URL.
+    Serve(crate::serve::ServeArgs),
     /// Maintain the catalog.
     #[command(subcommand)]
     Catalog(CatalogCommand),

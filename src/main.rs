@@ -6,6 +6,7 @@ mod cli;
 mod diff;
 mod progress;
 mod push;
+mod serve;
 mod verify;
 
 use std::path::Path;
@@ -355,6 +356,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .join(&p.cluster.name);
             return boot::run(&a, &out);
         }
+        Command::Serve(a) => serve::run(&a)?,
         Command::Verify(a) => match verify::run(&a) {
             Ok(msg) => println!("{msg}"),
             Err(e) => {

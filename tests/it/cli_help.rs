@@ -20,6 +20,7 @@ fn help_of_every_command() {
         vec!["render", "--help"],
         vec!["images", "--help"],
         vec!["boot", "--help"],
+        vec!["serve", "--help"],
         vec!["catalog", "--help"],
         vec!["catalog", "import-checksums", "--help"],
     ] {
@@ -53,6 +54,7 @@ fn readme_documents_every_command() {
         "kiln diff",
         "kiln certs",
         "kiln render",
+        "kiln serve",
         "kiln catalog import-checksums",
     ] {
         assert!(readme.contains(cmd), "README.md does not mention `{cmd}`");

@@ -20,4 +20,5 @@ mod registry;
 mod sbom;
 mod secrets;
 mod seeds;
+mod serve;
 mod signed;

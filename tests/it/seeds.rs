@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::common::{kiln, Fixture};
 
-fn tool(name: &str, pkg: &str) -> Command {
+pub(crate) fn tool(name: &str, pkg: &str) -> Command {
     assert!(
         Command::new("sh")
             .arg("-c")
@@ -20,7 +20,7 @@ fn tool(name: &str, pkg: &str) -> Command {
 }
 
 /// Locks and builds `fx` with every seed form; returns `out/lab`.
-fn build_every_seed_form(fx: &Fixture) -> std::path::PathBuf {
+pub(crate) fn build_every_seed_form(fx: &Fixture) -> std::path::PathBuf {
     build_seeds(fx, "iso,vfat,dir")
 }
 
@@ -288,7 +288,7 @@ fn health_wait_reaches_install_sh_through_the_runcmd() {
 }
 
 /// The shell of a seed's runcmd (`sh -c <script>`): user-data's `- |` block.
-fn runcmd_of(user_data: &std::path::Path) -> String {
+pub(crate) fn runcmd_of(user_data: &std::path::Path) -> String {
     let text = fs::read_to_string(user_data).unwrap();
     let block: Vec<&str> = text
         .lines()
@@ -311,7 +311,7 @@ fn runcmd_of(user_data: &std::path::Path) -> String {
 /// where `seed` is the NoCloud seed folder, `/var/lib` is empty and `/etc/kiln/signing.pub` is
 /// `key` (as write_files places it; `/etc` is an overlay there); install.sh installs under
 /// `root` and stops after its first step. Returns stdout and stderr of both runs.
-fn run_seed_script(
+pub(crate) fn run_seed_script(
     script: &str,
     seed: &std::path::Path,
     key: &std::path::Path,

@@ -95,10 +95,7 @@ pub fn runcmd_script(run: &InstallRun<'_>) -> String {
     let quoted: Vec<String> = sources.iter().map(|s| format!("'{s}'")).collect();
     // The key write_files placed: install.sh then refuses a build it does not verify (without
     // the flag, a host where the key is missing would take unsigned builds).
-    let wait = match health_wait {
-        Some(n) => format!("KILN_HEALTH_WAIT={n} "),
-        None => String::new(),
-    };
+    let wait = health_wait_prefix(health_wait);
     let mut run = format!(
         "{wait}sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha} --signing-key {HOST_SIGNING_KEY}"
     );
@@ -131,6 +128,27 @@ pub fn runcmd_script(run: &InstallRun<'_>) -> String {
     s
 }
 
+/// The runcmd's `KILN_HEALTH_WAIT=N ` before install.sh (nothing when not set).
+fn health_wait_prefix(health_wait: Option<u64>) -> String {
+    match health_wait {
+        Some(n) => format!("{HEALTH_WAIT_VAR}={n} "),
+        None => String::new(),
+    }
+}
+
+const HEALTH_WAIT_VAR: &str = "KILN_HEALTH_WAIT";
+
+/// The `[seeds] health-wait-seconds` a runcmd script of [`runcmd_script`] passes to install.sh,
+/// read back from its text (what `kiln serve` has of it: the build's disk seeds).
+pub fn health_wait_of(script: &str) -> Option<u64> {
+    let at = script.find(&format!("{HEALTH_WAIT_VAR}="))? + HEALTH_WAIT_VAR.len() + 1;
+    let digits: String = script[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 /// install.sh's functions that take a file of an out folder by its digest from the sources,
 /// in the order the seed's script defines them.
 const FETCH_FUNCTIONS: [&str; 10] = [
@@ -155,11 +173,7 @@ fn fetch_install_sh(install_sha: &str, sources: &str) -> String {
         "if [ ! -f \"$i\" ]; then\n\
          # This seed carries no install.sh: take it by its digest from the sources.\n",
     );
-    for name in FETCH_FUNCTIONS {
-        let f = shell_function(crate::INSTALL_SH, name)
-            .unwrap_or_else(|| panic!("install.sh has no function {name}()"));
-        s.push_str(&f);
-    }
+    s.push_str(&fetch_functions());
     s.push_str(&format!(
         "fail() {{ rm -rf \"$WORK\"; echo \"KILN seed fail $*\"; exit 1; }}\n\
          umask 077\n\
@@ -168,6 +182,71 @@ fn fetch_install_sh(install_sha: &str, sources: &str) -> String {
          rm -rf \"$WORK\"\n\
          i=$FOUND\n\
          fi\n"
+    ));
+    s
+}
+
+/// The definitions of install.sh's [`FETCH_FUNCTIONS`], copied out of install.sh.
+fn fetch_functions() -> String {
+    FETCH_FUNCTIONS
+        .iter()
+        .map(|name| {
+            shell_function(crate::INSTALL_SH, name)
+                .unwrap_or_else(|| panic!("install.sh has no function {name}()"))
+        })
+        .collect()
+}
+
+/// Where the runcmd of a network seed keeps the host's secrets archive: install.sh's `--dir`.
+pub const NET_SEED_DIR: &str = "/var/lib/kiln/net-seed";
+
+/// How the runcmd of a network seed (the user-data `kiln serve` hands a host that booted from
+/// the network, which has no seed medium) takes its files and runs install.sh.
+#[derive(Debug, Clone, Copy)]
+pub struct NetInstallRun<'a> {
+    /// install.sh's sha256.
+    pub install_sha: &'a str,
+    /// The host's secrets.tar.gz sha256.
+    pub secrets_sha: &'a str,
+    /// The base of the host's one-time secrets URL (`http://<server>/secrets`).
+    pub secrets_base: &'a str,
+    /// The last component of that URL: the host's one-time token.
+    pub secrets_token: &'a str,
+    /// The server's base URL: the one source of install.sh and the bundles.
+    pub server: &'a str,
+    /// install.sh's `KILN_HEALTH_WAIT` (the disk seed's, [`health_wait_of`]), if set.
+    pub health_wait: Option<u64>,
+}
+
+/// The shell a network seed's runcmd runs: the secrets from their one-time URL (kept by their
+/// pinned digest in [`NET_SEED_DIR`], so a rerun, which that URL refuses, finds them), then
+/// install.sh by its digest from the server, both with install.sh's own fetch functions, then
+/// install.sh with the server as its source and the key write_files placed.
+pub fn net_runcmd_script(run: &NetInstallRun<'_>) -> String {
+    let NetInstallRun {
+        install_sha,
+        secrets_sha,
+        secrets_base,
+        secrets_token,
+        server,
+        health_wait,
+    } = *run;
+    let mut s = String::from("set -eu\n");
+    s.push_str(&fetch_functions());
+    s.push_str(&format!(
+        "fail() {{ rm -rf \"$WORK\"; echo \"KILN seed fail $*\"; exit 1; }}\n\
+         umask 077\n\
+         d={NET_SEED_DIR} FETCHED='' WORK=$(mktemp -d)\n\
+         DIR=$d DOWNLOADS=$d SOURCES='{secrets_base}'\n\
+         fetch_file {secrets_sha} '{secrets_token}' {secrets} secrets || fail \"$WHY\"\n\
+         DOWNLOADS=/var/lib/kiln/downloads SOURCES='{server}'\n\
+         fetch_file {install_sha} install.sh {install_sha}.sh file || fail \"$WHY\"\n\
+         rm -rf \"$WORK\"\n\
+         i=$FOUND\n\
+         echo \"{install_sha}  $i\" | sha256sum -c --quiet || {{ echo 'KILN seed fail install.sh digest mismatch'; exit 1; }}\n\
+         {wait}sh \"$i\" --dir \"$d\" --secrets-sha256 {secrets_sha} --signing-key {HOST_SIGNING_KEY} --source '{server}'\n",
+        secrets = kiln_bundle::contract::SECRETS,
+        wait = health_wait_prefix(health_wait),
     ));
     s
 }
