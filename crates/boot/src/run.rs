@@ -229,18 +229,8 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
     match failed {
         None => Ok(report),
         Some(i) => {
-            let guest = &guests[i];
             Err(BootError::HostFailed {
-                failure: Box::new(HostFailure {
-                    host: guest.plan.name.clone(),
-                    reason: guest
-                        .monitor
-                        .failure()
-                        .cloned()
-                        .expect("a failed guest has a reason"),
-                    serial_log: guest.serial_log.clone(),
-                    last_lines: guest.monitor.tail(),
-                }),
+                failure: Box::new(guests[i].failure()),
                 report: Box::new(report),
             })
         }
@@ -586,6 +576,20 @@ impl<'a> Guest<'a> {
         tracing::info!(host = %self.plan.name, %reason, "host failed");
         if self.monitor.fail(reason) {
             events.host_status(&self.plan.name, &self.status());
+        }
+    }
+
+    /// The failure of a guest that failed, with the end of its console.
+    pub(crate) fn failure(&self) -> HostFailure {
+        HostFailure {
+            host: self.plan.name.clone(),
+            reason: self
+                .monitor
+                .failure()
+                .cloned()
+                .expect("a failed guest has a reason"),
+            serial_log: self.serial_log.clone(),
+            last_lines: self.monitor.tail(),
         }
     }
 

@@ -15,7 +15,7 @@ use crate::monitor::Monitor;
 use crate::options::BootOptions;
 use crate::process::{Guard, Lifetime};
 use crate::qemu;
-use crate::report::{HostFailure, HostReport, Kept};
+use crate::report::{HostReport, Kept};
 use crate::run::{
     existing, final_message, follow, monitor_path, overlay_path, seed_dir, Guest, Kind, Launcher,
 };
@@ -177,19 +177,9 @@ pub fn upgrade(
             .push(guests.iter().map(Guest::report).collect());
         report.elapsed = started.elapsed();
         if let Some(i) = failed {
-            let guest = &guests[i];
             return Err(BootError::UpgradeFailed {
                 step: number + 1,
-                failure: Box::new(HostFailure {
-                    host: guest.plan.name.clone(),
-                    reason: guest
-                        .monitor
-                        .failure()
-                        .cloned()
-                        .expect("a failed guest has a reason"),
-                    serial_log: guest.serial_log.clone(),
-                    last_lines: guest.monitor.tail(),
-                }),
+                failure: Box::new(guests[i].failure()),
                 report: Box::new(report),
             });
         }
