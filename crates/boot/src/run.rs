@@ -228,12 +228,10 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
     };
     match failed {
         None => Ok(report),
-        Some(i) => {
-            Err(BootError::HostFailed {
-                failure: Box::new(guests[i].failure()),
-                report: Box::new(report),
-            })
-        }
+        Some(i) => Err(BootError::HostFailed {
+            failure: Box::new(guests[i].failure()),
+            report: Box::new(report),
+        }),
     }
 }
 
