@@ -422,7 +422,7 @@ fn kubeadm_finds_stacked_etcd_clusters_pki_complete_and_lists_kilns_images() {
 #[test]
 fn bad_bootstrap_settings_are_refused_at_their_key_and_change_nothing() {
     type Edit = fn(String) -> String;
-    let cases: [(&str, Edit, &str, &[&str]); 6] = [
+    let cases: [(&str, Edit, &str, &[&str]); 7] = [
         (
             "unknown bootstrap",
             |t| t.replace("bootstrap = \"kubeadm\"", "bootstrap = \"kubeadmm\""),
@@ -471,6 +471,21 @@ fn bad_bootstrap_settings_are_refused_at_their_key_and_change_nothing() {
             |t| t.replace(", \"etcd\"]", "]"),
             "\"kubeadm\"",
             &["`bootstrap`", "needs etcd hosts"],
+        ),
+        (
+            "kubelet auth, which kubeadm does itself",
+            |t| {
+                t.replacen(
+                    "[lb]\n",
+                    "[pki]\nkubelet-auth = \"certificates\"\n\n[lb]\n",
+                    1,
+                )
+            },
+            "\"certificates\"",
+            &[
+                "`pki.kubelet-auth`",
+                "applies to bootstrap = \"binary\" only",
+            ],
         ),
         (
             "misspelt key",

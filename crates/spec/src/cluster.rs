@@ -798,6 +798,14 @@ fn validate_bootstrap(c: &mut Ctx<'_>, raw: &RawCluster) -> Bootstrap {
              masters role \"etcd\" (stacked etcd) or other hosts (external etcd)",
         );
     }
+    if let Some(k) = &raw.pki.kubelet_auth {
+        c.err(
+            Some(k.span()),
+            "pki.kubelet-auth",
+            "applies to bootstrap = \"binary\" only: with kubeadm, kubelets join with kubeadm's \
+             bootstrap token and kiln issues their certificates as kubeadm lays them out; remove it",
+        );
+    }
     let masters = has(MASTER_ROLE).count();
     if masters == 0 {
         c.err(
