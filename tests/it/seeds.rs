@@ -269,10 +269,16 @@ fn health_wait_reaches_install_sh_through_the_runcmd() {
             "{host}: {script}"
         );
     }
+    let manifest = |out: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&fs::read(out.join("MANIFEST.json")).unwrap()).unwrap()
+    };
+    // Recorded for what serves the build (kiln serve's network seeds keep it).
+    assert_eq!(manifest(&out)["health-wait-seconds"], 120);
     let default = Fixture::new(false);
     let plain = build_seeds(&default, "dir");
     let script = runcmd_of(&plain.join("hosts/etcd1/seed/user-data"));
     assert!(!script.contains("KILN_HEALTH_WAIT"), "{script}");
+    assert!(manifest(&plain).get("health-wait-seconds").is_none());
 
     let fx = with_seeds("health-wait-seconds = 0");
     let before = crate::common::tree_state(&fx.dir);

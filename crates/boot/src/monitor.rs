@@ -55,9 +55,8 @@ impl Monitor {
 
     /// A host installing an upgrade: after a `KILN … fail` marker it waits for install.sh's
     /// `KILN rollback ok|fail` (the host fails with both), or for the end of cloud-init.
-    pub fn awaiting_rollback(mut self) -> Self {
+    pub fn await_rollback(&mut self) {
         self.awaits_rollback = true;
-        self
     }
 
     pub fn phase(&self) -> HostPhase {
@@ -261,7 +260,8 @@ mod tests {
         let health = "KILN health fail role=etcd unhealthy after 3 tries in 10 s: refused";
         let rollback =
             "KILN rollback ok generation=2 build=b2 (generation 3 build b3 was unhealthy)";
-        let mut m = Monitor::new(FinalMessage::default()).awaiting_rollback();
+        let mut m = Monitor::new(FinalMessage::default());
+        m.await_rollback();
         m.started();
         m.line("KILN units ok units=etcd.service restarted=1");
         m.line(health);
@@ -282,7 +282,8 @@ mod tests {
             })
         );
         // cloud-init ending first: the fail marker is the reason.
-        let mut m = Monitor::new(FinalMessage::default()).awaiting_rollback();
+        let mut m = Monitor::new(FinalMessage::default());
+        m.await_rollback();
         m.line(health);
         m.line(FINAL);
         assert_eq!(

@@ -607,7 +607,7 @@ impl<'a> Guest<'a> {
 
 /// What ends a host's boot on its console: the seed's own `final_message`
 /// when its user-data sets one, else cloud-init's default.
-pub(crate) fn final_message(plan: &HostPlan) -> FinalMessage {
+fn final_message(plan: &HostPlan) -> FinalMessage {
     let template = std::fs::read_to_string(&plan.user_data)
         .ok()
         .and_then(|text| serde_saphyr::from_str::<cloud_init_config::CloudConfig>(&text).ok())

@@ -11,14 +11,11 @@ use std::time::{Duration, Instant};
 use crate::error::BootError;
 use crate::events::BootEvents;
 use crate::layout::{cluster_dir, Layout};
-use crate::monitor::Monitor;
 use crate::options::BootOptions;
 use crate::process::{Guard, Lifetime};
 use crate::qemu;
 use crate::report::{HostReport, Kept};
-use crate::run::{
-    existing, final_message, follow, monitor_path, overlay_path, seed_dir, Guest, Kind, Launcher,
-};
+use crate::run::{existing, follow, monitor_path, overlay_path, seed_dir, Guest, Kind, Launcher};
 
 /// How long a host may take to shut down when asked, before it is killed.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(180);
@@ -159,7 +156,7 @@ pub fn upgrade(
         events.stopping(step);
         let mut guards: Vec<Guard> = Vec::with_capacity(guests.len());
         for guest in &mut guests {
-            guest.monitor = Monitor::new(final_message(guest.plan)).awaiting_rollback();
+            guest.monitor.await_rollback();
             let index = kept
                 .guests
                 .iter()

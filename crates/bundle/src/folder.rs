@@ -28,6 +28,10 @@ pub struct BuildManifest {
     pub build_id: String,
     /// Generation from cluster.toml.
     pub generation: u64,
+    /// `[seeds] health-wait-seconds`, when set: install.sh's `KILN_HEALTH_WAIT` in every seed's
+    /// runcmd (and in the network seeds `kiln serve` writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_wait_seconds: Option<u64>,
     /// mtime used in archives.
     pub source_date_epoch: u64,
     /// Input files (relative to cluster.toml's folder) → sha256.

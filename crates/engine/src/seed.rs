@@ -138,17 +138,6 @@ fn health_wait_prefix(health_wait: Option<u64>) -> String {
 
 const HEALTH_WAIT_VAR: &str = "KILN_HEALTH_WAIT";
 
-/// The `[seeds] health-wait-seconds` a runcmd script of [`runcmd_script`] passes to install.sh,
-/// read back from its text (what `kiln serve` has of it: the build's disk seeds).
-pub fn health_wait_of(script: &str) -> Option<u64> {
-    let at = script.find(&format!("{HEALTH_WAIT_VAR}="))? + HEALTH_WAIT_VAR.len() + 1;
-    let digits: String = script[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
 /// install.sh's functions that take a file of an out folder by its digest from the sources,
 /// in the order the seed's script defines them.
 const FETCH_FUNCTIONS: [&str; 10] = [
@@ -214,7 +203,7 @@ pub struct NetInstallRun<'a> {
     pub secrets_token: &'a str,
     /// The server's base URL: the one source of install.sh and the bundles.
     pub server: &'a str,
-    /// install.sh's `KILN_HEALTH_WAIT` (the disk seed's, [`health_wait_of`]), if set.
+    /// install.sh's `KILN_HEALTH_WAIT` (the build's `health-wait-seconds`, as the disk seeds), if set.
     pub health_wait: Option<u64>,
 }
 

@@ -319,6 +319,7 @@ mod tests {
             cluster: "lab".into(),
             build_id: build_id.clone(),
             generation: 2,
+            health_wait_seconds: None,
             source_date_epoch: 0,
             inputs: Default::default(),
             bundles: Default::default(),

@@ -191,7 +191,7 @@ fn net_user_data(sh: &Shared, base: &str, host: &str) -> Result<Vec<u8>, Error> 
         secrets_base: &secrets_base,
         secrets_token: &secrets_token,
         server: base,
-        health_wait: h.health_wait,
+        health_wait: sh.site.manifest.health_wait_seconds,
     });
     let mut ud = h.user_data.clone();
     ud.runcmd = vec![RunCmd::argv(["sh", "-c", &script])];

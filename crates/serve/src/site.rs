@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use cloud_init_config::{CloudConfig, RunCmd};
+use cloud_init_config::CloudConfig;
 use kiln_bundle::BuildManifest;
-use kiln_engine::seed::health_wait_of;
 use kiln_engine::signatures::{self, Signatures};
 
 use crate::Error;
@@ -84,8 +83,6 @@ pub struct Host {
     pub network_config: Option<Vec<u8>>,
     /// The disk seed's user-data, whose runcmd the network seed replaces.
     pub user_data: CloudConfig,
-    /// The health wait the disk seed's runcmd gives install.sh, which the network seed keeps.
-    pub health_wait: Option<u64>,
 }
 
 /// A verified out folder, ready to serve.
@@ -199,6 +196,7 @@ impl Site {
                 None
             };
             let secrets_path = dir.join(&h.secrets);
+            let secrets_out = output(&h.secrets)?;
             hosts.insert(
                 name.clone(),
                 Host {
@@ -210,15 +208,11 @@ impl Site {
                             file: secrets_path,
                             source,
                         })?),
-                        output(&h.secrets)?.size,
+                        secrets_out.size,
                     ),
-                    secrets_sha: output(&h.secrets)?.sha256.clone(),
+                    secrets_sha: secrets_out.sha256.clone(),
                     meta_data: read(cloud_init_config::META_DATA)?,
                     network_config,
-                    health_wait: user_data.runcmd.iter().find_map(|c| match c {
-                        RunCmd::Argv(a) => a.iter().find_map(|w| health_wait_of(w)),
-                        RunCmd::Shell(s) => health_wait_of(s),
-                    }),
                     user_data,
                 },
             );

@@ -15,15 +15,22 @@ use crate::env::kiln_bin;
 use crate::lab::{copy_tree, find, kiln, runs, Problems};
 
 /// The lab's inputs for generation `generation`, beside the generation 1 `lab` (same folder,
-/// so the same PKI state and signing key): the profiles and overlays copied and changed by
-/// `change`, the lock relocked offline from apt's local index, and a vendor store holding the
+/// so the same PKI state and signing key): the profiles and overlays of `from` copied and
+/// changed by `change`, the lock relocked offline from apt's local index, and a vendor store holding the
 /// lab's and the k8s example's files (hard links), where the k8s example's `conntrack` is.
-fn generation(lab: &Path, generation: u32, extra_seeds: &str, change: &dyn Fn(&Path)) -> PathBuf {
+fn generation(
+    lab: &Path,
+    generation: u32,
+    from: (&Path, &Path),
+    extra_seeds: &str,
+    change: &dyn Fn(&Path),
+) -> PathBuf {
     let dir = lab.parent().unwrap();
     let inputs = dir.join(format!("gen{generation}"));
     let r = crate::env::repo();
-    copy_tree(&r.join("profiles"), &inputs.join("profiles"));
-    copy_tree(&dir.join("overlays"), &inputs.join("overlays"));
+    let (profiles, overlays) = from;
+    copy_tree(profiles, &inputs.join("profiles"));
+    copy_tree(overlays, &inputs.join("overlays"));
     change(&inputs);
     let vendor = inputs.join("vendor");
     for example in ["lab", "k8s"] {
@@ -127,21 +134,28 @@ pub(crate) fn day_two(
     p: &mut Problems,
 ) {
     let dir = lab.parent().unwrap();
-    let gen2 = generation(lab, 2, "", &|inputs| {
-        edit(
-            &inputs.join("profiles/etcd/etcd.env.hbs"),
-            "ETCD_SNAPSHOT_COUNT=10000",
-            "ETCD_SNAPSHOT_COUNT=5000",
-        );
-        edit(
-            &inputs.join("profiles/lb/profile.toml"),
-            "packages = [\"nginx\", \"libnginx-mod-stream\", \"keepalived\"]",
-            "packages = [\"nginx\", \"libnginx-mod-stream\", \"keepalived\", \"conntrack\"]",
-        );
-        let site = inputs.join("overlays/site-example/files/etc/kiln/site.txt");
-        let text = fs::read_to_string(&site).unwrap();
-        fs::write(&site, format!("{text}Generation 2.\n")).unwrap();
-    });
+    let repo_profiles = crate::env::repo().join("profiles");
+    let gen2 = generation(
+        lab,
+        2,
+        (&repo_profiles, &dir.join("overlays")),
+        "",
+        &|inputs| {
+            edit(
+                &inputs.join("profiles/etcd/etcd.env.hbs"),
+                "ETCD_SNAPSHOT_COUNT=10000",
+                "ETCD_SNAPSHOT_COUNT=5000",
+            );
+            edit(
+                &inputs.join("profiles/lb/profile.toml"),
+                "packages = [\"nginx\", \"libnginx-mod-stream\", \"keepalived\"]",
+                "packages = [\"nginx\", \"libnginx-mod-stream\", \"keepalived\", \"conntrack\"]",
+            );
+            let site = inputs.join("overlays/site-example/files/etc/kiln/site.txt");
+            let text = fs::read_to_string(&site).unwrap();
+            fs::write(&site, format!("{text}Generation 2.\n")).unwrap();
+        },
+    );
     let out2 = build(&gen2, &dir.join("out2"));
     let (steps, plan) = plan_steps(gen1, &out2);
     eprintln!("generation 2 steps: {steps:?}");
@@ -223,10 +237,9 @@ pub(crate) fn day_two(
     }
 
     // Generation 3: etcd stops listening on 127.0.0.1, where its health check asks.
-    let gen3 = generation(lab, 3, "health-wait-seconds = 60\n", &|inputs| {
-        let gen2_profiles = dir.join("gen2/profiles");
-        copy_tree(&gen2_profiles, &inputs.join("profiles"));
-        copy_tree(&dir.join("gen2/overlays"), &inputs.join("overlays"));
+    let (gen2_profiles, gen2_overlays) = (dir.join("gen2/profiles"), dir.join("gen2/overlays"));
+    let from = (gen2_profiles.as_path(), gen2_overlays.as_path());
+    let gen3 = generation(lab, 3, from, "health-wait-seconds = 60\n", &|inputs| {
         edit(
             &inputs.join("profiles/etcd/etcd.env.hbs"),
             "ETCD_LISTEN_CLIENT_URLS=https://{{host.ip}}:2379,https://127.0.0.1:2379",
@@ -304,7 +317,6 @@ fn build_id(out: &Path) -> String {
         serde_json::from_slice(&fs::read(out.join("MANIFEST.json")).unwrap()).unwrap();
     manifest["build-id"]
         .as_str()
-        .or_else(|| manifest["build_id"].as_str())
         .unwrap_or_else(|| panic!("no build id in {}", out.join("MANIFEST.json").display()))
         .to_owned()
 }

@@ -321,6 +321,7 @@ impl Assembly<'_> {
             cluster: self.plan.cluster.clone(),
             build_id: self.build_id.to_string(),
             generation: self.project.cluster.generation,
+            health_wait_seconds: self.project.cluster.seeds.health_wait_seconds,
             source_date_epoch: self.sde,
             inputs: self.inputs.clone(),
             bundles: bundles.info,
