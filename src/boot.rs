@@ -16,6 +16,7 @@ pub fn run(a: &BootArgs, out: &Path) -> Result<ExitCode> {
     opts.seed = a.seed.parse().context("--seed")?;
     opts.timeout = std::time::Duration::from_secs(a.timeout);
     opts.memory_mb = a.memory;
+    opts.disk_gb = a.disk_gb;
     // An upgrade restarts the hosts the boot leaves running.
     opts.keep = a.keep || a.upgrade_to.is_some();
     opts.containers = a.containers.clone();

@@ -264,6 +264,10 @@ pub struct BootArgs {
     /// Guest memory in MiB (default: vagrant.json's per host).
     #[arg(long)]
     pub memory: Option<u32>,
+    /// Each QEMU guest's disk in GiB, 2 to 4096 (cloud-init grows the root filesystem to it;
+    /// default: the image's size).
+    #[arg(long)]
+    pub disk_gb: Option<u32>,
     /// Leave the guests running when done, and print how to stop them.
     #[arg(long)]
     pub keep: bool,

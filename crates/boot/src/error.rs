@@ -64,6 +64,16 @@ pub enum BootError {
         /// Every host of the cluster.
         known: Vec<String>,
     },
+    /// The guests' disk size is outside what boot accepts.
+    #[error("disk size {gb} GiB: a guest disk must be {min}..={max} GiB")]
+    DiskSize {
+        /// The size asked for.
+        gb: u32,
+        /// Smallest accepted.
+        min: u32,
+        /// Largest accepted.
+        max: u32,
+    },
     /// `--link-address`/`--link-service` options that cannot work together or with the hosts.
     #[error("{reason}")]
     LinkOption {

@@ -119,6 +119,10 @@ pub struct BootOptions {
     pub keep: bool,
     /// Memory for every guest in MiB, instead of `vagrant.json`'s.
     pub memory_mb: Option<u32>,
+    /// Every QEMU guest's disk in GiB: the virtual size of its copy-on-write overlay, to which
+    /// cloud-init grows the root filesystem at boot (a kubeadm master's images and their
+    /// unpacked layers outgrow a small image). Default: the image's own size.
+    pub disk_gb: Option<u32>,
     /// Words added to the guest kernel command line.
     pub kernel_args: Vec<String>,
     /// Parent of the run folder (overlays, switch socket); default the
@@ -156,6 +160,7 @@ impl BootOptions {
             timeout: DEFAULT_TIMEOUT,
             keep: false,
             memory_mb: None,
+            disk_gb: None,
             kernel_args: Vec::new(),
             run_parent: None,
             containers: Vec::new(),

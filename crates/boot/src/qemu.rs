@@ -92,14 +92,26 @@ pub(crate) fn system_powerdown(monitor: &Path) -> std::io::Result<()> {
 }
 
 /// `qemu-img create` of a copy-on-write overlay on `base` (absolute, so
-/// the overlay does not resolve it against its own folder).
-pub(crate) fn overlay_command(qemu_img: &Path, base: &Path, overlay: &Path) -> Command {
+/// the overlay does not resolve it against its own folder), `size_gb`
+/// GiB large when given (else the base's size).
+pub(crate) fn overlay_command(
+    qemu_img: &Path,
+    base: &Path,
+    overlay: &Path,
+    size_gb: Option<u32>,
+) -> Command {
     let mut cmd = Command::new(qemu_img);
     cmd.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
         .arg(base)
         .arg(overlay);
+    if let Some(gb) = size_gb {
+        cmd.arg(format!("{gb}G"));
+    }
     cmd
 }
+
+/// The guest disk sizes boot accepts, in GiB.
+pub(crate) const DISK_GB: std::ops::RangeInclusive<u32> = 2..=4096;
 
 /// How the switch runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,9 +209,19 @@ mod tests {
             display(&overlay_command(
                 Path::new("qemu-img"),
                 Path::new("/g/disk.qcow2"),
-                Path::new("/run/a.qcow2")
+                Path::new("/run/a.qcow2"),
+                None,
             )),
             "qemu-img create -q -f qcow2 -F qcow2 -b /g/disk.qcow2 /run/a.qcow2"
+        );
+        assert_eq!(
+            display(&overlay_command(
+                Path::new("qemu-img"),
+                Path::new("/g/disk.qcow2"),
+                Path::new("/run/a.qcow2"),
+                Some(8),
+            )),
+            "qemu-img create -q -f qcow2 -F qcow2 -b /g/disk.qcow2 /run/a.qcow2 8G"
         );
         let sock = Path::new("/run/vde.ctl");
         let pid = Path::new("/run/vde.pid");

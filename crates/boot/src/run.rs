@@ -47,6 +47,13 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
     let dir = cluster_dir(&opts.out)?;
     let layout = Layout::load(&dir)?;
     let hosts = layout.plan(&dir, opts.hosts.as_deref(), opts.seed, opts.memory_mb)?;
+    if let Some(gb) = opts.disk_gb.filter(|gb| !qemu::DISK_GB.contains(gb)) {
+        return Err(BootError::DiskSize {
+            gb,
+            min: *qemu::DISK_GB.start(),
+            max: *qemu::DISK_GB.end(),
+        });
+    }
     let image = existing(
         "base image",
         &opts.image_path(),
@@ -128,6 +135,7 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
             &opts.tools.qemu_img,
             &image,
             &overlay,
+            opts.disk_gb,
         ))?;
         guests.push(Guest::new(host, Kind::Qemu(overlay), &log_dir, &host.name)?);
     }

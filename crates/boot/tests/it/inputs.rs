@@ -55,6 +55,19 @@ fn unknown_hosts_are_named_with_the_known_ones() {
 }
 
 #[test]
+fn a_disk_size_out_of_range_is_refused_before_any_guest_starts() {
+    for gb in [0, 1, 4097] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut opts = BootOptions::new(cluster(tmp.path()), guest(tmp.path()));
+        opts.disk_gb = Some(gb);
+        assert_eq!(
+            err(&opts),
+            format!("disk size {gb} GiB: a guest disk must be 2..=4096 GiB")
+        );
+    }
+}
+
+#[test]
 fn container_hosts_must_exist_and_need_a_root_tree_and_a_seed_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = cluster(tmp.path());
