@@ -21,6 +21,10 @@ pub struct Catalog {
     /// closures come from apt's index instead).
     #[serde(default, rename = "rpm")]
     pub rpms: Vec<CatalogRpm>,
+    /// Golden OS images by OS id: the packages `kiln image` installs on top of the OS's
+    /// minimal system.
+    #[serde(default)]
+    pub os_image: BTreeMap<String, CatalogOsImage>,
     /// Known pins (from pins.toml), by table, arch and version.
     #[serde(skip)]
     pub pins: Pins,
@@ -59,6 +63,15 @@ pub struct CatalogSource {
     pub pins: Option<String>,
     /// URL template of an upstream checksum file, read by `kiln lock` for versions not in the table.
     pub checksum_url: Option<String>,
+}
+
+/// `[os-image.<os>]`: what a golden image of one OS holds beyond its minimal system
+/// (for Debian: the packages of priority required, the essential ones and apt).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CatalogOsImage {
+    /// Package names, each once; `{arch}` stands for the cluster's architecture.
+    pub packages: Vec<String>,
 }
 
 /// One rpm file for EL hosts, pinned by sha256. Profiles' `packages` name rpms; each entry
@@ -192,6 +205,35 @@ pub fn parse(
                         pins_file.display()
                     )));
                 }
+            }
+        }
+    }
+    for (os, img) in &cat.os_image {
+        let err = |key: String, m: String| Diagnostic::error(file, text, None).key(key).msg(m);
+        if OsId::parse(os) != Some(OsId::Debian12) {
+            return Err(err(
+                format!("os-image.{os}"),
+                format!("{os:?}: kiln image builds debian12 images only"),
+            ));
+        }
+        if img.packages.is_empty() {
+            return Err(err(
+                format!("os-image.{os}.packages"),
+                "is empty; list the packages the image installs beyond minbase".into(),
+            ));
+        }
+        for (i, p) in img.packages.iter().enumerate() {
+            let key = format!("os-image.{os}.packages[{i}]");
+            if !crate::cluster::is_package_name(&p.replace("{arch}", "amd64")) {
+                return Err(err(
+                    key,
+                    format!(
+                        "{p:?} is not a package name (`{{arch}}` may stand for the architecture)"
+                    ),
+                ));
+            }
+            if img.packages[..i].contains(p) {
+                return Err(err(key, format!("{p:?} is listed twice")));
             }
         }
     }
