@@ -10,6 +10,8 @@ chmod 0644 "$1/etc/hosts" "$1/etc/resolv.conf"
 rm -f "$1/var/lib/dbus/machine-id"
 # The sources named kiln's temporary repository: the image has no apt source (air-gapped).
 rm -f "$1/etc/apt/sources.list"
+# The build's own apt settings (no download sandbox) are not the host's.
+rm -f "$1/etc/apt/apt.conf.d/99mmdebstrap"
 find "$1/etc/apt/sources.list.d" -mindepth 1 -delete
 # QEMU boots with `root=/dev/vda ro`: this remounts it rw. A container (nspawn) gets its root
 # from the host, where the label cannot be resolved.

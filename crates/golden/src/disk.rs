@@ -74,6 +74,10 @@ pub(crate) fn bootstrap(
         .arg(format!("--architectures={}", recipe.arch))
         .arg(format!("--include={}", names.join(",")))
         .arg("--aptopt=Acquire::Languages \"none\"")
+        // apt's download sandbox user (_apt) may not reach the repository (a 0700 parent,
+        // a umask of 077): apt then falls back to root and leaves its partial folders owned
+        // by root instead of _apt. Always root, so the owner never depends on the machine.
+        .arg("--aptopt=APT::Sandbox::User \"root\"")
         .args([
             "--dpkgopt=path-exclude=/usr/share/man/*",
             "--dpkgopt=path-exclude=/usr/share/doc/*",

@@ -172,9 +172,10 @@ pub fn build(
     progress(Step::Bootstrap);
     let root = work.join("root");
     disk::bootstrap(recipe, &repo, &root, &work.join("mmdebstrap.log"))?;
-    disk::normalize_times(&root, recipe.source_date_epoch)?;
     progress(Step::BootFiles);
+    // Before the times are set: reading the files would change their access times.
     disk::boot_files(&root, out)?;
+    disk::normalize_times(&root, recipe.source_date_epoch)?;
     progress(Step::Filesystem);
     let uuid = recipe.fs_uuid();
     disk::ext4(&root, &out.join("disk.raw"), &uuid, recipe, work)?;

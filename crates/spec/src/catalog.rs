@@ -538,6 +538,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn os_images_are_debian12_only_with_package_names_each_once() {
+        let parse_os_image = |t: &str| {
+            parse(Path::new("catalog.toml"), t, Path::new("pins.toml"), None)
+                .map(|c| c.os_image)
+                .map_err(|d| d.to_string())
+        };
+        let ok = parse_os_image(
+            "[os-image.debian12]\npackages = [\"systemd\", \"linux-image-cloud-{arch}\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok["debian12"].packages.len(), 2);
+        for (text, key, msg) in [
+            (
+                "[os-image.ubuntu2404]\npackages = [\"a\"]\n",
+                "os-image.ubuntu2404",
+                "builds debian12 images only",
+            ),
+            (
+                "[os-image.debian12]\npackages = []\n",
+                "os-image.debian12.packages",
+                "is empty",
+            ),
+            (
+                "[os-image.debian12]\npackages = [\"a b\"]\n",
+                "os-image.debian12.packages[0]",
+                "\"a b\" is not a package name",
+            ),
+            (
+                "[os-image.debian12]\npackages = [\"a\", \"a\"]\n",
+                "os-image.debian12.packages[1]",
+                "\"a\" is listed twice",
+            ),
+            (
+                "[os-image.debian12]\npackagez = [\"a\"]\n",
+                "packagez",
+                "unknown field",
+            ),
+        ] {
+            let e = parse_os_image(text).unwrap_err();
+            assert!(e.contains(key) && e.contains(msg), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn imports_kubespray_shape() {
         let y = "---\netcd_binary_checksums:\n  amd64:\n    3.5.21: sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n    3.5.0: 0\n  arm64:\n    3.5.21: \"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"\n";
         let p = import_checksums_yaml(y).unwrap();
