@@ -1,11 +1,11 @@
 //! kiln-golden: a golden OS image (Debian 12) built offline from locked, vendored packages.
 //!
 //! The steps: a flat apt repository of exactly the given .deb files (each re-hashed against its
-//! pin) ([`repo`]); mmdebstrap in its own network namespace installs them into a root tree with
+//! pin) (`repo`); mmdebstrap in its own network namespace installs them into a root tree with
 //! kiln's hooks; every timestamp is set to `SOURCE_DATE_EPOCH`; the kernel and initrd are
 //! copied out (the netboot set); `mke2fs -d` makes the ext4 disk with a fixed UUID and hash
 //! seed, and `debugfs` sets the inode change times mke2fs copied from the tree; `qemu-img`
-//! converts it to qcow2. Two builds from the same inputs give the same bytes ([`disk`]).
+//! converts it to qcow2. Two builds from the same inputs give the same bytes (`disk`).
 //!
 //! The caller gives an empty folder for the outputs and a scratch folder; nothing else is
 //! written. This library never prints: it reports each [`Step`] to a callback.
