@@ -392,3 +392,54 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
         String::from_utf8_lossy(&cmp.stdout)
     );
 }
+
+#[test]
+fn image_without_its_tools_or_root_names_what_is_missing_and_changes_nothing() {
+    assert!(golden_vendor_ready(), "examples/golden/vendor is not filled: run `cargo run -- fetch examples/golden/cluster.toml` (the set-up in README.md does)");
+    let tmp = tempfile::tempdir().unwrap();
+    golden_project(tmp.path(), &golden_vendor(), &golden_lock());
+    // No mmdebstrap on PATH (kiln also looks in /usr/sbin and /sbin, where it is not).
+    let before = tree_state(tmp.path());
+    let out = kiln()
+        .current_dir(tmp.path())
+        .args(["image", "cluster.toml", "--out", "out"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "kiln image needs mmdebstrap, which is not installed (apt-get install mmdebstrap)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(tree_state(tmp.path()), before);
+
+    // Not root: as nobody, through util-linux's setpriv (only root can switch users).
+    if !kiln_testkit::have_tools("image_not_root", &["setpriv", "mmdebstrap"])
+        || !kiln_testkit::ready(
+            "image_not_root",
+            kiln_testkit::is_root(),
+            "needs root to run kiln as another user",
+        )
+    {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(kiln().get_program())
+        .args(["image", "cluster.toml", "--out", "out"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("kiln image needs root: mmdebstrap --mode=root"),
+        "{stderr}"
+    );
+    assert_eq!(tree_state(tmp.path()), before);
+}

@@ -244,3 +244,39 @@ fn manifest(recipe: &Recipe, uuid: &str, files: &[OutFile]) -> String {
     s.push('\n');
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe(pins: &[&str], epoch: u64) -> Recipe {
+        Recipe {
+            os: "debian12".into(),
+            codename: "bookworm".into(),
+            arch: "amd64".into(),
+            debs: pins
+                .iter()
+                .map(|p| Deb {
+                    name: p.to_string(),
+                    version: "1".into(),
+                    arch: "all".into(),
+                    path: PathBuf::from("x"),
+                    file_name: "x.deb".into(),
+                    sha256: p.repeat(64),
+                })
+                .collect(),
+            source_date_epoch: epoch,
+        }
+    }
+
+    #[test]
+    fn the_file_system_uuid_follows_the_pins_and_epoch_not_their_order() {
+        let u = recipe(&["a", "b"], 1).fs_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(u.as_bytes()[14], b'4', "version 4 layout: {u}");
+        assert!(matches!(u.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{u}");
+        assert_eq!(recipe(&["b", "a"], 1).fs_uuid(), u);
+        assert_ne!(recipe(&["a", "c"], 1).fs_uuid(), u);
+        assert_ne!(recipe(&["a", "b"], 2).fs_uuid(), u);
+    }
+}
