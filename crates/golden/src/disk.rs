@@ -54,7 +54,8 @@ fn tail(text: &str, n: usize) -> String {
 }
 
 /// mmdebstrap, in a network namespace of its own (no network: only the local repository),
-/// installs every package of the recipe into `root` with kiln's hooks. Its output goes to `log`.
+/// installs every package of the recipe into `root` with kiln's hooks. Its output goes to `log`
+/// (in the scratch folder).
 pub(crate) fn bootstrap(
     recipe: &Recipe,
     repo: &Path,
@@ -103,10 +104,12 @@ pub(crate) fn bootstrap(
     })?;
     if !status.success() {
         let text = fs::read_to_string(log).unwrap_or_default();
+        // The scratch folder (and the log in it) is removed when the build ends: the error
+        // carries the end of the log.
         return Err(GoldenError::Command {
-            command: format!("unshare --net mmdebstrap (log: {})", log.display()),
+            command: "unshare --net mmdebstrap".into(),
             status: status.to_string(),
-            detail: tail(&text, 20),
+            detail: tail(&text, 30),
         });
     }
     Ok(())
