@@ -13,17 +13,28 @@ use kiln_pki::{PkiOptions, SecretFile, SystemClock};
 use crate::bad_input::pos_of;
 use crate::common::{kiln_in, repo, walk};
 
-/// The example's cluster.toml with its input paths made absolute, its PKI state in `tmp`.
+/// The HA shape kubeadm is checked on: the k8s example's six hosts (two masters behind the lb
+/// VIP, three etcd members, two nodes, two lb hosts) brought up by kubeadm with the kubeadm
+/// example's profiles, input paths made absolute, its PKI state in `tmp`.
 fn cluster_in(tmp: &Path, edit: impl FnOnce(String) -> String) -> PathBuf {
     let r = repo();
-    let text = fs::read_to_string(r.join("examples/kubeadm/cluster.toml"))
-        .unwrap()
+    let text = fs::read_to_string(r.join("examples/k8s/cluster.toml")).unwrap();
+    let mut text = text
         .replace("\"../../", &format!("\"{}/", r.display()))
-        .replace("\"../k8s/", &format!("\"{}/examples/k8s/", r.display()))
         .replace(
-            "profiles = \"profiles\"",
+            &format!("profiles = \"{}/profiles\"", r.display()),
             &format!("profiles = \"{}/examples/kubeadm/profiles\"", r.display()),
         );
+    for (needle, with) in [
+        (
+            "image-sources = [\"assemble\"]\n",
+            "image-sources = [\"assemble\"]\nbootstrap = \"kubeadm\"\n",
+        ),
+        ("[pki]\nkubelet-auth = \"bootstrap-token\"\n", ""),
+    ] {
+        assert!(text.contains(needle), "examples/k8s has no `{needle}`");
+        text = text.replace(needle, with);
+    }
     let cluster = tmp.join("cluster.toml");
     fs::write(&cluster, edit(text)).unwrap();
     cluster
@@ -516,4 +527,86 @@ fn bad_bootstrap_settings_are_refused_at_their_key_and_change_nothing() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The kubeadm example (stacked etcd) with its profiles copied into `tmp` (links resolved) and
+/// `edit` applied to one of them, its other inputs read from the checkout.
+fn example_with_profile(tmp: &Path, profile: &str, edit: impl FnOnce(String) -> String) -> PathBuf {
+    let r = repo();
+    let profiles = tmp.join("profiles");
+    let cp = Command::new("cp")
+        .arg("-rL")
+        .arg(r.join("examples/kubeadm/profiles"))
+        .arg(&profiles)
+        .status()
+        .unwrap();
+    assert!(cp.success(), "cp -rL the kubeadm example's profiles");
+    let toml = profiles.join(profile).join("profile.toml");
+    let text = fs::read_to_string(&toml).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(
+        edited, text,
+        "the edit of {profile}'s profile changed nothing"
+    );
+    fs::write(&toml, edited).unwrap();
+    let text = fs::read_to_string(r.join("examples/kubeadm/cluster.toml"))
+        .unwrap()
+        .replace("\"../../", &format!("\"{}/", r.display()))
+        .replace(
+            "profiles = \"profiles\"",
+            &format!(
+                "profiles = \"{}\"\nlock = \"{1}/examples/kubeadm/kiln.lock\"\nvendor = \"{1}/examples/kubeadm/vendor\"",
+                profiles.display(),
+                r.display()
+            ),
+        );
+    let cluster = tmp.join("cluster.toml");
+    fs::write(&cluster, text).unwrap();
+    cluster
+}
+
+/// `kiln build` refuses bundles that lack an image `kubeadm config images list` names for a
+/// host, or carry it under another tag, naming the host, the image and the bundle, before it
+/// writes anything.
+#[test]
+fn bundles_that_differ_from_kubeadms_image_list_are_refused_and_nothing_is_written() {
+    type Edit = fn(String) -> String;
+    let cases: [(&str, &str, Edit, &[&str]); 2] = [
+        (
+            "the scheduler's image left out",
+            "master",
+            |t| t.replace("    \"registry.k8s.io/kube-scheduler:v{{versions.kubernetes}}\",\n", ""),
+            &["master01: kubeadm runs registry.k8s.io/kube-scheduler:v1.34.4, which none of its bundles carries"],
+        ),
+        (
+            "kube-proxy under another tag",
+            "kubeadm",
+            |t| {
+                t.replace(
+                    "registry.k8s.io/kube-proxy:v{{versions.kubernetes}}",
+                    "registry.k8s.io/kube-proxy:v1.34.3",
+                )
+            },
+            &[
+                "master01: kubeadm runs registry.k8s.io/kube-proxy:v1.34.4, but bundle kubeadm-debian12 carries registry.k8s.io/kube-proxy:v1.34.3 instead",
+                "node01: kubeadm runs registry.k8s.io/kube-proxy:v1.34.4, but bundle kubeadm-debian12",
+                "node02: kubeadm runs registry.k8s.io/kube-proxy:v1.34.4",
+            ],
+        ),
+    ];
+    for (name, profile, edit, expect) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        example_with_profile(tmp.path(), profile, edit);
+        let before = walk(tmp.path());
+        let (code, stderr) = kiln_in(tmp.path(), &["build", "--offline", "cluster.toml"]);
+        assert_eq!(code, Some(1), "{name}: kiln build: {stderr}");
+        assert!(
+            stderr.contains("the bundles differ from the images kubeadm runs"),
+            "{name}: {stderr}"
+        );
+        for e in expect {
+            assert!(stderr.contains(e), "{name}: no `{e}` in:\n{stderr}");
+        }
+        assert_eq!(walk(tmp.path()), before, "{name}: kiln build wrote files");
+    }
 }

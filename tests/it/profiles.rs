@@ -235,10 +235,34 @@ fn every_os() -> Vec<Rendered> {
     all
 }
 
+/// examples/prod brought up by kubeadm on `os`, with the kubeadm example's profiles: etcd stacked
+/// on the masters (the roles that profile set runs), kubelets joining by kubeadm's token.
+fn kubeadm_variant(os: &str) -> Rendered {
+    prod_variant(&format!("kubeadm-{os}"), os, |t| {
+        let profiles = format!("profiles = \"{}/profiles\"", repo().display());
+        let t = replace_once(
+            &t,
+            &profiles,
+            &format!(
+                "profiles = \"{}/examples/kubeadm/profiles\"",
+                repo().display()
+            ),
+        );
+        let t = replace_once(&t, "[pki]\nkubelet-auth = \"bootstrap-token\"\n", "");
+        let t = replace_once(&t, "\n[paths]\n", "\nbootstrap = \"kubeadm\"\n\n[paths]\n");
+        let t = replace_once(&t, "roles = [\"master\"]", "roles = [\"master\", \"etcd\"]");
+        t.replace("roles = [\"node\", \"etcd\"]", "roles = [\"node\"]")
+    })
+}
+
 /// Every supported OS plus the network branches examples/prod does not take: Calico with
-/// nftables (on Rocky 9), no CNI with iptables (on Debian 12).
+/// nftables (on Rocky 9), no CNI with iptables (on Debian 12); and the kubeadm profiles on every
+/// supported OS.
 fn every_os_and_branch() -> Vec<Rendered> {
     let mut all = every_os();
+    for os in ["centos7", "rocky9", "ubuntu2204", "ubuntu2404", "debian12"] {
+        all.push(kubeadm_variant(os));
+    }
     all.push(prod_variant("calico-nftables-rocky9", "rocky9", |t| {
         replace_once(
             &replace_once(&t, "cni = \"flannel\"", "cni = \"calico\""),
@@ -929,4 +953,59 @@ fn etcd_waits_for_its_peers_for_minutes_before_its_start_fails_and_pre_votes() {
             );
         }
     }
+}
+
+/// Every shell script the profiles render (a `#!/bin/sh` or `#!/bin/bash` file in a bundle or a
+/// host folder), on every OS and branch, passes shellcheck for its shell, and the `sh` ones parse
+/// with dash (Debian's /bin/sh).
+#[test]
+fn every_rendered_shell_script_passes_shellcheck_and_dash() {
+    require("shellcheck", "shellcheck");
+    require("dash", "dash");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut seen = BTreeSet::new();
+    let mut failures = Vec::new();
+    for r in every_os_and_branch() {
+        for host in r.hosts() {
+            for (owner, f) in r.files_of(host) {
+                if !is_content(f) {
+                    continue;
+                }
+                let path = str_of(&f["path"]);
+                let text = r.text(&owner, path);
+                let shell = match text.lines().next() {
+                    Some("#!/bin/sh") => "sh",
+                    Some("#!/bin/bash") => "bash",
+                    _ => continue,
+                };
+                if !seen.insert(text.clone()) {
+                    continue;
+                }
+                let file = tmp.path().join(format!("script-{}", seen.len()));
+                fs::write(&file, &text).unwrap();
+                let mut checks = vec![Command::new("shellcheck")];
+                checks[0].args(["-s", shell]).arg(&file);
+                if shell == "sh" {
+                    let mut dash = Command::new("dash");
+                    dash.arg("-n").arg(&file);
+                    checks.push(dash);
+                }
+                for mut c in checks {
+                    let out = run(&mut c);
+                    if !out.status.success() {
+                        failures.push(format!(
+                            "{} {owner}:{path}: {:?}:\n{}{}",
+                            r.label,
+                            c.get_program(),
+                            String::from_utf8_lossy(&out.stdout),
+                            String::from_utf8_lossy(&out.stderr)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // keepalived's check-nginx.sh and kiln-kubeadm at least.
+    assert!(seen.len() >= 2, "only {} scripts found", seen.len());
 }

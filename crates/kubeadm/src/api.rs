@@ -16,6 +16,22 @@ pub struct InitConfiguration<'a> {
     #[serde(rename = "localAPIEndpoint")]
     pub local_api_endpoint: ApiEndpoint<'a>,
     pub node_registration: NodeRegistration<'a>,
+    pub timeouts: Timeouts,
+}
+
+/// How long kubeadm waits for each step (v1beta4 durations, e.g. `15m0s`); unset ones keep
+/// kubeadm's defaults.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeouts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_plane_component_health_check: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubelet_health_check: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<&'static str>,
+    #[serde(rename = "tlsBootstrap", skip_serializing_if = "Option::is_none")]
+    pub tls_bootstrap: Option<&'static str>,
 }
 
 /// A bootstrap token kubeadm stores as a Secret at `init`.
@@ -127,6 +143,7 @@ pub struct JoinConfiguration<'a> {
     pub node_registration: NodeRegistration<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control_plane: Option<JoinControlPlane<'a>>,
+    pub timeouts: Timeouts,
 }
 
 /// Discovery by bootstrap token, the CA pinned by its public-key hash.

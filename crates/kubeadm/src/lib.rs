@@ -28,6 +28,17 @@ pub const IMAGE_REPOSITORY: &str = "registry.k8s.io";
 /// The group kubeadm binds to node bootstrapping and CSR auto-approval at `init`.
 pub const NODE_TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
+/// How long `kubeadm init` (and a control-plane join) waits for the static pods to be healthy:
+/// kubeadm's 4 minutes are too short for a host that imports its images and starts etcd and the
+/// API server on slow disks at first boot.
+const CONTROL_PLANE_WAIT: &str = "15m0s";
+/// How long kubeadm waits for the kubelet (its health, and its TLS bootstrap when joining).
+const KUBELET_WAIT: &str = "10m0s";
+/// How long `kubeadm join` keeps asking the control-plane endpoint for the cluster's CA: hosts
+/// boot in any order, and a node racked before its masters waits for them (kiln-kubeadm.service
+/// then retries).
+const DISCOVERY_WAIT: &str = "15m0s";
+
 /// Stacked etcd (kubeadm runs it as a static pod on every master) or the cluster's etcd hosts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Etcd {
@@ -163,6 +174,11 @@ pub fn render(
                 }],
                 local_api_endpoint: local(),
                 node_registration: registration,
+                timeouts: Timeouts {
+                    control_plane_component_health_check: Some(CONTROL_PLANE_WAIT),
+                    kubelet_health_check: Some(KUBELET_WAIT),
+                    ..Timeouts::default()
+                },
             };
             vec![
                 yaml("InitConfiguration", &init)?,
@@ -186,6 +202,13 @@ pub fn render(
                 control_plane: (member.role == Role::JoinControlPlane).then(|| JoinControlPlane {
                     local_api_endpoint: local(),
                 }),
+                timeouts: Timeouts {
+                    control_plane_component_health_check: (member.role == Role::JoinControlPlane)
+                        .then_some(CONTROL_PLANE_WAIT),
+                    kubelet_health_check: Some(KUBELET_WAIT),
+                    discovery: Some(DISCOVERY_WAIT),
+                    tls_bootstrap: Some(KUBELET_WAIT),
+                },
             };
             vec![yaml("JoinConfiguration", &join)?]
         }

@@ -17,8 +17,15 @@ fn host_value(h: &Host) -> Value {
 }
 
 /// Context for role-scope templates; `api_url` is the plan's (one rule, see
-/// [`kiln_pki_layout::PkiInput::api_endpoint`]).
-pub fn role_context(project: &Project, role: &str, os: OsId, api_url: Option<&str>) -> Value {
+/// [`kiln_pki_layout::PkiInput::api_endpoint`]), `kubeadm` the plan's kubeadm settings when
+/// `bootstrap = "kubeadm"` (templates see `kubeadm.etcd`: `stacked` or `external`).
+pub fn role_context(
+    project: &Project,
+    role: &str,
+    os: OsId,
+    api_url: Option<&str>,
+    kubeadm: Option<&kiln_kubeadm::Settings>,
+) -> Value {
     let c = &project.cluster;
     let mut vars: BTreeMap<String, Value> = c.vars.clone();
     for o in &project.overlays {
@@ -54,7 +61,14 @@ pub fn role_context(project: &Project, role: &str, os: OsId, api_url: Option<&st
             "arch": c.arch.as_str(),
             "os": c.os.as_str(),
             "generation": c.generation,
+            "bootstrap": c.bootstrap.as_str(),
         },
+        "kubeadm": kubeadm.map(|k| json!({
+            "etcd": match k.etcd {
+                kiln_kubeadm::Etcd::Stacked { .. } => "stacked",
+                kiln_kubeadm::Etcd::External { .. } => "external",
+            },
+        })),
         "network": c.network,
         "lb": lb,
         "api": {"url": api_url},
@@ -68,12 +82,8 @@ pub fn role_context(project: &Project, role: &str, os: OsId, api_url: Option<&st
     })
 }
 
-/// Context for host-scope templates: the role context plus `host`, with host vars layered on top.
-pub fn host_context(project: &Project, role: &str, host: &Host, api_url: Option<&str>) -> Value {
-    host_context_from(&role_context(project, role, host.os, api_url), host)
-}
-
-/// [`host_context`] from the host's role context, built once per bundle rather than per host
+/// Context for host-scope templates: the host's role context plus `host`, with host vars
+/// layered on top; the role context is built once per bundle rather than per host
 /// (the context lists every host, so rebuilding it per host is quadratic in the cluster size).
 pub fn host_context_from(role_ctx: &Value, host: &Host) -> Value {
     let mut v = role_ctx.clone();

@@ -8,6 +8,7 @@ pub mod certs;
 pub mod complete;
 pub mod context;
 pub mod host;
+pub mod kubeadm_images;
 pub mod layer;
 #[cfg(test)]
 mod tests;
@@ -203,6 +204,10 @@ pub enum PlanError {
     /// Something a unit or config refers to is delivered to no host that needs it.
     #[error("the plan is incomplete:\n{}", .0.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n"))]
     Incomplete(Vec<complete::Miss>),
+    /// With `bootstrap = "kubeadm"`, a host's bundles lack an image kubeadm runs there, or carry
+    /// it under another tag.
+    #[error("the bundles differ from the images kubeadm runs (`kubeadm config images list`):\n{}", .0.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n"))]
+    KubeadmImages(Vec<kubeadm_images::ImageMiss>),
     /// A path is claimed twice within one host's bundles.
     #[error("{path} is provided by both bundle {first} and bundle {second} for host {host}")]
     Conflict {
@@ -278,7 +283,13 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
     for ((role, os), hosts) in &pairs {
         let profile = &project.profiles[role];
         let m = merge(profile, *os, &project.overlays);
-        let ctx = context::role_context(project, role, *os, api_url.as_deref());
+        let ctx = context::role_context(
+            project,
+            role,
+            *os,
+            api_url.as_deref(),
+            pki_input.kubeadm.as_ref(),
+        );
         let id = format!("{role}-{os}");
         role_ctx.insert(id.clone(), ctx.clone());
         let mut files = Vec::new();
@@ -487,6 +498,10 @@ pub fn plan(project: &Project) -> Result<Plan, PlanError> {
     let misses = complete::check(&bundles, &hosts);
     if !misses.is_empty() {
         return Err(PlanError::Incomplete(misses));
+    }
+    let image_misses = kubeadm_images::check(&kubeadm_images, &bundles, &hosts);
+    if !image_misses.is_empty() {
+        return Err(PlanError::KubeadmImages(image_misses));
     }
     Ok(Plan {
         cluster: cluster.name.clone(),

@@ -293,6 +293,14 @@ impl Bootstrap {
     /// All names as written.
     pub const NAMES: &'static [&'static str] = &["binary", "kubeadm"];
 
+    /// The name as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bootstrap::Binary => "binary",
+            Bootstrap::Kubeadm => "kubeadm",
+        }
+    }
+
     /// Parses `binary` or `kubeadm`.
     pub fn parse(s: &str) -> Option<Bootstrap> {
         match s {

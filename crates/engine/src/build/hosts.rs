@@ -90,12 +90,17 @@ impl Assembly<'_> {
                 seeds.push(rel);
             }
             let mac = h.mac.to_string();
+            // kubeadm's preflight refuses a control-plane host with fewer than 2 CPUs or about
+            // 1.7 GB of memory: the layout gives kubeadm masters that much.
+            let kubeadm_master = self.project.cluster.bootstrap == kiln_spec::Bootstrap::Kubeadm
+                && h.roles.iter().any(|r| r == "master");
+            let (memory_mb, cpus) = if kubeadm_master { (2048, 2) } else { (1024, 1) };
             out.vagrant.push(serde_json::json!({
                 "name": h.name, "ip": h.ip, "mac": mac, "os": h.os, "roles": h.roles,
                 "seed_iso": self.opts.seeds.iso.then(|| format!("hosts/{}/cidata.iso", h.name)),
                 "seed_img": self.opts.seeds.vfat.then(|| format!("hosts/{}/cidata.img", h.name)),
                 "bundle_medium": settings.wants_medium().then_some(super::medium::BUNDLE_MEDIUM),
-                "memory_mb": 1024, "cpus": 1,
+                "memory_mb": memory_mb, "cpus": cpus,
             }));
             out.info.insert(
                 h.name.clone(),
