@@ -51,6 +51,9 @@ pub enum Command {
     /// Serve an out folder over HTTP for network boot: iPXE scripts per MAC, NoCloud seeds,
     /// bundles by digest, each host's secrets under a one-time URL.
     Serve(crate::serve::ServeArgs),
+    /// Build the cluster's golden OS image (kernel, initrd, ext4 disk raw and qcow2) offline
+    /// from the lock's packages in vendor/, byte for byte reproducible; needs root.
+    Image(crate::image::ImageArgs),
     /// Maintain the catalog.
     #[command(subcommand)]
     Catalog(CatalogCommand),

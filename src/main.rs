@@ -4,6 +4,7 @@
 mod boot;
 mod cli;
 mod diff;
+mod image;
 mod progress;
 mod push;
 mod serve;
@@ -357,6 +358,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return boot::run(&a, &out);
         }
         Command::Serve(a) => serve::run(&a)?,
+        Command::Image(a) => image::run(&a)?,
         Command::Verify(a) => match verify::run(&a) {
             Ok(msg) => println!("{msg}"),
             Err(e) => {

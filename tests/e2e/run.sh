@@ -20,7 +20,10 @@
 #      nodes join by TLS bootstrap and go Ready, two pods on two nodes reach each other over
 #      flannel, the Service answers on its ClusterIP (IPVS) from a pod and from each node, CoreDNS
 #      resolves, `kubectl logs` and `exec` work, and the API answers through the VIP with
-#      master01's API server stopped (crates/boot/tests/e2e/).
+#      master01's API server stopped (crates/boot/tests/e2e/);
+#   4. the golden image: `kiln image` of examples/golden (cached in /var/tmp/kiln-golden-image/
+#      by its inputs: the build is reproducible), its host etcd1 booted by `kiln boot` as a QEMU
+#      guest from the image's qcow2, kernel and initrd, reaching its role (2-3 min).
 # `cargo test` alone lists the VM tests as ignored; this script runs them.
 #
 # Usage: tests/e2e/run.sh [TEST-NAME-FILTER]

@@ -248,6 +248,47 @@ fn cases() -> Vec<Case> {
             expect: &["has sources [file] but cluster.toml allows only [https]"],
         },
         Case {
+            name: "misspelt key in [image]",
+            edit: |t| format!("{t}\n[image]\npackagez = [\"less\"]\n"),
+            at: Some("packagez"),
+            expect: &["unknown field `packagez`"],
+        },
+        Case {
+            name: "image package that is not a package name",
+            edit: |t| format!("{t}\n[image]\npackages = [\"less\", \"Less Pager\"]\n"),
+            at: Some("\"Less Pager\""),
+            expect: &[
+                "`image.packages[1]`",
+                "\"Less Pager\" is not a package name",
+            ],
+        },
+        Case {
+            name: "image package listed twice",
+            edit: |t| format!("{t}\n[image]\npackages = [\"less\", \"less\"]\n"),
+            at: Some("\"less\""),
+            expect: &["`image.packages[1]`", "\"less\" is listed twice"],
+        },
+        Case {
+            name: "image of an OS the catalog has no [os-image] for",
+            edit: |t| format!("{t}\n[image]\n"),
+            at: None,
+            expect: &["`image`", "catalog.toml has no [os-image.debian12]"],
+        },
+        Case {
+            name: "image of an OS other than debian12",
+            edit: |t| {
+                format!(
+                    "{}\n[image]\n",
+                    t.replace("os = \"debian12\"", "os = \"ubuntu2404\"")
+                )
+            },
+            at: None,
+            expect: &[
+                "`image`",
+                "kiln image builds debian12 images only (this cluster's os is ubuntu2404)",
+            ],
+        },
+        Case {
             name: "leaf outlives CA",
             edit: |t| format!("{t}\n[pki]\nca-days = 10\nleaf-days = 20\n"),
             at: Some("20\n"),

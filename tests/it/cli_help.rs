@@ -21,6 +21,7 @@ fn help_of_every_command() {
         vec!["images", "--help"],
         vec!["boot", "--help"],
         vec!["serve", "--help"],
+        vec!["image", "--help"],
         vec!["catalog", "--help"],
         vec!["catalog", "import-checksums", "--help"],
     ] {
@@ -55,6 +56,7 @@ fn readme_documents_every_command() {
         "kiln certs",
         "kiln render",
         "kiln serve",
+        "kiln image",
         "kiln catalog import-checksums",
     ] {
         assert!(readme.contains(cmd), "README.md does not mention `{cmd}`");

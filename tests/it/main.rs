@@ -8,6 +8,7 @@ mod common;
 mod delta;
 mod diff;
 mod fetch;
+mod golden;
 mod images;
 mod k8s;
 mod kubeadm;

@@ -109,6 +109,23 @@ pub enum Error {
         /// The artifact.
         artifact: String,
     },
+    /// `kiln image` on a cluster without `[image]`.
+    #[error("{} has no [image] table: add one (`[image]`, optionally with `packages = [...]` beyond the catalog's [os-image] set), then run `kiln lock` and `kiln fetch`", cluster.display())]
+    NoImage {
+        /// cluster.toml.
+        cluster: PathBuf,
+    },
+    /// Pinned packages of the golden image are not in the store.
+    #[error("{} of the golden image's packages are not in the store {}: {}{}\nrun `kiln fetch` to download them", missing.len(), store.display(), missing.iter().take(8).cloned().collect::<Vec<_>>().join(", "), if missing.len() > 8 { ", …" } else { "" })]
+    ImageNotFetched {
+        /// The missing packages (`name version`).
+        missing: Vec<String>,
+        /// The store folder.
+        store: PathBuf,
+    },
+    /// Building the golden image failed.
+    #[error(transparent)]
+    Golden(#[from] kiln_golden::GoldenError),
     /// A pinned download is not in the store.
     #[error("{what} is not in the store {}: run `kiln fetch`", store.display())]
     NotInStore {
@@ -196,6 +213,20 @@ pub enum LockProblem {
         /// Its architecture.
         arch: String,
     },
+    /// The golden image's closure has no lock entry.
+    #[error("the golden image's packages ({os}) are not pinned in {}", lock.display())]
+    ImageNotPinned {
+        /// The OS.
+        os: String,
+        /// kiln.lock.
+        lock: PathBuf,
+    },
+    /// `[image]` or the catalog's `[os-image]` changed since the image's closure was locked.
+    #[error("the golden image's packages ({os}): [image] in cluster.toml or the catalog's [os-image.{os}] changed since they were locked")]
+    ImageChanged {
+        /// The OS.
+        os: String,
+    },
     /// A role's OS package closure has no lock entry.
     #[error("packages of {role} on {os} are not pinned in {}", lock.display())]
     PackagesNotPinned {
@@ -226,6 +257,8 @@ impl Error {
                 | Error::Catalog(_)
                 | Error::ChecksumTable(_)
                 | Error::NoLock { .. }
+                | Error::NoImage { .. }
+                | Error::ImageNotFetched { .. }
                 | Error::Stale { .. }
                 | Error::LockedImage { .. }
                 | Error::ImageToLock { .. }

@@ -6,6 +6,7 @@ pub mod build;
 pub mod diff;
 mod error;
 pub mod fetch;
+pub mod golden;
 pub mod images;
 pub mod lock;
 pub mod packages;

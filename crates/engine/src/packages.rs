@@ -4,7 +4,8 @@
 //! Debian family: apt computes the closure against a private status holding what the host
 //! is assumed to have (a minbase system, a booted systemd host, `[packages]
 //! assume-installed`, and the closures of the bundles installed before this one), pinning
-//! each .deb by the sha256 of apt's index. EL: the catalog's `[[rpm]]` entries, pinned by
+//! each .deb by the sha256 of apt's index. The golden image (`[image]`, `kiln image`) has one
+//! more closure, [`IMAGE_ROLE`], computed from nothing: a whole system. EL: the catalog's `[[rpm]]` entries, pinned by
 //! the user from a mirror they name, and their `requires`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +30,13 @@ pub struct PackageLock {
     pub unpinned: Vec<String>,
 }
 
+/// The lock's name for the golden image's closure (`role` of its `[[closure]]`): not a
+/// profile name, which cannot start with `@`.
+pub const IMAGE_ROLE: &str = "@image";
+
+/// What the golden image's closure is computed against, as recorded in the lock.
+const IMAGE_BASE: &str = "nothing: a whole system (minbase is in the closure)";
+
 /// A closure the plan needs: a role's packages on one OS.
 #[derive(Debug, Clone)]
 struct Want {
@@ -37,6 +45,8 @@ struct Want {
     requested: Vec<String>,
     after: Vec<String>,
     base: String,
+    /// From nothing: minbase plus `requested` (the golden image), not on top of a host.
+    whole: bool,
 }
 
 impl Want {
@@ -75,8 +85,28 @@ fn assumed_debian(project: &Project) -> Vec<String> {
     v
 }
 
-/// The closures the plan needs, pre-roles first (a role after every role installed before it).
+/// The golden image's closure, when the cluster has `[image]` (Debian family only).
+fn image_want(project: &Project) -> Option<Want> {
+    let img = project.cluster.image.as_ref()?;
+    Some(Want {
+        role: IMAGE_ROLE.into(),
+        os: img.os,
+        requested: img.packages.clone(),
+        after: Vec::new(),
+        base: IMAGE_BASE.into(),
+        whole: true,
+    })
+}
+
+/// The closures the plan needs, pre-roles first (a role after every role installed before
+/// it), and the golden image's.
 fn wants(project: &Project, plan: &Plan) -> Vec<Want> {
+    let mut out = role_wants(project, plan);
+    out.extend(image_want(project));
+    out
+}
+
+fn role_wants(project: &Project, plan: &Plan) -> Vec<Want> {
     if !project.cluster.packages.bundle {
         return Vec::new();
     }
@@ -96,6 +126,7 @@ fn wants(project: &Project, plan: &Plan) -> Vec<Want> {
                 requested: b.packages.clone(),
                 after,
                 base: base_description(project, b.os),
+                whole: false,
             }
         })
         .collect();
@@ -228,7 +259,29 @@ fn lock_debian(project: &Project, os: OsId, wants: &[&Want]) -> PackageLock {
     };
     let mut closures: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut pins: BTreeMap<String, AptPin> = BTreeMap::new();
-    for w in wants {
+    for w in wants.iter().filter(|w| w.whole) {
+        tracing::info!(%os, packages = %w.requested.join(" "), "computing the golden image's closure");
+        let got = index.base(&[]).and_then(|minbase| {
+            let mut all = minbase;
+            all.extend(w.requested.iter().cloned());
+            index.closure(&[], &all)
+        });
+        match got {
+            Ok(list) => {
+                let names = list.iter().map(|p| p.package.clone()).collect();
+                for p in list {
+                    pins.insert(p.package.clone(), p);
+                }
+                out.closures.push(closure_entry(w, arch, names));
+            }
+            Err(e) => out.unpinned.push(format!(
+                "the golden image's packages {} on {os}: {}",
+                w.requested.join(", "),
+                kiln_store::error_chain(&e)
+            )),
+        }
+    }
+    for w in wants.iter().filter(|w| !w.whole) {
         let mut installed = base.clone();
         for a in &w.after {
             installed.extend(closures.get(a).into_iter().flatten().cloned());
@@ -329,6 +382,13 @@ pub fn locked(
     for w in wants(project, plan) {
         let id = format!("{}-{}", w.role, w.os);
         match lock.closure(&w.role, w.os.as_str()) {
+            None if w.whole => problems.push(LockProblem::ImageNotPinned {
+                os: w.os.to_string(),
+                lock: project.cluster.paths.lock.clone(),
+            }),
+            Some(c) if w.whole && !w.matches(c, arch) => problems.push(LockProblem::ImageChanged {
+                os: w.os.to_string(),
+            }),
             None => problems.push(LockProblem::PackagesNotPinned {
                 role: w.role.clone(),
                 os: w.os.to_string(),
@@ -359,6 +419,40 @@ pub fn locked(
     }
 }
 
+/// The golden image's packages (its whole system, in apt's install order), as locked; fails
+/// naming what is missing or no longer matches `[image]` and the catalog.
+pub fn locked_image(project: &Project, lock: &Lock) -> Result<Vec<LockedPackage>, crate::Error> {
+    let Some(w) = image_want(project) else {
+        return Err(crate::Error::NoImage {
+            cluster: project.cluster.paths.cluster_file.clone(),
+        });
+    };
+    let arch = project.cluster.arch.as_str();
+    let problem = match lock.closure(&w.role, w.os.as_str()) {
+        Some(c) if w.matches(c, arch) => {
+            return Ok(c
+                .install
+                .iter()
+                .map(|n| {
+                    lock.find_package(&c.os, n)
+                        .cloned()
+                        .expect("a parsed lock's closures name its packages")
+                })
+                .collect())
+        }
+        Some(_) => LockProblem::ImageChanged {
+            os: w.os.to_string(),
+        },
+        None => LockProblem::ImageNotPinned {
+            os: w.os.to_string(),
+            lock: project.cluster.paths.lock.clone(),
+        },
+    };
+    Err(crate::Error::Stale {
+        problems: vec![problem],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +465,7 @@ mod tests {
             requested: vec!["nginx".into()],
             after: vec!["common".into()],
             base: "minbase + systemd".into(),
+            whole: false,
         };
         let c = closure_entry(&w, "amd64", vec!["nginx".into()]);
         assert!(w.matches(&c, "amd64"));

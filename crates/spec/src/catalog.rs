@@ -21,6 +21,10 @@ pub struct Catalog {
     /// closures come from apt's index instead).
     #[serde(default, rename = "rpm")]
     pub rpms: Vec<CatalogRpm>,
+    /// Golden OS images by OS id: the packages `kiln image` installs on top of the OS's
+    /// minimal system.
+    #[serde(default)]
+    pub os_image: BTreeMap<String, CatalogOsImage>,
     /// Known pins (from pins.toml), by table, arch and version.
     #[serde(skip)]
     pub pins: Pins,
@@ -59,6 +63,15 @@ pub struct CatalogSource {
     pub pins: Option<String>,
     /// URL template of an upstream checksum file, read by `kiln lock` for versions not in the table.
     pub checksum_url: Option<String>,
+}
+
+/// `[os-image.<os>]`: what a golden image of one OS holds beyond its minimal system
+/// (for Debian: the packages of priority required, the essential ones and apt).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CatalogOsImage {
+    /// Package names, each once; `{arch}` stands for the cluster's architecture.
+    pub packages: Vec<String>,
 }
 
 /// One rpm file for EL hosts, pinned by sha256. Profiles' `packages` name rpms; each entry
@@ -192,6 +205,35 @@ pub fn parse(
                         pins_file.display()
                     )));
                 }
+            }
+        }
+    }
+    for (os, img) in &cat.os_image {
+        let err = |key: String, m: String| Diagnostic::error(file, text, None).key(key).msg(m);
+        if OsId::parse(os) != Some(OsId::Debian12) {
+            return Err(err(
+                format!("os-image.{os}"),
+                format!("{os:?}: kiln image builds debian12 images only"),
+            ));
+        }
+        if img.packages.is_empty() {
+            return Err(err(
+                format!("os-image.{os}.packages"),
+                "is empty; list the packages the image installs beyond minbase".into(),
+            ));
+        }
+        for (i, p) in img.packages.iter().enumerate() {
+            let key = format!("os-image.{os}.packages[{i}]");
+            if !crate::cluster::is_package_name(&p.replace("{arch}", "amd64")) {
+                return Err(err(
+                    key,
+                    format!(
+                        "{p:?} is not a package name (`{{arch}}` may stand for the architecture)"
+                    ),
+                ));
+            }
+            if img.packages[..i].contains(p) {
+                return Err(err(key, format!("{p:?} is listed twice")));
             }
         }
     }
@@ -494,6 +536,50 @@ pub fn import_checksums_yaml(text: &str) -> Result<Pins, TableError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_images_are_debian12_only_with_package_names_each_once() {
+        let parse_os_image = |t: &str| {
+            parse(Path::new("catalog.toml"), t, Path::new("pins.toml"), None)
+                .map(|c| c.os_image)
+                .map_err(|d| d.to_string())
+        };
+        let ok = parse_os_image(
+            "[os-image.debian12]\npackages = [\"systemd\", \"linux-image-cloud-{arch}\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok["debian12"].packages.len(), 2);
+        for (text, key, msg) in [
+            (
+                "[os-image.ubuntu2404]\npackages = [\"a\"]\n",
+                "os-image.ubuntu2404",
+                "builds debian12 images only",
+            ),
+            (
+                "[os-image.debian12]\npackages = []\n",
+                "os-image.debian12.packages",
+                "is empty",
+            ),
+            (
+                "[os-image.debian12]\npackages = [\"a b\"]\n",
+                "os-image.debian12.packages[0]",
+                "\"a b\" is not a package name",
+            ),
+            (
+                "[os-image.debian12]\npackages = [\"a\", \"a\"]\n",
+                "os-image.debian12.packages[1]",
+                "\"a\" is listed twice",
+            ),
+            (
+                "[os-image.debian12]\npackagez = [\"a\"]\n",
+                "packagez",
+                "unknown field",
+            ),
+        ] {
+            let e = parse_os_image(text).unwrap_err();
+            assert!(e.contains(key) && e.contains(msg), "{text}: {e}");
+        }
+    }
 
     #[test]
     fn imports_kubespray_shape() {

@@ -278,6 +278,7 @@ pub fn validate(
 
     let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
     let packages = validate_packages(&mut c, raw, &base);
+    let image = os.and_then(|os| validate_image(&mut c, raw, os));
     let p = &raw.paths;
     let rel = |v: &Option<S>, default: &str| {
         base.join(v.as_ref().map(|s| s.get_ref().as_str()).unwrap_or(default))
@@ -337,6 +338,7 @@ pub fn validate(
                     .map(|k| k.get_ref().clone())
                     .collect(),
                 packages,
+                image,
                 hosts,
                 paths,
             })
@@ -379,6 +381,44 @@ fn validate_packages(c: &mut Ctx<'_>, raw: &RawCluster, base: &Path) -> PackageS
         }
     }
     out
+}
+
+/// `[image]`: Debian 12 only for now (the builder's hooks and kernel are Debian 12's);
+/// extra packages are package names, each once.
+fn validate_image(c: &mut Ctx<'_>, raw: &RawCluster, os: OsId) -> Option<ImageSettings> {
+    let img = raw.image.as_ref()?;
+    if os != OsId::Debian12 {
+        c.err(
+            Some(img.span()),
+            "image",
+            format!("kiln image builds debian12 images only (this cluster's os is {os}); remove [image] or use os = \"debian12\""),
+        );
+        return None;
+    }
+    let mut extra: Vec<String> = Vec::new();
+    for (i, n) in img.get_ref().packages.iter().enumerate() {
+        let key = format!("image.packages[{i}]");
+        if !is_package_name(n.get_ref()) {
+            c.err(
+                Some(n.span()),
+                &key,
+                format!("{:?} is not a package name", n.get_ref()),
+            );
+        } else if extra.contains(n.get_ref()) {
+            c.err(
+                Some(n.span()),
+                &key,
+                format!("{:?} is listed twice", n.get_ref()),
+            );
+        } else {
+            extra.push(n.get_ref().clone());
+        }
+    }
+    Some(ImageSettings {
+        os,
+        extra,
+        packages: Vec::new(),
+    })
 }
 
 fn is_url_prefix(s: &str) -> bool {

@@ -248,6 +248,8 @@ pub struct Cluster {
     pub ssh_authorized_keys: Vec<String>,
     /// Where the profiles' OS packages come from.
     pub packages: PackageSettings,
+    /// `[image]`: the golden OS image, when the cluster has one.
+    pub image: Option<ImageSettings>,
     /// Hosts, in file order.
     pub hosts: Vec<Host>,
     /// Resolved input and state paths.
@@ -358,6 +360,18 @@ impl Default for PackageSettings {
             apt_config: BTreeMap::new(),
         }
     }
+}
+
+/// `[image]`, validated: the golden OS image of the cluster's OS (`kiln image`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageSettings {
+    /// The OS the image is built for (the cluster's `os`).
+    pub os: OsId,
+    /// Packages beyond the catalog's `[os-image.<os>]` set, in file order.
+    pub extra: Vec<String>,
+    /// The whole requested set: the catalog's packages, then `extra`, without repeats
+    /// (filled in when the project is validated against the catalog).
+    pub packages: Vec<String>,
 }
 
 /// What kiln assumes every Debian-family host has besides a minbase system (the packages of

@@ -296,6 +296,29 @@ pub fn validate(cluster_file: &Path, files: &dyn Files) -> Result<Project, Diagn
             None
         }
     };
+    let mut cluster = cluster;
+    if let (Some(cat), Some(img)) = (&catalog, cluster.image.as_mut()) {
+        match cat.os_image.get(img.os.as_str()) {
+            Some(base) => {
+                let arch = cluster.arch.as_str();
+                let mut all: Vec<String> =
+                    base.packages.iter().map(|p| p.replace("{arch}", arch)).collect();
+                let extra: Vec<String> =
+                    img.extra.iter().filter(|p| !all.contains(p)).cloned().collect();
+                all.extend(extra);
+                img.packages = all;
+            }
+            None => diags.push(
+                Diagnostic::error(cluster_file, &text, raw.image.as_ref().map(|i| i.span()))
+                    .key("image")
+                    .msg(format!(
+                        "{} has no [os-image.{}]: it says which packages a golden image of that OS holds",
+                        cat_file.display(),
+                        img.os
+                    )),
+            ),
+        }
+    }
     if let Some(cat) = &catalog {
         inputs.push(cat_file.clone());
         if files.is_file(&pins_file) {

@@ -55,6 +55,8 @@ pub struct RawCluster {
     pub ssh_authorized_keys: Vec<S>,
     #[serde(default)]
     pub packages: RawPackages,
+    /// `[image]`: the cluster's golden OS image (`kiln image`).
+    pub image: Option<Spanned<RawImage>>,
     #[serde(default, rename = "host")]
     pub hosts: Vec<Spanned<RawHost>>,
 }
@@ -101,6 +103,15 @@ pub struct RawPackages {
     /// Debian family: OS id → apt configuration file (relative to cluster.toml) for that release.
     #[serde(default)]
     pub apt_config: BTreeMap<String, S>,
+}
+
+/// `[image]`: the golden OS image; its presence makes `kiln lock` pin the image's packages.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawImage {
+    /// Packages beyond the catalog's `[os-image.<os>]` set.
+    #[serde(default)]
+    pub packages: Vec<S>,
 }
 
 /// `[network]`.

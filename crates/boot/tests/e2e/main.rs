@@ -9,6 +9,7 @@ mod support;
 
 mod env;
 mod fake;
+mod golden;
 mod k8s;
 mod lab;
 mod upgrade;

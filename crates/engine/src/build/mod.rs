@@ -12,7 +12,7 @@ mod outputs;
 mod pool;
 mod sbom;
 mod sign;
-mod swap;
+pub(crate) mod swap;
 
 use std::collections::BTreeMap;
 use std::fs;

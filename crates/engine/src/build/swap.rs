@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::{io_err, Error};
 
 /// The staging folder for `dir`: a hidden sibling named after this process (created fresh).
-pub(super) fn staging_for(dir: &Path) -> Result<PathBuf, Error> {
+pub(crate) fn staging_for(dir: &Path) -> Result<PathBuf, Error> {
     let parent = dir.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(io_err(parent))?;
     let name = dir
@@ -19,7 +19,7 @@ pub(super) fn staging_for(dir: &Path) -> Result<PathBuf, Error> {
 }
 
 /// Replaces `dir` with `staging` (two renames; the old tree is removed afterwards).
-pub(super) fn swap_in(staging: &Path, dir: &Path) -> Result<(), Error> {
+pub(crate) fn swap_in(staging: &Path, dir: &Path) -> Result<(), Error> {
     let old = dir.with_file_name(format!(
         ".{}.old-{}",
         dir.file_name().and_then(|n| n.to_str()).unwrap_or("out"),

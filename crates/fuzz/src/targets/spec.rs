@@ -156,7 +156,7 @@ mod tests {
     fn example_clusters_validate_through_the_in_memory_files() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let ctx = Ctx::new(root.clone(), std::env::temp_dir());
-        for name in ["lab", "k8s", "prod", "ubuntu"] {
+        for name in ["lab", "k8s", "prod", "ubuntu", "golden"] {
             let text = std::fs::read_to_string(root.join(format!("examples/{name}/cluster.toml")))
                 .unwrap();
             let path = cluster_path(&ctx);

@@ -1,0 +1,282 @@
+//! kiln-golden: a golden OS image (Debian 12) built offline from locked, vendored packages.
+//!
+//! The steps: a flat apt repository of exactly the given .deb files (each re-hashed against its
+//! pin) (`repo`); mmdebstrap in its own network namespace installs them into a root tree with
+//! kiln's hooks; every timestamp is set to `SOURCE_DATE_EPOCH`; the kernel and initrd are
+//! copied out (the netboot set); `mke2fs -d` makes the ext4 disk with a fixed UUID and hash
+//! seed, and `debugfs` sets the inode change times mke2fs copied from the tree; `qemu-img`
+//! converts it to qcow2. Two builds from the same inputs give the same bytes (`disk`).
+//!
+//! The caller gives an empty folder for the outputs and a scratch folder; nothing else is
+//! written. This library never prints: it reports each [`Step`] to a callback.
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
+
+mod disk;
+mod error;
+mod repo;
+mod tools;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub use error::GoldenError;
+pub use tools::preflight;
+
+/// mmdebstrap's hook run once the essential packages are unpacked (initramfs settings).
+pub const ESSENTIAL_HOOK: &str = include_str!("../assets/essential-hook.sh");
+/// mmdebstrap's hook run at the end (hosts, resolver, cloud-init, masked units, no sources).
+pub const CUSTOMIZE_HOOK: &str = include_str!("../assets/customize-hook.sh");
+
+/// The ext4 file system's label (`/etc/fstab` mounts `LABEL=rootfs`).
+pub const FS_LABEL: &str = "rootfs";
+/// The disk image's size: room for the role bundles beside the ~400 MiB system.
+pub const DISK_MIB: u64 = 2048;
+
+/// The files of an image folder (besides MANIFEST.json and SHA256SUMS), in order.
+pub const FILES: [&str; 4] = ["vmlinuz", "initrd.img", "disk.raw", "disk.qcow2"];
+
+/// One pinned .deb in the store.
+#[derive(Debug, Clone)]
+pub struct Deb {
+    /// Package name.
+    pub name: String,
+    /// Exact version.
+    pub version: String,
+    /// Package architecture (`amd64`, `all`).
+    pub arch: String,
+    /// Its bytes (a store blob).
+    pub path: PathBuf,
+    /// Its file name in the repository's pool (`name_version_arch.deb`).
+    pub file_name: String,
+    /// Pinned sha256.
+    pub sha256: String,
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// kiln's OS id (`debian12`), recorded in MANIFEST.json.
+    pub os: String,
+    /// The release's codename (`bookworm`).
+    pub codename: String,
+    /// dpkg architecture (`amd64`).
+    pub arch: String,
+    /// Every package of the image: the whole system, minbase included.
+    pub debs: Vec<Deb>,
+    /// Every timestamp in the image (the lock's `source-date-epoch`).
+    pub source_date_epoch: u64,
+}
+
+impl Recipe {
+    /// The file system's UUID (also its directory hash seed): derived from the packages' pins
+    /// and the epoch, so the same lock gives the same UUID and another lock another.
+    pub fn fs_uuid(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(format!(
+            "kiln-golden {} {}\n",
+            self.os, self.source_date_epoch
+        ));
+        let mut pins: Vec<&str> = self.debs.iter().map(|d| d.sha256.as_str()).collect();
+        pins.sort();
+        for p in pins {
+            h.update(p);
+            h.update("\n");
+        }
+        let mut b: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
+        b[6] = (b[6] & 0x0f) | 0x40; // version 4 layout (random-looking)
+        b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+        let x = hex::encode(b);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &x[..8],
+            &x[8..12],
+            &x[12..16],
+            &x[16..20],
+            &x[20..]
+        )
+    }
+}
+
+/// A step of a build, reported as it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Copying the .deb files into a local repository, each hashed against its pin.
+    Repository,
+    /// mmdebstrap installing the packages into the root tree (the long step).
+    Bootstrap,
+    /// Copying out the kernel and initrd.
+    BootFiles,
+    /// mke2fs making the ext4 disk from the tree.
+    Filesystem,
+    /// qemu-img converting it to qcow2.
+    Qcow2,
+    /// Hashing the outputs: MANIFEST.json and SHA256SUMS.
+    Checksums,
+}
+
+impl Step {
+    /// What the step does, for progress lines.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Step::Repository => "local apt repository from the vendored packages",
+            Step::Bootstrap => {
+                "installing the packages into the root tree (mmdebstrap, no network)"
+            }
+            Step::BootFiles => "kernel and initrd",
+            Step::Filesystem => "ext4 disk image (mke2fs -d)",
+            Step::Qcow2 => "qcow2 disk image (qemu-img)",
+            Step::Checksums => "MANIFEST.json and SHA256SUMS",
+        }
+    }
+}
+
+/// One output file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutFile {
+    /// Its name in the image folder.
+    pub name: String,
+    /// Its sha256.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// What a build wrote.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The image files, then MANIFEST.json (SHA256SUMS lists them all).
+    pub files: Vec<OutFile>,
+    /// The file system's UUID.
+    pub fs_uuid: String,
+}
+
+/// Builds the image of `recipe` into the empty folder `out`, using `work` (created, left for
+/// the caller to remove) for the repository and the root tree.
+pub fn build(
+    recipe: &Recipe,
+    work: &Path,
+    out: &Path,
+    progress: &dyn Fn(Step),
+) -> Result<Built, GoldenError> {
+    preflight()?;
+    let progress = |s: Step| {
+        tracing::info!(step = s.describe(), "golden image");
+        progress(s)
+    };
+    fs::create_dir_all(work).map_err(GoldenError::io("create folder", work))?;
+    progress(Step::Repository);
+    let repo = work.join("repo");
+    repo::write(&repo, recipe)?;
+    progress(Step::Bootstrap);
+    let root = work.join("root");
+    disk::bootstrap(recipe, &repo, &root, &work.join("mmdebstrap.log"))?;
+    progress(Step::BootFiles);
+    // Before the times are set: reading the files would change their access times.
+    disk::boot_files(&root, out)?;
+    disk::normalize_times(&root, recipe.source_date_epoch)?;
+    progress(Step::Filesystem);
+    let uuid = recipe.fs_uuid();
+    disk::ext4(&root, &out.join("disk.raw"), &uuid, recipe, work)?;
+    progress(Step::Qcow2);
+    disk::qcow2(&out.join("disk.raw"), &out.join("disk.qcow2"))?;
+    progress(Step::Checksums);
+    let mut files = Vec::new();
+    for name in FILES {
+        let path = out.join(name);
+        let (sha256, size) = disk::hash_file(&path)?;
+        files.push(OutFile {
+            name: name.into(),
+            sha256,
+            size,
+        });
+    }
+    let manifest = manifest(recipe, &uuid, &files);
+    let path = out.join("MANIFEST.json");
+    kiln_fsio::write_atomic(&path, manifest.as_bytes(), 0o644)?;
+    files.push(OutFile {
+        name: "MANIFEST.json".into(),
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(manifest.as_bytes())),
+        size: manifest.len() as u64,
+    });
+    let sums: String = files
+        .iter()
+        .map(|f| format!("{}  {}\n", f.sha256, f.name))
+        .collect();
+    kiln_fsio::write_atomic(&out.join("SHA256SUMS"), sums.as_bytes(), 0o644)?;
+    Ok(Built {
+        files,
+        fs_uuid: uuid,
+    })
+}
+
+/// MANIFEST.json: what the image is made of and every file's digest (canonical: sorted keys).
+fn manifest(recipe: &Recipe, uuid: &str, files: &[OutFile]) -> String {
+    use serde_json::json;
+    let mut debs: Vec<&Deb> = recipe.debs.iter().collect();
+    debs.sort_by(|a, b| a.name.cmp(&b.name));
+    let packages: Vec<_> = debs
+        .iter()
+        .map(|d| json!({"name": d.name, "version": d.version, "arch": d.arch, "sha256": d.sha256}))
+        .collect();
+    let files: BTreeMap<&str, _> = files
+        .iter()
+        .map(|f| (f.name.as_str(), json!({"sha256": f.sha256, "size": f.size})))
+        .collect();
+    let doc = json!({
+        "kind": "kiln-golden-image",
+        "os": recipe.os,
+        "codename": recipe.codename,
+        "arch": recipe.arch,
+        "source-date-epoch": recipe.source_date_epoch,
+        "filesystem": {"type": "ext4", "label": FS_LABEL, "uuid": uuid, "size-mib": DISK_MIB},
+        "boot": {
+            "kernel": "vmlinuz",
+            "initrd": "initrd.img",
+            "append": "root=/dev/vda ro console=ttyS0",
+            "boot-loader": "none yet: boot with the kernel and initrd (QEMU -kernel/-initrd, iPXE)",
+        },
+        "packages": packages,
+        "files": files,
+    });
+    let mut s = serde_json::to_string_pretty(&doc).expect("a JSON value serialises");
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe(pins: &[&str], epoch: u64) -> Recipe {
+        Recipe {
+            os: "debian12".into(),
+            codename: "bookworm".into(),
+            arch: "amd64".into(),
+            debs: pins
+                .iter()
+                .map(|p| Deb {
+                    name: p.to_string(),
+                    version: "1".into(),
+                    arch: "all".into(),
+                    path: PathBuf::from("x"),
+                    file_name: "x.deb".into(),
+                    sha256: p.repeat(64),
+                })
+                .collect(),
+            source_date_epoch: epoch,
+        }
+    }
+
+    #[test]
+    fn the_file_system_uuid_follows_the_pins_and_epoch_not_their_order() {
+        let u = recipe(&["a", "b"], 1).fs_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(u.as_bytes()[14], b'4', "version 4 layout: {u}");
+        assert!(matches!(u.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{u}");
+        assert_eq!(recipe(&["b", "a"], 1).fs_uuid(), u);
+        assert_ne!(recipe(&["a", "c"], 1).fs_uuid(), u);
+        assert_ne!(recipe(&["a", "b"], 2).fs_uuid(), u);
+    }
+}
