@@ -23,12 +23,15 @@
 #      master01's API server stopped (crates/boot/tests/e2e/);
 #   4. the golden image: `kiln image` of examples/golden (cached in /var/tmp/kiln-golden-image/
 #      by its inputs: the build is reproducible), its host etcd1 booted by `kiln boot` as a QEMU
-#      guest from the image's qcow2, kernel and initrd, reaching its role (2-3 min).
+#      guest from the image's qcow2, kernel and initrd, reaching its role (2-3 min);
+#   5. only when named or with KILN_E2E_KUBEADM=1 (see below): the kubeadm example, master01 and
+#      node01 as QEMU guests: `kubeadm init` and `join` from kiln's seeds, both Ready, pods on both
+#      reach each other over flannel, the Service's ClusterIP and CoreDNS answer, nothing pulled.
 # `cargo test` alone lists the VM tests as ignored; this script runs them.
 #
 # Usage: tests/e2e/run.sh [TEST-NAME-FILTER]
 # Environment: KILN_GUEST (a guest image folder; default: built or reused by
-# tests/e2e/guest-image.sh), CARGO_TARGET_DIR.
+# tests/e2e/guest-image.sh), CARGO_TARGET_DIR, KILN_E2E_KUBEADM=1 (also the kubeadm cluster).
 # Budget: about 40 minutes on a 2-core machine (the lab: 18 min, most of it runtime1's TCG guest, twice;
 # the k8s cluster: 15 min, most of it the nodes' TCG guests).
 set -eu
@@ -61,7 +64,14 @@ KILN_BIN=$(readlink -f "${CARGO_TARGET_DIR:-$repo/target}/release/kiln")
 export KILN_BIN KILN_E2E=1
 
 stamp "VM tests"
-if [ $# -gt 0 ]; then set -- "$1"; fi
+if [ $# -gt 0 ]; then
+    set -- "$1"
+elif [ "${KILN_E2E_KUBEADM:-0}" != 1 ]; then
+    # The kubeadm cluster (crates/boot/tests/e2e/kubeadm.rs: its control plane, kubelet and all,
+    # runs under software emulation, about 25 minutes) runs when named (`run.sh kubeadm`) or
+    # with KILN_E2E_KUBEADM=1: CI's 90 minutes do not hold it beside the others yet.
+    set -- --skip kubeadm::
+fi
 # One at a time: each test's guests already share the 2 cores.
 cargo test -q -p kiln-boot --test e2e -- --ignored --nocapture --test-threads=1 "$@"
 stamp "done"

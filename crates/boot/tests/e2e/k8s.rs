@@ -19,8 +19,8 @@ use kiln_boot::BootOptions;
 
 use crate::env::{guest_image, log_dir, repo, require_e2e};
 use crate::lab::{
-    boot_kept, check_failover, check_host, check_runtime_images, copy_tree, kiln, probe_lines,
-    ProbeLines, Problems,
+    boot_kept, build_with_plan, check_failover, check_host, check_runtime_images, copy_tree,
+    plan_images, probe_lines, ProbeLines, Problems,
 };
 
 /// The hosts booted as containers; the nodes are QEMU guests.
@@ -133,28 +133,8 @@ fn k8s_cluster_serves_pods_services_and_dns_and_survives_a_master_and_an_lb_stop
     let image = guest_image();
     let tmp = tempfile::tempdir().unwrap();
     let cluster = k8s_in(tmp.path());
-    let out_root = tmp.path().join("out");
-    let out_arg = out_root.to_str().unwrap().to_owned();
-    kiln(
-        &["build", "--offline", "--seed-rerun", "--out", &out_arg],
-        &cluster,
-    );
-    let out = out_root.join("k8s");
-
-    let plan: serde_json::Value =
-        serde_json::from_str(&kiln(&["plan", "--json"], &cluster)).unwrap();
-    let images_of = |role: &str| -> Vec<String> {
-        plan["bundles"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|b| b["role"] == role)
-            .flat_map(|b| b["images"].as_array().unwrap().iter())
-            .map(|i| i.as_str().unwrap().to_owned())
-            .collect()
-    };
-    let mut node_images = images_of("runtime");
-    node_images.extend(images_of("node"));
+    let (out, plan) = build_with_plan(&cluster, tmp.path(), "k8s");
+    let node_images = plan_images(&plan, &["runtime", "node"]);
     let macs: Vec<(String, String)> = plan["hosts"]
         .as_array()
         .unwrap()

@@ -104,6 +104,35 @@ pub(crate) fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// `kiln build --offline --seed-rerun` of `cluster` into `dir/out`, and `kiln plan --json` of
+/// it: the cluster's out folder (`dir/out/<name>`) and the plan.
+pub(crate) fn build_with_plan(
+    cluster: &Path,
+    dir: &Path,
+    name: &str,
+) -> (PathBuf, serde_json::Value) {
+    let out_root = dir.join("out");
+    let out_arg = out_root.to_str().unwrap().to_owned();
+    kiln(
+        &["build", "--offline", "--seed-rerun", "--out", &out_arg],
+        cluster,
+    );
+    let plan = serde_json::from_str(&kiln(&["plan", "--json"], cluster)).unwrap();
+    (out_root.join(name), plan)
+}
+
+/// The images the plan's bundles of `roles` carry, in bundle order.
+pub(crate) fn plan_images(plan: &serde_json::Value, roles: &[&str]) -> Vec<String> {
+    plan["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| roles.iter().any(|r| b["role"] == *r))
+        .flat_map(|b| b["images"].as_array().unwrap().iter())
+        .map(|i| i.as_str().unwrap().to_owned())
+        .collect()
+}
+
 pub(crate) fn kiln(args: &[&str], lab: &Path) -> String {
     let bin = kiln_bin();
     let out = Command::new(&bin).args(args).arg(lab).output().unwrap();

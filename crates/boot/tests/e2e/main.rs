@@ -11,5 +11,6 @@ mod env;
 mod fake;
 mod golden;
 mod k8s;
+mod kubeadm;
 mod lab;
 mod upgrade;
