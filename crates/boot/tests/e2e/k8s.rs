@@ -19,8 +19,8 @@ use kiln_boot::BootOptions;
 
 use crate::env::{guest_image, log_dir, repo, require_e2e};
 use crate::lab::{
-    boot_kept, build_with_plan, check_failover, check_host, check_runtime_images, copy_tree,
-    plan_images, probe_lines, ProbeLines, Problems,
+    boot_checked, build_with_plan, check_failover, check_runtime_images, copy_tree, plan_images,
+    probe_lines, ProbeLines,
 };
 
 /// The hosts booted as containers; the nodes are QEMU guests.
@@ -157,13 +157,7 @@ fn k8s_cluster_serves_pods_services_and_dns_and_survives_a_master_and_an_lb_stop
     opts.log_dir = Some(log_dir("k8s"));
     // Kept running after the boot: the probes go on once every host is ready.
     opts.keep = true;
-    let (report, guests) = boot_kept(&opts);
-    assert_eq!(report.hosts.len(), 6);
-
-    let mut problems = Problems::default();
-    for host in &report.hosts {
-        check_host(host, &mut problems);
-    }
+    let (report, guests, mut problems) = boot_checked(&opts, 6);
     let host = |name: &str| report.host(name).unwrap();
     for node in ["node01", "node02"] {
         check_runtime_images(host(node), &node_images, &mut problems);

@@ -16,8 +16,7 @@ use kiln_boot::BootOptions;
 
 use crate::env::{guest_image, log_dir, repo, require_e2e};
 use crate::lab::{
-    boot_kept, build_with_plan, check_host, check_runtime_images, copy_tree, plan_images,
-    probe_lines, Problems,
+    boot_checked, build_with_plan, check_runtime_images, copy_tree, plan_images, probe_lines,
 };
 
 /// What the first master's probes print when everything works, in order.
@@ -109,13 +108,7 @@ fn kubeadm_cluster_inits_joins_and_serves_pods_with_nothing_pulled() {
     opts.disk_gb = Some(6);
     opts.log_dir = Some(log_dir("kubeadm"));
     opts.keep = true;
-    let (report, guests) = boot_kept(&opts);
-    assert_eq!(report.hosts.len(), 2);
-
-    let mut problems = Problems::default();
-    for host in &report.hosts {
-        check_host(host, &mut problems);
-    }
+    let (report, guests, mut problems) = boot_checked(&opts, 2);
     let host = |name: &str| report.host(name).unwrap();
     check_runtime_images(
         host("master01"),

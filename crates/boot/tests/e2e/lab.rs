@@ -360,6 +360,20 @@ fn registry_on_link(out: &Path, dir: &Path) -> (kiln_boot::LinkService, String) 
     (service, name.to_owned())
 }
 
+/// [`boot_kept`], then: there are `hosts` hosts, and each came up as [`check_host`] wants.
+pub(crate) fn boot_checked(
+    opts: &BootOptions,
+    hosts: usize,
+) -> (kiln_boot::BootReport, Guests, Problems) {
+    let (report, guests) = boot_kept(opts);
+    assert_eq!(report.hosts.len(), hosts);
+    let mut problems = Problems::default();
+    for host in &report.hosts {
+        check_host(host, &mut problems);
+    }
+    (report, guests, problems)
+}
+
 /// Boots with `opts` (which keep the guests), prints the timings, and
 /// returns the report with the guests to stop; a failed boot stops them and
 /// panics with the failure.
