@@ -399,16 +399,7 @@ pub fn locked(
                 os: w.os.to_string(),
             }),
             Some(c) => {
-                let list = c
-                    .install
-                    .iter()
-                    .map(|n| {
-                        lock.find_package(&c.os, n)
-                            .cloned()
-                            .expect("a parsed lock's closures name its packages")
-                    })
-                    .collect();
-                out.insert(id, list);
+                out.insert(id, closure_packages(lock, c));
             }
         }
     }
@@ -417,6 +408,18 @@ pub fn locked(
     } else {
         Err(problems)
     }
+}
+
+/// A locked closure's packages, in its install order.
+fn closure_packages(lock: &Lock, c: &LockedClosure) -> Vec<LockedPackage> {
+    c.install
+        .iter()
+        .map(|n| {
+            lock.find_package(&c.os, n)
+                .cloned()
+                .expect("a parsed lock's closures name its packages")
+        })
+        .collect()
 }
 
 /// The golden image's packages (its whole system, in apt's install order), as locked; fails
@@ -429,17 +432,7 @@ pub fn locked_image(project: &Project, lock: &Lock) -> Result<Vec<LockedPackage>
     };
     let arch = project.cluster.arch.as_str();
     let problem = match lock.closure(&w.role, w.os.as_str()) {
-        Some(c) if w.matches(c, arch) => {
-            return Ok(c
-                .install
-                .iter()
-                .map(|n| {
-                    lock.find_package(&c.os, n)
-                        .cloned()
-                        .expect("a parsed lock's closures name its packages")
-                })
-                .collect())
-        }
+        Some(c) if w.matches(c, arch) => return Ok(closure_packages(lock, c)),
         Some(_) => LockProblem::ImageChanged {
             os: w.os.to_string(),
         },

@@ -19,8 +19,8 @@ use kiln_boot::BootOptions;
 
 use crate::env::{guest_image, log_dir, repo, require_e2e};
 use crate::lab::{
-    boot_checked, build_with_plan, check_failover, check_runtime_images, copy_tree, plan_images,
-    probe_lines, ProbeLines,
+    boot_checked, build_with_plan, check_failover, check_runtime_images, overlays_with,
+    plan_images, probe_lines, ProbeLines,
 };
 
 /// The hosts booted as containers; the nodes are QEMU guests.
@@ -49,11 +49,7 @@ const NODE_STEPS: [&str; 3] = ["ipvs=web", "clusterip-from-node=ok", "pods-from-
 /// VMs).
 fn k8s_in(dir: &Path) -> PathBuf {
     let r = repo();
-    let overlays = dir.join("overlays");
-    copy_tree(&r.join("overlays"), &overlays);
-    let e2e = r.join("crates/boot/tests/e2e");
-    copy_tree(&e2e.join("probe"), &overlays.join("e2e-probe"));
-    copy_tree(&e2e.join("k8s-probe"), &overlays.join("e2e-k8s"));
+    let overlays = overlays_with(dir, &[("probe", "e2e-probe"), ("k8s-probe", "e2e-k8s")]);
     let mut text = fs::read_to_string(r.join("examples/k8s/cluster.toml")).unwrap();
     for (needle, with) in [
         (

@@ -16,7 +16,7 @@ use kiln_boot::BootOptions;
 
 use crate::env::{guest_image, log_dir, repo, require_e2e};
 use crate::lab::{
-    boot_checked, build_with_plan, check_runtime_images, copy_tree, plan_images, probe_lines,
+    boot_checked, build_with_plan, check_runtime_images, overlays_with, plan_images, probe_lines,
 };
 
 /// What the first master's probes print when everything works, in order.
@@ -38,12 +38,7 @@ const NODE_STEPS: [&str; 2] = ["kubeadm=join", "pulls=none"];
 /// read from the checkout and its PKI state in `dir`, the probes as an overlay.
 fn kubeadm_in(dir: &Path) -> PathBuf {
     let r = repo();
-    let overlays = dir.join("overlays");
-    copy_tree(&r.join("overlays"), &overlays);
-    copy_tree(
-        &r.join("crates/boot/tests/e2e/kubeadm-probe"),
-        &overlays.join("e2e-kubeadm"),
-    );
+    let overlays = overlays_with(dir, &[("kubeadm-probe", "e2e-kubeadm")]);
     let mut text = fs::read_to_string(r.join("examples/kubeadm/cluster.toml")).unwrap();
     for (needle, with) in [
         (

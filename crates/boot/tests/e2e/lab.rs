@@ -48,12 +48,7 @@ const REGISTRY_SOURCE: &str = "oci+http://10.77.0.250:5000/kiln/lab";
 /// the containers get `bundles/` bound where the mounted medium would be).
 fn lab_in(dir: &Path) -> PathBuf {
     let r = repo();
-    let overlays = dir.join("overlays");
-    copy_tree(&r.join("overlays"), &overlays);
-    copy_tree(
-        &r.join("crates/boot/tests/e2e/probe"),
-        &overlays.join("e2e-probe"),
-    );
+    let overlays = overlays_with(dir, &[("probe", "e2e-probe")]);
     let text = fs::read_to_string(r.join("examples/lab/cluster.toml")).unwrap();
     for needle in [
         "overlays = [\"site-example\"]",
@@ -131,6 +126,21 @@ pub(crate) fn plan_images(plan: &serde_json::Value, roles: &[&str]) -> Vec<Strin
         .flat_map(|b| b["images"].as_array().unwrap().iter())
         .map(|i| i.as_str().unwrap().to_owned())
         .collect()
+}
+
+/// `dir/overlays`: the repository's overlays plus each e2e probe folder
+/// (`crates/boot/tests/e2e/<probe>`) as the overlay `<name>`.
+pub(crate) fn overlays_with(dir: &Path, probes: &[(&str, &str)]) -> PathBuf {
+    let r = repo();
+    let overlays = dir.join("overlays");
+    copy_tree(&r.join("overlays"), &overlays);
+    for (probe, name) in probes {
+        copy_tree(
+            &r.join("crates/boot/tests/e2e").join(probe),
+            &overlays.join(name),
+        );
+    }
+    overlays
 }
 
 pub(crate) fn kiln(args: &[&str], lab: &Path) -> String {
