@@ -83,19 +83,21 @@ fn a_rendered_config_naming_an_image_no_bundle_carries_fails_the_build() {
         format!("{}registry.k8s.io/pause:9.9{}", &t[..at], &t[end..]),
     )
     .unwrap();
-    fx.lock();
-    let r = kiln()
-        .current_dir(&fx.dir)
-        .args(["build", "--seed", "none", "cluster.toml"])
-        .output()
-        .unwrap();
-    assert_eq!(r.status.code(), Some(1));
-    let e = String::from_utf8_lossy(&r.stderr);
-    assert!(
-        e.contains(
-            "runtime1: image registry.k8s.io/pause:9.9 named at /etc/containerd/config.toml:"
-        ),
-        "{e}"
-    );
-    assert!(!fx.dir.join("out/lab").exists());
+    // Found at plan time, before anything is locked or fetched, by lock and build alike.
+    let before = walk(&fx.dir);
+    for args in [
+        &["lock", "cluster.toml"][..],
+        &["build", "--seed", "none", "cluster.toml"],
+    ] {
+        let r = kiln().current_dir(&fx.dir).args(args).output().unwrap();
+        assert_eq!(r.status.code(), Some(1), "{args:?}");
+        let e = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            e.contains(
+                "runtime1: image registry.k8s.io/pause:9.9 named at /etc/containerd/config.toml:"
+            ),
+            "{args:?}: {e}"
+        );
+        assert_eq!(walk(&fx.dir), before, "{args:?} wrote files");
+    }
 }

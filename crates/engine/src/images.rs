@@ -364,15 +364,46 @@ pub fn write_tarballs(
 /// Every image a rendered file of a host's bundles names must be in those bundles; an add-on
 /// manifest (`/etc/kubernetes/addons/`, applied to the cluster from the masters) names images
 /// whose pods run on every host with a container runtime, so it must be in each of theirs.
+/// At build time, against the images resolved for each bundle (by name and tag or digest).
 pub fn check_complete(plan: &Plan, by_bundle: &BTreeMap<String, Vec<LockedImage>>) -> Vec<String> {
-    let images_of = |h: &kiln_plan::HostPlan| -> Vec<LockedImage> {
+    check_with(plan, |h, r| {
         h.bundles
             .iter()
-            .flat_map(|id| by_bundle.get(id).cloned().unwrap_or_default())
+            .flat_map(|id| by_bundle.get(id).into_iter().flatten())
+            .any(|img| img.pinned().matches(r))
+    })
+}
+
+/// [`check_complete`] before anything is locked or fetched (`kiln plan`, `lock`, `build`),
+/// against the references the plan gives each bundle. A mention by digest alone is left to the
+/// build-time check, which knows the locked digests.
+pub fn check_planned(plan: &Plan) -> Vec<String> {
+    check_with(plan, |h, r| {
+        r.tag().is_none()
+            || h.bundles
+                .iter()
+                .filter_map(|id| plan.bundles.iter().find(|b| &b.id == id))
+                .flat_map(|b| &b.images)
+                .filter_map(|i| kiln_image::Reference::parse(i).ok())
+                .any(|i| i.matches(r))
+    })
+}
+
+/// The completeness check, with `has(host, image)` telling whether a host's bundles carry one.
+fn check_with(
+    plan: &Plan,
+    has: impl Fn(&kiln_plan::HostPlan, &kiln_image::Reference) -> bool,
+) -> Vec<String> {
+    let missing = |h: &kiln_plan::HostPlan, mentions: &[kiln_image::ImageMention]| -> Vec<usize> {
+        (0..mentions.len())
+            .filter(|&i| match mentions[i].reference() {
+                Ok(r) => !has(h, &r),
+                Err(_) => true,
+            })
             .collect()
     };
-    // The hosts with a container runtime, each with the images its bundles carry.
-    let runtimes: Vec<(&kiln_plan::HostPlan, Vec<LockedImage>)> = plan
+    // The hosts with a container runtime.
+    let runtimes: Vec<&kiln_plan::HostPlan> = plan
         .hosts
         .iter()
         .filter(|h| {
@@ -382,7 +413,6 @@ pub fn check_complete(plan: &Plan, by_bundle: &BTreeMap<String, Vec<LockedImage>
                     .any(|b| &b.id == id && b.role == "runtime")
             })
         })
-        .map(|h| (h, images_of(h)))
         .collect();
     let mut misses = Vec::new();
     let mut miss = |line: String| {
@@ -391,7 +421,6 @@ pub fn check_complete(plan: &Plan, by_bundle: &BTreeMap<String, Vec<LockedImage>
         }
     };
     for h in &plan.hosts {
-        let have = images_of(h);
         for id in &h.bundles {
             let Some(b) = plan.bundles.iter().find(|b| &b.id == id) else {
                 continue;
@@ -416,8 +445,9 @@ pub fn check_complete(plan: &Plan, by_bundle: &BTreeMap<String, Vec<LockedImage>
                             ));
                         }
                     }
-                    for (r, images) in &runtimes {
-                        for m in kiln_image::missing_images(&mentions, images) {
+                    for r in &runtimes {
+                        for i in missing(r, &mentions) {
+                            let m = &mentions[i];
                             miss(format!(
                                 "{}: image {} named at {}:{} (in {id}, an add-on applied to the cluster) is in none of the host's bundles",
                                 r.name, m.text, f.path, m.line
@@ -426,7 +456,8 @@ pub fn check_complete(plan: &Plan, by_bundle: &BTreeMap<String, Vec<LockedImage>
                     }
                     continue;
                 }
-                for m in kiln_image::missing_images(&mentions, &have) {
+                for i in missing(h, &mentions) {
+                    let m = &mentions[i];
                     miss(format!(
                         "{}: image {} named at {}:{} (in {id}) is in none of the host's bundles",
                         h.name, m.text, f.path, m.line
@@ -478,6 +509,10 @@ pub fn to_lock(images: &[LockedImage]) -> Result<Vec<toml::Table>, Error> {
 /// The plan with the artifacts of assembled images added: what lock, fetch and build work from.
 pub fn full_plan(project: &Project) -> Result<Plan, Error> {
     let mut plan = kiln_plan::plan(project)?;
+    let missing = check_planned(&plan);
+    if !missing.is_empty() {
+        return Err(Error::Incomplete { missing });
+    }
     add_image_artifacts(project, &mut plan)?;
     Ok(plan)
 }
