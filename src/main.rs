@@ -186,6 +186,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for u in &out.unpinned {
                     eprintln!("  {u}");
                 }
+            }
+            // What could be pinned is kept in the lock; the lock is not complete yet.
+            if !out.unpinned.is_empty() || !out.images.is_empty() {
                 return Ok(ExitCode::from(1));
             }
         }
