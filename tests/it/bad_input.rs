@@ -187,6 +187,12 @@ fn cases() -> Vec<Case> {
             expect: &["`os`", "unknown OS \"centos8\""],
         },
         Case {
+            name: "calico without its version",
+            edit: |t| t.replace("cni = \"flannel\"", "cni = \"calico\""),
+            at: Some("\"calico\""),
+            expect: &["`network.cni`", "needs versions.calico"],
+        },
+        Case {
             name: "unknown arch",
             edit: |t| t.replace("arch = \"amd64\"", "arch = \"x86\""),
             at: Some("\"x86\""),
@@ -203,7 +209,7 @@ fn cases() -> Vec<Case> {
             at: Some("\"site-exampel\""),
             expect: &[
                 "`overlays[0]`",
-                "unknown overlay \"site-exampel\"; available: site-example",
+                "unknown overlay \"site-exampel\"; available: calico, site-example",
             ],
         },
         Case {

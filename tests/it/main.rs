@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod build;
+mod calico;
 mod catalog;
 mod cli_help;
 mod common;

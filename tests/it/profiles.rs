@@ -238,7 +238,12 @@ fn every_os() -> Vec<Rendered> {
 /// examples/prod brought up by kubeadm on `os`, with the kubeadm example's profiles: etcd stacked
 /// on the masters (the roles that profile set runs), kubelets joining by kubeadm's token.
 fn kubeadm_variant(os: &str) -> Rendered {
-    prod_variant(&format!("kubeadm-{os}"), os, |t| {
+    kubeadm_variant_with(&format!("kubeadm-{os}"), os, |t| t)
+}
+
+/// [`kubeadm_variant`] with `edit` applied too.
+fn kubeadm_variant_with(label: &str, os: &str, edit: fn(String) -> String) -> Rendered {
+    prod_variant(label, os, |t| {
         let profiles = format!("profiles = \"{}/profiles\"", repo().display());
         let t = replace_once(
             &t,
@@ -251,25 +256,44 @@ fn kubeadm_variant(os: &str) -> Rendered {
         let t = replace_once(&t, "[pki]\nkubelet-auth = \"bootstrap-token\"\n", "");
         let t = replace_once(&t, "\n[paths]\n", "\nbootstrap = \"kubeadm\"\n\n[paths]\n");
         let t = replace_once(&t, "roles = [\"master\"]", "roles = [\"master\", \"etcd\"]");
-        t.replace("roles = [\"node\", \"etcd\"]", "roles = [\"node\"]")
+        edit(t.replace("roles = [\"node\", \"etcd\"]", "roles = [\"node\"]"))
     })
+}
+
+/// calico as the pod network: its version, and the overlay that brings its CRDs.
+fn calico(t: String) -> String {
+    let t = replace_once(&t, "cni = \"flannel\"", "cni = \"calico\"");
+    let t = replace_once(&t, "coredns = ", "calico = \"3.31.5\"\ncoredns = ");
+    replace_once(&t, "\n[paths]\n", "\noverlays = [\"calico\"]\n\n[paths]\n")
+}
+
+/// [`calico`], with kube-proxy in nftables mode.
+fn calico_nftables(t: String) -> String {
+    replace_once(
+        &calico(t),
+        "kube-proxy-mode = \"ipvs\"",
+        "kube-proxy-mode = \"nftables\"",
+    )
 }
 
 /// Every supported OS plus the network branches examples/prod does not take: Calico with
 /// nftables (on Rocky 9), no CNI with iptables (on Debian 12); and the kubeadm profiles on every
-/// supported OS.
+/// supported OS, and with calico (on Debian 12).
 fn every_os_and_branch() -> Vec<Rendered> {
     let mut all = every_os();
     for os in ["centos7", "rocky9", "ubuntu2204", "ubuntu2404", "debian12"] {
         all.push(kubeadm_variant(os));
     }
-    all.push(prod_variant("calico-nftables-rocky9", "rocky9", |t| {
-        replace_once(
-            &replace_once(&t, "cni = \"flannel\"", "cni = \"calico\""),
-            "kube-proxy-mode = \"ipvs\"",
-            "kube-proxy-mode = \"nftables\"",
-        )
-    }));
+    all.push(prod_variant(
+        "calico-nftables-rocky9",
+        "rocky9",
+        calico_nftables,
+    ));
+    all.push(kubeadm_variant_with(
+        "kubeadm-calico-debian12",
+        "debian12",
+        calico,
+    ));
     all.push(prod_variant("none-iptables-debian12", "debian12", |t| {
         replace_once(
             &replace_once(&t, "cni = \"flannel\"", "cni = \"none\""),
@@ -821,20 +845,24 @@ fn keepalived_adverts_every_second_unless_lb_advert_int_says_otherwise() {
 
 #[test]
 fn network_choices_change_what_the_node_and_master_bundles_render() {
-    let r = prod_variant("calico-nftables-rocky9", "rocky9", |t| {
-        replace_once(
-            &replace_once(&t, "cni = \"flannel\"", "cni = \"calico\""),
-            "kube-proxy-mode = \"ipvs\"",
-            "kube-proxy-mode = \"nftables\"",
-        )
-    });
+    let r = prod_variant("calico-nftables-rocky9", "rocky9", calico_nftables);
     let cni = r.text("master-rocky9", "/etc/kubernetes/addons/20-cni.yaml");
     assert!(
-        cni.contains("kind: Installation")
-            && cni.contains("cidr: 10.244.0.0/16")
+        cni.contains("kind: DaemonSet\nmetadata:\n  name: calico-node\n")
+            && cni.contains("- name: CALICO_IPV4POOL_CIDR\n              value: \"10.244.0.0/16\"")
+            && cni.contains("- name: CALICO_IPV4POOL_VXLAN\n              value: \"Always\"")
             && !cni.contains("flannel"),
         "{cni}"
     );
+    let node01 = r.hosts().iter().find(|h| h["name"] == "node01").unwrap();
+    let node = r.images_of(node01);
+    for i in ["cni", "node", "kube-controllers"] {
+        assert!(
+            node.contains(&format!("docker.io/calico/{i}:v3.31.5")),
+            "{node:?}"
+        );
+    }
+    assert!(!node.iter().any(|i| i.contains("flannel")), "{node:?}");
     let ipvs = r.text("node-rocky9", "/etc/modules-load.d/kiln-ipvs.conf");
     assert!(!ipvs.contains("ip_vs"), "{ipvs}");
     assert!(r

@@ -10,6 +10,9 @@ use crate::kinds::{Pin, SourceKind};
 use crate::model::{Arch, OsId};
 use crate::pins::TableError;
 
+/// The arch key of pins for files that are the same on every arch.
+pub const NO_ARCH: &str = "no_arch";
+
 /// catalog.toml as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -346,9 +349,15 @@ impl Catalog {
                 key: a.version.clone(),
             })?;
         let pin_of = |src: &CatalogSource| {
-            src.pins
-                .as_ref()
-                .and_then(|t| self.pins.get(t)?.get(arch.as_str())?.get(version))
+            src.pins.as_ref().and_then(|t| {
+                // A file that is the same for every arch (a manifest) is pinned under
+                // `no_arch`, as the upstream checksum table keeps it.
+                let table = self.pins.get(t)?;
+                table
+                    .get(arch.as_str())
+                    .or_else(|| table.get(NO_ARCH))?
+                    .get(version)
+            })
         };
         // Within one kind, a source with a pin for this version and arch wins over one without.
         let (kind, src) = prefs

@@ -535,6 +535,13 @@ fn validate_network(c: &mut Ctx<'_>, raw: &RawCluster) -> Option<Network> {
                 ),
             );
         }
+        if s.get_ref() == "calico" && !raw.versions.contains_key("calico") {
+            c.err(
+                Some(s.span()),
+                "network.cni",
+                "cni = \"calico\" needs versions.calico (the release of calico's images and CRDs, e.g. \"3.31.5\")",
+            );
+        }
     }
     let mode = n
         .kube_proxy_mode
