@@ -42,9 +42,10 @@ fn k8s_cluster_in(tmp: &Path) -> PathBuf {
     cluster
 }
 
-/// Unpacks the one bundle of `role` under `out/k8s/bundles` into `dest`.
-fn unpack_bundle(out: &Path, role: &str, dest: &Path) -> PathBuf {
-    let dir = out.join("k8s/bundles");
+/// Unpacks the one Debian 12 bundle of `role` under `build/bundles` (a build's
+/// `out/<cluster>`) into `dest`.
+pub(crate) fn unpack_bundle(build: &Path, role: &str, dest: &Path) -> PathBuf {
+    let dir = build.join("bundles");
     let bundle = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -83,8 +84,8 @@ fn k8s_example_bundles_the_pinned_go_binaries_with_their_real_versions_offline()
     kiln().arg("verify").arg(out.join("k8s")).assert().success();
 
     let x = tmp.path().join("x");
-    let master = unpack_bundle(&out, "master", &x);
-    let node = unpack_bundle(&out, "node", &x);
+    let master = unpack_bundle(&out.join("k8s"), "master", &x);
+    let node = unpack_bundle(&out.join("k8s"), "node", &x);
     let bin = |root: &Path, name: &str| root.join("rootfs/usr/local/bin").join(name);
     // Stamped versions: kubeadm's and the kubelet's version checks depend on them.
     for (root, name) in [

@@ -610,3 +610,113 @@ fn bundles_that_differ_from_kubeadms_image_list_are_refused_and_nothing_is_writt
         assert_eq!(walk(tmp.path()), before, "{name}: kiln build wrote files");
     }
 }
+
+/// Every kind of rule kube-proxy writes in iptables mode, each match and target extension once:
+/// the Service DNAT, masquerading marks, the random endpoint choice, the REJECT of Services
+/// without endpoints, the localnet firewall. The DNAT comes before MASQUERADE, as in kube-proxy's
+/// partial syncs (only the changed Service chains): iptables loads a target's extension by its
+/// name, and the library behind `libxt_MASQUERADE.so` also defines DNAT, which hid that the image
+/// lacked `libxt_DNAT.so` (the kubeadm e2e then found no ClusterIP answering: flannel could not
+/// reach the API).
+const KUBE_PROXY_RULES: &str = r#"*filter
+:KUBE-SERVICES - [0:0]
+:KUBE-FIREWALL - [0:0]
+-A KUBE-SERVICES -d 10.96.0.20/32 -p tcp -m comment --comment "default/none has no endpoints" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable
+-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j RETURN
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-NPX46M4PTMTKRN6Y - [0:0]
+:KUBE-SEP-A - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-POSTROUTING - [0:0]
+-A KUBE-SEP-A -s 10.79.0.10/32 -m comment --comment "default/kubernetes:https" -j KUBE-MARK-MASQ
+-A KUBE-SEP-A -p tcp -m comment --comment "default/kubernetes:https" -m tcp -j DNAT --to-destination 10.79.0.10:6443
+-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
+-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -m tcp --dport 443 -j KUBE-SVC-NPX46M4PTMTKRN6Y
+-A KUBE-SVC-NPX46M4PTMTKRN6Y -m comment --comment "default/kubernetes:https -> 10.79.0.10:6443" -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-A
+-A KUBE-SERVICES -p udp -m udp --dport 53 -j RETURN
+-A KUBE-SERVICES -p sctp -m sctp --dport 9 -j RETURN
+-A KUBE-SERVICES -p tcp -m multiport --dports 80,443 -j RETURN
+-A KUBE-SERVICES -m recent --name kiln --set -j RETURN
+COMMIT
+"#;
+
+/// The kube-proxy image kiln assembles for kubeadm loads every rule kube-proxy writes in
+/// iptables mode: its own iptables-restore, in a chroot of the image's layer, in a network
+/// namespace of its own, then iptables-save lists the Service's DNAT.
+#[test]
+fn the_assembled_kube_proxy_image_loads_kube_proxys_iptables_rules() {
+    let test = "the_assembled_kube_proxy_image_loads_kube_proxys_iptables_rules";
+    if !kiln_testkit::have_tools(test, &["unshare", "chroot"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (code, stderr) = kiln_in(
+        &repo().join("examples/kubeadm"),
+        &[
+            "build",
+            "--offline",
+            "--seed",
+            "none",
+            "--out",
+            &out.to_string_lossy(),
+            "cluster.toml",
+        ],
+    );
+    assert_eq!(code, Some(0), "kiln build examples/kubeadm: {stderr}");
+    let bundle = crate::k8s::unpack_bundle(&out.join("kubeadm"), "kubeadm", tmp.path());
+    // The image's OCI layout, then its one layer as the chroot.
+    let layout = tmp.path().join("layout");
+    fs::create_dir_all(&layout).unwrap();
+    kiln_testkit::run(
+        Command::new("tar")
+            .arg("xf")
+            .arg(bundle.join("images/registry.k8s.io_kube-proxy_v1.34.4.tar"))
+            .arg("-C")
+            .arg(&layout),
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("manifest.json")).unwrap()).unwrap();
+    let layers = manifest[0]["Layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "{manifest}");
+    let root = tmp.path().join("root");
+    fs::create_dir_all(&root).unwrap();
+    kiln_testkit::run(
+        Command::new("tar")
+            .arg("xf")
+            .arg(layout.join(layers[0].as_str().unwrap()))
+            .arg("-C")
+            .arg(&root),
+    );
+    // iptables-restore, then iptables-save of the same tables, in one network namespace; the
+    // image has no shell, so the host's runs the two, each chrooted into the image.
+    let rules = tmp.path().join("rules");
+    fs::write(&rules, KUBE_PROXY_RULES).unwrap();
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c"])
+        .arg(format!(
+            "chroot {root} /usr/sbin/iptables-restore && chroot {root} /usr/sbin/iptables-save -t nat",
+            root = root.display()
+        ))
+        .stdin(fs::File::open(&rules).unwrap())
+        .output()
+        .unwrap();
+    let saved = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "iptables-restore in the kube-proxy image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        saved.contains("-j DNAT --to-destination 10.79.0.10:6443"),
+        "{saved}"
+    );
+    assert!(saved.contains("--probability 0.50000000000"), "{saved}");
+    assert!(saved.contains("-j MASQUERADE --random-fully"), "{saved}");
+}
