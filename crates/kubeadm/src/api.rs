@@ -17,6 +17,7 @@ pub struct InitConfiguration<'a> {
     pub local_api_endpoint: ApiEndpoint<'a>,
     pub node_registration: NodeRegistration<'a>,
     pub timeouts: Timeouts,
+    pub skip_phases: Vec<&'static str>,
 }
 
 /// How long kubeadm waits for each step (v1beta4 durations, e.g. `15m0s`); unset ones keep

@@ -179,6 +179,11 @@ pub fn render(
                     kubelet_health_check: Some(KUBELET_WAIT),
                     ..Timeouts::default()
                 },
+                // kubelet-finalize would rewrite kiln's kubelet.conf (this master's own, from
+                // its secrets bundle) to point at the kubelet's rotating certificate files, and
+                // install.sh would put kiln's back at its next run, restarting the kubelet: kiln
+                // keeps the file and its certificate (renewed through kiln's PKI).
+                skip_phases: vec!["kubelet-finalize"],
             };
             vec![
                 yaml("InitConfiguration", &init)?,
