@@ -13,7 +13,7 @@ use std::process::Command;
 
 use kiln_testkit::{build_images, have_tools, push, remote_digest, Registry, RegistryAuth};
 
-use crate::common::{kiln, repo, walk};
+use crate::common::{kiln_local, repo, walk};
 
 const VERSION: &str = "3.31.5";
 const IMAGES: [&str; 3] = ["cni", "node", "kube-controllers"];
@@ -93,14 +93,7 @@ fn project(tmp: &Path, registry: &str) {
 
 /// `kiln ARGS` in `dir` with only 127.0.0.1 reachable: exit code, stdout, stderr.
 fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = kiln()
-        .current_dir(dir)
-        .env("HTTP_PROXY", "http://127.0.0.1:9")
-        .env("HTTPS_PROXY", "http://127.0.0.1:9")
-        .env("NO_PROXY", "127.0.0.1")
-        .args(args)
-        .output()
-        .unwrap();
+    let out = kiln_local().current_dir(dir).args(args).output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

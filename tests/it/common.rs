@@ -19,6 +19,16 @@ pub fn kiln() -> Command {
     c
 }
 
+/// The kiln binary with only 127.0.0.1 reachable: an HTTP(S) proxy on a closed local port for
+/// anything else, so a request that escaped a test's local servers fails.
+pub fn kiln_local() -> Command {
+    let mut c = kiln();
+    c.env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1");
+    c
+}
+
 /// Runs kiln in `dir` with `args`: its exit code and stderr.
 pub fn kiln_in(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = kiln().current_dir(dir).args(args).output().unwrap();

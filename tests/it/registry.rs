@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use kiln_testkit::{build_images, have_tools, push, remote_digest, Containerd, Images, Registry};
 use serde_json::Value;
 
-use crate::common::{kiln, walk, Fixture};
+use crate::common::{kiln, kiln_local, walk, Fixture};
 use crate::secrets::entries;
 
 const PAUSE: &str = "registry.k8s.io/pause:3.10.1";
@@ -89,11 +89,8 @@ impl Mirrored {
 
     /// `kiln ARGS` in the project, with only 127.0.0.1 reachable; asserts success, returns stdout.
     fn kiln(&self, args: &[&str]) -> String {
-        let out = kiln()
+        let out = kiln_local()
             .current_dir(&self.fx.dir)
-            .env("HTTP_PROXY", "http://127.0.0.1:9")
-            .env("HTTPS_PROXY", "http://127.0.0.1:9")
-            .env("NO_PROXY", "127.0.0.1")
             .args(args)
             .output()
             .unwrap();
