@@ -439,7 +439,11 @@ impl Dnsmasq {
                         output: d.output(),
                     });
                 }
-                Err(_) => {}
+                // Its output closed before it exited: wait for the exit without spinning.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
         }
     }
