@@ -1,8 +1,10 @@
 //! `kiln serve`: a built out folder over HTTP for network boot; the status and the access log
 //! on stdout, as text or JSON lines.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
@@ -41,6 +43,16 @@ pub struct ServeArgs {
     /// to provision them again (comma-separated).
     #[arg(long, value_name = "HOST", value_delimiter = ',')]
     pub reissue: Vec<String>,
+    /// Also serve DHCP, by dnsmasq (Debian package dnsmasq-base) run for the server's lifetime:
+    /// each host of the build gets its MAC's static lease (its address from the build), iPXE
+    /// clients the boot file http://ADDR:PORT/boot.ipxe, other MACs no answer. Needs --listen
+    /// with this machine's IPv4 address on the hosts' link, and root.
+    #[arg(long)]
+    pub dhcp: bool,
+    /// With --dhcp: also lease these addresses to MACs no host has (their iPXE then shows the
+    /// unknown-MAC message).
+    #[arg(long, value_name = "START-END", requires = "dhcp")]
+    pub dhcp_range: Option<kiln_serve::DhcpRange>,
 }
 
 /// Verifies, listens and serves until the process is stopped.
@@ -55,7 +67,18 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         netboot: a.netboot.clone(),
         kernel_args: a.kernel_args.clone(),
         reissue: a.reissue.clone(),
+        dhcp: a.dhcp.then(|| kiln_serve::DhcpRequest {
+            address: match a.listen.ip() {
+                IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+                _ => None,
+            },
+            range: a.dhcp_range,
+            program: kiln_serve::dhcp::PROGRAM.into(),
+        }),
     };
+    // SIGINT, SIGTERM and SIGHUP stop the server (and its dnsmasq) in order: blocked here,
+    // before any thread starts, and taken by one thread with sigwait.
+    let signals = stop_signals()?;
     let p = kiln_serve::prepare(&opts)?;
     let m = &p.site.manifest;
     let hosts: Vec<&String> = m.hosts.keys().collect();
@@ -107,18 +130,146 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         list(&names(&reissued)),
     );
     let json_out = a.json;
+    let dhcp = p.dhcp.clone();
     let running = p.start(a.listen, move |acc| print_access(acc, json_out))?;
     let url = format!("http://{}", running.local_addr());
+    let dnsmasq = match &dhcp {
+        None => None,
+        Some(d) => match d.start(
+            running.local_addr().port(),
+            Box::new(move |line| print_dhcp(line, json_out)),
+        ) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let _ = running.stop();
+                return Err(e.into());
+            }
+        },
+    };
+    let dhcp_status = match (&dhcp, &dnsmasq) {
+        (Some(d), Some(m)) => json!({
+            "pid": m.pid(),
+            "config": m.config(),
+            "boot-file": format!("{url}/boot.ipxe"),
+            "leases": d.leases.iter().map(|l| json!({
+                "host": l.host,
+                "mac": l.mac.to_string(),
+                "address": l.address.to_string(),
+            })).collect::<Vec<_>>(),
+            "range": d.options.range.map(|r| r.to_string()),
+        }),
+        _ => serde_json::Value::Null,
+    };
     if a.json {
         let mut status = status;
         status["address"] = json!(running.local_addr().to_string());
         status["url"] = json!(url);
+        status["dhcp"] = dhcp_status;
         println!("{status}");
     } else {
         println!("{text_status}\nkiln serve: listening on {url} (iPXE: chain {url}/boot.ipxe)");
+        if let (Some(d), Some(m)) = (&dhcp, &dnsmasq) {
+            let leases: Vec<String> = d
+                .leases
+                .iter()
+                .map(|l| format!("{} {} ({})", l.host, l.address, l.mac))
+                .collect();
+            println!(
+                "kiln serve: DHCP by dnsmasq (pid {}, {}): {}; other MACs: {}",
+                m.pid(),
+                m.config().display(),
+                leases.join(", "),
+                d.options
+                    .range
+                    .map_or("no answer".to_string(), |r| format!("addresses {r}")),
+            );
+        }
     }
-    running.wait()?;
-    Ok(())
+    serve_until_stopped(running, dnsmasq, &signals)
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and so in every thread started after)
+/// and takes them on a thread of its own; each arrives on the returned channel.
+fn stop_signals() -> Result<mpsc::Receiver<i32>> {
+    // SAFETY: sigset operations on a local set; pthread_sigmask changes this thread's mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        anyhow::ensure!(
+            rc == 0,
+            "pthread_sigmask: {}",
+            std::io::Error::from_raw_os_error(rc)
+        );
+        set
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: sigwait on a set of blocked signals, writing into a local.
+        if unsafe { libc::sigwait(&set, &mut sig) } == 0 && tx.send(sig).is_err() {
+            return;
+        }
+    });
+    Ok(rx)
+}
+
+/// Serves until a stop signal (then stops dnsmasq and the server, in that order), the server
+/// failing, or dnsmasq exiting (an error: the hosts have no DHCP).
+fn serve_until_stopped(
+    running: kiln_serve::Running,
+    mut dnsmasq: Option<kiln_serve::Dnsmasq>,
+    signals: &mpsc::Receiver<i32>,
+) -> Result<()> {
+    loop {
+        if let Ok(sig) = signals.recv_timeout(Duration::from_millis(200)) {
+            let name = match sig {
+                libc::SIGINT => "SIGINT",
+                libc::SIGHUP => "SIGHUP",
+                _ => "SIGTERM",
+            };
+            if let Some(d) = dnsmasq.take() {
+                d.stop();
+            }
+            running.stop()?;
+            eprintln!("kiln serve: stopped ({name})");
+            return Ok(());
+        }
+        if let Some(d) = &mut dnsmasq {
+            if let Some(status) = d.try_wait() {
+                let e = d.exited(status);
+                running.stop()?;
+                return Err(e.into());
+            }
+        }
+        if running.is_finished() {
+            if let Some(d) = dnsmasq.take() {
+                d.stop();
+            }
+            running.wait()?;
+            anyhow::bail!("the HTTP server stopped");
+        }
+    }
+}
+
+/// One line of dnsmasq's log: on stderr as text, on stdout as a JSON `dhcp` event.
+fn print_dhcp(line: &str, json_out: bool) {
+    // `dnsmasq-dhcp[1234]: DHCPACK(kiln0) …`: the program and pid add nothing here.
+    use std::io::Write as _;
+    let message = line.split_once("]: ").map_or(line, |(_, m)| m);
+    // A closed output must not end the thread reading dnsmasq (nor, with it, dnsmasq's log).
+    let _ = if json_out {
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            json!({"event": "dhcp", "message": message})
+        )
+    } else {
+        writeln!(std::io::stderr().lock(), "dnsmasq: {message}")
+    };
 }
 
 fn list(v: &[String]) -> String {

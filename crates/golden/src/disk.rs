@@ -252,6 +252,25 @@ pub(crate) fn qcow2(raw: &Path, dest: &Path) -> Result<(), GoldenError> {
     Ok(())
 }
 
+/// The netboot set's root file system: a squashfs of the tree, reproducible (`-reproducible`,
+/// every time and the superblock's set to the epoch, inodes in sorted order whatever the
+/// number of threads), gzip-compressed as live-boot's initrd reads it.
+pub(crate) fn squashfs(root: &Path, dest: &Path, epoch: u64) -> Result<(), GoldenError> {
+    let temp = kiln_fsio::TempFile::beside(dest, 0o644)?;
+    let epoch = epoch.to_string();
+    run(
+        command("mksquashfs")
+            .arg(root)
+            .arg(temp.path())
+            .args(["-noappend", "-reproducible", "-comp", "gzip"])
+            .args(["-mkfs-time", &epoch, "-all-time", &epoch])
+            .args(["-no-progress", "-quiet"]),
+        "mksquashfs",
+    )?;
+    temp.commit(dest)?;
+    Ok(())
+}
+
 /// The sha256 and size of a file.
 pub(crate) fn hash_file(path: &Path) -> Result<(String, u64), GoldenError> {
     let mut f = File::open(path).map_err(GoldenError::io("open", path))?;

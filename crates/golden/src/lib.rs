@@ -3,7 +3,8 @@
 //! The steps: a flat apt repository of exactly the given .deb files (each re-hashed against its
 //! pin) (`repo`); mmdebstrap in its own network namespace installs them into a root tree with
 //! kiln's hooks; every timestamp is set to `SOURCE_DATE_EPOCH`; the kernel and initrd are
-//! copied out (the netboot set); `mke2fs -d` makes the ext4 disk with a fixed UUID and hash
+//! copied out, and `mksquashfs` makes the netboot set's root file system (live-boot in the
+//! image fetches it over HTTP); `mke2fs -d` makes the ext4 disk with a fixed UUID and hash
 //! seed, and `debugfs` sets the inode change times mke2fs copied from the tree; `qemu-img`
 //! converts it to qcow2. Two builds from the same inputs give the same bytes (`disk`).
 //!
@@ -34,7 +35,17 @@ pub const FS_LABEL: &str = "rootfs";
 pub const DISK_MIB: u64 = 2048;
 
 /// The files of an image folder (besides MANIFEST.json and SHA256SUMS), in order.
-pub const FILES: [&str; 4] = ["vmlinuz", "initrd.img", "disk.raw", "disk.qcow2"];
+pub const FILES: [&str; 5] = [
+    "vmlinuz",
+    "initrd.img",
+    "root.squashfs",
+    "disk.raw",
+    "disk.qcow2",
+];
+
+/// The netboot set's root file system: `kiln serve --netboot` serves the image folder, and
+/// live-boot's initrd fetches it (`boot=live fetch=<url>/netboot/root.squashfs`).
+pub const NETBOOT_ROOT: &str = "root.squashfs";
 
 /// One pinned .deb in the store.
 #[derive(Debug, Clone)]
@@ -110,6 +121,8 @@ pub enum Step {
     BootFiles,
     /// mke2fs making the ext4 disk from the tree.
     Filesystem,
+    /// mksquashfs making the netboot root file system from the tree.
+    Squashfs,
     /// qemu-img converting it to qcow2.
     Qcow2,
     /// Hashing the outputs: MANIFEST.json and SHA256SUMS.
@@ -125,6 +138,7 @@ impl Step {
                 "installing the packages into the root tree (mmdebstrap, no network)"
             }
             Step::BootFiles => "kernel and initrd",
+            Step::Squashfs => "netboot root file system (mksquashfs)",
             Step::Filesystem => "ext4 disk image (mke2fs -d)",
             Step::Qcow2 => "qcow2 disk image (qemu-img)",
             Step::Checksums => "MANIFEST.json and SHA256SUMS",
@@ -179,6 +193,10 @@ pub fn build(
     progress(Step::Filesystem);
     let uuid = recipe.fs_uuid();
     disk::ext4(&root, &out.join("disk.raw"), &uuid, recipe, work)?;
+    // After mke2fs: reading the tree sets access times, which mke2fs copies (mksquashfs keeps
+    // none: every time in it is the epoch).
+    progress(Step::Squashfs);
+    disk::squashfs(&root, &out.join(NETBOOT_ROOT), recipe.source_date_epoch)?;
     progress(Step::Qcow2);
     disk::qcow2(&out.join("disk.raw"), &out.join("disk.qcow2"))?;
     progress(Step::Checksums);
@@ -236,6 +254,12 @@ fn manifest(recipe: &Recipe, uuid: &str, files: &[OutFile]) -> String {
             "initrd": "initrd.img",
             "append": "root=/dev/vda ro console=ttyS0",
             "boot-loader": "none yet: boot with the kernel and initrd (QEMU -kernel/-initrd, iPXE)",
+        },
+        "netboot": {
+            "kernel": "vmlinuz",
+            "initrd": "initrd.img",
+            "root": NETBOOT_ROOT,
+            "append": "boot=live fetch=<url of root.squashfs> console=ttyS0",
         },
         "packages": packages,
         "files": files,

@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::GoldenError;
 
 /// The programs a build runs and the Debian packages that have them.
-pub const TOOLS: [(&str, &str); 9] = [
+pub const TOOLS: [(&str, &str); 10] = [
     ("mmdebstrap", "mmdebstrap"),
     ("unshare", "util-linux"),
     ("dpkg-deb", "dpkg"),
@@ -14,6 +14,7 @@ pub const TOOLS: [(&str, &str); 9] = [
     ("dumpe2fs", "e2fsprogs"),
     ("e2fsck", "e2fsprogs"),
     ("qemu-img", "qemu-utils"),
+    ("mksquashfs", "squashfs-tools"),
     ("find", "findutils"),
 ];
 

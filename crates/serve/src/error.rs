@@ -168,4 +168,69 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `--dhcp` without an address of this machine to serve on.
+    #[error(
+        "--dhcp needs --listen with this machine's IPv4 address on the hosts' link, not {address}: \
+         dnsmasq serves DHCP on the interface holding it, and the boot file URL names it"
+    )]
+    DhcpAddress {
+        /// The address given.
+        address: String,
+    },
+    /// A host cannot get a static lease.
+    #[error("--dhcp: host {host}: {reason}")]
+    DhcpHost {
+        /// The host.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// `--dhcp-range` does not fit the hosts' link.
+    #[error("--dhcp-range {range}: {reason}")]
+    DhcpRange {
+        /// The range given.
+        range: String,
+        /// Why.
+        reason: String,
+    },
+    /// dnsmasq is not installed.
+    #[error(
+        "--dhcp runs {}, which is not installed (not found{}): install the Debian package {}",
+        program.display(),
+        if program.components().count() > 1 { "" } else { " on PATH" },
+        crate::dhcp::PACKAGE
+    )]
+    DhcpProgram {
+        /// The program looked for.
+        program: PathBuf,
+    },
+    /// dnsmasq could not be started.
+    #[error("cannot run {command}: {source}")]
+    DhcpSpawn {
+        /// The command line.
+        command: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// dnsmasq failed before reporting its DHCP service.
+    #[error("{command} failed to start ({status}); kiln serve does not serve without it. Its output:\n{output}")]
+    DhcpStart {
+        /// The command line.
+        command: String,
+        /// How it ended.
+        status: String,
+        /// Its last lines.
+        output: String,
+    },
+    /// dnsmasq exited while kiln serve ran: kiln serve stops.
+    #[error("dnsmasq (pid {pid}, the hosts' DHCP) exited ({status}), so kiln serve stopped. Its last output:\n{output}")]
+    DhcpExited {
+        /// Its pid.
+        pid: u32,
+        /// How it ended.
+        status: String,
+        /// Its last lines.
+        output: String,
+    },
 }

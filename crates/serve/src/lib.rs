@@ -6,6 +6,7 @@
 //! verified first and never written; the state (tokens, used URLs) lives in its own folder.
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
+pub mod dhcp;
 mod error;
 pub mod ipxe;
 mod routes;
@@ -16,6 +17,7 @@ pub mod tokens;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use dhcp::{DhcpOptions, DhcpRange, Dnsmasq};
 pub use error::Error;
 pub use ipxe::Netboot;
 pub use server::{Access, Running};
@@ -37,6 +39,50 @@ pub struct ServeOptions {
     pub kernel_args: Vec<String>,
     /// Hosts whose URLs are replaced by new ones (to provision them again).
     pub reissue: Vec<String>,
+    /// DHCP for the hosts by dnsmasq (`--dhcp`), when asked for.
+    pub dhcp: Option<DhcpRequest>,
+}
+
+/// What `--dhcp` asks for, before the server's port is known.
+#[derive(Debug, Clone)]
+pub struct DhcpRequest {
+    /// The address kiln serve listens on (must be this machine's IPv4 address on the hosts'
+    /// link); `None` when it listens on no single IPv4 address.
+    pub address: Option<std::net::Ipv4Addr>,
+    /// Addresses for MACs no host has.
+    pub range: Option<DhcpRange>,
+    /// The dnsmasq program (`dnsmasq`, found on `PATH`).
+    pub program: PathBuf,
+}
+
+/// DHCP checked and ready to start once the server listens.
+#[derive(Debug, Clone)]
+pub struct PreparedDhcp {
+    /// The dnsmasq program, found.
+    pub program: PathBuf,
+    /// The static leases.
+    pub leases: Vec<dhcp::Lease>,
+    /// Its options (the port is set at start).
+    pub options: DhcpOptions,
+    /// Where its configuration and leases go.
+    pub state_dir: PathBuf,
+}
+
+impl PreparedDhcp {
+    /// Writes the configuration for a server on `port` and starts dnsmasq; `log` gets each
+    /// line dnsmasq prints.
+    pub fn start(&self, port: u16, log: Box<dyn Fn(&str) + Send>) -> Result<Dnsmasq, Error> {
+        let opts = DhcpOptions {
+            port,
+            ..self.options.clone()
+        };
+        let state_dir = std::path::absolute(&self.state_dir).map_err(|source| Error::StateDir {
+            dir: self.state_dir.clone(),
+            source,
+        })?;
+        let config = dhcp::config(&opts, &self.leases, &state_dir)?;
+        Dnsmasq::start(&self.program, &state_dir, &config, log)
+    }
 }
 
 /// `kiln serve`'s default state folder for `dir`: `.kiln-serve-<cluster>` beside it, outside
@@ -62,6 +108,8 @@ pub struct Prepared {
     pub issued: Vec<Issued>,
     /// The netboot set, when given.
     pub netboot: Option<Netboot>,
+    /// DHCP, when asked for: checked, not started.
+    pub dhcp: Option<PreparedDhcp>,
 }
 
 /// Verifies the folder, opens the netboot set and the state: everything that can refuse to
@@ -72,12 +120,38 @@ pub fn prepare(opts: &ServeOptions) -> Result<Prepared, Error> {
         Some(d) => Some(Netboot::open(d, opts.kernel_args.clone())?),
         None => None,
     };
+    // DHCP is checked before the state is touched: a refusal changes nothing on disk.
+    let dhcp = match &opts.dhcp {
+        Some(d) => Some(prepare_dhcp(d, &site, &opts.state_dir)?),
+        None => None,
+    };
     let (tokens, issued) = Tokens::open(&opts.state_dir, &site, &opts.reissue)?;
     Ok(Prepared {
         site,
         tokens,
         issued,
         netboot,
+        dhcp,
+    })
+}
+
+fn prepare_dhcp(d: &DhcpRequest, site: &Site, state_dir: &Path) -> Result<PreparedDhcp, Error> {
+    let address = d.address.ok_or_else(|| Error::DhcpAddress {
+        address: "an address of no single IPv4 interface".into(),
+    })?;
+    let options = DhcpOptions {
+        address,
+        port: 0,
+        range: d.range,
+    };
+    let leases = dhcp::leases(site)?;
+    // Renders once to check the hosts and the range against the address.
+    dhcp::config(&options, &leases, state_dir)?;
+    Ok(PreparedDhcp {
+        program: dhcp::find_program(&d.program)?,
+        leases,
+        options,
+        state_dir: state_dir.to_owned(),
     })
 }
 

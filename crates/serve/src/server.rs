@@ -90,6 +90,11 @@ impl Running {
         self.addr
     }
 
+    /// Whether the server ended (it failed: it runs until stopped otherwise).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
     /// Serves until the process ends (or the server fails).
     pub fn wait(self) -> Result<(), Error> {
         let Running { stop, thread, .. } = self;

@@ -1,6 +1,7 @@
 //! `kiln serve`: a real server on 127.0.0.1 (port 0) over a built lab fixture, asked with curl
 //! (`paths`) and by the seeds' own runcmd (`installs`).
 
+mod dhcp;
 mod installs;
 mod paths;
 
