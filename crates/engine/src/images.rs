@@ -394,14 +394,6 @@ fn check_with(
     plan: &Plan,
     has: impl Fn(&kiln_plan::HostPlan, &kiln_image::Reference) -> bool,
 ) -> Vec<String> {
-    let missing = |h: &kiln_plan::HostPlan, mentions: &[kiln_image::ImageMention]| -> Vec<usize> {
-        (0..mentions.len())
-            .filter(|&i| match mentions[i].reference() {
-                Ok(r) => !has(h, &r),
-                Err(_) => true,
-            })
-            .collect()
-    };
     // The hosts with a container runtime.
     let runtimes: Vec<&kiln_plan::HostPlan> = plan
         .hosts
@@ -446,8 +438,7 @@ fn check_with(
                         }
                     }
                     for r in &runtimes {
-                        for i in missing(r, &mentions) {
-                            let m = &mentions[i];
+                        for m in kiln_image::missing_by(&mentions, |i| has(r, i)) {
                             miss(format!(
                                 "{}: image {} named at {}:{} (in {id}, an add-on applied to the cluster) is in none of the host's bundles",
                                 r.name, m.text, f.path, m.line
@@ -456,8 +447,7 @@ fn check_with(
                     }
                     continue;
                 }
-                for i in missing(h, &mentions) {
-                    let m = &mentions[i];
+                for m in kiln_image::missing_by(&mentions, |i| has(h, i)) {
                     miss(format!(
                         "{}: image {} named at {}:{} (in {id}) is in none of the host's bundles",
                         h.name, m.text, f.path, m.line

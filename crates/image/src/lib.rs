@@ -53,7 +53,7 @@ pub use push::{
 pub use reference::{Digest, Reference, DEFAULT_REGISTRY, DEFAULT_TAG};
 pub use registry::RegistryClient;
 pub use resolve::{LockedImage, LockedLayer};
-pub use scan::{missing_images, scan_file, scan_text, ImageMention, MentionKind};
+pub use scan::{missing_by, missing_images, scan_file, scan_text, ImageMention, MentionKind};
 
 /// Entry points for the fuzz harness (`crates/fuzz`) into parsers that are not public; not an API.
 #[doc(hidden)]

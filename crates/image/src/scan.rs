@@ -98,10 +98,20 @@ pub fn missing_images<'a>(
     mentions: &'a [ImageMention],
     available: &[LockedImage],
 ) -> Vec<&'a ImageMention> {
+    missing_by(mentions, |r| {
+        available.iter().any(|img| img.pinned().matches(r))
+    })
+}
+
+/// The mentions `has` does not accept, including mentions that are not valid references.
+pub fn missing_by(
+    mentions: &[ImageMention],
+    has: impl Fn(&Reference) -> bool,
+) -> Vec<&ImageMention> {
     mentions
         .iter()
         .filter(|m| match m.reference() {
-            Ok(r) => !available.iter().any(|img| img.pinned().matches(&r)),
+            Ok(r) => !has(&r),
             Err(_) => true,
         })
         .collect()
