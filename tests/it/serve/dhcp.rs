@@ -242,15 +242,8 @@ impl Served {
             seen.iter().any(|v| v["event"] == "listening")
         });
         if !ok {
-            let mut err = String::new();
             let _ = s.child.kill();
-            s.child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("kiln serve did not start: {err}");
+            panic!("kiln serve did not start: {}", stderr_of(&mut s.child));
         }
         s.status = s
             .seen
@@ -302,14 +295,7 @@ impl Served {
         // SAFETY: kill(2) on our own child, not yet reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().unwrap();
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (status, err)
+        (status, stderr_of(&mut self.child))
     }
 }
 
@@ -463,13 +449,7 @@ fn ipxe_guests_get_their_lease_and_boot_script_from_kiln_serve_s_dnsmasq_and_unk
     // SAFETY: kill(2) on a pid this test's kiln serve started.
     unsafe { libc::kill(dnsmasq as i32, libc::SIGKILL) };
     let status = s.child.wait().unwrap();
-    let mut err = String::new();
-    s.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut s.child);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains(&format!(
@@ -597,4 +577,16 @@ fn a_dnsmasq_that_fails_to_start_stops_kiln_serve_with_its_output() {
     );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(!stdout.contains("\"event\":\"listening\""), "{stdout}");
+}
+
+/// All a child wrote on its (piped) stderr.
+fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
 }
