@@ -613,7 +613,8 @@ fn bundles_that_differ_from_kubeadms_image_list_are_refused_and_nothing_is_writt
 
 /// Every kind of rule kube-proxy writes in iptables mode, each match and target extension once:
 /// the Service DNAT, masquerading marks, the random endpoint choice, the REJECT of Services
-/// without endpoints, the localnet firewall. The DNAT comes before MASQUERADE, as in kube-proxy's
+/// without endpoints, the localnet firewall, and the INVALID drop with its nfacct counter, which
+/// every full sync writes where the kernel has nfacct (the counter kube-proxy creates first). The DNAT comes before MASQUERADE, as in kube-proxy's
 /// partial syncs (only the changed Service chains): iptables loads a target's extension by its
 /// name, and the library behind `libxt_MASQUERADE.so` also defines DNAT, which hid that the image
 /// lacked `libxt_DNAT.so` (the kubeadm e2e then found no ClusterIP answering: flannel could not
@@ -621,6 +622,8 @@ fn bundles_that_differ_from_kubeadms_image_list_are_refused_and_nothing_is_writt
 const KUBE_PROXY_RULES: &str = r#"*filter
 :KUBE-SERVICES - [0:0]
 :KUBE-FIREWALL - [0:0]
+:KUBE-FORWARD - [0:0]
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts -j DROP
 -A KUBE-SERVICES -d 10.96.0.20/32 -p tcp -m comment --comment "default/none has no endpoints" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable
 -A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
 -A KUBE-SERVICES -m addrtype --dst-type LOCAL -j RETURN
@@ -652,7 +655,7 @@ COMMIT
 #[test]
 fn the_assembled_kube_proxy_image_loads_kube_proxys_iptables_rules() {
     let test = "the_assembled_kube_proxy_image_loads_kube_proxys_iptables_rules";
-    if !kiln_testkit::have_tools(test, &["unshare", "chroot"]) {
+    if !kiln_testkit::have_tools(test, &["unshare", "chroot", "nfacct"]) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -701,7 +704,7 @@ fn the_assembled_kube_proxy_image_loads_kube_proxys_iptables_rules() {
     let out = Command::new("unshare")
         .args(["--net", "sh", "-c"])
         .arg(format!(
-            "chroot {root} /usr/sbin/iptables-restore && chroot {root} /usr/sbin/iptables-save -t nat",
+            "nfacct add ct_state_invalid_dropped_pkts && chroot {root} /usr/sbin/iptables-restore && chroot {root} /usr/sbin/iptables-save",
             root = root.display()
         ))
         .stdin(fs::File::open(&rules).unwrap())
@@ -719,4 +722,8 @@ fn the_assembled_kube_proxy_image_loads_kube_proxys_iptables_rules() {
     );
     assert!(saved.contains("--probability 0.50000000000"), "{saved}");
     assert!(saved.contains("-j MASQUERADE --random-fully"), "{saved}");
+    assert!(
+        saved.contains("-m nfacct --nfacct-name  ct_state_invalid_dropped_pkts -j DROP"),
+        "{saved}"
+    );
 }
