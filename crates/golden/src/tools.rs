@@ -21,7 +21,7 @@ pub const TOOLS: [(&str, &str); 10] = [
 /// Fails naming the first missing tool, or if not running as root.
 pub fn preflight() -> Result<(), GoldenError> {
     for (tool, package) in TOOLS {
-        if !on_path(tool) {
+        if kiln_fsio::find_executable(Path::new(tool), kiln_fsio::SYSTEM_DIRS).is_none() {
             return Err(GoldenError::MissingTool { tool, package });
         }
     }
@@ -30,19 +30,4 @@ pub fn preflight() -> Result<(), GoldenError> {
         return Err(GoldenError::NotRoot);
     }
     Ok(())
-}
-
-/// Whether `tool` is an executable file in a folder of `PATH` (or /usr/sbin, /sbin, where
-/// e2fsprogs lives, which a user's PATH may lack).
-fn on_path(tool: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(Into::into))
-        .any(|d| {
-            Path::new(&d)
-                .join(tool)
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
 }

@@ -286,20 +286,7 @@ pub fn config(opts: &DhcpOptions, leases: &[Lease], state_dir: &Path) -> Result<
 /// `program` as `Command` would find it: itself when it holds a `/`, else the first executable
 /// of that name on `PATH`.
 pub fn find_program(program: &Path) -> Result<PathBuf, Error> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    let found = if program.components().count() > 1 {
-        executable(program).then(|| program.to_owned())
-    } else {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|d| d.join(program))
-                .find(|p| executable(p))
-        })
-    };
-    found.ok_or_else(|| Error::DhcpProgram {
+    kiln_fsio::find_executable(program, &[]).ok_or_else(|| Error::DhcpProgram {
         program: program.to_owned(),
     })
 }
