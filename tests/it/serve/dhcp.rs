@@ -6,7 +6,7 @@
 //! life tied to kiln serve's.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -577,16 +577,4 @@ fn a_dnsmasq_that_fails_to_start_stops_kiln_serve_with_its_output() {
     );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(!stdout.contains("\"event\":\"listening\""), "{stdout}");
-}
-
-/// All a child wrote on its (piped) stderr.
-fn stderr_of(child: &mut std::process::Child) -> String {
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    err
 }

@@ -47,13 +47,7 @@ impl Serve {
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
         if line.is_empty() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            let err = stderr_of(&mut child);
             panic!("kiln serve ended: {:?}: {err}", child.wait());
         }
         let status: Value = serde_json::from_str(&line).unwrap();
@@ -150,4 +144,16 @@ pub(super) fn netboot(dir: &Path) -> PathBuf {
     fs::write(nb.join("vmlinuz"), noise(7, 70_000)).unwrap();
     fs::write(nb.join("initrd.img"), noise(8, 90_000)).unwrap();
     nb
+}
+
+/// All a child wrote on its (piped) stderr.
+pub(super) fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
 }
