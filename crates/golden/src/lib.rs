@@ -38,7 +38,7 @@ pub const DISK_MIB: u64 = 2048;
 pub const FILES: [&str; 5] = [
     "vmlinuz",
     "initrd.img",
-    "root.squashfs",
+    NETBOOT_ROOT,
     "disk.raw",
     "disk.qcow2",
 ];
