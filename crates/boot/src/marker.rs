@@ -163,6 +163,13 @@ pub fn is_kernel_panic(line: &str) -> bool {
     line.contains("Kernel panic - not syncing")
 }
 
+/// Whether `line` is the guest kernel reporting that a write or read of a virtio disk
+/// failed (`I/O error, dev vda, sector …`, `Buffer I/O error on dev vda1 …`): the host
+/// could not write the guest's disk file, most often because its own disk is full.
+pub fn is_disk_io_error(line: &str) -> bool {
+    line.contains("I/O error, dev vd") || line.contains("Buffer I/O error on dev vd")
+}
+
 /// Whether `line` is systemd reporting that cloud-init's last stage (which
 /// runs the seed's runcmd) failed: nothing will run after it.
 pub fn is_cloud_final_failure(line: &str) -> bool {
@@ -291,6 +298,22 @@ mod tests {
             "[FAILED] Failed to start cloud-final.service - Execute cloud user/final scripts."
         ));
         assert!(!is_cloud_final_failure("Starting cloud-final.service"));
+    }
+
+    #[test]
+    fn disk_io_errors_are_seen() {
+        assert!(is_disk_io_error(
+            "[  180.2] I/O error, dev vda, sector 2107392 op 0x1:(WRITE) flags 0x800 phys_seg 1 prio class 2"
+        ));
+        assert!(is_disk_io_error(
+            "[  180.3] Buffer I/O error on dev vda, logical block 263424, lost async page write"
+        ));
+        assert!(!is_disk_io_error(
+            "[    1.1] virtio_blk virtio1: [vda] 8388608 512-byte logical blocks"
+        ));
+        assert!(!is_disk_io_error(
+            "KILN install fail could not write: Input/output error"
+        ));
     }
 
     #[test]

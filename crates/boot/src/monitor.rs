@@ -8,7 +8,9 @@
 use std::collections::VecDeque;
 
 use crate::events::HostPhase;
-use crate::marker::{clean_line, is_cloud_final_failure, is_kernel_panic, FinalMessage, Marker};
+use crate::marker::{
+    clean_line, is_cloud_final_failure, is_disk_io_error, is_kernel_panic, FinalMessage, Marker,
+};
 use crate::report::{FailReason, TAIL_LINES};
 
 /// The step of install.sh's `KILN rollback ok|fail …` marker.
@@ -153,6 +155,9 @@ impl Monitor {
         } else if is_cloud_final_failure(&line) {
             update.changed = true;
             self.fail(FailReason::CloudInitFailed(line.trim().to_owned()));
+        } else if is_disk_io_error(&line) {
+            update.changed = true;
+            self.fail(FailReason::DiskError(line.trim().to_owned()));
         }
         update.marker = marker;
         update
@@ -226,6 +231,19 @@ mod tests {
         assert!(!m.fail(FailReason::NoDoneMarker));
         assert_eq!(m.phase(), HostPhase::Failed);
         assert_eq!(m.tail().last().map(String::as_str), Some("KILN done ok"));
+    }
+
+    #[test]
+    fn a_disk_io_error_fails_the_host_mid_install() {
+        let m = feed(&[
+            "KILN prep ok modules=7",
+            "[  180.2] I/O error, dev vda, sector 2107392 op 0x1:(WRITE) flags 0x800",
+        ]);
+        assert!(matches!(m.failure(), Some(FailReason::DiskError(l)) if l.contains("dev vda")));
+        assert_eq!(m.phase(), HostPhase::Failed);
+        assert!(FailReason::DiskError("x".into())
+            .to_string()
+            .contains("full?"));
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub(crate) fn guest_command(qemu: &Path, g: &GuestSpec<'_>) -> Command {
         .args(["-append", &append(g.kernel_args)])
         .arg("-drive")
         .arg(format!(
-            "file={},if=virtio,format=qcow2",
+            // A write the host cannot make (its disk full) reaches the guest as an I/O error
+            // its kernel prints, where QEMU's default would pause the guest without a word.
+            "file={},if=virtio,format=qcow2,werror=report,rerror=report",
             opt_path(g.overlay)
         ))
         .arg("-drive")
@@ -180,7 +182,7 @@ mod tests {
              -accel tcg,thread=multi -cpu qemu64 -smp 1 -m 1024 -display none -no-reboot \
              -monitor unix:/run/etcd1.mon,server=on,wait=off -serial file:/out/lab/boot/etcd1.log -kernel /g/vmlinuz -initrd /g/initrd.img \
              -append 'root=/dev/vda ro console=ttyS0 quiet' \
-             -drive file=/run/etcd1.qcow2,if=virtio,format=qcow2 \
+             -drive file=/run/etcd1.qcow2,if=virtio,format=qcow2,werror=report,rerror=report \
              -drive file=/out/lab/hosts/etcd1/cidata,,1.iso,if=virtio,format=raw,readonly=on \
              -netdev vde,id=n0,sock=/run/vde.ctl \
              -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:11"

@@ -73,6 +73,9 @@ pub enum FailReason {
     KernelPanic(String),
     /// cloud-init's final stage failed before `KILN done ok` (systemd's line).
     CloudInitFailed(String),
+    /// The guest kernel could not read or write its disk (the line): the host could not
+    /// write the guest's disk file.
+    DiskError(String),
     /// QEMU (or, for a container host, systemd-nspawn) exited before the host was ready.
     QemuExited {
         /// Its exit status.
@@ -96,6 +99,11 @@ impl fmt::Display for FailReason {
             }
             Self::KernelPanic(line) => write!(f, "the guest kernel panicked: {line}"),
             Self::CloudInitFailed(line) => write!(f, "cloud-init failed: {line}"),
+            Self::DiskError(line) => write!(
+                f,
+                "the guest's disk failed: {line} (QEMU could not write the guest's disk file; \
+                 is the file system holding the boot's run folder full?)"
+            ),
             Self::QemuExited { status, stderr } if stderr.is_empty() => {
                 write!(f, "QEMU exited ({status}) before the host was ready")
             }
