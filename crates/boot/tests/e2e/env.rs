@@ -68,11 +68,11 @@ pub fn kiln_bin() -> PathBuf {
         None => std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo().join("target"))
-            .join("release/kiln"),
+            .join("debug/kiln"),
     };
     assert!(
         bin.is_file(),
-        "{} does not exist: run `cargo build --release` (tests/e2e/run.sh does)",
+        "{} does not exist: run `cargo build -p kiln` (tests/e2e/run.sh does)",
         bin.display()
     );
     bin
