@@ -53,6 +53,14 @@ pub struct ServeArgs {
     /// unknown-MAC message).
     #[arg(long, value_name = "START-END", requires = "dhcp")]
     pub dhcp_range: Option<kiln_serve::DhcpRange>,
+    /// With --dhcp: also serve iPXE over TFTP to firmware that is not iPXE (a plain PXE ROM):
+    /// undionly.kpxe to BIOS, ipxe.efi to x86-64 UEFI, from --ipxe-dir; iPXE then asks again and
+    /// boots the host's script.
+    #[arg(long, requires = "dhcp")]
+    pub tftp: bool,
+    /// With --tftp: the folder holding undionly.kpxe and ipxe.efi.
+    #[arg(long, value_name = "DIR", requires = "tftp", default_value = kiln_serve::dhcp::LOADERS_DIR)]
+    pub ipxe_dir: PathBuf,
 }
 
 /// Verifies, listens and serves until the process is stopped.
@@ -74,6 +82,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
             },
             range: a.dhcp_range,
             program: kiln_serve::dhcp::PROGRAM.into(),
+            tftp: a.tftp.then(|| a.ipxe_dir.clone()),
         }),
     };
     // SIGINT, SIGTERM and SIGHUP stop the server (and its dnsmasq) in order: blocked here,
@@ -157,6 +166,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
                 "address": l.address.to_string(),
             })).collect::<Vec<_>>(),
             "range": d.options.range.map(|r| r.to_string()),
+            "tftp-root": d.options.tftp.as_ref().map(|t| t.display().to_string()),
         }),
         _ => serde_json::Value::Null,
     };
@@ -183,6 +193,15 @@ pub fn run(a: &ServeArgs) -> Result<()> {
                     .range
                     .map_or("no answer".to_string(), |r| format!("addresses {r}")),
             );
+            if let Some(t) = &d.options.tftp {
+                println!(
+                    "kiln serve: TFTP by dnsmasq from {}: iPXE for PXE firmware ({} to BIOS, {} to \
+                     x86-64 UEFI)",
+                    t.display(),
+                    kiln_serve::dhcp::BIOS_LOADER,
+                    kiln_serve::dhcp::UEFI_LOADER
+                );
+            }
         }
     }
     serve_until_stopped(running, dnsmasq, &signals)

@@ -4,8 +4,10 @@
 //!
 //! iPXE clients (user class `iPXE`, or option 175) get `http://<address>:<port>/boot.ipxe` as
 //! their boot file; MACs no host has get no answer, or an address from `--dhcp-range` when one
-//! is given (and then the unknown-MAC script). No TFTP: firmware that is not iPXE gets no boot
-//! file.
+//! is given (and then the unknown-MAC script). With `--tftp`, firmware that is not iPXE (a
+//! plain PXE ROM) gets iPXE itself over dnsmasq's TFTP first: `undionly.kpxe` for BIOS,
+//! `ipxe.efi` for x86-64 UEFI (client architecture 7 or 9), from Debian's `ipxe` package; once
+//! loaded, iPXE asks again and gets the script.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -33,6 +35,14 @@ pub const PROGRAM: &str = "dnsmasq";
 /// The Debian package that installs it (the `dnsmasq` package adds a system-wide DNS service
 /// started at installation, which kiln does not want).
 pub const PACKAGE: &str = "dnsmasq-base";
+/// The Debian package holding the iPXE loaders `--tftp` serves.
+pub const LOADERS_PACKAGE: &str = "ipxe";
+/// Where that package puts them.
+pub const LOADERS_DIR: &str = "/usr/lib/ipxe";
+/// iPXE for BIOS PXE ROMs (chain-loads over the ROM's UNDI driver).
+pub const BIOS_LOADER: &str = "undionly.kpxe";
+/// iPXE for x86-64 UEFI firmware.
+pub const UEFI_LOADER: &str = "ipxe.efi";
 /// How long a lease lasts (a host boots from the network once, then runs from its seed's
 /// static network configuration).
 const LEASE: &str = "1h";
@@ -87,6 +97,26 @@ pub struct DhcpOptions {
     pub port: u16,
     /// Addresses for MACs no host has; `None`: dnsmasq does not answer them.
     pub range: Option<DhcpRange>,
+    /// The folder of iPXE's loaders dnsmasq serves over TFTP to firmware that is not iPXE;
+    /// `None`: no TFTP.
+    pub tftp: Option<PathBuf>,
+}
+
+/// Checks that `dir` holds both iPXE loaders `--tftp` serves.
+pub fn check_loaders(dir: &Path) -> Result<(), Error> {
+    let missing: Vec<String> = [BIOS_LOADER, UEFI_LOADER]
+        .iter()
+        .filter(|f| !dir.join(f).is_file())
+        .map(|f| (*f).to_owned())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::TftpLoaders {
+            dir: dir.to_owned(),
+            missing,
+        })
+    }
 }
 
 /// One host's static lease.
@@ -280,6 +310,22 @@ pub fn config(opts: &DhcpOptions, leases: &[Lease], state_dir: &Path) -> Result<
         "dhcp-boot=tag:ipxe,http://{server}:{}/boot.ipxe",
         opts.port
     ));
+    if let Some(dir) = &opts.tftp {
+        line(
+            "# Firmware that is not iPXE loads iPXE over TFTP first (read-only, this folder only)."
+                .into(),
+        );
+        line("enable-tftp".into());
+        line(format!("tftp-root={}", dir.display()));
+        line("dhcp-match=set:efi64,option:client-arch,7".into());
+        line("dhcp-match=set:efi64,option:client-arch,9".into());
+        line(format!(
+            "dhcp-boot=tag:!ipxe,tag:efi64,{UEFI_LOADER},,{server}"
+        ));
+        line(format!(
+            "dhcp-boot=tag:!ipxe,tag:!efi64,{BIOS_LOADER},,{server}"
+        ));
+    }
     Ok(c)
 }
 
@@ -521,6 +567,7 @@ mod tests {
             address: Ipv4Addr::new(10, 77, 0, 250),
             port: 8080,
             range: range.map(|r| r.parse().unwrap()),
+            tftp: None,
         }
     }
 
@@ -552,6 +599,35 @@ mod tests {
             "{c}"
         );
         assert!(!c.contains("dhcp-ignore"), "{c}");
+        assert!(!c.contains("tftp"), "{c}");
+    }
+
+    #[test]
+    fn tftp_gives_firmware_that_is_not_ipxe_the_loader_for_its_architecture() {
+        let o = DhcpOptions {
+            tftp: Some(PathBuf::from("/usr/lib/ipxe")),
+            ..opts(None)
+        };
+        let c = config(&o, &[lease("etcd1", 0x11, 11, 24)], Path::new("/s")).unwrap();
+        for want in [
+            "enable-tftp\n",
+            "tftp-root=/usr/lib/ipxe\n",
+            "dhcp-match=set:efi64,option:client-arch,7\n",
+            "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi,,10.77.0.250\n",
+            "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe,,10.77.0.250\n",
+            "dhcp-boot=tag:ipxe,http://10.77.0.250:8080/boot.ipxe\n",
+        ] {
+            assert!(c.contains(want), "{want}\n{c}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(BIOS_LOADER), b"x").unwrap();
+        let e = check_loaders(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("has no ipxe.efi: install the Debian package ipxe"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join(UEFI_LOADER), b"x").unwrap();
+        check_loaders(dir.path()).unwrap();
     }
 
     #[test]

@@ -193,6 +193,20 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// `--tftp`'s folder lacks an iPXE loader.
+    #[error(
+        "--tftp: {} has no {}: install the Debian package {} (or give --ipxe-dir the folder \
+         holding iPXE's undionly.kpxe and ipxe.efi)",
+        dir.display(),
+        missing.join(" and no "),
+        crate::dhcp::LOADERS_PACKAGE
+    )]
+    TftpLoaders {
+        /// The folder.
+        dir: PathBuf,
+        /// The loaders it lacks.
+        missing: Vec<String>,
+    },
     /// dnsmasq is not installed.
     #[error(
         "--dhcp runs {}, which is not installed (not found{}): install the Debian package {}",

@@ -53,6 +53,8 @@ pub struct DhcpRequest {
     pub range: Option<DhcpRange>,
     /// The dnsmasq program (`dnsmasq`, found on `PATH`).
     pub program: PathBuf,
+    /// The folder of iPXE's loaders to serve over TFTP (`--tftp`); `None`: no TFTP.
+    pub tftp: Option<PathBuf>,
 }
 
 /// DHCP checked and ready to start once the server listens.
@@ -139,10 +141,22 @@ fn prepare_dhcp(d: &DhcpRequest, site: &Site, state_dir: &Path) -> Result<Prepar
     let address = d.address.ok_or_else(|| Error::DhcpAddress {
         address: "an address of no single IPv4 interface".into(),
     })?;
+    let tftp = match &d.tftp {
+        Some(dir) => {
+            dhcp::check_loaders(dir)?;
+            // Absolute: dnsmasq runs in another folder.
+            Some(std::path::absolute(dir).map_err(|source| Error::StateDir {
+                dir: dir.clone(),
+                source,
+            })?)
+        }
+        None => None,
+    };
     let options = DhcpOptions {
         address,
         port: 0,
         range: d.range,
+        tftp,
     };
     let leases = dhcp::leases(site)?;
     // Renders once to check the hosts and the range against the address.

@@ -157,7 +157,13 @@ impl Link {
     /// busybox's DHCP client on a fresh veth with `mac`, plugged into the bridge: the address
     /// it was leased, or `None` when nothing answered (three tries, a second apart).
     fn udhcpc(&self, mac: &str, n: u8) -> Option<String> {
+        self.lease(mac, n, &[]).map(|l| l.address)
+    }
+
+    /// The same with more udhcpc options (`extra`): what the lease said.
+    fn lease(&self, mac: &str, n: u8, extra: &[&str]) -> Option<Leased> {
         let (a, b) = (format!("dc{n}"), format!("dc{n}p"));
+        let extra: Vec<String> = extra.iter().map(|e| format!("'{e}'")).collect();
         let script = format!(
             "set -e
 ip link add {a} type veth peer name {b}
@@ -165,18 +171,34 @@ ip link set {b} master kiln0
 ip link set {a} address {mac}
 ip link set {b} up
 ip link set {a} up
-printf '#!/bin/sh\\n[ \"$1\" = bound ] && echo \"leased $ip\"\\nexit 0\\n' > /tmp/kiln-udhcpc-{n}.sh
+printf '#!/bin/sh\\n[ \"$1\" = bound ] && echo \"leased $ip ${{boot_file:--}} ${{siaddr:--}}\"\\nexit 0\\n' > /tmp/kiln-udhcpc-{n}.sh
 chmod +x /tmp/kiln-udhcpc-{n}.sh
-busybox udhcpc -i {a} -f -q -n -t 3 -T 1 -A 1 -s /tmp/kiln-udhcpc-{n}.sh || true
+busybox udhcpc -i {a} -f -q -n -t 3 -T 1 -A 1 -s /tmp/kiln-udhcpc-{n}.sh {} || true
 rm -f /tmp/kiln-udhcpc-{n}.sh
-ip link del {a}"
+ip link del {a}",
+            extra.join(" ")
         );
         let out = self.ns("sh").args(["-c", &script]).output().unwrap();
         assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("leased ").map(str::to_owned))
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            let mut w = l.strip_prefix("leased ")?.split(' ');
+            Some(Leased {
+                address: w.next()?.to_owned(),
+                boot_file: w.next()?.to_owned(),
+                next_server: w.next()?.to_owned(),
+            })
+        })
     }
+}
+
+/// What a DHCP client was told.
+#[derive(Debug)]
+struct Leased {
+    address: String,
+    /// The boot file, `-` for none.
+    boot_file: String,
+    /// The server to load it from (`siaddr`), `-` for none.
+    next_server: String,
 }
 
 impl Drop for Link {
@@ -460,12 +482,108 @@ fn ipxe_guests_get_their_lease_and_boot_script_from_kiln_serve_s_dnsmasq_and_unk
     eprintln!("dhcp: done after {:?}", started.elapsed());
 }
 
+/// The iPXE loaders `--tftp` serves (Debian package ipxe).
+const LOADERS: &str = "/usr/lib/ipxe";
+
+#[test]
+fn pxe_firmware_that_is_not_ipxe_gets_the_ipxe_loader_for_its_architecture_over_tftp() {
+    let loaders_present = ["undionly.kpxe", "ipxe.efi"]
+        .iter()
+        .all(|f| Path::new(LOADERS).join(f).is_file());
+    if !link_ready("dhcp tftp")
+        || !kiln_testkit::ready(
+            "dhcp tftp",
+            loaders_present && have("curl"),
+            "needs Debian's ipxe package (/usr/lib/ipxe/undionly.kpxe, ipxe.efi) and curl",
+        )
+    {
+        return;
+    }
+    let fx = Fixture::new(false);
+    let out = build_every_seed_form(&fx);
+    let (host, mac, ip) = first_host(&out);
+    let link = Link::new();
+    let state = fx.dir.join("serve-state");
+    let mut s = Served::start(&link, &out, &state, &["--dhcp", "--tftp"]);
+    assert_eq!(s.status["dhcp"]["tftp-root"], LOADERS);
+
+    // A BIOS PXE ROM (vendor class PXEClient, architecture 0, no iPXE user class): its lease,
+    // undionly.kpxe, from this server.
+    let bios = link
+        .lease(&mac, 1, &["-V", "PXEClient:Arch:00000:UNDI:002001"])
+        .unwrap_or_else(|| panic!("no lease for {host} ({mac})"));
+    assert_eq!(
+        (
+            bios.address.as_str(),
+            bios.boot_file.as_str(),
+            bios.next_server.as_str()
+        ),
+        (ip.as_str(), "undionly.kpxe", SERVER),
+        "{bios:?}"
+    );
+    // x86-64 UEFI (client architecture 7): ipxe.efi.
+    let uefi = link
+        .lease(
+            &mac,
+            2,
+            &["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"],
+        )
+        .unwrap();
+    assert_eq!(
+        (uefi.boot_file.as_str(), uefi.next_server.as_str()),
+        ("ipxe.efi", SERVER),
+        "{uefi:?}"
+    );
+
+    // Both load over dnsmasq's TFTP, byte for byte; nothing outside the folder does.
+    for f in ["undionly.kpxe", "ipxe.efi"] {
+        let got = fx.dir.join(f);
+        let o = link
+            .ns("curl")
+            .args(["-sS", "--fail", "-o"])
+            .arg(&got)
+            .arg(format!("tftp://{SERVER}/{f}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "tftp {f}: {o:?}");
+        assert_eq!(
+            fs::read(&got).unwrap(),
+            fs::read(Path::new(LOADERS).join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    for outside in ["../../etc/passwd", "/etc/passwd"] {
+        let o = link
+            .ns("curl")
+            .args(["-sS", "--fail", "--path-as-is", "-o", "/dev/null"])
+            .arg(format!("tftp://{SERVER}/{outside}"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{outside} was served over TFTP");
+    }
+    s.wait_for(Duration::from_secs(5), |seen| {
+        seen.iter().any(|v| {
+            v["event"] == "dhcp"
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("sent ") && m.contains("ipxe.efi"))
+        })
+    });
+    let dhcp = s.dhcp();
+    assert!(
+        dhcp.iter()
+            .any(|l| l.starts_with("sent ") && l.contains("undionly.kpxe")),
+        "dnsmasq logged no TFTP transfer: {dhcp:#?}"
+    );
+}
+
 #[test]
 fn dhcp_options_that_cannot_work_are_refused_before_anything_is_written() {
     let fx = Fixture::new(false);
     let out = build_every_seed_form(&fx);
     let state = fx.dir.join("serve-state");
     let empty = tempfile::tempdir().unwrap();
+    let empty_dir = empty.path().to_str().unwrap();
     for (listen, args, path, want) in [
         (
             "127.0.0.1:0",
@@ -509,6 +627,28 @@ fn dhcp_options_that_cannot_work_are_refused_before_anything_is_written() {
             Some(empty.path()),
             "--dhcp runs dnsmasq, which is not installed (not found on PATH): install the Debian package dnsmasq-base",
         ),
+        (
+            "10.77.0.250:0",
+            &["--tftp"][..],
+            None,
+            "--dhcp",
+        ),
+        (
+            "10.77.0.250:0",
+            &["--dhcp", "--ipxe-dir", empty_dir][..],
+            None,
+            "--tftp",
+        ),
+        (
+            "10.77.0.250:0",
+            &["--dhcp", "--tftp", "--ipxe-dir", empty_dir][..],
+            None,
+            &format!(
+                "--tftp: {empty_dir} has no undionly.kpxe and no ipxe.efi: install the Debian \
+                 package ipxe (or give --ipxe-dir the folder holding iPXE's undionly.kpxe and \
+                 ipxe.efi)"
+            ),
+        ),
     ] {
         let mut cmd = kiln();
         cmd.arg("serve")
@@ -521,7 +661,10 @@ fn dhcp_options_that_cannot_work_are_refused_before_anything_is_written() {
         }
         let o = cmd.output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains(want), "{args:?}: {err}");
+        assert!(
+            !o.status.success() && err.contains(want as &str),
+            "{args:?}: {err}"
+        );
         assert!(!state.exists(), "{args:?} wrote the state folder");
     }
 }
