@@ -368,6 +368,49 @@ fn kubeadm_accepts(test: &str, edit: fn(String) -> String, stacked_etcd: bool) {
         "{kiln_list:?}"
     );
 
+    // The static pods kubeadm writes for that configuration: the controller manager and the
+    // scheduler with kiln's patient leader election; the controller manager still runs the
+    // bootstrap signer, which signs cluster-info for the nodes' token discovery.
+    let pods = tmp.path().join("dry-run");
+    fs::create_dir_all(&pods).unwrap();
+    let home = tmp.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    ok(
+        &Command::new(&bin)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", &home)
+            .env("KUBEADM_INIT_DRYRUN_DIR", &pods)
+            .args([
+                "init",
+                "phase",
+                "control-plane",
+                "all",
+                "--dry-run",
+                "--config",
+            ])
+            .arg(&configs["master01"])
+            .output()
+            .unwrap(),
+        "kubeadm init phase control-plane all --dry-run",
+    );
+    for pod in ["kube-controller-manager", "kube-scheduler"] {
+        let manifest = fs::read_to_string(pods.join(format!("{pod}.yaml"))).unwrap();
+        for flag in [
+            "--leader-elect=true",
+            "--leader-elect-lease-duration=60s",
+            "--leader-elect-renew-deadline=40s",
+            "--leader-elect-retry-period=10s",
+        ] {
+            assert!(
+                manifest.contains(&format!("- {flag}\n")),
+                "{pod}: no {flag}:\n{manifest}"
+            );
+        }
+    }
+    let kcm = fs::read_to_string(pods.join("kube-controller-manager.yaml")).unwrap();
+    assert!(kcm.contains("bootstrapsigner"), "{kcm}");
+
     // The first master: kubeadm's certs and kubeconfig phases generate nothing.
     phases_find_everything(
         &bin,

@@ -86,6 +86,15 @@ pub struct ClusterConfiguration<'a> {
     pub dns: ImageMeta,
     pub etcd: EtcdConfig<'a>,
     pub api_server: ApiServer<'a>,
+    pub controller_manager: ControlPlaneComponent,
+    pub scheduler: ControlPlaneComponent,
+}
+
+/// The controller manager's or the scheduler's flags beyond kubeadm's.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlaneComponent {
+    pub extra_args: Vec<Arg<'static>>,
 }
 
 /// Pod and service networks and the cluster domain.

@@ -22,6 +22,23 @@ use api::*;
 pub const CONFIG_PATH: &str = "/etc/kiln/kubeadm.yaml";
 /// containerd's CRI socket, as the runtime profile configures it.
 pub const CRI_SOCKET: &str = "unix:///run/containerd/containerd.sock";
+/// Leader election for the controller manager and the scheduler, more patient than upstream's
+/// 15 s lease, 10 s renewal deadline and 2 s retry: a control plane whose API server answers a
+/// lease update late (a busy or slow machine, etcd on a slow disk) otherwise loses the lease,
+/// exits and is restarted with a growing back-off, over and over, and meanwhile nothing signs
+/// the `cluster-info` ConfigMap for the join token, so no node can join. A standby master takes
+/// over within 60 s instead of 15 s (OpenShift runs with 137 s).
+fn leader_election() -> Vec<Arg<'static>> {
+    [
+        ("leader-elect-lease-duration", "60s"),
+        ("leader-elect-renew-deadline", "40s"),
+        ("leader-elect-retry-period", "10s"),
+    ]
+    .into_iter()
+    .map(|(name, value)| Arg { name, value })
+    .collect()
+}
+
 /// The repository kiln's assembled and locked control-plane images are named under
 /// (catalog/images.toml), so kubeadm finds them in containerd and never pulls.
 pub const IMAGE_REPOSITORY: &str = "registry.k8s.io";
@@ -260,6 +277,12 @@ fn cluster_document(s: &Settings) -> ClusterConfiguration<'_> {
         },
         api_server: ApiServer {
             cert_sans: &s.cert_sans,
+        },
+        controller_manager: ControlPlaneComponent {
+            extra_args: leader_election(),
+        },
+        scheduler: ControlPlaneComponent {
+            extra_args: leader_election(),
         },
     }
 }
