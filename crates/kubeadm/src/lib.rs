@@ -200,7 +200,11 @@ pub fn render(
                 // its secrets bundle) to point at the kubelet's rotating certificate files, and
                 // install.sh would put kiln's back at its next run, restarting the kubelet: kiln
                 // keeps the file and its certificate (renewed through kiln's PKI).
-                skip_phases: vec!["kubelet-finalize"],
+                // addon/coredns: kubeadm's CoreDNS forwards to the nodes' /etc/resolv.conf,
+                // and CoreDNS exits when that holds no nameserver, as on an air-gapped host; the
+                // master profile's add-ons carry kiln's CoreDNS instead (the binary bootstrap's:
+                // it forwards only when the cluster names nameservers).
+                skip_phases: vec!["kubelet-finalize", "addon/coredns"],
             };
             vec![
                 yaml("InitConfiguration", &init)?,
