@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kiln_boot::{BootEvents, HostStatus, Marker};
 
@@ -23,6 +23,22 @@ pub fn require_e2e() {
         Ok("1"),
         "VM tests run only with KILN_E2E=1; use tests/e2e/run.sh"
     );
+}
+
+/// `limit`, or less when the runner gave a deadline (`KILN_E2E_DEADLINE`, seconds since the
+/// epoch: tests/e2e/run.sh sets it from CI's budget) that comes sooner.
+pub fn time_limit(limit: Duration) -> Duration {
+    let Some(deadline) = std::env::var("KILN_E2E_DEADLINE").ok().map(|d| {
+        d.parse::<u64>()
+            .expect("KILN_E2E_DEADLINE: seconds since the epoch")
+    }) else {
+        return limit;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    limit.min(Duration::from_secs(deadline.saturating_sub(now)))
 }
 
 /// The guest image folder (disk.qcow2, vmlinuz, initrd.img): `KILN_GUEST`,
