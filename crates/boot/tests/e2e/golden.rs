@@ -250,7 +250,8 @@ fn golden_image_boots_one_member_from_its_disk_and_one_from_the_network() {
 }
 
 /// kiln serve started again on the same out folder (so the same state folder): etcd2's
-/// secrets URL, replayed, gets 410 and a log line; its iPXE script now stops.
+/// secrets URL, replayed, gets 410 and a log line; its iPXE script now stops; a stranger's MAC
+/// gets a message.
 fn replay_is_refused(out: &Path, image: &Path, seed_token: &str, secrets_prefix: &str) {
     use std::io::BufRead as _;
     let mut child = Stopped(
@@ -320,6 +321,28 @@ fn replay_is_refused(out: &Path, image: &Path, seed_token: &str, secrets_prefix:
         "{script}"
     );
     assert!(!script.contains("kernel "), "{script}");
+    // A MAC no host has gets a message and a log line, no seed or secrets URL.
+    let (status, script) = get(&addr, "/ipxe/52-54-00-78-00-99");
+    assert_eq!(status, 200);
+    assert!(
+        script.contains("kiln serve: no host of cluster golden has MAC 52-54-00-78-00-99.")
+            && !script.contains("/seed/")
+            && !script.contains("/secrets/"),
+        "{script}"
+    );
+    let stranger = loop {
+        let e = next_event("access");
+        if e["path"] == "/ipxe/52-54-00-78-00-99" {
+            break e;
+        }
+    };
+    assert!(
+        stranger["note"]
+            .as_str()
+            .is_some_and(|n| n
+                .starts_with("unknown MAC 52-54-00-78-00-99: no host of cluster golden has it")),
+        "{stranger}"
+    );
 }
 
 /// A child stopped (SIGTERM, then waited for) when dropped, a failed assertion included.
