@@ -11,7 +11,8 @@ use crate::progress::BootTable;
 
 /// Runs `kiln boot`.
 pub fn run(a: &BootArgs, out: &Path) -> Result<ExitCode> {
-    let mut opts = kiln_boot::BootOptions::new(out, &a.image);
+    // Without --image (only network-booted hosts) nothing reads it.
+    let mut opts = kiln_boot::BootOptions::new(out, a.image.clone().unwrap_or_default());
     opts.hosts = a.hosts.clone();
     opts.seed = a.seed.parse().context("--seed")?;
     opts.timeout = std::time::Duration::from_secs(a.timeout);
@@ -20,6 +21,7 @@ pub fn run(a: &BootArgs, out: &Path) -> Result<ExitCode> {
     // An upgrade restarts the hosts the boot leaves running.
     opts.keep = a.keep || a.upgrade_to.is_some();
     opts.containers = a.containers.clone();
+    opts.netboot = a.netboot.clone();
     opts.link_address = a.link_address;
     opts.link_services = a.link_service.clone();
     let steps = match &a.upgrade_to {

@@ -249,9 +249,10 @@ pub struct RenderArgs {
 pub struct BootArgs {
     #[command(flatten)]
     pub cluster: ClusterArg,
-    /// Base guest image (qcow2); vmlinuz and initrd.img are taken from beside it.
-    #[arg(long)]
-    pub image: PathBuf,
+    /// Base guest image (qcow2); vmlinuz and initrd.img are taken from beside it (not needed
+    /// when every host boots with --netboot).
+    #[arg(long, required_unless_present = "netboot")]
+    pub image: Option<PathBuf>,
     /// Only these hosts (comma-separated); default every host.
     #[arg(long, value_delimiter = ',')]
     pub hosts: Option<Vec<String>>,
@@ -279,6 +280,13 @@ pub struct BootArgs {
     /// kernel at native speed, for control-plane hosts that software emulation makes slow.
     #[arg(long, value_delimiter = ',')]
     pub containers: Vec<String>,
+    /// Boot these hosts (comma-separated) from the network, as bare machines: QEMU guests with an
+    /// empty disk (--disk-gb, default 2) and no kernel or seed, whose NIC's iPXE ROM asks DHCP
+    /// for its boot file. Needs a --link-service that answers them on the link, e.g.
+    /// `kiln serve --dhcp` (see "Network boot" in the README); give them at least 1536 MiB
+    /// (--memory) to run the golden image's live system.
+    #[arg(long, value_delimiter = ',', conflicts_with = "upgrade_to")]
+    pub netboot: Vec<String>,
     /// This machine's address on the private link, ADDR/LEN (a free address of the
     /// cluster's network), for --link-service.
     #[arg(long, value_name = "ADDR/LEN")]

@@ -80,6 +80,12 @@ pub enum BootError {
         /// What is wrong.
         reason: String,
     },
+    /// Network-booted hosts asked for in a way that cannot work.
+    #[error("{reason}")]
+    Netboot {
+        /// What is wrong, naming the host.
+        reason: String,
+    },
     /// An input file the boot needs is not there.
     #[error("{what} {} does not exist{hint}", path.display())]
     Missing {

@@ -16,7 +16,9 @@
 //! Guests run under software emulation (`-accel tcg`), with no user-mode
 //! network and no path outside the machine: one `vde_switch` on a unix
 //! socket in a private run folder is their only link. The base image is
-//! never written (each guest has a copy-on-write overlay in the run folder).
+//! never written (each guest has a copy-on-write overlay in the run folder). Hosts named in
+//! [`BootOptions::netboot`] boot from the network instead, as bare machines: an empty disk,
+//! no kernel or seed, the NIC's iPXE ROM, and a link service (`kiln serve --dhcp`) to answer.
 //! Serial logs go to `<out>/boot/<host>.log`, QEMU's own messages to
 //! `<host>.qemu.log` beside them.
 //!

@@ -135,6 +135,11 @@ pub struct BootOptions {
     pub containers: Vec<String>,
     /// The root tree containers boot; default `rootfs` beside the image.
     pub rootfs: Option<PathBuf>,
+    /// Hosts booted from the network as a bare machine would be: a QEMU guest with an empty disk
+    /// (`disk_gb`, default 2 GiB), no kernel, initrd, seed or bundle medium, that boots its NIC's
+    /// iPXE ROM (`-boot n`). Something on the link must answer it: a `link_services` entry
+    /// such as `kiln serve --dhcp` on `link_address`, which boot then requires.
+    pub netboot: Vec<String>,
     /// This machine's address on the private link (on the bridge of the private namespace,
     /// which is then started even without containers), for `link_services`.
     pub link_address: Option<LinkAddress>,
@@ -165,6 +170,7 @@ impl BootOptions {
             run_parent: None,
             containers: Vec::new(),
             rootfs: None,
+            netboot: Vec::new(),
             link_address: None,
             link_services: Vec::new(),
             tools: Tools::default(),

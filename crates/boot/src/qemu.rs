@@ -9,18 +9,33 @@ pub(crate) struct GuestSpec<'a> {
     pub name: &'a str,
     pub memory_mb: u32,
     pub cpus: u32,
-    pub kernel: &'a Path,
-    pub initrd: &'a Path,
-    pub kernel_args: &'a [String],
-    pub overlay: &'a Path,
-    pub seed: &'a Path,
-    /// The shared bundle medium, a third read-only disk.
-    pub bundle_medium: Option<&'a Path>,
+    /// How the guest boots, and what it is given besides its disk.
+    pub boot: GuestBoot<'a>,
+    /// Its disk: a copy-on-write overlay of the image, or an empty disk for a network boot.
+    pub disk: &'a Path,
     pub serial_log: &'a Path,
     pub switch_socket: &'a Path,
     /// QEMU's human monitor, where an orderly stop asks for `system_powerdown`.
     pub monitor: &'a Path,
     pub mac: &'a str,
+}
+
+/// How a guest boots.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum GuestBoot<'a> {
+    /// The image's kernel and initrd straight from QEMU (root on the disk), with the host's seed
+    /// as a second read-only disk.
+    Disk {
+        kernel: &'a Path,
+        initrd: &'a Path,
+        kernel_args: &'a [String],
+        seed: &'a Path,
+        /// The shared bundle medium, a third read-only disk.
+        bundle_medium: Option<&'a Path>,
+    },
+    /// From the network: the NIC's iPXE option ROM (QEMU's default for virtio-net, Debian's
+    /// ipxe-qemu) asks DHCP for its boot file; no kernel, no seed, nothing else attached.
+    Network,
 }
 
 /// The kernel command line: root on the whole first virtio disk, console on
@@ -50,25 +65,35 @@ pub(crate) fn guest_command(qemu: &Path, g: &GuestSpec<'_>) -> Command {
         .arg("-monitor")
         .arg(format!("unix:{},server=on,wait=off", opt_path(g.monitor)))
         .arg("-serial")
-        .arg(format!("file:{}", g.serial_log.to_string_lossy()))
-        .arg("-kernel")
-        .arg(g.kernel)
-        .arg("-initrd")
-        .arg(g.initrd)
-        .args(["-append", &append(g.kernel_args)])
-        .arg("-drive")
-        .arg(format!(
-            // A write the host cannot make (its disk full) reaches the guest as an I/O error
-            // its kernel prints, where QEMU's default would pause the guest without a word.
-            "file={},if=virtio,format=qcow2,werror=report,rerror=report",
-            opt_path(g.overlay)
-        ))
-        .arg("-drive")
-        .arg(format!(
-            "file={},if=virtio,format=raw,readonly=on",
-            opt_path(g.seed)
-        ));
-    if let Some(medium) = g.bundle_medium {
+        .arg(format!("file:{}", g.serial_log.to_string_lossy()));
+    let media: Vec<&Path> = match g.boot {
+        GuestBoot::Disk {
+            kernel,
+            initrd,
+            kernel_args,
+            seed,
+            bundle_medium,
+        } => {
+            cmd.arg("-kernel")
+                .arg(kernel)
+                .arg("-initrd")
+                .arg(initrd)
+                .args(["-append", &append(kernel_args)]);
+            std::iter::once(seed).chain(bundle_medium).collect()
+        }
+        // The firmware boots the NIC's ROM: the disk is empty.
+        GuestBoot::Network => {
+            cmd.args(["-boot", "n"]);
+            Vec::new()
+        }
+    };
+    cmd.arg("-drive").arg(format!(
+        // A write the host cannot make (its disk full) reaches the guest as an I/O error
+        // its kernel prints, where QEMU's default would pause the guest without a word.
+        "file={},if=virtio,format=qcow2,werror=report,rerror=report",
+        opt_path(g.disk)
+    ));
+    for medium in media {
         cmd.arg("-drive").arg(format!(
             "file={},if=virtio,format=raw,readonly=on",
             opt_path(medium)
@@ -109,6 +134,16 @@ pub(crate) fn overlay_command(
     if let Some(gb) = size_gb {
         cmd.arg(format!("{gb}G"));
     }
+    cmd
+}
+
+/// `qemu-img create` of an empty qcow2 disk of `size_gb` GiB, backed by nothing: a network-booted
+/// host's disk, as a bare machine's would be.
+pub(crate) fn empty_disk_command(qemu_img: &Path, disk: &Path, size_gb: u32) -> Command {
+    let mut cmd = Command::new(qemu_img);
+    cmd.args(["create", "-q", "-f", "qcow2"])
+        .arg(disk)
+        .arg(format!("{size_gb}G"));
     cmd
 }
 
@@ -165,12 +200,14 @@ mod tests {
             name: "etcd1",
             memory_mb: 1024,
             cpus: 1,
-            kernel: Path::new("/g/vmlinuz"),
-            initrd: Path::new("/g/initrd.img"),
-            kernel_args: &extra,
-            overlay: Path::new("/run/etcd1.qcow2"),
-            seed: Path::new("/out/lab/hosts/etcd1/cidata,1.iso"),
-            bundle_medium: None,
+            boot: GuestBoot::Disk {
+                kernel: Path::new("/g/vmlinuz"),
+                initrd: Path::new("/g/initrd.img"),
+                kernel_args: &extra,
+                seed: Path::new("/out/lab/hosts/etcd1/cidata,1.iso"),
+                bundle_medium: None,
+            },
+            disk: Path::new("/run/etcd1.qcow2"),
             serial_log: Path::new("/out/lab/boot/etcd1.log"),
             switch_socket: Path::new("/run/vde.ctl"),
             monitor: Path::new("/run/etcd1.mon"),
@@ -188,9 +225,25 @@ mod tests {
              -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:11"
         );
         // Seeds without bundles: the shared medium is a third read-only disk.
+        let GuestBoot::Disk {
+            kernel,
+            initrd,
+            kernel_args,
+            seed,
+            ..
+        } = spec.boot
+        else {
+            unreachable!()
+        };
         let with_medium = GuestSpec {
-            bundle_medium: Some(Path::new("/out/lab/bundles.iso")),
-            ..spec
+            boot: GuestBoot::Disk {
+                kernel,
+                initrd,
+                kernel_args,
+                seed,
+                bundle_medium: Some(Path::new("/out/lab/bundles.iso")),
+            },
+            ..spec.clone()
         };
         let line = display(&guest_command(
             Path::new("qemu-system-x86_64"),
@@ -202,6 +255,27 @@ mod tests {
                  -drive file=/out/lab/bundles.iso,if=virtio,format=raw,readonly=on -netdev"
             ),
             "{line}"
+        );
+        // From the network: the NIC's ROM on an empty disk; no kernel, no seed, no medium.
+        let netboot = GuestSpec {
+            name: "etcd2",
+            boot: GuestBoot::Network,
+            disk: Path::new("/run/etcd2.qcow2"),
+            serial_log: Path::new("/out/lab/boot/etcd2.log"),
+            monitor: Path::new("/run/etcd2.mon"),
+            mac: "52:54:00:77:00:12",
+            memory_mb: 1536,
+            ..spec
+        };
+        assert_eq!(
+            display(&guest_command(Path::new("qemu-system-x86_64"), &netboot)),
+            "qemu-system-x86_64 -name etcd2 -nodefaults -no-user-config \
+             -accel tcg,thread=multi -cpu qemu64 -smp 1 -m 1536 -display none -no-reboot \
+             -monitor unix:/run/etcd2.mon,server=on,wait=off -serial file:/out/lab/boot/etcd2.log \
+             -boot n \
+             -drive file=/run/etcd2.qcow2,if=virtio,format=qcow2,werror=report,rerror=report \
+             -netdev vde,id=n0,sock=/run/vde.ctl \
+             -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:12"
         );
     }
 
@@ -224,6 +298,14 @@ mod tests {
                 Some(8),
             )),
             "qemu-img create -q -f qcow2 -F qcow2 -b /g/disk.qcow2 /run/a.qcow2 8G"
+        );
+        assert_eq!(
+            display(&empty_disk_command(
+                Path::new("qemu-img"),
+                Path::new("/run/b.qcow2"),
+                2
+            )),
+            "qemu-img create -q -f qcow2 /run/b.qcow2 2G"
         );
         let sock = Path::new("/run/vde.ctl");
         let pid = Path::new("/run/vde.pid");

@@ -16,7 +16,7 @@ use crate::monitor::Monitor;
 use crate::nspawn::{self, ContainerSpec};
 use crate::options::BootOptions;
 use crate::process::{self, set_lifetime, spawn_error, stop_all, tail_text, Guard, Lifetime};
-use crate::qemu::{self, GuestSpec, SwitchMode};
+use crate::qemu::{self, GuestBoot, GuestSpec, SwitchMode};
 use crate::report::{BootReport, FailReason, HostFailure, HostReport, Kept};
 
 /// How often the serial logs and processes are looked at.
@@ -54,17 +54,11 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
             max: *qemu::DISK_GB.end(),
         });
     }
-    let image = existing(
-        "base image",
-        &opts.image_path(),
-        " (build one with tests/e2e/guest-image.sh)",
-    )?;
-    let kernel = existing("kernel", &opts.kernel_path(), " (set the kernel option)")?;
-    let initrd = existing("initrd", &opts.initrd_path(), " (set the initrd option)")?;
     link::check(opts, &layout)?;
     let unknown: Vec<String> = opts
         .containers
         .iter()
+        .chain(&opts.netboot)
         .filter(|c| !hosts.iter().any(|h| &h.name == *c))
         .cloned()
         .collect();
@@ -74,6 +68,44 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
             known: hosts.iter().map(|h| h.name.clone()).collect(),
         });
     }
+    check_netboot(opts)?;
+    // The image, its kernel and initrd, when a host boots from them.
+    let from_disk = hosts
+        .iter()
+        .any(|h| !opts.containers.contains(&h.name) && !opts.netboot.contains(&h.name));
+    if from_disk && opts.image.as_os_str().is_empty() {
+        let names: Vec<&str> = hosts
+            .iter()
+            .filter(|h| !opts.containers.contains(&h.name) && !opts.netboot.contains(&h.name))
+            .map(|h| h.name.as_str())
+            .collect();
+        return Err(BootError::Netboot {
+            reason: format!(
+                "no image given, but {} would boot from it: give the image, or boot every host with --netboot",
+                names.join(", ")
+            ),
+        });
+    }
+    let (image, kernel, initrd) = match from_disk {
+        true => (
+            Some(existing(
+                "base image",
+                &opts.image_path(),
+                " (build one with tests/e2e/guest-image.sh)",
+            )?),
+            Some(existing(
+                "kernel",
+                &opts.kernel_path(),
+                " (set the kernel option)",
+            )?),
+            Some(existing(
+                "initrd",
+                &opts.initrd_path(),
+                " (set the initrd option)",
+            )?),
+        ),
+        false => (None, None, None),
+    };
     let rootfs = if opts.containers.is_empty() {
         None
     } else {
@@ -130,14 +162,24 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
             )?);
             continue;
         }
-        let overlay = overlay_path(run_dir.path(), &host.name);
-        process::run(qemu::overlay_command(
-            &opts.tools.qemu_img,
-            &image,
-            &overlay,
-            opts.disk_gb,
-        ))?;
-        guests.push(Guest::new(host, Kind::Qemu(overlay), &log_dir, &host.name)?);
+        let disk = overlay_path(run_dir.path(), &host.name);
+        let (create, kind) = match (opts.netboot.contains(&host.name), &image) {
+            (true, _) => (
+                qemu::empty_disk_command(
+                    &opts.tools.qemu_img,
+                    &disk,
+                    opts.disk_gb.unwrap_or(*qemu::DISK_GB.start()),
+                ),
+                Kind::Netboot(disk.clone()),
+            ),
+            (false, Some(image)) => (
+                qemu::overlay_command(&opts.tools.qemu_img, image, &disk, opts.disk_gb),
+                Kind::Qemu(disk.clone()),
+            ),
+            (false, None) => unreachable!("a host booting from the image has it checked"),
+        };
+        process::run(create)?;
+        guests.push(Guest::new(host, kind, &log_dir, &host.name)?);
     }
 
     let mut netns = match rootfs.is_some() || link::wanted(opts) {
@@ -159,8 +201,8 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
 
     let launcher = Launcher {
         opts,
-        kernel: &kernel,
-        initrd: &initrd,
+        kernel: kernel.as_deref(),
+        initrd: initrd.as_deref(),
         rootfs: rootfs.as_deref(),
         netns: netns_pid,
         socket: &socket,
@@ -261,8 +303,9 @@ pub(crate) fn state_path(run_dir: &Path, host: &str) -> PathBuf {
 /// What starting any guest needs, the same for a first boot and a restart.
 pub(crate) struct Launcher<'a> {
     pub opts: &'a BootOptions,
-    pub kernel: &'a Path,
-    pub initrd: &'a Path,
+    /// The image's kernel and initrd (checked), when a host boots from the image.
+    pub kernel: Option<&'a Path>,
+    pub initrd: Option<&'a Path>,
     pub rootfs: Option<&'a Path>,
     pub netns: Option<u32>,
     pub socket: &'a Path,
@@ -304,18 +347,25 @@ impl Launcher<'_> {
                 cmd.stdout(console);
                 (cmd, "systemd-nspawn")
             }
-            (Kind::Qemu(overlay), ..) => {
+            (Kind::Qemu(disk) | Kind::Netboot(disk), ..) => {
                 let monitor = monitor_path(self.run_dir, &guest.plan.name);
+                let boot = match (&guest.kind, self.kernel, self.initrd) {
+                    (Kind::Qemu(_), Some(kernel), Some(initrd)) => GuestBoot::Disk {
+                        kernel,
+                        initrd,
+                        kernel_args: &opts.kernel_args,
+                        seed: &guest.plan.seed,
+                        bundle_medium: guest.plan.bundle_medium.as_deref(),
+                    },
+                    (Kind::Qemu(_), ..) => unreachable!("a host booting from the image has it"),
+                    _ => GuestBoot::Network,
+                };
                 let spec = GuestSpec {
                     name: &guest.plan.name,
                     memory_mb: guest.plan.memory_mb,
                     cpus: guest.plan.cpus,
-                    kernel: self.kernel,
-                    initrd: self.initrd,
-                    kernel_args: &opts.kernel_args,
-                    overlay,
-                    seed: &guest.plan.seed,
-                    bundle_medium: guest.plan.bundle_medium.as_deref(),
+                    boot,
+                    disk,
                     serial_log: &guest.serial_log,
                     switch_socket: self.socket,
                     monitor: &monitor,
@@ -342,6 +392,27 @@ impl Launcher<'_> {
         events.host_status(&guest.plan.name, &guest.status());
         Ok(Guard::child(child, format!("{label} {}", guest.plan.name)))
     }
+}
+
+/// Network-booted hosts are QEMU guests, and need a server on the link to answer them.
+fn check_netboot(opts: &BootOptions) -> Result<(), BootError> {
+    let Some(host) = opts.netboot.first() else {
+        return Ok(());
+    };
+    let bad = |reason: String| Err(BootError::Netboot { reason });
+    if let Some(both) = opts.netboot.iter().find(|h| opts.containers.contains(h)) {
+        return bad(format!(
+            "host {both} is both a container and booted from the network; a container has no firmware to boot"
+        ));
+    }
+    if opts.link_address.is_none() || opts.link_services.is_empty() {
+        return bad(format!(
+            "host {host} boots from the network, but nothing on the link would answer it: give \
+             --link-address ADDRESS/PREFIX and a --link-service serving DHCP and iPXE there \
+             (e.g. '8080=kiln serve OUT --listen ADDRESS:8080 --dhcp --netboot DIR …')"
+        ));
+    }
+    Ok(())
 }
 
 /// `path` made absolute, if it is a file.
@@ -483,6 +554,8 @@ fn read_tail(path: &Path) -> String {
 pub(crate) enum Kind {
     /// A QEMU guest on this copy-on-write overlay.
     Qemu(PathBuf),
+    /// A QEMU guest booting from the network, with this empty disk.
+    Netboot(PathBuf),
     /// A systemd-nspawn container booting from this seed folder.
     Container(PathBuf),
 }
@@ -512,7 +585,7 @@ impl<'a> Guest<'a> {
     ) -> Result<Self, BootError> {
         let serial_log = log_dir.join(format!("{log_name}.log"));
         let program = match kind {
-            Kind::Qemu(_) => "qemu",
+            Kind::Qemu(_) | Kind::Netboot(_) => "qemu",
             Kind::Container(_) => "nspawn",
         };
         let qemu_log = log_dir.join(format!("{log_name}.{program}.log"));

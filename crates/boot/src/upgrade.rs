@@ -81,6 +81,14 @@ pub fn upgrade(
     events: &dyn BootEvents,
 ) -> Result<UpgradeReport, BootError> {
     let started = Instant::now();
+    if let Some(host) = opts.netboot.first() {
+        // Its next generation would come from the network too, which this does not serve.
+        return Err(BootError::Netboot {
+            reason: format!(
+                "host {host} was booted from the network: upgrading network-booted hosts is not supported yet"
+            ),
+        });
+    }
     let dir = cluster_dir(&up.out)?;
     let layout = Layout::load(&dir)?;
     if layout.cluster != kept.cluster {
@@ -119,8 +127,8 @@ pub fn upgrade(
     let socket = kept.run_dir.join("vde.ctl");
     let launcher = Launcher {
         opts,
-        kernel: &kernel,
-        initrd: &initrd,
+        kernel: Some(&kernel),
+        initrd: Some(&initrd),
         rootfs: rootfs.as_deref(),
         netns: kept.netns_pid,
         socket: &socket,

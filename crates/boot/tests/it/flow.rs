@@ -501,3 +501,84 @@ fn a_link_service_that_exits_fails_the_boot_with_its_output_and_starts_no_host()
     assert!(!rig.fake.join("etcd1.pid").exists(), "a host started");
     assert!(rig.run_dirs().is_empty());
 }
+
+/// A host script that saves QEMU's arguments and `qemu-img info` of its first disk, then
+/// finishes.
+fn record_args_and_disk(host: &str) -> String {
+    format!(
+        "tr '\\0' ' ' < /proc/$$/cmdline > \"$here/{host}.args\"
+disk=$(sed -n 's/.*-drive file=\\([^ ]*\\),if=virtio,format=qcow2.*/\\1/p' \"$here/{host}.args\")
+qemu-img info --output=json \"$disk\" > \"$here/{host}.disk.json\"
+{}",
+        script(&["KILN done ok role=etcd", FINAL])
+    )
+}
+
+#[test]
+fn a_network_booted_host_gets_its_nic_first_an_empty_disk_and_no_kernel_or_seed() {
+    let rig = Rig::new(&[
+        ("etcd1", &record_args_and_disk("etcd1")),
+        ("etcd2", &record_args_and_disk("etcd2")),
+    ]);
+    let mut opts = rig.options();
+    opts.netboot = vec!["etcd2".into()];
+    opts.disk_gb = Some(3);
+    opts.link_address = Some("10.77.0.250/24".parse().unwrap());
+    let port = kiln_testkit::free_port();
+    opts.link_services = vec![
+        format!("{port}=python3 -m http.server --bind 10.77.0.250 {port}")
+            .parse()
+            .unwrap(),
+    ];
+    let report = boot(&opts, &()).unwrap();
+    assert!(report.hosts.iter().all(|h| h.phase == HostPhase::Ready));
+
+    let args = |host: &str| std::fs::read_to_string(rig.fake.join(format!("{host}.args"))).unwrap();
+    let disk = |host: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(rig.fake.join(format!("{host}.disk.json"))).unwrap())
+            .unwrap()
+    };
+    let net = args("etcd2");
+    assert!(net.contains(" -boot n "), "{net}");
+    for absent in ["-kernel", "-initrd", "-append", "cidata", "readonly=on"] {
+        assert!(!net.contains(absent), "{absent} in {net}");
+    }
+    assert!(
+        net.contains("-device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:0c"),
+        "{net}"
+    );
+    // A bare machine's disk: empty, backed by nothing, of the size asked for.
+    let d = disk("etcd2");
+    assert_eq!(d["virtual-size"], 3u64 << 30, "{d}");
+    assert!(d.get("backing-filename").is_none(), "{d}");
+    assert!(!d["dirty-flag"].as_bool().unwrap_or(false));
+    // The other host still boots the image with its seed, on a 3 GiB overlay of it.
+    let from_disk = args("etcd1");
+    assert!(!from_disk.contains("-boot n"), "{from_disk}");
+    assert!(from_disk.contains("-kernel ") && from_disk.contains("cidata.iso"));
+    let d = disk("etcd1");
+    assert_eq!(d["virtual-size"], 3u64 << 30, "{d}");
+    assert_eq!(
+        d["backing-filename"].as_str(),
+        Some(rig.image.to_str().unwrap()),
+        "{d}"
+    );
+    assert!(rig.run_dirs().is_empty());
+}
+
+#[test]
+fn hosts_booted_only_from_the_network_need_no_image() {
+    let rig = Rig::new(&[("etcd1", &script(&["KILN done ok", FINAL]))]);
+    let mut opts = rig.options();
+    opts.image = rig.tmp.path().join("no-such-image/disk.qcow2");
+    opts.netboot = vec!["etcd1".into()];
+    opts.link_address = Some("10.77.0.250/24".parse().unwrap());
+    let port = kiln_testkit::free_port();
+    opts.link_services = vec![
+        format!("{port}=python3 -m http.server --bind 10.77.0.250 {port}")
+            .parse()
+            .unwrap(),
+    ];
+    let report = boot(&opts, &()).unwrap();
+    assert_eq!(report.hosts[0].phase, HostPhase::Ready);
+}

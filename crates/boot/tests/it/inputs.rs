@@ -231,3 +231,37 @@ fn link_options_are_checked_against_each_other_and_the_hosts() {
         .push("5000=python3 -m http.server".parse().unwrap());
     assert_eq!(err(&opts), "two link services listen on port 5000");
 }
+
+#[test]
+fn network_booted_hosts_must_exist_be_qemu_guests_and_have_a_server_on_the_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = BootOptions::new(cluster(tmp.path()), guest(tmp.path()));
+    opts.netboot = vec!["etcd3".into()];
+    assert_eq!(
+        err(&opts),
+        "unknown host(s) etcd3; the cluster has etcd1, etcd2"
+    );
+    opts.netboot = vec!["etcd2".into()];
+    let e = err(&opts);
+    assert!(
+        e.starts_with("host etcd2 boots from the network, but nothing on the link would answer it: give --link-address ADDRESS/PREFIX and a --link-service"),
+        "{e}"
+    );
+    opts.link_address = Some("10.77.0.250/24".parse().unwrap());
+    assert!(err(&opts).starts_with("host etcd2 boots from the network, but nothing"));
+    opts.link_services = vec!["8080=kiln serve out --dhcp".parse().unwrap()];
+    opts.containers = vec!["etcd2".into()];
+    assert_eq!(
+        err(&opts),
+        "host etcd2 is both a container and booted from the network; a container has no firmware to boot"
+    );
+    // Without an image, every host must boot from the network.
+    opts.containers.clear();
+    opts.image = std::path::PathBuf::new();
+    assert_eq!(
+        err(&opts),
+        "no image given, but etcd1 would boot from it: give the image, or boot every host with --netboot"
+    );
+    // Nothing was started or left: no run folder, no logs.
+    assert!(!tmp.path().join("out/lab/boot").exists());
+}
