@@ -19,8 +19,8 @@
 //! never written (each guest has a copy-on-write overlay in the run folder). Hosts named in
 //! [`BootOptions::netboot`] boot from the network instead, as bare machines: an empty disk,
 //! no kernel or seed, the NIC's iPXE ROM, and a link service (`kiln serve --dhcp`) to answer.
-//! Serial logs go to `<out>/boot/<host>.log`, QEMU's own messages to
-//! `<host>.qemu.log` beside them.
+//! Serial logs go to `<out>.boot/<host>.log` beside the build ([`default_log_dir`]), QEMU's
+//! own messages to `<host>.qemu.log` beside them.
 //!
 //! The library never prints: progress goes to a [`BootEvents`] and to
 //! `tracing`, the outcome to a [`BootReport`] or a [`BootError`].
@@ -46,7 +46,9 @@ pub use events::{BootEvents, HostPhase, HostStatus};
 pub use layout::{cluster_dir, HostPlan, Layout, LayoutHost, DEFAULT_MEMORY_MB, LAYOUT_FILE};
 pub use link::{LinkAddress, LinkParseError, LinkService};
 pub use marker::{clean_line, FinalMessage, Marker, Status, CLOUD_INIT_FINAL_DEFAULT, MARKER_WORD};
-pub use options::{BootOptions, SeedKind, Tools, UnknownSeedKind, DEFAULT_TIMEOUT, GUEST_DISK};
+pub use options::{
+    default_log_dir, BootOptions, SeedKind, Tools, UnknownSeedKind, DEFAULT_TIMEOUT, GUEST_DISK,
+};
 pub use report::{BootReport, FailReason, HostFailure, HostReport, Kept, TAIL_LINES};
 pub use run::boot;
 pub use upgrade::{upgrade, UpgradeOptions, UpgradeReport, DEFAULT_STOP_TIMEOUT};

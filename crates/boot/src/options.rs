@@ -109,7 +109,7 @@ pub struct BootOptions {
     pub initrd: Option<PathBuf>,
     /// ISO or VFAT seeds.
     pub seed: SeedKind,
-    /// Where serial logs go; default `<cluster out>/boot/`.
+    /// Where serial logs go; default [`default_log_dir`] of the out folder.
     pub log_dir: Option<PathBuf>,
     /// How long each host may take, from its start to its done marker and
     /// cloud-init's final message.
@@ -152,7 +152,7 @@ pub struct BootOptions {
 
 impl BootOptions {
     /// Options booting every host of `out` from `image`, with the defaults:
-    /// ISO seeds, logs in `<out>/boot/`, 15 minutes per host, not kept.
+    /// ISO seeds, logs in `<out>.boot/` beside it, 15 minutes per host, not kept.
     pub fn new(out: impl Into<PathBuf>, image: impl Into<PathBuf>) -> Self {
         Self {
             out: out.into(),
@@ -213,6 +213,17 @@ fn beside(file: &Path, name: &str) -> PathBuf {
         Some(dir) => dir.join(name),
         None => PathBuf::from(name),
     }
+}
+
+/// Where `kiln boot` writes the serial logs of the build in `out` (`out/lab`) by default:
+/// `out/lab.boot/`, beside the build and not in it. The out folder stays exactly what `kiln
+/// build` signed, so `kiln verify` and `kiln serve` still accept it after a boot.
+pub fn default_log_dir(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    out.with_file_name(format!("{name}.boot"))
 }
 
 #[cfg(test)]

@@ -127,7 +127,10 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
             false => Ok(None),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let log_dir = opts.log_dir.clone().unwrap_or_else(|| dir.join("boot"));
+    let log_dir = opts
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| crate::options::default_log_dir(&dir));
     std::fs::create_dir_all(&log_dir).map_err(BootError::io("create folder", &log_dir))?;
     let lifetime = if opts.keep {
         Lifetime::Detached

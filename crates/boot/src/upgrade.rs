@@ -122,7 +122,10 @@ pub fn upgrade(
                 .map_err(BootError::io("resolve", &opts.rootfs_path()))?,
         ),
     };
-    let log_dir = opts.log_dir.clone().unwrap_or_else(|| dir.join("boot"));
+    let log_dir = opts
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| crate::options::default_log_dir(&dir));
     std::fs::create_dir_all(&log_dir).map_err(BootError::io("create folder", &log_dir))?;
     let socket = kept.run_dir.join("vde.ctl");
     let launcher = Launcher {

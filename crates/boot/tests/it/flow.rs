@@ -146,7 +146,7 @@ impl BootEvents for Recorder {
         self.0.borrow_mut().push(format!("link {service}"));
     }
     fn host_started(&self, host: &str, _pid: u32, serial_log: &Path) {
-        assert!(serial_log.ends_with(format!("boot/{host}.log")));
+        assert!(serial_log.ends_with(format!("lab.boot/{host}.log")));
         self.0.borrow_mut().push(format!("{host} started"));
     }
     fn marker(&self, host: &str, marker: &Marker) {
@@ -203,7 +203,10 @@ fn every_host_ready_then_everything_stopped() {
     let etcd1 = report.host("etcd1").unwrap();
     assert_eq!(etcd1.markers.len(), 5);
     assert!(etcd1.markers[4].has_word("unchanged"));
-    assert_eq!(etcd1.serial_log, rig.out.join("boot/etcd1.log"));
+    assert_eq!(
+        etcd1.serial_log,
+        kiln_boot::default_log_dir(&rig.out).join("etcd1.log")
+    );
     assert!(std::fs::read_to_string(&etcd1.serial_log)
         .unwrap()
         .contains("KILN health ok role=etcd"));
@@ -480,7 +483,10 @@ fn a_link_service_listens_on_the_private_link_only_and_stops_with_the_boot() {
         .parse()
         .unwrap();
     assert!(!running(pid), "the link service outlived the boot");
-    let log = std::fs::read_to_string(rig.out.join(format!("boot/link-{port}.log"))).unwrap();
+    let log = std::fs::read_to_string(
+        kiln_boot::default_log_dir(&rig.out).join(format!("link-{port}.log")),
+    )
+    .unwrap();
     assert!(log.contains("Serving HTTP on 10.77.0.250"), "{log}");
     assert!(rig.run_dirs().is_empty());
 }

@@ -103,7 +103,7 @@ fn container_hosts_must_exist_and_need_a_root_tree_and_a_seed_folder() {
         "{e}"
     );
     // Nothing was started, and the run folder is gone with the error.
-    assert!(!dir.join("boot/etcd2.log").exists());
+    assert!(!kiln_boot::default_log_dir(&dir).join("etcd2.log").exists());
 }
 
 #[test]

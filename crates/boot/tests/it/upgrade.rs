@@ -76,7 +76,7 @@ fn hosts_restart_step_by_step_and_a_rollback_stops_the_upgrade() {
             rollback: kiln_boot::Marker::parse(rollback).unwrap(),
         }
     );
-    assert!(failure.serial_log.ends_with("boot/etcd2-upgrade.log"));
+    assert!(failure.serial_log.ends_with("lab.boot/etcd2-upgrade.log"));
     // etcd1 went first and is ready on generation 2, etcd2 failed; runtime1 was not touched.
     assert_eq!(report.steps.len(), 2);
     let etcd1 = report.host("etcd1").unwrap();
@@ -94,7 +94,9 @@ fn hosts_restart_step_by_step_and_a_rollback_stops_the_upgrade() {
     let runtime = before.iter().find(|(n, _)| n == "runtime1").unwrap().1;
     assert_eq!(pid_of(&kept, "runtime1"), runtime);
     assert!(running(runtime));
-    assert!(!rig.out.join("boot/runtime1-upgrade.log").exists());
+    assert!(!kiln_boot::default_log_dir(&rig.out)
+        .join("runtime1-upgrade.log")
+        .exists());
     // The new processes are the kept ones: stopping stops them.
     kept.stop();
     for h in names {
