@@ -225,8 +225,11 @@ fetch_file() { # $1 sha256, $2 its path in an out folder, $3 its name in DOWNLOA
             got=$(sha_of "$part")
             if [ "$got" = "$1" ]; then
                 mv -f "$part" "$FOUND"
-                echo "install.sh: ${2##*/} fetched from $src" >&2
-                FETCHED="$FETCHED${2##*/}@$src,"
+                # A host's secrets come by a one-time URL token, which no log should keep.
+                shown=${2##*/}
+                [ "$4" != secrets ] || shown=$3
+                echo "install.sh: $shown fetched from $src" >&2
+                FETCHED="$FETCHED$shown@$src,"
                 return 0
             fi
             why="has sha256 $got, not the pinned one"
