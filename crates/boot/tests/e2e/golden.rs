@@ -135,7 +135,7 @@ fn golden_image_boots_one_member_from_its_disk_and_one_from_the_network() {
     let stderr = String::from_utf8_lossy(&boot.stderr);
     eprintln!("{stdout}{stderr}");
     eprintln!("golden: kiln boot took {:.0?}", started.elapsed());
-    let logs = out.join("boot");
+    let logs = kiln_boot::default_log_dir(&out);
     let access = fs::read_to_string(logs.join(format!("link-{PORT}.log"))).unwrap_or_default();
     assert!(
         boot.status.success(),
