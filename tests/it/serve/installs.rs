@@ -75,10 +75,15 @@ fn a_network_seed_takes_its_secrets_once_and_install_sh_and_bundles_from_kiln_se
         .expect("the runcmd fetches the secrets with fetch_file SHA 'TOKEN'");
     assert!(token.len() >= 32, "{token}");
     assert!(
-        text.contains(&format!("install.sh: secrets.tar.gz fetched from {url}/secrets\n")),
+        text.contains(&format!(
+            "install.sh: secrets.tar.gz fetched from {url}/secrets\n"
+        )),
         "{text}"
     );
-    assert!(!text.contains(token), "the secrets token was printed:\n{text}");
+    assert!(
+        !text.contains(token),
+        "the secrets token was printed:\n{text}"
+    );
     assert!(
         text.contains("install.sh: HOST and BUNDLES signed by /etc/kiln/signing.pub"),
         "{text}"
