@@ -529,13 +529,7 @@ fn a_network_booted_host_gets_its_nic_first_an_empty_disk_and_no_kernel_or_seed(
     let mut opts = rig.options();
     opts.netboot = vec!["etcd2".into()];
     opts.disk_gb = Some(3);
-    opts.link_address = Some("10.77.0.250/24".parse().unwrap());
-    let port = kiln_testkit::free_port();
-    opts.link_services = vec![
-        format!("{port}=python3 -m http.server --bind 10.77.0.250 {port}")
-            .parse()
-            .unwrap(),
-    ];
+    answered_on_the_link(&mut opts);
     let report = boot(&opts, &()).unwrap();
     assert!(report.hosts.iter().all(|h| h.phase == HostPhase::Ready));
 
@@ -572,12 +566,8 @@ fn a_network_booted_host_gets_its_nic_first_an_empty_disk_and_no_kernel_or_seed(
     assert!(rig.run_dirs().is_empty());
 }
 
-#[test]
-fn hosts_booted_only_from_the_network_need_no_image() {
-    let rig = Rig::new(&[("etcd1", &script(&["KILN done ok", FINAL]))]);
-    let mut opts = rig.options();
-    opts.image = rig.tmp.path().join("no-such-image/disk.qcow2");
-    opts.netboot = vec!["etcd1".into()];
+/// A link address and a service on it (an HTTP server), which netboot hosts need.
+fn answered_on_the_link(opts: &mut BootOptions) {
     opts.link_address = Some("10.77.0.250/24".parse().unwrap());
     let port = kiln_testkit::free_port();
     opts.link_services = vec![
@@ -585,6 +575,15 @@ fn hosts_booted_only_from_the_network_need_no_image() {
             .parse()
             .unwrap(),
     ];
+}
+
+#[test]
+fn hosts_booted_only_from_the_network_need_no_image() {
+    let rig = Rig::new(&[("etcd1", &script(&["KILN done ok", FINAL]))]);
+    let mut opts = rig.options();
+    opts.image = rig.tmp.path().join("no-such-image/disk.qcow2");
+    opts.netboot = vec!["etcd1".into()];
+    answered_on_the_link(&mut opts);
     let report = boot(&opts, &()).unwrap();
     assert_eq!(report.hosts[0].phase, HostPhase::Ready);
 }
