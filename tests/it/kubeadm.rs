@@ -132,18 +132,21 @@ fn kubeadm(test: &str) -> Option<PathBuf> {
     kiln_testkit::ready(test, bin.is_file(), &why).then_some(bin)
 }
 
-/// Runs kubeadm with its home and kubeconfig in `tmp` (it needs no root and no network here).
-fn run_kubeadm(bin: &Path, tmp: &Path, args: &[&str]) -> Output {
+/// kubeadm with its home and kubeconfig in `tmp` (it needs no root and no network here).
+fn kubeadm_command(bin: &Path, tmp: &Path) -> Command {
     let home = tmp.join("home");
     fs::create_dir_all(&home).unwrap();
-    Command::new(bin)
-        .env_clear()
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("HOME", &home)
-        .env("KUBECONFIG", home.join("kubeconfig"))
-        .args(args)
-        .output()
-        .unwrap()
+        .env("KUBECONFIG", home.join("kubeconfig"));
+    cmd
+}
+
+/// Runs kubeadm as [`kubeadm_command`] sets it up.
+fn run_kubeadm(bin: &Path, tmp: &Path, args: &[&str]) -> Output {
+    kubeadm_command(bin, tmp).args(args).output().unwrap()
 }
 
 fn ok(out: &Output, what: &str) -> String {
@@ -373,13 +376,8 @@ fn kubeadm_accepts(test: &str, edit: fn(String) -> String, stacked_etcd: bool) {
     // bootstrap signer, which signs cluster-info for the nodes' token discovery.
     let pods = tmp.path().join("dry-run");
     fs::create_dir_all(&pods).unwrap();
-    let home = tmp.path().join("home");
-    fs::create_dir_all(&home).unwrap();
     ok(
-        &Command::new(&bin)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", &home)
+        &kubeadm_command(&bin, tmp.path())
             .env("KUBEADM_INIT_DRYRUN_DIR", &pods)
             .args([
                 "init",

@@ -206,6 +206,11 @@ impl BootOptions {
             .clone()
             .unwrap_or_else(|| beside(&self.image_path(), "initrd.img"))
     }
+
+    /// Where the serial logs of the build in `dir` go: `log_dir`, else [`default_log_dir`].
+    pub fn log_dir_path(&self, dir: &Path) -> PathBuf {
+        self.log_dir.clone().unwrap_or_else(|| default_log_dir(dir))
+    }
 }
 
 fn beside(file: &Path, name: &str) -> PathBuf {

@@ -70,41 +70,29 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
     }
     check_netboot(opts)?;
     // The image, its kernel and initrd, when a host boots from them.
-    let from_disk = hosts
+    let from_image: Vec<&str> = hosts
         .iter()
-        .any(|h| !opts.containers.contains(&h.name) && !opts.netboot.contains(&h.name));
-    if from_disk && opts.image.as_os_str().is_empty() {
-        let names: Vec<&str> = hosts
-            .iter()
-            .filter(|h| !opts.containers.contains(&h.name) && !opts.netboot.contains(&h.name))
-            .map(|h| h.name.as_str())
-            .collect();
+        .filter(|h| !opts.containers.contains(&h.name) && !opts.netboot.contains(&h.name))
+        .map(|h| h.name.as_str())
+        .collect();
+    if !from_image.is_empty() && opts.image.as_os_str().is_empty() {
         return Err(BootError::Netboot {
             reason: format!(
                 "no image given, but {} would boot from it: give the image, or boot every host with --netboot",
-                names.join(", ")
+                from_image.join(", ")
             ),
         });
     }
-    let (image, kernel, initrd) = match from_disk {
-        true => (
-            Some(existing(
+    let image = match from_image.is_empty() {
+        true => None,
+        false => Some((
+            existing(
                 "base image",
                 &opts.image_path(),
                 " (build one with tests/e2e/guest-image.sh)",
-            )?),
-            Some(existing(
-                "kernel",
-                &opts.kernel_path(),
-                " (set the kernel option)",
-            )?),
-            Some(existing(
-                "initrd",
-                &opts.initrd_path(),
-                " (set the initrd option)",
-            )?),
-        ),
-        false => (None, None, None),
+            )?,
+            kernel_and_initrd(opts)?,
+        )),
     };
     let rootfs = if opts.containers.is_empty() {
         None
@@ -127,10 +115,7 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
             false => Ok(None),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let log_dir = opts
-        .log_dir
-        .clone()
-        .unwrap_or_else(|| crate::options::default_log_dir(&dir));
+    let log_dir = opts.log_dir_path(&dir);
     std::fs::create_dir_all(&log_dir).map_err(BootError::io("create folder", &log_dir))?;
     let lifetime = if opts.keep {
         Lifetime::Detached
@@ -175,7 +160,7 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
                 ),
                 Kind::Netboot(disk.clone()),
             ),
-            (false, Some(image)) => (
+            (false, Some((image, _))) => (
                 qemu::overlay_command(&opts.tools.qemu_img, image, &disk, opts.disk_gb),
                 Kind::Qemu(disk.clone()),
             ),
@@ -204,8 +189,7 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
 
     let launcher = Launcher {
         opts,
-        kernel: kernel.as_deref(),
-        initrd: initrd.as_deref(),
+        kernel_initrd: image.as_ref().map(|(_, (k, i))| (k.as_path(), i.as_path())),
         rootfs: rootfs.as_deref(),
         netns: netns_pid,
         socket: &socket,
@@ -307,8 +291,7 @@ pub(crate) fn state_path(run_dir: &Path, host: &str) -> PathBuf {
 pub(crate) struct Launcher<'a> {
     pub opts: &'a BootOptions,
     /// The image's kernel and initrd (checked), when a host boots from the image.
-    pub kernel: Option<&'a Path>,
-    pub initrd: Option<&'a Path>,
+    pub kernel_initrd: Option<(&'a Path, &'a Path)>,
     pub rootfs: Option<&'a Path>,
     pub netns: Option<u32>,
     pub socket: &'a Path,
@@ -352,8 +335,8 @@ impl Launcher<'_> {
             }
             (Kind::Qemu(disk) | Kind::Netboot(disk), ..) => {
                 let monitor = monitor_path(self.run_dir, &guest.plan.name);
-                let boot = match (&guest.kind, self.kernel, self.initrd) {
-                    (Kind::Qemu(_), Some(kernel), Some(initrd)) => GuestBoot::Disk {
+                let boot = match (&guest.kind, self.kernel_initrd) {
+                    (Kind::Qemu(_), Some((kernel, initrd))) => GuestBoot::Disk {
                         kernel,
                         initrd,
                         kernel_args: &opts.kernel_args,
@@ -416,6 +399,14 @@ fn check_netboot(opts: &BootOptions) -> Result<(), BootError> {
         ));
     }
     Ok(())
+}
+
+/// The kernel and initrd guests booting from the image start (absolute, checked to exist).
+pub(crate) fn kernel_and_initrd(opts: &BootOptions) -> Result<(PathBuf, PathBuf), BootError> {
+    Ok((
+        existing("kernel", &opts.kernel_path(), " (set the kernel option)")?,
+        existing("initrd", &opts.initrd_path(), " (set the initrd option)")?,
+    ))
 }
 
 /// `path` made absolute, if it is a file.

@@ -15,7 +15,9 @@ use crate::options::BootOptions;
 use crate::process::{Guard, Lifetime};
 use crate::qemu;
 use crate::report::{HostReport, Kept};
-use crate::run::{existing, follow, monitor_path, overlay_path, seed_dir, Guest, Kind, Launcher};
+use crate::run::{
+    follow, kernel_and_initrd, monitor_path, overlay_path, seed_dir, Guest, Kind, Launcher,
+};
 
 /// How long a host may take to shut down when asked, before it is killed.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(180);
@@ -113,8 +115,7 @@ pub fn upgrade(
         });
     }
     let plans = layout.plan(&dir, Some(&wanted), opts.seed, opts.memory_mb)?;
-    let kernel = existing("kernel", &opts.kernel_path(), " (set the kernel option)")?;
-    let initrd = existing("initrd", &opts.initrd_path(), " (set the initrd option)")?;
+    let (kernel, initrd) = kernel_and_initrd(opts)?;
     let rootfs = match kept.containers.is_empty() {
         true => None,
         false => Some(
@@ -122,16 +123,12 @@ pub fn upgrade(
                 .map_err(BootError::io("resolve", &opts.rootfs_path()))?,
         ),
     };
-    let log_dir = opts
-        .log_dir
-        .clone()
-        .unwrap_or_else(|| crate::options::default_log_dir(&dir));
+    let log_dir = opts.log_dir_path(&dir);
     std::fs::create_dir_all(&log_dir).map_err(BootError::io("create folder", &log_dir))?;
     let socket = kept.run_dir.join("vde.ctl");
     let launcher = Launcher {
         opts,
-        kernel: Some(&kernel),
-        initrd: Some(&initrd),
+        kernel_initrd: Some((&kernel, &initrd)),
         rootfs: rootfs.as_deref(),
         netns: kept.netns_pid,
         socket: &socket,

@@ -211,11 +211,12 @@ fetch_bundle() { # $1 sha256, $2 file name
 # A file of an out folder, by its digest: sets FOUND (its path in DOWNLOADS), or WHY (what each
 # source answered) and returns 1. A seed without install.sh runs this function (and those it
 # calls) on its own to take install.sh from the sources: keep them free of other state.
-fetch_file() { # $1 sha256, $2 its path in an out folder, $3 its name in DOWNLOADS, $4 what it is
-    FOUND=$DOWNLOADS/$3 WHY=''
+# $5, when given, is the name the log shows instead of the path's (a path that is a secret token).
+fetch_file() { # $1 sha256, $2 its path in an out folder, $3 its name in DOWNLOADS, $4 what it is, [$5]
+    FOUND=$DOWNLOADS/$3 WHY='' shown=${5:-${2##*/}}
     if [ -f "$FOUND" ] && [ "$(sha_of "$FOUND")" = "$1" ]; then return 0; fi
     if [ -z "$SOURCES" ]; then
-        WHY="missing $4 $DIR/${2##*/} (no --source to fetch it from)" && return 1
+        WHY="missing $4 $DIR/$shown (no --source to fetch it from)" && return 1
     fi
     mkparents "$FOUND"
     part=$DOWNLOADS/.$1.$$.part # per run: two install.sh must not write one file
@@ -225,9 +226,6 @@ fetch_file() { # $1 sha256, $2 its path in an out folder, $3 its name in DOWNLOA
             got=$(sha_of "$part")
             if [ "$got" = "$1" ]; then
                 mv -f "$part" "$FOUND"
-                # A host's secrets come by a one-time URL token, which no log should keep.
-                shown=${2##*/}
-                [ "$4" != secrets ] || shown=$3
                 echo "install.sh: $shown fetched from $src" >&2
                 FETCHED="$FETCHED$shown@$src,"
                 return 0
@@ -239,7 +237,7 @@ fetch_file() { # $1 sha256, $2 its path in an out folder, $3 its name in DOWNLOA
         WHY="${WHY:+$WHY; }$src: ${why:-failed}"
     done
     rm -f "$part"
-    WHY="$4 ${2##*/} ($1) is not in $DIR and no source has it: $WHY"
+    WHY="$4 $shown ($1) is not in $DIR and no source has it: $WHY"
     return 1
 }
 get_from() { # $1 source, $2 sha256, $3 path in an out folder, $4 output; errors in $WORK/err

@@ -227,7 +227,7 @@ pub fn net_runcmd_script(run: &NetInstallRun<'_>) -> String {
          umask 077\n\
          d={NET_SEED_DIR} FETCHED='' WORK=$(mktemp -d)\n\
          DIR=$d DOWNLOADS=$d SOURCES='{secrets_base}'\n\
-         fetch_file {secrets_sha} '{secrets_token}' {secrets} secrets || fail \"$WHY\"\n\
+         fetch_file {secrets_sha} '{secrets_token}' {secrets} secrets {secrets} || fail \"$WHY\"\n\
          DOWNLOADS=/var/lib/kiln/downloads SOURCES='{server}'\n\
          fetch_file {install_sha} install.sh {install_sha}.sh file || fail \"$WHY\"\n\
          rm -rf \"$WORK\"\n\

@@ -102,21 +102,24 @@ pub struct DhcpOptions {
     pub tftp: Option<PathBuf>,
 }
 
-/// Checks that `dir` holds both iPXE loaders `--tftp` serves.
-pub fn check_loaders(dir: &Path) -> Result<(), Error> {
+/// The folder `--tftp` serves, made absolute (dnsmasq runs elsewhere), once it is checked to
+/// hold both iPXE loaders.
+pub fn loaders_dir(dir: &Path) -> Result<PathBuf, Error> {
     let missing: Vec<String> = [BIOS_LOADER, UEFI_LOADER]
         .iter()
         .filter(|f| !dir.join(f).is_file())
         .map(|f| (*f).to_owned())
         .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::TftpLoaders {
+    if !missing.is_empty() {
+        return Err(Error::TftpLoaders {
             dir: dir.to_owned(),
             missing,
-        })
+        });
     }
+    std::path::absolute(dir).map_err(|source| Error::Read {
+        file: dir.to_owned(),
+        source,
+    })
 }
 
 /// One host's static lease.
@@ -621,13 +624,13 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(BIOS_LOADER), b"x").unwrap();
-        let e = check_loaders(dir.path()).unwrap_err().to_string();
+        let e = loaders_dir(dir.path()).unwrap_err().to_string();
         assert!(
             e.contains("has no ipxe.efi: install the Debian package ipxe"),
             "{e}"
         );
         std::fs::write(dir.path().join(UEFI_LOADER), b"x").unwrap();
-        check_loaders(dir.path()).unwrap();
+        assert_eq!(loaders_dir(dir.path()).unwrap(), dir.path());
     }
 
     #[test]

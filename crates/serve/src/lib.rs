@@ -141,17 +141,7 @@ fn prepare_dhcp(d: &DhcpRequest, site: &Site, state_dir: &Path) -> Result<Prepar
     let address = d.address.ok_or_else(|| Error::DhcpAddress {
         address: "an address of no single IPv4 interface".into(),
     })?;
-    let tftp = match &d.tftp {
-        Some(dir) => {
-            dhcp::check_loaders(dir)?;
-            // Absolute: dnsmasq runs in another folder.
-            Some(std::path::absolute(dir).map_err(|source| Error::StateDir {
-                dir: dir.clone(),
-                source,
-            })?)
-        }
-        None => None,
-    };
+    let tftp = d.tftp.as_deref().map(dhcp::loaders_dir).transpose()?;
     let options = DhcpOptions {
         address,
         port: 0,
