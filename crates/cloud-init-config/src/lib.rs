@@ -30,4 +30,4 @@ pub use render::{
     CLOUD_CONFIG_HEADER, META_DATA, NETWORK_CONFIG, USER_DATA,
 };
 pub use sink::ImageDigest;
-pub use vfat::write_vfat;
+pub use vfat::{write_fat_volume, write_vfat};

@@ -49,14 +49,73 @@ pub fn write_vfat(
     let serial = volume_serial(&seed.meta_data.instance_id);
     let cluster = cluster_size(&entries);
     let size = image_size(&entries, cluster);
+    let label = label_bytes(VOLUME_LABEL).expect("CIDATA is a valid label");
+    let volume = VolumeSpec {
+        size,
+        cluster,
+        serial,
+        label,
+    };
+    write_volume(path, &volume, &entries, time)
+}
+
+/// Writes the `files` (path inside the volume, host source) as a FAT volume of `size` bytes
+/// at `path`, atomically: a disk image's EFI system partition, say.
+///
+/// Clusters are 4 KiB (FAT16 from about 16 MiB to 256 MiB, FAT32 above); a size that fits no
+/// FAT type's cluster-count rules grows in 64 KiB steps until one fits. `label` is the volume
+/// label (up to 11 characters: A-Z, 0-9, `_` and `-`), `serial` the volume serial, and every
+/// date in it is `time`: the bytes depend on the arguments only. Returns its sha256 and size.
+pub fn write_fat_volume(
+    path: &Path,
+    label: &str,
+    serial: u32,
+    size: u64,
+    files: &[(String, PathBuf)],
+    time: Timestamp,
+) -> Result<ImageDigest> {
+    let label = label_bytes(label).ok_or_else(|| Error::Invalid {
+        field: "FAT volume label",
+        value: label.to_owned(),
+        reason: "must be 1 to 11 characters, each A-Z, 0-9, _ or -",
+    })?;
+    let entries = image::entries(None, files)?;
+    let volume = VolumeSpec {
+        size: size.max(image_size(&entries, CLUSTER)),
+        cluster: CLUSTER,
+        serial,
+        label,
+    };
+    write_volume(path, &volume, &entries, time)
+}
+
+/// The shape of a FAT volume to format.
+struct VolumeSpec {
+    /// Its size in bytes (the least: see [`format`]).
+    size: u64,
+    /// Bytes per cluster.
+    cluster: u64,
+    serial: u32,
+    /// The label, padded with spaces.
+    label: [u8; 11],
+}
+
+/// Builds the volume with `entries` at `path`, atomically: in memory up to
+/// [`sink::IN_MEMORY`] (written with holes for its zero blocks), else in the file.
+fn write_volume(
+    path: &Path,
+    spec: &VolumeSpec,
+    entries: &[Entry<'_>],
+    time: Timestamp,
+) -> Result<ImageDigest> {
     let written = Error::io("write", path.to_owned());
     write_atomic(path, |file| {
-        if size <= sink::IN_MEMORY {
+        if spec.size <= sink::IN_MEMORY {
             let mut volume = io::Cursor::new(Vec::new());
-            build(path, &mut volume, size, cluster, serial, &entries, time)?;
+            build(path, &mut volume, spec, entries, time)?;
             sink::write_sparse(file, volume.get_ref()).map_err(written)
         } else {
-            build(path, file, size, cluster, serial, &entries, time)?;
+            build(path, file, spec, entries, time)?;
             sink::hash_file(file).map_err(written)
         }
     })
@@ -90,9 +149,7 @@ impl Volume for io::Cursor<Vec<u8>> {
 fn build(
     path: &Path,
     volume: &mut impl Volume,
-    size: u64,
-    cluster: u64,
-    serial: u32,
+    spec: &VolumeSpec,
     entries: &[Entry<'_>],
     time: Timestamp,
 ) -> Result<()> {
@@ -106,9 +163,9 @@ fn build(
             source,
         }
     };
-    let size = format(volume, size, cluster, serial).map_err(fat_err("format the volume", None))?;
+    let size = format(volume, spec).map_err(fat_err("format the volume", None))?;
     let (date, clock) = dos_date_time(time);
-    fat_raw::write_label(volume, &label(), date, clock)
+    fat_raw::write_label(volume, &spec.label, date, clock)
         .map_err(fat_err("write the volume label", None))?;
     volume
         .seek(SeekFrom::Start(0))
@@ -175,11 +232,10 @@ fn image_size(entries: &[Entry<'_>], cluster: u64) -> u64 {
     round(data + fats + fixed + data / 64 + GRAIN, GRAIN)
 }
 
-/// Formats `file` as FAT of at least `size` bytes in clusters of `cluster` bytes, labelled CIDATA, and
-/// returns the final size. Some sizes fit no FAT type's cluster-count
-/// rules; those grow by [`GRAIN`] until one fits.
-fn format(file: &mut impl Volume, mut size: u64, cluster: u64, serial: u32) -> io::Result<u64> {
-    let label = label();
+/// Formats `file` as FAT of at least `spec.size` bytes, and returns the final size. Some sizes
+/// fit no FAT type's cluster-count rules; those grow by [`GRAIN`] until one fits.
+fn format(file: &mut impl Volume, spec: &VolumeSpec) -> io::Result<u64> {
+    let mut size = spec.size;
     let mut last = None;
     for _ in 0..256 {
         let sectors = u32::try_from(size / SECTOR)
@@ -187,10 +243,10 @@ fn format(file: &mut impl Volume, mut size: u64, cluster: u64, serial: u32) -> i
         file.zeroed(size)?;
         file.seek(SeekFrom::Start(0))?;
         let options = fatfs::FormatVolumeOptions::new()
-            .bytes_per_cluster(cluster as u32)
+            .bytes_per_cluster(spec.cluster as u32)
             .total_sectors(sectors)
-            .volume_id(serial)
-            .volume_label(label);
+            .volume_id(spec.serial)
+            .volume_label(spec.label);
         match fatfs::format_volume(&mut *file, options) {
             Ok(()) => return Ok(size),
             Err(err) => last = Some(err),
@@ -200,11 +256,15 @@ fn format(file: &mut impl Volume, mut size: u64, cluster: u64, serial: u32) -> i
     Err(last.expect("loop ran"))
 }
 
-/// `CIDATA` padded to a FAT label's 11 bytes.
-fn label() -> [u8; 11] {
+/// `text` padded to a FAT label's 11 bytes, if it is 1 to 11 of A-Z, 0-9, `_` and `-`.
+fn label_bytes(text: &str) -> Option<[u8; 11]> {
+    let ok = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-');
+    if text.is_empty() || text.len() > 11 || !text.bytes().all(|b| ok(&b)) {
+        return None;
+    }
     let mut label = [b' '; 11];
-    label[..VOLUME_LABEL.len()].copy_from_slice(VOLUME_LABEL.as_bytes());
-    label
+    label[..text.len()].copy_from_slice(text.as_bytes());
+    Some(label)
 }
 
 /// DOS (date, time) words of `time`, two-second resolution.
@@ -317,6 +377,15 @@ mod tests {
             dos_date_time(t),
             ((43 << 9) | (11 << 5) | 14, (22 << 11) | (13 << 5) | 10)
         );
+    }
+
+    #[test]
+    fn labels_are_checked_and_padded() {
+        assert_eq!(label_bytes("ESP"), Some(*b"ESP        "));
+        assert_eq!(label_bytes("CIDATA"), Some(*b"CIDATA     "));
+        for bad in ["", "esp", "TWELVE_CHARS", "A B", "É"] {
+            assert_eq!(label_bytes(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

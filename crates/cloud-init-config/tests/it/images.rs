@@ -122,6 +122,43 @@ fn vfat_image_is_labelled_clean_and_carries_every_file() {
 }
 
 #[test]
+fn fat_volume_has_the_size_label_and_files_asked_for_and_the_same_bytes_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let loader = dir.path().join("loader.efi");
+    std::fs::write(&loader, noise(600_001, 4)).unwrap();
+    let files = [("EFI/BOOT/BOOTX64.EFI".to_owned(), loader)];
+    let image = dir.path().join("esp.img");
+    let digest = write_fat_volume(&image, "ESP", 0x1234_abcd, 64 << 20, &files, time()).unwrap();
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 64 << 20);
+    assert_eq!(digest.size, 64 << 20);
+    let out = blkid(&image);
+    for want in [
+        "LABEL=ESP",
+        "LABEL_FATBOOT=ESP",
+        "TYPE=vfat",
+        "UUID=1234-ABCD",
+    ] {
+        assert!(out.lines().any(|l| l == want), "{want} in:\n{out}");
+    }
+    let fsck = run_text(
+        Command::new(tool("fsck.vfat", "dosfstools"))
+            .arg("-n")
+            .arg(&image),
+    );
+    assert_eq!(fsck.lines().count(), 2, "fsck.vfat -n reported:\n{fsck}");
+    assert!(mcopy(&image, "EFI/BOOT/BOOTX64.EFI") == std::fs::read(&files[0].1).unwrap());
+    let again = dir.path().join("again.img");
+    write_fat_volume(&again, "ESP", 0x1234_abcd, 64 << 20, &files, time()).unwrap();
+    assert!(std::fs::read(&again).unwrap() == std::fs::read(&image).unwrap());
+
+    // A label FAT cannot hold is refused before anything is written.
+    let bad = dir.path().join("bad.img");
+    let err = write_fat_volume(&bad, "efi system", 1, 64 << 20, &files, time()).unwrap_err();
+    assert!(err.to_string().contains("FAT volume label"), "{err}");
+    assert!(!bad.exists());
+}
+
+#[test]
 fn iso_image_is_labelled_and_carries_every_file_in_both_namespaces() {
     let dir = tempfile::tempdir().unwrap();
     let extra = extras(dir.path());
