@@ -156,6 +156,9 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
         "mksquashfs",
         "unsquashfs",
         "sha256sum",
+        "sfdisk",
+        "fsck.vfat",
+        "mcopy",
     ];
     if !kiln_testkit::have_tools("golden_image", &tools)
         || !kiln_testkit::ready(
@@ -291,8 +294,103 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
     );
     let uuid = manifest["filesystem"]["uuid"].as_str().unwrap();
 
-    // The disk: ext4 labelled rootfs with that UUID, every time the epoch, clean.
+    // The disk: a GPT with the BIOS boot partition, the EFI system partition and the root
+    // partition, as MANIFEST.json says.
     let disk = dirs[0].join("disk.raw");
+    let table = Command::new("sfdisk")
+        .arg("--json")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    let table: serde_json::Value = serde_json::from_slice(&table.stdout).unwrap();
+    let table = &table["partitiontable"];
+    assert_eq!(table["label"], "gpt", "{table}");
+    let parts = table["partitions"].as_array().unwrap();
+    let described = manifest["disk"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 3, "{table}");
+    assert_eq!(described.len(), 3, "{manifest}");
+    for ((part, want), kind) in parts.iter().zip(described).zip([
+        "21686148-6449-6E6F-744E-656564454649",
+        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+        "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
+    ]) {
+        assert_eq!(part["type"], kind, "{part}");
+        assert_eq!(part["name"], want["name"], "{part}");
+        assert_eq!(
+            part["start"].as_u64().unwrap() * 512,
+            want["start-mib"].as_u64().unwrap() << 20
+        );
+        assert_eq!(
+            part["size"].as_u64().unwrap() * 512,
+            want["size-mib"].as_u64().unwrap() << 20
+        );
+    }
+    let verify = Command::new("sfdisk")
+        .arg("--verify")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let offset = |i: usize| parts[i]["start"].as_u64().unwrap() * 512;
+    let bytes_at = |at: u64, len: usize| {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = fs::File::open(&disk).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        let mut buf = vec![0; len];
+        f.read_exact(&mut buf).unwrap();
+        buf
+    };
+    // BIOS: GRUB's boot sector in the MBR loads core.img from the BIOS boot partition's first
+    // sector, whose block list loads the rest of it from the sectors after.
+    let mbr = bytes_at(0, 512);
+    assert_eq!(&mbr[510..], &[0x55, 0xaa]);
+    let core_sector = u64::from_le_bytes(mbr[0x5c..0x64].try_into().unwrap());
+    assert_eq!(core_sector * 512, offset(0));
+    let core = bytes_at(offset(0), 512);
+    assert_eq!(
+        u64::from_le_bytes(core[500..508].try_into().unwrap()),
+        core_sector + 1
+    );
+    // UEFI: the EFI system partition is a clean FAT volume holding GRUB's EFI application at
+    // the removable-media path.
+    let esp = tmp.path().join("esp.fat");
+    fs::write(
+        &esp,
+        bytes_at(
+            offset(1),
+            (parts[1]["size"].as_u64().unwrap() * 512) as usize,
+        ),
+    )
+    .unwrap();
+    let fsck = Command::new("fsck.vfat")
+        .arg("-n")
+        .arg(&esp)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let efi = Command::new("mcopy")
+        .args(["-n", "-i"])
+        .arg(&esp)
+        .args(["::EFI/BOOT/BOOTX64.EFI", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        efi.status.success(),
+        "{}",
+        String::from_utf8_lossy(&efi.stderr)
+    );
+    assert_eq!(&efi.stdout[..2], b"MZ", "BOOTX64.EFI is not a PE image");
+    // The root partition: ext4 labelled rootfs with that UUID, every time the epoch, clean
+    // (e2fsprogs reads it in place: `disk.raw?offset=N`).
+    let disk = PathBuf::from(format!("{}?offset={}", disk.display(), offset(2)));
     let header = Command::new("dumpe2fs")
         .arg("-h")
         .arg(&disk)
@@ -307,6 +405,14 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
         header.contains("Filesystem volume name:   rootfs"),
         "{header}"
     );
+    // GRUB's menu boots the kernel with that root.
+    let grub = disk_file(&disk, "/boot/grub/grub.cfg").unwrap();
+    assert!(
+        grub.contains(&format!("linux /vmlinuz root=UUID={uuid} ro")),
+        "{grub}"
+    );
+    // grub-mkimage's scratch folder in the tree is gone.
+    assert_eq!(disk_file(&disk, "/tmp/kiln-grub/early.cfg"), None);
     let fsck = Command::new("e2fsck")
         .arg("-fn")
         .arg(&disk)
@@ -353,7 +459,15 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
     assert_eq!(disk_file(&disk, "/etc/apt/apt.conf.d/99mmdebstrap"), None);
     // The catalog's packages and [image]'s extra one are installed.
     let status = disk_file(&disk, "/var/lib/dpkg/status").unwrap();
-    for p in ["cloud-init", "curl", "linux-image-cloud-amd64", "less"] {
+    for p in [
+        "cloud-init",
+        "curl",
+        "linux-image-cloud-amd64",
+        "less",
+        "grub-pc-bin",
+        "grub-efi-amd64-bin",
+        "cloud-guest-utils",
+    ] {
         assert!(
             status.contains(&format!("Package: {p}\nStatus: install ok installed\n")),
             "{p} is not installed"
@@ -404,7 +518,7 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
     assert_eq!(info["virtual-size"].as_u64(), Some(2048 << 20));
     let cmp = Command::new("qemu-img")
         .args(["compare", "-f", "raw", "-F", "qcow2"])
-        .arg(&disk)
+        .arg(dirs[0].join("disk.raw"))
         .arg(dirs[0].join("disk.qcow2"))
         .output()
         .unwrap();

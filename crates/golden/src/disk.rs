@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use crate::{GoldenError, Recipe, DISK_MIB, FS_LABEL};
+use crate::{bootdisk, GoldenError, Recipe, FS_LABEL};
 
 /// `program` with the environment every step runs in. The umask is set by the shell wrapper
 /// [`run`] uses; e2fsprogs' folders are added to `PATH`.
@@ -161,7 +161,7 @@ pub(crate) fn boot_files(root: &Path, out: &Path) -> Result<(), GoldenError> {
     Ok(())
 }
 
-/// The ext4 disk image of `root`: a fixed UUID and hash seed, every time (the file system's
+/// The ext4 file system of `root` (the disk's root partition): a fixed UUID and hash seed, every time (the file system's
 /// own through `E2FSPROGS_FAKE_TIME`, the inodes' from the tree) the epoch, and then the inode
 /// change times, which mke2fs 1.47.0 copies from the tree, set to the epoch too.
 pub(crate) fn ext4(
@@ -181,7 +181,7 @@ pub(crate) fn ext4(
             .arg("-d")
             .arg(root)
             .arg(&disk)
-            .arg(format!("{DISK_MIB}M"))
+            .arg(format!("{}M", bootdisk::ROOT.size_mib))
             .env("E2FSPROGS_FAKE_TIME", epoch.to_string()),
         "mke2fs -d",
     )?;

@@ -50,6 +50,25 @@ pub enum GoldenError {
         /// What was there.
         found: Vec<String>,
     },
+    /// The tree lacks GRUB's modules for a firmware.
+    #[error("{}: no GRUB modules for the disk's boot loader; the image's packages need {package} (the catalog's [os-image] lists it: run `kiln lock` and `kiln fetch` again)", dir.display())]
+    NoBootLoader {
+        /// The module folder that is missing.
+        dir: PathBuf,
+        /// The package that has it.
+        package: &'static str,
+    },
+    /// One of GRUB's images is not laid out as expected.
+    #[error("GRUB's {what} cannot be installed: {reason}")]
+    GrubImage {
+        /// `boot.img`, `core.img`.
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The EFI system partition's FAT volume could not be written.
+    #[error("the EFI system partition: {0}")]
+    Fat(String),
     /// A file could not be read or written.
     #[error("cannot {op} {}", path.display())]
     Io {

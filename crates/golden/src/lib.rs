@@ -3,15 +3,18 @@
 //! The steps: a flat apt repository of exactly the given .deb files (each re-hashed against its
 //! pin) (`repo`); mmdebstrap in its own network namespace installs them into a root tree with
 //! kiln's hooks; every timestamp is set to `SOURCE_DATE_EPOCH`; the kernel and initrd are
-//! copied out, and `mksquashfs` makes the netboot set's root file system (live-boot in the
-//! image fetches it over HTTP); `mke2fs -d` makes the ext4 disk with a fixed UUID and hash
-//! seed, and `debugfs` sets the inode change times mke2fs copied from the tree; `qemu-img`
+//! copied out; the tree's own GRUB makes its BIOS and UEFI images (`bootdisk`); `mke2fs -d`
+//! makes the ext4 root file system with a fixed UUID and hash seed, and `debugfs` sets the
+//! inode change times mke2fs copied from the tree; `mksquashfs` makes the netboot set's root
+//! file system (live-boot in the image fetches it over HTTP); `sfdisk` and kiln lay out the
+//! bootable disk (GPT: BIOS boot partition, EFI system partition, root) and `qemu-img`
 //! converts it to qcow2. Two builds from the same inputs give the same bytes (`disk`).
 //!
 //! The caller gives an empty folder for the outputs and a scratch folder; nothing else is
 //! written. This library never prints: it reports each [`Step`] to a callback.
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
+pub mod bootdisk;
 mod disk;
 mod error;
 mod repo;
@@ -31,7 +34,9 @@ pub const CUSTOMIZE_HOOK: &str = include_str!("../assets/customize-hook.sh");
 
 /// The ext4 file system's label (`/etc/fstab` mounts `LABEL=rootfs`).
 pub const FS_LABEL: &str = "rootfs";
-/// The disk image's size: room for the role bundles beside the ~400 MiB system.
+/// The disk image's size: room for the role bundles beside the ~450 MiB system. The root
+/// file system is its last partition (see [`bootdisk::ROOT`]); cloud-init grows both to a
+/// larger disk at first boot.
 pub const DISK_MIB: u64 = 2048;
 
 /// The files of an image folder (besides MANIFEST.json and SHA256SUMS), in order.
@@ -95,19 +100,23 @@ impl Recipe {
             h.update(p);
             h.update("\n");
         }
-        let mut b: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
-        b[6] = (b[6] & 0x0f) | 0x40; // version 4 layout (random-looking)
-        b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
-        let x = hex::encode(b);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &x[..8],
-            &x[8..12],
-            &x[12..16],
-            &x[16..20],
-            &x[20..]
-        )
+        uuid_string(h.finalize()[..16].try_into().expect("16 bytes"))
     }
+}
+
+/// `bytes` as a UUID of version 4 layout (random-looking), RFC 4122 variant.
+pub(crate) fn uuid_string(mut b: [u8; 16]) -> String {
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..]
+    )
 }
 
 /// A step of a build, reported as it starts.
@@ -119,10 +128,14 @@ pub enum Step {
     Bootstrap,
     /// Copying out the kernel and initrd.
     BootFiles,
-    /// mke2fs making the ext4 disk from the tree.
+    /// The tree's grub-mkimage making GRUB's BIOS and UEFI images, and its grub.cfg.
+    BootLoader,
+    /// mke2fs making the ext4 root file system from the tree.
     Filesystem,
     /// mksquashfs making the netboot root file system from the tree.
     Squashfs,
+    /// The partition table, GRUB and the partitions written into the disk image.
+    Disk,
     /// qemu-img converting it to qcow2.
     Qcow2,
     /// Hashing the outputs: MANIFEST.json and SHA256SUMS.
@@ -138,8 +151,10 @@ impl Step {
                 "installing the packages into the root tree (mmdebstrap, no network)"
             }
             Step::BootFiles => "kernel and initrd",
+            Step::BootLoader => "GRUB for BIOS and UEFI (the tree's grub-mkimage)",
             Step::Squashfs => "netboot root file system (mksquashfs)",
-            Step::Filesystem => "ext4 disk image (mke2fs -d)",
+            Step::Filesystem => "ext4 root file system (mke2fs -d)",
+            Step::Disk => "bootable disk image (GPT, GRUB, EFI system partition)",
             Step::Qcow2 => "qcow2 disk image (qemu-img)",
             Step::Checksums => "MANIFEST.json and SHA256SUMS",
         }
@@ -189,14 +204,20 @@ pub fn build(
     progress(Step::BootFiles);
     // Before the times are set: reading the files would change their access times.
     disk::boot_files(&root, out)?;
+    let uuid = recipe.fs_uuid();
+    progress(Step::BootLoader);
+    let loaders = bootdisk::make_loaders(&root, &uuid)?;
     disk::normalize_times(&root, recipe.source_date_epoch)?;
     progress(Step::Filesystem);
-    let uuid = recipe.fs_uuid();
-    disk::ext4(&root, &out.join("disk.raw"), &uuid, recipe, work)?;
+    let ext4 = work.join("root.ext4");
+    disk::ext4(&root, &ext4, &uuid, recipe, work)?;
     // After mke2fs: reading the tree sets access times, which mke2fs copies (mksquashfs keeps
     // none: every time in it is the epoch).
     progress(Step::Squashfs);
     disk::squashfs(&root, &out.join(NETBOOT_ROOT), recipe.source_date_epoch)?;
+    progress(Step::Disk);
+    bootdisk::assemble(recipe, &uuid, &loaders, &ext4, work, &out.join("disk.raw"))?;
+    fs::remove_file(&ext4).map_err(GoldenError::io("remove", &ext4))?;
     progress(Step::Qcow2);
     disk::qcow2(&out.join("disk.raw"), &out.join("disk.qcow2"))?;
     progress(Step::Checksums);
@@ -248,12 +269,23 @@ fn manifest(recipe: &Recipe, uuid: &str, files: &[OutFile]) -> String {
         "codename": recipe.codename,
         "arch": recipe.arch,
         "source-date-epoch": recipe.source_date_epoch,
-        "filesystem": {"type": "ext4", "label": FS_LABEL, "uuid": uuid, "size-mib": DISK_MIB},
+        "filesystem": {"type": "ext4", "label": FS_LABEL, "uuid": uuid, "size-mib": bootdisk::ROOT.size_mib},
+        "disk": {
+            "size-mib": DISK_MIB,
+            "partition-table": "gpt",
+            "partitions": [
+                {"name": "bios-boot", "start-mib": bootdisk::BIOS_BOOT.start_mib, "size-mib": bootdisk::BIOS_BOOT.size_mib, "holds": "GRUB core.img (i386-pc)"},
+                {"name": "esp", "start-mib": bootdisk::ESP.start_mib, "size-mib": bootdisk::ESP.size_mib, "holds": bootdisk::EFI_LOADER},
+                {"name": FS_LABEL, "start-mib": bootdisk::ROOT.start_mib, "size-mib": bootdisk::ROOT.size_mib, "holds": "the ext4 root file system"},
+            ],
+        },
         "boot": {
+            "boot-loader": "grub",
+            "firmware": ["bios", "uefi"],
+            "config": "/boot/grub/grub.cfg",
             "kernel": "vmlinuz",
             "initrd": "initrd.img",
-            "append": "root=/dev/vda ro console=ttyS0",
-            "boot-loader": "none yet: boot with the kernel and initrd (QEMU -kernel/-initrd, iPXE)",
+            "append": format!("root=UUID={uuid} ro console=tty0 console=ttyS0"),
         },
         "netboot": {
             "kernel": "vmlinuz",

@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::GoldenError;
 
 /// The programs a build runs and the Debian packages that have them.
-pub const TOOLS: [(&str, &str); 10] = [
+pub const TOOLS: [(&str, &str); 12] = [
     ("mmdebstrap", "mmdebstrap"),
     ("unshare", "util-linux"),
     ("dpkg-deb", "dpkg"),
@@ -16,6 +16,8 @@ pub const TOOLS: [(&str, &str); 10] = [
     ("qemu-img", "qemu-utils"),
     ("mksquashfs", "squashfs-tools"),
     ("find", "findutils"),
+    ("sfdisk", "fdisk"),
+    ("chroot", "coreutils"),
 ];
 
 /// Fails naming the first missing tool, or if not running as root.
