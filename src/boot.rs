@@ -15,6 +15,11 @@ pub fn run(a: &BootArgs, out: &Path) -> Result<ExitCode> {
     let mut opts = kiln_boot::BootOptions::new(out, a.image.clone().unwrap_or_default());
     opts.hosts = a.hosts.clone();
     opts.seed = a.seed.parse().context("--seed")?;
+    opts.firmware = a
+        .firmware
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("--firmware")?;
     opts.timeout = std::time::Duration::from_secs(a.timeout);
     opts.memory_mb = a.memory;
     opts.disk_gb = a.disk_gb;

@@ -253,6 +253,11 @@ pub struct BootArgs {
     /// when every host boots with --netboot).
     #[arg(long, required_unless_present = "netboot")]
     pub image: Option<PathBuf>,
+    /// How guests start the image: direct (QEMU loads vmlinuz and initrd.img), bios or uefi
+    /// (the firmware boots the disk's GRUB: `kiln image` disks; uefi needs OVMF, Debian's
+    /// ovmf), or auto: bios for a `kiln image` disk, direct for any other.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "direct", "bios", "uefi"])]
+    pub firmware: String,
     /// Only these hosts (comma-separated); default every host.
     #[arg(long, value_delimiter = ',')]
     pub hosts: Option<Vec<String>>,

@@ -86,6 +86,12 @@ pub enum BootError {
         /// What is wrong, naming the host.
         reason: String,
     },
+    /// The image cannot be started as asked (`--firmware`).
+    #[error("{reason}")]
+    Firmware {
+        /// What is wrong, naming the image.
+        reason: String,
+    },
     /// An input file the boot needs is not there.
     #[error("{what} {} does not exist{hint}", path.display())]
     Missing {

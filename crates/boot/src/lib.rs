@@ -47,7 +47,8 @@ pub use layout::{cluster_dir, HostPlan, Layout, LayoutHost, DEFAULT_MEMORY_MB, L
 pub use link::{LinkAddress, LinkParseError, LinkService};
 pub use marker::{clean_line, FinalMessage, Marker, Status, CLOUD_INIT_FINAL_DEFAULT, MARKER_WORD};
 pub use options::{
-    default_log_dir, BootOptions, SeedKind, Tools, UnknownSeedKind, DEFAULT_TIMEOUT, GUEST_DISK,
+    default_log_dir, BootOptions, Firmware, SeedKind, Tools, UnknownSeedKind, DEFAULT_TIMEOUT,
+    GUEST_DISK,
 };
 pub use report::{BootReport, FailReason, HostFailure, HostReport, Kept, TAIL_LINES};
 pub use run::boot;

@@ -57,6 +57,8 @@ pub struct Tools {
     pub unshare: PathBuf,
     /// `nsenter` (util-linux), to start the switch and containers in it.
     pub nsenter: PathBuf,
+    /// OVMF, the UEFI firmware QEMU runs for [`Firmware::Uefi`] (Debian package `ovmf`).
+    pub ovmf: PathBuf,
 }
 
 impl Default for Tools {
@@ -68,6 +70,7 @@ impl Default for Tools {
             nspawn: "systemd-nspawn".into(),
             unshare: "unshare".into(),
             nsenter: "nsenter".into(),
+            ovmf: "/usr/share/ovmf/OVMF.fd".into(),
         }
     }
 }
@@ -81,6 +84,40 @@ pub(crate) fn package_of(program: &Path) -> Option<&'static str> {
         "systemd-nspawn" => Some("systemd-container"),
         "unshare" | "nsenter" => Some("util-linux"),
         _ => None,
+    }
+}
+
+/// How QEMU guests booting from the image start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Firmware {
+    /// From the image: a disk with a boot loader (`kiln image`'s, whose MANIFEST.json beside it
+    /// says so) through the BIOS, any other disk with its kernel and initrd ([`Firmware::Direct`]).
+    #[default]
+    Auto,
+    /// QEMU loads the kernel and initrd beside the image itself (`-kernel`, `-initrd`); the root
+    /// file system is the whole first disk, or the partition labelled `rootfs` of a disk with a
+    /// boot loader. The only start that takes `kernel_args`.
+    Direct,
+    /// The BIOS (QEMU's SeaBIOS) boots the disk's boot loader from its MBR.
+    Bios,
+    /// UEFI firmware (OVMF, [`Tools::ovmf`]) boots the disk's boot loader from its EFI system
+    /// partition.
+    Uefi,
+}
+
+impl std::str::FromStr for Firmware {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "direct" => Ok(Self::Direct),
+            "bios" => Ok(Self::Bios),
+            "uefi" => Ok(Self::Uefi),
+            other => Err(format!(
+                "unknown firmware {other:?}: expected auto, direct, bios or uefi"
+            )),
+        }
     }
 }
 
@@ -107,6 +144,8 @@ pub struct BootOptions {
     pub kernel: Option<PathBuf>,
     /// The guest initrd; default `initrd.img` beside `image`.
     pub initrd: Option<PathBuf>,
+    /// How guests booting from the image start.
+    pub firmware: Firmware,
     /// ISO or VFAT seeds.
     pub seed: SeedKind,
     /// Where serial logs go; default [`default_log_dir`] of the out folder.
@@ -160,6 +199,7 @@ impl BootOptions {
             image: image.into(),
             kernel: None,
             initrd: None,
+            firmware: Firmware::Auto,
             seed: SeedKind::default(),
             log_dir: None,
             timeout: DEFAULT_TIMEOUT,

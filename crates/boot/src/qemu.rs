@@ -23,12 +23,10 @@ pub(crate) struct GuestSpec<'a> {
 /// How a guest boots.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum GuestBoot<'a> {
-    /// The image's kernel and initrd straight from QEMU (root on the disk), with the host's seed
-    /// as a second read-only disk.
+    /// From the image's disk (started as `start` says), with the host's seed as a second
+    /// read-only disk.
     Disk {
-        kernel: &'a Path,
-        initrd: &'a Path,
-        kernel_args: &'a [String],
+        start: Start<'a>,
         seed: &'a Path,
         /// The shared bundle medium, a third read-only disk.
         bundle_medium: Option<&'a Path>,
@@ -38,10 +36,65 @@ pub(crate) enum GuestBoot<'a> {
     Network,
 }
 
-/// The kernel command line: root on the whole first virtio disk, console on
-/// the first serial port (which QEMU writes to the log).
-pub(crate) fn append(extra: &[String]) -> String {
-    let mut words = vec!["root=/dev/vda", "ro", "console=ttyS0"];
+/// How a guest booting from the image's disk starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start<'a> {
+    /// QEMU loads the kernel and initrd, with `root` (`root=…`) and the extra words.
+    Kernel {
+        kernel: &'a Path,
+        initrd: &'a Path,
+        root: &'a str,
+        kernel_args: &'a [String],
+    },
+    /// The firmware boots the disk's boot loader: SeaBIOS, or this UEFI firmware.
+    Firmware { uefi: Option<&'a Path> },
+}
+
+/// The start of guests booting from the image, resolved once for a boot (see
+/// [`crate::run::image_start`]).
+#[derive(Debug, Clone)]
+pub(crate) enum ImageStart {
+    /// QEMU loads these, with this `root=` word.
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        root: &'static str,
+    },
+    /// SeaBIOS boots the disk.
+    Bios,
+    /// This UEFI firmware boots the disk.
+    Uefi(PathBuf),
+}
+
+impl ImageStart {
+    /// As a guest's start, with `kernel_args` for a kernel QEMU loads.
+    pub(crate) fn start<'a>(&'a self, kernel_args: &'a [String]) -> Start<'a> {
+        match self {
+            ImageStart::Kernel {
+                kernel,
+                initrd,
+                root,
+            } => Start::Kernel {
+                kernel,
+                initrd,
+                root,
+                kernel_args,
+            },
+            ImageStart::Bios => Start::Firmware { uefi: None },
+            ImageStart::Uefi(ovmf) => Start::Firmware { uefi: Some(ovmf) },
+        }
+    }
+}
+
+/// The root file system of an image without partitions: the whole first virtio disk.
+pub(crate) const ROOT_WHOLE_DISK: &str = "root=/dev/vda";
+/// The root file system of a partitioned image: its partition labelled `rootfs`.
+pub(crate) const ROOT_BY_LABEL: &str = "root=LABEL=rootfs";
+
+/// The kernel command line: `root`, console on the first serial port (which QEMU writes to
+/// the log), then `extra`.
+pub(crate) fn append(root: &str, extra: &[String]) -> String {
+    let mut words = vec![root, "ro", "console=ttyS0"];
     words.extend(extra.iter().map(String::as_str));
     words.join(" ")
 }
@@ -68,17 +121,31 @@ pub(crate) fn guest_command(qemu: &Path, g: &GuestSpec<'_>) -> Command {
         .arg(format!("file:{}", g.serial_log.to_string_lossy()));
     let media: Vec<&Path> = match g.boot {
         GuestBoot::Disk {
-            kernel,
-            initrd,
-            kernel_args,
+            start,
             seed,
             bundle_medium,
         } => {
-            cmd.arg("-kernel")
-                .arg(kernel)
-                .arg("-initrd")
-                .arg(initrd)
-                .args(["-append", &append(kernel_args)]);
+            match start {
+                Start::Kernel {
+                    kernel,
+                    initrd,
+                    root,
+                    kernel_args,
+                } => {
+                    cmd.arg("-kernel")
+                        .arg(kernel)
+                        .arg("-initrd")
+                        .arg(initrd)
+                        .args(["-append", &append(root, kernel_args)]);
+                }
+                // The disk first: the firmware boots the first disk with a boot loader.
+                Start::Firmware { uefi } => {
+                    if let Some(ovmf) = uefi {
+                        cmd.arg("-bios").arg(ovmf);
+                    }
+                    cmd.args(["-boot", "c"]);
+                }
+            }
             std::iter::once(seed).chain(bundle_medium).collect()
         }
         // The firmware boots the NIC's ROM: the disk is empty.
@@ -201,9 +268,12 @@ mod tests {
             memory_mb: 1024,
             cpus: 1,
             boot: GuestBoot::Disk {
-                kernel: Path::new("/g/vmlinuz"),
-                initrd: Path::new("/g/initrd.img"),
-                kernel_args: &extra,
+                start: Start::Kernel {
+                    kernel: Path::new("/g/vmlinuz"),
+                    initrd: Path::new("/g/initrd.img"),
+                    root: ROOT_WHOLE_DISK,
+                    kernel_args: &extra,
+                },
                 seed: Path::new("/out/lab/hosts/etcd1/cidata,1.iso"),
                 bundle_medium: None,
             },
@@ -225,21 +295,12 @@ mod tests {
              -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:11"
         );
         // Seeds without bundles: the shared medium is a third read-only disk.
-        let GuestBoot::Disk {
-            kernel,
-            initrd,
-            kernel_args,
-            seed,
-            ..
-        } = spec.boot
-        else {
+        let GuestBoot::Disk { start, seed, .. } = spec.boot else {
             unreachable!()
         };
         let with_medium = GuestSpec {
             boot: GuestBoot::Disk {
-                kernel,
-                initrd,
-                kernel_args,
+                start,
                 seed,
                 bundle_medium: Some(Path::new("/out/lab/bundles.iso")),
             },
@@ -255,6 +316,30 @@ mod tests {
                  -drive file=/out/lab/bundles.iso,if=virtio,format=raw,readonly=on -netdev"
             ),
             "{line}"
+        );
+        // Through the disk's boot loader: no kernel, the firmware boots the disk; OVMF for UEFI.
+        let firmware = |uefi| GuestSpec {
+            boot: GuestBoot::Disk {
+                start: Start::Firmware { uefi },
+                seed,
+                bundle_medium: None,
+            },
+            ..spec.clone()
+        };
+        let tail = "-drive file=/run/etcd1.qcow2,if=virtio,format=qcow2,werror=report,rerror=report \
+                    -drive file=/out/lab/hosts/etcd1/cidata,,1.iso,if=virtio,format=raw,readonly=on -netdev";
+        let bios = display(&guest_command(Path::new("qemu"), &firmware(None)));
+        assert!(
+            bios.contains(&format!("etcd1.log -boot c {tail}")) && !bios.contains("-kernel"),
+            "{bios}"
+        );
+        let ovmf = Path::new("/usr/share/ovmf/OVMF.fd");
+        let uefi = display(&guest_command(Path::new("qemu"), &firmware(Some(ovmf))));
+        assert!(
+            uefi.contains(&format!(
+                "etcd1.log -bios /usr/share/ovmf/OVMF.fd -boot c {tail}"
+            )),
+            "{uefi}"
         );
         // From the network: the NIC's ROM on an empty disk; no kernel, no seed, no medium.
         let netboot = GuestSpec {

@@ -14,9 +14,9 @@ use crate::link;
 use crate::marker::FinalMessage;
 use crate::monitor::Monitor;
 use crate::nspawn::{self, ContainerSpec};
-use crate::options::BootOptions;
+use crate::options::{BootOptions, Firmware};
 use crate::process::{self, set_lifetime, spawn_error, stop_all, tail_text, Guard, Lifetime};
-use crate::qemu::{self, GuestBoot, GuestSpec, SwitchMode};
+use crate::qemu::{self, GuestBoot, GuestSpec, ImageStart, SwitchMode};
 use crate::report::{BootReport, FailReason, HostFailure, HostReport, Kept};
 
 /// How often the serial logs and processes are looked at.
@@ -91,7 +91,7 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
                 &opts.image_path(),
                 " (build one with tests/e2e/guest-image.sh)",
             )?,
-            kernel_and_initrd(opts)?,
+            image_start(opts)?,
         )),
     };
     let rootfs = if opts.containers.is_empty() {
@@ -189,7 +189,7 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
 
     let launcher = Launcher {
         opts,
-        kernel_initrd: image.as_ref().map(|(_, (k, i))| (k.as_path(), i.as_path())),
+        image_start: image.as_ref().map(|(_, start)| start),
         rootfs: rootfs.as_deref(),
         netns: netns_pid,
         socket: &socket,
@@ -290,8 +290,8 @@ pub(crate) fn state_path(run_dir: &Path, host: &str) -> PathBuf {
 /// What starting any guest needs, the same for a first boot and a restart.
 pub(crate) struct Launcher<'a> {
     pub opts: &'a BootOptions,
-    /// The image's kernel and initrd (checked), when a host boots from the image.
-    pub kernel_initrd: Option<(&'a Path, &'a Path)>,
+    /// How guests start from the image (its files checked), when a host boots from it.
+    pub image_start: Option<&'a ImageStart>,
     pub rootfs: Option<&'a Path>,
     pub netns: Option<u32>,
     pub socket: &'a Path,
@@ -335,11 +335,9 @@ impl Launcher<'_> {
             }
             (Kind::Qemu(disk) | Kind::Netboot(disk), ..) => {
                 let monitor = monitor_path(self.run_dir, &guest.plan.name);
-                let boot = match (&guest.kind, self.kernel_initrd) {
-                    (Kind::Qemu(_), Some((kernel, initrd))) => GuestBoot::Disk {
-                        kernel,
-                        initrd,
-                        kernel_args: &opts.kernel_args,
+                let boot = match (&guest.kind, self.image_start) {
+                    (Kind::Qemu(_), Some(start)) => GuestBoot::Disk {
+                        start: start.start(&opts.kernel_args),
                         seed: &guest.plan.seed,
                         bundle_medium: guest.plan.bundle_medium.as_deref(),
                     },
@@ -401,12 +399,67 @@ fn check_netboot(opts: &BootOptions) -> Result<(), BootError> {
     Ok(())
 }
 
-/// The kernel and initrd guests booting from the image start (absolute, checked to exist).
-pub(crate) fn kernel_and_initrd(opts: &BootOptions) -> Result<(PathBuf, PathBuf), BootError> {
-    Ok((
-        existing("kernel", &opts.kernel_path(), " (set the kernel option)")?,
-        existing("initrd", &opts.initrd_path(), " (set the initrd option)")?,
-    ))
+/// How guests booting from the image start (see [`Firmware`]), every file it needs checked to
+/// exist and made absolute.
+pub(crate) fn image_start(opts: &BootOptions) -> Result<ImageStart, BootError> {
+    let image = opts.image_path();
+    let has_loader = has_boot_loader(&image)?;
+    let root = match has_loader {
+        true => qemu::ROOT_BY_LABEL,
+        false => qemu::ROOT_WHOLE_DISK,
+    };
+    let firmware = match opts.firmware {
+        Firmware::Auto if has_loader => Firmware::Bios,
+        Firmware::Auto => Firmware::Direct,
+        other => other,
+    };
+    if firmware == Firmware::Direct {
+        return Ok(ImageStart::Kernel {
+            kernel: existing("kernel", &opts.kernel_path(), " (set the kernel option)")?,
+            initrd: existing("initrd", &opts.initrd_path(), " (set the initrd option)")?,
+            root,
+        });
+    }
+    if !has_loader {
+        return Err(BootError::Firmware {
+            reason: format!(
+                "{} has no boot loader (no MANIFEST.json of `kiln image` beside it names one): \
+                 boot it with its kernel and initrd (firmware direct), or boot a `kiln image` disk",
+                image.display()
+            ),
+        });
+    }
+    if !opts.kernel_args.is_empty() {
+        return Err(BootError::Firmware {
+            reason: format!(
+                "kernel arguments ({}) need the direct start: through the firmware, the image's \
+                 GRUB takes the kernel command line from the image's /boot/grub/grub.cfg",
+                opts.kernel_args.join(" ")
+            ),
+        });
+    }
+    Ok(match firmware {
+        Firmware::Uefi => ImageStart::Uefi(existing(
+            "UEFI firmware",
+            &opts.tools.ovmf,
+            " (apt-get install ovmf)",
+        )?),
+        _ => ImageStart::Bios,
+    })
+}
+
+/// Whether `image`'s folder holds `kiln image`'s MANIFEST.json naming the disk's boot loader.
+fn has_boot_loader(image: &Path) -> Result<bool, BootError> {
+    let manifest = image.with_file_name("MANIFEST.json");
+    let text = match std::fs::read_to_string(&manifest) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(BootError::io("read", &manifest)(e)),
+    };
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| BootError::Firmware {
+        reason: format!("{}: not JSON: {e}", manifest.display()),
+    })?;
+    Ok(doc["kind"] == "kiln-golden-image" && doc["boot"]["boot-loader"] == "grub")
 }
 
 /// `path` made absolute, if it is a file.

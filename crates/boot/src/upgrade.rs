@@ -16,7 +16,7 @@ use crate::process::{Guard, Lifetime};
 use crate::qemu;
 use crate::report::{HostReport, Kept};
 use crate::run::{
-    follow, kernel_and_initrd, monitor_path, overlay_path, seed_dir, Guest, Kind, Launcher,
+    follow, image_start, monitor_path, overlay_path, seed_dir, Guest, Kind, Launcher,
 };
 
 /// How long a host may take to shut down when asked, before it is killed.
@@ -115,7 +115,7 @@ pub fn upgrade(
         });
     }
     let plans = layout.plan(&dir, Some(&wanted), opts.seed, opts.memory_mb)?;
-    let (kernel, initrd) = kernel_and_initrd(opts)?;
+    let start = image_start(opts)?;
     let rootfs = match kept.containers.is_empty() {
         true => None,
         false => Some(
@@ -128,7 +128,7 @@ pub fn upgrade(
     let socket = kept.run_dir.join("vde.ctl");
     let launcher = Launcher {
         opts,
-        kernel_initrd: Some((&kernel, &initrd)),
+        image_start: Some(&start),
         rootfs: rootfs.as_deref(),
         netns: kept.netns_pid,
         socket: &socket,

@@ -1,7 +1,9 @@
 //! The golden image boots, from its disk and from the network: `kiln image` of examples/golden,
-//! whose cluster here has a second etcd member, etcd2; then one `kiln boot` runs both members
-//! side by side: etcd1 as a QEMU guest straight from the image's qcow2, kernel and initrd with
-//! its ISO seed, and etcd2 as a bare machine (`--netboot`: no seed, an empty disk, QEMU's iPXE
+//! whose cluster here has a second etcd member, etcd2. First the disk boots through the BIOS
+//! (SeaBIOS, GRUB from the MBR and the BIOS boot partition) to its root file system. Then one
+//! `kiln boot` runs both members side by side: etcd1 as a QEMU guest booting the image's qcow2
+//! through UEFI (OVMF, GRUB from the EFI system partition) with its ISO seed, and etcd2 as a
+//! bare machine (`--netboot`: no seed, an empty disk, QEMU's iPXE
 //! ROM) that takes its lease, kernel, initrd, live root, seed, secrets and bundles from
 //! `kiln serve --dhcp` on the private link. The two must form one healthy etcd cluster. Then a
 //! restarted kiln serve (same state folder) refuses etcd2's used secrets URL.
@@ -57,6 +59,9 @@ fn image_key() -> String {
         r.join("examples/golden/kiln.lock"),
         r.join("catalog/catalog.toml"),
         r.join("crates/engine/src/golden.rs"),
+        // The EFI system partition's FAT volume.
+        r.join("crates/cloud-init-config/src/vfat.rs"),
+        r.join("crates/cloud-init-config/src/fat_raw.rs"),
     ];
     for sub in ["crates/golden/src", "crates/golden/assets"] {
         let mut names: Vec<PathBuf> = fs::read_dir(r.join(sub))
@@ -104,6 +109,7 @@ fn golden_image_boots_one_member_from_its_disk_and_one_from_the_network() {
     run(Command::new("sha256sum")
         .args(["-c", "--quiet", "SHA256SUMS"])
         .current_dir(&image));
+    bios_boots_the_disk(&image, tmp.path());
     // Every seed form: kiln boot attaches etcd1's ISO and reads the final message from the
     // folder; kiln serve serves etcd2's from the folder.
     run(Command::new(kiln_bin())
@@ -126,6 +132,7 @@ fn golden_image_boots_one_member_from_its_disk_and_one_from_the_network() {
         .arg(&cluster)
         .arg("--image")
         .arg(image.join("disk.qcow2"))
+        .args(["--firmware", "uefi", "--disk-gb", "3"])
         .args(["--netboot", "etcd2", "--memory", "1536", "--timeout", "600"])
         .args(["--link-address", &format!("{SERVER}/24")])
         .args(["--link-service", &serve])
@@ -149,7 +156,10 @@ fn golden_image_boots_one_member_from_its_disk_and_one_from_the_network() {
         "{all}"
     );
     // Both members healthy: the check asks every member of the cluster.
-    let console = |host: &str| fs::read_to_string(logs.join(format!("{host}.log"))).unwrap();
+    // Firmware and GRUB draw with bytes that are not UTF-8.
+    let console = |host: &str| {
+        String::from_utf8_lossy(&fs::read(logs.join(format!("{host}.log"))).unwrap()).into_owned()
+    };
     for host in ["etcd1", "etcd2"] {
         let c = console(host);
         for marker in [
@@ -162,6 +172,30 @@ fn golden_image_boots_one_member_from_its_disk_and_one_from_the_network() {
             );
         }
     }
+
+    // etcd1 came up through UEFI: OVMF started GRUB from the EFI system partition, which
+    // loaded the kernel from the root partition with GRUB's own command line.
+    let disk_console = console("etcd1");
+    assert!(
+        disk_console.contains("BdsDxe: starting Boot")
+            && disk_console.contains("Debian GNU/Linux (kiln golden image)"),
+        "{disk_console}"
+    );
+    assert!(
+        disk_console
+            .lines()
+            .any(|l| l.contains("Command line: BOOT_IMAGE=/vmlinuz root=UUID=")),
+        "{disk_console}"
+    );
+
+    // The 3 GiB overlay: cloud-init's growpart grew the root partition, and resize2fs the file
+    // system, online (the kernel says so on the console).
+    assert!(
+        disk_console
+            .lines()
+            .any(|l| l.contains("EXT4-fs (vda3): resized filesystem to")),
+        "the root file system was not grown:\n{disk_console}"
+    );
 
     // etcd2 ran the kernel iPXE fetched, with live-boot's arguments and its network seed.
     let net_console = console("etcd2");
@@ -252,6 +286,65 @@ fn golden_image_boots_one_member_from_its_disk_and_one_from_the_network() {
     );
 
     replay_is_refused(&out, &image, &seed_token, &secrets_prefix);
+}
+
+/// The image's disk, on an overlay, with nothing else attached and QEMU's default firmware
+/// (SeaBIOS): GRUB's BIOS path loads the kernel, which mounts the root partition and starts
+/// systemd. Stopped there: the seedless system's role is not the point.
+fn bios_boots_the_disk(image: &Path, tmp: &Path) {
+    let overlay = tmp.join("bios.qcow2");
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(image.join("disk.qcow2"))
+        .arg(&overlay));
+    let log = crate::env::log_dir("golden").join("bios.log");
+    let started = std::time::Instant::now();
+    let child = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg",
+            "-m",
+            "1024",
+            "-display",
+            "none",
+            "-nodefaults",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
+        .args(["-boot", "c", "-no-reboot"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Stopped(child);
+    let wanted = [
+        // GRUB's menu entry (from grub.cfg, on the serial port it turns on).
+        "Debian GNU/Linux (kiln golden image)",
+        "Command line: BOOT_IMAGE=/vmlinuz root=UUID=",
+        "EXT4-fs (vda3): mounted filesystem",
+        "Welcome to \u{1b}[1mDebian GNU/Linux 12",
+    ];
+    let limit = crate::env::time_limit(std::time::Duration::from_secs(240));
+    loop {
+        let console = String::from_utf8_lossy(&fs::read(&log).unwrap_or_default()).into_owned();
+        if wanted.iter().all(|w| console.contains(w)) {
+            break;
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("QEMU exited ({status}) before the BIOS boot got through:\n{console}");
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the BIOS boot did not show {wanted:?} within {limit:?}:\n{console}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    eprintln!(
+        "golden: BIOS, GRUB, kernel and systemd from the disk in {:.0?}",
+        started.elapsed()
+    );
+    drop(child);
 }
 
 /// kiln serve started again on the same out folder (so the same state folder): etcd2's

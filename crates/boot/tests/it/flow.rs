@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use kiln_boot::{
-    boot, BootError, BootEvents, BootOptions, FailReason, HostPhase, HostStatus, Marker, Tools,
+    boot, BootError, BootEvents, BootOptions, FailReason, Firmware, HostPhase, HostStatus, Marker,
+    Tools,
 };
 
 use crate::support::{fake_out, FakeHost};
@@ -412,6 +413,121 @@ fn vfat_seeds_and_memory_override_reach_the_command_line() {
         "no user-mode network: {args}"
     );
     assert!(args.contains("-netdev vde,id=n0,sock="), "{args}");
+}
+
+/// Writes `kiln image`'s MANIFEST.json, with `boot-loader`, beside the rig's image.
+fn golden_manifest(rig: &Rig, boot_loader: &str) {
+    let manifest = serde_json::json!({
+        "kind": "kiln-golden-image",
+        "boot": {"boot-loader": boot_loader},
+    });
+    std::fs::write(
+        rig.image.with_file_name("MANIFEST.json"),
+        manifest.to_string(),
+    )
+    .unwrap();
+}
+
+/// Boots the rig's one host `etcd1` (which records QEMU's arguments) with `opts` changed by
+/// `set`, returning QEMU's arguments.
+fn booted_args(rig: &Rig, set: impl FnOnce(&mut BootOptions)) -> String {
+    let mut opts = rig.options();
+    set(&mut opts);
+    boot(&opts, &()).unwrap();
+    std::fs::read_to_string(rig.fake.join("args")).unwrap()
+}
+
+#[test]
+fn a_kiln_image_disk_boots_through_its_firmware_and_any_other_with_its_kernel() {
+    let save = format!(
+        "printf '%s\\n' \"$(cat /proc/$$/cmdline | tr '\\0' ' ')\" > \"$here/args\"\n{}",
+        script(&["KILN done ok", FINAL])
+    );
+    let rig = Rig::new(&[("etcd1", &save)]);
+    // No manifest (a bare file system, as tests/e2e/guest-image.sh makes): the kernel, root the
+    // whole disk.
+    let args = booted_args(&rig, |_| ());
+    assert!(
+        args.contains("-kernel ") && args.contains("root=/dev/vda ro console=ttyS0"),
+        "{args}"
+    );
+    // An older kiln image manifest that names no boot loader: the same.
+    golden_manifest(&rig, "none yet: boot with the kernel and initrd");
+    assert!(booted_args(&rig, |_| ()).contains("root=/dev/vda "));
+
+    // A kiln image disk with GRUB: the BIOS boots it, no kernel given.
+    golden_manifest(&rig, "grub");
+    let args = booted_args(&rig, |_| ());
+    assert!(args.contains(" -boot c "), "{args}");
+    assert!(
+        !args.contains("-kernel") && !args.contains("-bios"),
+        "{args}"
+    );
+    // UEFI: OVMF as QEMU's firmware.
+    let ovmf = rig.tmp.path().join("OVMF.fd");
+    std::fs::write(&ovmf, "firmware").unwrap();
+    let args = booted_args(&rig, |o| {
+        o.firmware = Firmware::Uefi;
+        o.tools.ovmf = ovmf.clone();
+    });
+    assert!(
+        args.contains(&format!(" -bios {} -boot c ", ovmf.display())),
+        "{args}"
+    );
+    // Direct: QEMU loads the kernel and finds the root partition by its label.
+    let args = booted_args(&rig, |o| {
+        o.firmware = Firmware::Direct;
+        o.kernel_args = vec!["quiet".into()];
+    });
+    assert!(
+        args.contains("-kernel ") && args.contains("root=LABEL=rootfs ro console=ttyS0 quiet"),
+        "{args}"
+    );
+}
+
+#[test]
+fn a_firmware_start_that_cannot_work_is_refused_before_any_guest_starts() {
+    let rig = Rig::new(&[("etcd1", "exit 3")]);
+    let refused = |set: &dyn Fn(&mut BootOptions)| {
+        let mut opts = rig.options();
+        set(&mut opts);
+        let err = boot(&opts, &()).unwrap_err();
+        assert!(
+            matches!(err, BootError::Firmware { .. } | BootError::Missing { .. }),
+            "{err:?}"
+        );
+        assert!(!rig.fake.join("etcd1.pid").exists(), "a guest started");
+        assert!(rig.run_dirs().is_empty());
+        err.to_string()
+    };
+    // A disk without a boot loader cannot boot through the firmware.
+    let err = refused(&|o| o.firmware = Firmware::Bios);
+    assert!(
+        err.contains("has no boot loader") && err.contains("firmware direct"),
+        "{err}"
+    );
+    golden_manifest(&rig, "grub");
+    // Kernel arguments cannot reach a kernel GRUB loads.
+    let err = refused(&|o| o.kernel_args = vec!["quiet".into()]);
+    assert!(
+        err.contains("kernel arguments (quiet) need the direct start")
+            && err.contains("/boot/grub/grub.cfg"),
+        "{err}"
+    );
+    // UEFI without OVMF names the package.
+    let missing = rig.tmp.path().join("no/OVMF.fd");
+    let err = refused(&|o| {
+        o.firmware = Firmware::Uefi;
+        o.tools.ovmf = missing.clone();
+    });
+    assert!(
+        err.contains("UEFI firmware") && err.contains("apt-get install ovmf"),
+        "{err}"
+    );
+    // A manifest that is not JSON is named.
+    std::fs::write(rig.image.with_file_name("MANIFEST.json"), "{").unwrap();
+    let err = refused(&|_| ());
+    assert!(err.contains("MANIFEST.json: not JSON"), "{err}");
 }
 
 #[test]
