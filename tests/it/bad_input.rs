@@ -295,6 +295,21 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "image of an arch other than amd64",
+            edit: |t| {
+                format!(
+                    "{}\n[image]\n",
+                    t.replace("arch = \"amd64\"", "arch = \"arm64\"")
+                )
+            },
+            at: None,
+            expect: &[
+                "`image`",
+                "kiln image builds amd64 images only",
+                "this cluster's arch is arm64",
+            ],
+        },
+        Case {
             name: "leaf outlives CA",
             edit: |t| format!("{t}\n[pki]\nca-days = 10\nleaf-days = 20\n"),
             at: Some("20\n"),

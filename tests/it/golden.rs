@@ -109,6 +109,46 @@ fn image_packages_not_locked_are_named_with_kiln_lock() {
 }
 
 #[test]
+fn image_kernel_is_one_the_catalog_has_and_another_one_needs_a_new_lock() {
+    let with_kernel = |kernel: &str| {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = golden_project(tmp.path(), &golden_vendor(), &golden_lock());
+        let text = fs::read_to_string(&file).unwrap().replace(
+            "packages = [\"less\"]",
+            &format!("packages = [\"less\"]\nkernel = \"{kernel}\""),
+        );
+        fs::write(&file, &text).unwrap();
+        (tmp, text)
+    };
+    // A kernel the catalog does not have: named where it is written, with the ones it has.
+    let (tmp, text) = with_kernel("metal");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("kernel ="))
+        .unwrap()
+        + 1;
+    refused(
+        tmp.path(),
+        &[
+            &format!("cluster.toml:{line}:10"),
+            "`image.kernel`",
+            "has no [os-image.debian12.kernel.metal]; expected one of \"cloud\" (Debian's cloud kernel",
+            "\"generic\" (Debian's generic kernel",
+        ],
+    );
+    // The generic kernel is another package set than examples/golden locked (the cloud one).
+    let (tmp, _) = with_kernel("generic");
+    refused(
+        tmp.path(),
+        &["changed since they were locked", "run `kiln lock`"],
+    );
+    // The default, named: the same set as the lock's.
+    let (tmp, _) = with_kernel("cloud");
+    let (code, stderr) = kiln_in(tmp.path(), &["check", "cluster.toml"]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
 fn image_packages_not_fetched_are_named_with_kiln_fetch_and_no_store_is_created() {
     let tmp = tempfile::tempdir().unwrap();
     let vendor = tmp.path().join("vendor");
@@ -143,6 +183,18 @@ fn disk_file(disk: &Path, path: &str) -> Option<String> {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     (!err.contains("File not found")).then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `cmd`, which must succeed; its output.
+fn succeeded(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 #[test]
@@ -325,16 +377,7 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
             want["size-mib"].as_u64().unwrap() << 20
         );
     }
-    let verify = Command::new("sfdisk")
-        .arg("--verify")
-        .arg(&disk)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
+    succeeded(Command::new("sfdisk").arg("--verify").arg(&disk));
     let offset = |i: usize| parts[i]["start"].as_u64().unwrap() * 512;
     let bytes_at = |at: u64, len: usize| {
         use std::io::{Read, Seek, SeekFrom};
@@ -366,26 +409,12 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
         ),
     )
     .unwrap();
-    let fsck = Command::new("fsck.vfat")
-        .arg("-n")
-        .arg(&esp)
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
-    let efi = Command::new("mcopy")
-        .args(["-n", "-i"])
-        .arg(&esp)
-        .args(["::EFI/BOOT/BOOTX64.EFI", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        efi.status.success(),
-        "{}",
-        String::from_utf8_lossy(&efi.stderr)
+    succeeded(Command::new("fsck.vfat").arg("-n").arg(&esp));
+    let efi = succeeded(
+        Command::new("mcopy")
+            .args(["-n", "-i"])
+            .arg(&esp)
+            .args(["::EFI/BOOT/BOOTX64.EFI", "-"]),
     );
     assert_eq!(&efi.stdout[..2], b"MZ", "BOOTX64.EFI is not a PE image");
     // The root partition: ext4 labelled rootfs with that UUID, every time the epoch, clean
@@ -413,16 +442,7 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
     );
     // grub-mkimage's scratch folder in the tree is gone.
     assert_eq!(disk_file(&disk, "/tmp/kiln-grub/early.cfg"), None);
-    let fsck = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(&disk)
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
+    succeeded(Command::new("e2fsck").arg("-fn").arg(&disk));
     let stat = Command::new("debugfs")
         .args(["-R", "stat /usr/bin/cloud-init"])
         .arg(&disk)

@@ -74,6 +74,8 @@ pub fn recipe(project: &Project) -> Result<Recipe, Error> {
         arch: project.cluster.arch.to_string(),
         debs,
         source_date_epoch: lock.source_date_epoch,
+        kernel: img.kernel.clone(),
+        initrd_modules: img.initrd_modules.clone(),
     })
 }
 

@@ -87,6 +87,7 @@ pub(crate) fn bootstrap(
             "--dpkgopt=path-include=/usr/share/locale/locale.alias",
         ])
         .arg(format!("--essential-hook={}", crate::ESSENTIAL_HOOK))
+        .args(initrd_hook(&recipe.initrd_modules))
         .arg(format!("--customize-hook={}", crate::CUSTOMIZE_HOOK))
         .arg(&recipe.codename)
         .arg(root)
@@ -113,6 +114,17 @@ pub(crate) fn bootstrap(
         });
     }
     Ok(())
+}
+
+/// The essential hook that replaces the small initrd's `MODULES=list` (written by
+/// [`crate::ESSENTIAL_HOOK`]) with `modules`, before the kernel's postinst builds the initrd;
+/// none for `list`.
+pub(crate) fn initrd_hook(modules: &str) -> Option<String> {
+    (modules != "list").then(|| {
+        format!(
+            "--essential-hook=echo MODULES={modules} > \"$1/etc/initramfs-tools/conf.d/kiln.conf\""
+        )
+    })
 }
 
 /// Sets every access and modification time in `root` (links themselves too) to `epoch`:
@@ -286,4 +298,23 @@ pub(crate) fn hash_file(path: &Path) -> Result<(String, u64), GoldenError> {
         size += n as u64;
     }
     Ok((hex::encode(h.finalize()), size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_kernel_other_than_the_small_one_gets_a_second_initrd_hook() {
+        assert_eq!(initrd_hook("list"), None);
+        assert_eq!(
+            initrd_hook("most").as_deref(),
+            Some(
+                "--essential-hook=echo MODULES=most > \"$1/etc/initramfs-tools/conf.d/kiln.conf\""
+            )
+        );
+        // The first hook writes the file this one replaces.
+        assert!(crate::ESSENTIAL_HOOK
+            .contains("echo MODULES=list > \"$1/etc/initramfs-tools/conf.d/kiln.conf\""));
+    }
 }

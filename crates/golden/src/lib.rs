@@ -82,6 +82,11 @@ pub struct Recipe {
     pub debs: Vec<Deb>,
     /// Every timestamp in the image (the lock's `source-date-epoch`).
     pub source_date_epoch: u64,
+    /// The catalog's name of the image's kernel (`cloud`, `generic`), recorded in MANIFEST.json.
+    pub kernel: String,
+    /// initramfs-tools' `MODULES` for that kernel: `list` (the virtio disk drivers only) or
+    /// `most` (every disk controller's).
+    pub initrd_modules: String,
 }
 
 impl Recipe {
@@ -269,6 +274,7 @@ fn manifest(recipe: &Recipe, uuid: &str, files: &[OutFile]) -> String {
         "codename": recipe.codename,
         "arch": recipe.arch,
         "source-date-epoch": recipe.source_date_epoch,
+        "kernel": {"name": recipe.kernel, "initrd-modules": recipe.initrd_modules},
         "filesystem": {"type": "ext4", "label": FS_LABEL, "uuid": uuid, "size-mib": bootdisk::ROOT.size_mib},
         "disk": {
             "size-mib": DISK_MIB,
@@ -322,6 +328,8 @@ mod tests {
                 })
                 .collect(),
             source_date_epoch: epoch,
+            kernel: "cloud".into(),
+            initrd_modules: "list".into(),
         }
     }
 

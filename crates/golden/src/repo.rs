@@ -111,6 +111,8 @@ mod tests {
             arch: "amd64".into(),
             debs,
             source_date_epoch: 1,
+            kernel: "cloud".into(),
+            initrd_modules: "list".into(),
         }
     }
 

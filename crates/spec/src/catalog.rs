@@ -73,8 +73,24 @@ pub struct CatalogSource {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CatalogOsImage {
-    /// Package names, each once; `{arch}` stands for the cluster's architecture.
+    /// Package names, each once; `{arch}` stands for the cluster's architecture. Not the
+    /// kernel: `[image] kernel` picks one of [`CatalogOsImage::kernel`].
     pub packages: Vec<String>,
+    /// The kernels an image can have, by name (`cloud`, `generic`): `[image] kernel` picks one.
+    pub kernel: BTreeMap<String, CatalogKernel>,
+}
+
+/// `[os-image.<os>.kernel.<name>]`: one kernel an image can have.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CatalogKernel {
+    /// Its package; `{arch}` stands for the cluster's architecture.
+    pub package: String,
+    /// initramfs-tools' `MODULES`: `list` (only the virtio disk drivers: a small initrd for
+    /// virtual machines) or `most` (Debian's default: every disk controller, for physical ones).
+    pub initrd: String,
+    /// What it is for, in a line.
+    pub description: String,
 }
 
 /// One rpm file for EL hosts, pinned by sha256. Profiles' `packages` name rpms; each entry
@@ -224,6 +240,29 @@ pub fn parse(
                 format!("os-image.{os}.packages"),
                 "is empty; list the packages the image installs beyond minbase".into(),
             ));
+        }
+        if img.kernel.is_empty() {
+            return Err(err(
+                format!("os-image.{os}.kernel"),
+                "has no kernel; add one, e.g. [os-image.debian12.kernel.cloud] with a package and initrd = \"list\"".into(),
+            ));
+        }
+        for (name, k) in &img.kernel {
+            if !crate::cluster::is_package_name(&k.package.replace("{arch}", "amd64")) {
+                return Err(err(
+                    format!("os-image.{os}.kernel.{name}.package"),
+                    format!(
+                        "{:?} is not a package name (`{{arch}}` may stand for the architecture)",
+                        k.package
+                    ),
+                ));
+            }
+            if !matches!(k.initrd.as_str(), "list" | "most") {
+                return Err(err(
+                    format!("os-image.{os}.kernel.{name}.initrd"),
+                    format!("{:?}: expected \"list\" (the virtio disk drivers only) or \"most\" (every disk controller)", k.initrd),
+                ));
+            }
         }
         for (i, p) in img.packages.iter().enumerate() {
             let key = format!("os-image.{os}.packages[{i}]");
@@ -546,46 +585,71 @@ pub fn import_checksums_yaml(text: &str) -> Result<Pins, TableError> {
 mod tests {
     use super::*;
 
+    /// A kernel table for `[os-image.debian12]` test texts.
+    const KERNEL: &str = "[os-image.debian12.kernel.cloud]\npackage = \"linux-image-cloud-{arch}\"\ninitrd = \"list\"\ndescription = \"virtual machines\"\n";
+
     #[test]
-    fn os_images_are_debian12_only_with_package_names_each_once() {
+    fn os_images_are_debian12_only_with_package_names_each_once_and_kernels() {
         let parse_os_image = |t: &str| {
             parse(Path::new("catalog.toml"), t, Path::new("pins.toml"), None)
                 .map(|c| c.os_image)
                 .map_err(|d| d.to_string())
         };
-        let ok = parse_os_image(
-            "[os-image.debian12]\npackages = [\"systemd\", \"linux-image-cloud-{arch}\"]\n",
-        )
+        let ok = parse_os_image(&format!(
+            "[os-image.debian12]\npackages = [\"systemd\", \"curl\"]\n{KERNEL}"
+        ))
         .unwrap();
         assert_eq!(ok["debian12"].packages.len(), 2);
+        assert_eq!(
+            ok["debian12"].kernel["cloud"].package,
+            "linux-image-cloud-{arch}"
+        );
+        let with_kernel = |head: &str| format!("{head}{KERNEL}");
         for (text, key, msg) in [
             (
-                "[os-image.ubuntu2404]\npackages = [\"a\"]\n",
+                "[os-image.ubuntu2404]\npackages = [\"a\"]\nkernel = {}\n".to_owned(),
                 "os-image.ubuntu2404",
                 "builds debian12 images only",
             ),
             (
-                "[os-image.debian12]\npackages = []\n",
+                with_kernel("[os-image.debian12]\npackages = []\n"),
                 "os-image.debian12.packages",
                 "is empty",
             ),
             (
-                "[os-image.debian12]\npackages = [\"a b\"]\n",
+                with_kernel("[os-image.debian12]\npackages = [\"a b\"]\n"),
                 "os-image.debian12.packages[0]",
                 "\"a b\" is not a package name",
             ),
             (
-                "[os-image.debian12]\npackages = [\"a\", \"a\"]\n",
+                with_kernel("[os-image.debian12]\npackages = [\"a\", \"a\"]\n"),
                 "os-image.debian12.packages[1]",
                 "\"a\" is listed twice",
             ),
             (
-                "[os-image.debian12]\npackagez = [\"a\"]\n",
+                with_kernel("[os-image.debian12]\npackagez = [\"a\"]\n"),
                 "packagez",
                 "unknown field",
             ),
+            (
+                "[os-image.debian12]\npackages = [\"a\"]\nkernel = {}\n".to_owned(),
+                "os-image.debian12.kernel",
+                "has no kernel",
+            ),
+            (
+                with_kernel("[os-image.debian12]\npackages = [\"a\"]\n")
+                    .replace("initrd = \"list\"", "initrd = \"dep\""),
+                "os-image.debian12.kernel.cloud.initrd",
+                "\"dep\": expected \"list\"",
+            ),
+            (
+                with_kernel("[os-image.debian12]\npackages = [\"a\"]\n")
+                    .replace("linux-image-cloud-{arch}", "linux image"),
+                "os-image.debian12.kernel.cloud.package",
+                "\"linux image\" is not a package name",
+            ),
         ] {
-            let e = parse_os_image(text).unwrap_err();
+            let e = parse_os_image(&text).unwrap_err();
             assert!(e.contains(key) && e.contains(msg), "{text}: {e}");
         }
     }

@@ -278,7 +278,7 @@ pub fn validate(
 
     let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
     let packages = validate_packages(&mut c, raw, &base);
-    let image = os.and_then(|os| validate_image(&mut c, raw, os));
+    let image = os.and_then(|os| validate_image(&mut c, raw, os, arch));
     let p = &raw.paths;
     let rel = |v: &Option<S>, default: &str| {
         base.join(v.as_ref().map(|s| s.get_ref().as_str()).unwrap_or(default))
@@ -383,15 +383,29 @@ fn validate_packages(c: &mut Ctx<'_>, raw: &RawCluster, base: &Path) -> PackageS
     out
 }
 
-/// `[image]`: Debian 12 only for now (the builder's hooks and kernel are Debian 12's);
-/// extra packages are package names, each once.
-fn validate_image(c: &mut Ctx<'_>, raw: &RawCluster, os: OsId) -> Option<ImageSettings> {
+/// `[image]`: Debian 12 on amd64 only for now (the builder's hooks and kernel are Debian 12's,
+/// its boot loaders GRUB's for BIOS and x86-64 UEFI); extra packages are package names, each
+/// once.
+fn validate_image(
+    c: &mut Ctx<'_>,
+    raw: &RawCluster,
+    os: OsId,
+    arch: Option<Arch>,
+) -> Option<ImageSettings> {
     let img = raw.image.as_ref()?;
     if os != OsId::Debian12 {
         c.err(
             Some(img.span()),
             "image",
             format!("kiln image builds debian12 images only (this cluster's os is {os}); remove [image] or use os = \"debian12\""),
+        );
+        return None;
+    }
+    if let Some(arch @ Arch::Arm64) = arch {
+        c.err(
+            Some(img.span()),
+            "image",
+            format!("kiln image builds amd64 images only (its disk boots with GRUB for BIOS and x86-64 UEFI; this cluster's arch is {arch}); remove [image] or use arch = \"amd64\""),
         );
         return None;
     }
@@ -417,6 +431,13 @@ fn validate_image(c: &mut Ctx<'_>, raw: &RawCluster, os: OsId) -> Option<ImageSe
     Some(ImageSettings {
         os,
         extra,
+        kernel: img
+            .get_ref()
+            .kernel
+            .as_ref()
+            .map(|k| k.get_ref().clone())
+            .unwrap_or_else(|| DEFAULT_IMAGE_KERNEL.to_owned()),
+        initrd_modules: String::new(),
         packages: Vec::new(),
     })
 }

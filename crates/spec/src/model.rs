@@ -362,6 +362,9 @@ impl Default for PackageSettings {
     }
 }
 
+/// The kernel an image has when `[image]` names none: the cloud kernel, for virtual machines.
+pub const DEFAULT_IMAGE_KERNEL: &str = "cloud";
+
 /// `[image]`, validated: the golden OS image of the cluster's OS (`kiln image`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageSettings {
@@ -369,6 +372,11 @@ pub struct ImageSettings {
     pub os: OsId,
     /// Packages beyond the catalog's `[os-image.<os>]` set, in file order.
     pub extra: Vec<String>,
+    /// The catalog's kernel the image has, by name (`[image] kernel`, default
+    /// [`DEFAULT_IMAGE_KERNEL`]).
+    pub kernel: String,
+    /// That kernel's initramfs `MODULES` (`list` or `most`; filled in with `packages`).
+    pub initrd_modules: String,
     /// The whole requested set: the catalog's packages, then `extra`, without repeats
     /// (filled in when the project is validated against the catalog).
     pub packages: Vec<String>,

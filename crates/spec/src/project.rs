@@ -303,6 +303,32 @@ pub fn validate(cluster_file: &Path, files: &dyn Files) -> Result<Project, Diagn
                 let arch = cluster.arch.as_str();
                 let mut all: Vec<String> =
                     base.packages.iter().map(|p| p.replace("{arch}", arch)).collect();
+                match base.kernel.get(&img.kernel) {
+                    Some(k) => {
+                        all.push(k.package.replace("{arch}", arch));
+                        img.initrd_modules = k.initrd.clone();
+                    }
+                    None => {
+                        let span = raw.image.as_ref().map(|i| {
+                            i.get_ref().kernel.as_ref().map(|k| k.span()).unwrap_or(i.span())
+                        });
+                        diags.push(
+                            Diagnostic::error(cluster_file, &text, span)
+                                .key("image.kernel")
+                                .msg(format!(
+                                    "{} has no [os-image.{}.kernel.{}]; expected one of {}",
+                                    cat_file.display(),
+                                    img.os,
+                                    img.kernel,
+                                    base.kernel
+                                        .iter()
+                                        .map(|(n, k)| format!("{n:?} ({})", k.description))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )),
+                        );
+                    }
+                }
                 let extra: Vec<String> =
                     img.extra.iter().filter(|p| !all.contains(p)).cloned().collect();
                 all.extend(extra);

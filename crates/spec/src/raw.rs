@@ -112,6 +112,8 @@ pub struct RawImage {
     /// Packages beyond the catalog's `[os-image.<os>]` set.
     #[serde(default)]
     pub packages: Vec<S>,
+    /// Which of the catalog's `[os-image.<os>.kernel.<name>]` the image has (default `cloud`).
+    pub kernel: Option<S>,
 }
 
 /// `[network]`.
