@@ -305,6 +305,7 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
     let listing = String::from_utf8_lossy(&listing.stdout);
     for path in [
         "root/usr/lib/live/boot/9990-overlay.sh",
+        "root/usr/lib/live/boot/9990-fstab.sh",
         "root/usr/bin/cloud-init",
         "root/etc/cloud/cloud.cfg.d",
     ] {
@@ -313,6 +314,13 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
             "{path} not in root.squashfs"
         );
     }
+    // But not the disk's fstab (its root is the ext4 partition): live-boot writes the live
+    // system's own.
+    assert!(
+        listing.lines().any(|l| l == "root/etc/hosts")
+            && !listing.lines().any(|l| l == "root/etc/fstab"),
+        "root.squashfs has the disk's /etc/fstab"
+    );
     // Nothing but the image folder is left in the out folder (no staging or scratch).
     assert_eq!(names(dirs[1].parent().unwrap()), ["golden-image"]);
 

@@ -266,7 +266,10 @@ pub(crate) fn qcow2(raw: &Path, dest: &Path) -> Result<(), GoldenError> {
 
 /// The netboot set's root file system: a squashfs of the tree, reproducible (`-reproducible`,
 /// every time and the superblock's set to the epoch, inodes in sorted order whatever the
-/// number of threads), gzip-compressed as live-boot's initrd reads it.
+/// number of threads), gzip-compressed as live-boot's initrd reads it. Without `/etc/fstab`:
+/// the disk's names the ext4 root (`LABEL=rootfs`), which a live system does not have, and
+/// live-boot appends its overlay root to a file that is there (systemd then warns of two root
+/// entries) but writes one of its own, the overlay root and a tmpfs `/tmp`, where none is.
 pub(crate) fn squashfs(root: &Path, dest: &Path, epoch: u64) -> Result<(), GoldenError> {
     let temp = kiln_fsio::TempFile::beside(dest, 0o644)?;
     let epoch = epoch.to_string();
@@ -276,6 +279,7 @@ pub(crate) fn squashfs(root: &Path, dest: &Path, epoch: u64) -> Result<(), Golde
             .arg(temp.path())
             .args(["-noappend", "-reproducible", "-comp", "gzip"])
             .args(["-mkfs-time", &epoch, "-all-time", &epoch])
+            .args(["-e", "etc/fstab"])
             .args(["-no-progress", "-quiet"]),
         "mksquashfs",
     )?;
