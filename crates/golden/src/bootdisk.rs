@@ -357,32 +357,31 @@ pub(crate) fn assemble(
     file.seek(SeekFrom::Start(BIOS_BOOT.offset()))
         .map_err(io("seek"))?;
     file.write_all(&core).map_err(io("write"))?;
-    copy_sparse(&esp, &mut file, ESP, &disk)?;
-    copy_sparse(ext4, &mut file, ROOT, &disk)?;
+    copy_sparse(&esp, &mut file, (ESP, "EFI system"), &disk)?;
+    copy_sparse(ext4, &mut file, (ROOT, FS_LABEL), &disk)?;
     file.sync_all().map_err(io("sync"))?;
     drop(file);
     temp.commit(dest)?;
     Ok(())
 }
 
-/// Copies `src` into `disk` at `part`, skipping zero blocks (the disk's holes stay holes).
+/// Copies `src` into `disk` at `part` (named for errors), skipping zero blocks (the disk's
+/// holes stay holes).
 fn copy_sparse(
     src: &Path,
     disk: &mut File,
-    part: Part,
+    (part, name): (Part, &'static str),
     disk_path: &Path,
 ) -> Result<(), GoldenError> {
     let len = fs::metadata(src)
         .map_err(GoldenError::io("read", src))?
         .len();
     if len > part.size_mib * MIB {
-        return Err(GoldenError::GrubImage {
-            what: "partition content",
-            reason: format!(
-                "{} is {len} bytes, larger than its {} MiB partition",
-                src.display(),
-                part.size_mib
-            ),
+        return Err(GoldenError::PartitionOverflow {
+            path: src.to_owned(),
+            size: len,
+            partition: name,
+            size_mib: part.size_mib,
         });
     }
     let mut input = File::open(src).map_err(GoldenError::io("open", src))?;
@@ -481,6 +480,44 @@ mod tests {
         other[510] = 0;
         let unknown = embed_core(&other, 2048, 2048).unwrap_err().to_string();
         assert!(unknown.contains("block list"), "{unknown}");
+    }
+
+    #[test]
+    fn content_lands_at_its_partition_with_zero_blocks_left_as_holes_and_never_overflows() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("content");
+        // A zero MiB, then a MiB of data, then zeros again.
+        let mut content = vec![0u8; 3 << 20];
+        content[MIB as usize..2 * MIB as usize].fill(0xa5);
+        fs::write(&src, &content).unwrap();
+        let disk_path = tmp.path().join("disk");
+        let mut disk = File::create(&disk_path).unwrap();
+        disk.set_len(8 * MIB).unwrap();
+        let part = Part {
+            start_mib: 4,
+            size_mib: 3,
+        };
+        copy_sparse(&src, &mut disk, (part, "test"), &disk_path).unwrap();
+        drop(disk);
+        let written = fs::read(&disk_path).unwrap();
+        assert_eq!(&written[4 << 20..7 << 20], &content[..]);
+        assert!(written[..4 << 20].iter().all(|&b| b == 0));
+        // Only the data MiB is allocated.
+        assert_eq!(fs::metadata(&disk_path).unwrap().blocks() * 512, MIB);
+
+        let small = Part {
+            start_mib: 4,
+            size_mib: 2,
+        };
+        let mut disk = File::options().write(true).open(&disk_path).unwrap();
+        let err = copy_sparse(&src, &mut disk, (small, "test"), &disk_path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("3145728 bytes, larger than the disk's 2 MiB test partition"),
+            "{err}"
+        );
     }
 
     #[test]

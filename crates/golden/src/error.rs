@@ -66,6 +66,19 @@ pub enum GoldenError {
         /// What is wrong.
         reason: String,
     },
+    /// A partition's content (the EFI system partition, the root file system) is larger than
+    /// the partition.
+    #[error("{} is {size} bytes, larger than the disk's {size_mib} MiB {partition} partition", path.display())]
+    PartitionOverflow {
+        /// The content.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The partition's name.
+        partition: &'static str,
+        /// The partition's size.
+        size_mib: u64,
+    },
     /// The EFI system partition's FAT volume could not be written.
     #[error("the EFI system partition: {0}")]
     Fat(String),
