@@ -22,8 +22,9 @@
 #      resolves, `kubectl logs` and `exec` work, and the API answers through the VIP with
 #      master01's API server stopped (crates/boot/tests/e2e/);
 #   4. the golden image: `kiln image` of examples/golden (cached in /var/tmp/kiln-golden-image/
-#      by its inputs: the build is reproducible), etcd1 booted by `kiln boot` as a QEMU guest from
-#      the image's qcow2, kernel and initrd, and etcd2 in the same boot from the network (an empty
+#      by its inputs: the build is reproducible), its disk booted alone through the BIOS, etcd1
+#      booted by `kiln boot` as a QEMU guest from the image's qcow2 through UEFI (OVMF, GRUB),
+#      and etcd2 in the same boot from the network (an empty
 #      disk, QEMU's iPXE ROM, `kiln serve --dhcp` on the link, the image's live root): one etcd
 #      cluster; a replayed secrets URL and an unknown MAC get nothing (about 3-5 min);
 #   5. last, when CI's time allows (see below): the kubeadm example, master01 and
