@@ -321,6 +321,32 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
             && !listing.lines().any(|l| l == "root/etc/fstab"),
         "root.squashfs has the disk's /etc/fstab"
     );
+    // The image's cloud-init configuration passes cloud-init's own schema (the guest merges it
+    // with each seed's user-data, which the seeds' tests check, and warns on every boot if the
+    // whole is invalid).
+    let cfg = Command::new("unsquashfs")
+        .args(["-cat"])
+        .arg(dirs[0].join("root.squashfs"))
+        .arg("etc/cloud/cloud.cfg.d/90-kiln.cfg")
+        .output()
+        .unwrap();
+    assert!(cfg.status.success(), "{cfg:?}");
+    let cfg_file = tmp.path().join("90-kiln.cfg");
+    let mut text = b"#cloud-config\n".to_vec();
+    text.extend_from_slice(&cfg.stdout);
+    fs::write(&cfg_file, &text).unwrap();
+    let schema = crate::seeds::tool("cloud-init", "cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(&cfg_file)
+        .output()
+        .unwrap();
+    assert!(
+        schema.status.success() && String::from_utf8_lossy(&cfg.stdout).contains("NoCloud"),
+        "{}{}{}",
+        String::from_utf8_lossy(&text),
+        String::from_utf8_lossy(&schema.stdout),
+        String::from_utf8_lossy(&schema.stderr)
+    );
     // Nothing but the image folder is left in the out folder (no staging or scratch).
     assert_eq!(names(dirs[1].parent().unwrap()), ["golden-image"]);
 
@@ -469,7 +495,7 @@ fn golden_image_builds_offline_twice_to_the_same_bytes_and_holds_what_the_hooks_
     // The root tree as the guest image's hooks set it.
     assert_eq!(
         disk_file(&disk, "/etc/cloud/cloud.cfg.d/90-kiln.cfg").as_deref(),
-        Some("datasource_list: [ NoCloud, None ]\nlocale: C.UTF-8\nssh_genkeytypes: []\n")
+        Some("datasource_list: [ NoCloud, None ]\nlocale: C.UTF-8\nssh_keys: {}\n")
     );
     assert_eq!(disk_file(&disk, "/etc/machine-id").as_deref(), Some(""));
     assert_eq!(disk_file(&disk, "/etc/resolv.conf").as_deref(), Some(""));

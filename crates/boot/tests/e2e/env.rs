@@ -97,6 +97,20 @@ pub fn kiln_bin() -> PathBuf {
 /// Where a VM test keeps its serial logs: outside its temp folder, so they
 /// are still there to read when it fails (`$TMPDIR/kiln-e2e-logs/<test>`,
 /// emptied first).
+/// cloud-init's own word that the configuration it ran with (the image's `cloud.cfg.d` and the
+/// seed's user-data, merged) breaks its schema: with it a key may be ignored, so no console may
+/// show it.
+pub const INVALID_CLOUD_CONFIG: &str = "Invalid cloud-config provided";
+
+/// The console lines of `console` (a host's serial log) where cloud-init found its merged
+/// configuration invalid (see [`INVALID_CLOUD_CONFIG`]).
+pub fn invalid_cloud_config(console: &str) -> Vec<&str> {
+    console
+        .lines()
+        .filter(|l| l.contains(INVALID_CLOUD_CONFIG))
+        .collect()
+}
+
 pub fn log_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join("kiln-e2e-logs").join(test);
     let _ = std::fs::remove_dir_all(&dir);

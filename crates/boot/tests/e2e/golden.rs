@@ -171,6 +171,13 @@ fn golden_image_boots_one_member_from_its_disk_and_one_from_the_network() {
                 "{host}: {marker}\n{c}"
             );
         }
+        // The image's cloud-init configuration and the seed's user-data (the network seed's
+        // too) make a configuration cloud-init's own schema accepts.
+        assert_eq!(
+            crate::env::invalid_cloud_config(&c),
+            Vec::<&str>::new(),
+            "{host}"
+        );
     }
 
     // etcd1 came up through UEFI: OVMF started GRUB from the EFI system partition, which

@@ -567,6 +567,11 @@ pub(crate) fn check_host(host: &kiln_boot::HostReport, p: &mut Problems) {
     p.check(host.phase == HostPhase::Ready, || {
         format!("{name}: {}", host.phase)
     });
+    let console = fs::read_to_string(&host.serial_log).unwrap_or_default();
+    let invalid = crate::env::invalid_cloud_config(&console);
+    p.check(invalid.is_empty(), || {
+        format!("{name}: cloud-init's configuration breaks its schema: {invalid:?}")
+    });
     let runs = runs(&host.serial_log);
     if runs.len() != 2 {
         p.check(false, || {
