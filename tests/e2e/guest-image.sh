@@ -112,7 +112,7 @@ build_rootfs() {
                 > "$1/etc/systemd/system/systemd-remount-fs.service.d/kiln-not-in-container.conf"
             # cloud-init: only NoCloud (seed folder, CIDATA disk, nocloud-net), no probing.
             # C.UTF-8 is built into libc: no locales package, no failing cc_locale; no sshd
-            # in the image, so no host keys to generate: an empty ssh_keys (cloud-init's schema
+            # in the image, so no host keys to generate: an empty ssh_keys (the schema of cloud-init
             # refuses an empty ssh_genkeytypes and warns on every boot) makes cc_ssh make none.
             printf "datasource_list: [ NoCloud, None ]\nlocale: C.UTF-8\nssh_keys: {}\n" > "$1/etc/cloud/cloud.cfg.d/90-kiln.cfg"
             # mmdebstrap copies the build host'"'"'s name; the seed or the container names the guest.

@@ -59,6 +59,11 @@ if [ -z "${KILN_GUEST:-}" ]; then
     tests/e2e/guest-image.sh | tee "$log"
     KILN_GUEST=$(tail -n 1 "$log")
     rm -f "$log"
+    # The pipe hides the script's exit status: a failed build leaves no image folder.
+    if [ ! -f "$KILN_GUEST/disk.qcow2" ]; then
+        echo "e2e: tests/e2e/guest-image.sh made no guest image (its output is above)" >&2
+        exit 1
+    fi
 fi
 export KILN_GUEST
 stamp "guest image: $KILN_GUEST"
