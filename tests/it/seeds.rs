@@ -316,7 +316,8 @@ pub(crate) fn runcmd_of(user_data: &std::path::Path) -> String {
 /// Runs a seed's runcmd `script` twice as cloud-init would, in a mount namespace of its own
 /// where `seed` is the NoCloud seed folder, `/var/lib` is empty and `/etc/kiln/signing.pub` is
 /// `key` (as write_files places it; `/etc` is an overlay there); install.sh installs under
-/// `root` and stops after its first step. Returns stdout and stderr of both runs.
+/// `root` and stops after its first step (killed: its work folder stays, in a `TMPDIR` beside
+/// `root`, not in the machine's). Returns stdout and stderr of both runs.
 pub(crate) fn run_seed_script(
     script: &str,
     seed: &std::path::Path,
@@ -339,6 +340,8 @@ mount -t overlay kiln -o "lowerdir=/etc,upperdir=$3/upper,workdir=$3/work" /etc 
 mkdir -p /etc/kiln && cp "$4" /etc/kiln/signing.pub || exit 98
 for run in 1 2; do dash -c "$2" 2>&1; echo "run $run: exit $?"; done
 ls /var/lib/kiln/downloads"#;
+    let tmpdir = root.with_extension("tmp");
+    fs::create_dir_all(&tmpdir).unwrap();
     let r = Command::new("unshare")
         .args([
             "--mount",
@@ -357,6 +360,7 @@ ls /var/lib/kiln/downloads"#;
         .env("KILN_EXPECT_HOST", host)
         .env("KILN_NO_SYSTEMCTL", "1")
         .env("KILN_TEST_KILL_AT", "verify")
+        .env("TMPDIR", &tmpdir)
         .output()
         .unwrap();
     assert!(r.status.success(), "{r:?}");
