@@ -21,7 +21,8 @@
 # to wait for another install.sh holding the lock, default 60), KILN_HEALTH_WAIT /
 # KILN_HEALTH_TRIES / KILN_HEALTH_INTERVAL / KILN_HEALTH_TIMEOUT (each role's HEALTH is
 # retried 2 s apart, 30 s each try, for up to 900 s of wall time; TRIES also caps the tries),
-# KILN_TEST_KILL_AT=<step> (tests: kill -9 ourselves right after that step's marker).
+# KILN_TEST_KILL_AT=<step> (tests: kill -9 ourselves right after that step's marker; also
+# `switched`: in the install step, right after the files are renamed into place).
 #
 # Every step prints exactly one marker `KILN <step> ok|fail <details>`, in this order:
 # verify list preflight extract manifest prep packages install images units health state
@@ -62,8 +63,9 @@ say() { # one marker line on stdout and, best effort, on the console
 }
 ok() {
     say "$STEP ok $*"
-    if [ "${KILN_TEST_KILL_AT:-}" = "$STEP" ]; then kill -9 $$; fi
+    kill_point "$STEP"
 }
+kill_point() { if [ "${KILN_TEST_KILL_AT:-}" = "$1" ]; then kill -9 $$; fi; }
 fail() { FAILED=1; say "$STEP fail $*"; exit 1; }
 on_exit() {
     if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
@@ -739,6 +741,14 @@ step_install() {
         cat "$STATE_DIR/pending-restart" "$WORK/restart" 2>/dev/null | sort -u >"$STATE_DIR/pending-restart.new"
         replace_file "$STATE_DIR/pending-restart.new" "$STATE_DIR/pending-restart"
     fi
+    # Before any file of this run is switched in, the files list covers them too (with the
+    # installed generation's): a kill between the switch and retire's new lists leaves files the
+    # next run, of whichever generation, removes when it does not have them.
+    awk '{ print $3 }' "$WORK/plan" | sort >"$WORK/paths"
+    if [ -f "$STATE_DIR/switch" ]; then
+        { cat "$WORK/paths" && { cat "$STATE_DIR/files" 2>/dev/null || :; }; } | sort -u >"$STATE_DIR/files.new"
+        state_file files || :
+    fi
     changed=0
     if [ -f "$STATE_DIR/switch" ]; then
         sync
@@ -749,6 +759,7 @@ step_install() {
         changed=$(wc -l <"$STATE_DIR/switch")
         rm -f "$STATE_DIR/switch"
     fi
+    kill_point switched
     retire
     CHANGED=$((CHANGED + changed + modes + REMOVED + RETIRED_N))
     extra=''
@@ -760,8 +771,7 @@ step_install() {
 # units are stopped and disabled, then its files removed, then this generation's lists replace
 # them. Reruns redo it until the new lists are written, so a kill anywhere converges.
 REMOVED=0 RETIRED='' RETIRED_N=0
-retire() {
-    awk '{ print $3 }' "$WORK/plan" | sort >"$WORK/paths"
+retire() { # $WORK/paths: this generation's files, sorted
     sort "$WORK/units" >"$WORK/units.sorted"
     if [ -f "$STATE_DIR/units" ]; then
         sort "$STATE_DIR/units" | comm -23 - "$WORK/units.sorted" >"$WORK/retired"

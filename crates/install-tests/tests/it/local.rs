@@ -191,6 +191,54 @@ fn kill_after_every_step_marker_then_rerun_converges_under_busybox_sh() {
     kill_after_every_step_marker(Shell::Busybox);
 }
 
+/// A run killed after its files are renamed into place, before it records them: the next run,
+/// of the generation still installed, removes the file only the killed one had (CI's random
+/// kills found it left behind).
+#[test]
+fn files_switched_in_by_a_killed_run_of_another_generation_are_removed_by_the_next_run() {
+    for shell in Shell::ALL {
+        let reference = Sandbox::new();
+        let gen1 = build(&reference, "gen1", 1);
+        reference.run(shell, &gen1, &[]).expect_ok();
+        let outside_state = |sb: &Sandbox| {
+            let mut t = content_tree(sb);
+            t.retain(|p, _| !p.starts_with("var/lib/kiln"));
+            t
+        };
+        let want = outside_state(&reference);
+
+        let sb = Sandbox::new();
+        sb.run(shell, &gen1, &[]).expect_ok();
+        let mut roles = crate::common::roles(2);
+        roles[1]
+            .files
+            .push(file("/etc/demo/only-in-2.conf", 0o644, "generation 2\n"));
+        let gen2 = write_build(&sb.path().join("gen2"), &crate::common::host(2), &roles);
+        let killed = sb.run(shell, &gen2, &[("KILN_TEST_KILL_AT", "switched")]);
+        let last = killed.markers().pop().expect("markers before the kill");
+        assert!(
+            killed.status.code().is_none() && last.step == "packages",
+            "{shell:?}: expected a kill inside the install step\n{}",
+            killed.describe()
+        );
+        assert!(sb.root.join("etc/demo/only-in-2.conf").exists());
+
+        let rerun = sb.run(shell, &gen1, &[]);
+        rerun.expect_ok();
+        assert!(
+            rerun.stdout.contains(" removed=1\n"),
+            "{shell:?}: {}",
+            rerun.describe()
+        );
+        assert_installed(&sb, 1);
+        assert_eq!(
+            outside_state(&sb),
+            want,
+            "{shell:?}: the rerun of generation 1 did not converge"
+        );
+    }
+}
+
 #[test]
 fn under_kiln_root_units_are_enabled_offline_with_systemctl_root() {
     kiln_install_tests::require_tool("systemctl", "systemd");
