@@ -33,12 +33,13 @@
 # not yet switched in are removed: the host keeps its previous files and state. The state
 # folder lists the files and units each generation installed: the next one stops and disables
 # the units it no longer has and removes such files (`KILN install ok … removed=N
-# retired=UNIT,…`). The inputs of the converged generation and of the one before it are kept
-# in $KILN_STATE_DIR/kept/<build id>/; an upgrade whose health check fails reinstalls the
-# installed generation from there (`KILN rollback ok|fail …`) and exits 1. Every step is
-# idempotent, files are switched by rename and the state is written last, so a run
-# killed anywhere converges when rerun; a rerun on a converged host changes nothing
-# and ends with `KILN done ok ... unchanged`.
+# retired=UNIT,…`). A run adds its files to that list before it switches any in, so the files of
+# a run killed midway are removed by the next run that does not have them. The inputs of the
+# converged generation and of the one before it are kept in $KILN_STATE_DIR/kept/<build id>/;
+# an upgrade whose health check fails reinstalls the installed generation from there (`KILN
+# rollback ok|fail …`) and exits 1. Every step is idempotent, files are switched by rename and
+# the state is written last, so a run killed anywhere converges when rerun; a rerun on a
+# converged host changes nothing and ends with `KILN done ok ... unchanged`.
 #
 # POSIX sh (dash, busybox sh, bash); needs coreutils, tar, gzip, sed, awk, grep, findutils
 # and flock (util-linux); systemctl when a bundle has units, timeout when it has a health
