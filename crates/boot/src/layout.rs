@@ -61,8 +61,10 @@ pub struct HostPlan {
     pub roles: Vec<String>,
     /// Lowercase MAC address.
     pub mac: String,
-    /// The seed image to attach, absolute or relative to the working folder.
-    pub seed: PathBuf,
+    /// The seed image to attach, absolute or relative to the working folder; none for a host
+    /// that boots without one (a container takes the seed folder, a network boot `kiln serve`'s
+    /// seed).
+    pub seed: Option<PathBuf>,
     /// The seed's user-data, if the build left the seed folder beside it.
     pub user_data: PathBuf,
     /// The shared bundle medium to attach beside the seed, read-only.
@@ -128,13 +130,15 @@ impl Layout {
     /// The hosts to boot, in `vagrant.json`'s order: all of them, or those
     /// named in `only` (each must exist). Checks names, MACs, seed paths and
     /// sizes; seed paths are resolved against `dir`, the folder holding
-    /// `vagrant.json`.
+    /// `vagrant.json`. The hosts in `seedless` boot without a seed image, so
+    /// the build need not have made one for them.
     pub fn plan(
         &self,
         dir: &Path,
         only: Option<&[String]>,
         seed: SeedKind,
         memory_override: Option<u32>,
+        seedless: &[String],
     ) -> Result<Vec<HostPlan>, BootError> {
         let file = dir.join(LAYOUT_FILE);
         let bad = |reason: String| BootError::Layout {
@@ -176,27 +180,10 @@ impl Layout {
         let wanted = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
         let mut plans = Vec::new();
         for host in self.hosts.iter().filter(|h| wanted(&h.name)) {
-            let (key, rel) = match seed {
-                SeedKind::Iso => ("seed_iso", &host.seed_iso),
-                SeedKind::Vfat => ("seed_img", &host.seed_img),
+            let seed_path = match seedless.contains(&host.name) {
+                true => None,
+                false => Some(seed_image(dir, host, seed, &bad)?),
             };
-            let rel = rel.as_deref().ok_or_else(|| {
-                bad(format!(
-                    "host {} has no {key} (build the {} seed, or boot with the other seed kind)",
-                    host.name,
-                    seed.name()
-                ))
-            })?;
-            check_relative(rel)
-                .map_err(|r| bad(format!("host {}: {key} {rel:?} {r}", host.name)))?;
-            let seed_path = dir.join(rel);
-            if !seed_path.is_file() {
-                return Err(BootError::Missing {
-                    what: "seed image",
-                    path: seed_path,
-                    hint: format!(" (host {}, {key} in {LAYOUT_FILE})", host.name),
-                });
-            }
             let bundle_medium = match &host.bundle_medium {
                 None => None,
                 Some(rel) => {
@@ -251,6 +238,36 @@ impl Layout {
         }
         Ok(plans)
     }
+}
+
+/// The `seed` image of `host`, checked: named in the layout, a relative path, and there.
+fn seed_image(
+    dir: &Path,
+    host: &LayoutHost,
+    seed: SeedKind,
+    bad: &dyn Fn(String) -> BootError,
+) -> Result<PathBuf, BootError> {
+    let (key, rel) = match seed {
+        SeedKind::Iso => ("seed_iso", &host.seed_iso),
+        SeedKind::Vfat => ("seed_img", &host.seed_img),
+    };
+    let rel = rel.as_deref().ok_or_else(|| {
+        bad(format!(
+            "host {} has no {key} (build the {} seed, or boot with the other seed kind)",
+            host.name,
+            seed.name()
+        ))
+    })?;
+    check_relative(rel).map_err(|r| bad(format!("host {}: {key} {rel:?} {r}", host.name)))?;
+    let seed_path = dir.join(rel);
+    if !seed_path.is_file() {
+        return Err(BootError::Missing {
+            what: "seed image",
+            path: seed_path,
+            hint: format!(" (host {}, {key} in {LAYOUT_FILE})", host.name),
+        });
+    }
+    Ok(seed_path)
 }
 
 /// Host names become file names: `[A-Za-z0-9._-]`, not starting with `.` or `-`.

@@ -46,7 +46,20 @@ pub fn boot(opts: &BootOptions, events: &dyn BootEvents) -> Result<BootReport, B
     let started = Instant::now();
     let dir = cluster_dir(&opts.out)?;
     let layout = Layout::load(&dir)?;
-    let hosts = layout.plan(&dir, opts.hosts.as_deref(), opts.seed, opts.memory_mb)?;
+    // Containers take their seed folder and network boots kiln serve's seed: no seed image.
+    let seedless: Vec<String> = opts
+        .containers
+        .iter()
+        .chain(&opts.netboot)
+        .cloned()
+        .collect();
+    let hosts = layout.plan(
+        &dir,
+        opts.hosts.as_deref(),
+        opts.seed,
+        opts.memory_mb,
+        &seedless,
+    )?;
     if let Some(gb) = opts.disk_gb.filter(|gb| !qemu::DISK_GB.contains(gb)) {
         return Err(BootError::DiskSize {
             gb,
@@ -338,7 +351,11 @@ impl Launcher<'_> {
                 let boot = match (&guest.kind, self.image_start) {
                     (Kind::Qemu(_), Some(start)) => GuestBoot::Disk {
                         start: start.start(&opts.kernel_args),
-                        seed: &guest.plan.seed,
+                        seed: guest
+                            .plan
+                            .seed
+                            .as_deref()
+                            .expect("a host booting from the image has its seed image checked"),
                         bundle_medium: guest.plan.bundle_medium.as_deref(),
                     },
                     (Kind::Qemu(_), ..) => unreachable!("a host booting from the image has it"),

@@ -114,7 +114,13 @@ pub fn upgrade(
             known: kept.guests.iter().map(|(g, _)| g.clone()).collect(),
         });
     }
-    let plans = layout.plan(&dir, Some(&wanted), opts.seed, opts.memory_mb)?;
+    let plans = layout.plan(
+        &dir,
+        Some(&wanted),
+        opts.seed,
+        opts.memory_mb,
+        &kept.containers,
+    )?;
     let start = image_start(opts)?;
     let rootfs = match kept.containers.is_empty() {
         true => None,

@@ -204,7 +204,9 @@ fn the_layout_keeps_unknown_keys_working() {
     assert_eq!(layout.cluster, "lab");
     assert_eq!(layout.hosts[1].name, "etcd2");
     assert_eq!(layout.hosts[1].memory_mb, Some(512));
-    let plans = layout.plan(&dir, None, SeedKind::Iso, Some(2048)).unwrap();
+    let plans = layout
+        .plan(&dir, None, SeedKind::Iso, Some(2048), &[])
+        .unwrap();
     assert_eq!(plans.len(), 2);
     assert!(matches!(
         boot(&BootOptions::new(tmp.path(), "x"), &()),
@@ -264,4 +266,32 @@ fn network_booted_hosts_must_exist_be_qemu_guests_and_have_a_server_on_the_link(
     );
     // Nothing was started or left: no run folder, no logs.
     assert!(!tmp.path().join("out/lab/boot").exists());
+}
+
+#[test]
+fn hosts_booting_without_a_seed_image_need_none_in_the_build() {
+    // A build with `--seed dir` only: vagrant.json names no seed image.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = cluster(tmp.path());
+    let json = r#"{"cluster":"lab","hosts":[
+        {"name":"etcd1","ip":"10.77.0.11","mac":"52:54:00:77:00:11"},
+        {"name":"etcd2","ip":"10.77.0.12","mac":"52:54:00:77:00:12"}]}"#;
+    std::fs::write(dir.join("vagrant.json"), json).unwrap();
+    let layout = Layout::load(&dir).unwrap();
+    let seedless = ["etcd1".to_owned(), "etcd2".to_owned()];
+    let plans = layout
+        .plan(&dir, None, SeedKind::Iso, None, &seedless)
+        .unwrap();
+    assert!(plans.iter().all(|p| p.seed.is_none()), "{plans:?}");
+    // A host that boots from the image still needs its seed image, named as before.
+    let e = layout
+        .plan(&dir, None, SeedKind::Iso, None, &seedless[..1])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "host etcd2 has no seed_iso (build the iso seed, or boot with the other seed kind)"
+        ),
+        "{e}"
+    );
 }
