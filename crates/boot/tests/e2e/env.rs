@@ -94,9 +94,6 @@ pub fn kiln_bin() -> PathBuf {
     bin
 }
 
-/// Where a VM test keeps its serial logs: outside its temp folder, so they
-/// are still there to read when it fails (`$TMPDIR/kiln-e2e-logs/<test>`,
-/// emptied first).
 /// cloud-init's own word that the configuration it ran with (the image's `cloud.cfg.d` and the
 /// seed's user-data, merged) breaks its schema: with it a key may be ignored, so no console may
 /// show it.
@@ -111,6 +108,9 @@ pub fn invalid_cloud_config(console: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Where a VM test keeps its serial logs: outside its temp folder, so they
+/// are still there to read when it fails (`$TMPDIR/kiln-e2e-logs/<test>`,
+/// emptied first).
 pub fn log_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join("kiln-e2e-logs").join(test);
     let _ = std::fs::remove_dir_all(&dir);
